@@ -1,0 +1,47 @@
+//! How a domain event becomes a ledger payload and back.
+//!
+//! The ledger stores `event_type`, `event_version` and the event body separately, so the
+//! body is the variant's fields alone, without serde's enum wrapper. Kafka consumers and
+//! auditors then read `{"name": ..}` rather than `{"PolicyCreated": {"name": ..}}`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerEventError {
+    #[error("event does not serialize as a single-variant object")]
+    NotAVariant,
+    #[error("cannot decode {event_type}: {source}")]
+    Decode {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Implemented for every aggregate's event enum (externally tagged, one struct-like
+/// variant per event type).
+pub trait LedgerEvent: Serialize + DeserializeOwned + Sized {
+    /// The body recorded in the ledger for this event.
+    fn ledger_payload(&self) -> Result<Value, LedgerEventError> {
+        match serde_json::to_value(self)? {
+            Value::Object(map) if map.len() == 1 => {
+                map.into_iter().next().map(|(_, body)| body).ok_or(LedgerEventError::NotAVariant)
+            }
+            _ => Err(LedgerEventError::NotAVariant),
+        }
+    }
+
+    /// Rebuilds the event from a ledger row.
+    fn from_ledger(event_type: &str, payload: Value) -> Result<Self, LedgerEventError> {
+        let mut map = serde_json::Map::with_capacity(1);
+        map.insert(event_type.to_owned(), payload);
+        serde_json::from_value(Value::Object(map)).map_err(|source| LedgerEventError::Decode {
+            event_type: event_type.to_owned(),
+            source,
+        })
+    }
+}

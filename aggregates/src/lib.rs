@@ -1,0 +1,20 @@
+//! The pure domain of the governance engine.
+//!
+//! Layout:
+//! - [`ids`]: parsed identifiers and bounded strings (`TenantId`, `PolicyId`, `Actor`, ...).
+//!   Every value that crosses the domain boundary is parsed once, here, by a fallible
+//!   constructor, so the rest of the code never re-validates.
+//! - [`policy`]: the Policy aggregate (commands, events, state machine) built on
+//!   `cqrs_es::Aggregate`.
+//!
+//! Nothing in this crate performs I/O: no HTTP, SQL or Kafka. Adapters in the service
+//! crate persist the events this crate emits (to the ledger) and project them (to read
+//! models). That keeps every invariant testable in microseconds with
+//! `cqrs_es::test::TestFramework`.
+
+pub mod ids;
+pub mod ledger_event;
+pub mod policy;
+
+pub use ids::{Actor, Description, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+pub use ledger_event::{LedgerEvent, LedgerEventError};

@@ -1,0 +1,63 @@
+//! Commands on the Policy aggregate. Every command carries the tenant it acts for (checked
+//! against the aggregate's owner), the actor and a reason, which end up in the ledger.
+
+use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyCommand {
+    Create {
+        policy_id: PolicyId,
+        tenant_id: TenantId,
+        name: PolicyName,
+        description: Description,
+        rego: RegoSource,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+    AddVersion {
+        tenant_id: TenantId,
+        rego: RegoSource,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+    /// `version: None` activates the newest version.
+    Activate {
+        tenant_id: TenantId,
+        version: Option<u32>,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+    Deactivate {
+        tenant_id: TenantId,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+    Archive {
+        tenant_id: TenantId,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+}
+
+impl PolicyCommand {
+    pub fn tenant_id(&self) -> TenantId {
+        match self {
+            Self::Create { tenant_id, .. }
+            | Self::AddVersion { tenant_id, .. }
+            | Self::Activate { tenant_id, .. }
+            | Self::Deactivate { tenant_id, .. }
+            | Self::Archive { tenant_id, .. } => *tenant_id,
+        }
+    }
+
+    /// The transition's name, as listed in `allowed_transitions`.
+    pub fn transition(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::AddVersion { .. } => "add_version",
+            Self::Activate { .. } => "activate",
+            Self::Deactivate { .. } => "deactivate",
+            Self::Archive { .. } => "archive",
+        }
+    }
+}

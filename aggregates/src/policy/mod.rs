@@ -1,0 +1,22 @@
+//! The Policy aggregate: a tenant's Rego policy, its versions and its lifecycle.
+//!
+//! ```text
+//!            add_version (any state but archived)
+//!   create ──► draft ──activate──► active ──deactivate──► inactive
+//!                 │                  ▲  │ activate (another version)   │
+//!                 │                  └──┴──────────activate────────────┘
+//!                 └──archive──► archived ◄──archive── inactive
+//! ```
+//! An active policy must be deactivated before it is archived, so that no caller is
+//! evaluating against a policy that silently disappears.
+
+mod aggregate;
+mod commands;
+mod events;
+
+pub use aggregate::{Policy, PolicyError, PolicyStatus};
+pub use commands::PolicyCommand;
+pub use events::PolicyEvent;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Given/when/then tests of the Policy aggregate's invariants.
+
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::ids::{Actor, Description, PolicyId, PolicyName, RegoSource, TenantId};
+
+type PolicyTest = TestFramework<Policy>;
+
+fn tenant() -> TenantId {
+    TenantId::parse("11111111-1111-4111-8111-111111111111").unwrap()
+}
+fn other_tenant() -> TenantId {
+    TenantId::parse("22222222-2222-4222-8222-222222222222").unwrap()
+}
+fn policy_id() -> PolicyId {
+    PolicyId::parse("33333333-3333-4333-8333-333333333333").unwrap()
+}
+fn actor() -> Actor {
+    Actor::parse("alice").unwrap()
+}
+fn rego(n: u32) -> RegoSource {
+    RegoSource::parse(&format!("package p\nallow := {n} > 0")).unwrap()
+}
+fn created() -> PolicyEvent {
+    PolicyEvent::PolicyCreated {
+        policy_id: policy_id(),
+        tenant_id: tenant(),
+        name: PolicyName::parse("gate").unwrap(),
+        description: Description::default(),
+        version: 1,
+        rego: rego(1),
+        actor: actor(),
+        reason: None,
+    }
+}
+fn activated(version: u32) -> PolicyEvent {
+    PolicyEvent::PolicyActivated { version, actor: actor(), reason: None }
+}
+fn activate(version: Option<u32>) -> PolicyCommand {
+    PolicyCommand::Activate { tenant_id: tenant(), version, actor: actor(), reason: None }
+}
+fn archive() -> PolicyCommand {
+    PolicyCommand::Archive { tenant_id: tenant(), actor: actor(), reason: None }
+}
+
+#[test]
+fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
+    PolicyTest::with(())
+        .given_no_previous_events()
+        .when(PolicyCommand::Create {
+            policy_id: policy_id(),
+            tenant_id: tenant(),
+            name: PolicyName::parse("gate").unwrap(),
+            description: Description::default(),
+            rego: rego(1),
+            actor: actor(),
+            reason: None,
+        })
+        .then_expect_events(vec![created()]);
+}
+
+#[test]
+fn create_twice_is_rejected() {
+    PolicyTest::with(())
+        .given(vec![created()])
+        .when(PolicyCommand::Create {
+            policy_id: policy_id(),
+            tenant_id: tenant(),
+            name: PolicyName::parse("gate").unwrap(),
+            description: Description::default(),
+            rego: rego(1),
+            actor: actor(),
+            reason: None,
+        })
+        .then_expect_error(PolicyError::AlreadyExists);
+}
+
+#[test]
+fn add_version_numbers_the_new_version_after_the_newest() {
+    PolicyTest::with(())
+        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .when(PolicyCommand::AddVersion { tenant_id: tenant(), rego: rego(3), actor: actor(), reason: None })
+        .then_expect_events(vec![PolicyEvent::PolicyVersionAdded { version: 3, rego: rego(3), actor: actor(), reason: None }]);
+}
+
+#[test]
+fn activate_without_a_version_activates_the_newest() {
+    PolicyTest::with(())
+        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .when(activate(None))
+        .then_expect_events(vec![activated(2)]);
+}
+
+#[test]
+fn activate_rejects_a_version_that_does_not_exist() {
+    PolicyTest::with(())
+        .given(vec![created()])
+        .when(activate(Some(7)))
+        .then_expect_error(PolicyError::UnknownVersion { requested: 7, latest: 1 });
+}
+
+#[test]
+fn activate_rejects_the_version_that_is_already_active() {
+    PolicyTest::with(()).given(vec![created(), activated(1)]).when(activate(Some(1))).then_expect_error(PolicyError::AlreadyActive(1));
+}
+
+#[test]
+fn activate_rejects_an_archived_policy_and_lists_no_allowed_transitions() {
+    PolicyTest::with(())
+        .given(vec![created(), PolicyEvent::PolicyArchived { actor: actor(), reason: None }])
+        .when(activate(Some(1)))
+        .then_expect_error(PolicyError::InvalidTransition { from: PolicyStatus::Archived, transition: "activate", allowed: &[] });
+}
+
+#[test]
+fn archive_rejects_an_active_policy_until_it_is_deactivated() {
+    PolicyTest::with(()).given(vec![created(), activated(1)]).when(archive()).then_expect_error(PolicyError::InvalidTransition {
+        from: PolicyStatus::Active,
+        transition: "archive",
+        allowed: &["add_version", "activate", "deactivate"],
+    });
+}
+
+#[test]
+fn deactivate_rejects_a_draft() {
+    PolicyTest::with(())
+        .given(vec![created()])
+        .when(PolicyCommand::Deactivate { tenant_id: tenant(), actor: actor(), reason: None })
+        .then_expect_error(PolicyError::InvalidTransition {
+            from: PolicyStatus::Draft,
+            transition: "deactivate",
+            allowed: &["add_version", "activate", "archive"],
+        });
+}
+
+#[test]
+fn deactivate_then_archive_is_accepted() {
+    PolicyTest::with(())
+        .given(vec![created(), activated(1), PolicyEvent::PolicyDeactivated { actor: actor(), reason: None }])
+        .when(archive())
+        .then_expect_events(vec![PolicyEvent::PolicyArchived { actor: actor(), reason: None }]);
+}
+
+#[test]
+fn commands_for_another_tenants_policy_answer_not_found() {
+    PolicyTest::with(())
+        .given(vec![created()])
+        .when(PolicyCommand::Archive { tenant_id: other_tenant(), actor: actor(), reason: None })
+        .then_expect_error(PolicyError::NotFound);
+}
+
+#[test]
+fn commands_on_an_empty_stream_answer_not_found() {
+    PolicyTest::with(()).given_no_previous_events().when(archive()).then_expect_error(PolicyError::NotFound);
+}
+
+#[test]
+fn events_round_trip_through_their_ledger_payload() {
+    use crate::LedgerEvent;
+    let event = created();
+    let payload = event.ledger_payload().unwrap();
+    assert_eq!(payload["name"], "gate");
+    assert!(payload.get("PolicyCreated").is_none(), "the payload is the body, without the enum wrapper");
+    let back = PolicyEvent::from_ledger("PolicyCreated", payload).unwrap();
+    assert_eq!(back, event);
+}
