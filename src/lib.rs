@@ -1,1 +1,29 @@
-//! placeholder
+//! aumos-governance-engine: the governance layer of the AumOS platform.
+//!
+//! Layout (see `docs/ARCHITECTURE.md` for how a command and a query flow):
+//! - [`config`]: every environment variable, parsed once.
+//! - [`cli`]: the `governance-engine` command line (clap).
+//! - [`app`]: wiring and graceful shutdown.
+//! - [`http`]: the axum adapter (routes, extractors, request middleware).
+//! - [`error`]: error codes and the code → HTTP status table.
+//! - [`auth`]: bearer-token verification, roles, development keys.
+//! - [`commands`]: the command bus running `aggregates` against the ledger.
+//! - [`ledger`]: the only code that touches the audit database.
+//! - [`projection`]: the runner that tails the ledger into the `projections` read models.
+//! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
+//! - [`migrate`]: applies `migrations/` (primary) and `audit-schema/` (audit).
+//! - [`telemetry`]: JSON logs and OpenTelemetry export.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod devstack;
+pub mod error;
+pub mod fsutil;
+pub mod http;
+pub mod ledger;
+pub mod migrate;
+pub mod projection;
+pub mod telemetry;

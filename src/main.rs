@@ -1,1 +1,5 @@
-fn main() {}
+//! The `governance-engine` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    governance_engine::cli::main()
+}

@@ -28,9 +28,7 @@ pub trait LedgerEvent: Serialize + DeserializeOwned + Sized {
     /// The body recorded in the ledger for this event.
     fn ledger_payload(&self) -> Result<Value, LedgerEventError> {
         match serde_json::to_value(self)? {
-            Value::Object(map) if map.len() == 1 => {
-                map.into_iter().next().map(|(_, body)| body).ok_or(LedgerEventError::NotAVariant)
-            }
+            Value::Object(map) if map.len() == 1 => map.into_iter().next().map(|(_, body)| body).ok_or(LedgerEventError::NotAVariant),
             _ => Err(LedgerEventError::NotAVariant),
         }
     }
@@ -39,9 +37,6 @@ pub trait LedgerEvent: Serialize + DeserializeOwned + Sized {
     fn from_ledger(event_type: &str, payload: Value) -> Result<Self, LedgerEventError> {
         let mut map = serde_json::Map::with_capacity(1);
         map.insert(event_type.to_owned(), payload);
-        serde_json::from_value(Value::Object(map)).map_err(|source| LedgerEventError::Decode {
-            event_type: event_type.to_owned(),
-            source,
-        })
+        serde_json::from_value(Value::Object(map)).map_err(|source| LedgerEventError::Decode { event_type: event_type.to_owned(), source })
     }
 }

@@ -1,1 +1,76 @@
-//! placeholder
+//! Read models in the primary database and the projectors that build them.
+//!
+//! Layout:
+//! - [`EventRecord`]: what a projector sees of a ledger entry (the service's ledger
+//!   adapter converts; this crate never touches the audit database).
+//! - [`tenant`]: transactions scoped to one tenant through `app.tenant_id`, which the
+//!   row-level-security policies of every tenant table read.
+//! - [`policies`]: the Policy read model (`gov_governance_policies`,
+//!   `gov_governance_policy_versions`), its projector and its queries.
+//! - [`Projector`]: the trait the projection runner drives.
+//!
+//! Projectors are idempotent per event: they run inside the transaction that advances
+//! the projector's stored position, so each event takes effect exactly once.
+
+pub mod policies;
+pub mod tenant;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A ledger entry, as a projector reads it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub tenant_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub actor: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot decode event: {0}")]
+    Decode(String),
+}
+
+/// A read model builder. `apply` runs inside the runner's transaction, with
+/// `app.tenant_id` already set to the event's tenant.
+#[async_trait::async_trait]
+pub trait Projector: Send + Sync {
+    /// The name under which the position is stored (`gov_projection_positions`).
+    fn name(&self) -> &'static str;
+    /// Whether this projector cares about an aggregate type.
+    fn handles(&self, aggregate_type: &str) -> bool;
+    async fn apply(&self, tx: &mut sqlx::PgConnection, event: &EventRecord) -> Result<(), ProjectionError>;
+}
+
+/// One page of a list, with the total that matched.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total: i64,
+}
+
+/// Sort direction of a list query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+impl SortOrder {
+    pub fn sql(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "ASC",
+            SortOrder::Desc => "DESC",
+        }
+    }
+}

@@ -50,11 +50,7 @@ pub enum PolicyError {
     #[error("policy already exists")]
     AlreadyExists,
     #[error("cannot {transition} a policy that is {from}")]
-    InvalidTransition {
-        from: PolicyStatus,
-        transition: &'static str,
-        allowed: &'static [&'static str],
-    },
+    InvalidTransition { from: PolicyStatus, transition: &'static str, allowed: &'static [&'static str] },
     #[error("policy has no version {requested}; the newest is {latest}")]
     UnknownVersion { requested: u32, latest: u32 },
     #[error("version {0} is already the active version")]
@@ -80,11 +76,7 @@ pub struct Policy {
 
 impl Policy {
     fn invalid(&self, command: &PolicyCommand) -> PolicyError {
-        PolicyError::InvalidTransition {
-            from: self.status,
-            transition: command.transition(),
-            allowed: self.status.allowed_transitions(),
-        }
+        PolicyError::InvalidTransition { from: self.status, transition: command.transition(), allowed: self.status.allowed_transitions() }
     }
 
     /// A command for another tenant's policy is answered as if the policy did not exist,

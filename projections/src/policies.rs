@@ -1,0 +1,189 @@
+//! The Policy read model: one row per policy and one per version.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{EventRecord, Page, ProjectionError, Projector, SortOrder};
+
+/// A policy as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PolicyView {
+    pub policy_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub status: String,
+    pub latest_version: i32,
+    pub active_version: Option<i32>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The ledger seq of the last event applied to this row.
+    pub last_seq: i64,
+}
+
+/// One version of a policy's Rego.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PolicyVersionView {
+    pub policy_id: Uuid,
+    pub version: i32,
+    pub rego: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub ledger_seq: i64,
+}
+
+/// Sortable columns; anything else is rejected before it reaches SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySort {
+    CreatedAt,
+    UpdatedAt,
+    Name,
+}
+
+impl PolicySort {
+    fn column(self) -> &'static str {
+        match self {
+            PolicySort::CreatedAt => "created_at",
+            PolicySort::UpdatedAt => "updated_at",
+            PolicySort::Name => "name",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyListQuery {
+    pub page: u32,
+    pub page_size: u32,
+    pub sort: PolicySort,
+    pub order: SortOrder,
+}
+
+const VIEW_COLUMNS: &str =
+    "policy_id, name, description, status, latest_version, active_version, created_by, created_at, updated_at, last_seq";
+
+/// Reads one policy; the connection's transaction must be tenant-scoped.
+pub async fn get(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyView>, ProjectionError> {
+    let sql = format!("SELECT {VIEW_COLUMNS} FROM gov_governance_policies WHERE policy_id = $1");
+    Ok(sqlx::query_as(&sql).bind(policy_id).fetch_optional(conn).await?)
+}
+
+/// Lists policies, one page at a time; ties are broken by id so pages are stable.
+pub async fn list(conn: &mut PgConnection, q: PolicyListQuery) -> Result<Page<PolicyView>, ProjectionError> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_governance_policies").fetch_one(&mut *conn).await?;
+    let order = q.order.sql();
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM gov_governance_policies ORDER BY {} {order}, policy_id {order} LIMIT $1 OFFSET $2",
+        q.sort.column()
+    );
+    let offset = i64::from(q.page.saturating_sub(1)) * i64::from(q.page_size);
+    let items = sqlx::query_as(&sql).bind(i64::from(q.page_size)).bind(offset).fetch_all(&mut *conn).await?;
+    Ok(Page { items, page: q.page, page_size: q.page_size, total })
+}
+
+/// Every version of one policy, oldest first.
+pub async fn versions(conn: &mut PgConnection, policy_id: Uuid) -> Result<Vec<PolicyVersionView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT policy_id, version, rego, created_by, created_at, ledger_seq FROM gov_governance_policy_versions \
+         WHERE policy_id = $1 ORDER BY version",
+    )
+    .bind(policy_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Builds the Policy read model.
+#[derive(Debug, Default)]
+pub struct PolicyProjector;
+
+fn field<'a>(e: &'a EventRecord, name: &str) -> Result<&'a serde_json::Value, ProjectionError> {
+    e.payload.get(name).ok_or_else(|| ProjectionError::Decode(format!("{} at seq {} has no {name}", e.event_type, e.seq)))
+}
+
+fn text(e: &EventRecord, name: &str) -> Result<String, ProjectionError> {
+    Ok(field(e, name)?.as_str().unwrap_or_default().to_owned())
+}
+
+fn int(e: &EventRecord, name: &str) -> Result<i32, ProjectionError> {
+    field(e, name)?
+        .as_i64()
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or_else(|| ProjectionError::Decode(format!("{name} at seq {} is not an integer", e.seq)))
+}
+
+fn policy_id(e: &EventRecord) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&e.aggregate_id).map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))
+}
+
+#[async_trait::async_trait]
+impl Projector for PolicyProjector {
+    fn name(&self) -> &'static str {
+        "policies"
+    }
+
+    fn handles(&self, aggregate_type: &str) -> bool {
+        aggregate_type == "Policy"
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
+        let id = policy_id(e)?;
+        match e.event_type.as_str() {
+            "PolicyCreated" => {
+                sqlx::query(
+                    "INSERT INTO gov_governance_policies (tenant_id, policy_id, name, description, status, latest_version, \
+                     active_version, created_by, created_at, updated_at, last_seq) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8)",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(text(e, "name")?)
+                .bind(text(e, "description")?)
+                .bind(int(e, "version")?)
+                .bind(&e.actor)
+                .bind(e.recorded_at)
+                .bind(e.seq)
+                .execute(&mut *tx)
+                .await?;
+                insert_version(tx, e, id).await?;
+            }
+            "PolicyVersionAdded" => {
+                update(tx, e, id, "latest_version = $4", Some(int(e, "version")?)).await?;
+                insert_version(tx, e, id).await?;
+            }
+            "PolicyActivated" => update(tx, e, id, "status = 'active', active_version = $4", Some(int(e, "version")?)).await?,
+            "PolicyDeactivated" => update(tx, e, id, "status = 'inactive', active_version = NULL", None).await?,
+            "PolicyArchived" => update(tx, e, id, "status = 'archived'", None).await?,
+            // Unknown event types belong to newer code; skipping keeps old readers running.
+            other => tracing::warn!(event_type = other, seq = e.seq, "policy projector skips unknown event type"),
+        }
+        Ok(())
+    }
+}
+
+async fn update(tx: &mut PgConnection, e: &EventRecord, id: Uuid, set: &str, value: Option<i32>) -> Result<(), ProjectionError> {
+    let sql = format!("UPDATE gov_governance_policies SET {set}, updated_at = $2, last_seq = $3 WHERE policy_id = $1");
+    let mut q = sqlx::query(&sql).bind(id).bind(e.recorded_at).bind(e.seq);
+    if let Some(v) = value {
+        q = q.bind(v);
+    }
+    q.execute(tx).await?;
+    Ok(())
+}
+
+async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO gov_governance_policy_versions (tenant_id, policy_id, version, rego, created_by, created_at, ledger_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.tenant_id)
+    .bind(id)
+    .bind(int(e, "version")?)
+    .bind(text(e, "rego")?)
+    .bind(&e.actor)
+    .bind(e.recorded_at)
+    .bind(e.seq)
+    .execute(tx)
+    .await?;
+    Ok(())
+}

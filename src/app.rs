@@ -1,0 +1,160 @@
+//! Wiring: builds the adapters from the configuration, runs the server, and shuts down in
+//! order (stop accepting, flush the ledger appender, stop the projectors, stop the
+//! embedded clusters).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::auth::{dev_key_paths, ensure_dev_keypair, TokenVerifier};
+use crate::commands::CommandBus;
+use crate::config::{Config, DatabaseUrls};
+use crate::devstack::LocalStack;
+use crate::http::{router, AppState};
+use crate::ledger::{Appender, LedgerReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    DevStack(#[from] crate::devstack::DevStackError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("{context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where the embedded default keeps its secrets.
+pub fn secrets_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("secrets")
+}
+
+/// The databases to use: the configured ones, or local clusters under the data directory
+/// (created, started and migrated here). Returns the stack to stop at shutdown.
+pub async fn databases(config: &Config) -> Result<(DatabaseUrls, Option<LocalStack>), AppError> {
+    if let Some(urls) = &config.databases {
+        return Ok((urls.clone(), None));
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), "no AUMOS_DATABASE_URL: starting local PostgreSQL clusters (embedded default)");
+    let stack = LocalStack::up(&config.data_dir, &config.pg_bin_dir, None).await?;
+    let urls = stack.urls();
+    migrate_all(&urls).await?;
+    Ok((urls, Some(stack)))
+}
+
+/// Applies both sets of migrations with the owner/admin roles.
+pub async fn migrate_all(urls: &DatabaseUrls) -> Result<(), AppError> {
+    let missing = |var: &'static str| crate::config::ConfigError { var, message: "required by migrate".into() };
+    let primary = urls.primary_migrator.as_ref().ok_or_else(|| missing("AUMOS_DATABASE_MIGRATION_URL"))?;
+    let audit = urls.audit_admin.as_ref().ok_or_else(|| missing("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL"))?;
+    let p = crate::migrate::run("primary", primary.expose(), &crate::migrate::PRIMARY).await?;
+    let a = crate::migrate::run("audit", audit.expose(), &crate::migrate::AUDIT).await?;
+    tracing::info!(primary_applied = p, audit_applied = a, "migrations applied");
+    Ok(())
+}
+
+async fn pool(url: &str, size: u32, context: &'static str) -> Result<PgPool, AppError> {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|source| AppError::Database { context, source })
+}
+
+fn verifier(config: &Config) -> Result<TokenVerifier, AppError> {
+    let path = match &config.jwt.public_key_file {
+        Some(p) => p.clone(),
+        None => {
+            ensure_dev_keypair(&secrets_dir(config))?;
+            dev_key_paths(&secrets_dir(config)).1
+        }
+    };
+    Ok(TokenVerifier::from_file(&path, &config.jwt)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), AppError> {
+    let verifier = verifier(&config)?;
+    let (urls, stack) = databases(&config).await?;
+    let result = serve_with(config, urls, verifier).await;
+    if let Some(stack) = stack {
+        tracing::info!("stopping the local PostgreSQL clusters");
+        if let Err(e) = stack.stop_all() {
+            tracing::error!(error = %e, "cannot stop the local clusters");
+        }
+    }
+    result
+}
+
+async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier) -> Result<(), AppError> {
+    let primary = pool(urls.primary.expose(), config.primary_pool_size, "connecting to the primary database").await?;
+    let writer = pool(urls.audit_writer.expose(), config.audit_pool_size, "connecting to the audit database (writer)").await?;
+    let reader_pool = pool(urls.audit_reader.expose(), config.audit_pool_size, "connecting to the audit database (reader)").await?;
+    let reader = LedgerReader::new(reader_pool);
+    let (appender, appender_handle) = Appender::start(writer);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let projectors: Vec<Arc<dyn projections::Projector>> = vec![Arc::new(projections::policies::PolicyProjector)];
+    let (watch, runners) = crate::projection::start(projectors, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx);
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| AppError::Io(format!("building the HTTP client: {e}")))?;
+    let addr = config.http_addr;
+    let bus = CommandBus::new(appender_handle, reader.clone());
+    let state = Arc::new(AppState {
+        kafka_bootstrap: config.kafka_bootstrap.clone(),
+        config,
+        primary,
+        ledger: reader,
+        bus,
+        verifier,
+        projections: watch,
+        http,
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;
+    tracing::info!(%addr, "listening");
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    // The router (and with it every appender handle) is gone: the appender drains its
+    // queue, committing what callers are waiting for, and stops.
+    appender.join().await;
+    let _ = shutdown_tx.send(true);
+    for r in runners {
+        let _ = r.await;
+    }
+    tracing::info!("shutdown complete");
+    served.map_err(|e| AppError::Io(format!("server: {e}")))
+}

@@ -1,0 +1,95 @@
+//! Runs commands on cqrs-es aggregates, with the ledger as the event store.
+//!
+//! cqrs-es's `CqrsFramework` discards what a commit returns and dispatches queries inside
+//! the request; we need each command's ledger seq (for read-your-writes and decision
+//! records) and projections that tail the ledger instead. So this bus does the same three
+//! steps as `CqrsFramework::execute_with_metadata` (load and fold, handle, commit) and
+//! returns where the events landed. Aggregates stay plain `cqrs_es::Aggregate`s.
+
+use aggregates::{Actor, LedgerEvent, TenantId};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+
+use crate::ledger::format::canonical_json;
+use crate::ledger::{Appended, AppenderHandle, EntryMetadata, LedgerError, LedgerReader, NewEntry};
+
+/// Who runs a command and in which request; recorded with every event it causes.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub tenant_id: TenantId,
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error(transparent)]
+    Domain(E),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandBus {
+    appender: AppenderHandle,
+    reader: LedgerReader,
+}
+
+impl CommandBus {
+    pub fn new(appender: AppenderHandle, reader: LedgerReader) -> Self {
+        Self { appender, reader }
+    }
+
+    /// Loads the aggregate from the ledger, handles the command and appends the resulting
+    /// events. Returns the appended entries (empty when the command emitted nothing).
+    /// Nothing is stored unless the append commits.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        ctx: &CommandContext,
+    ) -> Result<Vec<Appended>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Event: LedgerEvent,
+    {
+        let history = self.reader.aggregate_events(A::TYPE, aggregate_id).await?;
+        let mut aggregate = A::default();
+        let mut version = 0i64;
+        for entry in &history {
+            let corrupt = |reason: String| LedgerError::Corrupt { seq: entry.seq, reason };
+            let payload = serde_json::from_str(&entry.payload).map_err(|e| corrupt(e.to_string()))?;
+            let event = A::Event::from_ledger(&entry.event_type, payload).map_err(|e| corrupt(e.to_string()))?;
+            aggregate.apply(event);
+            version = entry.aggregate_seq;
+        }
+        let sink = EventSink::default();
+        aggregate.handle(command, services, &sink).await.map_err(CommandError::Domain)?;
+        let events = sink.collect().await;
+        let metadata = EntryMetadata {
+            actor: ctx.actor.to_string(),
+            request_id: ctx.request_id.clone(),
+            trace_id: ctx.trace_id.clone(),
+            causation_id: None,
+            correlation_id: ctx.correlation_id.clone(),
+        };
+        let mut entries = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let payload = event.ledger_payload().map_err(|e| LedgerError::Corrupt { seq: 0, reason: e.to_string() })?;
+            entries.push(NewEntry {
+                tenant_id: ctx.tenant_id.as_uuid(),
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                aggregate_seq: version + 1 + i64::try_from(i).unwrap_or(0),
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: canonical_json(&payload),
+                metadata: metadata.clone(),
+            });
+        }
+        Ok(self.appender.append(entries).await?)
+    }
+}

@@ -1,0 +1,297 @@
+//! Configuration from the environment. Every variable is read here and nowhere else; an
+//! invalid value stops start-up with a message that names the variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never be printed (database URLs carry passwords).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Self {
+        Self(v.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+/// Where the databases are. `None` in [`Config::databases`] means the embedded default:
+/// local clusters under the data directory.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrls {
+    /// Primary, as the non-owner app role.
+    pub primary: Secret,
+    /// Primary, as the owner/migrator (only `migrate` needs it).
+    pub primary_migrator: Option<Secret>,
+    /// Audit, as `gov_ledger_writer`.
+    pub audit_writer: Secret,
+    /// Audit, as `gov_ledger_reader`.
+    pub audit_reader: Secret,
+    /// Audit, as the ledger admin (only `migrate` needs it).
+    pub audit_admin: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyEngineKind {
+    Embedded,
+    Opa,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    EdDsa,
+    Es256,
+    Rs256,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// PEM public key that verifies bearer tokens. `None`: the embedded default's key.
+    pub public_key_file: Option<PathBuf>,
+    /// PEM private key, used only by `dev token`.
+    pub private_key_file: Option<PathBuf>,
+    pub algorithm: JwtAlgorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub databases: Option<DatabaseUrls>,
+    pub audit_pool_size: u32,
+    pub primary_pool_size: u32,
+    pub policy_engine: PolicyEngineKind,
+    pub opa_url: String,
+    pub eval_timeout: Duration,
+    pub evidence_bucket: Option<String>,
+    pub kafka_bootstrap: Option<String>,
+    pub jwt: JwtConfig,
+    pub otel_endpoint: Option<String>,
+    /// How long a command waits for its projections before answering 202.
+    pub read_your_writes_timeout: Duration,
+    pub request_body_limit: usize,
+    pub pg_bin_dir: PathBuf,
+}
+
+/// Reads variables through a function, so tests can feed a map instead of the process env.
+pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
+
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Env")
+    }
+}
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| err(var, format!("expected {what}, got {v:?}"))),
+        }
+    }
+
+    fn url(&self, var: &'static str) -> Result<Option<Secret>, ConfigError> {
+        match self.get(var) {
+            None => Ok(None),
+            Some(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => Ok(Some(Secret::new(v))),
+            Some(_) => Err(err(var, "expected a postgres:// URL")),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse(var, default, "a whole number of milliseconds")?;
+        if ms == 0 {
+            return Err(err(var, "must be greater than 0"));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+impl Config {
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(&Env(&|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let primary = env.url("AUMOS_DATABASE_URL")?;
+        let databases = match primary {
+            None => None,
+            Some(primary) => Some(DatabaseUrls {
+                primary,
+                primary_migrator: env.url("AUMOS_DATABASE_MIGRATION_URL")?,
+                audit_writer: env
+                    .url("AUMOS_GOVERNANCE_AUDIT_DB_URL")?
+                    .ok_or_else(|| err("AUMOS_GOVERNANCE_AUDIT_DB_URL", "required when AUMOS_DATABASE_URL is set"))?,
+                audit_reader: env
+                    .url("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL")?
+                    .ok_or_else(|| err("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", "required when AUMOS_DATABASE_URL is set"))?,
+                audit_admin: env.url("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL")?,
+            }),
+        };
+        let audit_pool_size: u32 = env.parse("AUMOS_GOVERNANCE_AUDIT_DB_POOL_SIZE", 8, "a pool size from 2 to 256")?;
+        if !(2..=256).contains(&audit_pool_size) {
+            return Err(err("AUMOS_GOVERNANCE_AUDIT_DB_POOL_SIZE", "must be from 2 to 256"));
+        }
+        let primary_pool_size: u32 = env.parse("AUMOS_DATABASE_POOL_SIZE", 16, "a pool size from 2 to 256")?;
+        if !(2..=256).contains(&primary_pool_size) {
+            return Err(err("AUMOS_DATABASE_POOL_SIZE", "must be from 2 to 256"));
+        }
+        let policy_engine = match env.get("AUMOS_GOVERNANCE_POLICY_ENGINE").as_deref().map(str::trim) {
+            None | Some("embedded") => PolicyEngineKind::Embedded,
+            Some("opa") => PolicyEngineKind::Opa,
+            Some(other) => return Err(err("AUMOS_GOVERNANCE_POLICY_ENGINE", format!("expected embedded or opa, got {other:?}"))),
+        };
+        let opa_url = env.get("AUMOS_GOVERNANCE_OPA_URL").unwrap_or_else(|| "http://localhost:8181".to_owned());
+        if !(opa_url.starts_with("http://") || opa_url.starts_with("https://")) {
+            return Err(err("AUMOS_GOVERNANCE_OPA_URL", "expected an http:// or https:// URL"));
+        }
+        let evidence_bucket = env.get("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET");
+        if let Some(b) = &evidence_bucket {
+            if !["s3://", "gs://", "file://"].iter().any(|p| b.starts_with(p)) {
+                return Err(err("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET", "expected s3://bucket[/prefix], gs://… or file://…"));
+            }
+        }
+        let algorithm = match env.get("AUMOS_JWT_ALGORITHM").as_deref().map(str::trim) {
+            None | Some("EdDSA") => JwtAlgorithm::EdDsa,
+            Some("ES256") => JwtAlgorithm::Es256,
+            Some("RS256") => JwtAlgorithm::Rs256,
+            Some(other) => return Err(err("AUMOS_JWT_ALGORITHM", format!("expected EdDSA, ES256 or RS256, got {other:?}"))),
+        };
+        let jwt = JwtConfig {
+            public_key_file: env.get("AUMOS_JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
+            private_key_file: env.get("AUMOS_JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
+            algorithm,
+            issuer: env.get("AUMOS_JWT_ISSUER").unwrap_or_else(|| "aumos-dev".to_owned()),
+            audience: env.get("AUMOS_JWT_AUDIENCE").unwrap_or_else(|| "aumos-governance".to_owned()),
+            leeway: Duration::from_secs(env.parse("AUMOS_JWT_LEEWAY_SECONDS", 30, "a number of seconds")?),
+        };
+        if databases.is_some() && jwt.public_key_file.is_none() {
+            return Err(err("AUMOS_JWT_PUBLIC_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
+        }
+        Ok(Config {
+            http_addr: env.parse("AUMOS_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)), "host:port")?,
+            data_dir: PathBuf::from(env.get("AUMOS_GOVERNANCE_DATA_DIR").unwrap_or_else(|| "./.governance-data".to_owned())),
+            databases,
+            audit_pool_size,
+            primary_pool_size,
+            policy_engine,
+            opa_url: opa_url.trim_end_matches('/').to_owned(),
+            eval_timeout: env.millis("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", 200)?,
+            evidence_bucket,
+            kafka_bootstrap: env.get("AUMOS_KAFKA_BOOTSTRAP_SERVERS"),
+            jwt,
+            otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
+            request_body_limit: env.parse("AUMOS_HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?,
+            pg_bin_dir: PathBuf::from(env.get("AUMOS_GOVERNANCE_PG_BIN_DIR").unwrap_or_else(|| "/usr/lib/postgresql/15/bin".to_owned())),
+        })
+    }
+}
+
+/// The names of every variable [`Config::from_env`] reads. A test checks that
+/// `docker-compose.yml` sets only these, so the two cannot drift apart.
+pub const ENV_VARS: &[&str] = &[
+    "AUMOS_DATABASE_URL",
+    "AUMOS_DATABASE_MIGRATION_URL",
+    "AUMOS_DATABASE_POOL_SIZE",
+    "AUMOS_GOVERNANCE_AUDIT_DB_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_READER_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_POOL_SIZE",
+    "AUMOS_GOVERNANCE_POLICY_ENGINE",
+    "AUMOS_GOVERNANCE_OPA_URL",
+    "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
+    "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
+    "AUMOS_HTTP_ADDR",
+    "AUMOS_HTTP_BODY_LIMIT_BYTES",
+    "AUMOS_GOVERNANCE_DATA_DIR",
+    "AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_PG_BIN_DIR",
+    "AUMOS_JWT_PUBLIC_KEY_FILE",
+    "AUMOS_JWT_PRIVATE_KEY_FILE",
+    "AUMOS_JWT_ALGORITHM",
+    "AUMOS_JWT_ISSUER",
+    "AUMOS_JWT_AUDIENCE",
+    "AUMOS_JWT_LEEWAY_SECONDS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "RUST_LOG",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_env(&Env(&|k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = config(&[]).unwrap();
+        assert!(c.databases.is_none());
+        assert_eq!(c.policy_engine, PolicyEngineKind::Embedded);
+        assert_eq!(c.opa_url, "http://localhost:8181");
+        assert_eq!(c.eval_timeout, Duration::from_millis(200));
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8000");
+        assert!(c.kafka_bootstrap.is_none());
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        let e = config(&[("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "fast")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS");
+        let e = config(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "wasm")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_GOVERNANCE_POLICY_ENGINE");
+        let e = config(&[("AUMOS_HTTP_ADDR", "nowhere")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_HTTP_ADDR");
+    }
+
+    #[test]
+    fn an_external_primary_requires_the_audit_urls() {
+        let e = config(&[("AUMOS_DATABASE_URL", "postgres://a@h/d")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_GOVERNANCE_AUDIT_DB_URL");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let c = config(&[
+            ("AUMOS_DATABASE_URL", "postgres://gov_app:hunter2@h/d"),
+            ("AUMOS_GOVERNANCE_AUDIT_DB_URL", "postgres://w:hunter2@h/a"),
+            ("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", "postgres://r:hunter2@h/a"),
+            ("AUMOS_JWT_PUBLIC_KEY_FILE", "/k.pem"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,346 @@
+//! Local PostgreSQL clusters for the embedded default and for development.
+//!
+//! One implementation serves both `serve` without a database URL and
+//! `scripts/services.sh` (through `governance-engine dev up`): two clusters, primary and
+//! audit, each with its own data directory, port and credentials, on 127.0.0.1 only.
+//!
+//! Roles created here (cluster-level objects with secrets, hence not in migrations):
+//! - primary: `gov_owner` (owns the schema, runs migrations), `gov_app` (the service;
+//!   no ownership, `NOBYPASSRLS`);
+//! - audit: `gov_ledger_admin` (owns the ledger), `gov_ledger_writer` (append only),
+//!   `gov_ledger_reader` (select only).
+//!
+//! Each cluster accepts only its own roles: the app role does not exist on the audit
+//! cluster. PostgreSQL refuses to run as root, so as root the server binaries run as the
+//! `postgres` system user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection};
+
+use crate::config::{DatabaseUrls, Secret};
+
+pub const PRIMARY_DB: &str = "aumos_governance";
+pub const AUDIT_DB: &str = "aumos_governance_audit";
+const SUPERUSER: &str = "gov_superuser";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevStackError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{command} failed: {output}")]
+    Command { command: String, output: String },
+    #[error("provisioning {cluster} failed: {source}")]
+    Provision {
+        cluster: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+fn io(context: &str, e: std::io::Error) -> DevStackError {
+    DevStackError::Io(format!("{context}: {e}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Passwords {
+    superuser: String,
+    owner: String,
+    app: String,
+    ledger_admin: String,
+    ledger_writer: String,
+    ledger_reader: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StackState {
+    primary_port: u16,
+    audit_port: u16,
+    passwords: Passwords,
+}
+
+/// Which of the two clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cluster {
+    Primary,
+    Audit,
+}
+
+impl Cluster {
+    fn name(self) -> &'static str {
+        match self {
+            Cluster::Primary => "primary",
+            Cluster::Audit => "audit",
+        }
+    }
+}
+
+/// The two local clusters under one directory.
+#[derive(Debug, Clone)]
+pub struct LocalStack {
+    dir: PathBuf,
+    pg_bin: PathBuf,
+    state: StackState,
+}
+
+fn random_password() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 18];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn free_port() -> Result<u16, DevStackError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io("choosing a free port", e))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| io("choosing a free port", e))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn run(mut cmd: Command) -> Result<String, DevStackError> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| io(&shown, e))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(DevStackError::Command {
+            command: shown,
+            output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        })
+    }
+}
+
+impl LocalStack {
+    fn pg_dir(&self) -> PathBuf {
+        self.dir.join("pg")
+    }
+    fn data_dir(&self, c: Cluster) -> PathBuf {
+        self.pg_dir().join(c.name())
+    }
+    fn port(&self, c: Cluster) -> u16 {
+        match c {
+            Cluster::Primary => self.state.primary_port,
+            Cluster::Audit => self.state.audit_port,
+        }
+    }
+
+    /// A PostgreSQL server binary, run as `postgres` when we are root.
+    fn pg_command(&self, binary: &str) -> Command {
+        let path = self.pg_bin.join(binary);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// The stack `dev up` created in `dir`, without starting anything.
+    pub fn open_existing(dir: &Path, pg_bin: &Path) -> Result<Self, DevStackError> {
+        let dir = dir.canonicalize().map_err(|e| io("resolving the data directory", e))?;
+        let state_file = dir.join("stack.json");
+        let bytes = std::fs::read(&state_file).map_err(|e| io(&state_file.display().to_string(), e))?;
+        let state = serde_json::from_slice(&bytes).map_err(|e| DevStackError::Io(format!("{}: {e}", state_file.display())))?;
+        Ok(LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state })
+    }
+
+    /// Creates the clusters if needed, starts them if stopped and (re)provisions roles
+    /// and databases. Idempotent.
+    pub async fn up(dir: &Path, pg_bin: &Path, ports: Option<(u16, u16)>) -> Result<Self, DevStackError> {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the data directory", e))?;
+        let dir = dir.canonicalize().map_err(|e| io("resolving the data directory", e))?;
+        let state_file = dir.join("stack.json");
+        let state = match std::fs::read(&state_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DevStackError::Io(format!("{}: {e}", state_file.display())))?,
+            Err(_) => {
+                let (primary_port, audit_port) = match ports {
+                    Some(p) => p,
+                    None => (free_port()?, free_port()?),
+                };
+                let state = StackState {
+                    primary_port,
+                    audit_port,
+                    passwords: Passwords {
+                        superuser: random_password(),
+                        owner: random_password(),
+                        app: random_password(),
+                        ledger_admin: random_password(),
+                        ledger_writer: random_password(),
+                        ledger_reader: random_password(),
+                    },
+                };
+                let json = serde_json::to_vec_pretty(&state).map_err(|e| DevStackError::Io(e.to_string()))?;
+                crate::fsutil::write_private(&state_file, &json).map_err(|e| io("writing stack.json", e))?;
+                state
+            }
+        };
+        let stack = LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state };
+        std::fs::create_dir_all(stack.pg_dir()).map_err(|e| io("creating pg/", e))?;
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(stack.pg_dir());
+            run(chown)?;
+        }
+        for c in [Cluster::Primary, Cluster::Audit] {
+            stack.init(c)?;
+            stack.start(c)?;
+        }
+        stack.provision_primary().await?;
+        stack.provision_audit().await?;
+        Ok(stack)
+    }
+
+    fn init(&self, c: Cluster) -> Result<(), DevStackError> {
+        let data = self.data_dir(c);
+        if data.join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        let pwfile = self.pg_dir().join(format!(".{}-pw", c.name()));
+        std::fs::write(&pwfile, &self.state.passwords.superuser).map_err(|e| io("writing the password file", e))?;
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(&pwfile);
+            run(chown)?;
+        }
+        let mut cmd = self.pg_command("initdb");
+        cmd.arg("-D").arg(&data).args(["-U", SUPERUSER, "-E", "UTF8", "--no-locale", "--auth=scram-sha-256"]);
+        cmd.arg(format!("--pwfile={}", pwfile.display()));
+        let result = run(cmd);
+        let _ = std::fs::remove_file(&pwfile);
+        result?;
+        let conf = format!(
+            "\n# aumos-governance local cluster ({})\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\n\
+             max_connections = 200\nshared_buffers = 128MB\nlog_min_messages = warning\n",
+            c.name(),
+            self.port(c)
+        );
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).map_err(|e| io("postgresql.conf", e))?;
+        f.write_all(conf.as_bytes()).map_err(|e| io("postgresql.conf", e))?;
+        Ok(())
+    }
+
+    /// Whether a cluster's server is running.
+    pub fn is_running(&self, c: Cluster) -> bool {
+        let mut cmd = self.pg_command("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir(c)).arg("status");
+        cmd.output().map(|o| o.status.success()).unwrap_or(false)
+    }
+
+    pub fn start(&self, c: Cluster) -> Result<(), DevStackError> {
+        if self.is_running(c) {
+            return Ok(());
+        }
+        let mut cmd = self.pg_command("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir(c)).arg("-l").arg(self.pg_dir().join(format!("{}.log", c.name())));
+        cmd.args(["-w", "-t", "60", "start"]);
+        run(cmd).map(|_| ())
+    }
+
+    pub fn stop(&self, c: Cluster) -> Result<(), DevStackError> {
+        if !self.is_running(c) {
+            return Ok(());
+        }
+        let mut cmd = self.pg_command("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir(c)).args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        run(cmd).map(|_| ())
+    }
+
+    pub fn stop_all(&self) -> Result<(), DevStackError> {
+        self.stop(Cluster::Primary)?;
+        self.stop(Cluster::Audit)
+    }
+
+    fn url(&self, c: Cluster, user: &str, password: &str, db: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port(c))
+    }
+
+    /// The superuser URL of a cluster (provisioning and tamper tests only).
+    pub fn superuser_url(&self, c: Cluster, db: &str) -> String {
+        self.url(c, SUPERUSER, &self.state.passwords.superuser, db)
+    }
+
+    async fn superuser(&self, c: Cluster) -> Result<PgConnection, DevStackError> {
+        PgConnection::connect(&self.superuser_url(c, "postgres"))
+            .await
+            .map_err(|source| DevStackError::Provision { cluster: c.name(), source })
+    }
+
+    async fn provision(&self, c: Cluster, roles: &[(&str, &str)], db: &str, owner: &str) -> Result<(), DevStackError> {
+        let e = |source| DevStackError::Provision { cluster: c.name(), source };
+        let mut conn = self.superuser(c).await?;
+        for (role, password) in roles {
+            // Role names are constants and passwords are hex: nothing here needs quoting.
+            let sql = format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; END $$; \
+                 ALTER ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION;"
+            );
+            sqlx::raw_sql(&sql).execute(&mut conn).await.map_err(e)?;
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(db)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(e)?;
+        if !exists {
+            sqlx::raw_sql(&format!("CREATE DATABASE {db} OWNER {owner}")).execute(&mut conn).await.map_err(e)?;
+        }
+        let names: Vec<&str> = roles.iter().map(|(r, _)| *r).collect();
+        let sql = format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {};", names.join(", "));
+        sqlx::raw_sql(&sql).execute(&mut conn).await.map_err(e)?;
+        Ok(())
+    }
+
+    async fn provision_primary(&self) -> Result<(), DevStackError> {
+        let p = &self.state.passwords;
+        self.provision(Cluster::Primary, &[("gov_owner", &p.owner), ("gov_app", &p.app)], PRIMARY_DB, "gov_owner").await
+    }
+
+    async fn provision_audit(&self) -> Result<(), DevStackError> {
+        let p = &self.state.passwords;
+        let roles = [
+            ("gov_ledger_admin", p.ledger_admin.as_str()),
+            ("gov_ledger_writer", &p.ledger_writer),
+            ("gov_ledger_reader", &p.ledger_reader),
+        ];
+        self.provision(Cluster::Audit, &roles, AUDIT_DB, "gov_ledger_admin").await
+    }
+
+    /// Connection URLs for every role the service and `migrate` use.
+    pub fn urls(&self) -> DatabaseUrls {
+        let p = &self.state.passwords;
+        DatabaseUrls {
+            primary: Secret::new(self.url(Cluster::Primary, "gov_app", &p.app, PRIMARY_DB)),
+            primary_migrator: Some(Secret::new(self.url(Cluster::Primary, "gov_owner", &p.owner, PRIMARY_DB))),
+            audit_writer: Secret::new(self.url(Cluster::Audit, "gov_ledger_writer", &p.ledger_writer, AUDIT_DB)),
+            audit_reader: Secret::new(self.url(Cluster::Audit, "gov_ledger_reader", &p.ledger_reader, AUDIT_DB)),
+            audit_admin: Some(Secret::new(self.url(Cluster::Audit, "gov_ledger_admin", &p.ledger_admin, AUDIT_DB))),
+        }
+    }
+
+    /// `export NAME=value` lines for a shell, the superuser URLs included (tests use them
+    /// to prove what roles can and cannot do).
+    pub fn exports(&self) -> String {
+        let u = self.urls();
+        let mut lines = vec![
+            ("AUMOS_DATABASE_URL", u.primary.expose().to_owned()),
+            ("AUMOS_GOVERNANCE_AUDIT_DB_URL", u.audit_writer.expose().to_owned()),
+            ("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", u.audit_reader.expose().to_owned()),
+            ("AUMOS_DEV_PRIMARY_SUPERUSER_URL", self.superuser_url(Cluster::Primary, PRIMARY_DB)),
+            ("AUMOS_DEV_AUDIT_SUPERUSER_URL", self.superuser_url(Cluster::Audit, AUDIT_DB)),
+            ("AUMOS_DEV_PG_DIR", self.pg_dir().display().to_string()),
+        ];
+        if let Some(m) = &u.primary_migrator {
+            lines.push(("AUMOS_DATABASE_MIGRATION_URL", m.expose().to_owned()));
+        }
+        if let Some(a) = &u.audit_admin {
+            lines.push(("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL", a.expose().to_owned()));
+        }
+        lines.into_iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect()
+    }
+}

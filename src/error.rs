@@ -1,0 +1,141 @@
+//! The API's error codes and the one table that maps each to its HTTP status.
+//!
+//! Handlers return [`ApiError`]; the request middleware (`http::middleware`) renders it as
+//! `{"error":{"code","message","request_id"}}` and logs it once, inside the request span.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:ident;)*) => {
+        /// Every error code the API can answer with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+            /// The table: code → HTTP status.
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => StatusCode::$status,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Unauthenticated => "unauthenticated", UNAUTHORIZED;
+    TenantMismatch => "tenant_mismatch", FORBIDDEN;
+    Forbidden => "forbidden", FORBIDDEN;
+    NotFound => "not_found", NOT_FOUND;
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    InvalidRequest => "invalid_request", BAD_REQUEST;
+    MalformedJson => "malformed_json", BAD_REQUEST;
+    UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    ValidationFailed => "validation_failed", UNPROCESSABLE_ENTITY;
+    InvalidTransition => "invalid_transition", CONFLICT;
+    Conflict => "conflict", CONFLICT;
+    PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
+    LedgerUnavailable => "ledger_unavailable", SERVICE_UNAVAILABLE;
+    DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
+    PolicyEngineUnavailable => "policy_engine_unavailable", SERVICE_UNAVAILABLE;
+    Internal => "internal_error", INTERNAL_SERVER_ERROR;
+}
+
+/// An error answered to a caller.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Extra machine-readable context, e.g. the allowed transitions.
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: None }
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// The body is written by the request middleware, which knows the request id; the
+    /// error travels to it in the response extensions.
+    fn into_response(self) -> Response {
+        let mut response = self.code.status().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<aggregates::IdError> for ApiError {
+    fn from(e: aggregates::IdError) -> Self {
+        ApiError::validation(e.to_string())
+    }
+}
+
+impl From<crate::ledger::LedgerError> for ApiError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        use crate::ledger::LedgerError;
+        match e {
+            LedgerError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "the resource was changed concurrently; retry"),
+            LedgerError::Unavailable(_) | LedgerError::Closed => {
+                ApiError::new(ErrorCode::LedgerUnavailable, "the audit ledger is unavailable; nothing was changed")
+            }
+            LedgerError::Corrupt { seq, .. } => ApiError::new(ErrorCode::Internal, format!("ledger entry {seq} is unreadable")),
+        }
+    }
+}
+
+impl From<projections::ProjectionError> for ApiError {
+    fn from(e: projections::ProjectionError) -> Self {
+        match e {
+            projections::ProjectionError::Database(_) => ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable"),
+            projections::ProjectionError::Decode(m) => ApiError::new(ErrorCode::Internal, m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_to_a_client_or_server_error_status() {
+        for code in ErrorCode::ALL {
+            let s = code.status();
+            assert!(s.is_client_error() || s.is_server_error(), "{code:?} -> {s}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
+}

@@ -1,0 +1,51 @@
+//! The HTTP adapter: routes, extractors and the request middleware.
+
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod policies;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::PgPool;
+
+use crate::auth::TokenVerifier;
+use crate::commands::CommandBus;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ledger::LedgerReader;
+use crate::projection::ProjectionWatch;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub primary: PgPool,
+    pub ledger: LedgerReader,
+    pub bus: CommandBus,
+    pub verifier: TokenVerifier,
+    pub projections: ProjectionWatch,
+    pub kafka_bootstrap: Option<String>,
+    pub http: reqwest::Client,
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn router(state: SharedState) -> Router {
+    let limit = state.config.request_body_limit;
+    let api = Router::new()
+        .route("/policies", post(policies::create).get(policies::list))
+        .route("/policies/{id}", get(policies::get))
+        .route("/policies/{id}/versions", get(policies::versions));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}

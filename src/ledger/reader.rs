@@ -1,0 +1,79 @@
+//! Reads the ledger as `gov_ledger_reader` (SELECT only).
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::{EntryMetadata, LedgerEntry, LedgerError};
+
+const COLUMNS: &str = "seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
+                       payload::text AS payload, actor, request_id, trace_id, causation_id, correlation_id, recorded_at, prev_hash, hash";
+
+#[derive(Debug, Clone)]
+pub struct LedgerReader {
+    pool: PgPool,
+}
+
+fn hash32(row: &PgRow, column: &str, seq: i64) -> Result<[u8; 32], LedgerError> {
+    let bytes: Vec<u8> = row.try_get(column)?;
+    bytes.as_slice().try_into().map_err(|_| LedgerError::Corrupt { seq, reason: format!("{column} is not 32 bytes") })
+}
+
+fn entry(row: &PgRow) -> Result<LedgerEntry, LedgerError> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(LedgerEntry {
+        seq,
+        tenant_id: row.try_get("tenant_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        aggregate_seq: row.try_get("aggregate_seq")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: EntryMetadata {
+            actor: row.try_get("actor")?,
+            request_id: row.try_get("request_id")?,
+            trace_id: row.try_get("trace_id")?,
+            causation_id: row.try_get("causation_id")?,
+            correlation_id: row.try_get("correlation_id")?,
+        },
+        recorded_at: row.try_get("recorded_at")?,
+        prev_hash: hash32(row, "prev_hash", seq)?,
+        hash: hash32(row, "hash", seq)?,
+    })
+}
+
+impl LedgerReader {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Every event of one aggregate, in aggregate order.
+    pub async fn aggregate_events(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY aggregate_seq");
+        let rows = sqlx::query(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// Up to `limit` entries with seq greater than `after`, in seq order.
+    pub async fn entries_after(&self, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// The highest seq in the ledger (0 when empty).
+    pub async fn head_seq(&self) -> Result<i64, LedgerError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&self.pool).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// How many entries there are; tests compare it before and after rejected requests.
+    pub async fn count(&self) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&self.pool).await?)
+    }
+}

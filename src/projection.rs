@@ -1,0 +1,180 @@
+//! The projection runner: tails the ledger by global seq (as the reader role) and applies
+//! each event to a read model in the primary database, in the same transaction that
+//! advances the projector's stored position, so every event takes effect exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::{EventRecord, Projector};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ledger::{LedgerEntry, LedgerReader};
+
+const BATCH: i64 = 1000;
+/// Polling interval when no local append wakes the runner (appends by other processes).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Positions reached by the running projectors, for read-your-writes.
+#[derive(Debug, Clone)]
+pub struct ProjectionWatch {
+    positions: Vec<(&'static str, watch::Receiver<i64>)>,
+}
+
+impl ProjectionWatch {
+    /// Waits until every projector has reached `seq`, up to `timeout`. Returns whether it
+    /// did.
+    pub async fn wait_for(&self, seq: i64, timeout: Duration) -> bool {
+        let all = async {
+            for (_, rx) in &self.positions {
+                let mut rx = rx.clone();
+                if rx.wait_for(|p| *p >= seq).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, all).await.unwrap_or(false)
+    }
+
+    /// Each projector's position.
+    pub fn positions(&self) -> Vec<(&'static str, i64)> {
+        self.positions.iter().map(|(n, rx)| (*n, *rx.borrow())).collect()
+    }
+}
+
+fn record(e: &LedgerEntry) -> Result<EventRecord, serde_json::Error> {
+    Ok(EventRecord {
+        seq: e.seq,
+        tenant_id: e.tenant_id,
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        event_type: e.event_type.clone(),
+        payload: serde_json::from_str(&e.payload)?,
+        actor: e.metadata.actor.clone(),
+        recorded_at: e.recorded_at,
+    })
+}
+
+/// Starts one runner task per projector. They stop when `shutdown` turns true.
+pub fn start(
+    projectors: Vec<Arc<dyn Projector>>,
+    reader: LedgerReader,
+    primary: PgPool,
+    wake: watch::Receiver<i64>,
+    shutdown: watch::Receiver<bool>,
+) -> (ProjectionWatch, Vec<JoinHandle<()>>) {
+    let mut positions = Vec::new();
+    let mut tasks = Vec::new();
+    for p in projectors {
+        let (tx, rx) = watch::channel(0i64);
+        positions.push((p.name(), rx));
+        tasks.push(tokio::spawn(run(p, reader.clone(), primary.clone(), tx, wake.clone(), shutdown.clone())));
+    }
+    (ProjectionWatch { positions }, tasks)
+}
+
+async fn load_position(primary: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("INSERT INTO gov_projection_positions (projection, position) VALUES ($1, 0) ON CONFLICT (projection) DO NOTHING")
+        .bind(name)
+        .execute(primary)
+        .await?;
+    sqlx::query_scalar("SELECT position FROM gov_projection_positions WHERE projection = $1").bind(name).fetch_one(primary).await
+}
+
+async fn run(
+    projector: Arc<dyn Projector>,
+    reader: LedgerReader,
+    primary: PgPool,
+    reached: watch::Sender<i64>,
+    mut wake: watch::Receiver<i64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = projector.name();
+    let mut position: Option<i64> = None;
+    while !*shutdown.borrow() {
+        let pos = match position {
+            Some(p) => p,
+            None => match load_position(&primary, name).await {
+                Ok(p) => {
+                    reached.send_replace(p);
+                    position = Some(p);
+                    p
+                }
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "cannot read projection position; retrying");
+                    pause(&mut shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        match reader.entries_after(pos, BATCH).await {
+            Ok(batch) if batch.is_empty() => {
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(batch) => match apply_batch(projector.as_ref(), &primary, pos, &batch).await {
+                Ok(Some(last)) => {
+                    position = Some(last);
+                    reached.send_replace(last);
+                }
+                // Another runner advanced the position first: reload it.
+                Ok(None) => position = None,
+                Err(e) => {
+                    tracing::error!(projection = name, error = %e, "projection batch failed; it will be retried");
+                    position = None;
+                    pause(&mut shutdown, Duration::from_millis(500)).await;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "cannot read the ledger; retrying");
+                pause(&mut shutdown, Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Applies a batch and advances the position from `from` in one transaction. Returns the
+/// new position, or `None` if the stored position was no longer `from`.
+async fn apply_batch(
+    projector: &dyn Projector,
+    primary: &PgPool,
+    from: i64,
+    batch: &[LedgerEntry],
+) -> Result<Option<i64>, projections::ProjectionError> {
+    let mut tx = primary.begin().await?;
+    let mut last = from;
+    for entry in batch {
+        last = entry.seq;
+        if !projector.handles(&entry.aggregate_type) {
+            continue;
+        }
+        let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
+        projections::tenant::set_tenant(&mut tx, event.tenant_id).await?;
+        projector.apply(&mut tx, &event).await?;
+    }
+    let moved =
+        sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
+            .bind(last)
+            .bind(projector.name())
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if moved != 1 {
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(last))
+}
