@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Installs (into a cache outside the clone) and starts the real services the tests and a
+# development shell need, all on 127.0.0.1:
+#   - primary and audit PostgreSQL 15 clusters (via `governance-engine dev up`)
+#   - Open Policy Agent v1.20.2 (built with `go install`)
+#   - Apache Kafka 4.1 in KRaft mode, one node (jars from Maven Central)
+#   - an S3-protocol server for evidence artifacts (moto, from PyPI)
+#
+#   eval "$(scripts/services.sh up)"     start what is not running, print exports
+#   scripts/services.sh status           say what runs
+#   scripts/services.sh down             stop everything this script started
+#   scripts/services.sh opa-stop|opa-start|audit-stop|audit-start   fault injection for tests
+#
+# Only `export NAME=value` lines go to stdout; progress goes to stderr. Idempotent.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${AUMOS_CACHE_DIR:-$HOME/.cache/aumos-governance}
+# Runtime state lives outside the clone and outside $HOME, where the postgres user
+# (PostgreSQL refuses to run as root) can reach it.
+RUN=${AUMOS_SERVICES_DIR:-/tmp/aumos-governance-services}
+PG_PRIMARY_PORT=${AUMOS_SERVICES_PG_PRIMARY_PORT:-55432}
+PG_AUDIT_PORT=${AUMOS_SERVICES_PG_AUDIT_PORT:-55433}
+OPA_PORT=${AUMOS_SERVICES_OPA_PORT:-58181}
+KAFKA_PORT=${AUMOS_SERVICES_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=${AUMOS_SERVICES_KAFKA_CONTROLLER_PORT:-59093}
+S3_PORT=${AUMOS_SERVICES_S3_PORT:-59000}
+OPA_VERSION=v1.20.2
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")
+S3_BUCKET=aumos-evidence
+BIN=${AUMOS_GOVERNANCE_BIN:-$ROOT/target/debug/governance-engine}
+
+log() { echo "services: $*" >&2; }
+die() { echo "services: error: $*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # name port seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$2" && return 0
+    sleep 0.1
+  done
+  die "$1 did not open port $2 within $3 s (logs in $RUN)"
+}
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+stop_pid() { # name
+  if alive "$1"; then
+    local pid; pid=$(cat "$RUN/$1.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "$1 stopped"
+  fi
+  rm -f "$RUN/$1.pid"
+}
+
+ensure_binary() {
+  if [[ ! -x "$BIN" || -n "${AUMOS_SERVICES_REBUILD:-}" ]]; then
+    log "building governance-engine"
+    (cd "$ROOT" && cargo build --locked --quiet --bin governance-engine) >&2
+  fi
+}
+
+# --- PostgreSQL -------------------------------------------------------------
+postgres_up() {
+  ensure_binary
+  log "postgres: primary on $PG_PRIMARY_PORT, audit on $PG_AUDIT_PORT"
+  "$BIN" dev up --dir "$RUN/stack" --primary-port "$PG_PRIMARY_PORT" --audit-port "$PG_AUDIT_PORT" --migrate 2>"$RUN/dev-up.log" \
+    || { cat "$RUN/dev-up.log" >&2; die "postgres clusters did not start"; }
+}
+
+# --- OPA ----------------------------------------------------------------------
+opa_install() {
+  if [[ ! -x "$CACHE/bin/opa" ]] || ! "$CACHE/bin/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then
+    log "opa: building $OPA_VERSION with go install (cached in $CACHE/bin)"
+    mkdir -p "$CACHE/bin" "$CACHE/gopath"
+    GOBIN="$CACHE/bin" GOPATH="$CACHE/gopath" GOFLAGS=-modcacherw \
+      go install "github.com/open-policy-agent/opa@$OPA_VERSION" >&2
+  fi
+}
+
+opa_start() {
+  opa_install
+  if ! alive opa; then
+    log "opa: starting on $OPA_PORT"
+    nohup "$CACHE/bin/opa" run --server --addr "127.0.0.1:$OPA_PORT" --log-level error >"$RUN/opa.log" 2>&1 &
+    echo $! >"$RUN/opa.pid"
+  fi
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$OPA_PORT/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "opa did not become healthy (see $RUN/opa.log)"
+}
+
+# --- Kafka --------------------------------------------------------------------
+kafka_install() {
+  local libs="$CACHE/kafka-$KAFKA_VERSION/libs"
+  if [[ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
+    log "kafka: fetching $KAFKA_VERSION jars from Maven Central (cached in $CACHE)"
+    mvn -B -q -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$libs" >&2
+  fi
+}
+
+kafka_start() {
+  kafka_install
+  local dir="$RUN/kafka" libs="$CACHE/kafka-$KAFKA_VERSION/libs"
+  mkdir -p "$dir"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+auto.create.topics.enable=true
+group.initial.rebalance.delay.ms=0
+EOF
+  cat >"$dir/log4j2.properties" <<EOF
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=file
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName=$dir/broker.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+EOF
+  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC "-Dlog4j2.configurationFile=$dir/log4j2.properties")
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    log "kafka: formatting KRaft storage"
+    java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format --standalone \
+      -t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+      || { cat "$dir/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  if ! alive kafka; then
+    log "kafka: starting on $KAFKA_PORT"
+    nohup java "${java_opts[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+    echo $! >"$RUN/kafka.pid"
+  fi
+  wait_port kafka "$KAFKA_PORT" 90
+}
+
+# --- S3 ------------------------------------------------------------------------
+venv() {
+  if [[ ! -x "$CACHE/venv/bin/python" ]]; then
+    python3 -m venv "$CACHE/venv" >&2
+  fi
+  local stamp="$CACHE/venv/.requirements.sha256" want
+  want=$(sha256sum "$ROOT/scripts/requirements-dev.txt" | cut -d' ' -f1)
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    log "python: installing scripts/requirements-dev.txt into $CACHE/venv"
+    "$CACHE/venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/requirements-dev.txt" >&2
+    echo "$want" >"$stamp"
+  fi
+}
+
+s3_start() {
+  venv
+  if ! alive s3; then
+    log "s3 (moto): starting on $S3_PORT"
+    nohup "$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$RUN/s3.log" 2>&1 &
+    echo $! >"$RUN/s3.pid"
+  fi
+  wait_port s3 "$S3_PORT" 30
+  curl -fsS -X PUT "http://127.0.0.1:$S3_PORT/$S3_BUCKET" >/dev/null 2>&1 || true
+}
+
+exports() {
+  cat "$RUN/stack.env"
+  cat <<EOF
+export AUMOS_GOVERNANCE_OPA_URL='http://127.0.0.1:$OPA_PORT'
+export AUMOS_KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:$KAFKA_PORT'
+export AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET='s3://$S3_BUCKET/artifacts'
+export AWS_ENDPOINT='http://127.0.0.1:$S3_PORT'
+export AWS_ALLOW_HTTP='true'
+export AWS_ACCESS_KEY_ID='test'
+export AWS_SECRET_ACCESS_KEY='test'
+export AWS_REGION='us-east-1'
+export AUMOS_DEV_SERVICES_DIR='$RUN'
+export AUMOS_DEV_PYTHON='$CACHE/venv/bin/python'
+export AUMOS_DEV_OPA_BIN='$CACHE/bin/opa'
+EOF
+}
+
+up() {
+  mkdir -p "$RUN" "$CACHE"
+  postgres_up >"$RUN/stack.env"
+  opa_start
+  kafka_start
+  s3_start
+  log "all services are up (state in $RUN)"
+  exports
+}
+
+status() {
+  local name
+  for name in opa kafka s3; do
+    if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+  for name in primary audit; do
+    if [[ -f "$RUN/stack/pg/$name/postmaster.pid" ]]; then echo "postgres $name: running"; else echo "postgres $name: stopped"; fi
+  done
+}
+
+down() {
+  stop_pid s3
+  stop_pid kafka
+  stop_pid opa
+  if [[ -f "$RUN/stack/stack.json" ]]; then
+    ensure_binary
+    "$BIN" dev down --dir "$RUN/stack" 2>/dev/null && log "postgres clusters stopped"
+  fi
+}
+
+pg_ctl_audit() { # start|stop
+  local pg_ctl=/usr/lib/postgresql/15/bin/pg_ctl
+  local cmd=("$pg_ctl" -D "$RUN/stack/pg/audit" -w -t 60)
+  [[ "$1" == start ]] && cmd+=(-l "$RUN/stack/pg/audit.log")
+  [[ "$1" == stop ]] && cmd+=(-m fast)
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "${cmd[@]}" "$1" >&2; else "${cmd[@]}" "$1" >&2; fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) exports ;;
+  opa-stop) stop_pid opa ;;
+  opa-start) mkdir -p "$RUN"; opa_start ;;
+  audit-stop) pg_ctl_audit stop ;;
+  audit-start) pg_ctl_audit start ;;
+  *) echo "usage: $0 up|down|status|env|opa-stop|opa-start|audit-stop|audit-start" >&2; exit 2 ;;
+esac

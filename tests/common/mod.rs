@@ -1,0 +1,155 @@
+//! Test harness for black-box tests over HTTP against the real services that
+//! `scripts/services.sh up` starts (`make test` does that and exports their settings).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// A required variable from the environment that `scripts/services.sh up` exports.
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: integration tests run against real services; use `make test`, or `eval \"$(scripts/services.sh up)\"` first")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `governance-engine serve` process, stopped (SIGTERM) on drop.
+pub struct Service {
+    child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    log: std::path::PathBuf,
+}
+
+impl Service {
+    /// Starts the service on the shared real services, with extra environment.
+    pub async fn start(extra: &[(&str, &str)]) -> Service {
+        var("AUMOS_DATABASE_URL");
+        Self::spawn(extra, &[]).await
+    }
+
+    /// Starts the service with the given variables removed (e.g. the embedded default).
+    pub async fn spawn(extra: &[(&str, &str)], remove: &[&str]) -> Service {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("gov-test-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_governance-engine"));
+        cmd.arg("serve").env("AUMOS_HTTP_ADDR", format!("127.0.0.1:{port}")).env("RUST_LOG", "info,sqlx=warn");
+        for k in remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("spawn governance-engine");
+        let svc = Service { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), log };
+        svc.wait_ready(Duration::from_secs(60)).await;
+        svc
+    }
+
+    async fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(r) = self.client.get(format!("{}/health/ready", self.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("service did not become ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a request as `tenant` with `token`; returns status and JSON body (Null if none).
+    pub async fn call(&self, method: Method, path: &str, tenant: Option<Uuid>, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = tenant {
+            req = req.header("X-Tenant-ID", t.to_string());
+        }
+        if let Some(tok) = token {
+            req = req.bearer_auth(tok);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(mut self) -> String {
+        self.terminate();
+        self.log()
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A token signed with the development key of the running services.
+pub fn token(tenant: Uuid, roles: &[&str]) -> String {
+    token_for(tenant, roles, "test-user", Duration::from_secs(600))
+}
+
+pub fn token_for(tenant: Uuid, roles: &[&str], subject: &str, ttl: Duration) -> String {
+    let pem = std::fs::read(var("AUMOS_JWT_PRIVATE_KEY_FILE")).unwrap();
+    let cfg = governance_engine::config::Config::from_process_env().unwrap().jwt;
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    governance_engine::auth::mint(&pem, &cfg, subject, &tenant.to_string(), &roles, ttl).unwrap()
+}
+
+pub const ADMIN: &[&str] = &["governance:admin"];
+
+pub async fn connect(url_var: &str) -> PgConnection {
+    PgConnection::connect(&var(url_var)).await.unwrap()
+}
+
+/// Entries in the ledger, read as the reader role.
+pub async fn ledger_count() -> i64 {
+    let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&mut c).await.unwrap()
+}
+
+pub fn policy_body(name: &str) -> Value {
+    serde_json::json!({ "name": name, "description": "test policy", "rego": "package test.gate\n\nallow if input.score > 0.5\n" })
+}
+
+/// Asserts the error body shape and returns its code.
+pub fn error_code(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(e["message"].is_string(), "error body has a message: {body}");
+    assert!(e["request_id"].as_str().is_some_and(|s| !s.is_empty()), "error body has a request_id: {body}");
+    e["code"].as_str().unwrap_or_else(|| panic!("error body has a code: {body}")).to_owned()
+}

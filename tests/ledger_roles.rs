@@ -1,0 +1,95 @@
+//! What each role can do on the audit cluster: the writer only appends, the reader only
+//! reads, and nobody (the owner included) updates, deletes or truncates the ledger.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+async fn ensure_an_entry_exists() {
+    let svc = Service::start(&[]).await;
+    let t = Uuid::new_v4();
+    let (status, _) = svc.call(Method::POST, "/api/v1/policies", Some(t), Some(&token(t, ADMIN)), Some(&policy_body("roles"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+fn denied(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>, what: &str) {
+    let err = result.expect_err(what).to_string();
+    assert!(err.contains("permission denied"), "{what}: {err}");
+}
+
+#[tokio::test]
+async fn the_writer_role_is_denied_select_update_delete_and_truncate() {
+    ensure_an_entry_exists().await;
+    let mut w = connect("AUMOS_GOVERNANCE_AUDIT_DB_URL").await;
+    denied(sqlx::query("SELECT * FROM gov_audit_trail_entries").execute(&mut w).await, "select");
+    denied(sqlx::query("UPDATE gov_audit_trail_entries SET actor = 'mallory'").execute(&mut w).await, "update");
+    denied(sqlx::query("DELETE FROM gov_audit_trail_entries").execute(&mut w).await, "delete");
+    denied(sqlx::query("TRUNCATE gov_audit_trail_entries").execute(&mut w).await, "truncate");
+}
+
+#[tokio::test]
+async fn the_reader_role_can_only_select() {
+    ensure_an_entry_exists().await;
+    let mut r = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&mut r).await.unwrap();
+    assert!(n > 0);
+    denied(sqlx::query("UPDATE gov_audit_trail_entries SET actor = 'mallory'").execute(&mut r).await, "update");
+    denied(sqlx::query("DELETE FROM gov_audit_trail_entries").execute(&mut r).await, "delete");
+    denied(sqlx::query("TRUNCATE gov_audit_trail_entries").execute(&mut r).await, "truncate");
+    denied(
+        sqlx::query("INSERT INTO gov_audit_trail_entries (seq) VALUES (999999999)").execute(&mut r).await,
+        "insert",
+    );
+}
+
+#[tokio::test]
+async fn the_owner_is_stopped_by_the_append_only_triggers() {
+    ensure_an_entry_exists().await;
+    let mut admin = connect("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL").await;
+    for sql in ["UPDATE gov_audit_trail_entries SET actor = 'mallory' WHERE seq = 1", "DELETE FROM gov_audit_trail_entries WHERE seq = 1", "TRUNCATE gov_audit_trail_entries"] {
+        let err = sqlx::query(sql).execute(&mut admin).await.expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    // Even a superuser is stopped while the triggers are in force.
+    let mut su = connect("AUMOS_DEV_AUDIT_SUPERUSER_URL").await;
+    let err = sqlx::query("DELETE FROM gov_audit_trail_entries WHERE seq = 1").execute(&mut su).await.unwrap_err().to_string();
+    assert!(err.contains("append-only"), "{err}");
+}
+
+#[tokio::test]
+async fn an_insert_that_skips_a_seq_or_breaks_the_chain_is_rejected() {
+    ensure_an_entry_exists().await;
+    let mut admin = connect("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL").await;
+    let head: i64 = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&mut admin).await.unwrap();
+    let insert = |seq: i64, prev: Vec<u8>| {
+        sqlx::query(
+            "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
+             payload, actor, recorded_at, prev_hash, hash) VALUES ($1, gen_random_uuid(), 'X', gen_random_uuid()::text, 1, 'E', '1', '{}', 'a', now(), $2, $2)",
+        )
+        .bind(seq)
+        .bind(prev)
+    };
+    let gap = insert(head + 2, vec![0u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
+    assert!(gap.contains("gapless"), "{gap}");
+    let broken = insert(head + 1, vec![9u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
+    assert!(broken.contains("gapless"), "{broken}");
+}
+
+#[tokio::test]
+async fn the_primary_app_role_cannot_connect_to_the_audit_cluster() {
+    let app_url = var("AUMOS_DATABASE_URL");
+    let audit_url = var("AUMOS_GOVERNANCE_AUDIT_DB_URL");
+    // Same credentials as the app role, pointed at the audit cluster's host and port.
+    let audit_host = audit_url.rsplit_once('@').unwrap().1;
+    let app_creds = app_url.split_once("://").unwrap().1.rsplit_once('@').unwrap().0;
+    for db in ["aumos_governance_audit", "postgres"] {
+        let host = audit_host.split_once('/').unwrap().0;
+        let url = format!("postgres://{app_creds}@{host}/{db}");
+        let err = PgConnection::connect(&url).await.expect_err("the app role must not reach the audit cluster").to_string();
+        assert!(err.contains("password authentication failed") || err.contains("does not exist"), "{err}");
+    }
+}
