@@ -18,7 +18,9 @@ fn foreign_token(tenant: Uuid) -> String {
     governance_engine::auth::ensure_dev_keypair(&dir).unwrap();
     let pem = std::fs::read(governance_engine::auth::dev_key_paths(&dir).0).unwrap();
     let cfg = governance_engine::config::Config::from_process_env().unwrap().jwt;
-    let t = governance_engine::auth::mint(&pem, &cfg, "mallory", &tenant.to_string(), &["governance:admin".into()], Duration::from_secs(600)).unwrap();
+    let t =
+        governance_engine::auth::mint(&pem, &cfg, "mallory", &tenant.to_string(), &["governance:admin".into()], Duration::from_secs(600))
+            .unwrap();
     let _ = std::fs::remove_dir_all(dir);
     t
 }
@@ -55,7 +57,8 @@ async fn bad_requests_get_4xx_with_an_error_body_and_change_nothing() {
         let body = body.clone();
         async move { svc.call(Method::POST, "/api/v1/policies", tenant_header, tok.as_deref(), Some(&body)).await }
     };
-    let cases: Vec<(&str, Option<String>, Option<Uuid>, StatusCode, &str)> = vec![
+    type Case<'a> = (&'a str, Option<String>, Option<Uuid>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         ("missing token", None, Some(tenant), StatusCode::UNAUTHORIZED, "unauthenticated"),
         ("malformed token", Some("not.a.jwt".into()), Some(tenant), StatusCode::UNAUTHORIZED, "unauthenticated"),
         ("expired token", Some(expired), Some(tenant), StatusCode::UNAUTHORIZED, "unauthenticated"),
@@ -91,7 +94,13 @@ async fn bad_requests_get_4xx_with_an_error_body_and_change_nothing() {
         ("malformed JSON", "{\"name\": ", "application/json", StatusCode::BAD_REQUEST, "malformed_json"),
         ("missing rego", r#"{"name":"x"}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_request"),
         ("wrong type", r#"{"name":7,"rego":"package a"}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_request"),
-        ("unknown field", r#"{"name":"x","rego":"package a","owner":"me"}"#, "application/json", StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "unknown field",
+            r#"{"name":"x","rego":"package a","owner":"me"}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         ("empty name", r#"{"name":"  ","rego":"package a"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("not JSON", "name=x", "application/x-www-form-urlencoded", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
     ];

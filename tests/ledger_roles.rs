@@ -40,17 +40,18 @@ async fn the_reader_role_can_only_select() {
     denied(sqlx::query("UPDATE gov_audit_trail_entries SET actor = 'mallory'").execute(&mut r).await, "update");
     denied(sqlx::query("DELETE FROM gov_audit_trail_entries").execute(&mut r).await, "delete");
     denied(sqlx::query("TRUNCATE gov_audit_trail_entries").execute(&mut r).await, "truncate");
-    denied(
-        sqlx::query("INSERT INTO gov_audit_trail_entries (seq) VALUES (999999999)").execute(&mut r).await,
-        "insert",
-    );
+    denied(sqlx::query("INSERT INTO gov_audit_trail_entries (seq) VALUES (999999999)").execute(&mut r).await, "insert");
 }
 
 #[tokio::test]
 async fn the_owner_is_stopped_by_the_append_only_triggers() {
     ensure_an_entry_exists().await;
     let mut admin = connect("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL").await;
-    for sql in ["UPDATE gov_audit_trail_entries SET actor = 'mallory' WHERE seq = 1", "DELETE FROM gov_audit_trail_entries WHERE seq = 1", "TRUNCATE gov_audit_trail_entries"] {
+    for sql in [
+        "UPDATE gov_audit_trail_entries SET actor = 'mallory' WHERE seq = 1",
+        "DELETE FROM gov_audit_trail_entries WHERE seq = 1",
+        "TRUNCATE gov_audit_trail_entries",
+    ] {
         let err = sqlx::query(sql).execute(&mut admin).await.expect_err(sql).to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }

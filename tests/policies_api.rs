@@ -25,7 +25,9 @@ async fn a_created_policy_reads_back_through_get_and_list() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got, created);
 
-    let (status, list) = svc.call(Method::GET, "/api/v1/policies?page=1&page_size=20&sort_by=created_at&sort_order=desc", Some(tenant), Some(&tok), None).await;
+    let (status, list) = svc
+        .call(Method::GET, "/api/v1/policies?page=1&page_size=20&sort_by=created_at&sort_order=desc", Some(tenant), Some(&tok), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["total"], 1);
     assert_eq!(list["page"], 1);

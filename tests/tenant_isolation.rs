@@ -43,7 +43,8 @@ async fn the_app_role_sees_only_the_tenant_it_sets_and_nothing_without_one() {
     let mut app = connect("AUMOS_DATABASE_URL").await;
     let role: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut app).await.unwrap();
     assert_eq!(role, "gov_app");
-    let bypass: bool = sqlx::query_scalar("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut app).await.unwrap();
+    let bypass: bool =
+        sqlx::query_scalar("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut app).await.unwrap();
     assert!(!bypass, "the app role must be subject to RLS");
 
     for table in ["gov_governance_policies", "gov_governance_policy_versions"] {
@@ -93,11 +94,13 @@ async fn the_app_role_owns_no_table_and_every_tenant_table_forces_rls() {
     for (table, owner, rls, force) in rows {
         assert!(table.starts_with("gov_"), "{table} is prefixed gov_");
         assert_ne!(owner, "gov_app", "{table} is not owned by the app role");
-        let has_tenant: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'tenant_id')")
-            .bind(&table)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
+        let has_tenant: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'tenant_id')",
+        )
+        .bind(&table)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
         if has_tenant {
             assert!(rls && force, "{table} has tenant data, so RLS is enabled and forced");
         }

@@ -73,7 +73,14 @@ impl Service {
     }
 
     /// Sends a request as `tenant` with `token`; returns status and JSON body (Null if none).
-    pub async fn call(&self, method: Method, path: &str, tenant: Option<Uuid>, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Option<Uuid>,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = tenant {
             req = req.header("X-Tenant-ID", t.to_string());

@@ -1,0 +1,29 @@
+# The two commands of the README, and a few helpers.
+#   make run    the service on its embedded default (local PostgreSQL clusters, embedded Rego)
+#   make test   everything: real services, fmt, clippy, licences, every test
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test services-up services-down services-status fmt lint bench-ledger
+
+run:
+	$(CARGO) run --locked --bin governance-engine -- serve
+
+test:
+	bash scripts/test.sh
+
+services-up:
+	@scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down
+
+services-status:
+	@scripts/services.sh status
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
