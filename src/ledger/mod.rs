@@ -7,7 +7,9 @@
 //! The writer can only append and the reader can only read; neither can change history.
 
 pub mod appender;
+pub mod checkpoint;
 pub mod format;
+pub mod merkle;
 pub mod reader;
 
 use chrono::{DateTime, Utc};

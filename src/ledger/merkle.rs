@@ -1,0 +1,322 @@
+//! The RFC 6962 / RFC 9162 Merkle tree over ledger entries: roots, inclusion proofs and
+//! consistency proofs, and the verifiers for both (RFC 9162 §2.1.3.2 and §2.1.4.2).
+//!
+//! [`MerkleTree`] keeps every complete subtree's hash, so a root or proof for any tree
+//! size costs O(log² n) hashes rather than O(n).
+
+use super::format::node_hash;
+use sha2::{Digest, Sha256};
+
+pub type Hash = [u8; 32];
+
+/// The root of the empty tree: SHA-256 of the empty string.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
+/// Largest power of two strictly smaller than `n` (n ≥ 2).
+fn split(n: u64) -> u64 {
+    let mut k = 1u64;
+    while k << 1 < n {
+        k <<= 1;
+    }
+    k
+}
+
+/// Append-only tree of leaf hashes with every complete subtree cached.
+#[derive(Debug, Clone, Default)]
+pub struct MerkleTree {
+    /// `levels[h][i]` is the hash of leaves `[i·2^h, (i+1)·2^h)`.
+    levels: Vec<Vec<Hash>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    #[error("tree size {requested} is larger than the tree ({size})")]
+    TreeTooSmall { requested: u64, size: u64 },
+    #[error("leaf index {index} is outside a tree of size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("consistency needs 0 < from ≤ to, got from {from}, to {to}")]
+    BadRange { from: u64, to: u64 },
+}
+
+impl MerkleTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.levels.first().map(|l| l.len() as u64).unwrap_or(0)
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        if self.levels.is_empty() {
+            self.levels.push(Vec::new());
+        }
+        self.levels[0].push(leaf);
+        let mut idx = self.levels[0].len() - 1;
+        let mut h = 0;
+        while idx % 2 == 1 {
+            let node = node_hash(&self.levels[h][idx - 1], &self.levels[h][idx]);
+            if self.levels.len() == h + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.levels[h + 1].push(node);
+            idx /= 2;
+            h += 1;
+        }
+    }
+
+    /// MTH(D[a:b]); requires a < b ≤ size. Left subtrees produced by the recursion are
+    /// always aligned complete subtrees, found in the cache.
+    fn subtree(&self, a: u64, b: u64) -> Hash {
+        let n = b - a;
+        if n.is_power_of_two() && a % n == 0 {
+            let h = n.trailing_zeros() as usize;
+            return self.levels[h][(a >> h) as usize];
+        }
+        let k = split(n);
+        node_hash(&self.subtree(a, a + k), &self.subtree(a + k, b))
+    }
+
+    /// The root of the first `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::TreeTooSmall { requested: size, size: self.size() });
+        }
+        Ok(if size == 0 { empty_root() } else { self.subtree(0, size) })
+    }
+
+    /// The audit path of leaf `index` in the tree of the first `size` leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::TreeTooSmall { requested: size, size: self.size() });
+        }
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut proof = Vec::new();
+        self.path(index, 0, size, &mut proof);
+        Ok(proof)
+    }
+
+    fn path(&self, m: u64, a: u64, b: u64, out: &mut Vec<Hash>) {
+        let n = b - a;
+        if n == 1 {
+            return;
+        }
+        let k = split(n);
+        if m < k {
+            self.path(m, a, a + k, out);
+            out.push(self.subtree(a + k, b));
+        } else {
+            self.path(m - k, a + k, b, out);
+            out.push(self.subtree(a, a + k));
+        }
+    }
+
+    /// The consistency proof between the trees of the first `from` and `to` leaves.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        if to > self.size() {
+            return Err(ProofError::TreeTooSmall { requested: to, size: self.size() });
+        }
+        if from == 0 || from > to {
+            return Err(ProofError::BadRange { from, to });
+        }
+        let mut proof = Vec::new();
+        if from < to {
+            self.subproof(from, 0, to, true, &mut proof);
+        }
+        Ok(proof)
+    }
+
+    fn subproof(&self, m: u64, a: u64, b: u64, complete: bool, out: &mut Vec<Hash>) {
+        let n = b - a;
+        if m == n {
+            if !complete {
+                out.push(self.subtree(a, b));
+            }
+            return;
+        }
+        let k = split(n);
+        if m <= k {
+            self.subproof(m, a, a + k, complete, out);
+            out.push(self.subtree(a + k, b));
+        } else {
+            self.subproof(m - k, a + k, b, false, out);
+            out.push(self.subtree(a, a + k));
+        }
+    }
+}
+
+/// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut fn_, mut sn) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            r = node_hash(p, &r);
+            if fn_ & 1 == 0 {
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0 && &r == root
+}
+
+/// Verifies a consistency proof (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(from: u64, to: u64, from_root: &Hash, to_root: &Hash, proof: &[Hash]) -> bool {
+    if from == 0 || from > to {
+        return false;
+    }
+    if from == to {
+        return proof.is_empty() && from_root == to_root;
+    }
+    if proof.is_empty() {
+        return false;
+    }
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if from.is_power_of_two() {
+        path.push(*from_root);
+    }
+    path.extend_from_slice(proof);
+    let (mut fn_, mut sn) = (from - 1, to - 1);
+    while fn_ & 1 == 1 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    let (mut fr, mut sr) = (path[0], path[0]);
+    for c in &path[1..] {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fn_ & 1 == 0 {
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0 && &fr == from_root && &sr == to_root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(i: u64) -> Hash {
+        super::super::format::leaf_hash(&i.to_be_bytes())
+    }
+
+    /// MTH straight from RFC 6962 §2.1, with no caching: the reference.
+    fn reference_root(leaves: &[Hash]) -> Hash {
+        match leaves.len() {
+            0 => empty_root(),
+            1 => leaves[0],
+            n => {
+                let k = split(n as u64) as usize;
+                node_hash(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
+            }
+        }
+    }
+
+    fn tree(n: u64) -> (MerkleTree, Vec<Hash>) {
+        let leaves: Vec<Hash> = (0..n).map(leaf).collect();
+        let mut t = MerkleTree::new();
+        for l in &leaves {
+            t.push(*l);
+        }
+        (t, leaves)
+    }
+
+    #[test]
+    fn roots_match_the_rfc_definition_for_every_size() {
+        let (t, leaves) = tree(70);
+        for size in 0..=70u64 {
+            assert_eq!(t.root(size).unwrap(), reference_root(&leaves[..size as usize]), "size {size}");
+        }
+    }
+
+    #[test]
+    fn the_empty_tree_root_is_the_hash_of_nothing() {
+        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn every_inclusion_proof_verifies_and_no_tampered_one_does() {
+        let (t, leaves) = tree(33);
+        for size in 1..=33u64 {
+            let root = t.root(size).unwrap();
+            for i in 0..size {
+                let proof = t.inclusion_proof(i, size).unwrap();
+                assert!(verify_inclusion(&leaves[i as usize], i, size, &proof, &root), "leaf {i} size {size}");
+                if size > 1 {
+                    assert!(!verify_inclusion(&leaves[i as usize], (i + 1) % size, size, &proof, &root), "wrong index");
+                    let mut forged = proof.clone();
+                    forged[0][0] ^= 1;
+                    assert!(!verify_inclusion(&leaves[i as usize], i, size, &forged, &root), "flipped bit");
+                    let mut longer = proof.clone();
+                    longer.push(root);
+                    assert!(!verify_inclusion(&leaves[i as usize], i, size, &longer, &root), "extra element");
+                    assert!(!verify_inclusion(&leaves[i as usize], i, size, &proof[..proof.len() - 1], &root), "truncated");
+                }
+                assert!(!verify_inclusion(&leaf(999), i, size, &proof, &root), "other leaf");
+            }
+        }
+    }
+
+    #[test]
+    fn every_consistency_proof_verifies_and_no_tampered_one_does() {
+        let (t, _) = tree(40);
+        for to in 1..=40u64 {
+            for from in 1..=to {
+                let (r1, r2) = (t.root(from).unwrap(), t.root(to).unwrap());
+                let proof = t.consistency_proof(from, to).unwrap();
+                assert!(verify_consistency(from, to, &r1, &r2, &proof), "{from}->{to}");
+                if from < to {
+                    for i in 0..proof.len() {
+                        let mut forged = proof.clone();
+                        forged[i][31] ^= 0x80;
+                        assert!(!verify_consistency(from, to, &r1, &r2, &forged), "{from}->{to} forged element {i}");
+                    }
+                    assert!(!verify_consistency(from, to, &r2, &r2, &proof), "{from}->{to} wrong old root");
+                    assert!(!verify_consistency(from, to, &r1, &r1, &proof), "{from}->{to} wrong new root");
+                    assert!(!verify_consistency(from, to, &r1, &r2, &[]), "{from}->{to} empty proof");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_fork_cannot_be_proven_consistent() {
+        // Two trees share their first 5 leaves, then differ.
+        let (a, _) = tree(9);
+        let mut b = MerkleTree::new();
+        for i in 0..9u64 {
+            b.push(if i < 5 { leaf(i) } else { leaf(100 + i) });
+        }
+        let proof = b.consistency_proof(7, 9).unwrap();
+        assert!(!verify_consistency(7, 9, &a.root(7).unwrap(), &b.root(9).unwrap(), &proof));
+    }
+}
