@@ -15,6 +15,8 @@ use crate::commands::CommandBus;
 use crate::config::{Config, DatabaseUrls};
 use crate::devstack::LocalStack;
 use crate::http::{router, AppState};
+use crate::ledger::checkpoint::NoteSigner;
+use crate::ledger::notary::{Notary, NotaryConfig};
 use crate::ledger::{Appender, LedgerReader};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum AppError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     #[error("{0}")]
     Io(String),
 }
@@ -40,6 +44,36 @@ pub enum AppError {
 /// Where the embedded default keeps its secrets.
 pub fn secrets_dir(config: &Config) -> PathBuf {
     config.data_dir.join("secrets")
+}
+
+/// The ledger's checkpoint signer: the configured key, or the embedded default's key
+/// (generated on first use). The key is read from a file, never logged or stored.
+pub fn ledger_signer(config: &Config) -> Result<NoteSigner, AppError> {
+    let path = match &config.ledger.signing_key_file {
+        Some(p) => p.clone(),
+        None => {
+            let p = secrets_dir(config).join(LEDGER_KEY_FILE);
+            ensure_ledger_key(&p)?;
+            p
+        }
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| AppError::Io(format!("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE {}: {e}", path.display())))?;
+    NoteSigner::from_pem(&config.ledger.origin, &pem).map_err(|e| AppError::Io(format!("ledger signing key {}: {e}", path.display())))
+}
+
+pub const LEDGER_KEY_FILE: &str = "ledger-ed25519.pem";
+
+/// Creates a ledger signing key at `path` unless one exists (owner-only permissions).
+pub fn ensure_ledger_key(path: &std::path::Path) -> Result<(), AppError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::Io(format!("{}: {e}", dir.display())))?;
+    }
+    let pem = NoteSigner::generate_pem().map_err(|e| AppError::Io(e.to_string()))?;
+    crate::fsutil::write_private(path, pem.as_bytes()).map_err(|e| AppError::Io(format!("{}: {e}", path.display())))
 }
 
 /// The databases to use: the configured ones, or local clusters under the data directory
@@ -109,26 +143,58 @@ async fn shutdown_signal() {
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let verifier = verifier(&config)?;
+    let signer = ledger_signer(&config)?;
     let (urls, stack) = databases(&config).await?;
-    let result = serve_with(config, urls, verifier).await;
+    let result = serve_with(config, urls, verifier, signer).await;
     if let Some(stack) = stack {
         tracing::info!("stopping the local PostgreSQL clusters");
-        if let Err(e) = stack.stop_all() {
+        if let Err(e) = stack.stop_started() {
             tracing::error!(error = %e, "cannot stop the local clusters");
         }
     }
     result
 }
 
-async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier) -> Result<(), AppError> {
-    let primary = pool(urls.primary.expose(), config.primary_pool_size, "connecting to the primary database").await?;
-    let writer = pool(urls.audit_writer.expose(), config.audit_pool_size, "connecting to the audit database (writer)").await?;
-    let reader_pool = pool(urls.audit_reader.expose(), config.audit_pool_size, "connecting to the audit database (reader)").await?;
-    let reader = LedgerReader::new(reader_pool);
+/// Connection pools to the primary and both audit roles.
+#[derive(Debug)]
+pub struct Pools {
+    pub primary: PgPool,
+    pub writer: PgPool,
+    pub reader: LedgerReader,
+}
+
+pub async fn pools(config: &Config, urls: &DatabaseUrls) -> Result<Pools, AppError> {
+    Ok(Pools {
+        primary: pool(urls.primary.expose(), config.primary_pool_size, "connecting to the primary database").await?,
+        writer: pool(urls.audit_writer.expose(), config.audit_pool_size, "connecting to the audit database (writer)").await?,
+        reader: LedgerReader::new(
+            pool(urls.audit_reader.expose(), config.audit_pool_size, "connecting to the audit database (reader)").await?,
+        ),
+    })
+}
+
+pub fn notary(config: &Config, pools: &Pools, signer: NoteSigner) -> Notary {
+    let cfg = NotaryConfig {
+        origin: config.ledger.origin.clone(),
+        every_entries: config.ledger.checkpoint_every_entries,
+        every: config.ledger.checkpoint_every,
+    };
+    Notary::new(pools.reader.clone(), pools.writer.clone(), signer, cfg)
+}
+
+async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier, signer: NoteSigner) -> Result<(), AppError> {
+    let pools = pools(&config, &urls).await?;
+    let notary = Arc::new(notary(&config, &pools, signer));
+    let Pools { primary, writer, reader } = pools;
     let (appender, appender_handle) = Appender::start(writer);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let projectors: Vec<Arc<dyn projections::Projector>> = vec![Arc::new(projections::policies::PolicyProjector)];
-    let (watch, runners) = crate::projection::start(projectors, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx);
+    let (watch, runners) =
+        crate::projection::start(projectors, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
+    let notary_task = {
+        let (notary, head) = (notary.clone(), appender_handle.head());
+        tokio::spawn(async move { notary.run(head, shutdown_rx).await })
+    };
     let http = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
@@ -143,6 +209,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier)
         bus,
         verifier,
         projections: watch,
+        notary,
         http,
     });
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;
@@ -155,6 +222,8 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier)
     for r in runners {
         let _ = r.await;
     }
+    // The notary signs a last checkpoint covering everything appended before exit.
+    let _ = notary_task.await;
     tracing::info!("shutdown complete");
     served.map_err(|e| AppError::Io(format!("server: {e}")))
 }

@@ -95,6 +95,18 @@ pub struct Config {
     pub read_your_writes_timeout: Duration,
     pub request_body_limit: usize,
     pub pg_bin_dir: PathBuf,
+    pub ledger: LedgerConfig,
+}
+
+/// The ledger's signing key and checkpoint cadence.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// PKCS#8 PEM Ed25519 key that signs checkpoints. `None`: the embedded default's key.
+    pub signing_key_file: Option<PathBuf>,
+    /// Names this deployment's ledger in every checkpoint (and is the key's name).
+    pub origin: String,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_every: Duration,
 }
 
 /// Reads variables through a function, so tests can feed a map instead of the process env.
@@ -193,6 +205,9 @@ impl Config {
             audience: env.get("AUMOS_JWT_AUDIENCE").unwrap_or_else(|| "aumos-governance".to_owned()),
             leeway: Duration::from_secs(env.parse("AUMOS_JWT_LEEWAY_SECONDS", 30, "a number of seconds")?),
         };
+        if databases.is_some() && env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").is_none() {
+            return Err(err("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
+        }
         if databases.is_some() && jwt.public_key_file.is_none() {
             return Err(err("AUMOS_JWT_PUBLIC_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
         }
@@ -211,6 +226,30 @@ impl Config {
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
             request_body_limit: env.parse("AUMOS_HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?,
+            ledger: LedgerConfig {
+                signing_key_file: env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").map(PathBuf::from),
+                origin: {
+                    let o = env.get("AUMOS_GOVERNANCE_LEDGER_ORIGIN").unwrap_or_else(|| "aumos-governance.local/ledger".to_owned());
+                    if o.contains('+') || o.chars().any(char::is_whitespace) {
+                        return Err(err("AUMOS_GOVERNANCE_LEDGER_ORIGIN", "must not contain spaces or '+'"));
+                    }
+                    o
+                },
+                checkpoint_every_entries: {
+                    let n: u64 = env.parse("AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_ENTRIES", 1000, "a number of entries")?;
+                    if n == 0 {
+                        return Err(err("AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_ENTRIES", "must be greater than 0"));
+                    }
+                    n
+                },
+                checkpoint_every: Duration::from_secs({
+                    let s: u64 = env.parse("AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_SECONDS", 60, "a number of seconds")?;
+                    if s == 0 {
+                        return Err(err("AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_SECONDS", "must be greater than 0"));
+                    }
+                    s
+                }),
+            },
             pg_bin_dir: PathBuf::from(env.get("AUMOS_GOVERNANCE_PG_BIN_DIR").unwrap_or_else(|| "/usr/lib/postgresql/15/bin".to_owned())),
         })
     }
@@ -242,6 +281,10 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_JWT_ISSUER",
     "AUMOS_JWT_AUDIENCE",
     "AUMOS_JWT_LEEWAY_SECONDS",
+    "AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE",
+    "AUMOS_GOVERNANCE_LEDGER_ORIGIN",
+    "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_ENTRIES",
+    "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_SECONDS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "RUST_LOG",
 ];
@@ -290,6 +333,7 @@ mod tests {
             ("AUMOS_GOVERNANCE_AUDIT_DB_URL", "postgres://w:hunter2@h/a"),
             ("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", "postgres://r:hunter2@h/a"),
             ("AUMOS_JWT_PUBLIC_KEY_FILE", "/k.pem"),
+            ("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE", "/l.pem"),
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -83,6 +83,9 @@ pub struct LocalStack {
     dir: PathBuf,
     pg_bin: PathBuf,
     state: StackState,
+    /// The clusters this value started (and so may stop without pulling a database out
+    /// from under another process).
+    started: Vec<Cluster>,
 }
 
 fn random_password() -> String {
@@ -146,7 +149,7 @@ impl LocalStack {
         let state_file = dir.join("stack.json");
         let bytes = std::fs::read(&state_file).map_err(|e| io(&state_file.display().to_string(), e))?;
         let state = serde_json::from_slice(&bytes).map_err(|e| DevStackError::Io(format!("{}: {e}", state_file.display())))?;
-        Ok(LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state })
+        Ok(LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state, started: Vec::new() })
     }
 
     /// Creates the clusters if needed, starts them if stopped and (re)provisions roles
@@ -179,7 +182,7 @@ impl LocalStack {
                 state
             }
         };
-        let stack = LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state };
+        let mut stack = LocalStack { dir, pg_bin: pg_bin.to_path_buf(), state, started: Vec::new() };
         std::fs::create_dir_all(stack.pg_dir()).map_err(|e| io("creating pg/", e))?;
         if is_root() {
             let mut chown = Command::new("chown");
@@ -188,7 +191,10 @@ impl LocalStack {
         }
         for c in [Cluster::Primary, Cluster::Audit] {
             stack.init(c)?;
-            stack.start(c)?;
+            if !stack.is_running(c) {
+                stack.start(c)?;
+                stack.started.push(c);
+            }
         }
         stack.provision_primary().await?;
         stack.provision_audit().await?;
@@ -249,6 +255,14 @@ impl LocalStack {
         let mut cmd = self.pg_command("pg_ctl");
         cmd.arg("-D").arg(self.data_dir(c)).args(["-m", "fast", "-w", "-t", "60", "stop"]);
         run(cmd).map(|_| ())
+    }
+
+    /// Stops the clusters that [`LocalStack::up`] started, leaving running ones alone.
+    pub fn stop_started(&self) -> Result<(), DevStackError> {
+        for c in &self.started {
+            self.stop(*c)?;
+        }
+        Ok(())
     }
 
     pub fn stop_all(&self) -> Result<(), DevStackError> {

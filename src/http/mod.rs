@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod health;
+pub mod ledger;
 pub mod middleware;
 pub mod policies;
 
@@ -28,6 +29,7 @@ pub struct AppState {
     pub bus: CommandBus,
     pub verifier: TokenVerifier,
     pub projections: ProjectionWatch,
+    pub notary: Arc<crate::ledger::notary::Notary>,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
 }
@@ -39,7 +41,12 @@ pub fn router(state: SharedState) -> Router {
     let api = Router::new()
         .route("/policies", post(policies::create).get(policies::list))
         .route("/policies/{id}", get(policies::get))
-        .route("/policies/{id}/versions", get(policies::versions));
+        .route("/policies/{id}/versions", get(policies::versions))
+        .route("/ledger/public-key", get(ledger::public_key))
+        .route("/ledger/checkpoints", post(ledger::create_checkpoint))
+        .route("/ledger/checkpoints/latest", get(ledger::latest_checkpoint))
+        .route("/ledger/entries/{seq}/proof", get(ledger::inclusion_proof))
+        .route("/ledger/consistency", get(ledger::consistency));
     Router::new()
         .nest("/api/v1", api)
         .route("/health/live", get(health::live))

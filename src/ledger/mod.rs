@@ -8,9 +8,12 @@
 
 pub mod appender;
 pub mod checkpoint;
+pub mod export;
 pub mod format;
 pub mod merkle;
+pub mod notary;
 pub mod reader;
+pub mod verify;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

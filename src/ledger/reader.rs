@@ -77,3 +77,58 @@ impl LedgerReader {
         Ok(sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&self.pool).await?)
     }
 }
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub root_hash: Vec<u8>,
+    pub origin: String,
+    pub key_id: String,
+    pub note: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl StoredCheckpoint {
+    pub fn to_export(&self) -> super::export::ExportCheckpoint {
+        super::export::ExportCheckpoint {
+            tree_size: u64::try_from(self.tree_size).unwrap_or(0),
+            root_hash: hex::encode(&self.root_hash),
+            key_id: self.key_id.clone(),
+            note: self.note.clone(),
+            created_at: self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }
+    }
+}
+
+const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, origin, key_id, note, created_at";
+
+impl LedgerReader {
+    /// One entry by seq.
+    pub async fn entry(&self, seq: i64) -> Result<Option<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq = $1");
+        let row = sqlx::query(&sql).bind(seq).fetch_optional(&self.pool).await?;
+        row.as_ref().map(entry).transpose()
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints ORDER BY tree_size DESC LIMIT 1");
+        Ok(sqlx::query_as(&sql).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn checkpoint_at(&self, tree_size: i64) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints WHERE tree_size = $1");
+        Ok(sqlx::query_as(&sql).bind(tree_size).fetch_optional(&self.pool).await?)
+    }
+
+    /// The smallest checkpoint that covers `seq`.
+    pub async fn checkpoint_covering(&self, seq: i64) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT 1");
+        Ok(sqlx::query_as(&sql).bind(seq).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints ORDER BY tree_size");
+        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+    }
+}

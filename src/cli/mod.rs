@@ -1,5 +1,7 @@
 //! The `governance-engine` command line.
 
+pub mod ledger;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub enum Command {
     /// Uses AUMOS_DATABASE_MIGRATION_URL (the primary's owner role) and AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL
     /// (the ledger admin); without AUMOS_DATABASE_URL, the embedded default's local clusters.
     Migrate,
+    /// The auditor's commands: export, verify (offline or live), checkpoint, prove.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Development helpers: tokens and local clusters.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -95,6 +100,7 @@ pub struct DownArgs {
 }
 
 /// Entry point of the binary.
+#[allow(clippy::print_stdout)] // stdout carries the commands' output
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_process_env() {
@@ -112,6 +118,22 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Ledger(cmd) = cli.command {
+        return match runtime.block_on(ledger::run(cmd, config)) {
+            Ok(ledger::Outcome::Ok(text)) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(ledger::Outcome::Failed(e)) => {
+                eprintln!("FAILED: first bad seq {}: {}", e.seq, e.reason);
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -126,11 +148,12 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
     match command {
         Command::Serve => app::serve(config).await,
+        Command::Ledger(_) => Ok(()),
         Command::Migrate => {
             let (urls, stack) = app::databases(&config).await?;
             let result = app::migrate_all(&urls).await;
             if let Some(stack) = stack {
-                stack.stop_all()?;
+                stack.stop_started()?;
             }
             result
         }
@@ -169,6 +192,9 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
             let keys = args.dir.canonicalize().map_err(|e| app::AppError::Io(e.to_string()))?.join("secrets");
             crate::auth::ensure_dev_keypair(&keys)?;
             let (private, public) = crate::auth::dev_key_paths(&keys);
+            let ledger_key = keys.join(app::LEDGER_KEY_FILE);
+            app::ensure_ledger_key(&ledger_key)?;
+            println!("export AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE='{}'", ledger_key.display());
             print!("{}", stack.exports());
             println!("export AUMOS_JWT_PUBLIC_KEY_FILE='{}'", public.display());
             println!("export AUMOS_JWT_PRIVATE_KEY_FILE='{}'", private.display());

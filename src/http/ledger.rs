@@ -1,0 +1,113 @@
+//! `/api/v1/ledger`: the verifier key, signed checkpoints and proofs.
+//!
+//! Proofs are tenant-scoped like everything else: a caller gets the inclusion proof of
+//! its own tenant's entries only (another tenant's seq answers 404). Checkpoints and
+//! consistency proofs carry only hashes and are the same for every tenant.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::extract::{ApiPath, ApiQuery, Caller};
+use super::SharedState;
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::ledger::export::{ExportEntry, ProofFile};
+use crate::ledger::notary::NotaryError;
+
+const PROOF_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer, Role::PolicyAuthor];
+const CHECKPOINTERS: &[Role] = &[Role::Admin, Role::Auditor];
+
+impl From<NotaryError> for ApiError {
+    fn from(e: NotaryError) -> Self {
+        match e {
+            NotaryError::Ledger(l) => l.into(),
+            NotaryError::Proof(p) => ApiError::validation(p.to_string()),
+            NotaryError::Empty => ApiError::new(ErrorCode::Conflict, "the ledger is empty; there is nothing to checkpoint"),
+            NotaryError::NoCheckpoint(n) => ApiError::not_found(&format!("checkpoint at tree size {n}")),
+            NotaryError::NoEntry(_) => ApiError::not_found("ledger entry"),
+        }
+    }
+}
+
+fn hex_all(hashes: &[[u8; 32]]) -> Vec<String> {
+    hashes.iter().map(hex::encode).collect()
+}
+
+/// The checkpoint verifier key, as text, in the C2SP signed-note format.
+pub async fn public_key(State(state): State<SharedState>, _caller: Caller) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", state.notary.signer().verifier_key())).into_response()
+}
+
+pub async fn latest_checkpoint(State(state): State<SharedState>, _caller: Caller) -> Result<Response, ApiError> {
+    let latest = state.ledger.latest_checkpoint().await?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
+    Ok(Json(latest.to_export()).into_response())
+}
+
+pub async fn create_checkpoint(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(CHECKPOINTERS)?;
+    let cp = state.notary.checkpoint_now().await?;
+    Ok((StatusCode::CREATED, Json(cp.to_export())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofParams {
+    pub tree_size: Option<i64>,
+}
+
+pub async fn inclusion_proof(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(seq): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<ProofParams>,
+) -> Result<Response, ApiError> {
+    caller.require(PROOF_READERS)?;
+    if seq < 1 {
+        return Err(ApiError::not_found("ledger entry"));
+    }
+    // Check the owner before doing any proof work, so a foreign seq costs nothing.
+    let entry = state
+        .ledger
+        .entry(seq)
+        .await?
+        .filter(|e| e.tenant_id == caller.tenant_id.as_uuid())
+        .ok_or_else(|| ApiError::not_found("ledger entry"))?;
+    if let Some(n) = p.tree_size {
+        if n < seq {
+            return Err(ApiError::validation(format!("tree_size {n} does not contain entry {seq}")));
+        }
+    }
+    let proof = state.notary.inclusion(entry.seq, p.tree_size).await?;
+    let file = ProofFile::InclusionProof {
+        entry: ExportEntry::from(&proof.entry),
+        leaf_index: u64::try_from(seq - 1).unwrap_or(0),
+        tree_size: u64::try_from(proof.checkpoint.tree_size).unwrap_or(0),
+        inclusion_proof: hex_all(&proof.proof),
+        checkpoint: proof.checkpoint.note,
+    };
+    Ok(Json(file).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    pub from: i64,
+    pub to: i64,
+}
+
+pub async fn consistency(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<ConsistencyParams>,
+) -> Result<Response, ApiError> {
+    caller.require(PROOF_READERS)?;
+    if p.from < 1 || p.to < p.from {
+        return Err(ApiError::invalid("expected 1 <= from <= to"));
+    }
+    let (a, b, proof) = state.notary.consistency(p.from, p.to).await?;
+    let file = ProofFile::ConsistencyProof { from_checkpoint: a.note, to_checkpoint: b.note, consistency_proof: hex_all(&proof) };
+    Ok(Json(file).into_response())
+}

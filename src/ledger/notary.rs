@@ -1,0 +1,186 @@
+//! The notary: keeps the ledger's Merkle tree in memory, signs checkpoints (every N
+//! entries, every T seconds, and on demand) and answers proofs against them.
+//!
+//! The tree holds only leaf and subtree hashes (32 bytes each, about 64 bytes per entry
+//! in all), synced from the ledger through the reader role. Checkpoints are written
+//! through the writer role, which may only insert them.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{watch, Mutex};
+
+use super::checkpoint::NoteSigner;
+use super::format::leaf_hash;
+use super::merkle::{Hash, MerkleTree, ProofError};
+use super::reader::StoredCheckpoint;
+use super::{LedgerEntry, LedgerError, LedgerReader};
+
+/// When checkpoints are made.
+#[derive(Debug, Clone)]
+pub struct NotaryConfig {
+    /// The origin line of every checkpoint: names this deployment's ledger.
+    pub origin: String,
+    pub every_entries: u64,
+    pub every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotaryError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    #[error("the ledger is empty")]
+    Empty,
+    #[error("no checkpoint at tree size {0}")]
+    NoCheckpoint(i64),
+    #[error("no entry {0}")]
+    NoEntry(i64),
+}
+
+#[derive(Debug)]
+pub struct Notary {
+    reader: LedgerReader,
+    writer: PgPool,
+    signer: NoteSigner,
+    config: NotaryConfig,
+    tree: Mutex<MerkleTree>,
+}
+
+/// An entry with its audit path to a signed checkpoint.
+#[derive(Debug, Clone)]
+pub struct InclusionProof {
+    pub entry: LedgerEntry,
+    pub proof: Vec<Hash>,
+    pub checkpoint: StoredCheckpoint,
+}
+
+impl Notary {
+    pub fn new(reader: LedgerReader, writer: PgPool, signer: NoteSigner, config: NotaryConfig) -> Self {
+        Self { reader, writer, signer, config, tree: Mutex::new(MerkleTree::new()) }
+    }
+
+    pub fn signer(&self) -> &NoteSigner {
+        &self.signer
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.config.origin
+    }
+
+    /// Brings the in-memory tree up to the ledger's head.
+    async fn sync<'a>(&'a self) -> Result<tokio::sync::MutexGuard<'a, MerkleTree>, LedgerError> {
+        let mut tree = self.tree.lock().await;
+        loop {
+            let size = i64::try_from(tree.size()).unwrap_or(i64::MAX);
+            let batch = self.reader.entries_after(size, 10_000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in &batch {
+                if e.seq != i64::try_from(tree.size()).unwrap_or(i64::MAX) + 1 {
+                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+                }
+                tree.push(leaf_hash(&e.encode()));
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Signs and stores a checkpoint of the whole ledger, unless the newest checkpoint
+    /// already covers it. Returns the newest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<StoredCheckpoint, NotaryError> {
+        let tree = self.sync().await?;
+        let size = tree.size();
+        if size == 0 {
+            return Err(NotaryError::Empty);
+        }
+        if let Some(latest) = self.reader.latest_checkpoint().await? {
+            if u64::try_from(latest.tree_size).unwrap_or(0) >= size {
+                return Ok(latest);
+            }
+        }
+        let root = tree.root(size)?;
+        drop(tree);
+        let note = self.signer.sign_checkpoint(&self.config.origin, size, &root);
+        let tree_size = i64::try_from(size).unwrap_or(i64::MAX);
+        sqlx::query("SELECT gov_ledger_add_checkpoint($1, $2, $3, $4, $5)")
+            .bind(tree_size)
+            .bind(root.to_vec())
+            .bind(&self.config.origin)
+            .bind(self.signer.key_id_hex())
+            .bind(&note)
+            .execute(&self.writer)
+            .await
+            .map_err(LedgerError::from)?;
+        tracing::info!(tree_size, root = %hex::encode(root), "ledger checkpoint signed");
+        self.reader.checkpoint_at(tree_size).await?.ok_or(NotaryError::NoCheckpoint(tree_size))
+    }
+
+    /// The inclusion proof of `seq` against the checkpoint of `tree_size` (default: the
+    /// smallest checkpoint covering it, made now if there is none).
+    pub async fn inclusion(&self, seq: i64, tree_size: Option<i64>) -> Result<InclusionProof, NotaryError> {
+        let entry = self.reader.entry(seq).await?.ok_or(NotaryError::NoEntry(seq))?;
+        let checkpoint = match tree_size {
+            Some(n) => self.reader.checkpoint_at(n).await?.ok_or(NotaryError::NoCheckpoint(n))?,
+            None => match self.reader.checkpoint_covering(seq).await? {
+                Some(c) => c,
+                None => self.checkpoint_now().await?,
+            },
+        };
+        if checkpoint.tree_size < seq {
+            return Err(ProofError::IndexOutOfRange {
+                index: u64::try_from(seq - 1).unwrap_or(0),
+                size: u64::try_from(checkpoint.tree_size).unwrap_or(0),
+            }
+            .into());
+        }
+        let tree = self.sync().await?;
+        let proof = tree.inclusion_proof(u64::try_from(seq - 1).unwrap_or(0), u64::try_from(checkpoint.tree_size).unwrap_or(0))?;
+        Ok(InclusionProof { entry, proof, checkpoint })
+    }
+
+    /// The consistency proof between two checkpoints.
+    pub async fn consistency(&self, from: i64, to: i64) -> Result<(StoredCheckpoint, StoredCheckpoint, Vec<Hash>), NotaryError> {
+        let a = self.reader.checkpoint_at(from).await?.ok_or(NotaryError::NoCheckpoint(from))?;
+        let b = self.reader.checkpoint_at(to).await?.ok_or(NotaryError::NoCheckpoint(to))?;
+        let tree = self.sync().await?;
+        let proof = tree.consistency_proof(u64::try_from(from).unwrap_or(0), u64::try_from(to).unwrap_or(0))?;
+        Ok((a, b, proof))
+    }
+
+    /// Makes a checkpoint whenever `every_entries` entries have been appended since the
+    /// last one, or `every` has passed with new entries, until `shutdown`; then one last.
+    pub async fn run(&self, mut head: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+        let mut last_size: i64 = match self.reader.latest_checkpoint().await {
+            Ok(c) => c.map(|c| c.tree_size).unwrap_or(0),
+            Err(_) => 0,
+        };
+        let mut ticker = tokio::time::interval(self.config.every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let threshold = i64::try_from(self.config.every_entries).unwrap_or(i64::MAX);
+        loop {
+            let due = tokio::select! {
+                _ = ticker.tick() => true,
+                changed = head.changed() => changed.is_ok() && *head.borrow() - last_size >= threshold,
+                _ = shutdown.changed() => break,
+            };
+            if due {
+                self.checkpoint_if_new(&mut last_size).await;
+            }
+        }
+        self.checkpoint_if_new(&mut last_size).await;
+    }
+
+    async fn checkpoint_if_new(&self, last_size: &mut i64) {
+        match self.reader.head_seq().await {
+            Ok(head) if head > *last_size => match self.checkpoint_now().await {
+                Ok(c) => *last_size = c.tree_size,
+                Err(e) => tracing::warn!(error = %e, "cannot make a ledger checkpoint; will retry"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the ledger head"),
+        }
+    }
+}
