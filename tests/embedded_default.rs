@@ -5,49 +5,22 @@
 mod common;
 
 use common::*;
-use governance_engine::devstack::{Cluster, LocalStack, PRIMARY_DB};
+use governance_engine::devstack::Cluster;
 use reqwest::{Method, StatusCode};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-/// Every variable that would point the service at the shared services.
-const SHARED: &[&str] = &[
-    "AUMOS_DATABASE_URL",
-    "AUMOS_DATABASE_MIGRATION_URL",
-    "AUMOS_GOVERNANCE_AUDIT_DB_URL",
-    "AUMOS_GOVERNANCE_AUDIT_DB_READER_URL",
-    "AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL",
-    "AUMOS_JWT_PUBLIC_KEY_FILE",
-    "AUMOS_JWT_PRIVATE_KEY_FILE",
-    "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
-    "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
-];
-
-fn dev_token(data_dir: &str, tenant: Uuid) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"));
-    cmd.args(["dev", "token", "--tenant", &tenant.to_string(), "--roles", "governance:admin,policy:author"]);
-    for k in SHARED {
-        cmd.env_remove(k);
-    }
-    let out = cmd.env("AUMOS_GOVERNANCE_DATA_DIR", data_dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(token.lines().count(), 1, "dev token prints only the token");
-    token.trim().to_owned()
-}
-
-async fn policy_rows(stack: &LocalStack) -> i64 {
-    let mut su = PgConnection::connect(&stack.superuser_url(Cluster::Primary, PRIMARY_DB)).await.unwrap();
+async fn policy_rows(url: &str) -> i64 {
+    let mut su = PgConnection::connect(url).await.unwrap();
     sqlx::query_scalar("SELECT count(*) FROM gov_governance_policies").fetch_one(&mut su).await.unwrap()
 }
 
 #[tokio::test]
 async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_503_and_changes_nothing() {
-    let dir = std::env::temp_dir().join(format!("gov-embedded-{}", Uuid::new_v4()));
-    let data_dir = dir.display().to_string();
-    let svc = Service::spawn(&[("AUMOS_GOVERNANCE_DATA_DIR", &data_dir)], SHARED).await;
+    let e = Embedded::start(&[]).await;
+    let svc = &e.svc;
     let tenant = Uuid::new_v4();
-    let tok = dev_token(&data_dir, tenant);
+    let tok = e.token(tenant, "governance:admin,policy:author");
 
     let (status, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("embedded"))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -55,17 +28,17 @@ async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_50
     let (status, _) = svc.call(Method::GET, &format!("/api/v1/policies/{id}"), Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
 
-    let stack = LocalStack::open_existing(&dir, std::path::Path::new("/usr/lib/postgresql/15/bin")).unwrap();
-    let rows_before = policy_rows(&stack).await;
-    stack.stop(Cluster::Audit).unwrap();
+    let primary = e.superuser_url(Cluster::Primary);
+    let rows_before = policy_rows(&primary).await;
+    e.stack.stop(Cluster::Audit).unwrap();
     let (status, body) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("must-not-exist"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "ledger_unavailable");
-    let (status, _) = svc.client.get(format!("{}/health/ready", svc.base)).send().await.map(|r| (r.status(), ())).unwrap();
+    let status = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().status();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "readiness reports the dead audit cluster");
-    assert_eq!(policy_rows(&stack).await, rows_before, "the primary database is unchanged");
+    assert_eq!(policy_rows(&primary).await, rows_before, "the primary database is unchanged");
 
-    stack.start(Cluster::Audit).unwrap();
+    e.stack.start(Cluster::Audit).unwrap();
     let mut ok = false;
     for _ in 0..50 {
         let (status, _) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("after-recovery"))).await;
@@ -77,7 +50,9 @@ async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_50
     }
     assert!(ok, "commands succeed again once the audit cluster is back");
 
-    let log = svc.stop().await;
+    let stack = e.stack.clone();
+    let dir = e.dir.clone();
+    let log = e.svc.stop().await;
     assert!(log.contains("shutdown complete"), "graceful shutdown: {log}");
     assert!(!stack.is_running(Cluster::Primary) && !stack.is_running(Cluster::Audit), "the embedded clusters stop with the service");
     let _ = std::fs::remove_dir_all(dir);

@@ -254,7 +254,7 @@ async fn export(reader: &crate::ledger::LedgerReader, out: &Path) -> Result<Outc
 
 async fn verify_database(reader: &crate::ledger::LedgerReader, v: &mut Verifier) -> Result<Result<(), VerifyError>, AppError> {
     for cp in reader.checkpoints().await? {
-        if let Err(e) = v.note(&cp.note) {
+        if let Err(e) = v.checkpoint(&cp.to_export()) {
             return Ok(Err(e));
         }
     }

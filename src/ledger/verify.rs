@@ -93,12 +93,18 @@ impl Verifier {
 
     /// Records a checkpoint; its signature is checked now, its root at [`finish`].
     pub fn checkpoint(&mut self, c: &ExportCheckpoint) -> Result<(), VerifyError> {
-        self.note(&c.note).map(|_| ())
+        self.note_at(&c.note, i64::try_from(c.tree_size).ok()).map(|_| ())
     }
 
     /// A signed checkpoint note, e.g. one an auditor kept from earlier.
     pub fn note(&mut self, note: &str) -> Result<u64, VerifyError> {
-        let size_hint = note.lines().nth(1).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+        self.note_at(note, None)
+    }
+
+    /// `tree_size`, when known from outside the note, names the checkpoint in errors
+    /// (a tampered note's own size line cannot be trusted).
+    fn note_at(&mut self, note: &str, tree_size: Option<i64>) -> Result<u64, VerifyError> {
+        let size_hint = tree_size.or_else(|| note.lines().nth(1).and_then(|s| s.parse::<i64>().ok())).unwrap_or(0);
         let cp = verify_checkpoint(note, &self.keys).map_err(|e| fail(size_hint, format!("checkpoint at tree size {size_hint}: {e}")))?;
         if let Some(origin) = &self.origin {
             if &cp.origin != origin {

@@ -160,3 +160,73 @@ pub fn error_code(body: &Value) -> String {
     assert!(e["request_id"].as_str().is_some_and(|s| !s.is_empty()), "error body has a request_id: {body}");
     e["code"].as_str().unwrap_or_else(|| panic!("error body has a code: {body}")).to_owned()
 }
+
+/// Every variable that would point a process at the shared services.
+pub const SHARED: &[&str] = &[
+    "AUMOS_DATABASE_URL",
+    "AUMOS_DATABASE_MIGRATION_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_READER_URL",
+    "AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL",
+    "AUMOS_JWT_PUBLIC_KEY_FILE",
+    "AUMOS_JWT_PRIVATE_KEY_FILE",
+    "AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE",
+    "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
+    "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
+];
+
+/// Runs the binary on the embedded default of `data_dir`; returns (success, stdout, stderr).
+pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_governance-engine"));
+    cmd.args(args).env("AUMOS_GOVERNANCE_DATA_DIR", data_dir);
+    for k in SHARED {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A service on its own embedded clusters in a temporary directory: for tests that stop
+/// or tamper with a database and must not disturb the shared one.
+pub struct Embedded {
+    pub svc: Service,
+    pub dir: std::path::PathBuf,
+    pub stack: governance_engine::devstack::LocalStack,
+}
+
+impl Embedded {
+    pub async fn start(extra: &[(&str, &str)]) -> Embedded {
+        let dir = std::env::temp_dir().join(format!("gov-embedded-{}", Uuid::new_v4()));
+        let data_dir = dir.display().to_string();
+        let mut env = vec![("AUMOS_GOVERNANCE_DATA_DIR", data_dir.as_str())];
+        env.extend_from_slice(extra);
+        let svc = Service::spawn(&env, SHARED).await;
+        let stack =
+            governance_engine::devstack::LocalStack::open_existing(&dir, std::path::Path::new("/usr/lib/postgresql/15/bin")).unwrap();
+        Embedded { svc, dir, stack }
+    }
+
+    /// `dev token` against this data directory.
+    pub fn token(&self, tenant: Uuid, roles: &str) -> String {
+        let (ok, out, err) = cli(&self.dir, &["dev", "token", "--tenant", &tenant.to_string(), "--roles", roles]);
+        assert!(ok, "{err}");
+        assert_eq!(out.lines().count(), 1, "dev token prints only the token");
+        out.trim().to_owned()
+    }
+
+    pub fn superuser_url(&self, c: governance_engine::devstack::Cluster) -> String {
+        let db = match c {
+            governance_engine::devstack::Cluster::Primary => governance_engine::devstack::PRIMARY_DB,
+            governance_engine::devstack::Cluster::Audit => governance_engine::devstack::AUDIT_DB,
+        };
+        self.stack.superuser_url(c, db)
+    }
+
+    /// Stops the service and its clusters and removes the directory.
+    pub async fn finish(self) -> String {
+        let log = self.svc.stop().await;
+        let _ = self.stack.stop_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        log
+    }
+}
