@@ -112,9 +112,11 @@ async fn verify_catches_every_tampering_of_an_export_and_names_the_first_bad_seq
     let (ok, _, err) = cli(&e.dir, &["ledger", "export", "--out", export.to_str().unwrap()]);
     assert!(ok, "{err}");
     let good = read_lines(&export);
-    assert_eq!(good.iter().filter(|l| matches!(l, ExportLine::Checkpoint(_))).count(), 3);
+    let sizes: Vec<u64> = good.iter().filter_map(|l| if let ExportLine::Checkpoint(c) = l { Some(c.tree_size) } else { None }).collect();
+    // The notary may add one of its own (its first tick runs when it starts).
+    assert!([4, 8, 12].iter().all(|n| sizes.contains(n)), "{sizes:?}");
     let out = verify(&e, &["ledger", "verify", export.to_str().unwrap(), "--public-key", key]).unwrap();
-    assert!(out.contains("OK: 12 entries, 3 signed checkpoints"), "{out}");
+    assert!(out.contains("OK: 12 entries"), "{out}");
 
     // The independent Python verifier agrees on the valid export.
     let py = std::process::Command::new(var("AUMOS_DEV_PYTHON"))
