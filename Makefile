@@ -27,3 +27,6 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+bench-ledger:
+	bash scripts/bench-ledger.sh

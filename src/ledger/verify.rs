@@ -57,38 +57,71 @@ impl Verifier {
     }
 
     pub fn entry(&mut self, e: &LedgerEntry) -> Result<(), VerifyError> {
+        self.check(e.seq, &e.prev_hash, &e.hash, &e.encode())
+    }
+
+    /// An export line's entry, hashed from its fields as given (no re-formatting).
+    pub fn export_entry(&mut self, e: &ExportEntry) -> Result<(), VerifyError> {
+        let hex32 = |field: &str, text: &str| -> Result<[u8; 32], VerifyError> {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(text, &mut out).map_err(|_| fail(e.seq, format!("{field} is not 32 bytes of hex")))?;
+            Ok(out)
+        };
+        let (prev_hash, hash) = (hex32("prev_hash", &e.prev_hash)?, hex32("hash", &e.hash)?);
+        let recorded_at = chrono::TimeZone::timestamp_micros(&chrono::Utc, e.recorded_at_micros)
+            .single()
+            .ok_or_else(|| fail(e.seq, "recorded_at_micros is out of range"))?;
+        let (seq, aggregate_seq) = match (u64::try_from(e.seq), u64::try_from(e.aggregate_seq)) {
+            (Ok(s), Ok(a)) => (s, a),
+            _ => return Err(fail(e.seq, "negative seq")),
+        };
+        let encoded = super::format::encode_entry(&super::format::EntryFields {
+            seq,
+            tenant_id: &e.tenant_id,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            aggregate_seq,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            payload: &e.payload,
+            actor: &e.actor,
+            request_id: e.request_id.as_deref(),
+            trace_id: e.trace_id.as_deref(),
+            causation_id: e.causation_id.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            recorded_at,
+            prev_hash: &prev_hash,
+        });
+        self.check(e.seq, &prev_hash, &hash, &encoded)
+    }
+
+    fn check(&mut self, seq: i64, prev_hash: &[u8; 32], hash: &[u8; 32], encoded: &[u8]) -> Result<(), VerifyError> {
         let expected_seq = self.hashes.len() as i64 + 1;
-        if e.seq != expected_seq {
-            let why = if e.seq > expected_seq {
-                format!("expected seq {expected_seq}, found {}: entries are missing", e.seq)
+        if seq != expected_seq {
+            let why = if seq > expected_seq {
+                format!("expected seq {expected_seq}, found {seq}: entries are missing")
             } else {
-                format!("expected seq {expected_seq}, found {}: entries are out of order or duplicated", e.seq)
+                format!("expected seq {expected_seq}, found {seq}: entries are out of order or duplicated")
             };
             return Err(fail(expected_seq, why));
         }
         let prev = self.hashes.last().copied().unwrap_or(GENESIS_HASH);
-        if e.prev_hash != prev {
+        if *prev_hash != prev {
             // An entry inserted before this one leaves this one pointing past it.
-            if self.hashes.len() >= 2 && e.prev_hash == self.hashes[self.hashes.len() - 2] {
+            if self.hashes.len() >= 2 && *prev_hash == self.hashes[self.hashes.len() - 2] {
                 return Err(fail(
-                    e.seq - 1,
+                    seq - 1,
                     "this entry is not part of the chain: the next entry links to the one before it (inserted entry)",
                 ));
             }
-            return Err(fail(e.seq, "prev_hash does not match the previous entry's hash (broken chain)"));
+            return Err(fail(seq, "prev_hash does not match the previous entry's hash (broken chain)"));
         }
-        let encoded = e.encode();
-        if super::format::entry_hash(&encoded) != e.hash {
-            return Err(fail(e.seq, "hash does not match the entry's contents (altered entry)"));
+        if super::format::entry_hash(encoded) != *hash {
+            return Err(fail(seq, "hash does not match the entry's contents (altered entry)"));
         }
-        self.tree.push(leaf_hash(&encoded));
-        self.hashes.push(e.hash);
+        self.tree.push(leaf_hash(encoded));
+        self.hashes.push(*hash);
         Ok(())
-    }
-
-    pub fn export_entry(&mut self, e: &ExportEntry) -> Result<(), VerifyError> {
-        let entry = LedgerEntry::try_from(e).map_err(|r| fail(e.seq, r))?;
-        self.entry(&entry)
     }
 
     /// Records a checkpoint; its signature is checked now, its root at [`finish`].

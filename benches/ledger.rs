@@ -1,0 +1,254 @@
+//! `make bench-ledger`: the ledger's append throughput and latency against plain INSERTs
+//! on the same audit cluster in the same run, and offline verification speed.
+//!
+//! Needs the audit cluster's URLs in the environment (scripts/bench-ledger.sh provides a
+//! private cluster). Writes target/bench/ledger.json.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use governance_engine::ledger::checkpoint::NoteSigner;
+use governance_engine::ledger::export::{ExportEntry, ExportLine};
+use governance_engine::ledger::format::{leaf_hash, GENESIS_HASH};
+use governance_engine::ledger::merkle::MerkleTree;
+use governance_engine::ledger::verify::Verifier;
+use governance_engine::ledger::{Appender, EntryMetadata, LedgerEntry, NewEntry};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
+
+const WRITERS: usize = 8;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-ledger`"))
+}
+
+fn seconds() -> Duration {
+    Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15))
+}
+
+/// A payload of about 500 bytes, like a policy decision record.
+fn payload(i: u64) -> String {
+    let input = "x".repeat(330);
+    format!(
+        r#"{{"decision_id":"{i:032x}","engine":"embedded","input":"{input}","policy_id":"01a222d8-761d-75d4-808f-d1f0a65cccc7","result":{{"allow":true}},"version":3}}"#
+    )
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Run {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    count: usize,
+}
+
+fn summarise(mut lat: Vec<f64>, elapsed: Duration) -> Run {
+    lat.sort_by(f64::total_cmp);
+    Run {
+        per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        count: lat.len(),
+    }
+}
+
+async fn plain_inserts(d: Duration) -> Run {
+    let mut admin = PgConnection::connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL")).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS gov_bench_plain_entries; \
+         CREATE TABLE gov_bench_plain_entries (seq bigserial PRIMARY KEY, tenant_id uuid NOT NULL, aggregate_type text NOT NULL, \
+         aggregate_id text NOT NULL, aggregate_seq bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, \
+         actor text NOT NULL, request_id text, trace_id text, causation_id text, correlation_id text, recorded_at timestamptz NOT NULL, \
+         prev_hash bytea NOT NULL, hash bytea NOT NULL, UNIQUE (aggregate_type, aggregate_id, aggregate_seq)); \
+         GRANT INSERT ON gov_bench_plain_entries TO gov_ledger_writer; GRANT USAGE ON SEQUENCE gov_bench_plain_entries_seq_seq TO gov_ledger_writer;",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        tasks.push(tokio::spawn(async move {
+            let mut c = PgConnection::connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap();
+            let (mut lat, mut i) = (Vec::new(), 0u64);
+            let tenant = uuid::Uuid::new_v4();
+            while start.elapsed() < d {
+                let t = Instant::now();
+                sqlx::query(
+                    "INSERT INTO gov_bench_plain_entries (tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
+                     payload, actor, request_id, recorded_at, prev_hash, hash) VALUES ($1, 'Bench', $2, 1, 'Written', '1', $3::json, 'bench', 'r', now(), $4, $4)",
+                )
+                .bind(tenant)
+                .bind(format!("{w}-{i}"))
+                .bind(payload(i))
+                .bind(vec![0u8; 32])
+                .execute(&mut c)
+                .await
+                .unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let run = summarise(all, start.elapsed());
+    sqlx::raw_sql("DROP TABLE gov_bench_plain_entries").execute(&mut admin).await.unwrap();
+    run
+}
+
+async fn ledger_appends(d: Duration, in_flight: usize) -> Run {
+    let pool = PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap();
+    let (appender, handle) = Appender::start(pool);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS * in_flight {
+        let handle = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut i) = (Vec::new(), 0u64);
+            let tenant = uuid::Uuid::new_v4();
+            let id = format!("bench-{}-{w}", uuid::Uuid::new_v4());
+            while start.elapsed() < d {
+                i += 1;
+                let entry = NewEntry {
+                    tenant_id: tenant,
+                    aggregate_type: "Bench".into(),
+                    aggregate_id: id.clone(),
+                    aggregate_seq: i as i64,
+                    event_type: "Written".into(),
+                    event_version: "1".into(),
+                    payload: payload(i),
+                    metadata: EntryMetadata { actor: "bench".into(), request_id: Some("r".into()), ..Default::default() },
+                };
+                let t = Instant::now();
+                handle.append(vec![entry]).await.expect("append");
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            lat
+        }));
+    }
+    drop(handle);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let run = summarise(all, start.elapsed());
+    appender.join().await;
+    run
+}
+
+/// Writes a synthetic, valid export of `n` entries with a checkpoint every 100,000.
+fn synthetic_export(n: u64, path: &std::path::Path, signer: &NoteSigner) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path).unwrap());
+    let mut tree = MerkleTree::new();
+    let mut prev = GENESIS_HASH;
+    let tenant = uuid::Uuid::new_v4();
+    let t0 = chrono::Utc::now();
+    for seq in 1..=n {
+        let mut e = LedgerEntry {
+            seq: seq as i64,
+            tenant_id: tenant,
+            aggregate_type: "Policy".into(),
+            aggregate_id: format!("agg-{}", seq % 1000),
+            aggregate_seq: (seq / 1000 + 1) as i64,
+            event_type: "PolicyEvaluated".into(),
+            event_version: "1".into(),
+            payload: payload(seq),
+            metadata: EntryMetadata { actor: "svc-gateway".into(), request_id: Some(format!("req-{seq}")), ..Default::default() },
+            recorded_at: t0,
+            prev_hash: prev,
+            hash: [0; 32],
+        };
+        let enc = e.encode();
+        e.hash = governance_engine::ledger::format::entry_hash(&enc);
+        tree.push(leaf_hash(&enc));
+        prev = e.hash;
+        serde_json::to_writer(&mut w, &ExportLine::Entry(ExportEntry::from(&e))).unwrap();
+        w.write_all(b"\n").unwrap();
+        if seq % 100_000 == 0 || seq == n {
+            let note = signer.sign_checkpoint("bench.example/ledger", seq, &tree.root(seq).unwrap());
+            let cp = governance_engine::ledger::export::ExportCheckpoint {
+                tree_size: seq,
+                root_hash: hex::encode(tree.root(seq).unwrap()),
+                key_id: signer.key_id_hex(),
+                note,
+                created_at: t0.to_rfc3339(),
+            };
+            serde_json::to_writer(&mut w, &ExportLine::Checkpoint(cp)).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+    }
+    w.flush().unwrap();
+}
+
+fn verify_speed(n: u64) -> f64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger-verify-1m.jsonl");
+    let signer = NoteSigner::from_pem("bench.example/ledger", &NoteSigner::generate_pem().unwrap()).unwrap();
+    eprintln!("writing a synthetic export of {n} entries to {}", path.display());
+    synthetic_export(n, &path, &signer);
+    let key = governance_engine::ledger::checkpoint::VerifierKey::parse(&signer.verifier_key()).unwrap();
+    let start = Instant::now();
+    let mut v = Verifier::new(vec![key]);
+    governance_engine::cli::ledger::verify_file(&path, &mut v, &[]).expect("the synthetic export verifies");
+    let summary = v.finish().expect("the synthetic export verifies");
+    let elapsed = start.elapsed();
+    assert_eq!(summary.entries, n);
+    let _ = std::fs::remove_file(&path);
+    n as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let d = seconds();
+    eprintln!("plain single-row INSERTs: {WRITERS} writers, {}s", d.as_secs());
+    let plain = plain_inserts(d).await;
+    eprintln!("ledger appends through the group-commit appender: {WRITERS} writers, {}s", d.as_secs());
+    let ledger = ledger_appends(d, 1).await;
+    eprintln!("ledger appends with 8 writers x 16 requests in flight each, {}s", d.as_secs());
+    let busy = ledger_appends(d, 16).await;
+    let verify = verify_speed(std::env::var("BENCH_VERIFY_ENTRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000));
+    let report = serde_json::json!({
+        "ledger_events_per_s": ledger.per_s.round(),
+        "ledger_p50_ms": (ledger.p50_ms * 1000.0).round() / 1000.0,
+        "ledger_p99_ms": (ledger.p99_ms * 1000.0).round() / 1000.0,
+        "plain_insert_rows_per_s": plain.per_s.round(),
+        "plain_insert_p50_ms": (plain.p50_ms * 1000.0).round() / 1000.0,
+        "plain_insert_p99_ms": (plain.p99_ms * 1000.0).round() / 1000.0,
+        "ratio": (ledger.per_s / plain.per_s * 100.0).round() / 100.0,
+        "ledger_128_in_flight_events_per_s": busy.per_s.round(),
+        "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
+        "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
+        "verify_entries_per_s": verify.round(),
+        "writers": WRITERS,
+        "seconds_per_arm": d.as_secs(),
+        "payload_bytes": payload(1).len(),
+        "appended": ledger.count + busy.count,
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ledger.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("\nledger benchmark ({WRITERS} concurrent writers, ~{} byte payloads, fsync on)", payload(1).len());
+    println!("  plain INSERT      {:>9.0} rows/s    p50 {:>6.3} ms  p99 {:>6.3} ms", plain.per_s, plain.p50_ms, plain.p99_ms);
+    println!(
+        "  ledger append     {:>9.0} entries/s p50 {:>6.3} ms  p99 {:>6.3} ms  ratio {:.2}x",
+        ledger.per_s,
+        ledger.p50_ms,
+        ledger.p99_ms,
+        ledger.per_s / plain.per_s
+    );
+    println!("  ledger, 128 in flight {:>6.0} entries/s p50 {:>6.3} ms  p99 {:>6.3} ms", busy.per_s, busy.p50_ms, busy.p99_ms);
+    println!("  offline verify    {verify:>9.0} entries/s");
+    println!("  wrote target/bench/ledger.json");
+}
