@@ -160,8 +160,12 @@ pub fn verify_file(path: &Path, v: &mut Verifier, notes: &[PathBuf]) -> Result<(
             };
             let stop = parsed.is_err();
             batch.push(parsed);
-            if (batch.len() == 1024 || stop) && (tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1024))).is_err() || stop) {
-                return;
+            if batch.len() == 1024 || stop {
+                // A parse error is sent too (the verifier reports it), then reading stops.
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(1024));
+                if tx.send(full).is_err() || stop {
+                    return;
+                }
             }
         }
         let _ = tx.send(batch);
