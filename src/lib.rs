@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod devstack;
+pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod http;

@@ -1,0 +1,99 @@
+//! Policy engines: the embedded `regorus` interpreter (the default) and an Open Policy
+//! Agent sidecar over its REST API. Both sit behind [`PolicyEngine`], so the HTTP layer
+//! neither knows nor cares which one runs, and both fail closed: every error is an
+//! [`EngineError`], never an "allow".
+
+pub mod embedded;
+pub mod opa;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One compile error, located in the Rego source when the engine says where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompileError {
+    pub message: String,
+    pub row: Option<u32>,
+    pub col: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the policy does not compile ({} error(s))", .0.len())]
+    Compile(Vec<CompileError>),
+    #[error("policy tests failed: {}", .0.join(", "))]
+    TestsFailed(Vec<String>),
+    /// The engine could not answer in time or at all (OPA down, timeout).
+    #[error("policy engine unavailable: {0}")]
+    Unavailable(String),
+    /// The engine answered with an error or something that is not a valid answer.
+    #[error("policy engine error: {0}")]
+    BadResponse(String),
+    /// Evaluation itself failed (e.g. conflicting values for a complete rule).
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
+}
+
+/// What validation learned about a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The package the source declares, without `data.` (e.g. `gate.v1`).
+    pub package: String,
+    /// Names of its `test_` rules.
+    pub tests: Vec<String>,
+}
+
+/// One version of a policy, ready to be prepared.
+#[derive(Debug, Clone)]
+pub struct PolicyModule {
+    pub policy_id: uuid::Uuid,
+    pub version: u32,
+    pub package: String,
+    pub rego: String,
+}
+
+/// A policy compiled for evaluation: cheap to share, evaluated many times.
+#[async_trait::async_trait]
+pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
+    /// Evaluates `rule` (a dot-separated path inside the package; `None` for the whole
+    /// package document). `Ok(None)` is an undefined result.
+    async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError>;
+}
+
+#[async_trait::async_trait]
+pub trait PolicyEngine: Send + Sync + std::fmt::Debug {
+    /// `embedded` or `opa`.
+    fn kind(&self) -> &'static str;
+    /// Compiles the source without keeping it; a compile error is located where possible.
+    async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError>;
+    /// Runs the module's `test_` rules; fails listing every test that is not true.
+    async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError>;
+    /// Prepares a module for evaluation (for OPA: uploads it).
+    async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError>;
+    /// Whether a prepared module is still loaded (OPA may have restarted).
+    async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError>;
+}
+
+/// Runs both checks an activation needs: the source compiles, and its tests pass.
+pub async fn check_and_test(engine: &dyn PolicyEngine, rego: &str) -> Result<ModuleInfo, EngineError> {
+    let info = engine.check(rego).await?;
+    engine.run_tests(rego, &info).await?;
+    Ok(info)
+}
+
+/// Builds the configured engine.
+pub fn build(config: &crate::config::Config, http: reqwest::Client) -> Arc<dyn PolicyEngine> {
+    match config.policy_engine {
+        crate::config::PolicyEngineKind::Embedded => Arc::new(embedded::EmbeddedEngine::new(config.eval_timeout)),
+        crate::config::PolicyEngineKind::Opa => Arc::new(opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout)),
+    }
+}
+
+/// The evaluation budget; past it the caller gets 503 rather than a late answer.
+pub fn budget(timeout: Duration) -> Duration {
+    timeout
+}

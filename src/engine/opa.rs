@@ -1,0 +1,276 @@
+//! The OPA engine: an Open Policy Agent server (a sidecar) through its REST API.
+//!
+//! Each policy version is uploaded as its own module (`PUT /v1/policies/aumos/<id>/v<n>`)
+//! with its package moved under a per-policy namespace, so two tenants' `package gate`
+//! never merge in OPA's data tree. Answers are checked before they are believed: anything
+//! but a JSON object is a 502, and no answer in time is a 503. Nothing is ever "allow" by
+//! default.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::source::{test_rules, unsupported_calls};
+use super::{CompileError, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
+
+static PACKAGE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^([ \t]*)package[ \t]+([^\s#]+)").ok());
+
+#[derive(Debug, Clone)]
+pub struct OpaEngine {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+/// The package a source declares (without `data.`).
+pub fn declared_package(rego: &str) -> Option<String> {
+    PACKAGE
+        .as_ref()?
+        .captures(&super::source::code_only(rego))
+        .and_then(|c| c.get(2))
+        .map(|m| m.as_str().trim_start_matches("data.").to_owned())
+}
+
+/// Moves the module's package under `prefix` (the line keeps its number, so error
+/// locations stay true).
+fn namespaced(rego: &str, prefix: &str) -> Option<String> {
+    let re = PACKAGE.as_ref()?;
+    let code = super::source::code_only(rego);
+    let caps = re.captures(&code)?;
+    let whole = caps.get(0)?;
+    let package = caps.get(2)?.as_str().trim_start_matches("data.");
+    Some(format!("{}{}package {prefix}.{package}{}", &rego[..whole.start()], caps.get(1)?.as_str(), &rego[whole.end()..]))
+}
+
+fn unavailable(e: &reqwest::Error) -> EngineError {
+    if e.is_timeout() {
+        EngineError::Unavailable("OPA did not answer within the evaluation budget".into())
+    } else {
+        EngineError::Unavailable(format!("cannot reach OPA: {e}"))
+    }
+}
+
+/// OPA's error body: `{"code", "message", "errors": [{"message", "location": {"row", "col"}}]}`.
+fn compile_errors(body: &Value) -> Vec<CompileError> {
+    let mut out: Vec<CompileError> = body["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| CompileError {
+                    message: e["message"].as_str().unwrap_or("compile error").to_owned(),
+                    row: e["location"]["row"].as_u64().and_then(|r| u32::try_from(r).ok()),
+                    col: e["location"]["col"].as_u64().and_then(|c| u32::try_from(c).ok()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if out.is_empty() {
+        out.push(CompileError { message: body["message"].as_str().unwrap_or("OPA rejected the policy").to_owned(), row: None, col: None });
+    }
+    out
+}
+
+impl OpaEngine {
+    pub fn new(http: reqwest::Client, base: &str, timeout: Duration) -> Self {
+        Self { http, base: base.trim_end_matches('/').to_owned(), timeout }
+    }
+
+    fn module_id(module: &PolicyModule) -> String {
+        format!("aumos/{}/v{}", module.policy_id.simple(), module.version)
+    }
+
+    fn prefix(module: &PolicyModule) -> String {
+        format!("aumos_policies.p{}_v{}", module.policy_id.simple(), module.version)
+    }
+
+    /// Uploads a module; 400 from OPA is a compile error.
+    async fn put(&self, id: &str, rego: &str) -> Result<(), EngineError> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/policies/{id}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(rego.to_owned())
+            .timeout(self.timeout.max(Duration::from_secs(5)))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            return Err(EngineError::Compile(compile_errors(&body)));
+        }
+        Err(EngineError::BadResponse(format!("OPA answered {status} to a policy upload")))
+    }
+
+    async fn delete(&self, id: &str) {
+        let _ = self.http.delete(format!("{}/v1/policies/{id}", self.base)).timeout(Duration::from_secs(5)).send().await;
+    }
+
+    /// Uploads a throwaway copy under a random namespace, runs `f`, removes it.
+    async fn with_scratch<T>(&self, rego: &str, f: impl AsyncFnOnce(&str) -> Result<T, EngineError>) -> Result<T, EngineError> {
+        let scratch = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 0, package: String::new(), rego: String::new() };
+        let id = format!("aumos/scratch/{}", scratch.policy_id.simple());
+        let prefix = Self::prefix(&scratch).replacen("aumos_policies", "aumos_scratch", 1);
+        let body = namespaced(rego, &prefix)
+            .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
+        self.put(&id, &body).await?;
+        let package = declared_package(rego).unwrap_or_default();
+        let result = f(&format!("{prefix}.{package}")).await;
+        self.delete(&id).await;
+        result
+    }
+}
+
+fn data_path(package: &str, rule: Option<&str>) -> String {
+    let mut path = package.replace('.', "/");
+    if let Some(rule) = rule {
+        path.push('/');
+        path.push_str(&rule.replace('.', "/"));
+    }
+    path
+}
+
+/// Queries `POST /v1/data/<path>`, insisting on a JSON object as the answer.
+async fn query(http: &reqwest::Client, base: &str, path: &str, input: &Value, timeout: Duration) -> Result<Option<Value>, EngineError> {
+    let resp = http
+        .post(format!("{base}/v1/data/{path}"))
+        .json(&serde_json::json!({ "input": input }))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let status = resp.status();
+    let body: Value = match resp.json().await {
+        Ok(v) => v,
+        Err(e) if e.is_timeout() => return Err(unavailable(&e)),
+        Err(_) => return Err(EngineError::BadResponse(format!("OPA answered {status} with a body that is not JSON"))),
+    };
+    if !status.is_success() {
+        let msg = body["message"].as_str().unwrap_or("no message");
+        return Err(EngineError::BadResponse(format!("OPA answered {status}: {msg}")));
+    }
+    match body {
+        Value::Object(mut map) => Ok(map.remove("result")),
+        _ => Err(EngineError::BadResponse("OPA's answer is not a JSON object".into())),
+    }
+}
+
+#[async_trait::async_trait]
+impl PolicyEngine for OpaEngine {
+    fn kind(&self) -> &'static str {
+        "opa"
+    }
+
+    async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {
+        let errors = unsupported_calls(rego, None);
+        if !errors.is_empty() {
+            return Err(EngineError::Compile(errors));
+        }
+        self.with_scratch(rego, async |_| Ok(())).await?;
+        let package = declared_package(rego).unwrap_or_default();
+        Ok(ModuleInfo { package, tests: test_rules(rego) })
+    }
+
+    async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError> {
+        let tests = info.tests.clone();
+        let failed = self
+            .with_scratch(rego, async |package| {
+                let mut failed = Vec::new();
+                for test in &tests {
+                    match query(
+                        &self.http,
+                        &self.base,
+                        &data_path(package, Some(test)),
+                        &Value::Null,
+                        self.timeout.max(Duration::from_secs(5)),
+                    )
+                    .await
+                    {
+                        Ok(Some(Value::Bool(true))) => {}
+                        Ok(_) => failed.push(test.clone()),
+                        Err(e @ EngineError::Unavailable(_)) => return Err(e),
+                        Err(e) => failed.push(format!("{test} ({e})")),
+                    }
+                }
+                Ok(failed)
+            })
+            .await?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::TestsFailed(failed))
+        }
+    }
+
+    async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
+        let prefix = Self::prefix(module);
+        let body = namespaced(&module.rego, &prefix)
+            .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
+        self.put(&Self::module_id(module), &body).await?;
+        let package = declared_package(&module.rego).unwrap_or_default();
+        Ok(Arc::new(OpaPolicy {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            package: format!("{prefix}.{package}"),
+            timeout: self.timeout,
+        }))
+    }
+
+    async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/policies/{}", self.base, Self::module_id(module)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(resp.status().is_success())
+    }
+}
+
+/// A module uploaded to OPA.
+#[derive(Debug)]
+pub struct OpaPolicy {
+    http: reqwest::Client,
+    base: String,
+    package: String,
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl PreparedPolicy for OpaPolicy {
+    async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
+        query(&self.http, &self.base, &data_path(&self.package, rule), input, self.timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_moves_under_the_namespace_and_keeps_its_line() {
+        let src = "# gate\npackage model.gate\n\nallow if true\n";
+        let out = namespaced(src, "aumos_policies.pabc_v2").unwrap();
+        assert_eq!(out, "# gate\npackage aumos_policies.pabc_v2.model.gate\n\nallow if true\n");
+        assert_eq!(declared_package(src).as_deref(), Some("model.gate"));
+    }
+
+    #[test]
+    fn a_package_word_in_a_comment_or_string_is_not_the_declaration() {
+        let src = "# package fake\npackage real\nmsg := \"package nope\"\n";
+        assert_eq!(declared_package(src).as_deref(), Some("real"));
+    }
+
+    #[test]
+    fn opa_compile_errors_keep_their_locations() {
+        let body = serde_json::json!({"code": "invalid_parameter", "message": "error(s) occurred", "errors": [
+            {"code": "rego_parse_error", "message": "unexpected eof", "location": {"file": "x", "row": 5, "col": 1}}]});
+        assert_eq!(compile_errors(&body), vec![CompileError { message: "unexpected eof".into(), row: Some(5), col: Some(1) }]);
+    }
+}
