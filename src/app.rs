@@ -18,6 +18,7 @@ use crate::http::{router, AppState};
 use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::notary::{Notary, NotaryConfig};
 use crate::ledger::{Appender, LedgerReader};
+use crate::runtime::PolicyRuntime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -188,17 +189,22 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let Pools { primary, writer, reader } = pools;
     let (appender, appender_handle) = Appender::start(writer);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let projectors: Vec<Arc<dyn projections::Projector>> = vec![Arc::new(projections::policies::PolicyProjector)];
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| AppError::Io(format!("building the HTTP client: {e}")))?;
+    let runtime = PolicyRuntime::new(crate::engine::build(&config, http.clone()), primary.clone());
+    let projectors: Vec<Arc<dyn projections::Projector>> =
+        vec![Arc::new(projections::policies::PolicyProjector), Arc::new(projections::decisions::DecisionProjector)];
+    let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone())];
     let (watch, runners) =
-        crate::projection::start(projectors, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
+        crate::projection::start(projectors, listeners, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
     let notary_task = {
         let (notary, head) = (notary.clone(), appender_handle.head());
         tokio::spawn(async move { notary.run(head, shutdown_rx).await })
     };
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .map_err(|e| AppError::Io(format!("building the HTTP client: {e}")))?;
     let addr = config.http_addr;
     let bus = CommandBus::new(appender_handle, reader.clone());
     let state = Arc::new(AppState {
@@ -210,6 +216,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         verifier,
         projections: watch,
         notary,
+        runtime,
         http,
     });
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;

@@ -42,6 +42,12 @@ impl CommandBus {
         Self { appender, reader }
     }
 
+    /// Appends facts that belong to no aggregate with invariants (decision records): one
+    /// entry each, at aggregate_seq 1 of their own id. Durable when this returns.
+    pub async fn record(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, LedgerError> {
+        self.appender.append(entries).await
+    }
+
     /// Loads the aggregate from the ledger, handles the command and appends the resulting
     /// events. Returns the appended entries (empty when the command emitted nothing).
     /// Nothing is stored unless the append commits.

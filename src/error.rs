@@ -37,6 +37,10 @@ error_codes! {
     MalformedJson => "malformed_json", BAD_REQUEST;
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
     ValidationFailed => "validation_failed", UNPROCESSABLE_ENTITY;
+    PolicyCompileFailed => "policy_compile_failed", UNPROCESSABLE_ENTITY;
+    PolicyTestsFailed => "policy_tests_failed", UNPROCESSABLE_ENTITY;
+    EvaluationFailed => "evaluation_failed", UNPROCESSABLE_ENTITY;
+    PolicyInactive => "policy_inactive", CONFLICT;
     InvalidTransition => "invalid_transition", CONFLICT;
     Conflict => "conflict", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
@@ -44,6 +48,7 @@ error_codes! {
     LedgerUnavailable => "ledger_unavailable", SERVICE_UNAVAILABLE;
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineUnavailable => "policy_engine_unavailable", SERVICE_UNAVAILABLE;
+    PolicyEngineError => "policy_engine_error", BAD_GATEWAY;
     Internal => "internal_error", INTERNAL_SERVER_ERROR;
 }
 
@@ -115,6 +120,30 @@ impl From<projections::ProjectionError> for ApiError {
         match e {
             projections::ProjectionError::Database(_) => ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable"),
             projections::ProjectionError::Decode(m) => ApiError::new(ErrorCode::Internal, m),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError;
+        match e {
+            EngineError::Compile(errors) => ApiError::new(ErrorCode::PolicyCompileFailed, "the policy does not compile")
+                .with_details(serde_json::json!({ "errors": errors })),
+            EngineError::TestsFailed(failed) => ApiError::new(ErrorCode::PolicyTestsFailed, format!("{} policy test(s) failed", failed.len()))
+                .with_details(serde_json::json!({ "failed_tests": failed })),
+            EngineError::Unavailable(m) => ApiError::new(ErrorCode::PolicyEngineUnavailable, m),
+            EngineError::BadResponse(m) => ApiError::new(ErrorCode::PolicyEngineError, m),
+            EngineError::Evaluation(m) => ApiError::new(ErrorCode::EvaluationFailed, m),
+        }
+    }
+}
+
+impl From<std::sync::Arc<crate::runtime::RuntimeError>> for ApiError {
+    fn from(e: std::sync::Arc<crate::runtime::RuntimeError>) -> Self {
+        match &*e {
+            crate::runtime::RuntimeError::Engine(engine) => engine.clone().into(),
+            crate::runtime::RuntimeError::Projection(_) => ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable"),
         }
     }
 }

@@ -27,4 +27,5 @@ pub mod http;
 pub mod ledger;
 pub mod migrate;
 pub mod projection;
+pub mod runtime;
 pub mod telemetry;

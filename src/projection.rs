@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ledger::{LedgerEntry, LedgerReader};
+use crate::runtime::AppliedListener;
 
 const BATCH: i64 = 1000;
 /// Polling interval when no local append wakes the runner (appends by other processes).
@@ -60,6 +61,7 @@ fn record(e: &LedgerEntry) -> Result<EventRecord, serde_json::Error> {
 /// Starts one runner task per projector. They stop when `shutdown` turns true.
 pub fn start(
     projectors: Vec<Arc<dyn Projector>>,
+    listeners: Vec<Arc<dyn AppliedListener>>,
     reader: LedgerReader,
     primary: PgPool,
     wake: watch::Receiver<i64>,
@@ -70,7 +72,8 @@ pub fn start(
     for p in projectors {
         let (tx, rx) = watch::channel(0i64);
         positions.push((p.name(), rx));
-        tasks.push(tokio::spawn(run(p, reader.clone(), primary.clone(), tx, wake.clone(), shutdown.clone())));
+        let ctx = Runner { projector: p, listeners: listeners.clone(), reader: reader.clone(), primary: primary.clone() };
+        tasks.push(tokio::spawn(run(ctx, tx, wake.clone(), shutdown.clone())));
     }
     (ProjectionWatch { positions }, tasks)
 }
@@ -83,14 +86,15 @@ async fn load_position(primary: &PgPool, name: &str) -> Result<i64, sqlx::Error>
     sqlx::query_scalar("SELECT position FROM gov_projection_positions WHERE projection = $1").bind(name).fetch_one(primary).await
 }
 
-async fn run(
+struct Runner {
     projector: Arc<dyn Projector>,
+    listeners: Vec<Arc<dyn AppliedListener>>,
     reader: LedgerReader,
     primary: PgPool,
-    reached: watch::Sender<i64>,
-    mut wake: watch::Receiver<i64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+}
+
+async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+    let Runner { projector, listeners, reader, primary } = ctx;
     let name = projector.name();
     let mut position: Option<i64> = None;
     while !*shutdown.borrow() {
@@ -119,6 +123,11 @@ async fn run(
             }
             Ok(batch) => match apply_batch(projector.as_ref(), &primary, pos, &batch).await {
                 Ok(Some(last)) => {
+                    for entry in batch.iter().filter(|e| projector.handles(&e.aggregate_type)) {
+                        for l in &listeners {
+                            l.applied(entry).await;
+                        }
+                    }
                     position = Some(last);
                     reached.send_replace(last);
                 }

@@ -4,6 +4,7 @@
 //! - [`ids`]: parsed identifiers and bounded strings (`TenantId`, `PolicyId`, `Actor`, ...).
 //!   Every value that crosses the domain boundary is parsed once, here, by a fallible
 //!   constructor, so the rest of the code never re-validates.
+//! - [`decision`]: the record of one policy evaluation (an append-only fact).
 //! - [`policy`]: the Policy aggregate (commands, events, state machine) built on
 //!   `cqrs_es::Aggregate`.
 //!
@@ -12,6 +13,7 @@
 //! models). That keeps every invariant testable in microseconds with
 //! `cqrs_es::test::TestFramework`.
 
+pub mod decision;
 pub mod ids;
 pub mod ledger_event;
 pub mod policy;

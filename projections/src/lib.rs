@@ -7,11 +7,13 @@
 //!   row-level-security policies of every tenant table read.
 //! - [`policies`]: the Policy read model (`gov_governance_policies`,
 //!   `gov_governance_policy_versions`), its projector and its queries.
+//! - [`decisions`]: decision records (`gov_policy_decisions`), one per evaluation.
 //! - [`Projector`]: the trait the projection runner drives.
 //!
 //! Projectors are idempotent per event: they run inside the transaction that advances
 //! the projector's stored position, so each event takes effect exactly once.
 
+pub mod decisions;
 pub mod policies;
 pub mod tenant;
 

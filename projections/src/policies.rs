@@ -16,6 +16,7 @@ pub struct PolicyView {
     pub status: String,
     pub latest_version: i32,
     pub active_version: Option<i32>,
+    pub input_logging: String,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -62,7 +63,7 @@ pub struct PolicyListQuery {
 }
 
 const VIEW_COLUMNS: &str =
-    "policy_id, name, description, status, latest_version, active_version, created_by, created_at, updated_at, last_seq";
+    "policy_id, name, description, status, latest_version, active_version, input_logging, created_by, created_at, updated_at, last_seq";
 
 /// Reads one policy; the connection's transaction must be tenant-scoped.
 pub async fn get(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyView>, ProjectionError> {
@@ -91,6 +92,40 @@ pub async fn versions(conn: &mut PgConnection, policy_id: Uuid) -> Result<Vec<Po
     )
     .bind(policy_id)
     .fetch_all(conn)
+    .await?)
+}
+
+/// What evaluation needs of a policy: its state and, when active, the active Rego.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PolicyRuntimeView {
+    pub policy_id: Uuid,
+    pub status: String,
+    pub active_version: Option<i32>,
+    pub input_logging: String,
+    pub rego: Option<String>,
+    pub last_seq: i64,
+}
+
+/// Reads a policy's runtime view (tenant-scoped transaction).
+pub async fn runtime_view(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyRuntimeView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT p.policy_id, p.status, p.active_version, p.input_logging, v.rego, p.last_seq FROM gov_governance_policies p \
+         LEFT JOIN gov_governance_policy_versions v ON v.tenant_id = p.tenant_id AND v.policy_id = p.policy_id AND v.version = p.active_version \
+         WHERE p.policy_id = $1",
+    )
+    .bind(policy_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// One version's Rego.
+pub async fn version(conn: &mut PgConnection, policy_id: Uuid, version: i32) -> Result<Option<PolicyVersionView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT policy_id, version, rego, created_by, created_at, ledger_seq FROM gov_governance_policy_versions WHERE policy_id = $1 AND version = $2",
+    )
+    .bind(policy_id)
+    .bind(version)
+    .fetch_optional(conn)
     .await?)
 }
 
@@ -133,7 +168,7 @@ impl Projector for PolicyProjector {
             "PolicyCreated" => {
                 sqlx::query(
                     "INSERT INTO gov_governance_policies (tenant_id, policy_id, name, description, status, latest_version, \
-                     active_version, created_by, created_at, updated_at, last_seq) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8)",
+                     active_version, created_by, created_at, updated_at, last_seq, input_logging) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8, $9)",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
@@ -143,6 +178,7 @@ impl Projector for PolicyProjector {
                 .bind(&e.actor)
                 .bind(e.recorded_at)
                 .bind(e.seq)
+                .bind(e.payload.get("input_logging").and_then(|v| v.as_str()).unwrap_or("full"))
                 .execute(&mut *tx)
                 .await?;
                 insert_version(tx, e, id).await?;

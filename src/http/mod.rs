@@ -1,5 +1,6 @@
 //! The HTTP adapter: routes, extractors and the request middleware.
 
+pub mod evaluate;
 pub mod extract;
 pub mod health;
 pub mod ledger;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub projections: ProjectionWatch,
     pub notary: Arc<crate::ledger::notary::Notary>,
+    pub runtime: crate::runtime::PolicyRuntime,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
 }
@@ -41,7 +43,13 @@ pub fn router(state: SharedState) -> Router {
     let api = Router::new()
         .route("/policies", post(policies::create).get(policies::list))
         .route("/policies/{id}", get(policies::get))
-        .route("/policies/{id}/versions", get(policies::versions))
+        .route("/policies/{id}/versions", get(policies::versions).post(policies::add_version))
+        .route("/policies/{id}/activate", post(policies::activate))
+        .route("/policies/{id}/deactivate", post(policies::deactivate))
+        .route("/policies/{id}/archive", post(policies::archive))
+        .route("/policies/{id}/evaluate", post(evaluate::evaluate))
+        .route("/decisions", get(evaluate::list_decisions))
+        .route("/decisions/{id}", get(evaluate::get_decision))
         .route("/ledger/public-key", get(ledger::public_key))
         .route("/ledger/checkpoints", post(ledger::create_checkpoint))
         .route("/ledger/checkpoints/latest", get(ledger::latest_checkpoint))

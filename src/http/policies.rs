@@ -1,4 +1,8 @@
 //! `/api/v1/policies`: the Policy aggregate's commands and its read model.
+//!
+//! Rego is validated before anything is stored (422 with every error's row and column),
+//! and activation runs the policy's `test_` rules and loads it into the engine before the
+//! activation is recorded, so an active policy is always one the engine can evaluate.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use aggregates::policy::{Policy, PolicyCommand, PolicyError};
+use aggregates::policy::{InputLogging, Policy, PolicyCommand, PolicyError};
 use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource};
 use projections::policies::{self as read, PolicyListQuery, PolicySort};
 use projections::SortOrder;
@@ -16,21 +20,11 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use super::SharedState;
 use crate::auth::Role;
 use crate::commands::{CommandContext, CommandError};
+use crate::engine::PolicyModule;
 use crate::error::{ApiError, ErrorCode};
 
 const WRITERS: &[Role] = &[Role::Admin, Role::PolicyAuthor];
-const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvaluator, Role::ComplianceOfficer, Role::Auditor];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePolicy {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub rego: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
+pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvaluator, Role::ComplianceOfficer, Role::Auditor];
 
 impl From<PolicyError> for ApiError {
     fn from(e: PolicyError) -> Self {
@@ -71,41 +65,145 @@ fn optional_reason(r: Option<String>) -> Result<Option<Reason>, ApiError> {
     }
 }
 
+fn db(e: sqlx::Error) -> ApiError {
+    projections::ProjectionError::from(e).into()
+}
+
 /// Reads a policy once its projection has caught up with `seq`, or answers 202 with the
 /// seq when that takes longer than the read-your-writes bound.
-async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: i64, created: bool) -> Result<Response, ApiError> {
+async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
     if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
         let body = serde_json::json!({ "policy_id": policy_id, "ledger_seq": seq, "status": "accepted" });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let mut tx =
-        projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(projections::ProjectionError::from)?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
     let view = read::get(&mut tx, policy_id).await?.ok_or_else(|| ApiError::not_found("policy"))?;
-    tx.commit().await.map_err(projections::ProjectionError::from)?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    tx.commit().await.map_err(db)?;
     Ok((status, Json(view)).into_response())
+}
+
+/// Runs a command, invalidates the evaluation cache, and answers with the read model.
+async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: PolicyCommand, status: StatusCode) -> Result<Response, ApiError> {
+    let appended = state.bus.execute::<Policy>(&id.to_string(), command, &(), &context(caller)).await?;
+    state.runtime.invalidate(caller.tenant_id.as_uuid(), id.as_uuid()).await;
+    let seq = appended.last().map(|a| a.seq).unwrap_or(0);
+    read_after(state, caller, id.as_uuid(), seq, status).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePolicy {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub rego: String,
+    /// `full` (default) or `hash_only`: what decision records keep of the input.
+    #[serde(default)]
+    pub input_logging: InputLogging,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(body): ApiJson<CreatePolicy>) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
-    let policy_id = PolicyId::generate();
+    let rego = RegoSource::parse(&body.rego)?;
+    let id = PolicyId::generate();
     let command = PolicyCommand::Create {
-        policy_id,
+        policy_id: id,
         tenant_id: caller.tenant_id,
         name: PolicyName::parse(&body.name)?,
         description: Description::parse(&body.description)?,
-        rego: RegoSource::parse(&body.rego)?,
+        input_logging: body.input_logging,
         actor: caller.subject.clone(),
         reason: optional_reason(body.reason)?,
+        rego: rego.clone(),
     };
-    let appended = state.bus.execute::<Policy>(&policy_id.to_string(), command, &(), &context(&caller)).await?;
-    let seq = appended.last().map(|a| a.seq).unwrap_or(0);
-    read_after(&state, &caller, policy_id.as_uuid(), seq, true).await
+    state.runtime.engine().check(rego.as_str()).await?;
+    run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
     // A malformed id cannot name any policy: 404, like an id of another tenant.
-    PolicyId::parse(raw).map(|p| p.as_uuid()).map_err(|_| ApiError::not_found("policy"))
+    PolicyId::parse(raw).map_err(|_| ApiError::not_found("policy"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddVersion {
+    pub rego: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn add_version(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<AddVersion>) -> Result<Response, ApiError> {
+    caller.require(WRITERS)?;
+    let id = parse_id(&id)?;
+    let rego = RegoSource::parse(&body.rego)?;
+    let reason = optional_reason(body.reason)?;
+    state.runtime.engine().check(rego.as_str()).await?;
+    let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, actor: caller.subject.clone(), reason };
+    run(&state, &caller, id, command, StatusCode::CREATED).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    /// Only for activate: the version (default: the newest).
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// An optional JSON body: none, or an empty one, means the defaults.
+async fn transition_body(body: axum::body::Bytes) -> Result<Transition, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Transition::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { ErrorCode::MalformedJson } else { ErrorCode::InvalidRequest };
+        ApiError::new(code, e.to_string())
+    })
+}
+
+pub async fn activate(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    caller.require(WRITERS)?;
+    let id = parse_id(&id)?;
+    let t = transition_body(body).await?;
+    let reason = optional_reason(t.reason)?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let view = read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
+    let version = t.version.unwrap_or(u32::try_from(view.latest_version).unwrap_or(0));
+    let rego = read::version(&mut tx, id.as_uuid(), i32::try_from(version).unwrap_or(i32::MAX)).await?;
+    drop(tx);
+    // The aggregate decides whether the transition is allowed; checking the read model
+    // first only avoids testing and uploading a policy that cannot be activated.
+    if view.status == "archived" {
+        return Err(PolicyError::InvalidTransition { from: aggregates::policy::PolicyStatus::Archived, transition: "activate", allowed: &[] }.into());
+    }
+    if let Some(v) = &rego {
+        let engine = state.runtime.engine();
+        crate::engine::check_and_test(engine.as_ref(), &v.rego).await?;
+        engine.prepare(&PolicyModule { policy_id: id.as_uuid(), version, package: String::new(), rego: v.rego.clone() }).await?;
+    }
+    let command = PolicyCommand::Activate { tenant_id: caller.tenant_id, version: t.version, actor: caller.subject.clone(), reason };
+    run(&state, &caller, id, command, StatusCode::OK).await
+}
+
+pub async fn deactivate(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    caller.require(WRITERS)?;
+    let id = parse_id(&id)?;
+    let reason = optional_reason(transition_body(body).await?.reason)?;
+    let command = PolicyCommand::Deactivate { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason };
+    run(&state, &caller, id, command, StatusCode::OK).await
+}
+
+pub async fn archive(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    caller.require(WRITERS)?;
+    let id = parse_id(&id)?;
+    let reason = optional_reason(transition_body(body).await?.reason)?;
+    let command = PolicyCommand::Archive { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason };
+    run(&state, &caller, id, command, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,33 +212,26 @@ pub struct ReadParams {
     pub min_seq: Option<i64>,
 }
 
-pub async fn get(
-    State(state): State<SharedState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<String>,
-    ApiQuery(p): ApiQuery<ReadParams>,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(p): ApiQuery<ReadParams>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx =
-        projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(projections::ProjectionError::from)?;
-    let view = read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("policy"))?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let view = read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     Ok(Json(view).into_response())
 }
 
 pub async fn versions(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
-    let mut tx =
-        projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(projections::ProjectionError::from)?;
-    read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("policy"))?;
-    let items = read::versions(&mut tx, id).await?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
+    let items = read::versions(&mut tx, id.as_uuid()).await?;
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
 /// Waits, within the read-your-writes bound, until the read models reach `min_seq`.
-async fn wait_min_seq(state: &SharedState, min_seq: Option<i64>) {
+pub(crate) async fn wait_min_seq(state: &SharedState, min_seq: Option<i64>) {
     if let Some(seq) = min_seq {
         state.projections.wait_for(seq, state.config.read_your_writes_timeout).await;
     }
@@ -159,16 +250,22 @@ pub struct ListParams {
 /// The largest page a caller may ask for.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
-    let page = p.page.unwrap_or(1);
+/// Validates `page` and `page_size` (defaults 1 and 20).
+pub(crate) fn paging(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, u32), ApiError> {
+    let page = page.unwrap_or(1);
     if page == 0 {
         return Err(ApiError::invalid("page starts at 1"));
     }
-    let page_size = p.page_size.unwrap_or(20);
+    let page_size = page_size.unwrap_or(20);
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(ApiError::invalid(format!("page_size must be from 1 to {MAX_PAGE_SIZE}")));
     }
+    Ok((page, page_size))
+}
+
+pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let (page, page_size) = paging(p.page, p.page_size)?;
     let order = match p.sort_order.as_deref() {
         None | Some("desc") => SortOrder::Desc,
         Some("asc") => SortOrder::Asc,
@@ -176,8 +273,7 @@ pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p):
     };
     wait_min_seq(&state, p.min_seq).await;
     let q = PolicyListQuery { page, page_size, sort: p.sort_by.unwrap_or(PolicySort::CreatedAt), order };
-    let mut tx =
-        projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(projections::ProjectionError::from)?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
     let result = read::list(&mut tx, q).await?;
     Ok(Json(result).into_response())
 }

@@ -89,11 +89,11 @@ impl Policy {
     }
 
     fn decide(&self, command: PolicyCommand) -> Result<PolicyEvent, PolicyError> {
-        if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, actor, reason } = command {
+        if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, input_logging, actor, reason } = command {
             if self.status != PolicyStatus::Uninitialized {
                 return Err(PolicyError::AlreadyExists);
             }
-            return Ok(PolicyEvent::PolicyCreated { policy_id, tenant_id, name, description, version: 1, rego, actor, reason });
+            return Ok(PolicyEvent::PolicyCreated { policy_id, tenant_id, name, description, version: 1, rego, input_logging, actor, reason });
         }
         self.check_owner(&command)?;
         if !self.status.allowed_transitions().contains(&command.transition()) {

@@ -1,6 +1,7 @@
 //! Commands on the Policy aggregate. Every command carries the tenant it acts for (checked
 //! against the aggregate's owner), the actor and a reason, which end up in the ledger.
 
+use super::InputLogging;
 use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +12,7 @@ pub enum PolicyCommand {
         name: PolicyName,
         description: Description,
         rego: RegoSource,
+        input_logging: InputLogging,
         actor: Actor,
         reason: Option<Reason>,
     },

@@ -7,6 +7,26 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
 use crate::ledger_event::LedgerEvent;
 
+/// What a decision record keeps of the evaluation input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputLogging {
+    /// The input itself and its SHA-256.
+    #[default]
+    Full,
+    /// Only the SHA-256 of the input (for inputs that carry personal data).
+    HashOnly,
+}
+
+impl InputLogging {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputLogging::Full => "full",
+            InputLogging::HashOnly => "hash_only",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PolicyEvent {
     PolicyCreated {
@@ -16,6 +36,10 @@ pub enum PolicyEvent {
         description: Description,
         version: u32,
         rego: RegoSource,
+        /// Whether decision records keep the input or only its hash (absent in events
+        /// written before the field existed: `full`).
+        #[serde(default)]
+        input_logging: InputLogging,
         actor: Actor,
         reason: Option<Reason>,
     },

@@ -16,7 +16,7 @@ mod events;
 
 pub use aggregate::{Policy, PolicyError, PolicyStatus};
 pub use commands::PolicyCommand;
-pub use events::PolicyEvent;
+pub use events::{InputLogging, PolicyEvent};
 
 #[cfg(test)]
 mod tests;

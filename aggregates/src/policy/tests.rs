@@ -30,6 +30,7 @@ fn created() -> PolicyEvent {
         description: Description::default(),
         version: 1,
         rego: rego(1),
+        input_logging: InputLogging::Full,
         actor: actor(),
         reason: None,
     }
@@ -54,6 +55,7 @@ fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
             name: PolicyName::parse("gate").unwrap(),
             description: Description::default(),
             rego: rego(1),
+            input_logging: InputLogging::Full,
             actor: actor(),
             reason: None,
         })
@@ -70,6 +72,7 @@ fn create_twice_is_rejected() {
             name: PolicyName::parse("gate").unwrap(),
             description: Description::default(),
             rego: rego(1),
+            input_logging: InputLogging::Full,
             actor: actor(),
             reason: None,
         })
@@ -164,4 +167,15 @@ fn events_round_trip_through_their_ledger_payload() {
     assert!(payload.get("PolicyCreated").is_none(), "the payload is the body, without the enum wrapper");
     let back = PolicyEvent::from_ledger("PolicyCreated", payload).unwrap();
     assert_eq!(back, event);
+}
+
+#[test]
+fn a_created_event_without_input_logging_reads_as_full() {
+    use crate::LedgerEvent;
+    let mut payload = created().ledger_payload().unwrap();
+    payload.as_object_mut().unwrap().remove("input_logging");
+    match PolicyEvent::from_ledger("PolicyCreated", payload).unwrap() {
+        PolicyEvent::PolicyCreated { input_logging, .. } => assert_eq!(input_logging, InputLogging::Full),
+        other => panic!("{other:?}"),
+    }
 }
