@@ -195,7 +195,17 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         .tcp_nodelay(true)
         .build()
         .map_err(|e| AppError::Io(format!("building the HTTP client: {e}")))?;
-    let runtime = PolicyRuntime::new(crate::engine::build(&config, http.clone()), primary.clone());
+    let engine = crate::engine::build(&config, http.clone());
+    let runtime = PolicyRuntime::new(engine.clone(), primary.clone());
+    let opa_sync = match config.policy_engine {
+        crate::config::PolicyEngineKind::Opa => {
+            let sync = Arc::new(crate::opa_sync::OpaSync::new(reader.clone(), engine));
+            let (task_sync, stop) = (sync.clone(), shutdown_rx.clone());
+            tokio::spawn(async move { task_sync.run(Duration::from_secs(10), stop).await });
+            Some(sync)
+        }
+        crate::config::PolicyEngineKind::Embedded => None,
+    };
     let projectors: Vec<Arc<dyn projections::Projector>> =
         vec![Arc::new(projections::policies::PolicyProjector), Arc::new(projections::decisions::DecisionProjector)];
     let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone())];
@@ -217,6 +227,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         projections: watch,
         notary,
         runtime,
+        opa_sync,
         http,
     });
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;

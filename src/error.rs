@@ -130,8 +130,10 @@ impl From<crate::engine::EngineError> for ApiError {
         match e {
             EngineError::Compile(errors) => ApiError::new(ErrorCode::PolicyCompileFailed, "the policy does not compile")
                 .with_details(serde_json::json!({ "errors": errors })),
-            EngineError::TestsFailed(failed) => ApiError::new(ErrorCode::PolicyTestsFailed, format!("{} policy test(s) failed", failed.len()))
-                .with_details(serde_json::json!({ "failed_tests": failed })),
+            EngineError::TestsFailed(failed) => {
+                ApiError::new(ErrorCode::PolicyTestsFailed, format!("{} policy test(s) failed", failed.len()))
+                    .with_details(serde_json::json!({ "failed_tests": failed }))
+            }
             EngineError::Unavailable(m) => ApiError::new(ErrorCode::PolicyEngineUnavailable, m),
             EngineError::BadResponse(m) => ApiError::new(ErrorCode::PolicyEngineError, m),
             EngineError::Evaluation(m) => ApiError::new(ErrorCode::EvaluationFailed, m),

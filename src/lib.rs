@@ -26,6 +26,7 @@ pub mod fsutil;
 pub mod http;
 pub mod ledger;
 pub mod migrate;
+pub mod opa_sync;
 pub mod projection;
 pub mod runtime;
 pub mod telemetry;

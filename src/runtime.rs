@@ -75,7 +75,13 @@ impl PolicyRuntime {
             }
             _ => None,
         };
-        Ok(Some(Arc::new(RuntimePolicy { policy_id, status: view.status, version, hash_only_input: view.input_logging == "hash_only", prepared })))
+        Ok(Some(Arc::new(RuntimePolicy {
+            policy_id,
+            status: view.status,
+            version,
+            hash_only_input: view.input_logging == "hash_only",
+            prepared,
+        })))
     }
 
     pub async fn invalidate(&self, tenant: Uuid, policy_id: Uuid) {

@@ -50,7 +50,8 @@ pub async fn list(conn: &mut PgConnection, f: &DecisionFilter, page: u32, page_s
         .bind(f.to)
         .fetch_one(&mut *conn)
         .await?;
-    let sql = format!("SELECT {COLUMNS} FROM gov_policy_decisions WHERE {filter} ORDER BY decided_at DESC, decision_id DESC LIMIT $4 OFFSET $5");
+    let sql =
+        format!("SELECT {COLUMNS} FROM gov_policy_decisions WHERE {filter} ORDER BY decided_at DESC, decision_id DESC LIMIT $4 OFFSET $5");
     let items = sqlx::query_as(&sql)
         .bind(f.policy_id)
         .bind(f.from)

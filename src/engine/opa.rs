@@ -211,14 +211,12 @@ impl PolicyEngine for OpaEngine {
         let prefix = Self::prefix(module);
         let body = namespaced(&module.rego, &prefix)
             .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
-        self.put(&Self::module_id(module), &body).await?;
+        // A marker rule tells "undefined" apart from "OPA lost the module" (a restart).
+        let body = format!("{body}\n{LOADED_MARKER} := true\n");
+        let id = Self::module_id(module);
+        self.put(&id, &body).await?;
         let package = declared_package(&module.rego).unwrap_or_default();
-        Ok(Arc::new(OpaPolicy {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            package: format!("{prefix}.{package}"),
-            timeout: self.timeout,
-        }))
+        Ok(Arc::new(OpaPolicy { engine: self.clone(), id, body, package: format!("{prefix}.{package}") }))
     }
 
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError> {
@@ -233,19 +231,55 @@ impl PolicyEngine for OpaEngine {
     }
 }
 
+/// The rule every uploaded module carries, so a missing module is detectable.
+const LOADED_MARKER: &str = "aumos_module_loaded";
+
 /// A module uploaded to OPA.
 #[derive(Debug)]
 pub struct OpaPolicy {
-    http: reqwest::Client,
-    base: String,
+    engine: OpaEngine,
+    id: String,
+    body: String,
     package: String,
-    timeout: Duration,
+}
+
+impl OpaPolicy {
+    async fn query(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
+        query(&self.engine.http, &self.engine.base, &data_path(&self.package, rule), input, self.engine.timeout).await
+    }
 }
 
 #[async_trait::async_trait]
 impl PreparedPolicy for OpaPolicy {
     async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
-        query(&self.http, &self.base, &data_path(&self.package, rule), input, self.timeout).await
+        let result = self.query(rule, input).await?;
+        if result.is_some() && rule.is_some() {
+            return Ok(result);
+        }
+        // Undefined (or a package document without its marker): is the module still there?
+        let loaded = match (&result, rule) {
+            (Some(doc), None) => doc.get(LOADED_MARKER).is_some(),
+            _ => self.query(Some(LOADED_MARKER), &Value::Null).await? == Some(Value::Bool(true)),
+        };
+        if loaded {
+            return Ok(result.map(|mut doc| {
+                if let Some(map) = doc.as_object_mut() {
+                    map.remove(LOADED_MARKER);
+                }
+                doc
+            }));
+        }
+        tracing::warn!(module = %self.id, "OPA lost the policy module (restart?); uploading it again");
+        self.engine.put(&self.id, &self.body).await?;
+        let retried = self.query(rule, input).await?;
+        Ok(retried.map(|mut doc| {
+            if rule.is_none() {
+                if let Some(map) = doc.as_object_mut() {
+                    map.remove(LOADED_MARKER);
+                }
+            }
+            doc
+        }))
     }
 }
 

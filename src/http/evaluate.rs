@@ -67,7 +67,12 @@ fn valid_rule(rule: &str) -> bool {
         })
 }
 
-pub async fn evaluate(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiJson(req): ApiJson<EvaluateRequest>) -> Result<Response, ApiError> {
+pub async fn evaluate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<EvaluateRequest>,
+) -> Result<Response, ApiError> {
     caller.require(EVALUATORS)?;
     let policy_id = aggregates::PolicyId::parse(&id).map_err(|_| ApiError::not_found("policy"))?.as_uuid();
     if let Some(rule) = &req.rule {
@@ -156,7 +161,11 @@ fn db(e: sqlx::Error) -> ApiError {
     projections::ProjectionError::from(e).into()
 }
 
-pub async fn list_decisions(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<DecisionParams>) -> Result<Response, ApiError> {
+pub async fn list_decisions(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<DecisionParams>,
+) -> Result<Response, ApiError> {
     caller.require(DECISION_READERS)?;
     let (page, page_size) = paging(p.page, p.page_size)?;
     let policy_id = match p.policy_id.as_deref() {

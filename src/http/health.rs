@@ -46,6 +46,12 @@ pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
             Err(e) => Err(e.to_string()),
         };
         checks.insert("opa".into(), check(r));
+        if let Some(sync) = &state.opa_sync {
+            let st = sync.status();
+            let mut v = serde_json::to_value(&st).unwrap_or_default();
+            v["status"] = json!(if st.ok { "ok" } else { "unavailable" });
+            checks.insert("opa_policies".into(), v);
+        }
     }
     if let Some(bootstrap) = state.kafka_bootstrap.clone() {
         checks.insert("kafka".into(), check(kafka_reachable(bootstrap, timeout).await));

@@ -32,6 +32,7 @@ pub struct AppState {
     pub projections: ProjectionWatch,
     pub notary: Arc<crate::ledger::notary::Notary>,
     pub runtime: crate::runtime::PolicyRuntime,
+    pub opa_sync: Option<Arc<crate::opa_sync::OpaSync>>,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
 }

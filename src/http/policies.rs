@@ -135,7 +135,12 @@ pub struct AddVersion {
     pub reason: Option<String>,
 }
 
-pub async fn add_version(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<AddVersion>) -> Result<Response, ApiError> {
+pub async fn add_version(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AddVersion>,
+) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
     let rego = RegoSource::parse(&body.rego)?;
@@ -166,7 +171,12 @@ async fn transition_body(body: axum::body::Bytes) -> Result<Transition, ApiError
     })
 }
 
-pub async fn activate(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn activate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
     let t = transition_body(body).await?;
@@ -179,7 +189,12 @@ pub async fn activate(State(state): State<SharedState>, caller: Caller, ApiPath(
     // The aggregate decides whether the transition is allowed; checking the read model
     // first only avoids testing and uploading a policy that cannot be activated.
     if view.status == "archived" {
-        return Err(PolicyError::InvalidTransition { from: aggregates::policy::PolicyStatus::Archived, transition: "activate", allowed: &[] }.into());
+        return Err(PolicyError::InvalidTransition {
+            from: aggregates::policy::PolicyStatus::Archived,
+            transition: "activate",
+            allowed: &[],
+        }
+        .into());
     }
     if let Some(v) = &rego {
         let engine = state.runtime.engine();
@@ -190,7 +205,12 @@ pub async fn activate(State(state): State<SharedState>, caller: Caller, ApiPath(
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
-pub async fn deactivate(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn deactivate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
     let reason = optional_reason(transition_body(body).await?.reason)?;
@@ -198,7 +218,12 @@ pub async fn deactivate(State(state): State<SharedState>, caller: Caller, ApiPat
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
-pub async fn archive(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn archive(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
     let reason = optional_reason(transition_body(body).await?.reason)?;
@@ -212,7 +237,12 @@ pub struct ReadParams {
     pub min_seq: Option<i64>,
 }
 
-pub async fn get(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(p): ApiQuery<ReadParams>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<ReadParams>,
+) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
     wait_min_seq(&state, p.min_seq).await;

@@ -132,3 +132,12 @@ impl LedgerReader {
         Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
     }
 }
+
+impl LedgerReader {
+    /// Every event of one aggregate type, in seq order (uses the aggregate key's index).
+    pub async fn events_of_type(&self, aggregate_type: &str) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = $1 ORDER BY seq");
+        let rows = sqlx::query(&sql).bind(aggregate_type).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+}

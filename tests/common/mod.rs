@@ -149,6 +149,12 @@ pub async fn ledger_count() -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&mut c).await.unwrap()
 }
 
+/// Entries of one tenant in the ledger (safe when other tests append concurrently).
+pub async fn ledger_count_for(tenant: Uuid) -> i64 {
+    let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries WHERE tenant_id = $1").bind(tenant).fetch_one(&mut c).await.unwrap()
+}
+
 pub fn policy_body(name: &str) -> Value {
     serde_json::json!({ "name": name, "description": "test policy", "rego": "package test.gate\n\nallow if input.score > 0.5\n" })
 }

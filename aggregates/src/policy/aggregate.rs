@@ -93,7 +93,17 @@ impl Policy {
             if self.status != PolicyStatus::Uninitialized {
                 return Err(PolicyError::AlreadyExists);
             }
-            return Ok(PolicyEvent::PolicyCreated { policy_id, tenant_id, name, description, version: 1, rego, input_logging, actor, reason });
+            return Ok(PolicyEvent::PolicyCreated {
+                policy_id,
+                tenant_id,
+                name,
+                description,
+                version: 1,
+                rego,
+                input_logging,
+                actor,
+                reason,
+            });
         }
         self.check_owner(&command)?;
         if !self.status.allowed_transitions().contains(&command.transition()) {

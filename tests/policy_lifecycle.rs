@@ -1,0 +1,242 @@
+//! The policy lifecycle, validation, the test gate and evaluation on the embedded engine,
+//! with a decision record for every evaluation.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const GATE: &str = "package gate\n\nallow if input.score >= 0.9\n\ntest_high_score_passes if allow with input as {\"score\": 0.95}\n";
+
+struct Tenant<'a> {
+    svc: &'a Service,
+    id: Uuid,
+    tok: String,
+}
+
+impl Tenant<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
+    }
+    async fn create(&self, rego: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, "/api/v1/policies", Some(json!({"name": "gate", "rego": rego}))).await
+    }
+}
+
+fn tenant(svc: &Service) -> Tenant<'_> {
+    let id = Uuid::new_v4();
+    Tenant { svc, id, tok: token(id, ADMIN) }
+}
+
+#[tokio::test]
+async fn the_lifecycle_moves_through_versions_and_rejects_every_invalid_transition() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let (status, p) = t.create(GATE).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let at = |s: &str| format!("/api/v1/policies/{id}/{s}");
+
+    // draft: deactivate is not allowed, and says what is.
+    let (status, e) = t.call(Method::POST, &at("deactivate"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&e), "invalid_transition");
+    assert_eq!(e["error"]["details"]["allowed_transitions"], json!(["add_version", "activate", "archive"]));
+
+    let (status, v2) = t.call(Method::POST, &at("versions"), Some(json!({"rego": GATE.replace("0.9", "0.8")}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(v2["latest_version"], 2);
+    let (status, act) = t.call(Method::POST, &at("activate"), Some(json!({"version": 1}))).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    assert_eq!((act["status"].as_str(), act["active_version"].as_i64()), (Some("active"), Some(1)));
+    let (status, e) = t.call(Method::POST, &at("activate"), Some(json!({"version": 1}))).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::CONFLICT, "conflict"));
+    let (status, e) = t.call(Method::POST, &at("activate"), Some(json!({"version": 9}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // Without a body: the newest version.
+    let (status, act) = t.call(Method::POST, &at("activate"), None).await;
+    assert_eq!((status, act["active_version"].as_i64()), (StatusCode::OK, Some(2)));
+    // active: archive is not allowed until deactivated.
+    let (status, e) = t.call(Method::POST, &at("archive"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(e["error"]["details"]["allowed_transitions"], json!(["add_version", "activate", "deactivate"]));
+    let (status, _) = t.call(Method::POST, &at("deactivate"), Some(json!({"reason": "replaced"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, arch) = t.call(Method::POST, &at("archive"), Some(json!({"reason": "retired"}))).await;
+    assert_eq!((status, arch["status"].as_str()), (StatusCode::OK, Some("archived")));
+    // archived: nothing is allowed.
+    for action in ["activate", "deactivate", "archive"] {
+        let (status, e) = t.call(Method::POST, &at(action), None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}");
+        assert_eq!(e["error"]["details"]["allowed_transitions"], json!([]), "{action}");
+    }
+    let (status, e) = t.call(Method::POST, &at("versions"), Some(json!({"rego": GATE}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    // Old versions stay readable.
+    let (_, versions) = t.call(Method::GET, &at("versions"), None).await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    assert!(versions["items"][0]["rego"].as_str().unwrap().contains("0.9"));
+}
+
+#[tokio::test]
+async fn compile_errors_answer_422_with_row_and_column_and_store_nothing() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let before = ledger_count_for(t.id).await;
+    for (rego, row, col) in [
+        ("package gate\n\nallow if {\n  input.x >\n}\n", 5, 1),
+        ("package gate\n\nallow if x > 1\n", 3, 10),
+        ("package gate\n\nallow if http.send({\"method\": \"get\", \"url\": \"https://example.com\"}).status_code == 200\n", 3, 10),
+        ("package gate\n\nallow if io.jwt.decode(input.token)[0].alg == \"RS256\"\n", 3, 10),
+    ] {
+        let (status, e) = t.create(rego).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{rego}: {e}");
+        assert_eq!(error_code(&e), "policy_compile_failed");
+        let first = &e["error"]["details"]["errors"][0];
+        assert_eq!((first["row"].as_u64(), first["col"].as_u64()), (Some(row), Some(col)), "{rego}: {e}");
+        assert!(first["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, e) = t.create(&format!("package big\n{}", "# padding\n".repeat(30_000))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "oversize Rego: {e}");
+    assert_eq!(ledger_count_for(t.id).await, before);
+    assert_eq!(before, 0);
+}
+
+#[tokio::test]
+async fn a_failing_unit_test_blocks_activation_and_lists_the_failures() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let rego = format!("{GATE}\ntest_low_score_passes_too if allow with input as {{\"score\": 0.1}}\n");
+    let (_, p) = t.create(&rego).await;
+    let id = p["policy_id"].as_str().unwrap();
+    let (status, e) = t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(error_code(&e), "policy_tests_failed");
+    assert_eq!(e["error"]["details"]["failed_tests"], json!(["test_low_score_passes_too"]));
+    let (_, p) = t.call(Method::GET, &format!("/api/v1/policies/{id}"), None).await;
+    assert_eq!(p["status"], "draft", "nothing changed");
+}
+
+#[tokio::test]
+async fn evaluate_answers_typed_results_and_refuses_inactive_and_foreign_policies() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let rego = "package gate\n\nallow if input.score >= 0.9\ndeny_reasons contains \"score too low\" if input.score < 0.9\nlimits := {\"tokens\": {\"max\": 4096}}\n";
+    let (_, p) = t.create(rego).await;
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let eval = format!("/api/v1/policies/{id}/evaluate");
+    let (status, e) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 1}}))).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::CONFLICT, "policy_inactive"));
+    t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+
+    let (status, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.95}, "rule": "allow"}))).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!((r["result"].clone(), r["defined"].clone(), r["allowed"].clone()), (json!(true), json!(true), json!(true)));
+    assert_eq!((r["engine"].as_str(), r["policy_version"].as_i64()), (Some("embedded"), Some(1)));
+    assert!(r["latency_ms"].as_f64().unwrap() >= 0.0 && r["warnings"].as_array().unwrap().is_empty());
+    let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.5}, "rule": "allow"}))).await;
+    assert_eq!((r["result"].clone(), r["defined"].clone()), (Value::Null, json!(false)), "undefined is explicit: {r}");
+    assert!(r.get("allowed").is_none(), "undefined is never allowed: {r}");
+    let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.5}, "rule": "deny_reasons"}))).await;
+    assert_eq!(r["result"], json!(["score too low"]));
+    let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {}, "rule": "limits.tokens.max"}))).await;
+    assert_eq!(r["result"], json!(4096));
+    let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.95}}))).await;
+    assert_eq!(r["result"]["allow"], json!(true), "whole package: {r}");
+    assert_eq!(r["allowed"], json!(true));
+
+    for bad in [json!({"rule": "allow"}), json!({"input": {}, "rule": "a/b"}), json!({"input": {}, "extra": 1})] {
+        let (status, e) = t.call(Method::POST, &eval, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
+    }
+    let huge = json!({"input": {"blob": "x".repeat(2 * 1024 * 1024)}});
+    let (status, _) = t.call(Method::POST, &eval, Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let other = tenant(&svc);
+    let (status, _) = other.call(Method::POST, &eval, Some(json!({"input": {}}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let evaluator = token(t.id, &["policy:evaluator"]);
+    let (status, _) = svc.call(Method::POST, &eval, Some(t.id), Some(&evaluator), Some(&json!({"input": {"score": 1}}))).await;
+    assert_eq!(status, StatusCode::OK, "a service account with policy:evaluator may evaluate");
+    let (status, _) = svc.call(Method::POST, "/api/v1/policies", Some(t.id), Some(&evaluator), Some(&policy_body("x"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "and nothing else");
+
+    t.call(Method::POST, &format!("/api/v1/policies/{id}/deactivate"), None).await;
+    let (status, _) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 1}}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "deactivation reaches the evaluation cache at once");
+}
+
+async fn decisions_of(t: &Tenant<'_>, id: &str, min_seq: i64) -> Vec<Value> {
+    let mut all = Vec::new();
+    for page in 1.. {
+        let (status, list) =
+            t.call(Method::GET, &format!("/api/v1/decisions?policy_id={id}&page={page}&page_size=100&min_seq={min_seq}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let items = list["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        all.extend(items);
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_evaluation_leaves_exactly_one_decision_record_even_a_hundred_at_once() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let (_, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "pii", "rego": GATE, "input_logging": "hash_only"}))).await;
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+    let eval = format!("/api/v1/policies/{id}/evaluate");
+    let calls = (0..100).map(|i| {
+        let t = &t;
+        let eval = eval.clone();
+        async move {
+            t.call(Method::POST, &eval, Some(json!({"input": {"score": f64::from(i) / 100.0, "ssn": "123-45-6789"}, "rule": "allow"})))
+                .await
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    let mut max_seq = 0;
+    for (status, r) in &results {
+        assert_eq!(*status, StatusCode::OK, "{r}");
+        assert!(ids.insert(r["decision_id"].as_str().unwrap().to_owned()));
+        max_seq = max_seq.max(r["ledger_seq"].as_i64().unwrap());
+    }
+    let decisions = decisions_of(&t, &id, max_seq).await;
+    assert_eq!(decisions.len(), 100, "a hundred evaluations, a hundred records");
+    let mut reader = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    let in_ledger: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gov_audit_trail_entries WHERE event_type = 'PolicyEvaluated' AND payload->>'policy_id' = $1",
+    )
+    .bind(&id)
+    .fetch_one(&mut reader)
+    .await
+    .unwrap();
+    assert_eq!(in_ledger, 100, "exactly one ledger entry per evaluation");
+    let one = &decisions[0];
+    assert!(one["input"].is_null(), "hash_only keeps no input: {one}");
+    assert_eq!(one["input_sha256"].as_str().unwrap().len(), 64);
+    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries WHERE payload::text LIKE '%123-45-6789%'")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(leaked, 0, "the raw input never reaches the ledger");
+
+    let did = one["decision_id"].as_str().unwrap();
+    let (status, d) = t.call(Method::GET, &format!("/api/v1/decisions/{did}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let seq = d["ledger_seq"].as_i64().unwrap();
+    let (status, proof) = t.call(Method::GET, &format!("/api/v1/ledger/entries/{seq}/proof"), None).await;
+    assert_eq!(status, StatusCode::OK, "the decision can be proven: {proof}");
+    assert_eq!(proof["entry"]["event_type"], "PolicyEvaluated");
+    let other = tenant(&svc);
+    let (status, _) = other.call(Method::GET, &format!("/api/v1/decisions/{did}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
