@@ -47,5 +47,11 @@ if [[ ! -x "$CACHE/cargo-tools/bin/cargo-deny" ]]; then
 fi
 "$CACHE/cargo-tools/bin/cargo-deny" --log-level error check licenses
 
+step "opa check, fmt and test (opa/)"
+"$AUMOS_DEV_OPA_BIN" check --strict opa/
+unformatted=$("$AUMOS_DEV_OPA_BIN" fmt --list opa/)
+if [[ -n "$unformatted" ]]; then echo "opa fmt would change: $unformatted" >&2; exit 1; fi
+"$AUMOS_DEV_OPA_BIN" test opa/ -v
+
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast

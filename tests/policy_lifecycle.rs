@@ -240,3 +240,37 @@ async fn every_evaluation_leaves_exactly_one_decision_record_even_a_hundred_at_o
     let (status, _) = other.call(Method::GET, &format!("/api/v1/decisions/{did}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_library_policy_imports_tests_and_activates_with_the_cli() {
+    let svc = Service::start(&[]).await;
+    let tenant = Uuid::new_v4();
+    for file in ["model_promotion", "data_governance", "agent_tool_use", "eu_ai_act_high_risk"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args(["policy", "import", &format!("opa/{file}.rego"), "--tenant", &tenant.to_string(), "--activate", "--url", &svc.base])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((p["name"].as_str(), p["status"].as_str()), (Some(file), Some("active")), "{p}");
+    }
+    let tok = token(tenant, ADMIN);
+    let (_, list) = svc.call(Method::GET, "/api/v1/policies?sort_by=name&sort_order=asc", Some(tenant), Some(&tok), None).await;
+    let gate = list["items"].as_array().unwrap().iter().find(|p| p["name"] == "eu_ai_act_high_risk").unwrap()["policy_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, r) = svc
+        .call(
+            Method::POST,
+            &format!("/api/v1/policies/{gate}/evaluate"),
+            Some(tenant),
+            Some(&tok),
+            Some(&json!({"input": {"system": {"name": "scorer", "use_case": "credit_scoring"}, "controls": {}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["allowed"], json!(false), "{r}");
+    assert_eq!(r["result"]["deny"].as_array().unwrap().len(), 8, "{r}");
+}

@@ -1,6 +1,7 @@
 //! The `governance-engine` command line.
 
 pub mod ledger;
+pub mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ pub enum Command {
     /// The auditor's commands: export, verify (offline or live), checkpoint, prove.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Policy helpers: import a .rego file into a tenant through the API.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Development helpers: tokens and local clusters.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -149,6 +153,10 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
     match command {
         Command::Serve => app::serve(config).await,
         Command::Ledger(_) => Ok(()),
+        Command::Policy(cmd) => {
+            println!("{}", policy::run(cmd, &config).await?);
+            Ok(())
+        }
         Command::Migrate => {
             let (urls, stack) = app::databases(&config).await?;
             let result = app::migrate_all(&urls).await;
