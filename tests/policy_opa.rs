@@ -26,10 +26,12 @@ impl Opa {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Owned from here on, so Drop reaps it on every path.
+        let opa = Opa { child, port };
         let client = reqwest::Client::new();
         for _ in 0..100 {
             if client.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Opa { child, port };
+                return opa;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
