@@ -18,7 +18,8 @@ const KEYWORDS: &[&str] =
     &["if", "not", "some", "every", "in", "contains", "with", "as", "else", "default", "import", "package", "or", "and"];
 
 /// Functions regorus evaluates without registering them as builtins.
-const INTRINSICS: &[&str] = &["print", "walk", "trace"];
+/// (`set()` is the empty-set literal, not a call.)
+const INTRINSICS: &[&str] = &["print", "walk", "trace", "set"];
 
 /// Blanks out comments and string literals (keeping offsets), so calls inside them are
 /// not mistaken for code.
