@@ -30,3 +30,6 @@ lint:
 
 bench-ledger:
 	bash scripts/bench-ledger.sh
+
+bench-policy:
+	bash scripts/bench-policy.sh

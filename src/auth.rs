@@ -83,10 +83,15 @@ fn read(path: &Path) -> Result<Vec<u8>, AuthError> {
 }
 
 /// Verifies bearer tokens against one public key.
+///
+/// Verified claims are cached by the token's SHA-256 until shortly before the token
+/// expires, so a service calling evaluate many times with one token pays for the
+/// signature check once. Expiry is still enforced on every hit.
 #[derive(Clone)]
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    cache: moka::sync::Cache<[u8; 32], Claims>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -111,7 +116,8 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = cfg.leeway.as_secs();
-        Ok(Self { key, validation })
+        let cache = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(std::time::Duration::from_secs(60)).build();
+        Ok(Self { key, validation, cache })
     }
 
     pub fn from_file(path: &Path, cfg: &JwtConfig) -> Result<Self, AuthError> {
@@ -119,7 +125,19 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map(|d| d.claims).map_err(|e| AuthError::Token(e.to_string()))
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.cache.get(&digest) {
+            if claims.exp + self.validation.leeway > now() {
+                return Ok(claims);
+            }
+            self.cache.invalidate(&digest);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| AuthError::Token(e.to_string()))?;
+        self.cache.insert(digest, claims.clone());
+        Ok(claims)
     }
 }
 

@@ -163,14 +163,23 @@ async fn apply_batch(
     batch: &[LedgerEntry],
 ) -> Result<Option<i64>, projections::ProjectionError> {
     let mut tx = primary.begin().await?;
+    // Read models are derived data: the batch and the position commit together, so after a
+    // crash both are at the last flushed batch and the runner replays from there. Waiting
+    // for the WAL flush buys nothing here (the ledger is the durable copy).
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     let mut last = from;
+    // Consecutive events mostly share a tenant: set it only when it changes.
+    let mut tenant = None;
     for entry in batch {
         last = entry.seq;
         if !projector.handles(&entry.aggregate_type) {
             continue;
         }
         let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
-        projections::tenant::set_tenant(&mut tx, event.tenant_id).await?;
+        if tenant != Some(event.tenant_id) {
+            projections::tenant::set_tenant(&mut tx, event.tenant_id).await?;
+            tenant = Some(event.tenant_id);
+        }
         projector.apply(&mut tx, &event).await?;
     }
     let moved =

@@ -1,0 +1,141 @@
+//! `make bench-policy`: the same policy and ~1 KB input, the same concurrency, three arms:
+//! (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate endpoint with
+//! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
+//! in (b) and (c). scripts/bench-policy.sh starts the services; this drives the load,
+//! prints a report and writes target/bench/policy.json.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const CONCURRENCY: usize = 16;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-policy`"))
+}
+
+fn input() -> Value {
+    let datasets: Vec<Value> =
+        (0..8).map(|i| json!({"name": format!("dataset-{i:02}-customer-transactions"), "lineage_verified": true})).collect();
+    json!({
+        "model": {"name": "credit-scorer-v7", "stage": "staging", "metrics": {"accuracy": 0.93, "f1": 0.88},
+                  "bias": {"demographic_parity_difference": 0.04}, "datasets": datasets},
+        "approvals": [{"user": "ana@example.com", "role": "ml_lead"}, {"user": "raj@example.com", "role": "risk_officer"}],
+        "context": {"pipeline": "promote-to-prod", "run_id": "2026-11-28T10:00:00Z-7f3a", "notes": "x".repeat(300)}
+    })
+}
+
+struct Arm {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: usize,
+}
+
+async fn drive(name: &str, d: Duration, make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>) -> Arm {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).tcp_nodelay(true).build().unwrap();
+    // Warm up connections and caches.
+    for _ in 0..50 {
+        let _ = make(&client).send().await.unwrap().bytes().await;
+    }
+    eprintln!("{name}: {CONCURRENCY} concurrent clients for {} s", d.as_secs());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, make) = (client.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while start.elapsed() < d {
+                let t = Instant::now();
+                match make(&client).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() - 1) as f64 * p).round() as usize] };
+    Arm { rps: all.len() as f64 / elapsed, p50: pct(0.5), p99: pct(0.99), errors }
+}
+
+async fn activate(base: &str, tenant: &str, token: &str, rego: &str) -> String {
+    let c = reqwest::Client::new();
+    let p: Value = c
+        .post(format!("{base}/api/v1/policies"))
+        .bearer_auth(token)
+        .header("X-Tenant-ID", tenant)
+        .json(&json!({"name": "bench", "rego": rego}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = p["policy_id"].as_str().expect("policy created").to_owned();
+    let r = c.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(token).header("X-Tenant-ID", tenant).send().await.unwrap();
+    assert!(r.status().is_success(), "activation failed: {}", r.text().await.unwrap());
+    id
+}
+
+fn evaluate_arm(
+    base: String,
+    tenant: String,
+    token: String,
+    id: String,
+) -> Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> {
+    let body = json!({"input": input(), "rule": "allow"});
+    Arc::new(move |c: &reqwest::Client| {
+        c.post(format!("{base}/api/v1/policies/{id}/evaluate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).json(&body)
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let d = Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20));
+    let rego = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/opa/model_promotion.rego")).unwrap();
+    let (opa, svc_opa, svc_embedded) = (env("BENCH_OPA_URL"), env("BENCH_SERVICE_OPA_URL"), env("BENCH_SERVICE_EMBEDDED_URL"));
+    let (tenant, token) = (env("BENCH_TENANT"), env("BENCH_TOKEN"));
+    println!("input size: {} bytes", input().to_string().len());
+
+    // (a) raw OPA, same module, same query.
+    let r = reqwest::Client::new().put(format!("{opa}/v1/policies/bench-raw")).body(rego.clone()).send().await.unwrap();
+    assert!(r.status().is_success());
+    let raw_body = json!({"input": input()});
+    let raw_url = format!("{opa}/v1/data/aumos/model_promotion/allow");
+    let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).json(&raw_body))).await;
+
+    let id = activate(&svc_opa, &tenant, &token, &rego).await;
+    let b = drive("evaluate, engine=opa", d, evaluate_arm(svc_opa.clone(), tenant.clone(), token.clone(), id)).await;
+    let id = activate(&svc_embedded, &tenant, &token, &rego).await;
+    let c = drive("evaluate, engine=embedded", d, evaluate_arm(svc_embedded.clone(), tenant.clone(), token.clone(), id)).await;
+
+    let arm = |a: &Arm| json!({"rps": a.rps.round(), "p50_ms": (a.p50 * 1000.0).round() / 1000.0, "p99_ms": (a.p99 * 1000.0).round() / 1000.0, "errors": a.errors});
+    let report = json!({
+        "raw_opa": arm(&raw), "engine_opa": arm(&b), "engine_embedded": arm(&c),
+        "concurrency": CONCURRENCY, "seconds_per_arm": d.as_secs(), "input_bytes": input().to_string().len(),
+        "policy": "opa/model_promotion.rego", "rule": "allow", "decision_records": "durable (ledger, fsync on) in engine_opa and engine_embedded",
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policy.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("\npolicy evaluation benchmark ({CONCURRENCY} concurrent clients, {} s per arm)", d.as_secs());
+    for (name, a) in [("(a) raw OPA", &raw), ("(b) evaluate, engine=opa", &b), ("(c) evaluate, engine=embedded", &c)] {
+        println!("  {name:<32} {:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  errors {}", a.rps, a.p50, a.p99, a.errors);
+    }
+    println!("  (b)/(a) throughput {:.2}, (c)/(a) throughput {:.2}", b.rps / raw.rps, c.rps / raw.rps);
+    println!("  wrote target/bench/policy.json");
+}
