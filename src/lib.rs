@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod leader;
 pub mod ledger;
 pub mod migrate;
 pub mod opa_sync;

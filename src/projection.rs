@@ -1,6 +1,8 @@
 //! The projection runner: tails the ledger by global seq (as the reader role) and applies
 //! each event to a read model in the primary database, in the same transaction that
 //! advances the projector's stored position, so every event takes effect exactly once.
+//! With several processes, one leads each projector (advisory lock, see [`crate::leader`]);
+//! the others follow the stored position, so read-your-writes holds in every process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +99,47 @@ async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver
     let Runner { projector, listeners, reader, primary } = ctx;
     let name = projector.name();
     let mut position: Option<i64> = None;
+    let mut leadership: Option<crate::leader::Leadership> = None;
     while !*shutdown.borrow() {
+        // Only the leader applies events; a standby keeps trying to take over.
+        let held = match leadership.as_mut() {
+            Some(l) => l.still_held().await,
+            None => false,
+        };
+        if !held {
+            leadership = None;
+            position = None;
+            match crate::leader::Leadership::try_acquire(&primary, &format!("gov-projection-{name}")).await {
+                Ok(Some(l)) => {
+                    tracing::info!(projection = name, "this process now runs the projector");
+                    leadership = Some(l);
+                }
+                Ok(None) => {
+                    // Another process leads; follow its progress for read-your-writes, and
+                    // tell this process's listeners (caches) what the leader applied.
+                    if let Ok(p) = load_position(&primary, name).await {
+                        let seen = *reached.borrow();
+                        if p > seen && !listeners.is_empty() && seen > 0 {
+                            if let Ok(entries) = reader.events_of_types_between(projector.aggregate_types(), seen, p).await {
+                                for entry in &entries {
+                                    for l in &listeners {
+                                        l.applied(entry).await;
+                                    }
+                                }
+                            }
+                        }
+                        reached.send_replace(p);
+                    }
+                    pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "cannot take the projector lock; retrying");
+                    pause(&mut shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
         let pos = match position {
             Some(p) => p,
             None => match load_position(&primary, name).await {
@@ -114,13 +156,7 @@ async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver
             },
         };
         match reader.entries_after(pos, BATCH).await {
-            Ok(batch) if batch.is_empty() => {
-                tokio::select! {
-                    _ = wake.changed() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
+            Ok(batch) if batch.is_empty() => pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await,
             Ok(batch) => match apply_batch(projector.as_ref(), &primary, pos, &batch).await {
                 Ok(Some(last)) => {
                     for entry in batch.iter().filter(|e| projector.handles(&e.aggregate_type)) {
@@ -144,6 +180,15 @@ async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver
                 pause(&mut shutdown, Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Waits for a local append, the poll interval, or shutdown.
+async fn pause_or_wake(wake: &mut watch::Receiver<i64>, shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        _ = wake.changed() => {}
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
     }
 }
 

@@ -72,8 +72,8 @@ impl Projector for DecisionProjector {
         "decisions"
     }
 
-    fn handles(&self, aggregate_type: &str) -> bool {
-        aggregate_type == aggregates::decision::DECISION_AGGREGATE
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[aggregates::decision::DECISION_AGGREGATE]
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {

@@ -47,8 +47,12 @@ pub enum ProjectionError {
 pub trait Projector: Send + Sync {
     /// The name under which the position is stored (`gov_projection_positions`).
     fn name(&self) -> &'static str;
+    /// The aggregate types whose events this projector applies.
+    fn aggregate_types(&self) -> &'static [&'static str];
     /// Whether this projector cares about an aggregate type.
-    fn handles(&self, aggregate_type: &str) -> bool;
+    fn handles(&self, aggregate_type: &str) -> bool {
+        self.aggregate_types().contains(&aggregate_type)
+    }
     async fn apply(&self, tx: &mut sqlx::PgConnection, event: &EventRecord) -> Result<(), ProjectionError>;
 }
 

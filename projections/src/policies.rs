@@ -158,8 +158,8 @@ impl Projector for PolicyProjector {
         "policies"
     }
 
-    fn handles(&self, aggregate_type: &str) -> bool {
-        aggregate_type == "Policy"
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Policy"]
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {

@@ -134,6 +134,14 @@ impl LedgerReader {
 }
 
 impl LedgerReader {
+    /// Events of the given aggregate types with seq in (after, upto], in seq order.
+    pub async fn events_of_types_between(&self, types: &[&str], after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = ANY($1) AND seq > $2 AND seq <= $3 ORDER BY seq");
+        let rows = sqlx::query(&sql).bind(types).bind(after).bind(upto).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+
     /// Every event of one aggregate type, in seq order (uses the aggregate key's index).
     pub async fn events_of_type(&self, aggregate_type: &str) -> Result<Vec<LedgerEntry>, LedgerError> {
         let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = $1 ORDER BY seq");
