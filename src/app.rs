@@ -211,6 +211,17 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone())];
     let (watch, runners) =
         crate::projection::start(projectors, listeners, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
+    let relay = match &config.kafka_bootstrap {
+        Some(bootstrap) => {
+            let relay = Arc::new(
+                crate::relay::KafkaRelay::new(bootstrap, reader.clone(), primary.clone(), &config.ledger.origin)
+                    .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
+            );
+            let (r, head, stop) = (relay.clone(), appender_handle.head(), shutdown_rx.clone());
+            Some((relay, tokio::spawn(async move { r.run(head, stop).await })))
+        }
+        None => None,
+    };
     let notary_task = {
         let (notary, head) = (notary.clone(), appender_handle.head());
         tokio::spawn(async move { notary.run(head, shutdown_rx).await })
@@ -228,6 +239,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         notary,
         runtime,
         opa_sync,
+        relay: relay.as_ref().map(|(r, _)| r.clone()),
         http,
     });
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;
@@ -242,6 +254,10 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     }
     // The notary signs a last checkpoint covering everything appended before exit.
     let _ = notary_task.await;
+    // The relay finishes its batch (publishing what was acknowledged) and stops.
+    if let Some((_, task)) = relay {
+        let _ = task.await;
+    }
     tracing::info!("shutdown complete");
     served.map_err(|e| AppError::Io(format!("server: {e}")))
 }

@@ -29,5 +29,6 @@ pub mod ledger;
 pub mod migrate;
 pub mod opa_sync;
 pub mod projection;
+pub mod relay;
 pub mod runtime;
 pub mod telemetry;

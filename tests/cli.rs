@@ -23,6 +23,12 @@ fn every_subcommand_has_a_useful_help() {
         (vec!["dev", "--help"], "token"),
         (vec!["dev", "token", "--help"], "--tenant"),
         (vec!["dev", "up", "--help"], "export"),
+        (vec!["ledger", "--help"], "verify"),
+        (vec!["ledger", "verify", "--help"], "--public-key"),
+        (vec!["ledger", "export", "--help"], "--out"),
+        (vec!["ledger", "prove", "--help"], "--seq"),
+        (vec!["policy", "import", "--help"], "--tenant"),
+        (vec!["projections", "status", "--help"], "lag"),
     ] {
         let (ok, stdout, _) = run(&args, &[]);
         assert!(ok, "{args:?}");
@@ -43,4 +49,15 @@ fn dev_token_rejects_a_tenant_that_is_not_a_uuid() {
     assert!(!ok);
     assert!(stdout.is_empty());
     assert!(stderr.contains("tenant") || stderr.contains("signing key"), "{stderr}");
+}
+
+#[test]
+fn projections_status_shows_positions_and_lag() {
+    if std::env::var("AUMOS_DATABASE_URL").is_err() {
+        panic!("needs the real services: run via make test");
+    }
+    let (ok, stdout, stderr) = run(&["projections", "status"], &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ledger head: seq"), "{stdout}");
+    assert!(stdout.contains("policies") && stdout.contains("decisions"), "{stdout}");
 }

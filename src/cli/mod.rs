@@ -2,6 +2,7 @@
 
 pub mod ledger;
 pub mod policy;
+pub mod projections;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ pub enum Command {
     /// The auditor's commands: export, verify (offline or live), checkpoint, prove.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Read models and the Kafka relay: positions and lag.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
     /// Policy helpers: import a .rego file into a tenant through the API.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -153,6 +157,10 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
     match command {
         Command::Serve => app::serve(config).await,
         Command::Ledger(_) => Ok(()),
+        Command::Projections(cmd) => {
+            println!("{}", projections::run(cmd, &config).await?);
+            Ok(())
+        }
         Command::Policy(cmd) => {
             println!("{}", policy::run(cmd, &config).await?);
             Ok(())

@@ -54,7 +54,11 @@ pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
         }
     }
     if let Some(bootstrap) = state.kafka_bootstrap.clone() {
-        checks.insert("kafka".into(), check(kafka_reachable(bootstrap, timeout).await));
+        let mut kafka = check(kafka_reachable(bootstrap, timeout).await);
+        if let Some(relay) = &state.relay {
+            kafka["relay_lag_entries"] = json!(relay.lag());
+        }
+        checks.insert("kafka".into(), kafka);
     }
     let ok = checks.values().all(|c| c["status"] == "ok");
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -33,6 +33,7 @@ pub struct AppState {
     pub notary: Arc<crate::ledger::notary::Notary>,
     pub runtime: crate::runtime::PolicyRuntime,
     pub opa_sync: Option<Arc<crate::opa_sync::OpaSync>>,
+    pub relay: Option<Arc<crate::relay::KafkaRelay>>,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
 }

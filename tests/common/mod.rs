@@ -33,7 +33,10 @@ impl Service {
     /// Starts the service on the shared real services, with extra environment.
     pub async fn start(extra: &[(&str, &str)]) -> Service {
         var("AUMOS_DATABASE_URL");
-        Self::spawn(extra, &[]).await
+        // The Kafka relay only where a test asks for it: it would otherwise publish the
+        // shared ledger from every test's process.
+        let kafka = extra.iter().any(|(k, _)| *k == "AUMOS_KAFKA_BOOTSTRAP_SERVERS");
+        Self::spawn(extra, if kafka { &[] } else { &["AUMOS_KAFKA_BOOTSTRAP_SERVERS"] }).await
     }
 
     /// Starts the service with the given variables removed (e.g. the embedded default).
