@@ -206,8 +206,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         }
         crate::config::PolicyEngineKind::Embedded => None,
     };
-    let projectors: Vec<Arc<dyn projections::Projector>> =
-        vec![Arc::new(projections::policies::PolicyProjector), Arc::new(projections::decisions::DecisionProjector)];
+    let projectors = projections::all();
     let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone())];
     let (watch, runners) =
         crate::projection::start(projectors, listeners, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());

@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod opa_sync;
 pub mod projection;
+pub mod rebuild;
 pub mod relay;
 pub mod runtime;
 pub mod telemetry;

@@ -212,21 +212,8 @@ async fn apply_batch(
     // crash both are at the last flushed batch and the runner replays from there. Waiting
     // for the WAL flush buys nothing here (the ledger is the durable copy).
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    let mut last = from;
-    // Consecutive events mostly share a tenant: set it only when it changes.
-    let mut tenant = None;
-    for entry in batch {
-        last = entry.seq;
-        if !projector.handles(&entry.aggregate_type) {
-            continue;
-        }
-        let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
-        if tenant != Some(event.tenant_id) {
-            projections::tenant::set_tenant(&mut tx, event.tenant_id).await?;
-            tenant = Some(event.tenant_id);
-        }
-        projector.apply(&mut tx, &event).await?;
-    }
+    apply_events(projector, &mut tx, batch).await?;
+    let last = batch.last().map(|e| e.seq).unwrap_or(from);
     let moved =
         sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
             .bind(last)
@@ -240,4 +227,27 @@ async fn apply_batch(
     }
     tx.commit().await?;
     Ok(Some(last))
+}
+
+/// Applies the events a projector handles, in order, on `conn` (inside its transaction).
+/// The projection runner and `projections rebuild` share this.
+pub async fn apply_events(
+    projector: &dyn Projector,
+    conn: &mut sqlx::PgConnection,
+    batch: &[LedgerEntry],
+) -> Result<(), projections::ProjectionError> {
+    // Consecutive events mostly share a tenant: set it only when it changes.
+    let mut tenant = None;
+    for entry in batch {
+        if !projector.handles(&entry.aggregate_type) {
+            continue;
+        }
+        let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
+        if tenant != Some(event.tenant_id) {
+            projections::tenant::set_tenant(&mut *conn, event.tenant_id).await?;
+            tenant = Some(event.tenant_id);
+        }
+        projector.apply(&mut *conn, &event).await?;
+    }
+    Ok(())
 }

@@ -76,6 +76,10 @@ impl Projector for DecisionProjector {
         &[aggregates::decision::DECISION_AGGREGATE]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["gov_policy_decisions"]
+    }
+
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         if e.event_type != aggregates::decision::POLICY_EVALUATED {
             return Ok(());

@@ -47,6 +47,8 @@ pub enum ProjectionError {
 pub trait Projector: Send + Sync {
     /// The name under which the position is stored (`gov_projection_positions`).
     fn name(&self) -> &'static str;
+    /// The read-model tables this projector owns (rebuilt and swapped together).
+    fn tables(&self) -> &'static [&'static str];
     /// The aggregate types whose events this projector applies.
     fn aggregate_types(&self) -> &'static [&'static str];
     /// Whether this projector cares about an aggregate type.
@@ -54,6 +56,11 @@ pub trait Projector: Send + Sync {
         self.aggregate_types().contains(&aggregate_type)
     }
     async fn apply(&self, tx: &mut sqlx::PgConnection, event: &EventRecord) -> Result<(), ProjectionError>;
+}
+
+/// Every projector, in the order the service runs them.
+pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
+    vec![std::sync::Arc::new(policies::PolicyProjector), std::sync::Arc::new(decisions::DecisionProjector)]
 }
 
 /// One page of a list, with the total that matched.

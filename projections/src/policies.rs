@@ -162,6 +162,10 @@ impl Projector for PolicyProjector {
         &["Policy"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["gov_governance_policies", "gov_governance_policy_versions"]
+    }
+
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         let id = policy_id(e)?;
         match e.event_type.as_str() {
