@@ -9,7 +9,8 @@
 #   eval "$(scripts/services.sh up)"     start what is not running, print exports
 #   scripts/services.sh status           say what runs
 #   scripts/services.sh down             stop everything this script started
-#   scripts/services.sh opa-stop|opa-start|audit-stop|audit-start   fault injection for tests
+#   scripts/services.sh opa-stop|opa-start|kafka-stop|kafka-start|audit-stop|audit-start
+#                                         fault injection for tests
 #
 # Only `export NAME=value` lines go to stdout; progress goes to stderr. Idempotent.
 set -euo pipefail
@@ -239,7 +240,9 @@ case "${1:-}" in
   env) exports ;;
   opa-stop) stop_pid opa ;;
   opa-start) mkdir -p "$RUN"; opa_start ;;
+  kafka-stop) stop_pid kafka ;;
+  kafka-start) mkdir -p "$RUN"; kafka_start ;;
   audit-stop) pg_ctl_audit stop ;;
   audit-start) pg_ctl_audit start ;;
-  *) echo "usage: $0 up|down|status|env|opa-stop|opa-start|audit-stop|audit-start" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|opa-stop|opa-start|kafka-stop|kafka-start|audit-stop|audit-start" >&2; exit 2 ;;
 esac
