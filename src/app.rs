@@ -216,8 +216,8 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
                 crate::relay::KafkaRelay::new(bootstrap, reader.clone(), primary.clone(), &config.ledger.origin)
                     .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
             );
-            let (r, head, stop) = (relay.clone(), appender_handle.head(), shutdown_rx.clone());
-            Some((relay, tokio::spawn(async move { r.run(head, stop).await })))
+            let (r, head, stop, b) = (relay.clone(), appender_handle.head(), shutdown_rx.clone(), bootstrap.clone());
+            Some((relay, tokio::spawn(async move { r.run(b, head, stop).await })))
         }
         None => None,
     };

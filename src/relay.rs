@@ -27,8 +27,24 @@ use crate::ledger::export::ExportEntry;
 use crate::ledger::{LedgerEntry, LedgerReader};
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
+/// `ce_type` of an entry on the audit topic, and of a signed checkpoint (which the audit
+/// topic also carries, once the entries it covers are published).
+pub const CE_ENTRY: &str = "com.aumos.governance.audit.entry.written";
+pub const CE_CHECKPOINT: &str = "com.aumos.governance.audit.checkpoint.signed";
 const RELAY: &str = "kafka";
+const CHECKPOINT_RELAY: &str = "kafka-checkpoints";
 const BATCH: i64 = 1000;
+
+/// Every topic the relay writes.
+pub const TOPICS: [&str; 7] = [
+    AUDIT_TOPIC,
+    "governance.policy.created",
+    "governance.policy.activated",
+    "governance.policy.evaluated",
+    "governance.compliance.workflow.created",
+    "governance.compliance.workflow.status_changed",
+    "governance.evidence.submitted",
+];
 
 /// The domain topic of an event type, if it has one.
 pub fn domain_topic(event_type: &str) -> Option<&'static str> {
@@ -91,17 +107,79 @@ impl KafkaRelay {
         Ok(Self { producer, reader, primary, origin: origin.to_owned(), lag: Arc::new(AtomicI64::new(-1)) })
     }
 
+    /// Creates the seven topics if they are missing, so consumers can subscribe before the
+    /// first event of a kind exists. Best effort: a broker that forbids it is logged.
+    pub async fn ensure_topics(bootstrap: &str) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
+            ClientConfig::new().set("bootstrap.servers", bootstrap).create();
+        let Ok(admin) = admin else { return };
+        let topics: Vec<&str> = TOPICS.to_vec();
+        let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        match admin.create_topics(new.iter(), &opts).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err((topic, code)) = r {
+                        if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                            tracing::warn!(%topic, error = %code, "cannot create Kafka topic");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot create Kafka topics"),
+        }
+    }
+
     /// Entries published behind the ledger head (-1 before the first measurement).
     pub fn lag(&self) -> i64 {
         self.lag.load(Ordering::Relaxed)
     }
 
     async fn position(&self) -> Result<i64, sqlx::Error> {
+        self.position_of(RELAY).await
+    }
+
+    async fn position_of(&self, relay: &str) -> Result<i64, sqlx::Error> {
         sqlx::query("INSERT INTO gov_relay_positions (relay, position) VALUES ($1, 0) ON CONFLICT (relay) DO NOTHING")
-            .bind(RELAY)
+            .bind(relay)
             .execute(&self.primary)
             .await?;
-        sqlx::query_scalar("SELECT position FROM gov_relay_positions WHERE relay = $1").bind(RELAY).fetch_one(&self.primary).await
+        sqlx::query_scalar("SELECT position FROM gov_relay_positions WHERE relay = $1").bind(relay).fetch_one(&self.primary).await
+    }
+
+    /// Publishes signed checkpoints whose entries are all published already.
+    async fn publish_checkpoints(&self, published_upto: i64) -> Result<(), RelayError> {
+        let from = self.position_of(CHECKPOINT_RELAY).await?;
+        let cps = self.reader.checkpoints_between(from, published_upto).await?;
+        let Some(last) = cps.last().map(|c| c.tree_size) else { return Ok(()) };
+        let mut deliveries = Vec::new();
+        for cp in &cps {
+            let value = serde_json::to_vec(&crate::ledger::export::ExportLine::Checkpoint(cp.to_export()))
+                .map_err(|e| RelayError::Kafka(e.to_string()))?;
+            let id = format!("{}/checkpoint/{}", self.origin, cp.tree_size);
+            let source = format!("/aumos/governance/{}", self.origin);
+            let time = cp.created_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            let headers = [
+                ("ce_specversion", "1.0"),
+                ("ce_id", id.as_str()),
+                ("ce_type", CE_CHECKPOINT),
+                ("ce_source", source.as_str()),
+                ("ce_time", time.as_str()),
+                ("content-type", "application/json"),
+            ]
+            .into_iter()
+            .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
+            let record = FutureRecord::to(AUDIT_TOPIC).key("checkpoint").payload(&value).headers(headers);
+            deliveries.push(self.producer.send_result(record).map_err(|(err, _)| RelayError::Kafka(err.to_string()))?);
+        }
+        await_all(deliveries).await?;
+        sqlx::query("UPDATE gov_relay_positions SET position = $1, updated_at = now() WHERE relay = $2")
+            .bind(last)
+            .bind(CHECKPOINT_RELAY)
+            .execute(&self.primary)
+            .await?;
+        Ok(())
     }
 
     fn headers(&self, e: &LedgerEntry, topic: &str, ce_type: &str) -> OwnedHeaders {
@@ -129,7 +207,7 @@ impl KafkaRelay {
         let mut deliveries = Vec::with_capacity(batch.len() * 2);
         for e in batch {
             let full = serde_json::to_vec(&ExportEntry::from(e)).map_err(|err| RelayError::Kafka(err.to_string()))?;
-            let mut messages = vec![(AUDIT_TOPIC, full, "com.aumos.governance.audit.entry.written".to_owned())];
+            let mut messages = vec![(AUDIT_TOPIC, full, CE_ENTRY.to_owned())];
             if let Some(topic) = domain_topic(&e.event_type) {
                 messages.push((topic, e.payload.clone().into_bytes(), format!("com.aumos.governance.{}", e.event_type)));
             }
@@ -140,18 +218,12 @@ impl KafkaRelay {
                 deliveries.push(delivery);
             }
         }
-        for d in deliveries {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((err, _))) => return Err(RelayError::Kafka(err.to_string())),
-                Err(_) => return Err(RelayError::Kafka("delivery cancelled".into())),
-            }
-        }
-        Ok(())
+        await_all(deliveries).await
     }
 
     /// Relays until `shutdown`; only while this process holds the relay lock.
-    pub async fn run(&self, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, bootstrap: String, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+        Self::ensure_topics(&bootstrap).await;
         let mut leadership: Option<Leadership> = None;
         while !*shutdown.borrow() {
             let held = match leadership.as_mut() {
@@ -187,6 +259,7 @@ impl KafkaRelay {
     /// Relays one batch; returns whether there was anything to relay.
     async fn step(&self) -> Result<bool, RelayError> {
         let pos = self.position().await?;
+        self.publish_checkpoints(pos).await?;
         let batch = self.reader.entries_after(pos, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.seq) else {
             self.lag.store(0, Ordering::Relaxed);
@@ -203,6 +276,18 @@ impl KafkaRelay {
         self.lag.store(head - last, Ordering::Relaxed);
         Ok(true)
     }
+}
+
+/// Waits for every acknowledgement; the first failure fails the batch.
+async fn await_all(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> Result<(), RelayError> {
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((err, _))) => return Err(RelayError::Kafka(err.to_string())),
+            Err(_) => return Err(RelayError::Kafka("delivery cancelled".into())),
+        }
+    }
+    Ok(())
 }
 
 async fn wait(wake: &mut watch::Receiver<i64>, shutdown: &mut watch::Receiver<bool>, d: Duration) {

@@ -64,6 +64,7 @@ async fn with_kafka_down_commands_succeed_and_every_event_arrives_once_it_is_bac
             .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
             .set("group.id", format!("faults-{}", Uuid::new_v4()))
             .set("auto.offset.reset", "earliest")
+            .set("topic.metadata.refresh.interval.ms", "1000")
             .create()
             .unwrap();
         consumer.subscribe(&["governance.audit.entry.written"]).unwrap();

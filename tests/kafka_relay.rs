@@ -29,6 +29,7 @@ fn consume_until(topics: &[&str], done: impl Fn(&[Received]) -> bool) -> Vec<Rec
         .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
         .set("group.id", format!("test-{}", Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "1000")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -114,4 +115,48 @@ async fn every_entry_reaches_kafka_keyed_ordered_with_cloudevents_headers() {
     }
     let ready: Value = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().json().await.unwrap();
     assert!(ready["checks"]["kafka"]["relay_lag_entries"].as_i64().is_some(), "{ready}");
+}
+
+#[tokio::test]
+async fn a_replication_consumer_verifies_the_chain_and_checkpoints_from_kafka() {
+    let svc = Service::start(&[("AUMOS_KAFKA_BOOTSTRAP_SERVERS", &var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))]).await;
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    for i in 0..5 {
+        svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("rep{i}")))).await;
+    }
+    let (status, cp) = svc.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{cp}");
+    let size = cp["tree_size"].as_i64().unwrap();
+    let r = svc
+        .client
+        .get(format!("{}/api/v1/ledger/public-key", svc.base))
+        .bearer_auth(&tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .send()
+        .await
+        .unwrap();
+    let key = std::env::temp_dir().join(format!("gov-rep-key-{}", Uuid::new_v4()));
+    std::fs::write(&key, r.text().await.unwrap()).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args([
+                "ledger",
+                "replicate",
+                "--from-kafka",
+                "--public-key",
+                key.to_str().unwrap(),
+                "--until-seq",
+                &size.to_string(),
+                "--idle-exit-seconds",
+                "60",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("OK: verified head seq"), "{stdout}");
 }

@@ -45,6 +45,9 @@ pub enum LedgerCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Consume the audit topic from Kafka and verify the chain and signed checkpoints as entries
+    /// arrive; report the verified head or the first bad entry.
+    Replicate(super::replicate::ReplicateArgs),
     /// Check a proof file (inclusion or consistency) offline.
     VerifyProof {
         /// The proof file.
@@ -124,6 +127,12 @@ pub async fn run(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError
                 Ok(s) => Outcome::Ok(s),
                 Err(e) => Outcome::Failed(e),
             })
+        }
+        LedgerCommand::Replicate(args) => {
+            let bootstrap = config.kafka_bootstrap.clone();
+            tokio::task::spawn_blocking(move || super::replicate::run(args, bootstrap.as_deref()))
+                .await
+                .map_err(|e| AppError::Io(e.to_string()))?
         }
         other => with_database(other, config).await,
     }
@@ -230,7 +239,7 @@ async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, Ap
                 std::fs::write(&out, json).map_err(|e| AppError::Io(format!("{}: {e}", out.display())))?;
                 Ok(Outcome::Ok(format!("wrote the proof of entry {seq} against tree size {} to {}", p.checkpoint.tree_size, out.display())))
             }
-            LedgerCommand::VerifyProof { .. } => Err(AppError::Io("verify-proof needs no database".into())),
+            LedgerCommand::VerifyProof { .. } | LedgerCommand::Replicate(_) => Err(AppError::Io("this command needs no database".into())),
         }
     }
     .await;

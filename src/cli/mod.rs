@@ -3,6 +3,7 @@
 pub mod ledger;
 pub mod policy;
 pub mod projections;
+pub mod replicate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

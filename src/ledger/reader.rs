@@ -127,6 +127,13 @@ impl LedgerReader {
         Ok(sqlx::query_as(&sql).bind(seq).fetch_optional(&self.pool).await?)
     }
 
+    /// Checkpoints with tree size in (after, upto].
+    pub async fn checkpoints_between(&self, after: i64, upto: i64) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        let sql =
+            format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints WHERE tree_size > $1 AND tree_size <= $2 ORDER BY tree_size");
+        Ok(sqlx::query_as(&sql).bind(after).bind(upto).fetch_all(&self.pool).await?)
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
         let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints ORDER BY tree_size");
         Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)

@@ -148,6 +148,38 @@ impl Verifier {
         Ok(cp.tree_size)
     }
 
+    /// Checks, as entries stream in, every checkpoint the tree has now reached (each is
+    /// checked once). Returns how many checkpoints have been verified so far.
+    pub fn verify_reached(&mut self) -> Result<u64, VerifyError> {
+        self.checkpoints.sort_by_key(|c| c.0);
+        let size = self.tree.size();
+        let mut verified = 0;
+        for (cp_size, root, _) in &self.checkpoints {
+            if *cp_size > size {
+                break;
+            }
+            let computed = self.tree.root(*cp_size).map_err(|e| fail(*cp_size as i64, e.to_string()))?;
+            if &computed != root {
+                return Err(fail(
+                    *cp_size as i64,
+                    format!("the Merkle root of the first {cp_size} entries does not match the signed checkpoint"),
+                ));
+            }
+            verified += 1;
+        }
+        Ok(verified)
+    }
+
+    /// The hash of the last verified entry.
+    pub fn head_hash(&self) -> [u8; 32] {
+        self.hashes.last().copied().unwrap_or(GENESIS_HASH)
+    }
+
+    /// The hash of entry `seq`, if verified.
+    pub fn hash_of(&self, seq: i64) -> Option<[u8; 32]> {
+        usize::try_from(seq - 1).ok().and_then(|i| self.hashes.get(i)).copied()
+    }
+
     pub fn finish(mut self) -> Result<Summary, VerifyError> {
         self.checkpoints.sort_by_key(|c| c.0);
         let size = self.tree.size();
