@@ -160,3 +160,69 @@ async fn a_replication_consumer_verifies_the_chain_and_checkpoints_from_kafka() 
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("OK: verified head seq"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_replication_consumer_names_the_first_forged_entry() {
+    // A mirror topic holding real entries, one of them altered in transit.
+    let svc = Service::start(&[("AUMOS_KAFKA_BOOTSTRAP_SERVERS", &var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))]).await;
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    for i in 0..3 {
+        svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("fx{i}")))).await;
+    }
+    let r = svc
+        .client
+        .get(format!("{}/api/v1/ledger/public-key", svc.base))
+        .bearer_auth(&tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .send()
+        .await
+        .unwrap();
+    let key = std::env::temp_dir().join(format!("gov-rep-key-{}", Uuid::new_v4()));
+    std::fs::write(&key, r.text().await.unwrap()).unwrap();
+    let mirror = format!("mirror-{}", Uuid::new_v4());
+    let mut reader = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    let head: i64 = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&mut reader).await.unwrap();
+    let pool = sqlx::PgPool::connect(&var("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL")).await.unwrap();
+    let entries = governance_engine::ledger::LedgerReader::new(pool).entries_after(0, head).await.unwrap();
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS")).create().unwrap();
+    let forged_seq = (head / 2).max(1);
+    for e in &entries {
+        let mut export = ExportEntry::from(e);
+        if e.seq == forged_seq {
+            export.actor = "mallory".into();
+        }
+        let value = serde_json::to_vec(&export).unwrap();
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: "ce_type", value: Some("com.aumos.governance.audit.entry.written") });
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&mirror).key(&e.aggregate_id).payload(&value).headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args([
+                "ledger",
+                "replicate",
+                "--from-kafka",
+                "--topic",
+                &mirror,
+                "--public-key",
+                key.to_str().unwrap(),
+                "--idle-exit-seconds",
+                "20",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("first bad seq {forged_seq}:")), "{stderr}");
+}

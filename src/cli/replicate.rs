@@ -23,6 +23,9 @@ pub struct ReplicateArgs {
     /// Trusted verifier key(s): a file with one key per line, or the key text itself.
     #[arg(long = "public-key", required = true)]
     pub public_key: Vec<String>,
+    /// The topic to read (a mirror, say).
+    #[arg(long, default_value = AUDIT_TOPIC)]
+    pub topic: String,
     /// Stop once this seq is verified.
     #[arg(long)]
     pub until_seq: Option<i64>,
@@ -46,7 +49,7 @@ pub fn run(args: ReplicateArgs, bootstrap: Option<&str>) -> Result<Outcome, AppE
         .set("topic.metadata.refresh.interval.ms", "1000")
         .create()
         .map_err(|e| AppError::Io(format!("kafka: {e}")))?;
-    consumer.subscribe(&[AUDIT_TOPIC]).map_err(|e| AppError::Io(format!("kafka: {e}")))?;
+    consumer.subscribe(&[args.topic.as_str()]).map_err(|e| AppError::Io(format!("kafka: {e}")))?;
     let mut pending: BTreeMap<i64, ExportEntry> = BTreeMap::new();
     let (mut last_message, mut last_report) = (Instant::now(), Instant::now());
     let mut checkpoints = 0;

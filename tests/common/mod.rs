@@ -100,6 +100,12 @@ impl Service {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// SIGKILL: no graceful shutdown, as in a crash.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub async fn stop(mut self) -> String {
         self.terminate();
         self.log()
