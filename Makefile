@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test services-up services-down services-status fmt lint bench-ledger
+.PHONY: run test services-up services-down services-status fmt lint bench-ledger bench-policy bench-pipeline
 
 run:
 	$(CARGO) run --locked --bin governance-engine -- serve
@@ -33,3 +33,6 @@ bench-ledger:
 
 bench-policy:
 	bash scripts/bench-policy.sh
+
+bench-pipeline:
+	bash scripts/bench-pipeline.sh

@@ -236,18 +236,30 @@ pub async fn apply_events(
     conn: &mut sqlx::PgConnection,
     batch: &[LedgerEntry],
 ) -> Result<(), projections::ProjectionError> {
-    // Consecutive events mostly share a tenant: set it only when it changes.
-    let mut tenant = None;
+    // Runs of consecutive events of one tenant go to the projector together (one
+    // `set_config` per run; projectors may write a run in one statement).
+    let mut run: Vec<EventRecord> = Vec::new();
     for entry in batch {
         if !projector.handles(&entry.aggregate_type) {
             continue;
         }
         let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
-        if tenant != Some(event.tenant_id) {
-            projections::tenant::set_tenant(&mut *conn, event.tenant_id).await?;
-            tenant = Some(event.tenant_id);
+        if run.first().is_some_and(|r| r.tenant_id != event.tenant_id) {
+            flush(projector, conn, &mut run).await?;
         }
-        projector.apply(&mut *conn, &event).await?;
+        run.push(event);
     }
+    flush(projector, conn, &mut run).await
+}
+
+async fn flush(
+    projector: &dyn Projector,
+    conn: &mut sqlx::PgConnection,
+    run: &mut Vec<EventRecord>,
+) -> Result<(), projections::ProjectionError> {
+    let Some(first) = run.first() else { return Ok(()) };
+    projections::tenant::set_tenant(&mut *conn, first.tenant_id).await?;
+    projector.apply_many(&mut *conn, run).await?;
+    run.clear();
     Ok(())
 }

@@ -80,6 +80,41 @@ impl Projector for DecisionProjector {
         &["gov_policy_decisions"]
     }
 
+    async fn apply_many(&self, tx: &mut PgConnection, events: &[EventRecord]) -> Result<(), ProjectionError> {
+        let mut rows = DecisionRows::default();
+        for e in events.iter().filter(|e| e.event_type == aggregates::decision::POLICY_EVALUATED) {
+            let d: aggregates::decision::PolicyEvaluated =
+                serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))?;
+            rows.push(e, d);
+        }
+        if rows.seq.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO gov_policy_decisions (tenant_id, decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, \
+             defined, allowed, latency_ms, actor, decided_at, ledger_seq) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], \
+             $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::bool[], $11::bool[], $12::float8[], $13::text[], $14::timestamptz[], $15::bigint[])",
+        )
+        .bind(&rows.tenant)
+        .bind(&rows.decision)
+        .bind(&rows.policy)
+        .bind(&rows.version)
+        .bind(&rows.engine)
+        .bind(&rows.rule)
+        .bind(&rows.sha)
+        .bind(&rows.input)
+        .bind(&rows.result)
+        .bind(&rows.defined)
+        .bind(&rows.allowed)
+        .bind(&rows.latency)
+        .bind(&rows.actor)
+        .bind(&rows.at)
+        .bind(&rows.seq)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         if e.event_type != aggregates::decision::POLICY_EVALUATED {
             return Ok(());
@@ -108,5 +143,45 @@ impl Projector for DecisionProjector {
         .execute(tx)
         .await?;
         Ok(())
+    }
+}
+
+/// Column arrays for one multi-row insert.
+#[derive(Default)]
+struct DecisionRows {
+    tenant: Vec<Uuid>,
+    decision: Vec<Uuid>,
+    policy: Vec<Uuid>,
+    version: Vec<i32>,
+    engine: Vec<String>,
+    rule: Vec<Option<String>>,
+    sha: Vec<String>,
+    input: Vec<Option<serde_json::Value>>,
+    result: Vec<Option<serde_json::Value>>,
+    defined: Vec<bool>,
+    allowed: Vec<Option<bool>>,
+    latency: Vec<f64>,
+    actor: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    seq: Vec<i64>,
+}
+
+impl DecisionRows {
+    fn push(&mut self, e: &EventRecord, d: aggregates::decision::PolicyEvaluated) {
+        self.tenant.push(e.tenant_id);
+        self.decision.push(d.decision_id);
+        self.policy.push(d.policy_id);
+        self.version.push(i32::try_from(d.policy_version).unwrap_or(i32::MAX));
+        self.engine.push(d.engine);
+        self.rule.push(d.rule);
+        self.sha.push(d.input_sha256);
+        self.input.push(d.input);
+        self.result.push(d.result);
+        self.defined.push(d.defined);
+        self.allowed.push(d.allowed);
+        self.latency.push(d.latency_ms);
+        self.actor.push(e.actor.clone());
+        self.at.push(e.recorded_at);
+        self.seq.push(e.seq);
     }
 }

@@ -56,6 +56,14 @@ pub trait Projector: Send + Sync {
         self.aggregate_types().contains(&aggregate_type)
     }
     async fn apply(&self, tx: &mut sqlx::PgConnection, event: &EventRecord) -> Result<(), ProjectionError>;
+    /// Applies a run of events of one tenant, in order. Projectors whose events are
+    /// independent rows override it with one multi-row statement (rebuilds and backlogs).
+    async fn apply_many(&self, tx: &mut sqlx::PgConnection, events: &[EventRecord]) -> Result<(), ProjectionError> {
+        for e in events {
+            self.apply(&mut *tx, e).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Every projector, in the order the service runs them.

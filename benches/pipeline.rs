@@ -1,0 +1,227 @@
+//! `make bench-pipeline`: under a sustained load of commands (evaluations, each a durable
+//! ledger entry), the time from an entry's commit until it is visible in the read model
+//! and until it is on Kafka; and rebuild speed over at least 100,000 events.
+//! scripts/bench-pipeline.sh starts the services; this writes target/bench/pipeline.json.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use governance_engine::ledger::{Appender, EntryMetadata, LedgerReader, NewEntry};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-pipeline`"))
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        0.0
+    } else {
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rate: u64 = std::env::var("BENCH_RATE").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let (base, tenant, token) = (env("BENCH_SERVICE_URL"), env("BENCH_TENANT"), env("BENCH_TOKEN"));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap();
+    let p: Value = client
+        .post(format!("{base}/api/v1/policies"))
+        .bearer_auth(&token)
+        .header("X-Tenant-ID", &tenant)
+        .json(&json!({"name": "pipeline", "rego": "package p\nallow if input.n > 0\n"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    client.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).send().await.unwrap();
+
+    // Kafka: when each seq arrives.
+    let kafka_seen: Arc<Mutex<HashMap<i64, (Instant, chrono::DateTime<Utc>)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer_thread = {
+        let (seen, stop) = (kafka_seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", env("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
+                .set("group.id", format!("bench-{}", uuid::Uuid::new_v4()))
+                .set("auto.offset.reset", "latest")
+                .set("topic.metadata.refresh.interval.ms", "1000")
+                .create()
+                .unwrap();
+            c.subscribe(&["governance.policy.evaluated"]).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                    let h = |k: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|b| String::from_utf8_lossy(b).into_owned())
+                        })
+                    };
+                    if let (Some(seq), Some(time)) = (h("ce_ledgerseq").and_then(|s| s.parse().ok()), h("ce_time")) {
+                        let t = chrono::DateTime::parse_from_rfc3339(&time).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
+                        seen.lock().unwrap().insert(seq, (Instant::now(), t));
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await; // the consumer joins its group
+
+    // Read model: when the decisions projector's position passes each seq.
+    let primary = PgPoolOptions::new().max_connections(2).connect(&env("AUMOS_DEV_PRIMARY_SUPERUSER_URL")).await.unwrap();
+    let visible: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let poller = {
+        let (visible, stop, primary) = (visible.clone(), stop.clone(), primary.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pos: i64 = sqlx::query_scalar("SELECT position FROM gov_projection_positions WHERE projection = 'decisions'")
+                    .fetch_one(&primary)
+                    .await
+                    .unwrap_or(0);
+                visible.lock().unwrap().push((pos, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+
+    eprintln!("load: {rate} evaluations/s for {secs} s");
+    let commits: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut tasks = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        ticker.tick().await;
+        let (client, base, tenant, token, id, commits) =
+            (client.clone(), base.clone(), tenant.clone(), token.clone(), id.clone(), commits.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{base}/api/v1/policies/{id}/evaluate"))
+                .bearer_auth(&token)
+                .header("X-Tenant-ID", &tenant)
+                .json(&json!({"input": {"n": 1}}))
+                .send()
+                .await;
+            if let Ok(r) = r {
+                if let Ok(v) = r.json::<Value>().await {
+                    if let Some(seq) = v["ledger_seq"].as_i64() {
+                        commits.lock().unwrap().push((seq, Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let achieved = commits.lock().unwrap().len() as f64 / start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = poller.await;
+    let _ = consumer_thread.join();
+
+    // Commit time: the response's arrival bounds it from above, so these lags are lower
+    // bounds by at most the response's own latency; recorded_at (ce_time) gives the other bound.
+    let visible = visible.lock().unwrap().clone();
+    let mut projection_lag = Vec::new();
+    for (seq, committed) in commits.lock().unwrap().iter() {
+        if let Some((_, t)) = visible.iter().find(|(pos, t)| pos >= seq && t >= committed) {
+            projection_lag.push(t.duration_since(*committed).as_secs_f64() * 1e3);
+        } else if visible.iter().any(|(pos, _)| pos >= seq) {
+            projection_lag.push(0.0); // visible before the response arrived
+        }
+    }
+    let kafka = kafka_seen.lock().unwrap();
+    let mut kafka_lag: Vec<f64> = commits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(seq, committed)| kafka.get(seq).map(|(t, _)| t.saturating_duration_since(*committed).as_secs_f64() * 1e3))
+        .collect();
+    let kafka_missing = commits.lock().unwrap().len() - kafka_lag.len();
+
+    // Rebuild speed over >= 100,000 events: append synthetic decisions, then rebuild.
+    let target: i64 = std::env::var("BENCH_REBUILD_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let reader =
+        LedgerReader::new(PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL")).await.unwrap());
+    let head = reader.head_seq().await.unwrap();
+    if head < target {
+        let (appender, handle) =
+            Appender::start(PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap());
+        let tenant_id = uuid::Uuid::parse_str(&tenant).unwrap();
+        let policy = uuid::Uuid::parse_str(&id).unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..(target - head) {
+            let decision = uuid::Uuid::now_v7();
+            let payload = json!({"decision_id": decision, "policy_id": policy, "policy_version": 1, "engine": "embedded", "rule": null,
+                "input_sha256": "00", "input": {"n": 1}, "result": {"allow": true}, "defined": true, "allowed": true, "latency_ms": 0.1});
+            let e = NewEntry {
+                tenant_id,
+                aggregate_type: "PolicyDecision".into(),
+                aggregate_id: decision.to_string(),
+                aggregate_seq: 1,
+                event_type: "PolicyEvaluated".into(),
+                event_version: "1".into(),
+                payload: payload.to_string(),
+                metadata: EntryMetadata { actor: "bench".into(), ..Default::default() },
+            };
+            let h = handle.clone();
+            pending.push(tokio::spawn(async move { h.append(vec![e]).await }));
+            if pending.len() >= 512 {
+                for p in pending.drain(..) {
+                    p.await.unwrap().unwrap();
+                }
+            }
+        }
+        for p in pending {
+            p.await.unwrap().unwrap();
+        }
+        drop(handle);
+        appender.join().await;
+    }
+    let events = reader.head_seq().await.unwrap();
+    eprintln!("rebuilding the read models over {events} events");
+    let started = Instant::now();
+    let mut replayed = 0i64;
+    for p in projections::all() {
+        replayed = replayed
+            .max(governance_engine::rebuild::rebuild(&env("AUMOS_DATABASE_MIGRATION_URL"), &reader, p.as_ref(), &|_| {}).await.unwrap());
+    }
+    let rebuild_per_s = events as f64 / started.elapsed().as_secs_f64();
+
+    let report = json!({
+        "projection_lag_p50_ms": (pct(&mut projection_lag, 0.5) * 1000.0).round() / 1000.0,
+        "projection_lag_p99_ms": (pct(&mut projection_lag, 0.99) * 1000.0).round() / 1000.0,
+        "kafka_lag_p50_ms": (pct(&mut kafka_lag, 0.5) * 1000.0).round() / 1000.0,
+        "kafka_lag_p99_ms": (pct(&mut kafka_lag, 0.99) * 1000.0).round() / 1000.0,
+        "rebuild_events_per_s": rebuild_per_s.round(),
+        "rebuild_events": events,
+        "offered_commands_per_s": rate,
+        "achieved_commands_per_s": achieved.round(),
+        "seconds": secs,
+        "kafka_messages_missing_at_end": kafka_missing,
+        "lag_measured_from": "the arrival of the command's response (the commit is at or before it)",
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pipeline.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("\npipeline benchmark: {rate} commands/s offered, {achieved:.0}/s achieved, {secs} s");
+    println!("  projection lag  p50 {:>8.3} ms  p99 {:>8.3} ms", report["projection_lag_p50_ms"], report["projection_lag_p99_ms"]);
+    println!(
+        "  kafka lag       p50 {:>8.3} ms  p99 {:>8.3} ms  ({kafka_missing} not seen)",
+        report["kafka_lag_p50_ms"], report["kafka_lag_p99_ms"]
+    );
+    println!("  rebuild         {rebuild_per_s:>8.0} events/s over {events} events");
+    println!("  wrote target/bench/pipeline.json");
+}
