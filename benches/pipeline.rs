@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use governance_engine::ledger::{Appender, EntryMetadata, LedgerReader, NewEntry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -49,7 +48,7 @@ async fn main() {
     client.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).send().await.unwrap();
 
     // Kafka: when each seq arrives.
-    let kafka_seen: Arc<Mutex<HashMap<i64, (Instant, chrono::DateTime<Utc>)>>> = Arc::default();
+    let kafka_seen: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let consumer_thread = {
         let (seen, stop) = (kafka_seen.clone(), stop.clone());
@@ -69,9 +68,8 @@ async fn main() {
                             h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|b| String::from_utf8_lossy(b).into_owned())
                         })
                     };
-                    if let (Some(seq), Some(time)) = (h("ce_ledgerseq").and_then(|s| s.parse().ok()), h("ce_time")) {
-                        let t = chrono::DateTime::parse_from_rfc3339(&time).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
-                        seen.lock().unwrap().insert(seq, (Instant::now(), t));
+                    if let Some(seq) = h("ce_ledgerseq").and_then(|s| s.parse().ok()) {
+                        seen.lock().unwrap().insert(seq, Instant::now());
                     }
                 }
             }
