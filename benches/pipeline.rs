@@ -140,14 +140,16 @@ async fn main() {
             projection_lag.push(0.0); // visible before the response arrived
         }
     }
-    let kafka = kafka_seen.lock().unwrap();
-    let mut kafka_lag: Vec<f64> = commits
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|(seq, committed)| kafka.get(seq).map(|(t, _)| t.saturating_duration_since(*committed).as_secs_f64() * 1e3))
-        .collect();
-    let kafka_missing = commits.lock().unwrap().len() - kafka_lag.len();
+    let (mut kafka_lag, kafka_missing) = {
+        let kafka = kafka_seen.lock().unwrap();
+        let commits = commits.lock().unwrap();
+        let lag: Vec<f64> = commits
+            .iter()
+            .filter_map(|(seq, committed)| kafka.get(seq).map(|t| t.saturating_duration_since(*committed).as_secs_f64() * 1e3))
+            .collect();
+        let missing = commits.len() - lag.len();
+        (lag, missing)
+    };
 
     // Rebuild speed over >= 100,000 events: append synthetic decisions, then rebuild.
     let target: i64 = std::env::var("BENCH_REBUILD_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
