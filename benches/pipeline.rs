@@ -56,13 +56,18 @@ async fn main() {
             let c: BaseConsumer = rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", env("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
                 .set("group.id", format!("bench-{}", uuid::Uuid::new_v4()))
-                .set("auto.offset.reset", "latest")
+                .set("auto.offset.reset", "earliest")
                 .set("topic.metadata.refresh.interval.ms", "1000")
                 .create()
                 .unwrap();
-            c.subscribe(&["governance.policy.evaluated"]).unwrap();
+            let topic = format!("{}governance.policy.evaluated", std::env::var("AUMOS_KAFKA_TOPIC_PREFIX").unwrap_or_default());
+            c.subscribe(&[topic.as_str()]).unwrap();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                let polled = c.poll(Duration::from_millis(50));
+                if let Some(Err(e)) = &polled {
+                    eprintln!("kafka consumer: {e}");
+                }
+                if let Some(Ok(m)) = polled {
                     let h = |k: &str| {
                         m.headers().and_then(|h| {
                             h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|b| String::from_utf8_lossy(b).into_owned())

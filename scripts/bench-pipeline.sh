@@ -22,6 +22,8 @@ trap cleanup EXIT
 set -a
 eval "$("$BIN" dev up --dir "$DIR" --migrate 2>/dev/null)"
 set +a
+# Topics of its own: the benchmark's private ledger must not mix into the shared topics.
+export AUMOS_KAFKA_TOPIC_PREFIX="bench-$(date +%s)-"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 RUST_LOG=warn AUMOS_HTTP_ADDR=127.0.0.1:$PORT "$BIN" serve >"$DIR.log" 2>&1 & pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done

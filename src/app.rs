@@ -213,8 +213,14 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let relay = match &config.kafka_bootstrap {
         Some(bootstrap) => {
             let relay = Arc::new(
-                crate::relay::KafkaRelay::new(bootstrap, reader.clone(), primary.clone(), &config.ledger.origin)
-                    .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
+                crate::relay::KafkaRelay::new(
+                    bootstrap,
+                    &config.kafka_topic_prefix,
+                    reader.clone(),
+                    primary.clone(),
+                    &config.ledger.origin,
+                )
+                .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
             );
             let (r, head, stop, b) = (relay.clone(), appender_handle.head(), shutdown_rx.clone(), bootstrap.clone());
             Some((relay, tokio::spawn(async move { r.run(b, head, stop).await })))

@@ -89,6 +89,8 @@ pub struct Config {
     pub eval_timeout: Duration,
     pub evidence_bucket: Option<String>,
     pub kafka_bootstrap: Option<String>,
+    /// Prepended to every Kafka topic name (default: none).
+    pub kafka_topic_prefix: String,
     pub jwt: JwtConfig,
     pub otel_endpoint: Option<String>,
     /// How long a command waits for its projections before answering 202.
@@ -222,6 +224,7 @@ impl Config {
             eval_timeout: env.millis("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", 200)?,
             evidence_bucket,
             kafka_bootstrap: env.get("AUMOS_KAFKA_BOOTSTRAP_SERVERS"),
+            kafka_topic_prefix: env.get("AUMOS_KAFKA_TOPIC_PREFIX").unwrap_or_default(),
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
@@ -270,6 +273,7 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
     "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
+    "AUMOS_KAFKA_TOPIC_PREFIX",
     "AUMOS_HTTP_ADDR",
     "AUMOS_HTTP_BODY_LIMIT_BYTES",
     "AUMOS_GOVERNANCE_DATA_DIR",

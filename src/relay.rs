@@ -81,6 +81,9 @@ pub enum RelayError {
 
 pub struct KafkaRelay {
     producer: FutureProducer,
+    /// Prepended to every topic name (`AUMOS_KAFKA_TOPIC_PREFIX`), so several
+    /// deployments (or a benchmark) can share one cluster without mixing ledgers.
+    prefix: String,
     reader: LedgerReader,
     primary: PgPool,
     origin: String,
@@ -94,27 +97,26 @@ impl std::fmt::Debug for KafkaRelay {
 }
 
 impl KafkaRelay {
-    pub fn new(bootstrap: &str, reader: LedgerReader, primary: PgPool, origin: &str) -> Result<Self, RelayError> {
+    pub fn new(bootstrap: &str, prefix: &str, reader: LedgerReader, primary: PgPool, origin: &str) -> Result<Self, RelayError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
-            .set("compression.type", "lz4")
             .create()
             .map_err(|e| RelayError::Kafka(e.to_string()))?;
-        Ok(Self { producer, reader, primary, origin: origin.to_owned(), lag: Arc::new(AtomicI64::new(-1)) })
+        Ok(Self { producer, prefix: prefix.to_owned(), reader, primary, origin: origin.to_owned(), lag: Arc::new(AtomicI64::new(-1)) })
     }
 
     /// Creates the seven topics if they are missing, so consumers can subscribe before the
     /// first event of a kind exists. Best effort: a broker that forbids it is logged.
-    pub async fn ensure_topics(bootstrap: &str) {
+    pub async fn ensure_topics(bootstrap: &str, prefix: &str) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create();
         let Ok(admin) = admin else { return };
-        let topics: Vec<&str> = TOPICS.to_vec();
+        let topics: Vec<String> = TOPICS.iter().map(|t| format!("{prefix}{t}")).collect();
         let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         match admin.create_topics(new.iter(), &opts).await {
@@ -170,7 +172,8 @@ impl KafkaRelay {
             ]
             .into_iter()
             .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
-            let record = FutureRecord::to(AUDIT_TOPIC).key("checkpoint").payload(&value).headers(headers);
+            let topic = format!("{}{AUDIT_TOPIC}", self.prefix);
+            let record = FutureRecord::to(&topic).key("checkpoint").payload(&value).headers(headers);
             deliveries.push(self.producer.send_result(record).map_err(|(err, _)| RelayError::Kafka(err.to_string()))?);
         }
         await_all(deliveries).await?;
@@ -212,8 +215,9 @@ impl KafkaRelay {
                 messages.push((topic, e.payload.clone().into_bytes(), format!("com.aumos.governance.{}", e.event_type)));
             }
             for (topic, value, ce_type) in messages {
+                let name = format!("{}{topic}", self.prefix);
                 let record =
-                    FutureRecord::to(topic).key(e.aggregate_id.as_bytes()).payload(&value).headers(self.headers(e, topic, &ce_type));
+                    FutureRecord::to(&name).key(e.aggregate_id.as_bytes()).payload(&value).headers(self.headers(e, topic, &ce_type));
                 let delivery = self.producer.send_result(record).map_err(|(err, _)| RelayError::Kafka(err.to_string()))?;
                 deliveries.push(delivery);
             }
@@ -223,7 +227,7 @@ impl KafkaRelay {
 
     /// Relays until `shutdown`; only while this process holds the relay lock.
     pub async fn run(&self, bootstrap: String, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-        Self::ensure_topics(&bootstrap).await;
+        Self::ensure_topics(&bootstrap, &self.prefix).await;
         let mut leadership: Option<Leadership> = None;
         while !*shutdown.borrow() {
             let held = match leadership.as_mut() {
