@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -60,14 +59,7 @@ async fn with_kafka_down_commands_succeed_and_every_event_arrives_once_it_is_bac
 
     let wanted: std::collections::HashSet<String> = ids.iter().cloned().collect();
     let got = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
-            .set("group.id", format!("faults-{}", Uuid::new_v4()))
-            .set("auto.offset.reset", "earliest")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .unwrap();
-        consumer.subscribe(&["governance.audit.entry.written"]).unwrap();
+        let consumer = kafka_consumer(&["governance.audit.entry.written"]);
         let mut per_aggregate: HashMap<String, Vec<(i64, String)>> = HashMap::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(120) {

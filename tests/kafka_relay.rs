@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use governance_engine::ledger::export::ExportEntry;
 use governance_engine::ledger::LedgerEntry;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -25,15 +24,7 @@ struct Received {
 }
 
 fn consume_until(topics: &[&str], done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
-        .set("group.id", format!("test-{}", Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(topics).unwrap();
+    let consumer = kafka_consumer(topics);
     let mut got = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(90) {
@@ -128,16 +119,7 @@ async fn a_replication_consumer_verifies_the_chain_and_checkpoints_from_kafka() 
     let (status, cp) = svc.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::CREATED, "{cp}");
     let size = cp["tree_size"].as_i64().unwrap();
-    let r = svc
-        .client
-        .get(format!("{}/api/v1/ledger/public-key", svc.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .send()
-        .await
-        .unwrap();
-    let key = std::env::temp_dir().join(format!("gov-rep-key-{}", Uuid::new_v4()));
-    std::fs::write(&key, r.text().await.unwrap()).unwrap();
+    let key = verifier_key_file(&svc, tenant, &tok).await;
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
             .args([
@@ -170,16 +152,7 @@ async fn the_replication_consumer_names_the_first_forged_entry() {
     for i in 0..3 {
         svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("fx{i}")))).await;
     }
-    let r = svc
-        .client
-        .get(format!("{}/api/v1/ledger/public-key", svc.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .send()
-        .await
-        .unwrap();
-    let key = std::env::temp_dir().join(format!("gov-rep-key-{}", Uuid::new_v4()));
-    std::fs::write(&key, r.text().await.unwrap()).unwrap();
+    let key = verifier_key_file(&svc, tenant, &tok).await;
     let mirror = format!("mirror-{}", Uuid::new_v4());
     let mut reader = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
     let head: i64 = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&mut reader).await.unwrap();

@@ -33,16 +33,7 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
     assert_eq!(ledger_count().await, before + (PER_PROCESS * 2) as i64, "exactly one entry per command");
 
     // The whole ledger verifies, checkpoints included, through the reader role.
-    let r = one
-        .client
-        .get(format!("{}/api/v1/ledger/public-key", one.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .send()
-        .await
-        .unwrap();
-    let key_file = std::env::temp_dir().join(format!("gov-key-{}", Uuid::new_v4()));
-    std::fs::write(&key_file, r.text().await.unwrap()).unwrap();
+    let key_file = verifier_key_file(&one, tenant, &tok).await;
     let (status, _) = one.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::CREATED);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))

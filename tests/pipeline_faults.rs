@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -80,14 +79,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_repeats_only_with_the_same_c
 
     let tenant_text = tenant.to_string();
     let seen = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
-            .set("group.id", format!("kill-{}", Uuid::new_v4()))
-            .set("auto.offset.reset", "earliest")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .unwrap();
-        consumer.subscribe(&["governance.audit.entry.written"]).unwrap();
+        let consumer = kafka_consumer(&["governance.audit.entry.written"]);
         let mut seen: HashMap<i64, HashSet<String>> = HashMap::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(120) && !seqs.iter().all(|s| seen.contains_key(s)) {

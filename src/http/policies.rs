@@ -211,11 +211,7 @@ pub async fn deactivate(
     ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(WRITERS)?;
-    let id = parse_id(&id)?;
-    let reason = optional_reason(transition_body(body).await?.reason)?;
-    let command = PolicyCommand::Deactivate { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason };
-    run(&state, &caller, id, command, StatusCode::OK).await
+    simple_transition(state, caller, id, body, |tenant_id, actor, reason| PolicyCommand::Deactivate { tenant_id, actor, reason }).await
 }
 
 pub async fn archive(
@@ -224,10 +220,21 @@ pub async fn archive(
     ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    simple_transition(state, caller, id, body, |tenant_id, actor, reason| PolicyCommand::Archive { tenant_id, actor, reason }).await
+}
+
+/// A transition that needs nothing but an optional reason (deactivate, archive).
+async fn simple_transition(
+    state: SharedState,
+    caller: Caller,
+    id: String,
+    body: axum::body::Bytes,
+    command: impl FnOnce(aggregates::TenantId, aggregates::Actor, Option<Reason>) -> PolicyCommand,
+) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
     let reason = optional_reason(transition_body(body).await?.reason)?;
-    let command = PolicyCommand::Archive { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason };
+    let command = command(caller.tenant_id, caller.subject.clone(), reason);
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 

@@ -245,3 +245,34 @@ impl Embedded {
         log
     }
 }
+
+/// Fetches the ledger's verifier key over HTTP into a temporary file.
+pub async fn verifier_key_file(svc: &Service, tenant: Uuid, tok: &str) -> std::path::PathBuf {
+    let r = svc
+        .client
+        .get(format!("{}/api/v1/ledger/public-key", svc.base))
+        .bearer_auth(tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let path = std::env::temp_dir().join(format!("gov-verifier-key-{}", Uuid::new_v4()));
+    std::fs::write(&path, r.text().await.unwrap()).unwrap();
+    path
+}
+
+/// A consumer of `topics` from the beginning, in a group of its own.
+pub fn kafka_consumer(topics: &[&str]) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))
+        .set("group.id", format!("test-{}", Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .unwrap();
+    consumer.subscribe(topics).unwrap();
+    consumer
+}
