@@ -197,6 +197,13 @@ EOF
 
 up() {
   mkdir -p "$RUN" "$CACHE"
+  # A new ledger must not meet the Kafka topics of an old one: when the clusters are created
+  # afresh, the broker's data goes too.
+  if [[ ! -f "$RUN/stack/stack.json" && -d "$RUN/kafka/data" ]]; then
+    log "kafka: new clusters, so dropping the broker's old data"
+    stop_pid kafka
+    rm -rf "$RUN/kafka/data"
+  fi
   postgres_up >"$RUN/stack.env"
   opa_start
   kafka_start

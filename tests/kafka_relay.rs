@@ -23,12 +23,17 @@ struct Received {
     headers: HashMap<String, String>,
 }
 
-fn consume_until(topics: &[&str], done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+/// Collects the messages whose key is one of `keys` (the topics also carry every other
+/// test's events) until `done` says enough.
+fn consume_until(topics: &[&str], keys: &[&str], done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
     let consumer = kafka_consumer(topics);
     let mut got = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(90) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            if !keys.iter().any(|k| k.as_bytes() == m.key().unwrap_or_default()) {
+                continue;
+            }
             let headers = m
                 .headers()
                 .map(|h| h.iter().map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
@@ -72,7 +77,9 @@ async fn every_entry_reaches_kafka_keyed_ordered_with_cloudevents_headers() {
         ["governance.audit.entry.written", "governance.policy.created", "governance.policy.activated", "governance.policy.evaluated"];
     let (pid, did) = (id.clone(), decision.clone());
     let got = tokio::task::spawn_blocking(move || {
-        consume_until(&topics, |got| {
+        let keys = [pid.clone(), did.clone()];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        consume_until(&topics, &keys, |got| {
             let mine = |t: &str, k: &str| got.iter().any(|m| m.topic == t && m.key == k);
             mine("governance.policy.created", &pid)
                 && mine("governance.policy.activated", &pid)
