@@ -1,7 +1,7 @@
 //! Bad requests get a clear 4xx with the JSON error body and change nothing: the ledger
 //! has exactly as many entries afterwards. One test runs the cases in sequence, because
 //! the ledger count is global and tests in one binary run in parallel.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

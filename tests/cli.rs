@@ -1,6 +1,6 @@
 //! The command line: every subcommand has a useful --help, and bad configuration stops
 //! start-up with a message that names the variable.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! docker-compose.yml cannot rot unnoticed: it describes the stack the design asks for,
 //! and the service in it sets only variables the service reads.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use governance_engine::config::ENV_VARS;
 

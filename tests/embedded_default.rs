@@ -1,6 +1,6 @@
 //! The embedded default (`serve` without database URLs) creates its own clusters, and the
 //! "no state change without its ledger event" rule holds when the audit cluster is down.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

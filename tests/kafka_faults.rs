@@ -1,7 +1,7 @@
 //! Kafka down: commands still succeed (the ledger is the source of truth); once the broker
 //! is back every event arrives, in per-aggregate order, and any duplicate repeats its
 //! ce_id. (Its own test binary: it stops the shared broker.)
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The Kafka relay against the real broker: every entry reaches the audit topic in full
 //! (and verifies), domain events reach their topics, keyed by aggregate, in order, with
 //! CloudEvents headers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

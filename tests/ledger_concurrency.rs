@@ -1,6 +1,6 @@
 //! Group commit across processes: two service processes appending at the same time never
 //! fork the chain and never leave a gap, and each caller gets its own seq.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! What each role can do on the audit cluster: the writer only appends, the reader only
 //! reads, and nobody (the owner included) updates, deletes or truncates the ledger.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The tamper matrix: from a valid export, and from a real audit cluster tampered with as a
 //! superuser with the triggers bypassed, `ledger verify` catches every change and names the
 //! first bad seq. Each test runs on its own embedded clusters, since it breaks the ledger.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! bytes, hashes, Merkle leaves, the tree root and a checkpoint signed with a published
 //! test key. Run with UPDATE_LEDGER_VECTORS=1 to regenerate after a deliberate format
 //! change (which must also bump the format version).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{TimeZone, Utc};
 use governance_engine::ledger::checkpoint::NoteSigner;

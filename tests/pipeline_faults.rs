@@ -1,7 +1,7 @@
 //! Crashes (SIGKILL) in the middle of work: a relay killed mid-batch loses nothing and
 //! repeats only with the same ce_id; a projector killed mid-batch applies no event twice
 //! and skips none. (Its own binary: it kills processes that lead shared work.)
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Policies over HTTP: create, read back through get and list, paginate and sort.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

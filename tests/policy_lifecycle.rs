@@ -1,6 +1,6 @@
 //! The policy lifecycle, validation, the test gate and evaluation on the embedded engine,
 //! with a decision record for every evaluation.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The OPA engine against a real OPA server (each test starts its own, so stopping it
 //! disturbs nobody), and against fake servers for the answers a real one rarely gives.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

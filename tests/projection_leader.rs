@@ -1,6 +1,6 @@
 //! Two service processes: exactly one runs each projector, no event is applied twice, the
 //! follower still reads its own writes, and when the leader dies the follower takes over.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

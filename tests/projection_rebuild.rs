@@ -1,6 +1,6 @@
 //! Rebuilding read models from the ledger gives, row for row, what incremental projection
 //! built; and readers never see an empty or half-built table while it runs.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

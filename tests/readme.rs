@@ -1,5 +1,5 @@
 //! The README's walkthrough works verbatim on the embedded default.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

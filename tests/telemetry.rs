@@ -1,6 +1,6 @@
 //! Telemetry: JSON logs carry request_id and tenant_id inside the request span, and
 //! OpenTelemetry spans go to the OTLP endpoint when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Tenant isolation, over HTTP and in the database itself (as the app role, which RLS
 //! applies to; a superuser would bypass it).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
