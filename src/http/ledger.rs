@@ -37,11 +37,13 @@ fn hex_all(hashes: &[[u8; 32]]) -> Vec<String> {
 }
 
 /// The checkpoint verifier key, as text, in the C2SP signed-note format.
-pub async fn public_key(State(state): State<SharedState>, _caller: Caller) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", state.notary.signer().verifier_key())).into_response()
+pub async fn public_key(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(&Role::ALL)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", state.notary.signer().verifier_key())).into_response())
 }
 
-pub async fn latest_checkpoint(State(state): State<SharedState>, _caller: Caller) -> Result<Response, ApiError> {
+pub async fn latest_checkpoint(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(&Role::ALL)?;
     let latest = state.ledger.latest_checkpoint().await?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
     Ok(Json(latest.to_export()).into_response())
 }

@@ -24,7 +24,8 @@ use crate::engine::PolicyModule;
 use crate::error::{ApiError, ErrorCode};
 
 const WRITERS: &[Role] = &[Role::Admin, Role::PolicyAuthor];
-pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvaluator, Role::ComplianceOfficer, Role::Auditor];
+/// Who may read policies. Not `policy:evaluator`: those service accounts may only evaluate.
+pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];
 
 impl From<PolicyError> for ApiError {
     fn from(e: PolicyError) -> Self {
