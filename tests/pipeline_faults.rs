@@ -113,8 +113,14 @@ async fn a_projector_killed_mid_batch_applies_no_event_twice_and_skips_none() {
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
     let mut first = Service::start(&[]).await;
+    // Kill once a few hundred decisions are recorded: the burst and the projector are
+    // both mid-stream then, whatever the machine's speed.
     let killer = async {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let query = format!("SELECT count(*) FROM gov_audit_trail_entries WHERE event_type = 'PolicyEvaluated' AND tenant_id = '{tenant}'");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while scalar("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", &query).await < 300 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     };
     let work = burst(&first, tenant, &tok, 2000);
     tokio::select! {
