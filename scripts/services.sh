@@ -9,6 +9,7 @@
 #   eval "$(scripts/services.sh up)"     start what is not running, print exports
 #   scripts/services.sh status           say what runs
 #   scripts/services.sh down             stop everything this script started
+#   scripts/services.sh reset            stop, and remove all state (databases, broker data)
 #   scripts/services.sh opa-stop|opa-start|kafka-stop|kafka-start|audit-stop|audit-start
 #                                         fault injection for tests
 #
@@ -244,6 +245,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
+  reset) down; rm -rf "$RUN"; log "state removed ($RUN)" ;;
   env) exports ;;
   opa-stop) stop_pid opa ;;
   opa-start) mkdir -p "$RUN"; opa_start ;;
@@ -251,5 +253,5 @@ case "${1:-}" in
   kafka-start) mkdir -p "$RUN"; kafka_start ;;
   audit-stop) pg_ctl_audit stop ;;
   audit-start) pg_ctl_audit start ;;
-  *) echo "usage: $0 up|down|status|env|opa-stop|opa-start|kafka-stop|kafka-start|audit-stop|audit-start" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|reset|status|env|opa-stop|opa-start|kafka-stop|kafka-start|audit-stop|audit-start" >&2; exit 2 ;;
 esac

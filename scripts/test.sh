@@ -31,7 +31,10 @@ step "starting real services"
 if ! scripts/services.sh status | grep -q 'stopped'; then
   echo "services already running; they stay up afterwards" >&2
 else
+  # Starting them here: start from empty databases and topics, so every run (and CI) sees
+  # the same state and nothing accumulates from earlier runs.
   started=1
+  scripts/services.sh reset >&2
 fi
 services_env=$(scripts/services.sh up)
 set -a

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
 use uuid::Uuid;
 
 fn foreign_token(tenant: Uuid) -> String {
@@ -110,8 +109,7 @@ async fn bad_requests_get_4xx_with_an_error_body_and_change_nothing() {
         assert_eq!(error_code(&body), code, "{what}");
     }
 
-    let huge = json!({ "name": "big", "rego": "#".repeat(2 * 1024 * 1024) });
-    let (status, body) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&good), Some(&huge)).await;
+    let (status, body) = svc.post_announcing("/api/v1/policies", tenant, &good, 2 * 1024 * 1024).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(error_code(&body), "payload_too_large");
 

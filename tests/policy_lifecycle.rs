@@ -152,8 +152,7 @@ async fn evaluate_answers_typed_results_and_refuses_inactive_and_foreign_policie
         let (status, e) = t.call(Method::POST, &eval, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
     }
-    let huge = json!({"input": {"blob": "x".repeat(2 * 1024 * 1024)}});
-    let (status, _) = t.call(Method::POST, &eval, Some(huge)).await;
+    let (status, _) = svc.post_announcing(&eval, t.id, &t.tok, 2 * 1024 * 1024).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let other = tenant(&svc);

@@ -63,6 +63,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/health/ready", get(health::ready))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
+        // Rejects a declared Content-Length over the limit before reading any of the body.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state)
 }

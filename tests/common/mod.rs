@@ -106,6 +106,29 @@ impl Service {
         let _ = self.child.wait();
     }
 
+    /// Announces a `len`-byte JSON body but sends none of it, and reads the answer: a
+    /// server that rejects on Content-Length answers at once (a real client sending the
+    /// whole body may instead see the connection closed under it).
+    pub async fn post_announcing(&self, path: &str, tenant: Uuid, token: &str, len: usize) -> (StatusCode, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nX-Tenant-ID: {tenant}\r\n\
+             Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
+        let text = String::from_utf8_lossy(&raw);
+        let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+        )
+    }
+
     pub async fn stop(mut self) -> String {
         self.terminate();
         self.log()
