@@ -21,6 +21,16 @@ const KEYWORDS: &[&str] =
 /// (`set()` is the empty-set literal, not a call.)
 const INTRINSICS: &[&str] = &["print", "walk", "trace", "set"];
 
+/// What a character inside a comment or string becomes: ASCII turns into a space (keeping
+/// byte offsets), newlines stay (keeping rows), other characters stay (keeping their width).
+fn blank(c: char) -> char {
+    if c == '\n' || !c.is_ascii() {
+        c
+    } else {
+        ' '
+    }
+}
+
 /// Blanks out comments and string literals (keeping offsets), so calls inside them are
 /// not mistaken for code.
 pub fn code_only(src: &str) -> String {
@@ -34,7 +44,7 @@ pub fn code_only(src: &str) -> String {
                     if n == '\n' {
                         break;
                     }
-                    out.push(if n.is_ascii() { ' ' } else { n });
+                    out.push(blank(n));
                     chars.next();
                 }
             }
@@ -44,7 +54,7 @@ pub fn code_only(src: &str) -> String {
                     if n == '\\' {
                         out.push(' ');
                         if let Some(e) = chars.next() {
-                            out.push(if e.is_ascii() { ' ' } else { e });
+                            out.push(blank(e));
                         }
                         continue;
                     }
@@ -52,13 +62,7 @@ pub fn code_only(src: &str) -> String {
                         out.push('"');
                         break;
                     }
-                    out.push(if n == '\n' {
-                        '\n'
-                    } else if n.is_ascii() {
-                        ' '
-                    } else {
-                        n
-                    });
+                    out.push(blank(n));
                 }
             }
             '`' => {
@@ -68,13 +72,7 @@ pub fn code_only(src: &str) -> String {
                         out.push('`');
                         break;
                     }
-                    out.push(if n == '\n' {
-                        '\n'
-                    } else if n.is_ascii() {
-                        ' '
-                    } else {
-                        n
-                    });
+                    out.push(blank(n));
                 }
             }
             other => out.push(other),
