@@ -44,6 +44,7 @@ error_codes! {
     InvalidTransition => "invalid_transition", CONFLICT;
     Conflict => "conflict", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
     LedgerUnavailable => "ledger_unavailable", SERVICE_UNAVAILABLE;
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
@@ -59,14 +60,26 @@ pub struct ApiError {
     pub message: String,
     /// Extra machine-readable context, e.g. the allowed transitions.
     pub details: Option<serde_json::Value>,
+    /// Seconds for the `Retry-After` header (429 and 503 answers).
+    pub retry_after: Option<u64>,
+    /// What went wrong underneath, for the log only: never sent to the caller.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None }
+        Self { code, message: message.into(), details: None, retry_after: None, cause: None }
     }
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = Some(details);
+        self
+    }
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
         self
     }
     pub fn not_found(what: &str) -> Self {
@@ -118,9 +131,25 @@ impl From<crate::ledger::LedgerError> for ApiError {
 impl From<projections::ProjectionError> for ApiError {
     fn from(e: projections::ProjectionError) -> Self {
         match e {
-            projections::ProjectionError::Database(_) => ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable"),
+            projections::ProjectionError::Database(e) => database(e),
             projections::ProjectionError::Decode(m) => ApiError::new(ErrorCode::Internal, m),
         }
+    }
+}
+
+/// A database error: unreachable, overloaded or shutting down is 503 (retry later);
+/// anything else is a fault of ours (500). The cause is logged, never answered.
+pub fn database(e: sqlx::Error) -> ApiError {
+    let unavailable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 53: insufficient resources; 57: operator intervention.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57")),
+        _ => false,
+    };
+    if unavailable {
+        ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable").caused_by(e)
+    } else {
+        ApiError::new(ErrorCode::Internal, "a database query failed").caused_by(e)
     }
 }
 

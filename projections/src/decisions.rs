@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{EventRecord, Page, ProjectionError, Projector};
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DecisionView {
     pub decision_id: Uuid,
     pub policy_id: Uuid,
@@ -93,7 +93,7 @@ impl Projector for DecisionProjector {
         sqlx::query(
             "INSERT INTO gov_policy_decisions (tenant_id, decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, \
              defined, allowed, latency_ms, actor, decided_at, ledger_seq) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], \
-             $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::bool[], $11::bool[], $12::float8[], $13::text[], $14::timestamptz[], $15::bigint[])",
+             $5::text[], $6::text[], $7::text[], $8::text[]::json[], $9::text[]::json[], $10::bool[], $11::bool[], $12::float8[], $13::text[], $14::timestamptz[], $15::bigint[])",
         )
         .bind(&rows.tenant)
         .bind(&rows.decision)
@@ -123,7 +123,7 @@ impl Projector for DecisionProjector {
             serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))?;
         sqlx::query(
             "INSERT INTO gov_policy_decisions (tenant_id, decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, \
-             defined, allowed, latency_ms, actor, decided_at, ledger_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             defined, allowed, latency_ms, actor, decided_at, ledger_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json, $9::text::json, $10, $11, $12, $13, $14, $15)",
         )
         .bind(e.tenant_id)
         .bind(d.decision_id)
@@ -132,8 +132,8 @@ impl Projector for DecisionProjector {
         .bind(&d.engine)
         .bind(&d.rule)
         .bind(&d.input_sha256)
-        .bind(&d.input)
-        .bind(&d.result)
+        .bind(exact(&d.input))
+        .bind(exact(&d.result))
         .bind(d.defined)
         .bind(d.allowed)
         .bind(d.latency_ms)
@@ -146,6 +146,13 @@ impl Projector for DecisionProjector {
     }
 }
 
+/// JSON text for a `json` column. Not `jsonb`: jsonb turns numbers into numerics and
+/// prints them back in a form that need not parse as the number that went in (f64::MAX
+/// comes back as 309 digits that overflow), so the read model keeps the text exactly.
+fn exact(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
 /// Column arrays for one multi-row insert.
 #[derive(Default)]
 struct DecisionRows {
@@ -156,8 +163,8 @@ struct DecisionRows {
     engine: Vec<String>,
     rule: Vec<Option<String>>,
     sha: Vec<String>,
-    input: Vec<Option<serde_json::Value>>,
-    result: Vec<Option<serde_json::Value>>,
+    input: Vec<Option<String>>,
+    result: Vec<Option<String>>,
     defined: Vec<bool>,
     allowed: Vec<Option<bool>>,
     latency: Vec<f64>,
@@ -175,8 +182,8 @@ impl DecisionRows {
         self.engine.push(d.engine);
         self.rule.push(d.rule);
         self.sha.push(d.input_sha256);
-        self.input.push(d.input);
-        self.result.push(d.result);
+        self.input.push(exact(&d.input));
+        self.result.push(exact(&d.result));
         self.defined.push(d.defined);
         self.allowed.push(d.allowed);
         self.latency.push(d.latency_ms);

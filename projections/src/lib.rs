@@ -72,7 +72,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
 }
 
 /// One page of a list, with the total that matched.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: u32,
@@ -81,7 +81,8 @@ pub struct Page<T> {
 }
 
 /// Sort direction of a list query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum SortOrder {
     Asc,
     Desc,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::{EventRecord, Page, ProjectionError, Projector, SortOrder};
 
 /// A policy as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PolicyView {
     pub policy_id: Uuid,
     pub name: String,
@@ -25,7 +25,7 @@ pub struct PolicyView {
 }
 
 /// One version of a policy's Rego.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PolicyVersionView {
     pub policy_id: Uuid,
     pub version: i32,
@@ -36,7 +36,7 @@ pub struct PolicyVersionView {
 }
 
 /// Sortable columns; anything else is rejected before it reaches SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicySort {
     CreatedAt,

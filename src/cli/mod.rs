@@ -53,6 +53,10 @@ pub enum Command {
     /// Development helpers: tokens and local clusters.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Print the OpenAPI 3.1 document (the one served at /api/v1/openapi.json) to stdout.
+    ///
+    /// Needs no database or configuration: e.g. to generate a client.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +116,18 @@ pub struct DownArgs {
 #[allow(clippy::print_stdout)] // stdout carries the commands' output
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match serde_json::to_string_pretty(&crate::http::document()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_process_env() {
         Ok(c) => c,
         Err(e) => {
@@ -157,7 +173,7 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
     match command {
         Command::Serve => app::serve(config).await,
-        Command::Ledger(_) => Ok(()),
+        Command::Ledger(_) | Command::Openapi => Ok(()),
         Command::Projections(cmd) => {
             println!("{}", projections::run(cmd, &config).await?);
             Ok(())

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use aggregates::decision::{allowed, PolicyEvaluated, DECISION_AGGREGATE, POLICY_EVALUATED};
-use projections::decisions::{self as read, DecisionFilter};
+use projections::decisions::{self as read, DecisionFilter, DecisionView};
+use projections::Page;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use super::policies::{paging, wait_min_seq};
@@ -31,9 +32,10 @@ const DECISION_READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::Compl
 /// The original SLA: an evaluation slower than this carries a warning.
 const BUDGET_MS: f64 = 200.0;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateRequest {
+    /// Any JSON value; the policy sees it as `input`.
     pub input: serde_json::Value,
     /// A dot-separated path inside the policy's package; absent: the whole package.
     #[serde(default)]
@@ -42,11 +44,13 @@ pub struct EvaluateRequest {
 
 /// The answer to an evaluation. `result` is always present (`null` when undefined), and
 /// `defined` says which.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EvaluateResponse {
     pub decision_id: Uuid,
     pub policy_id: Uuid,
     pub policy_version: u32,
+    /// `embedded` (regorus) or `opa`.
+    #[schema(value_type = String)]
     pub engine: &'static str,
     pub result: serde_json::Value,
     pub defined: bool,
@@ -67,6 +71,11 @@ fn valid_rule(rule: &str) -> bool {
         })
 }
 
+/// Evaluates the active version of a policy and records the decision in the ledger.
+/// Fails closed: when the engine is down or slower than the timeout, 503, never a decision.
+#[utoipa::path(post, path = "/policies/{id}/evaluate", tag = "evaluation",
+    params(("id" = uuid::Uuid, Path, description = "The policy id")), request_body = EvaluateRequest,
+    responses((status = 200, description = "The decision", body = EvaluateResponse)))]
 pub async fn evaluate(
     State(state): State<SharedState>,
     caller: Caller,
@@ -146,14 +155,24 @@ pub async fn evaluate(
     Ok(Json(response).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionParams {
+    /// Only decisions of this policy.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub policy_id: Option<String>,
+    /// Decided at or after this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
+    /// Decided at or before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
+    /// From 1 (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// From 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
+    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
@@ -161,6 +180,8 @@ fn db(e: sqlx::Error) -> ApiError {
     projections::ProjectionError::from(e).into()
 }
 
+/// Lists the tenant's decision records, newest first.
+#[utoipa::path(get, path = "/decisions", tag = "evaluation", params(DecisionParams), responses((status = 200, description = "One page", body = Page<DecisionView>)))]
 pub async fn list_decisions(
     State(state): State<SharedState>,
     caller: Caller,
@@ -183,12 +204,17 @@ pub async fn list_decisions(
     Ok(Json(read::list(&mut tx, &filter, page, page_size).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionGetParams {
+    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
+/// Reads one decision record.
+#[utoipa::path(get, path = "/decisions/{id}", tag = "evaluation",
+    params(("id" = uuid::Uuid, Path, description = "The decision id"), DecisionGetParams), responses((status = 200, description = "The decision record", body = DecisionView)))]
 pub async fn get_decision(
     State(state): State<SharedState>,
     caller: Caller,

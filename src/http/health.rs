@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use super::SharedState;
 use crate::config::PolicyEngineKind;
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Object)))]
 pub async fn live() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -23,6 +25,10 @@ fn check(result: Result<(), String>) -> Value {
 }
 
 /// Ready when both databases answer, and OPA and Kafka too where they are configured.
+/// Readiness: both databases, and OPA and Kafka when configured, answer.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, description = "Ready; every check and each projection's position", body = Object),
+              (status = 503, description = "Not ready; the failing checks say why", body = Object)))]
 pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
     let timeout = Duration::from_secs(2);
     let primary = async {

@@ -14,7 +14,7 @@ use super::extract::{ApiPath, ApiQuery, Caller};
 use super::SharedState;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::export::{ExportEntry, ProofFile};
+use crate::ledger::export::{ExportCheckpoint, ExportEntry, ProofFile};
 use crate::ledger::notary::NotaryError;
 
 const PROOF_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer, Role::PolicyAuthor];
@@ -37,29 +37,41 @@ fn hex_all(hashes: &[[u8; 32]]) -> Vec<String> {
 }
 
 /// The checkpoint verifier key, as text, in the C2SP signed-note format.
+/// The ledger's note verifier key (C2SP signed-note format), for offline verification.
+#[utoipa::path(get, path = "/ledger/public-key", tag = "ledger", responses((status = 200, description = "`<name>+<key id>+<base64 key>`", content_type = "text/plain", body = String)))]
 pub async fn public_key(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&Role::ALL)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", state.notary.signer().verifier_key())).into_response())
 }
 
+/// The newest signed checkpoint.
+#[utoipa::path(get, path = "/ledger/checkpoints/latest", tag = "ledger", responses((status = 200, description = "The checkpoint", body = ExportCheckpoint)))]
 pub async fn latest_checkpoint(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&Role::ALL)?;
     let latest = state.ledger.latest_checkpoint().await?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
     Ok(Json(latest.to_export()).into_response())
 }
 
+/// Signs a checkpoint over the whole ledger now.
+#[utoipa::path(post, path = "/ledger/checkpoints", tag = "ledger", responses((status = 201, description = "The new checkpoint", body = ExportCheckpoint)))]
 pub async fn create_checkpoint(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(CHECKPOINTERS)?;
     let cp = state.notary.checkpoint_now().await?;
     Ok((StatusCode::CREATED, Json(cp.to_export())).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProofParams {
+    /// Prove against the checkpoint of this size (default: the newest checkpoint).
+    #[param(minimum = 1)]
     pub tree_size: Option<i64>,
 }
 
+/// An inclusion proof of one of the tenant's entries against a signed checkpoint.
+#[utoipa::path(get, path = "/ledger/entries/{seq}/proof", tag = "ledger",
+    params(("seq" = i64, Path, minimum = 1, description = "The entry's ledger seq"), ProofParams), responses((status = 200, description = "A proof file", body = ProofFile)))]
 pub async fn inclusion_proof(
     State(state): State<SharedState>,
     caller: Caller,
@@ -93,13 +105,20 @@ pub async fn inclusion_proof(
     Ok(Json(file).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
+    /// The older checkpoint's tree size.
+    #[param(minimum = 1)]
     pub from: i64,
+    /// The newer checkpoint's tree size.
+    #[param(minimum = 1)]
     pub to: i64,
 }
 
+/// A consistency proof between two signed checkpoints.
+#[utoipa::path(get, path = "/ledger/consistency", tag = "ledger", params(ConsistencyParams), responses((status = 200, description = "A proof file", body = ProofFile)))]
 pub async fn consistency(
     State(state): State<SharedState>,
     caller: Caller,

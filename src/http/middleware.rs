@@ -73,6 +73,7 @@ fn code_for(status: StatusCode) -> ErrorCode {
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
         StatusCode::FORBIDDEN => ErrorCode::Forbidden,
         s if s.is_client_error() => ErrorCode::InvalidRequest,
@@ -83,17 +84,20 @@ fn code_for(status: StatusCode) -> ErrorCode {
 fn render(error: ApiError, request_id: &str) -> Response {
     let status = error.code.status();
     if status.is_server_error() {
-        tracing::error!(code = error.code.as_str(), detail = %error.message, "request failed");
+        tracing::error!(code = error.code.as_str(), detail = %error.message, cause = error.cause.as_deref().unwrap_or(""), "request failed");
     } else {
         tracing::info!(code = error.code.as_str(), detail = %error.message, "request rejected");
     }
     let mut body = serde_json::json!({
         "error": { "code": error.code.as_str(), "message": error.message, "request_id": request_id }
     });
-    if let Some(details) = error.details {
+    if let Some(details) = error.details.clone() {
         body["error"]["details"] = details;
     }
     let mut response = (status, axum::Json(body)).into_response();
+    if let Some(seconds) = error.retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

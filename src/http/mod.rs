@@ -5,14 +5,17 @@ pub mod extract;
 pub mod health;
 pub mod ledger;
 pub mod middleware;
+pub mod openapi;
 pub mod policies;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::TokenVerifier;
 use crate::commands::CommandBus;
@@ -40,28 +43,46 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Every route, each registered with the `#[utoipa::path]` attribute that documents it.
+fn routes() -> OpenApiRouter<SharedState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(policies::create, policies::list))
+        .routes(routes!(policies::get))
+        .routes(routes!(policies::versions, policies::add_version))
+        .routes(routes!(policies::activate))
+        .routes(routes!(policies::deactivate))
+        .routes(routes!(policies::archive))
+        .routes(routes!(evaluate::evaluate))
+        .routes(routes!(evaluate::list_decisions))
+        .routes(routes!(evaluate::get_decision))
+        .routes(routes!(ledger::public_key))
+        .routes(routes!(ledger::create_checkpoint))
+        .routes(routes!(ledger::latest_checkpoint))
+        .routes(routes!(ledger::inclusion_proof))
+        .routes(routes!(ledger::consistency));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::page))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+}
+
+/// The OpenAPI 3.1 document (also `governance-engine openapi`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    openapi::finish(&mut doc);
+    doc
+}
+
 pub fn router(state: SharedState) -> Router {
     let limit = state.config.request_body_limit;
-    let api = Router::new()
-        .route("/policies", post(policies::create).get(policies::list))
-        .route("/policies/{id}", get(policies::get))
-        .route("/policies/{id}/versions", get(policies::versions).post(policies::add_version))
-        .route("/policies/{id}/activate", post(policies::activate))
-        .route("/policies/{id}/deactivate", post(policies::deactivate))
-        .route("/policies/{id}/archive", post(policies::archive))
-        .route("/policies/{id}/evaluate", post(evaluate::evaluate))
-        .route("/decisions", get(evaluate::list_decisions))
-        .route("/decisions/{id}", get(evaluate::get_decision))
-        .route("/ledger/public-key", get(ledger::public_key))
-        .route("/ledger/checkpoints", post(ledger::create_checkpoint))
-        .route("/ledger/checkpoints/latest", get(ledger::latest_checkpoint))
-        .route("/ledger/entries/{seq}/proof", get(ledger::inclusion_proof))
-        .route("/ledger/consistency", get(ledger::consistency));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
+    let (router, mut doc) = routes().split_for_parts();
+    openapi::finish(&mut doc);
+    let json = serde_json::to_string(&doc).unwrap_or_default();
+    router
         .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::Extension(openapi::Document(Arc::new(json))))
         .layer(DefaultBodyLimit::max(limit))
         // Rejects a declared Content-Length over the limit before reading any of the body.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use aggregates::policy::{InputLogging, Policy, PolicyCommand, PolicyError};
 use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource};
 use projections::policies::{self as read, PolicyListQuery, PolicySort};
-use projections::SortOrder;
+use projections::policies::{PolicyVersionView, PolicyView};
+use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use super::SharedState;
@@ -70,11 +71,27 @@ fn db(e: sqlx::Error) -> ApiError {
     projections::ProjectionError::from(e).into()
 }
 
+/// A command was recorded in the ledger, but the read model had not applied it within the
+/// read-your-writes bound; read it again with `min_seq`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub policy_id: Uuid,
+    pub ledger_seq: i64,
+    /// Always `accepted`.
+    pub status: String,
+}
+
+/// The versions of a policy.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Versions {
+    pub items: Vec<PolicyVersionView>,
+}
+
 /// Reads a policy once its projection has caught up with `seq`, or answers 202 with the
 /// seq when that takes longer than the read-your-writes bound.
 async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
     if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
-        let body = serde_json::json!({ "policy_id": policy_id, "ledger_seq": seq, "status": "accepted" });
+        let body = Accepted { policy_id, ledger_seq: seq, status: "accepted".to_owned() };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
@@ -91,12 +108,13 @@ async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: Policy
     read_after(state, caller, id.as_uuid(), seq, status).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePolicy {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Rego source (at most 256 KiB), e.g. `package aumos.x\n\ndefault allow := false`.
     pub rego: String,
     /// `full` (default) or `hash_only`: what decision records keep of the input.
     #[serde(default)]
@@ -105,6 +123,9 @@ pub struct CreatePolicy {
     pub reason: Option<String>,
 }
 
+/// Creates a policy from Rego that compiles (version 1, status `draft`).
+#[utoipa::path(post, path = "/policies", tag = "policies", request_body = CreatePolicy,
+    responses((status = 201, description = "Created", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(body): ApiJson<CreatePolicy>) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let rego = RegoSource::parse(&body.rego)?;
@@ -128,7 +149,7 @@ fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
     PolicyId::parse(raw).map_err(|_| ApiError::not_found("policy"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddVersion {
     pub rego: String,
@@ -136,6 +157,9 @@ pub struct AddVersion {
     pub reason: Option<String>,
 }
 
+/// Adds a new version of the Rego; the active version does not change.
+#[utoipa::path(post, path = "/policies/{id}/versions", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")), request_body = AddVersion,
+    responses((status = 201, description = "Version added", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn add_version(
     State(state): State<SharedState>,
     caller: Caller,
@@ -151,7 +175,7 @@ pub async fn add_version(
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
     /// Only for activate: the version (default: the newest).
@@ -172,6 +196,10 @@ async fn transition_body(body: axum::body::Bytes) -> Result<Transition, ApiError
     })
 }
 
+/// Runs the version's `test_` rules, loads it into the engine, and activates it.
+#[utoipa::path(post, path = "/policies/{id}/activate", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")),
+    request_body(content = Option<Transition>, description = "Optional; an empty body means the defaults"),
+    responses((status = 200, description = "Done", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn activate(
     State(state): State<SharedState>,
     caller: Caller,
@@ -206,6 +234,10 @@ pub async fn activate(
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
+/// Deactivates the policy: evaluate answers 409 until it is activated again.
+#[utoipa::path(post, path = "/policies/{id}/deactivate", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")),
+    request_body(content = Option<Transition>, description = "Optional; an empty body means the defaults"),
+    responses((status = 200, description = "Done", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn deactivate(
     State(state): State<SharedState>,
     caller: Caller,
@@ -215,6 +247,10 @@ pub async fn deactivate(
     simple_transition(state, caller, id, body, |tenant_id, actor, reason| PolicyCommand::Deactivate { tenant_id, actor, reason }).await
 }
 
+/// Archives the policy for good.
+#[utoipa::path(post, path = "/policies/{id}/archive", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")),
+    request_body(content = Option<Transition>, description = "Optional; an empty body means the defaults"),
+    responses((status = 200, description = "Done", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn archive(
     State(state): State<SharedState>,
     caller: Caller,
@@ -239,12 +275,16 @@ async fn simple_transition(
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
+    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
+/// Reads one policy.
+#[utoipa::path(get, path = "/policies/{id}", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id"), ReadParams), responses((status = 200, description = "The policy", body = PolicyView)))]
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,
@@ -259,13 +299,15 @@ pub async fn get(
     Ok(Json(view).into_response())
 }
 
+/// Lists every version of a policy, oldest first.
+#[utoipa::path(get, path = "/policies/{id}/versions", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")), responses((status = 200, description = "The versions", body = Versions)))]
 pub async fn versions(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
     let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
     read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     let items = read::versions(&mut tx, id.as_uuid()).await?;
-    Ok(Json(serde_json::json!({ "items": items })).into_response())
+    Ok(Json(Versions { items }).into_response())
 }
 
 /// Waits, within the read-your-writes bound, until the read models reach `min_seq`.
@@ -275,13 +317,21 @@ pub(crate) async fn wait_min_seq(state: &SharedState, min_seq: Option<i64>) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// From 1 (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    /// From 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
+    /// Default `created_at`.
     pub sort_by: Option<PolicySort>,
-    pub sort_order: Option<String>,
+    /// Default `desc`.
+    pub sort_order: Option<SortOrder>,
+    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
@@ -301,14 +351,12 @@ pub(crate) fn paging(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, 
     Ok((page, page_size))
 }
 
+/// Lists the tenant's policies, a page at a time.
+#[utoipa::path(get, path = "/policies", tag = "policies", params(ListParams), responses((status = 200, description = "One page", body = Page<PolicyView>)))]
 pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let (page, page_size) = paging(p.page, p.page_size)?;
-    let order = match p.sort_order.as_deref() {
-        None | Some("desc") => SortOrder::Desc,
-        Some("asc") => SortOrder::Asc,
-        Some(_) => return Err(ApiError::invalid("sort_order must be asc or desc")),
-    };
+    let order = p.sort_order.unwrap_or(SortOrder::Desc);
     wait_min_seq(&state, p.min_seq).await;
     let q = PolicyListQuery { page, page_size, sort: p.sort_by.unwrap_or(PolicySort::CreatedAt), order };
     let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;

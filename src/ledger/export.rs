@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{EntryMetadata, LedgerEntry};
 
 /// One ledger entry, every hashed field included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportEntry {
     pub seq: i64,
     pub tenant_id: String,
@@ -34,7 +34,7 @@ pub struct ExportEntry {
 }
 
 /// A signed checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportCheckpoint {
     pub tree_size: u64,
     pub root_hash: String,
@@ -124,7 +124,7 @@ impl ExportLine {
 /// A self-contained proof file (`ledger prove`, the proof endpoints), checked offline by
 /// `ledger verify-proof`.
 #[allow(clippy::large_enum_variant)] // one per file or response
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProofFile {
     /// An entry, its audit path, and the signed checkpoint whose root it leads to.

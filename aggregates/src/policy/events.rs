@@ -8,7 +8,7 @@ use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, T
 use crate::ledger_event::LedgerEvent;
 
 /// What a decision record keeps of the evaluation input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputLogging {
     /// The input itself and its SHA-256.
