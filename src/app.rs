@@ -110,7 +110,11 @@ async fn pool(url: &str, size: u32, context: &'static str) -> Result<PgPool, App
         .map_err(|source| AppError::Database { context, source })
 }
 
-fn verifier(config: &Config) -> Result<TokenVerifier, AppError> {
+async fn verifier(config: &Config) -> Result<TokenVerifier, AppError> {
+    if let Some(url) = &config.jwt.jwks_url {
+        let jwks = crate::jwks::Jwks::new(url.clone(), config.jwt.jwks_min_refresh, config.jwt.jwks_max_age);
+        return Ok(TokenVerifier::from_jwks(jwks, &config.jwt).await);
+    }
     let path = match &config.jwt.public_key_file {
         Some(p) => p.clone(),
         None => {
@@ -143,7 +147,7 @@ async fn shutdown_signal() {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
-    let verifier = verifier(&config)?;
+    let verifier = verifier(&config).await?;
     let signer = ledger_signer(&config)?;
     let (urls, stack) = databases(&config).await?;
     let result = serve_with(config, urls, verifier, signer).await;

@@ -1,10 +1,13 @@
 //! Bearer-token verification, roles, and the development key pair.
 //!
-//! Tokens are JWTs signed with an asymmetric key (EdDSA by default; ES256 and RS256 by
-//! configuration). The verifier pins the configured algorithm, so `alg: none` and HS*
-//! tokens are rejected by construction (no algorithm confusion).
+//! Tokens are JWTs signed with an asymmetric key: EdDSA, ES256 or RS256. Keys come from
+//! a PEM file (one key, the configured algorithm) or a JWKS URL (`jwks.rs`: keys by
+//! `kid`, each with its algorithm). Only those three algorithms are accepted and a token
+//! must use its key's, so `alg: none` and HS* tokens are rejected by construction (no
+//! algorithm confusion).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -82,25 +85,52 @@ fn read(path: &Path) -> Result<Vec<u8>, AuthError> {
     std::fs::read(path).map_err(|source| AuthError::KeyFile { path: path.display().to_string(), source })
 }
 
-/// Verifies bearer tokens against one public key.
+/// Where verification keys come from.
+enum Keys {
+    /// One PEM public key, for the configured algorithm.
+    Static { key: DecodingKey, alg: Algorithm },
+    /// A JWKS endpoint: keys by `kid`, each with its own algorithm.
+    Jwks(Arc<crate::jwks::Jwks>),
+}
+
+/// The algorithms a token may use: asymmetric only. `none` and HS* never verify, so an
+/// HMAC token "signed" with a public key (algorithm confusion) is rejected by construction.
+const ACCEPTED: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+
+/// Verifies bearer tokens against a PEM public key or a JWKS.
 ///
 /// Verified claims are cached by the token's SHA-256 until shortly before the token
 /// expires, so a service calling evaluate many times with one token pays for the
 /// signature check once. Expiry is still enforced on every hit.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    key: DecodingKey,
+    keys: Arc<Keys>,
     validation: Validation,
     cache: moka::sync::Cache<[u8; 32], Claims>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("algorithms", &self.validation.algorithms).finish()
+        let source = match &*self.keys {
+            Keys::Static { alg, .. } => format!("static {alg:?}"),
+            Keys::Jwks(j) => format!("jwks {}", j.url()),
+        };
+        f.debug_struct("TokenVerifier").field("keys", &source).finish()
     }
 }
 
 impl TokenVerifier {
+    fn new(keys: Keys, cfg: &JwtConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[cfg.issuer.as_str()]);
+        validation.set_audience(&[cfg.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = cfg.leeway.as_secs();
+        let cache = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build();
+        Self { keys: Arc::new(keys), validation, cache }
+    }
+
     pub fn from_pem(pem: &[u8], cfg: &JwtConfig) -> Result<Self, AuthError> {
         let alg = algorithm(cfg.algorithm);
         let key = match cfg.algorithm {
@@ -109,22 +139,21 @@ impl TokenVerifier {
             JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem),
         }
         .map_err(|e| AuthError::Key(e.to_string()))?;
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.set_issuer(&[cfg.issuer.as_str()]);
-        validation.set_audience(&[cfg.audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = cfg.leeway.as_secs();
-        let cache = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(std::time::Duration::from_secs(60)).build();
-        Ok(Self { key, validation, cache })
+        Ok(Self::new(Keys::Static { key, alg }, cfg))
     }
 
     pub fn from_file(path: &Path, cfg: &JwtConfig) -> Result<Self, AuthError> {
         Self::from_pem(&read(path)?, cfg)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    /// Keys from a JWKS endpoint (fetched now, and again for an unknown `kid`).
+    pub async fn from_jwks(jwks: crate::jwks::Jwks, cfg: &JwtConfig) -> Self {
+        let jwks = Arc::new(jwks);
+        jwks.refresh(true).await;
+        Self::new(Keys::Jwks(jwks), cfg)
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.cache.get(&digest) {
@@ -133,9 +162,24 @@ impl TokenVerifier {
             }
             self.cache.invalidate(&digest);
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| AuthError::Token(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Token(e.to_string()))?;
+        if !ACCEPTED.contains(&header.alg) {
+            return Err(AuthError::Token(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let (key, alg) = match &*self.keys {
+            Keys::Static { key, alg } => (key.clone(), *alg),
+            Keys::Jwks(jwks) => {
+                let kid = header.kid.as_deref().ok_or_else(|| AuthError::Token("the token has no kid".into()))?;
+                jwks.key(kid).await.ok_or_else(|| AuthError::Token(format!("unknown key id {kid:?}")))?
+            }
+        };
+        if header.alg != alg {
+            return Err(AuthError::Token(format!("the token's algorithm {:?} is not its key's {alg:?}", header.alg)));
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![alg];
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &key, &validation).map(|d| d.claims).map_err(|e| AuthError::Token(e.to_string()))?;
         self.cache.insert(digest, claims.clone());
         Ok(claims)
     }
@@ -198,6 +242,9 @@ mod tests {
             public_key_file: None,
             private_key_file: None,
             algorithm: JwtAlgorithm::EdDsa,
+            jwks_url: None,
+            jwks_min_refresh: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(300),
             issuer: "iss".into(),
             audience: "aud".into(),
             leeway: Duration::from_secs(0),
@@ -231,32 +278,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_minted_token_verifies_and_carries_its_claims() {
+    #[tokio::test]
+    async fn a_minted_token_verifies_and_carries_its_claims() {
         let (_d, private, public) = keypair();
         let token = mint(&private, &cfg(), "alice", "t1", &["auditor".into()], Duration::from_secs(60)).unwrap();
-        let claims = TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).unwrap();
+        let claims = TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).await.unwrap();
         assert_eq!((claims.sub.as_str(), claims.tenant_id.as_str()), ("alice", "t1"));
         assert_eq!(claims.roles, vec!["auditor".to_owned()]);
     }
 
-    #[test]
-    fn a_token_for_another_audience_is_rejected() {
+    #[tokio::test]
+    async fn a_token_for_another_audience_is_rejected() {
         let (_d, private, public) = keypair();
         let mut other = cfg();
         other.audience = "someone-else".into();
         let token = mint(&private, &other, "alice", "t1", &[], Duration::from_secs(60)).unwrap();
-        assert!(TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).is_err());
+        assert!(TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).await.is_err());
     }
 
-    #[test]
-    fn an_unsigned_token_is_rejected() {
+    #[tokio::test]
+    async fn an_unsigned_token_is_rejected() {
         let (_d, _private, public) = keypair();
         // {"alg":"none"} . {claims} . (empty signature)
         let header = base64_url(r#"{"alg":"none","typ":"JWT"}"#);
         let body = base64_url(r#"{"sub":"a","tenant_id":"t","iss":"iss","aud":"aud","exp":9999999999,"nbf":0,"iat":0}"#);
         let token = format!("{header}.{body}.");
-        assert!(TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).is_err());
+        assert!(TokenVerifier::from_pem(&public, &cfg()).unwrap().verify(&token).await.is_err());
     }
 
     fn base64_url(s: &str) -> String {

@@ -71,7 +71,14 @@ pub struct JwtConfig {
     pub public_key_file: Option<PathBuf>,
     /// PEM private key, used only by `dev token`.
     pub private_key_file: Option<PathBuf>,
+    /// The algorithm of `public_key_file` (JWKS keys carry their own).
     pub algorithm: JwtAlgorithm,
+    /// A JWKS URL to take the keys from instead of a PEM file.
+    pub jwks_url: Option<String>,
+    /// At most one JWKS fetch per this interval (unknown `kid`s trigger fetches).
+    pub jwks_min_refresh: Duration,
+    /// JWKS keys are refetched when older than this.
+    pub jwks_max_age: Duration,
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
@@ -203,6 +210,9 @@ impl Config {
             public_key_file: env.get("AUMOS_JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
             private_key_file: env.get("AUMOS_JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
             algorithm,
+            jwks_url: env.get("AUMOS_JWT_JWKS_URL"),
+            jwks_min_refresh: Duration::from_secs(env.parse("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", 30, "a number of seconds")?),
+            jwks_max_age: Duration::from_secs(env.parse("AUMOS_JWT_JWKS_MAX_AGE_SECONDS", 300, "a number of seconds")?),
             issuer: env.get("AUMOS_JWT_ISSUER").unwrap_or_else(|| "aumos-dev".to_owned()),
             audience: env.get("AUMOS_JWT_AUDIENCE").unwrap_or_else(|| "aumos-governance".to_owned()),
             leeway: Duration::from_secs(env.parse("AUMOS_JWT_LEEWAY_SECONDS", 30, "a number of seconds")?),
@@ -210,8 +220,16 @@ impl Config {
         if databases.is_some() && env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").is_none() {
             return Err(err("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
         }
-        if databases.is_some() && jwt.public_key_file.is_none() {
-            return Err(err("AUMOS_JWT_PUBLIC_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
+        if let Some(url) = &jwt.jwks_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err("AUMOS_JWT_JWKS_URL", "expected an http:// or https:// URL"));
+            }
+            if jwt.public_key_file.is_some() {
+                return Err(err("AUMOS_JWT_JWKS_URL", "set either AUMOS_JWT_JWKS_URL or AUMOS_JWT_PUBLIC_KEY_FILE, not both"));
+            }
+        }
+        if databases.is_some() && jwt.public_key_file.is_none() && jwt.jwks_url.is_none() {
+            return Err(err("AUMOS_JWT_PUBLIC_KEY_FILE", "required when AUMOS_DATABASE_URL is set (or AUMOS_JWT_JWKS_URL)"));
         }
         Ok(Config {
             http_addr: env.parse("AUMOS_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)), "host:port")?,
@@ -282,6 +300,9 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_JWT_PUBLIC_KEY_FILE",
     "AUMOS_JWT_PRIVATE_KEY_FILE",
     "AUMOS_JWT_ALGORITHM",
+    "AUMOS_JWT_JWKS_URL",
+    "AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS",
+    "AUMOS_JWT_JWKS_MAX_AGE_SECONDS",
     "AUMOS_JWT_ISSUER",
     "AUMOS_JWT_AUDIENCE",
     "AUMOS_JWT_LEEWAY_SECONDS",

@@ -6,7 +6,7 @@
 //! - [`app`]: wiring and graceful shutdown.
 //! - [`http`]: the axum adapter (routes, extractors, request middleware).
 //! - [`error`]: error codes and the code → HTTP status table.
-//! - [`auth`]: bearer-token verification, roles, development keys.
+//! - [`auth`]: bearer-token verification, roles, development keys; [`jwks`]: keys from a JWKS URL.
 //! - [`commands`]: the command bus running `aggregates` against the ledger.
 //! - [`ledger`]: the only code that touches the audit database.
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models.
@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod jwks;
 pub mod leader;
 pub mod ledger;
 pub mod migrate;

@@ -96,7 +96,7 @@ pub fn load_keys(specs: &[String]) -> Result<Vec<VerifierKey>, AppError> {
 }
 
 fn progress(what: &str, n: u64) {
-    if n % 100_000 == 0 {
+    if n.is_multiple_of(100_000) {
         eprintln!("{what}: {n} lines");
     }
 }

@@ -106,7 +106,7 @@ impl FromRequestParts<SharedState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
-        let claims = state.verifier.verify(token).map_err(|e| unauthenticated(&format!("invalid token: {e}")))?;
+        let claims = state.verifier.verify(token).await.map_err(|e| unauthenticated(&format!("invalid token: {e}")))?;
         let token_tenant = TenantId::parse(&claims.tenant_id).map_err(|_| unauthenticated("the token's tenant_id claim is not a UUID"))?;
         let subject = Actor::parse(&claims.sub).map_err(|_| unauthenticated("the token's sub claim is invalid"))?;
         let header_tenant = parts

@@ -71,7 +71,7 @@ impl MerkleTree {
     /// always aligned complete subtrees, found in the cache.
     fn subtree(&self, a: u64, b: u64) -> Hash {
         let n = b - a;
-        if n.is_power_of_two() && a % n == 0 {
+        if n.is_power_of_two() && a.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             return self.levels[h][(a >> h) as usize];
         }
