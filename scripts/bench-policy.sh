@@ -5,8 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 bench_setup policy with-services
 unset AUMOS_KAFKA_BOOTSTRAP_SERVERS
 P_OPA=$(free_port); P_EMB=$(free_port)
-RUST_LOG=warn AUMOS_HTTP_ADDR=127.0.0.1:$P_OPA AUMOS_GOVERNANCE_POLICY_ENGINE=opa "$BIN" serve >"$DIR.opa.log" 2>&1 & BENCH_PIDS+=($!)
-RUST_LOG=warn AUMOS_HTTP_ADDR=127.0.0.1:$P_EMB AUMOS_GOVERNANCE_POLICY_ENGINE=embedded "$BIN" serve >"$DIR.embedded.log" 2>&1 & BENCH_PIDS+=($!)
+RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_OPA AUMOS_GOVERNANCE_POLICY_ENGINE=opa "$BIN" serve >"$DIR.opa.log" 2>&1 & BENCH_PIDS+=($!)
+RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_EMB AUMOS_GOVERNANCE_POLICY_ENGINE=embedded "$BIN" serve >"$DIR.embedded.log" 2>&1 & BENCH_PIDS+=($!)
 wait_ready "$P_OPA"
 wait_ready "$P_EMB"
 TENANT=$(python3 -c 'import uuid; print(uuid.uuid4())')

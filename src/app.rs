@@ -239,6 +239,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let bus = CommandBus::new(appender_handle, reader.clone());
     let state = Arc::new(AppState {
         kafka_bootstrap: config.kafka_bootstrap.clone(),
+        evaluate_limiter: crate::limits::TenantRateLimiter::new(config.evaluate_rate_per_tenant, config.evaluate_burst_per_tenant),
         config,
         primary,
         ledger: reader,

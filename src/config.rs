@@ -103,6 +103,11 @@ pub struct Config {
     /// How long a command waits for its projections before answering 202.
     pub read_your_writes_timeout: Duration,
     pub request_body_limit: usize,
+    /// Every request is answered within this (503 `request_timeout` otherwise).
+    pub request_timeout: Duration,
+    /// Evaluations per second per tenant (0: no limit), and the burst above that rate.
+    pub evaluate_rate_per_tenant: u32,
+    pub evaluate_burst_per_tenant: u32,
     pub pg_bin_dir: PathBuf,
     pub ledger: LedgerConfig,
 }
@@ -246,6 +251,13 @@ impl Config {
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
+            request_timeout: env.millis("AUMOS_HTTP_REQUEST_TIMEOUT_MS", 10_000)?,
+            evaluate_rate_per_tenant: env.parse(
+                "AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT",
+                2000,
+                "evaluations per second (0: no limit)",
+            )?,
+            evaluate_burst_per_tenant: env.parse("AUMOS_GOVERNANCE_EVALUATE_BURST_PER_TENANT", 4000, "a number of evaluations")?,
             request_body_limit: env.parse("AUMOS_HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?,
             ledger: LedgerConfig {
                 signing_key_file: env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").map(PathBuf::from),
@@ -294,6 +306,9 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_KAFKA_TOPIC_PREFIX",
     "AUMOS_HTTP_ADDR",
     "AUMOS_HTTP_BODY_LIMIT_BYTES",
+    "AUMOS_HTTP_REQUEST_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT",
+    "AUMOS_GOVERNANCE_EVALUATE_BURST_PER_TENANT",
     "AUMOS_GOVERNANCE_DATA_DIR",
     "AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_PG_BIN_DIR",

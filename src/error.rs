@@ -45,7 +45,7 @@ error_codes! {
     Conflict => "conflict", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
-    RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
+    RequestTimeout => "request_timeout", SERVICE_UNAVAILABLE;
     LedgerUnavailable => "ledger_unavailable", SERVICE_UNAVAILABLE;
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineUnavailable => "policy_engine_unavailable", SERVICE_UNAVAILABLE;

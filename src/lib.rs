@@ -27,6 +27,7 @@ pub mod http;
 pub mod jwks;
 pub mod leader;
 pub mod ledger;
+pub mod limits;
 pub mod migrate;
 pub mod opa_sync;
 pub mod projection;

@@ -106,3 +106,132 @@ async fn the_app_role_owns_no_table_and_every_tenant_table_forces_rls() {
         }
     }
 }
+
+/// Tenant A's policy (active), decision and ledger entry, for the attacks below.
+struct Victim {
+    tenant: Uuid,
+    tok: String,
+    policy: String,
+    decision: String,
+    seq: i64,
+}
+
+async fn victim(svc: &Service) -> Victim {
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    let (_, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("victim"))).await;
+    let policy = created["policy_id"].as_str().unwrap().to_owned();
+    let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = serde_json::json!({"input": {"user": "a"}});
+    let (status, decided) =
+        svc.call(Method::POST, &format!("/api/v1/policies/{policy}/evaluate"), Some(tenant), Some(&tok), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let seq = decided["ledger_seq"].as_i64().unwrap();
+    let decision = decided["decision_id"].as_str().unwrap().to_owned();
+    let (status, _) = svc.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Wait until the decision is readable, so B's empty answers below are not a lag.
+    let (status, _) = svc.call(Method::GET, &format!("/api/v1/decisions/{decision}?min_seq={seq}"), Some(tenant), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::OK);
+    Victim { tenant, tok, policy, decision, seq }
+}
+
+/// Operations whose answers are not tenant data: the ledger's key and checkpoints cover
+/// the whole log (hashes only), as does a consistency proof between two checkpoints.
+const GLOBAL: &[&str] = &["/api/v1/ledger/public-key", "/api/v1/ledger/checkpoints/latest", "/api/v1/ledger/consistency"];
+
+/// Every GET in the OpenAPI document, filled in with A's ids, and with every filter and
+/// sort key aimed at A's rows: A sees its data, B gets 404 on ids and empty pages with a
+/// zero total. A GET added to the API without a case here fails the test.
+#[tokio::test]
+async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_document() {
+    let svc = Service::start(&[]).await;
+    let a = victim(&svc).await;
+    let b = Uuid::new_v4();
+    let tb = token(b, &["governance:admin", "auditor"]);
+    let doc = svc.client.get(format!("{}/api/v1/openapi.json", svc.base)).send().await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        if item.get("get").is_none() || item["get"]["security"].is_null() || GLOBAL.contains(&template.as_str()) {
+            continue;
+        }
+        let (by_id, lists): (Vec<String>, Vec<String>) = match template.as_str() {
+            "/api/v1/policies" => (
+                vec![],
+                ["", "?sort_by=name&sort_order=asc", "?sort_by=updated_at&page_size=100", "?page=1&page_size=1"]
+                    .map(|q| format!("{template}{q}"))
+                    .to_vec(),
+            ),
+            "/api/v1/policies/{id}" | "/api/v1/policies/{id}/versions" => (vec![template.replace("{id}", &a.policy)], vec![]),
+            "/api/v1/decisions" => {
+                let p = &a.policy;
+                (
+                    vec![],
+                    vec![
+                        template.clone(),
+                        format!("{template}?policy_id={p}"),
+                        format!("{template}?policy_id={p}&from=2000-01-01T00:00:00Z&page_size=100"),
+                    ],
+                )
+            }
+            "/api/v1/decisions/{id}" => (vec![template.replace("{id}", &a.decision)], vec![]),
+            "/api/v1/ledger/entries/{seq}/proof" => (vec![template.replace("{seq}", &a.seq.to_string())], vec![]),
+            other => panic!("no isolation case for GET {other}: add one"),
+        };
+        for path in by_id {
+            let (status, _) = svc.call(Method::GET, &path, Some(a.tenant), Some(&a.tok), None).await;
+            assert_eq!(status, StatusCode::OK, "A reads its own {path}");
+            let (status, body) = svc.call(Method::GET, &path, Some(b), Some(&tb), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "B reads A's {path}: {body}");
+            checked += 1;
+        }
+        for path in lists {
+            let (status, own) = svc.call(Method::GET, &path, Some(a.tenant), Some(&a.tok), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(own["total"].as_i64().unwrap() >= 1, "A sees its rows in {path}");
+            let (status, theirs) = svc.call(Method::GET, &path, Some(b), Some(&tb), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(theirs["total"], 0, "B's total for {path}: {theirs}");
+            assert!(theirs["items"].as_array().unwrap().is_empty(), "B's items for {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} cases");
+    // B also cannot prove A's entry against a given checkpoint size.
+    let (status, _) =
+        svc.call(Method::GET, &format!("/api/v1/ledger/entries/{}/proof?tree_size={}", a.seq, a.seq), Some(b), Some(&tb), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_tenant_table_is_empty_to_the_app_role_without_a_tenant_and_scoped_with_one() {
+    let svc = Service::start(&[]).await;
+    let a = victim(&svc).await;
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id'",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 3, "{tables:?}");
+    let mut app = connect("AUMOS_DATABASE_URL").await;
+    let mut seen_own = 0;
+    for table in &tables {
+        let unscoped: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut app).await.unwrap();
+        assert_eq!(unscoped, 0, "without a tenant the app role sees nothing in {table}");
+        sqlx::query("BEGIN").execute(&mut app).await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(a.tenant.to_string()).execute(&mut app).await.unwrap();
+        let foreign: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE tenant_id <> $1"))
+            .bind(a.tenant)
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+        let own: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut app).await.unwrap();
+        sqlx::query("COMMIT").execute(&mut app).await.unwrap();
+        assert_eq!(foreign, 0, "A's scope shows no other tenant's rows in {table}");
+        seen_own += usize::from(own > 0);
+    }
+    assert!(seen_own >= 3, "A's policy, version and decision rows are visible to A");
+}

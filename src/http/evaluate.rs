@@ -83,6 +83,12 @@ pub async fn evaluate(
     ApiJson(req): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(EVALUATORS)?;
+    if let Err(wait) = state.evaluate_limiter.check(caller.tenant_id.as_uuid()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::new(ErrorCode::RateLimited, "this tenant's evaluation rate limit is reached; retry later")
+            .retry_after(seconds.max(1))
+            .with_details(serde_json::json!({ "limit_per_second": state.config.evaluate_rate_per_tenant })));
+    }
     let policy_id = aggregates::PolicyId::parse(&id).map_err(|_| ApiError::not_found("policy"))?.as_uuid();
     if let Some(rule) = &req.rule {
         if !valid_rule(rule) {

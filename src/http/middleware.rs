@@ -45,6 +45,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         let status = response.status();
         if let Some(error) = response.extensions_mut().remove::<ApiError>() {
             response = render(error, &id);
+        } else if status == StatusCode::REQUEST_TIMEOUT {
+            // Only the per-request timeout layer answers 408; we answer it as a 503.
+            response =
+                render(ApiError::new(ErrorCode::RequestTimeout, "the request took longer than the service allows").retry_after(1), &id);
         } else if (status.is_client_error() || status.is_server_error()) && !is_json(&response) {
             response = render(ApiError::new(code_for(status), status.canonical_reason().unwrap_or("error").to_lowercase()), &id);
         }
@@ -72,7 +76,6 @@ fn code_for(status: StatusCode) -> ErrorCode {
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
-        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
         StatusCode::FORBIDDEN => ErrorCode::Forbidden,

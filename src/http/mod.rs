@@ -39,6 +39,8 @@ pub struct AppState {
     pub relay: Option<Arc<crate::relay::KafkaRelay>>,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
+    /// Per-tenant evaluation rate limit.
+    pub evaluate_limiter: crate::limits::TenantRateLimiter,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -83,6 +85,7 @@ pub fn router(state: SharedState) -> Router {
     router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::Extension(openapi::Document(Arc::new(json))))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(DefaultBodyLimit::max(limit))
         // Rejects a declared Content-Length over the limit before reading any of the body.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
