@@ -18,6 +18,8 @@ pub enum IdError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} must not contain control characters")]
     ControlCharacters { field: &'static str },
+    #[error("{field} {message}")]
+    Malformed { field: &'static str, message: String },
 }
 
 macro_rules! uuid_id {
@@ -68,6 +70,29 @@ uuid_id!(
     PolicyId,
     "policy_id"
 );
+
+uuid_id!(
+    /// A compliance workflow (one certification effort for one regulation).
+    WorkflowId,
+    "workflow_id"
+);
+uuid_id!(
+    /// One evidence record.
+    EvidenceId,
+    "evidence_id"
+);
+
+impl WorkflowId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl EvidenceId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
 
 impl PolicyId {
     /// A new, time-ordered id (UUIDv7), so ids sort roughly by creation.

@@ -5,6 +5,8 @@
 //!   Every value that crosses the domain boundary is parsed once, here, by a fallible
 //!   constructor, so the rest of the code never re-validates.
 //! - [`decision`]: the record of one policy evaluation (an append-only fact).
+//! - [`compliance`]: regulation codes, CSF 2.0 control ids, the ComplianceWorkflow and
+//!   Evidence aggregates, and requirement status derivation.
 //! - [`policy`]: the Policy aggregate (commands, events, state machine) built on
 //!   `cqrs_es::Aggregate`.
 //!
@@ -13,10 +15,11 @@
 //! models). That keeps every invariant testable in microseconds with
 //! `cqrs_es::test::TestFramework`.
 
+pub mod compliance;
 pub mod decision;
 pub mod ids;
 pub mod ledger_event;
 pub mod policy;
 
-pub use ids::{Actor, Description, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+pub use ids::{Actor, Description, EvidenceId, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId, WorkflowId};
 pub use ledger_event::{LedgerEvent, LedgerEventError};

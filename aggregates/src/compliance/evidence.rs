@@ -1,0 +1,208 @@
+//! The Evidence aggregate: one artifact submitted for a workflow and one or more
+//! requirements or controls, with an effective period distinct from its submission time.
+//! Nothing is ever edited: superseding and withdrawing are new events.
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::codes::{ControlId, RequirementId, Sha256};
+use crate::ids::{Actor, Description, EvidenceId, Reason, TenantId, WorkflowId};
+use crate::ledger_event::LedgerEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    Document,
+    Screenshot,
+    ConfigurationExport,
+    AutomatedTestResult,
+    /// Points at a decision record in the ledger (`decision_id`).
+    PolicyDecisionReference,
+    Attestation,
+}
+
+impl EvidenceKind {
+    pub const ALL: [EvidenceKind; 6] = [
+        Self::Document,
+        Self::Screenshot,
+        Self::ConfigurationExport,
+        Self::AutomatedTestResult,
+        Self::PolicyDecisionReference,
+        Self::Attestation,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::Screenshot => "screenshot",
+            Self::ConfigurationExport => "configuration_export",
+            Self::AutomatedTestResult => "automated_test_result",
+            Self::PolicyDecisionReference => "policy_decision_reference",
+            Self::Attestation => "attestation",
+        }
+    }
+}
+
+/// The stored artifact: addressed by its SHA-256, which the ledger event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub sha256: Sha256,
+    pub size_bytes: u64,
+    pub content_type: String,
+    pub filename: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvidenceCommand {
+    Submit(Box<Submission>),
+    Supersede { tenant_id: TenantId, by: EvidenceId, actor: Actor, reason: Option<Reason> },
+    Withdraw { tenant_id: TenantId, actor: Actor, reason: Reason },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub evidence_id: EvidenceId,
+    pub tenant_id: TenantId,
+    pub workflow_id: WorkflowId,
+    pub requirement_ids: Vec<RequirementId>,
+    pub control_ids: Vec<ControlId>,
+    pub kind: EvidenceKind,
+    pub description: Description,
+    pub valid_from: NaiveDate,
+    pub valid_until: NaiveDate,
+    pub artifact: Artifact,
+    /// For `policy_decision_reference`: the decision this evidence points at.
+    pub decision_id: Option<Uuid>,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EvidenceEvent {
+    EvidenceSubmitted(Submission),
+    EvidenceSuperseded { by: EvidenceId, actor: Actor, reason: Option<Reason> },
+    EvidenceWithdrawn { actor: Actor, reason: Reason },
+}
+
+impl DomainEvent for EvidenceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::EvidenceSubmitted(_) => "EvidenceSubmitted",
+            Self::EvidenceSuperseded { .. } => "EvidenceSuperseded",
+            Self::EvidenceWithdrawn { .. } => "EvidenceWithdrawn",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+impl LedgerEvent for EvidenceEvent {}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("evidence not found")]
+    NotFound,
+    #[error("evidence already exists")]
+    AlreadyExists,
+    #[error("the evidence is {0}; it cannot change any more")]
+    Closed(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceStatus {
+    #[default]
+    Uninitialized,
+    Active,
+    Superseded,
+    Withdrawn,
+}
+
+impl EvidenceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uninitialized => "uninitialized",
+            Self::Active => "active",
+            Self::Superseded => "superseded",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub tenant_id: Option<TenantId>,
+    pub evidence_id: Option<EvidenceId>,
+    pub status: EvidenceStatus,
+}
+
+impl Evidence {
+    fn decide(&self, command: EvidenceCommand) -> Result<EvidenceEvent, EvidenceError> {
+        if let EvidenceCommand::Submit(s) = command {
+            if self.status != EvidenceStatus::Uninitialized {
+                return Err(EvidenceError::AlreadyExists);
+            }
+            if s.requirement_ids.is_empty() && s.control_ids.is_empty() {
+                return Err(EvidenceError::Invalid("evidence must name at least one requirement or control".into()));
+            }
+            if s.valid_until < s.valid_from {
+                return Err(EvidenceError::Invalid("valid_until is before valid_from".into()));
+            }
+            if (s.kind == EvidenceKind::PolicyDecisionReference) != s.decision_id.is_some() {
+                return Err(EvidenceError::Invalid("decision_id is required for, and only for, kind policy_decision_reference".into()));
+            }
+            return Ok(EvidenceEvent::EvidenceSubmitted(*s));
+        }
+        let tenant = match &command {
+            EvidenceCommand::Supersede { tenant_id, .. } | EvidenceCommand::Withdraw { tenant_id, .. } => *tenant_id,
+            EvidenceCommand::Submit(_) => return Err(EvidenceError::AlreadyExists),
+        };
+        if self.tenant_id != Some(tenant) {
+            return Err(EvidenceError::NotFound);
+        }
+        if self.status != EvidenceStatus::Active {
+            return Err(EvidenceError::Closed(self.status.as_str()));
+        }
+        match command {
+            EvidenceCommand::Supersede { by, actor, reason, .. } => {
+                if Some(by) == self.evidence_id {
+                    return Err(EvidenceError::Invalid("evidence cannot supersede itself".into()));
+                }
+                Ok(EvidenceEvent::EvidenceSuperseded { by, actor, reason })
+            }
+            EvidenceCommand::Withdraw { actor, reason, .. } => Ok(EvidenceEvent::EvidenceWithdrawn { actor, reason }),
+            EvidenceCommand::Submit(_) => Err(EvidenceError::AlreadyExists),
+        }
+    }
+}
+
+impl Aggregate for Evidence {
+    const TYPE: &'static str = "Evidence";
+    type Command = EvidenceCommand;
+    type Event = EvidenceEvent;
+    type Error = EvidenceError;
+    type Services = ();
+
+    async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            EvidenceEvent::EvidenceSubmitted(s) => {
+                self.tenant_id = Some(s.tenant_id);
+                self.evidence_id = Some(s.evidence_id);
+                self.status = EvidenceStatus::Active;
+            }
+            EvidenceEvent::EvidenceSuperseded { .. } => self.status = EvidenceStatus::Superseded,
+            EvidenceEvent::EvidenceWithdrawn { .. } => self.status = EvidenceStatus::Withdrawn,
+        }
+    }
+}
