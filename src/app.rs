@@ -211,7 +211,11 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         crate::config::PolicyEngineKind::Embedded => None,
     };
     let projectors = projections::all();
-    let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone())];
+    let dashboards = crate::http::dashboard::DashboardCache::default();
+    let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone()), Arc::new(dashboards.clone())];
+    let artifacts =
+        crate::artifacts::ArtifactStore::from_location(config.evidence_bucket.as_deref(), &config.data_dir, config.evidence_max_bytes)
+            .map_err(|e| AppError::Io(e.to_string()))?;
     let (watch, runners) =
         crate::projection::start(projectors, listeners, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
     let relay = match &config.kafka_bootstrap {
@@ -239,6 +243,8 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let bus = CommandBus::new(appender_handle, reader.clone());
     let state = Arc::new(AppState {
         kafka_bootstrap: config.kafka_bootstrap.clone(),
+        artifacts,
+        dashboards,
         evaluate_limiter: crate::limits::TenantRateLimiter::new(config.evaluate_rate_per_tenant, config.evaluate_burst_per_tenant),
         config,
         primary,

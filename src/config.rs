@@ -103,6 +103,10 @@ pub struct Config {
     /// How long a command waits for its projections before answering 202.
     pub read_your_writes_timeout: Duration,
     pub request_body_limit: usize,
+    /// The largest evidence artifact accepted (413 above).
+    pub evidence_max_bytes: u64,
+    /// Evidence ending within this many days makes a requirement `expiring`.
+    pub evidence_expiring_days: u32,
     /// Every request is answered within this (503 `request_timeout` otherwise).
     pub request_timeout: Duration,
     /// Evaluations per second per tenant (0: no limit), and the burst above that rate.
@@ -251,6 +255,8 @@ impl Config {
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
+            evidence_max_bytes: env.parse("AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES", 50 * 1024 * 1024, "a number of bytes")?,
+            evidence_expiring_days: env.parse("AUMOS_GOVERNANCE_EVIDENCE_EXPIRING_DAYS", 30, "a number of days")?,
             request_timeout: env.millis("AUMOS_HTTP_REQUEST_TIMEOUT_MS", 10_000)?,
             evaluate_rate_per_tenant: env.parse(
                 "AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT",
@@ -302,6 +308,8 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_OPA_URL",
     "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
+    "AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES",
+    "AUMOS_GOVERNANCE_EVIDENCE_EXPIRING_DAYS",
     "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
     "AUMOS_KAFKA_TOPIC_PREFIX",
     "AUMOS_HTTP_ADDR",

@@ -40,6 +40,7 @@ error_codes! {
     PolicyCompileFailed => "policy_compile_failed", UNPROCESSABLE_ENTITY;
     PolicyTestsFailed => "policy_tests_failed", UNPROCESSABLE_ENTITY;
     EvaluationFailed => "evaluation_failed", UNPROCESSABLE_ENTITY;
+    ArtifactHashMismatch => "artifact_hash_mismatch", UNPROCESSABLE_ENTITY;
     PolicyInactive => "policy_inactive", CONFLICT;
     InvalidTransition => "invalid_transition", CONFLICT;
     Conflict => "conflict", CONFLICT;
@@ -50,6 +51,8 @@ error_codes! {
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineUnavailable => "policy_engine_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineError => "policy_engine_error", BAD_GATEWAY;
+    ArtifactStoreUnavailable => "artifact_store_unavailable", SERVICE_UNAVAILABLE;
+    ArtifactCorrupt => "artifact_corrupt", INTERNAL_SERVER_ERROR;
     Internal => "internal_error", INTERNAL_SERVER_ERROR;
 }
 

@@ -8,6 +8,8 @@
 //! - [`error`]: error codes and the code → HTTP status table.
 //! - [`auth`]: bearer-token verification, roles, development keys; [`jwks`]: keys from a JWKS URL.
 //! - [`commands`]: the command bus running `aggregates` against the ledger.
+//! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
+//!   statuses of workflows; [`artifacts`]: the content-addressed evidence store.
 //! - [`ledger`]: the only code that touches the audit database.
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models.
 //! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
@@ -15,9 +17,12 @@
 //! - [`telemetry`]: JSON logs and OpenTelemetry export.
 
 pub mod app;
+pub mod artifacts;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod compliance;
 pub mod config;
 pub mod devstack;
 pub mod engine;

@@ -8,12 +8,17 @@
 //! - [`policies`]: the Policy read model (`gov_governance_policies`,
 //!   `gov_governance_policy_versions`), its projector and its queries.
 //! - [`decisions`]: decision records (`gov_policy_decisions`), one per evaluation.
+//! - [`compliance`]: workflows, their transitions and not-applicable justifications, and
+//!   tenant-defined requirement → control mappings.
+//! - [`evidence`]: evidence records (`gov_evidence`).
 //! - [`Projector`]: the trait the projection runner drives.
 //!
 //! Projectors are idempotent per event: they run inside the transaction that advances
 //! the projector's stored position, so each event takes effect exactly once.
 
+pub mod compliance;
 pub mod decisions;
+pub mod evidence;
 pub mod policies;
 pub mod tenant;
 
@@ -68,7 +73,12 @@ pub trait Projector: Send + Sync {
 
 /// Every projector, in the order the service runs them.
 pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
-    vec![std::sync::Arc::new(policies::PolicyProjector), std::sync::Arc::new(decisions::DecisionProjector)]
+    vec![
+        std::sync::Arc::new(policies::PolicyProjector),
+        std::sync::Arc::new(decisions::DecisionProjector),
+        std::sync::Arc::new(compliance::ComplianceProjector),
+        std::sync::Arc::new(evidence::EvidenceProjector),
+    ]
 }
 
 /// One page of a list, with the total that matched.

@@ -1,12 +1,16 @@
 //! The HTTP adapter: routes, extractors and the request middleware.
 
+pub mod dashboard;
 pub mod evaluate;
+pub mod evidence;
 pub mod extract;
 pub mod health;
 pub mod ledger;
 pub mod middleware;
 pub mod openapi;
 pub mod policies;
+pub mod regulations;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -41,12 +45,15 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Per-tenant evaluation rate limit.
     pub evaluate_limiter: crate::limits::TenantRateLimiter,
+    pub artifacts: crate::artifacts::ArtifactStore,
+    pub dashboards: dashboard::DashboardCache,
 }
 
 pub type SharedState = Arc<AppState>;
 
 /// Every route, each registered with the `#[utoipa::path]` attribute that documents it.
-fn routes() -> OpenApiRouter<SharedState> {
+/// Bodies are limited to `body_limit` bytes, except evidence uploads (`upload_limit`).
+fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> {
     let api = OpenApiRouter::new()
         .routes(routes!(policies::create, policies::list))
         .routes(routes!(policies::get))
@@ -61,7 +68,29 @@ fn routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(ledger::create_checkpoint))
         .routes(routes!(ledger::latest_checkpoint))
         .routes(routes!(ledger::inclusion_proof))
-        .routes(routes!(ledger::consistency));
+        .routes(routes!(ledger::consistency))
+        .routes(routes!(regulations::list))
+        .routes(routes!(regulations::requirements))
+        .routes(routes!(regulations::set_mappings))
+        .routes(routes!(regulations::control))
+        .routes(routes!(workflows::create, workflows::list))
+        .routes(routes!(workflows::get))
+        .routes(routes!(workflows::transition))
+        .routes(routes!(workflows::not_applicable))
+        .routes(routes!(workflows::requirements))
+        .routes(routes!(evidence::bundle))
+        .routes(routes!(evidence::list))
+        .routes(routes!(evidence::get))
+        .routes(routes!(evidence::artifact))
+        .routes(routes!(evidence::supersede))
+        .routes(routes!(evidence::withdraw))
+        .routes(routes!(dashboard::dashboard))
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Rejects a declared Content-Length over the limit before reading any of the body.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
+        .routes(routes!(evidence::upload))
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
         .routes(routes!(openapi::document))
@@ -72,23 +101,20 @@ fn routes() -> OpenApiRouter<SharedState> {
 
 /// The OpenAPI 3.1 document (also `governance-engine openapi`).
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = routes().split_for_parts();
+    let (_, mut doc) = routes(0, 0).split_for_parts();
     openapi::finish(&mut doc);
     doc
 }
 
 pub fn router(state: SharedState) -> Router {
-    let limit = state.config.request_body_limit;
-    let (router, mut doc) = routes().split_for_parts();
+    let upload = usize::try_from(state.config.evidence_max_bytes).unwrap_or(usize::MAX).saturating_add(1024 * 1024);
+    let (router, mut doc) = routes(state.config.request_body_limit, upload).split_for_parts();
     openapi::finish(&mut doc);
     let json = serde_json::to_string(&doc).unwrap_or_default();
     router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::Extension(openapi::Document(Arc::new(json))))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
-        .layer(DefaultBodyLimit::max(limit))
-        // Rejects a declared Content-Length over the limit before reading any of the body.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state)
 }

@@ -20,7 +20,7 @@ use projections::{Page, SortOrder};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use super::SharedState;
 use crate::auth::Role;
-use crate::commands::{CommandContext, CommandError};
+use crate::commands::CommandContext;
 use crate::engine::PolicyModule;
 use crate::error::{ApiError, ErrorCode};
 
@@ -37,15 +37,6 @@ impl From<PolicyError> for ApiError {
                 .with_details(serde_json::json!({ "status": from.as_str(), "allowed_transitions": allowed })),
             PolicyError::UnknownVersion { .. } => ApiError::validation(e.to_string()),
             PolicyError::AlreadyActive(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
-        }
-    }
-}
-
-impl From<CommandError<PolicyError>> for ApiError {
-    fn from(e: CommandError<PolicyError>) -> Self {
-        match e {
-            CommandError::Domain(d) => d.into(),
-            CommandError::Ledger(l) => l.into(),
         }
     }
 }

@@ -81,7 +81,10 @@ impl ControlId {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(IdError::Malformed { field: "control_id", message: format!("must be a NIST CSF 2.0 subcategory id like PR.AA-01 (got {raw:?})") })
+            Err(IdError::Malformed {
+                field: "control_id",
+                message: format!("must be a NIST CSF 2.0 subcategory id like PR.AA-01 (got {raw:?})"),
+            })
         }
     }
     pub fn as_str(&self) -> &str {

@@ -199,7 +199,17 @@ impl ComplianceWorkflow {
             if matches!(&scope, Scope::Requirements { ids } if ids.is_empty()) {
                 return Err(WorkflowError::Invalid("a scope of listed requirements needs at least one".into()));
             }
-            return Ok(WorkflowEvent::WorkflowCreated { workflow_id, tenant_id, regulation, name, scope, owner, audit_period, due_date, actor });
+            return Ok(WorkflowEvent::WorkflowCreated {
+                workflow_id,
+                tenant_id,
+                regulation,
+                name,
+                scope,
+                owner,
+                audit_period,
+                due_date,
+                actor,
+            });
         }
         let tenant = match &command {
             WorkflowCommand::Transition { tenant_id, .. } | WorkflowCommand::MarkNotApplicable { tenant_id, .. } => *tenant_id,

@@ -1,0 +1,296 @@
+//! The compliance read models: workflows (`gov_compliance_workflows`), their transitions
+//! and not-applicable justifications, and tenant-defined requirement → control mappings
+//! (`gov_control_mappings`), with their queries.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use aggregates::compliance::{Scope, WorkflowEvent};
+use aggregates::LedgerEvent;
+
+use crate::{EventRecord, Page, ProjectionError, Projector};
+
+/// The aggregate type of tenant mapping facts (recorded, not decided: no invariants).
+pub const CONTROL_MAPPING_AGGREGATE: &str = "ControlMapping";
+pub const CONTROL_MAPPING_SET: &str = "ControlMappingSet";
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct WorkflowView {
+    pub workflow_id: Uuid,
+    pub regulation: String,
+    pub name: String,
+    /// True: every requirement of the regulation; false: `scope_requirements`.
+    pub scope_all: bool,
+    pub scope_requirements: Vec<String>,
+    pub owner: String,
+    pub audit_period_start: NaiveDate,
+    pub audit_period_end: NaiveDate,
+    pub due_date: NaiveDate,
+    pub state: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TransitionView {
+    pub from_state: String,
+    pub to_state: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub ledger_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct NotApplicableView {
+    pub requirement_id: String,
+    pub justification: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub ledger_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TenantMappingView {
+    pub regulation: String,
+    pub requirement_id: String,
+    pub control_id: String,
+    pub relation: String,
+    pub rationale: String,
+    pub actor: String,
+    pub recorded_at: DateTime<Utc>,
+    pub ledger_seq: i64,
+}
+
+const WORKFLOW_COLUMNS: &str = "workflow_id, regulation, name, scope_all, scope_requirements, owner, audit_period_start, \
+    audit_period_end, due_date, state, created_by, created_at, updated_at, last_seq";
+
+pub async fn workflow(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowView>, ProjectionError> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE workflow_id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// Newest first, optionally of one regulation and/or in one state.
+pub async fn workflows(
+    conn: &mut PgConnection,
+    regulation: Option<&str>,
+    state: Option<&str>,
+    page: u32,
+    page_size: u32,
+) -> Result<Page<WorkflowView>, ProjectionError> {
+    let filter = "($1::text IS NULL OR regulation = $1) AND ($2::text IS NULL OR state = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM gov_compliance_workflows WHERE {filter}"))
+        .bind(regulation)
+        .bind(state)
+        .fetch_one(&mut *conn)
+        .await?;
+    let sql = format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE {filter} ORDER BY created_at DESC, workflow_id DESC LIMIT $3 OFFSET $4"
+    );
+    let items = sqlx::query_as(&sql)
+        .bind(regulation)
+        .bind(state)
+        .bind(i64::from(page_size))
+        .bind(i64::from(page.saturating_sub(1)) * i64::from(page_size))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Page { items, page, page_size, total })
+}
+
+/// Every workflow of the tenant (the dashboard's input), optionally of one regulation.
+pub async fn all_workflows(conn: &mut PgConnection, regulation: Option<&str>) -> Result<Vec<WorkflowView>, ProjectionError> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE ($1::text IS NULL OR regulation = $1)");
+    Ok(sqlx::query_as(&sql).bind(regulation).fetch_all(conn).await?)
+}
+
+pub async fn transitions(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Vec<TransitionView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT from_state, to_state, reason, actor, at, ledger_seq FROM gov_compliance_transitions WHERE workflow_id = $1 ORDER BY ledger_seq",
+    )
+    .bind(workflow_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Not-applicable justifications by workflow (all of the tenant's when `workflow_id` is None).
+pub async fn not_applicable(conn: &mut PgConnection, workflow_id: Option<Uuid>) -> Result<Vec<(Uuid, NotApplicableView)>, ProjectionError> {
+    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT workflow_id, requirement_id, justification, actor, at, ledger_seq FROM gov_compliance_not_applicable \
+         WHERE ($1::uuid IS NULL OR workflow_id = $1) ORDER BY requirement_id",
+    )
+    .bind(workflow_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(w, requirement_id, justification, actor, at, ledger_seq)| {
+            (w, NotApplicableView { requirement_id, justification, actor, at, ledger_seq })
+        })
+        .collect())
+}
+
+/// The tenant's own mappings, of one regulation or all.
+pub async fn tenant_mappings(conn: &mut PgConnection, regulation: Option<&str>) -> Result<Vec<TenantMappingView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT regulation, requirement_id, control_id, relation, rationale, actor, recorded_at, ledger_seq FROM gov_control_mappings \
+         WHERE ($1::text IS NULL OR regulation = $1) ORDER BY regulation, requirement_id, control_id",
+    )
+    .bind(regulation)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The tenant's mappings onto one control, across regulations.
+pub async fn tenant_mappings_to(conn: &mut PgConnection, control_id: &str) -> Result<Vec<TenantMappingView>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT regulation, requirement_id, control_id, relation, rationale, actor, recorded_at, ledger_seq FROM gov_control_mappings \
+         WHERE control_id = $1 ORDER BY regulation, requirement_id",
+    )
+    .bind(control_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Builds the workflow and mapping read models.
+#[derive(Debug, Default)]
+pub struct ComplianceProjector;
+
+fn decode(e: &EventRecord) -> Result<WorkflowEvent, ProjectionError> {
+    WorkflowEvent::from_ledger(&e.event_type, e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))
+}
+
+fn uuid(e: &EventRecord) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&e.aggregate_id).map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))
+}
+
+#[async_trait::async_trait]
+impl Projector for ComplianceProjector {
+    fn name(&self) -> &'static str {
+        "compliance"
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["ComplianceWorkflow", CONTROL_MAPPING_AGGREGATE]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["gov_compliance_workflows", "gov_compliance_transitions", "gov_compliance_not_applicable", "gov_control_mappings"]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
+        if e.aggregate_type == CONTROL_MAPPING_AGGREGATE {
+            return apply_mapping(tx, e).await;
+        }
+        let id = uuid(e)?;
+        match decode(e) {
+            Ok(WorkflowEvent::WorkflowCreated { regulation, name, scope, owner, audit_period, due_date, .. }) => {
+                let (all, ids) = match scope {
+                    Scope::All => (true, vec![]),
+                    Scope::Requirements { ids } => (false, ids.into_iter().map(String::from).collect::<Vec<_>>()),
+                };
+                sqlx::query(
+                    "INSERT INTO gov_compliance_workflows (tenant_id, workflow_id, regulation, name, scope_all, scope_requirements, owner, \
+                     audit_period_start, audit_period_end, due_date, state, created_by, created_at, updated_at, last_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'draft', $11, $12, $12, $13)",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(regulation.as_str())
+                .bind(name.as_str())
+                .bind(all)
+                .bind(&ids)
+                .bind(owner.as_str())
+                .bind(audit_period.start)
+                .bind(audit_period.end)
+                .bind(due_date)
+                .bind(&e.actor)
+                .bind(e.recorded_at)
+                .bind(e.seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(WorkflowEvent::WorkflowStatusChanged { from, to, reason, actor }) => {
+                sqlx::query("UPDATE gov_compliance_workflows SET state = $3, updated_at = $4, last_seq = $5 WHERE tenant_id = $1 AND workflow_id = $2")
+                    .bind(e.tenant_id)
+                    .bind(id)
+                    .bind(to.as_str())
+                    .bind(e.recorded_at)
+                    .bind(e.seq)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO gov_compliance_transitions (tenant_id, workflow_id, ledger_seq, from_state, to_state, reason, actor, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(e.seq)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(reason.as_str())
+                .bind(actor.as_str())
+                .bind(e.recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(WorkflowEvent::RequirementMarkedNotApplicable { requirement_id, justification, actor }) => {
+                sqlx::query(
+                    "INSERT INTO gov_compliance_not_applicable (tenant_id, workflow_id, requirement_id, justification, actor, at, ledger_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, workflow_id, requirement_id) \
+                     DO UPDATE SET justification = EXCLUDED.justification, actor = EXCLUDED.actor, at = EXCLUDED.at, ledger_seq = EXCLUDED.ledger_seq",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(requirement_id.as_str())
+                .bind(justification.as_str())
+                .bind(actor.as_str())
+                .bind(e.recorded_at)
+                .bind(e.seq)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE gov_compliance_workflows SET updated_at = $3, last_seq = $4 WHERE tenant_id = $1 AND workflow_id = $2")
+                    .bind(e.tenant_id)
+                    .bind(id)
+                    .bind(e.recorded_at)
+                    .bind(e.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Unknown event types belong to newer code; skipping keeps old readers running.
+            Err(err) => {
+                tracing::warn!(event_type = %e.event_type, seq = e.seq, error = %err, "compliance projector skips an event it cannot read")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ControlMappingSet`: the latest mapping of a (regulation, requirement, control) wins.
+async fn apply_mapping(tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
+    if e.event_type != CONTROL_MAPPING_SET {
+        return Ok(());
+    }
+    let s = |name: &str| e.payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    sqlx::query(
+        "INSERT INTO gov_control_mappings (tenant_id, regulation, requirement_id, control_id, relation, rationale, actor, recorded_at, ledger_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, regulation, requirement_id, control_id) DO UPDATE SET \
+         relation = EXCLUDED.relation, rationale = EXCLUDED.rationale, actor = EXCLUDED.actor, recorded_at = EXCLUDED.recorded_at, \
+         ledger_seq = EXCLUDED.ledger_seq",
+    )
+    .bind(e.tenant_id)
+    .bind(s("regulation"))
+    .bind(s("requirement_id"))
+    .bind(s("control_id"))
+    .bind(s("relation"))
+    .bind(s("rationale"))
+    .bind(&e.actor)
+    .bind(e.recorded_at)
+    .bind(e.seq)
+    .execute(tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The evidence read model (`gov_evidence`): one row per record, its status following
+//! supersede and withdraw events.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use aggregates::compliance::EvidenceEvent;
+use aggregates::LedgerEvent;
+
+use crate::{EventRecord, Page, ProjectionError, Projector};
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct EvidenceView {
+    pub evidence_id: Uuid,
+    pub workflow_id: Uuid,
+    pub kind: String,
+    pub description: String,
+    pub requirement_ids: Vec<String>,
+    pub control_ids: Vec<String>,
+    /// The effective period (both days included), distinct from `submitted_at`.
+    pub valid_from: NaiveDate,
+    pub valid_until: NaiveDate,
+    /// The artifact's SHA-256: its address in the object store and what the ledger holds.
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub decision_id: Option<Uuid>,
+    /// `active`, `superseded` or `withdrawn`.
+    pub status: String,
+    pub superseded_by: Option<Uuid>,
+    pub status_reason: Option<String>,
+    pub submitted_by: String,
+    pub submitted_at: DateTime<Utc>,
+    /// The seq of the `EvidenceSubmitted` entry (prove it with the ledger's proofs).
+    pub ledger_seq: i64,
+    pub last_seq: i64,
+}
+
+const COLUMNS: &str = "evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, valid_until, sha256, \
+    size_bytes, content_type, filename, decision_id, status, superseded_by, status_reason, submitted_by, submitted_at, ledger_seq, last_seq";
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<EvidenceView>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM gov_evidence WHERE evidence_id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// A workflow's evidence (all of the tenant's when `workflow_id` is None), oldest first.
+pub async fn of_workflow(
+    conn: &mut PgConnection,
+    workflow_id: Option<Uuid>,
+    only_active: bool,
+) -> Result<Vec<EvidenceView>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) AND (NOT $2 OR status = 'active') \
+         ORDER BY submitted_at, evidence_id"
+    );
+    Ok(sqlx::query_as(&sql).bind(workflow_id).bind(only_active).fetch_all(conn).await?)
+}
+
+/// One page of a workflow's evidence, newest first.
+pub async fn page(
+    conn: &mut PgConnection,
+    workflow_id: Option<Uuid>,
+    page: u32,
+    page_size: u32,
+) -> Result<Page<EvidenceView>, ProjectionError> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1)")
+        .bind(workflow_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) ORDER BY submitted_at DESC, evidence_id DESC LIMIT $2 OFFSET $3"
+    );
+    let items = sqlx::query_as(&sql)
+        .bind(workflow_id)
+        .bind(i64::from(page_size))
+        .bind(i64::from(page.saturating_sub(1)) * i64::from(page_size))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Page { items, page, page_size, total })
+}
+
+/// Builds the evidence read model.
+#[derive(Debug, Default)]
+pub struct EvidenceProjector;
+
+#[async_trait::async_trait]
+impl Projector for EvidenceProjector {
+    fn name(&self) -> &'static str {
+        "evidence"
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Evidence"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["gov_evidence"]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
+        let id = Uuid::parse_str(&e.aggregate_id)
+            .map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))?;
+        let event = match EvidenceEvent::from_ledger(&e.event_type, e.payload.clone()) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(event_type = %e.event_type, seq = e.seq, error = %err, "evidence projector skips an event it cannot read");
+                return Ok(());
+            }
+        };
+        let (status, by, reason) = match event {
+            EvidenceEvent::EvidenceSubmitted(s) => {
+                sqlx::query(
+                    "INSERT INTO gov_evidence (tenant_id, evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, \
+                     valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17)",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(s.workflow_id.as_uuid())
+                .bind(s.kind.as_str())
+                .bind(s.description.as_str())
+                .bind(s.requirement_ids.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>())
+                .bind(s.control_ids.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>())
+                .bind(s.valid_from)
+                .bind(s.valid_until)
+                .bind(s.artifact.sha256.as_str())
+                .bind(i64::try_from(s.artifact.size_bytes).unwrap_or(i64::MAX))
+                .bind(&s.artifact.content_type)
+                .bind(&s.artifact.filename)
+                .bind(s.decision_id)
+                .bind(&e.actor)
+                .bind(e.recorded_at)
+                .bind(e.seq)
+                .execute(tx)
+                .await?;
+                return Ok(());
+            }
+            EvidenceEvent::EvidenceSuperseded { by, reason, .. } => ("superseded", Some(by.as_uuid()), reason.map(String::from)),
+            EvidenceEvent::EvidenceWithdrawn { reason, .. } => ("withdrawn", None, Some(String::from(reason))),
+        };
+        sqlx::query(
+            "UPDATE gov_evidence SET status = $3, superseded_by = $4, status_reason = $5, last_seq = $6 WHERE tenant_id = $1 AND evidence_id = $2",
+        )
+        .bind(e.tenant_id)
+        .bind(id)
+        .bind(status)
+        .bind(by)
+        .bind(reason)
+        .bind(e.seq)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! `GET /api/v1/compliance/dashboard`: requirement statuses and coverage, evidence by kind
+//! and expiring soon, workflows by state, and recent policy decisions, for one tenant.
+//!
+//! Served from the read models through a moka cache keyed by tenant and filters. The
+//! projection runner tells [`DashboardCache`] about every event it applies; a tenant's
+//! compliance events make its cached answers unreachable at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use aggregates::compliance::RegulationCode;
+use projections::evidence::EvidenceView;
+
+use super::extract::{ApiQuery, Caller};
+use super::regulations::{regulation, tenant_links, READERS};
+use super::SharedState;
+use crate::catalog::TenantLink;
+use crate::compliance::{statuses, RegulationIndex};
+use crate::error::{database, ApiError};
+
+/// Tenant, generation, filters.
+type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>);
+
+/// Cached dashboards. Each tenant has a generation that every applied compliance event
+/// bumps; keys carry it, so a bump makes the tenant's cached answers unreachable at once
+/// (they then age out), at the cost of one counter increment per event.
+#[derive(Clone)]
+pub struct DashboardCache {
+    cache: moka::future::Cache<Key, Arc<Dashboard>>,
+    generations: moka::sync::Cache<Uuid, Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl std::fmt::Debug for DashboardCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardCache").field("entries", &self.cache.entry_count()).finish()
+    }
+}
+
+impl Default for DashboardCache {
+    fn default() -> Self {
+        let cache = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(15)).build();
+        let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
+        Self { cache, generations }
+    }
+}
+
+impl DashboardCache {
+    fn generation(&self, tenant: Uuid) -> u64 {
+        self.generations.get_with(tenant, Default::default).load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn invalidate_tenant(&self, tenant: Uuid) {
+        self.generations.get_with(tenant, Default::default).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Compliance events make a tenant's dashboards stale at once. Decision counts are only
+/// "recent": they may lag by the cache's 15 s TTL, so that evaluation traffic does not
+/// keep the dashboard cold.
+#[async_trait::async_trait]
+impl crate::runtime::AppliedListener for DashboardCache {
+    async fn applied(&self, entry: &crate::ledger::LedgerEntry) {
+        if matches!(entry.aggregate_type.as_str(), "ComplianceWorkflow" | "Evidence" | "ControlMapping") {
+            self.invalidate_tenant(entry.tenant_id);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExpiringEvidence {
+    pub evidence_id: Uuid,
+    pub workflow_id: Uuid,
+    pub kind: String,
+    pub valid_until: NaiveDate,
+}
+
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct DecisionCounts {
+    pub policy_id: Uuid,
+    pub allow: i64,
+    pub deny: i64,
+    pub undefined: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Dashboard {
+    pub as_of: NaiveDate,
+    pub regulation: Option<String>,
+    pub workflow_id: Option<Uuid>,
+    pub workflows: usize,
+    /// In-scope requirements over all matching workflows, by status.
+    pub requirements_by_status: BTreeMap<String, usize>,
+    /// Satisfied or expiring (still valid) over the applicable ones, in percent.
+    pub coverage_percent: f64,
+    /// Active evidence by kind.
+    pub evidence_by_kind: BTreeMap<String, usize>,
+    /// Active evidence whose `valid_until` falls within the expiring window (soonest first, at most 100).
+    pub expiring_soon: Vec<ExpiringEvidence>,
+    pub workflows_by_state: BTreeMap<String, usize>,
+    /// Decisions of the last 7 days, by policy.
+    pub recent_decisions: Vec<DecisionCounts>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardParams {
+    /// Only workflows of this regulation.
+    pub regulation: Option<String>,
+    /// Only this workflow.
+    pub workflow_id: Option<Uuid>,
+}
+
+/// The compliance dashboard of the caller's tenant.
+#[utoipa::path(get, path = "/compliance/dashboard", tag = "compliance", params(DashboardParams),
+    responses((status = 200, description = "The dashboard", body = Dashboard)))]
+pub async fn dashboard(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<DashboardParams>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let code = p.regulation.as_deref().map(regulation).transpose()?.map(|r| r.code);
+    let tenant = caller.tenant_id.as_uuid();
+    let key = (tenant, state.dashboards.generation(tenant), code, p.workflow_id);
+    let computed =
+        state.dashboards.cache.try_get_with(key, async { compute(&state, &caller, code, p.workflow_id).await.map(Arc::new) }).await;
+    match computed {
+        Ok(d) => Ok(Json(d.as_ref().clone()).into_response()),
+        Err(e) => Err(e.as_ref().clone()),
+    }
+}
+
+async fn compute(
+    state: &SharedState,
+    caller: &Caller,
+    code: Option<RegulationCode>,
+    workflow: Option<Uuid>,
+) -> Result<Dashboard, ApiError> {
+    let as_of = Utc::now().date_naive();
+    let window = state.config.evidence_expiring_days;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;
+    if let Some(w) = workflow {
+        workflows.retain(|x| x.workflow_id == w);
+    }
+    let evidence = projections::evidence::of_workflow(&mut tx, workflow, true).await?;
+    let na_rows = projections::compliance::not_applicable(&mut tx, workflow).await?;
+    let since = Utc::now() - chrono::Duration::days(7);
+    let decisions: Vec<(Uuid, Option<bool>, i64)> = sqlx::query_as(
+        "SELECT policy_id, allowed, count(*) FROM gov_policy_decisions WHERE decided_at >= $1 GROUP BY policy_id, allowed ORDER BY policy_id",
+    )
+    .bind(since)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(database)?;
+    drop(tx);
+    let links = tenant_links(state, caller, code).await?;
+
+    let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
+    for (w, v) in na_rows {
+        na.entry(w).or_default().insert(v.requirement_id, v.justification);
+    }
+    let mut by_workflow: HashMap<Uuid, Vec<&EvidenceView>> = HashMap::new();
+    for e in &evidence {
+        by_workflow.entry(e.workflow_id).or_default().push(e);
+    }
+    let mut indexes: HashMap<RegulationCode, RegulationIndex> = HashMap::new();
+    let mut requirements_by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut workflows_by_state: BTreeMap<String, usize> = BTreeMap::new();
+    let empty = HashMap::new();
+    for wf in &workflows {
+        *workflows_by_state.entry(wf.state.clone()).or_default() += 1;
+        let Ok(code) = RegulationCode::parse(&wf.regulation) else { continue };
+        let index = indexes.entry(code).or_insert_with(|| RegulationIndex::new(code, &links_for(&links, code)));
+        let ev = by_workflow.get(&wf.workflow_id).map(Vec::as_slice).unwrap_or(&[]);
+        for s in statuses(wf, index, ev, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window) {
+            *requirements_by_status.entry(s.status.as_str().to_owned()).or_default() += 1;
+        }
+    }
+    let ready = ["satisfied", "expiring"].iter().map(|s| requirements_by_status.get(*s).copied().unwrap_or(0)).sum::<usize>();
+    let applicable = requirements_by_status.iter().filter(|(k, _)| k.as_str() != "not_applicable").map(|(_, v)| v).sum::<usize>();
+    let coverage_percent = if applicable == 0 { 0.0 } else { (ready as f64 * 1000.0 / applicable as f64).round() / 10.0 };
+
+    let wf_ids: std::collections::HashSet<Uuid> = workflows.iter().map(|w| w.workflow_id).collect();
+    let relevant: Vec<&EvidenceView> = evidence.iter().filter(|e| wf_ids.contains(&e.workflow_id)).collect();
+    let mut evidence_by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &relevant {
+        *evidence_by_kind.entry(e.kind.clone()).or_default() += 1;
+    }
+    let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
+    let mut expiring_soon: Vec<ExpiringEvidence> = relevant
+        .iter()
+        .filter(|e| e.valid_until >= as_of && e.valid_until < horizon)
+        .map(|e| ExpiringEvidence {
+            evidence_id: e.evidence_id,
+            workflow_id: e.workflow_id,
+            kind: e.kind.clone(),
+            valid_until: e.valid_until,
+        })
+        .collect();
+    expiring_soon.sort_by_key(|e| (e.valid_until, e.evidence_id));
+    expiring_soon.truncate(100);
+
+    let mut counts: BTreeMap<Uuid, DecisionCounts> = BTreeMap::new();
+    for (policy_id, allowed, n) in decisions {
+        let c = counts.entry(policy_id).or_insert_with(|| DecisionCounts { policy_id, ..Default::default() });
+        match allowed {
+            Some(true) => c.allow += n,
+            Some(false) => c.deny += n,
+            None => c.undefined += n,
+        }
+    }
+    Ok(Dashboard {
+        as_of,
+        regulation: code.map(|c| c.as_str().to_owned()),
+        workflow_id: workflow,
+        workflows: workflows.len(),
+        requirements_by_status,
+        coverage_percent,
+        evidence_by_kind,
+        expiring_soon,
+        workflows_by_state,
+        recent_decisions: counts.into_values().collect(),
+    })
+}
+
+fn links_for(links: &[TenantLink], code: RegulationCode) -> Vec<TenantLink> {
+    links.iter().filter(|l| l.regulation == code.as_str()).cloned().collect()
+}

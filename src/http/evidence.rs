@@ -1,0 +1,457 @@
+//! `/api/v1/evidence`: streamed multipart upload into the content-addressed artifact
+//! store, the Evidence aggregate's commands, downloads that verify the hash first, and the
+//! auditor's evidence bundle of a workflow.
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use aggregates::compliance::{
+    Artifact, ControlId, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, RequirementId, Sha256, Submission,
+};
+use aggregates::{Description, EvidenceId, Reason};
+use projections::evidence::{self as read, EvidenceView};
+use projections::Page;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::policies::{paging, wait_min_seq};
+use super::regulations::{regulation, OFFICERS, READERS};
+use super::workflows::{context, workflow_id};
+use super::SharedState;
+use crate::artifacts::{ArtifactError, Staged, Upload};
+use crate::catalog::Catalog;
+use crate::error::{database, ApiError, ErrorCode};
+use crate::ledger::export::{ExportEntry, ProofFile};
+
+impl From<EvidenceError> for ApiError {
+    fn from(e: EvidenceError) -> Self {
+        match &e {
+            EvidenceError::NotFound => ApiError::not_found("evidence"),
+            EvidenceError::AlreadyExists | EvidenceError::Closed(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            EvidenceError::Invalid(m) => ApiError::validation(m.clone()),
+        }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(e: ArtifactError) -> Self {
+        match &e {
+            ArtifactError::TooLarge(max) => ApiError::new(ErrorCode::PayloadTooLarge, format!("the artifact exceeds {max} bytes")),
+            ArtifactError::Corrupt(_) => {
+                ApiError::new(ErrorCode::ArtifactCorrupt, "the stored artifact does not match its recorded hash").caused_by(e)
+            }
+            ArtifactError::Config(_) | ArtifactError::Unavailable(_) => {
+                ApiError::new(ErrorCode::ArtifactStoreUnavailable, "the artifact store is unavailable; nothing was changed").caused_by(e)
+            }
+        }
+    }
+}
+
+/// The `metadata` part of an upload.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceMetadata {
+    pub workflow_id: Uuid,
+    /// Requirements of the workflow's regulation this evidence is for.
+    #[serde(default)]
+    pub requirement_ids: Vec<String>,
+    /// CSF 2.0 subcategories: the evidence counts for every requirement mapped to them.
+    #[serde(default)]
+    pub control_ids: Vec<String>,
+    /// `document`, `screenshot`, `configuration_export`, `automated_test_result`, `policy_decision_reference` or `attestation`.
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    /// First day the evidence is effective (distinct from the upload time).
+    pub valid_from: NaiveDate,
+    /// Last day the evidence is effective.
+    pub valid_until: NaiveDate,
+    /// The artifact's SHA-256 as the client computed it; a mismatch is refused (422).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// For `policy_decision_reference`: the decision record it points at.
+    #[serde(default)]
+    pub decision_id: Option<Uuid>,
+}
+
+/// The multipart body (documentation only: the handler streams it).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EvidenceUpload {
+    /// JSON, as `EvidenceMetadata`.
+    metadata: String,
+    /// The artifact's bytes.
+    #[schema(format = Binary, value_type = String)]
+    artifact: Vec<u8>,
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "the upload is too large")
+    } else {
+        ApiError::invalid(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// Reads the parts: the metadata (small) and the artifact, streamed into staging.
+async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<EvidenceMetadata>, Option<Staged>), ApiError> {
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let (mut metadata, mut staged): (Option<EvidenceMetadata>, Option<Staged>) = (None, None);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                if let Some(s) = &staged {
+                    state.artifacts.discard(s).await;
+                }
+                return Err(multipart_error(e));
+            }
+        };
+        match field.name() {
+            Some("metadata") if metadata.is_none() => {
+                let text = field.text().await.map_err(multipart_error)?;
+                if text.len() > 64 * 1024 {
+                    return Err(ApiError::invalid("the metadata part is larger than 64 KiB"));
+                }
+                metadata = Some(serde_json::from_str(&text).map_err(|e| ApiError::validation(format!("metadata: {e}")))?);
+            }
+            Some("artifact") if staged.is_none() => {
+                let upload = state.artifacts.begin().await?;
+                staged = Some(stream(upload, field).await?);
+            }
+            other => {
+                if let Some(s) = &staged {
+                    state.artifacts.discard(s).await;
+                }
+                return Err(ApiError::invalid(format!(
+                    "unexpected or repeated part {:?}; expected metadata and artifact",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    Ok((metadata, staged))
+}
+
+async fn stream(mut upload: Upload, mut field: axum::extract::multipart::Field<'_>) -> Result<Staged, ApiError> {
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = upload.write(&chunk).await {
+                    upload.abort().await;
+                    return Err(e.into());
+                }
+            }
+            Ok(None) => return Ok(upload.finish().await?),
+            Err(e) => {
+                upload.abort().await;
+                return Err(multipart_error(e));
+            }
+        }
+    }
+}
+
+/// Checks the metadata against the workflow, the catalog and the artifact.
+async fn submission(
+    state: &SharedState,
+    caller: &Caller,
+    m: EvidenceMetadata,
+    staged: &Staged,
+    content_type: String,
+) -> Result<Submission, ApiError> {
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let wf = projections::compliance::workflow(&mut tx, m.workflow_id)
+        .await?
+        .ok_or_else(|| ApiError::validation("workflow_id names no workflow"))?;
+    if let Some(d) = m.decision_id {
+        projections::decisions::get(&mut tx, d).await?.ok_or_else(|| ApiError::validation("decision_id names no decision record"))?;
+    }
+    drop(tx);
+    let reg = regulation(&wf.regulation)?;
+    let mut requirement_ids = Vec::new();
+    for raw in &m.requirement_ids {
+        let id = RequirementId::parse(raw)?;
+        if reg.requirement(id.as_str()).is_none() {
+            return Err(ApiError::validation(format!("{id} is not a requirement of {}", reg.code)));
+        }
+        requirement_ids.push(id);
+    }
+    let mut control_ids = Vec::new();
+    for raw in &m.control_ids {
+        let id = ControlId::parse(raw)?;
+        if Catalog::get().control(&id).is_none() {
+            return Err(ApiError::validation(format!("{id} is not a CSF 2.0 subcategory")));
+        }
+        control_ids.push(id);
+    }
+    let kind = EvidenceKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == m.kind)
+        .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {:?}", m.kind)))?;
+    if let Some(declared) = &m.sha256 {
+        let declared = Sha256::parse(declared)?;
+        if declared != staged.sha256 {
+            return Err(ApiError::new(
+                ErrorCode::ArtifactHashMismatch,
+                "the artifact's SHA-256 is not the declared one; nothing was stored",
+            )
+            .with_details(serde_json::json!({ "declared": declared.as_str(), "computed": staged.sha256.as_str() })));
+        }
+    }
+    Ok(Submission {
+        evidence_id: EvidenceId::generate(),
+        tenant_id: caller.tenant_id,
+        workflow_id: aggregates::WorkflowId::from_uuid(wf.workflow_id),
+        requirement_ids,
+        control_ids,
+        kind,
+        description: Description::parse(&m.description)?,
+        valid_from: m.valid_from,
+        valid_until: m.valid_until,
+        artifact: Artifact { sha256: staged.sha256.clone(), size_bytes: staged.size_bytes, content_type, filename: None },
+        decision_id: m.decision_id,
+        actor: caller.subject.clone(),
+    })
+}
+
+/// Submits evidence: a multipart body with a `metadata` part (JSON) and an `artifact` part.
+#[utoipa::path(post, path = "/evidence", tag = "compliance",
+    request_body(content = EvidenceUpload, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Recorded", body = EvidenceView)))]
+pub async fn upload(State(state): State<SharedState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let (metadata, staged) = read_parts(&state, request).await?;
+    let Some(staged) = staged else { return Err(ApiError::validation("the artifact part is missing")) };
+    let result = async {
+        let metadata = metadata.ok_or_else(|| ApiError::validation("the metadata part is missing"))?;
+        let s = submission(&state, &caller, metadata, &staged, "application/octet-stream".to_owned()).await?;
+        // Store at the content address, then record. If recording fails, an artifact
+        // that was not there before is removed again.
+        let existed = state.artifacts.exists(&staged.sha256).await?;
+        state.artifacts.commit(&staged).await?;
+        let id = s.evidence_id;
+        match state.bus.execute::<Evidence>(&id.to_string(), EvidenceCommand::Submit(Box::new(s)), &(), &context(&caller)).await {
+            Ok(appended) => Ok((id, appended.last().map(|a| a.seq).unwrap_or(0))),
+            Err(e) => {
+                if !existed {
+                    state.artifacts.remove(&staged.sha256).await;
+                }
+                Err(ApiError::from(e))
+            }
+        }
+    }
+    .await;
+    let (id, seq) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            state.artifacts.discard(&staged).await;
+            return Err(e);
+        }
+    };
+    read_after(&state, &caller, id.as_uuid(), seq, StatusCode::CREATED).await
+}
+
+async fn read_after(state: &SharedState, caller: &Caller, id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
+    if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
+        let body = serde_json::json!({ "evidence_id": id, "ledger_seq": seq, "status": "accepted" });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let view = read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("evidence"))?;
+    Ok((status, Json(view)).into_response())
+}
+
+fn evidence_id(raw: &str) -> Result<EvidenceId, ApiError> {
+    EvidenceId::parse(raw).map_err(|_| ApiError::not_found("evidence"))
+}
+
+async fn view(state: &SharedState, caller: &Caller, id: EvidenceId) -> Result<EvidenceView, ApiError> {
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("evidence"))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
+    pub min_seq: Option<i64>,
+}
+
+/// Reads one evidence record.
+#[utoipa::path(get, path = "/evidence/{id}", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The evidence id"), ReadParams), responses((status = 200, description = "The record", body = EvidenceView)))]
+pub async fn get(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<ReadParams>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let id = evidence_id(&id)?;
+    wait_min_seq(&state, p.min_seq).await;
+    Ok(Json(view(&state, &caller, id).await?).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only evidence of this workflow.
+    pub workflow_id: Option<Uuid>,
+    #[param(minimum = 1)]
+    pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
+    pub page_size: Option<u32>,
+}
+
+/// Lists the tenant's evidence records, newest first.
+#[utoipa::path(get, path = "/evidence", tag = "compliance", params(ListParams), responses((status = 200, description = "One page", body = Page<EvidenceView>)))]
+pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let (page, page_size) = paging(p.page, p.page_size)?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    Ok(Json(read::page(&mut tx, p.workflow_id, page, page_size).await?).into_response())
+}
+
+/// Downloads the artifact, after checking it against the SHA-256 the ledger recorded.
+#[utoipa::path(get, path = "/evidence/{id}/artifact", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The evidence id")),
+    responses((status = 200, description = "The artifact's bytes; `X-Artifact-SHA256` carries the verified hash", content_type = "application/octet-stream", body = Vec<u8>)))]
+pub async fn artifact(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let v = view(&state, &caller, evidence_id(&id)?).await?;
+    let sha = Sha256::parse(&v.sha256)?;
+    let bytes = state.artifacts.get_verified(&sha).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::HeaderName::from_static("x-artifact-sha256"), v.sha256)],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupersedeBody {
+    /// The evidence that replaces this one (same tenant).
+    pub by: Uuid,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Marks evidence superseded by newer evidence (a new event; nothing is edited).
+#[utoipa::path(post, path = "/evidence/{id}/supersede", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The evidence id")), request_body = SupersedeBody,
+    responses((status = 200, description = "Superseded", body = EvidenceView)))]
+pub async fn supersede(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<SupersedeBody>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let id = evidence_id(&id)?;
+    let by = EvidenceId::from_uuid(body.by);
+    view(&state, &caller, by).await.map_err(|_| ApiError::validation("by names no evidence record"))?;
+    let reason = body.reason.as_deref().filter(|r| !r.trim().is_empty()).map(Reason::parse).transpose()?;
+    let command = EvidenceCommand::Supersede { tenant_id: caller.tenant_id, by, actor: caller.subject.clone(), reason };
+    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &context(&caller)).await?;
+    read_after(&state, &caller, id.as_uuid(), appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawBody {
+    pub reason: String,
+}
+
+/// Withdraws evidence (a new event; the record and its artifact stay for the audit trail).
+#[utoipa::path(post, path = "/evidence/{id}/withdraw", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The evidence id")), request_body = WithdrawBody,
+    responses((status = 200, description = "Withdrawn", body = EvidenceView)))]
+pub async fn withdraw(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<WithdrawBody>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let id = evidence_id(&id)?;
+    let command =
+        EvidenceCommand::Withdraw { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason: Reason::parse(&body.reason)? };
+    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &context(&caller)).await?;
+    read_after(&state, &caller, id.as_uuid(), appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BundleItem {
+    pub evidence_id: Uuid,
+    pub status: String,
+    pub sha256: String,
+    pub ledger_seq: i64,
+    /// A self-contained proof file: `governance-engine ledger verify-proof` checks it offline.
+    pub proof: ProofFile,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EvidenceBundle {
+    pub workflow_id: Uuid,
+    /// The signed checkpoint every proof leads to.
+    pub checkpoint: String,
+    pub tree_size: i64,
+    /// The ledger's verifier key (auditors should pin theirs out of band).
+    pub verifier_key: String,
+    pub items: Vec<BundleItem>,
+}
+
+/// Every evidence record of a workflow with its artifact hash, ledger seq and an inclusion
+/// proof against one signed checkpoint.
+#[utoipa::path(get, path = "/compliance/workflows/{id}/evidence-bundle", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The workflow id")), responses((status = 200, description = "The bundle", body = EvidenceBundle)))]
+pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let id = workflow_id(&id)?;
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    projections::compliance::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
+    let evidence = read::of_workflow(&mut tx, Some(id.as_uuid()), false).await?;
+    drop(tx);
+    let Some(max) = evidence.iter().map(|e| e.ledger_seq).max() else {
+        let latest = state.ledger.latest_checkpoint().await?;
+        let (checkpoint, tree_size) = latest.map(|c| (c.note.clone(), c.tree_size)).unwrap_or_default();
+        let body = EvidenceBundle {
+            workflow_id: id.as_uuid(),
+            checkpoint,
+            tree_size,
+            verifier_key: state.notary.signer().verifier_key(),
+            items: vec![],
+        };
+        return Ok(Json(body).into_response());
+    };
+    let anchor = state.notary.inclusion(max, None).await?;
+    let tree_size = anchor.checkpoint.tree_size;
+    let mut items = Vec::with_capacity(evidence.len());
+    for e in evidence {
+        let p = state.notary.inclusion(e.ledger_seq, Some(tree_size)).await?;
+        let proof = ProofFile::InclusionProof {
+            entry: ExportEntry::from(&p.entry),
+            leaf_index: u64::try_from(e.ledger_seq - 1).unwrap_or(0),
+            tree_size: u64::try_from(tree_size).unwrap_or(0),
+            inclusion_proof: p.proof.iter().map(hex::encode).collect(),
+            checkpoint: p.checkpoint.note.clone(),
+        };
+        items.push(BundleItem { evidence_id: e.evidence_id, status: e.status, sha256: e.sha256, ledger_seq: e.ledger_seq, proof });
+    }
+    let body = EvidenceBundle {
+        workflow_id: id.as_uuid(),
+        checkpoint: anchor.checkpoint.note,
+        tree_size,
+        verifier_key: state.notary.signer().verifier_key(),
+        items,
+    };
+    Ok(Json(body).into_response())
+}

@@ -1,0 +1,318 @@
+//! `/api/v1/regulations` and `/api/v1/controls`: the catalog, merged with the tenant's own
+//! requirement → control mappings (which are recorded in the ledger).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use aggregates::compliance::{ControlId, RegulationCode, RequirementId};
+use aggregates::Reason;
+use projections::compliance::{self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_SET};
+use projections::Page;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::policies::paging;
+use super::SharedState;
+use crate::auth::Role;
+use crate::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
+use crate::error::{database, ApiError};
+use crate::ledger::format::canonical_json;
+use crate::ledger::{EntryMetadata, NewEntry};
+
+/// Everyone with a role may read the catalog; the evaluator service accounts may not.
+pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];
+pub(crate) const OFFICERS: &[Role] = &[Role::Admin, Role::ComplianceOfficer];
+
+pub(crate) fn regulation(code: &str) -> Result<&'static Regulation, ApiError> {
+    let code = RegulationCode::parse(code)?;
+    Catalog::get().regulation(code).ok_or_else(|| ApiError::validation(format!("regulation {code} is not in the catalog")))
+}
+
+pub(crate) async fn tenant_links(state: &SharedState, caller: &Caller, code: Option<RegulationCode>) -> Result<Vec<TenantLink>, ApiError> {
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let rows = read::tenant_mappings(&mut tx, code.map(|c| c.as_str())).await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| TenantLink {
+            regulation: m.regulation,
+            requirement_id: m.requirement_id,
+            control_id: m.control_id,
+            relation: m.relation,
+            rationale: m.rationale,
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RegulationSummary {
+    /// `soc2`, `iso27001`, `hipaa`, `iso42001`, `eu_ai_act` or `fedramp`.
+    pub code: String,
+    pub name: String,
+    pub version: String,
+    pub requirements: usize,
+    /// Requirements with at least one CSF 2.0 subcategory in the baseline.
+    pub mapped_requirements: usize,
+    /// Baseline requirements by `mapping_source` kind: published/derived sources by name, `analyst`, `none`.
+    pub by_mapping_source: std::collections::BTreeMap<String, usize>,
+    pub source: String,
+    pub license: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Regulations {
+    pub items: Vec<RegulationSummary>,
+}
+
+/// The six regulations of the catalog, with their counts.
+#[utoipa::path(get, path = "/regulations", tag = "compliance", responses((status = 200, description = "The regulations", body = Regulations)))]
+pub async fn list(caller: Caller) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let items = Catalog::get()
+        .regulations
+        .iter()
+        .map(|r| {
+            let mut by = std::collections::BTreeMap::new();
+            for q in &r.requirements {
+                *by.entry(q.mapping_source.clone()).or_insert(0) += 1;
+            }
+            RegulationSummary {
+                code: r.code.as_str().to_owned(),
+                name: r.meta.name.clone(),
+                version: r.meta.version.clone(),
+                requirements: r.requirements.len(),
+                mapped_requirements: r.requirements.iter().filter(|q| !q.csf.is_empty()).count(),
+                by_mapping_source: by,
+                source: r.meta.source.clone(),
+                license: r.meta.license.clone(),
+            }
+        })
+        .collect();
+    Ok(Json(Regulations { items }).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequirementView {
+    pub regulation: String,
+    pub requirement_id: String,
+    pub title: String,
+    /// Baseline and tenant links, merged (a tenant link to the same control overrides).
+    pub controls: Vec<ControlLink>,
+    /// Category-level links the baseline publishes without a subcategory.
+    pub csf_categories: Vec<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RequirementParams {
+    /// Only requirements mapped to this CSF function (`GV`, `ID`, `PR`, `DE`, `RS`, `RC`).
+    pub function: Option<String>,
+    /// Only requirements mapped to this CSF category, e.g. `PR.AA`.
+    pub category: Option<String>,
+    #[param(minimum = 1)]
+    pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
+    pub page_size: Option<u32>,
+}
+
+/// A regulation's requirements with their CSF 2.0 controls, a page at a time.
+#[utoipa::path(get, path = "/regulations/{code}/requirements", tag = "compliance",
+    params(("code" = String, Path, description = "The regulation code"), RequirementParams),
+    responses((status = 200, description = "One page", body = Page<RequirementView>)))]
+pub async fn requirements(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+    ApiQuery(p): ApiQuery<RequirementParams>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let reg = regulation(&code)?;
+    let (page, page_size) = paging(p.page, p.page_size)?;
+    let catalog = Catalog::get();
+    if let Some(f) = &p.function {
+        if !catalog.functions.iter().any(|x| &x.id == f) {
+            return Err(ApiError::validation(format!("unknown CSF function {f:?}")));
+        }
+    }
+    if let Some(c) = &p.category {
+        if !catalog.categories.iter().any(|x| &x.id == c) {
+            return Err(ApiError::validation(format!("unknown CSF category {c:?}")));
+        }
+    }
+    let links = tenant_links(&state, &caller, Some(reg.code)).await?;
+    let matching: Vec<RequirementView> = reg
+        .requirements
+        .iter()
+        .map(|q| RequirementView {
+            regulation: reg.code.as_str().to_owned(),
+            requirement_id: q.id.clone(),
+            title: q.title.clone(),
+            controls: merged_controls(q, &links),
+            csf_categories: q.csf_categories.clone(),
+            notes: q.notes.clone(),
+        })
+        .filter(|v| {
+            let ids = || v.controls.iter().map(|l| l.control_id.as_str()).chain(v.csf_categories.iter().map(String::as_str));
+            p.function.as_ref().is_none_or(|f| ids().any(|c| c.starts_with(f.as_str())))
+                && p.category.as_ref().is_none_or(|k| ids().any(|c| c.starts_with(k.as_str())))
+        })
+        .collect();
+    let total = i64::try_from(matching.len()).unwrap_or(i64::MAX);
+    let start = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+    let items = matching.into_iter().skip(start).take(page_size as usize).collect();
+    Ok(Json(Page { items, page, page_size, total }).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ControlRequirement {
+    pub regulation: String,
+    pub requirement_id: String,
+    pub title: String,
+    pub link: ControlLink,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ControlView {
+    pub control: CsfNode,
+    pub category: Option<CsfNode>,
+    pub function: Option<CsfNode>,
+    /// Every requirement, across the six regulations, that maps to this control.
+    pub requirements: Vec<ControlRequirement>,
+}
+
+/// A CSF 2.0 subcategory and every requirement of every regulation mapped to it.
+#[utoipa::path(get, path = "/controls/{csf_id}", tag = "compliance",
+    params(("csf_id" = String, Path, description = "A CSF 2.0 subcategory id, e.g. PR.AA-01")),
+    responses((status = 200, description = "The control", body = ControlView)))]
+pub async fn control(State(state): State<SharedState>, caller: Caller, ApiPath(csf_id): ApiPath<String>) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let id = ControlId::parse(&csf_id)?;
+    let catalog = Catalog::get();
+    let node = catalog.control(&id).ok_or_else(|| ApiError::validation(format!("{id} is not a CSF 2.0 subcategory")))?;
+    let mut tenant_by_reg: std::collections::HashMap<RegulationCode, Vec<TenantLink>> = Default::default();
+    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    for m in read::tenant_mappings_to(&mut tx, id.as_str()).await? {
+        if let Ok(code) = RegulationCode::parse(&m.regulation) {
+            tenant_by_reg.entry(code).or_default().push(TenantLink {
+                regulation: m.regulation.clone(),
+                requirement_id: m.requirement_id,
+                control_id: m.control_id,
+                relation: m.relation,
+                rationale: m.rationale,
+            });
+        }
+    }
+    drop(tx);
+    let mut requirements = Vec::new();
+    for reg in &catalog.regulations {
+        let tenant = tenant_by_reg.get(&reg.code).map(Vec::as_slice).unwrap_or(&[]);
+        for q in &reg.requirements {
+            if let Some(link) = merged_controls(q, tenant).into_iter().find(|l| l.control_id == id.as_str()) {
+                requirements.push(ControlRequirement {
+                    regulation: reg.code.as_str().to_owned(),
+                    requirement_id: q.id.clone(),
+                    title: q.title.clone(),
+                    link,
+                });
+            }
+        }
+    }
+    let category = catalog.categories.iter().find(|c| c.id == id.category()).cloned();
+    let function = catalog.functions.iter().find(|f| f.id == id.function()).cloned();
+    Ok(Json(ControlView { control: node.clone(), category, function, requirements }).into_response())
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    Subset,
+    Intersects,
+    Equal,
+    Superset,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingInput {
+    pub requirement_id: String,
+    /// A CSF 2.0 subcategory id.
+    pub control_id: String,
+    pub relation: Relation,
+    /// Why the requirement maps to the control; auditors read it.
+    pub rationale: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMappings {
+    /// At most 100 per request.
+    pub mappings: Vec<MappingInput>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MappingsRecorded {
+    pub regulation: String,
+    pub recorded: usize,
+    pub ledger_seqs: Vec<i64>,
+}
+
+/// Adds or overrides requirement → control mappings for the tenant; each is recorded in the ledger.
+#[utoipa::path(post, path = "/regulations/{code}/mappings", tag = "compliance",
+    params(("code" = String, Path, description = "The regulation code")), request_body = SetMappings,
+    responses((status = 201, description = "Recorded", body = MappingsRecorded)))]
+pub async fn set_mappings(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+    ApiJson(body): ApiJson<SetMappings>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let reg = regulation(&code)?;
+    if body.mappings.is_empty() || body.mappings.len() > 100 {
+        return Err(ApiError::validation("mappings must hold from 1 to 100 entries"));
+    }
+    let mut entries = Vec::with_capacity(body.mappings.len());
+    for m in &body.mappings {
+        let requirement = RequirementId::parse(&m.requirement_id)?;
+        if reg.requirement(requirement.as_str()).is_none() {
+            return Err(ApiError::validation(format!("{requirement} is not a requirement of {}", reg.code)));
+        }
+        let control = ControlId::parse(&m.control_id)?;
+        if Catalog::get().control(&control).is_none() {
+            return Err(ApiError::validation(format!("{control} is not a CSF 2.0 subcategory")));
+        }
+        let rationale = Reason::parse(&m.rationale)?;
+        let payload = serde_json::json!({
+            "regulation": reg.code.as_str(),
+            "requirement_id": requirement.as_str(),
+            "control_id": control.as_str(),
+            "relation": m.relation,
+            "rationale": rationale.as_str(),
+            "actor": caller.subject.as_str(),
+        });
+        entries.push(NewEntry {
+            tenant_id: caller.tenant_id.as_uuid(),
+            aggregate_type: CONTROL_MAPPING_AGGREGATE.to_owned(),
+            aggregate_id: uuid::Uuid::now_v7().to_string(),
+            aggregate_seq: 1,
+            event_type: CONTROL_MAPPING_SET.to_owned(),
+            event_version: "1".to_owned(),
+            payload: canonical_json(&payload),
+            metadata: EntryMetadata {
+                actor: caller.subject.to_string(),
+                request_id: Some(caller.request_id.clone()),
+                ..Default::default()
+            },
+        });
+    }
+    let appended = state.bus.record(entries).await?;
+    let seqs: Vec<i64> = appended.iter().map(|a| a.seq).collect();
+    if let Some(last) = seqs.last() {
+        state.projections.wait_for(*last, state.config.read_your_writes_timeout).await;
+    }
+    let body = MappingsRecorded { regulation: reg.code.as_str().to_owned(), recorded: seqs.len(), ledger_seqs: seqs };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
