@@ -114,6 +114,8 @@ struct Victim {
     policy: String,
     decision: String,
     seq: i64,
+    workflow: String,
+    evidence: String,
 }
 
 async fn victim(svc: &Service) -> Victim {
@@ -134,12 +136,38 @@ async fn victim(svc: &Service) -> Victim {
     // Wait until the decision is readable, so B's empty answers below are not a lag.
     let (status, _) = svc.call(Method::GET, &format!("/api/v1/decisions/{decision}?min_seq={seq}"), Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
-    Victim { tenant, tok, policy, decision, seq }
+    let wf = serde_json::json!({"regulation": "soc2", "name": "victim-wf", "scope": ["CC6.1"], "audit_period_start": "2026-01-01",
+        "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+    let (status, created) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&wf)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let workflow = created["workflow_id"].as_str().unwrap().to_owned();
+    let mapping = serde_json::json!({"mappings": [{"requirement_id": "CC6.1", "control_id": "DE.CM-09", "relation": "subset", "rationale": "victim-secret"}]});
+    let (status, _) = svc.call(Method::POST, "/api/v1/regulations/soc2/mappings", Some(tenant), Some(&tok), Some(&mapping)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let metadata = serde_json::json!({"workflow_id": workflow, "control_ids": ["DE.CM-09"], "kind": "document",
+        "valid_from": "2025-01-01", "valid_until": "2030-01-01"});
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", metadata.to_string())
+        .part("artifact", reqwest::multipart::Part::bytes(b"victim".to_vec()));
+    let resp = svc
+        .client
+        .post(format!("{}/api/v1/evidence", svc.base))
+        .bearer_auth(&tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let evidence = resp.json::<serde_json::Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
+    Victim { tenant, tok, policy, decision, seq, workflow, evidence }
 }
 
 /// Operations whose answers are not tenant data: the ledger's key and checkpoints cover
 /// the whole log (hashes only), as does a consistency proof between two checkpoints.
-const GLOBAL: &[&str] = &["/api/v1/ledger/public-key", "/api/v1/ledger/checkpoints/latest", "/api/v1/ledger/consistency"];
+/// The catalog's regulation list is the same for everyone.
+const GLOBAL: &[&str] =
+    &["/api/v1/ledger/public-key", "/api/v1/ledger/checkpoints/latest", "/api/v1/ledger/consistency", "/api/v1/regulations"];
 
 /// Every GET in the OpenAPI document, filled in with A's ids, and with every filter and
 /// sort key aimed at A's rows: A sees its data, B gets 404 on ids and empty pages with a
@@ -156,7 +184,45 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
         if item.get("get").is_none() || item["get"]["security"].is_null() || GLOBAL.contains(&template.as_str()) {
             continue;
         }
+        // Answers that merge the catalog with tenant data: A's mapping and rationale show
+        // for A only; B's dashboard counts nothing of A's.
+        let merged = match template.as_str() {
+            "/api/v1/regulations/{code}/requirements" => {
+                Some("/api/v1/regulations/soc2/requirements?category=DE.CM&page_size=100".to_owned())
+            }
+            "/api/v1/controls/{csf_id}" => Some("/api/v1/controls/DE.CM-09".to_owned()),
+            "/api/v1/compliance/dashboard" => Some("/api/v1/compliance/dashboard?regulation=soc2".to_owned()),
+            _ => None,
+        };
+        if let Some(path) = merged {
+            let (status, own) = svc.call(Method::GET, &path, Some(a.tenant), Some(&a.tok), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            let (status, theirs) = svc.call(Method::GET, &path, Some(b), Some(&tb), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            if path.contains("dashboard") {
+                assert!(own["workflows"].as_i64().unwrap() >= 1 && own["evidence_by_kind"]["document"].as_i64().unwrap() >= 1, "{own}");
+                assert_eq!(
+                    (theirs["workflows"].as_i64(), theirs["evidence_by_kind"].as_object().map(|o| o.len())),
+                    (Some(0), Some(0)),
+                    "{theirs}"
+                );
+            } else {
+                assert!(own.to_string().contains("victim-secret"), "A sees its mapping in {path}");
+                assert!(!theirs.to_string().contains("victim-secret"), "B sees A's mapping in {path}: {theirs}");
+            }
+            checked += 1;
+            continue;
+        }
+        let (w, e) = (&a.workflow, &a.evidence);
         let (by_id, lists): (Vec<String>, Vec<String>) = match template.as_str() {
+            "/api/v1/compliance/workflows" => {
+                (vec![], vec![template.clone(), format!("{template}?regulation=soc2&state=draft&page_size=100")])
+            }
+            "/api/v1/compliance/workflows/{id}"
+            | "/api/v1/compliance/workflows/{id}/requirements"
+            | "/api/v1/compliance/workflows/{id}/evidence-bundle" => (vec![template.replace("{id}", w)], vec![]),
+            "/api/v1/evidence" => (vec![], vec![template.clone(), format!("{template}?workflow_id={w}&page_size=100")]),
+            "/api/v1/evidence/{id}" | "/api/v1/evidence/{id}/artifact" => (vec![template.replace("{id}", e)], vec![]),
             "/api/v1/policies" => (
                 vec![],
                 ["", "?sort_by=name&sort_order=asc", "?sort_by=updated_at&page_size=100", "?page=1&page_size=1"]

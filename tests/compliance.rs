@@ -1,0 +1,368 @@
+//! Compliance over HTTP on the real services (PostgreSQL x2, the ledger, moto S3): the
+//! catalog and tenant mappings, the workflow state machine, evidence upload/download,
+//! derived statuses, and the evidence bundle checked offline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest;
+use uuid::Uuid;
+
+struct T<'a> {
+    svc: &'a Service,
+    id: Uuid,
+    tok: String,
+}
+
+impl T<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
+    }
+    async fn workflow(&self, scope: &[&str]) -> String {
+        let body = json!({"regulation": "soc2", "name": "SOC 2 Type II", "scope": scope, "audit_period_start": "2026-01-01",
+            "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+        let (status, w) = self.call(Method::POST, "/api/v1/compliance/workflows", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{w}");
+        w["workflow_id"].as_str().unwrap().to_owned()
+    }
+    async fn upload(&self, metadata: Value, artifact: &[u8]) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new()
+            .text("metadata", metadata.to_string())
+            .part("artifact", reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("a.bin"));
+        let resp = self
+            .svc
+            .client
+            .post(format!("{}/api/v1/evidence", self.svc.base))
+            .bearer_auth(&self.tok)
+            .header("X-Tenant-ID", self.id.to_string())
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+    async fn statuses(&self, workflow: &str) -> Value {
+        let (status, s) = self.call(Method::GET, &format!("/api/v1/compliance/workflows/{workflow}/requirements"), None).await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        s
+    }
+}
+
+fn tenant(svc: &Service) -> T<'_> {
+    let id = Uuid::new_v4();
+    T { svc, id, tok: token(id, ADMIN) }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn status_of<'a>(statuses: &'a Value, requirement: &str) -> &'a str {
+    statuses["items"].as_array().unwrap().iter().find(|i| i["requirement_id"] == requirement).unwrap()["status"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_catalog_serves_six_regulations_filters_by_csf_and_maps_controls_across_regulations() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let (_, regs) = t.call(Method::GET, "/api/v1/regulations", None).await;
+    let codes: Vec<&str> = regs["items"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["soc2", "iso27001", "hipaa", "iso42001", "eu_ai_act", "fedramp"]);
+    let fedramp = &regs["items"][5];
+    assert_eq!((fedramp["requirements"].as_i64(), fedramp["mapped_requirements"].as_i64()), (Some(323), Some(321)));
+
+    let (_, page) = t.call(Method::GET, "/api/v1/regulations/iso27001/requirements?category=PR.AA&page_size=100", None).await;
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty() && page["total"].as_i64().unwrap() < 93);
+    for r in items {
+        assert!(r["controls"].as_array().unwrap().iter().any(|c| c["control_id"].as_str().unwrap().starts_with("PR.AA")), "{r}");
+        assert!(r["controls"][0]["mapping_source"].is_string(), "published and analyst mappings stay distinguishable");
+    }
+    let (_, control) = t.call(Method::GET, "/api/v1/controls/PR.AA-01", None).await;
+    let regs_mapped: std::collections::BTreeSet<&str> =
+        control["requirements"].as_array().unwrap().iter().map(|r| r["regulation"].as_str().unwrap()).collect();
+    assert!(regs_mapped.len() >= 4, "test once, comply many: {regs_mapped:?}");
+
+    for (path, code) in [
+        ("/api/v1/regulations/gdpr/requirements", 422),
+        ("/api/v1/controls/PR.AA-99", 422),
+        ("/api/v1/controls/not-a-control", 422),
+        ("/api/v1/regulations/soc2/requirements?category=XX.YY", 422),
+        ("/api/v1/regulations/soc2/requirements?page_size=101", 400),
+    ] {
+        let (status, body) = t.call(Method::GET, path, None).await;
+        assert_eq!(status.as_u16(), code, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_mapping_is_recorded_in_the_ledger_and_merged_as_tenant_defined() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let before = ledger_count_for(t.id).await;
+    let body = json!({"mappings": [
+        {"requirement_id": "CC1.1", "control_id": "DE.CM-01", "relation": "subset", "rationale": "our monitoring evidences integrity"},
+    ]});
+    let (status, r) = t.call(Method::POST, "/api/v1/regulations/soc2/mappings", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(ledger_count_for(t.id).await, before + 1);
+    let (_, page) = t.call(Method::GET, "/api/v1/regulations/soc2/requirements?category=DE.CM", None).await;
+    let cc11 = page["items"].as_array().unwrap().iter().find(|i| i["requirement_id"] == "CC1.1").expect("CC1.1 now maps into DE.CM");
+    let link = cc11["controls"].as_array().unwrap().iter().find(|c| c["control_id"] == "DE.CM-01").unwrap();
+    assert_eq!((link["source"].as_str(), link["relation"].as_str()), (Some("tenant"), Some("subset")));
+
+    for bad in [
+        json!({"mappings": [{"requirement_id": "CC99.9", "control_id": "DE.CM-01", "relation": "subset", "rationale": "x"}]}),
+        json!({"mappings": [{"requirement_id": "CC1.1", "control_id": "DE.CM-99", "relation": "subset", "rationale": "x"}]}),
+    ] {
+        let (status, e) = t.call(Method::POST, "/api/v1/regulations/soc2/mappings", Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    }
+    let (status, _) = t
+        .call(
+            Method::POST,
+            "/api/v1/regulations/soc2/mappings",
+            Some(json!({"mappings": [{"requirement_id": "CC1.1",
+        "control_id": "DE.CM-01", "relation": "overlaps", "rationale": "x"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "relation is one of the four of NIST IR 8477");
+    assert_eq!(ledger_count_for(t.id).await, before + 1, "refused mappings record nothing");
+}
+
+#[tokio::test]
+async fn the_workflow_state_machine_over_http_records_every_transition_and_answers_409_with_the_allowed_ones() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    let path = format!("/api/v1/compliance/workflows/{w}/transitions");
+    let go = |to: &'static str| json!({"to": to, "reason": format!("moving to {to}")});
+    let (status, e) = t.call(Method::POST, &path, Some(go("certified"))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (error_code(&e).as_str(), e["error"]["details"]["allowed_transitions"].clone()),
+        ("invalid_transition", json!(["scoping", "cancelled"]))
+    );
+    let before = ledger_count_for(t.id).await;
+    let path_taken = [
+        "scoping",
+        "evidence_collection",
+        "internal_review",
+        "auditor_review",
+        "remediation",
+        "evidence_collection",
+        "internal_review",
+        "auditor_review",
+        "certified",
+    ];
+    for to in path_taken {
+        let (status, body) = t.call(Method::POST, &path, Some(go(to))).await;
+        assert_eq!(status, StatusCode::OK, "{to}: {body}");
+        assert_eq!(body["state"], to);
+    }
+    assert_eq!(ledger_count_for(t.id).await, before + path_taken.len() as i64, "one ledger entry per transition");
+    let (status, e) = t.call(Method::POST, &path, Some(go("cancelled"))).await;
+    assert_eq!((status, e["error"]["details"]["allowed_transitions"].clone()), (StatusCode::CONFLICT, json!([])), "certified is final");
+    let (_, detail) = t.call(Method::GET, &format!("/api/v1/compliance/workflows/{w}"), None).await;
+    let transitions = detail["transitions"].as_array().unwrap();
+    assert_eq!(transitions.len(), path_taken.len());
+    assert_eq!((transitions[0]["actor"].as_str(), transitions[0]["reason"].as_str()), (Some("test-user"), Some("moving to scoping")));
+    let (status, _) = t.call(Method::POST, &path, Some(json!({"to": "flying", "reason": "x"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let other = tenant(&svc);
+    let (status, _) = other.call(Method::POST, &path, Some(go("cancelled"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn evidence_for_a_control_counts_for_every_mapped_requirement_and_downloads_verified() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    // CC6.1 and CC6.2 both map to PR.AA-01 in the baseline; CC1.1 does not.
+    let w = t.workflow(&["CC6.1", "CC6.2", "CC1.1"]).await;
+    assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "missing");
+    let artifact = b"access review export, Q1-Q2 2026".to_vec();
+    let meta = json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "configuration_export", "description": "IdP export",
+        "valid_from": "2025-12-01", "valid_until": "2030-01-01", "sha256": sha(&artifact).to_uppercase()});
+    let before = ledger_count_for(t.id).await;
+    let (status, e) = t.upload(meta, &artifact).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!(ledger_count_for(t.id).await, before + 1);
+    assert_eq!(e["sha256"], sha(&artifact));
+    let s = t.statuses(&w).await;
+    assert_eq!((status_of(&s, "CC6.1"), status_of(&s, "CC6.2"), status_of(&s, "CC1.1")), ("satisfied", "satisfied", "missing"));
+
+    let resp = svc
+        .client
+        .get(format!("{}/api/v1/evidence/{}/artifact", svc.base, e["evidence_id"].as_str().unwrap()))
+        .bearer_auth(&t.tok)
+        .header("X-Tenant-ID", t.id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-artifact-sha256"].to_str().unwrap(), sha(&artifact));
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), artifact);
+
+    // Withdrawn evidence no longer counts; the record stays, with a new event.
+    let (status, after) = t
+        .call(
+            Method::POST,
+            &format!("/api/v1/evidence/{}/withdraw", e["evidence_id"].as_str().unwrap()),
+            Some(json!({"reason": "wrong system"})),
+        )
+        .await;
+    assert_eq!((status, after["status"].as_str()), (StatusCode::OK, Some("withdrawn")));
+    assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "missing");
+    let (status, _) = t
+        .call(Method::POST, &format!("/api/v1/evidence/{}/withdraw", e["evidence_id"].as_str().unwrap()), Some(json!({"reason": "again"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing is edited twice");
+
+    // Expiring within the window, and a justified not-applicable.
+    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
+    let (status, _) = t
+        .upload(
+            json!({"workflow_id": w, "requirement_ids": ["CC6.2"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": soon}),
+            b"signed",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = t
+        .call(
+            Method::POST,
+            &format!("/api/v1/compliance/workflows/{w}/not-applicable"),
+            Some(json!({"requirement_id": "CC1.1", "justification": "no employees"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let s = t.statuses(&w).await;
+    assert_eq!((status_of(&s, "CC6.2"), status_of(&s, "CC1.1")), ("expiring", "not_applicable"));
+}
+
+#[tokio::test]
+async fn bad_evidence_is_refused_with_422_or_413_and_nothing_is_stored_or_recorded() {
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES", "4096")]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    let store = governance_engine::artifacts::ArtifactStore::from_location(
+        Some(&var("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET")),
+        std::path::Path::new("/tmp"),
+        1 << 20,
+    )
+    .unwrap();
+    let before = ledger_count_for(t.id).await;
+    let base = |extra: Value| {
+        let mut m = json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m
+    };
+    let unique = format!("mismatch {}", Uuid::new_v4());
+    let (status, e) = t.upload(base(json!({"sha256": "0".repeat(64)})), unique.as_bytes()).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "artifact_hash_mismatch"), "{e}");
+    let digest = aggregates::compliance::Sha256::parse(&sha(unique.as_bytes())).unwrap();
+    assert!(!store.exists(&digest).await.unwrap(), "a refused artifact is not stored");
+    for (extra, why) in [
+        (json!({"control_ids": ["PR.AA-99"]}), "unknown control"),
+        (json!({"requirement_ids": ["CC99.1"]}), "unknown requirement"),
+        (json!({"kind": "rumour"}), "unknown kind"),
+        (json!({"valid_until": "2025-01-01"}), "period ends before it starts"),
+        (json!({"workflow_id": Uuid::new_v4()}), "unknown workflow"),
+    ] {
+        let (status, e) = t.upload(base(extra), b"x").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {e}");
+    }
+    let (status, e) = t.upload(base(json!({})), &vec![7u8; 8192]).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{e}");
+    assert_eq!(ledger_count_for(t.id).await, before, "nothing was recorded");
+}
+
+#[tokio::test]
+async fn a_tampered_artifact_is_refused_on_download() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    let artifact = format!("original {}", Uuid::new_v4()).into_bytes();
+    let (_, e) = t.upload(json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"}), &artifact).await;
+    let store = governance_engine::artifacts::ArtifactStore::from_location(
+        Some(&var("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET")),
+        std::path::Path::new("/tmp"),
+        1 << 20,
+    )
+    .unwrap();
+    let digest = aggregates::compliance::Sha256::parse(e["sha256"].as_str().unwrap()).unwrap();
+    store.put_raw(&digest, bytes::Bytes::from_static(b"forged")).await.unwrap();
+    let (status, body) = t.call(Method::GET, &format!("/api/v1/evidence/{}/artifact", e["evidence_id"].as_str().unwrap()), None).await;
+    assert_eq!((status, error_code(&body).as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "artifact_corrupt"));
+}
+
+#[tokio::test]
+async fn the_evidence_bundle_verifies_offline_artifact_by_artifact() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    let mut artifacts = Vec::new();
+    for i in 0..3 {
+        let a = format!("evidence {i} {}", Uuid::new_v4()).into_bytes();
+        let (status, _) = t.upload(json!({"workflow_id": w, "control_ids": ["GV.OC-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"}), &a).await;
+        assert_eq!(status, StatusCode::CREATED);
+        artifacts.push(a);
+    }
+    let (status, bundle) = t.call(Method::GET, &format!("/api/v1/compliance/workflows/{w}/evidence-bundle"), None).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let items = bundle["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let dir = std::env::temp_dir().join(format!("gov-bundle-{}", t.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = verifier_key_file(&svc, t.id, &t.tok).await;
+    for (i, item) in items.iter().enumerate() {
+        let file = dir.join(format!("proof-{i}.json"));
+        std::fs::write(&file, item["proof"].to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args(["ledger", "verify-proof", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The proven ledger entry carries the artifact's hash.
+        let payload: Value = serde_json::from_str(item["proof"]["entry"]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload["artifact"]["sha256"], item["sha256"]);
+        assert!(artifacts.iter().any(|a| sha(a) == item["sha256"].as_str().unwrap()));
+    }
+    // A forged hash in a proof no longer verifies.
+    let mut forged = items[0]["proof"].clone();
+    let payload = forged["entry"]["payload"].as_str().unwrap().replace(items[0]["sha256"].as_str().unwrap(), &"f".repeat(64));
+    forged["entry"]["payload"] = Value::String(payload);
+    let file = dir.join("forged.json");
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+        .args(["ledger", "verify-proof", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_repository_copy_of_the_regulation_data_passes_check_py_and_matches_the_shared_source() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .args([&format!("{root}/regulations/check.py"), &format!("{root}/regulations")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let shared = std::path::Path::new(root).join("../shared/data/regulations");
+    if shared.is_dir() {
+        for f in ["csf2.json", "soc2.json", "iso27001.json", "hipaa.json", "iso42001.json", "eu_ai_act.json", "fedramp.json", "SOURCES.md"]
+        {
+            assert_eq!(
+                std::fs::read(shared.join(f)).unwrap(),
+                std::fs::read(format!("{root}/regulations/{f}")).unwrap(),
+                "{f} differs from ../shared"
+            );
+        }
+    }
+}
