@@ -52,8 +52,8 @@ pub fn domain_topic(event_type: &str) -> Option<&'static str> {
         "PolicyCreated" => "governance.policy.created",
         "PolicyActivated" => "governance.policy.activated",
         "PolicyEvaluated" => "governance.policy.evaluated",
-        "ComplianceWorkflowCreated" => "governance.compliance.workflow.created",
-        "ComplianceWorkflowStatusChanged" => "governance.compliance.workflow.status_changed",
+        "WorkflowCreated" => "governance.compliance.workflow.created",
+        "WorkflowStatusChanged" => "governance.compliance.workflow.status_changed",
         "EvidenceSubmitted" => "governance.evidence.submitted",
         _ => return None,
     })

@@ -206,3 +206,57 @@ async fn the_replication_consumer_names_the_first_forged_entry() {
     assert!(!out.status.success());
     assert!(stderr.contains(&format!("first bad seq {forged_seq}:")), "{stderr}");
 }
+
+#[tokio::test]
+async fn compliance_events_reach_their_topics_keyed_by_aggregate() {
+    let svc = Service::start(&[("AUMOS_KAFKA_BOOTSTRAP_SERVERS", &var("AUMOS_KAFKA_BOOTSTRAP_SERVERS"))]).await;
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    let body = json!({"regulation": "hipaa", "name": "kafka-wf", "audit_period_start": "2026-01-01", "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+    let (status, w) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    let wid = w["workflow_id"].as_str().unwrap().to_owned();
+    let (status, _) = svc
+        .call(
+            Method::POST,
+            &format!("/api/v1/compliance/workflows/{wid}/transitions"),
+            Some(tenant),
+            Some(&tok),
+            Some(&json!({"to": "scoping", "reason": "start"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let metadata = json!({"workflow_id": wid, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", metadata.to_string())
+        .part("artifact", reqwest::multipart::Part::bytes(b"kafka".to_vec()));
+    let resp = svc
+        .client
+        .post(format!("{}/api/v1/evidence", svc.base))
+        .bearer_auth(&tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let eid = resp.json::<Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
+
+    let topics =
+        ["governance.compliance.workflow.created", "governance.compliance.workflow.status_changed", "governance.evidence.submitted"];
+    let (w2, e2) = (wid.clone(), eid.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        let keys = [w2.clone(), e2.clone()];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        consume_until(&topics, &keys, |got| got.len() >= 3)
+    })
+    .await
+    .unwrap();
+    let on = |t: &str| got.iter().find(|m| m.topic == t).unwrap();
+    assert_eq!(on("governance.compliance.workflow.created").key, wid);
+    assert_eq!(on("governance.compliance.workflow.created").value["regulation"], "hipaa");
+    assert_eq!(on("governance.compliance.workflow.status_changed").value["to"], "scoping");
+    let evidence = on("governance.evidence.submitted");
+    assert_eq!((evidence.key.as_str(), evidence.value["artifact"]["sha256"].as_str().map(str::len)), (eid.as_str(), Some(64)));
+    assert_eq!(evidence.headers["ce_type"], "com.aumos.governance.EvidenceSubmitted");
+}
