@@ -4,6 +4,10 @@
 //! and response bodies that do not match the documented schema. A panic in a handler
 //! would surface as a 500 (and in the log), so it is covered by the same checks.
 //!
+//! One worker: with several, Python 3.11's `ast` module (which hypothesis uses to describe
+//! filters) trips over its own recursion counter across threads (a CPython bug fixed in
+//! later releases) and schemathesis reports a runtime error of its own.
+//!
 //! The run is bounded by `AUMOS_FUZZ_MAX_EXAMPLES` (default 30 generated cases per
 //! operation and phase) so that CI stays within its time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,6 +34,23 @@ async fn schemathesis_finds_no_server_error_or_schema_violation_in_any_documente
     let (_, decision) =
         svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(tenant), Some(&tok), Some(&json!({"input": {}}))).await;
     svc.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(&tok), None).await;
+    let wf = json!({"regulation": "soc2", "name": "fuzz", "audit_period_start": "2026-01-01", "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+    let (_, workflow) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&wf)).await;
+    let workflow_id = workflow["workflow_id"].as_str().unwrap().to_owned();
+    let metadata = json!({"workflow_id": workflow_id, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", metadata.to_string())
+        .part("artifact", reqwest::multipart::Part::bytes(b"fuzz".to_vec()));
+    let resp = svc
+        .client
+        .post(format!("{}/api/v1/evidence", svc.base))
+        .bearer_auth(&tok)
+        .header("X-Tenant-ID", tenant.to_string())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let evidence_id = resp.json::<serde_json::Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
 
     let python = var("AUMOS_DEV_PYTHON");
     let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
@@ -41,11 +62,13 @@ async fn schemathesis_finds_no_server_error_or_schema_violation_in_any_documente
         .args(["--header", &format!("Authorization: Bearer {tok}")])
         .args(["--header", &format!("X-Tenant-ID: {tenant}")])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
-        .args(["--max-examples", &examples, "--workers", "2", "--seed", "20261128"])
+        .args(["--max-examples", &examples, "--workers", "1", "--seed", "20261128"])
         .args(["--request-timeout", "10", "--suppress-health-check", "too_slow,filter_too_much"])
         .args(["--report", "junit", "--report-dir", report.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .env("GOV_FUZZ_POLICY_ID", &id)
+        .env("GOV_FUZZ_WORKFLOW_ID", &workflow_id)
+        .env("GOV_FUZZ_EVIDENCE_ID", &evidence_id)
         .env("GOV_FUZZ_DECISION_ID", decision["decision_id"].as_str().unwrap())
         .env("GOV_FUZZ_LEDGER_SEQ", decision["ledger_seq"].to_string())
         .output()
