@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test services-up services-down services-status fmt lint bench-ledger bench-policy bench-pipeline
+.PHONY: run test services-up services-down services-status fmt lint bench-ledger bench-policy bench-pipeline bench-dashboard
 
 run:
 	$(CARGO) run --locked --bin governance-engine -- serve
@@ -36,3 +36,6 @@ bench-policy:
 
 bench-pipeline:
 	bash scripts/bench-pipeline.sh
+
+bench-dashboard:
+	bash scripts/bench-dashboard.sh

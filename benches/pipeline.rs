@@ -14,18 +14,8 @@ use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-pipeline`"))
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        0.0
-    } else {
-        v[((v.len() - 1) as f64 * p).round() as usize]
-    }
-}
+mod support;
+use support::{env, pct};
 
 #[tokio::main]
 async fn main() {

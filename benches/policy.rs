@@ -12,9 +12,8 @@ use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-policy`"))
-}
+mod support;
+use support::{env, post_json};
 
 fn input() -> Value {
     let datasets: Vec<Value> =
@@ -74,17 +73,7 @@ async fn drive(name: &str, d: Duration, make: Arc<dyn Fn(&reqwest::Client) -> re
 
 async fn activate(base: &str, tenant: &str, token: &str, rego: &str) -> String {
     let c = reqwest::Client::new();
-    let p: Value = c
-        .post(format!("{base}/api/v1/policies"))
-        .bearer_auth(token)
-        .header("X-Tenant-ID", tenant)
-        .json(&json!({"name": "bench", "rego": rego}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = post_json(&c, format!("{base}/api/v1/policies"), tenant, token, &json!({"name": "bench", "rego": rego})).await;
     let id = p["policy_id"].as_str().expect("policy created").to_owned();
     let r = c.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(token).header("X-Tenant-ID", tenant).send().await.unwrap();
     assert!(r.status().is_success(), "activation failed: {}", r.text().await.unwrap());

@@ -1,0 +1,154 @@
+//! `make bench-dashboard`: seeds 10 tenants with 5,000 workflows and 50,000 evidence records
+//! through the API (every one a ledger entry, projected), then measures
+//! `GET /api/v1/compliance/dashboard`: warm (served from the cache) and cold (right after a
+//! compliance event invalidated the tenant's cache, so computed from the read models).
+//! scripts/bench-dashboard.sh starts the service; this writes target/bench/dashboard.json.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use support::{env, pct, post_json};
+
+mod support;
+
+fn num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+const REGULATIONS: [&str; 3] = ["soc2", "iso27001", "hipaa"];
+const CONTROLS: [&str; 12] = [
+    "PR.AA-01", "PR.AA-05", "GV.OC-01", "ID.AM-01", "DE.CM-01", "PR.DS-01", "RS.MA-01", "GV.PO-01", "PR.PS-01", "ID.RA-01", "RC.RP-01",
+    "PR.IR-01",
+];
+const KINDS: [&str; 5] = ["document", "screenshot", "configuration_export", "automated_test_result", "attestation"];
+
+struct Tenant {
+    id: String,
+    token: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let base = env("BENCH_SERVICE_URL");
+    let bin = env("BENCH_BIN");
+    let tenants_n = num("BENCH_TENANTS", 10);
+    let workflows_n = num("BENCH_WORKFLOWS", 5000);
+    let evidence_n = num("BENCH_EVIDENCE", 50_000);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(128).tcp_nodelay(true).build().unwrap();
+    let tenants: Vec<Tenant> = (0..tenants_n)
+        .map(|_| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let out =
+                std::process::Command::new(&bin).args(["dev", "token", "--tenant", &id, "--roles", "governance:admin"]).output().unwrap();
+            Tenant { id, token: String::from_utf8(out.stdout).unwrap().trim().to_owned() }
+        })
+        .collect();
+
+    // Seed: workflows, then evidence spread over them, 48 requests in flight.
+    let started = Instant::now();
+    let per_tenant = workflows_n / tenants_n;
+    let jobs: Vec<(usize, usize)> = (0..tenants_n).flat_map(|t| (0..per_tenant).map(move |i| (t, i))).collect();
+    let workflows: Vec<(usize, String)> = futures::stream::iter(jobs)
+        .map(|(t, i)| {
+            let (client, base, tenant) = (client.clone(), base.clone(), &tenants[t]);
+            async move {
+                let body = json!({"regulation": REGULATIONS[i % 3], "name": format!("wf {i}"), "audit_period_start": "2026-01-01",
+                    "audit_period_end": "2026-12-31", "due_date": "2027-03-31"});
+                let r = post_json(&client, format!("{base}/api/v1/compliance/workflows"), &tenant.id, &tenant.token, &body).await;
+                (t, r["workflow_id"].as_str().expect("workflow created").to_owned())
+            }
+        })
+        .buffer_unordered(48)
+        .collect()
+        .await;
+    let seeded_workflows = started.elapsed().as_secs_f64();
+    let today = chrono::Utc::now().date_naive();
+    let uploads = futures::stream::iter(0..evidence_n)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.clone());
+            let (t, w) = &workflows[i % workflows.len()];
+            let tenant = &tenants[*t];
+            // Periods that leave some requirements satisfied, some expiring, some expired.
+            let until = today + chrono::Days::new((i % 400) as u64) - chrono::Days::new(60);
+            let metadata = json!({"workflow_id": w, "control_ids": [CONTROLS[i % CONTROLS.len()], CONTROLS[(i * 7 + 3) % CONTROLS.len()]],
+                "kind": KINDS[i % KINDS.len()], "valid_from": "2025-06-01", "valid_until": until.to_string()});
+            async move {
+                let form = reqwest::multipart::Form::new()
+                    .text("metadata", metadata.to_string())
+                    .part("artifact", reqwest::multipart::Part::bytes(format!("artifact {i}").into_bytes()));
+                let r = client
+                    .post(format!("{base}/api/v1/evidence"))
+                    .bearer_auth(&tenant.token)
+                    .header("X-Tenant-ID", &tenant.id)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "upload {i}: {}", r.status());
+            }
+        })
+        .buffer_unordered(48)
+        .count()
+        .await;
+    let seeded = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} workflows in {seeded_workflows:.1} s and {uploads} evidence records in {:.1} s",
+        workflows.len(),
+        seeded - seeded_workflows
+    );
+
+    let get = |tenant: &Tenant| {
+        client.get(format!("{base}/api/v1/compliance/dashboard")).bearer_auth(&tenant.token).header("X-Tenant-ID", &tenant.id).send()
+    };
+    let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    let rounds = num("BENCH_COLD_ROUNDS", 20);
+    let mut sample = Value::Null;
+    for (k, tenant) in tenants.iter().enumerate() {
+        for r in 0..rounds {
+            // A compliance event (a tenant mapping, recorded in the ledger) invalidates the
+            // tenant's cached dashboards; the POST returns once it is projected.
+            let mapping = json!({"mappings": [{"requirement_id": "CC1.1", "control_id": CONTROLS[r % CONTROLS.len()], "relation": "intersects", "rationale": format!("round {r}")}]});
+            let resp = client
+                .post(format!("{base}/api/v1/regulations/soc2/mappings"))
+                .bearer_auth(&tenant.token)
+                .header("X-Tenant-ID", &tenant.id)
+                .json(&mapping)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success());
+            let t0 = Instant::now();
+            let body: Value = get(tenant).await.unwrap().json().await.unwrap();
+            cold.push(t0.elapsed().as_secs_f64() * 1e3);
+            if k == 0 && r == 0 {
+                sample = body;
+            }
+            for _ in 0..10 {
+                let t0 = Instant::now();
+                let resp = get(tenant).await.unwrap();
+                assert!(resp.status().is_success());
+                resp.bytes().await.unwrap();
+                warm.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let out = json!({
+        "warm_p50_ms": pct(&mut warm, 0.50),
+        "warm_p99_ms": pct(&mut warm, 0.99),
+        "cold_p50_ms": pct(&mut cold, 0.50),
+        "cold_p99_ms": pct(&mut cold, 0.99),
+        "warm_samples": warm.len(),
+        "cold_samples": cold.len(),
+        "tenants": tenants.len(),
+        "workflows": workflows.len(),
+        "evidence": uploads,
+        "seed_seconds": seeded,
+        "sample_dashboard": {"workflows": sample["workflows"], "requirements_by_status": sample["requirements_by_status"],
+            "coverage_percent": sample["coverage_percent"], "evidence_by_kind": sample["evidence_by_kind"]},
+    });
+    std::fs::create_dir_all("target/bench").unwrap();
+    std::fs::write("target/bench/dashboard.json", serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
