@@ -312,8 +312,8 @@ mod tests {
             "PolicyCreated",
             "PolicyActivated",
             "PolicyEvaluated",
-            "ComplianceWorkflowCreated",
-            "ComplianceWorkflowStatusChanged",
+            "WorkflowCreated",
+            "WorkflowStatusChanged",
             "EvidenceSubmitted",
         ]
         .into_iter()

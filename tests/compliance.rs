@@ -29,9 +29,10 @@ impl T<'_> {
         w["workflow_id"].as_str().unwrap().to_owned()
     }
     async fn upload(&self, metadata: Value, artifact: &[u8]) -> (StatusCode, Value) {
-        let form = reqwest::multipart::Form::new()
-            .text("metadata", metadata.to_string())
-            .part("artifact", reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("a.bin"));
+        let form = reqwest::multipart::Form::new().text("metadata", metadata.to_string()).part(
+            "artifact",
+            reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("access-review.csv").mime_str("text/csv").unwrap(),
+        );
         let resp = self
             .svc
             .client
@@ -206,6 +207,9 @@ async fn evidence_for_a_control_counts_for_every_mapped_requirement_and_download
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-artifact-sha256"].to_str().unwrap(), sha(&artifact));
+    assert_eq!(resp.headers()["content-type"], "text/csv", "the media type recorded at upload");
+    assert_eq!(resp.headers()["content-disposition"], "attachment; filename=\"access-review.csv\"");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), artifact);
 
     // Withdrawn evidence no longer counts; the record stays, with a new event.
@@ -365,4 +369,59 @@ fn the_repository_copy_of_the_regulation_data_passes_check_py_and_matches_the_sh
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_dashboard_reports_statuses_kinds_expiry_states_and_decisions_and_new_evidence_shows_at_once() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    // Decisions first: evaluations do not invalidate the cache (their counts may lag by its TTL).
+    let rego = "package dash\n\ndefault allow := false\n\nallow if input.score > 0.5\n";
+    let (_, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "dash", "rego": rego}))).await;
+    let pid = p["policy_id"].as_str().unwrap().to_owned();
+    t.call(Method::POST, &format!("/api/v1/policies/{pid}/activate"), None).await;
+    for score in [0.9, 0.8, 0.1] {
+        let (status, _) = t.call(Method::POST, &format!("/api/v1/policies/{pid}/evaluate"), Some(json!({"input": {"score": score}}))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let soc2 = t.workflow(&["CC6.1", "CC6.2", "CC1.1"]).await;
+    let body = json!({"regulation": "hipaa", "name": "HIPAA", "audit_period_start": "2026-01-01", "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+    let (_, hipaa) = t.call(Method::POST, "/api/v1/compliance/workflows", Some(body)).await;
+    let hipaa = hipaa["workflow_id"].as_str().unwrap().to_owned();
+    t.call(Method::POST, &format!("/api/v1/compliance/workflows/{hipaa}/transitions"), Some(json!({"to": "scoping", "reason": "go"})))
+        .await;
+
+    let t = &t;
+    let dashboard = |q: &'static str| async move {
+        let (status, d) = t.call(Method::GET, &format!("/api/v1/compliance/dashboard{q}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        d
+    };
+    let d = dashboard("").await;
+    assert_eq!((d["workflows"].as_i64(), d["workflows_by_state"].clone()), (Some(2), json!({"draft": 1, "scoping": 1})));
+    assert_eq!(d["requirements_by_status"], json!({"missing": 3 + 68}));
+    assert_eq!(d["coverage_percent"], 0.0);
+    assert_eq!(d["recent_decisions"], json!([{"policy_id": pid, "allow": 2, "deny": 1, "undefined": 0}]));
+
+    // New evidence shows at once: the cached dashboard above is dropped by the projection.
+    let (status, _) = t.upload(json!({"workflow_id": soc2, "control_ids": ["PR.AA-01"], "kind": "configuration_export", "valid_from": "2025-01-01", "valid_until": "2030-01-01"}), b"idp").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
+    let (status, e) = t.upload(json!({"workflow_id": soc2, "requirement_ids": ["CC1.1"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": soon}), b"ceo").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let d = dashboard("").await;
+    assert_eq!(d["requirements_by_status"], json!({"satisfied": 2, "expiring": 1, "missing": 68}));
+    assert_eq!(d["coverage_percent"], 4.2, "3 of 71");
+    assert_eq!(d["evidence_by_kind"], json!({"attestation": 1, "configuration_export": 1}));
+    assert_eq!(
+        d["expiring_soon"].as_array().unwrap().iter().map(|x| x["evidence_id"].clone()).collect::<Vec<_>>(),
+        vec![e["evidence_id"].clone()]
+    );
+
+    let d = dashboard("?regulation=soc2").await;
+    assert_eq!((d["workflows"].as_i64(), d["requirements_by_status"].clone()), (Some(1), json!({"satisfied": 2, "expiring": 1})));
+    let (_, d) = t.call(Method::GET, &format!("/api/v1/compliance/dashboard?workflow_id={hipaa}"), None).await;
+    assert_eq!((d["workflows"].as_i64(), d["evidence_by_kind"].clone()), (Some(1), json!({})));
+    let (status, _) = t.call(Method::GET, "/api/v1/compliance/dashboard?regulation=gdpr", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

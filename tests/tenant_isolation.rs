@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use reqwest::{Method, StatusCode};
+use serde_json::Value;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -192,6 +193,7 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
             }
             "/api/v1/controls/{csf_id}" => Some("/api/v1/controls/DE.CM-09".to_owned()),
             "/api/v1/compliance/dashboard" => Some("/api/v1/compliance/dashboard?regulation=soc2".to_owned()),
+            "/api/v1/ledger/entries" => Some(format!("/api/v1/ledger/entries?after_seq={}&limit=1000", a.seq - 1)),
             _ => None,
         };
         if let Some(path) = merged {
@@ -199,7 +201,18 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
             assert_eq!(status, StatusCode::OK, "{path}");
             let (status, theirs) = svc.call(Method::GET, &path, Some(b), Some(&tb), None).await;
             assert_eq!(status, StatusCode::OK, "{path}");
-            if path.contains("dashboard") {
+            if path.contains("/ledger/entries") {
+                let items = own["items"].as_array().unwrap();
+                assert!(items.iter().any(|e| e["seq"] == a.seq), "A's export holds its decision entry");
+                assert!(items.iter().all(|e| e["tenant_id"] == a.tenant.to_string()), "A's export holds A's entries only");
+                for item in items {
+                    let export: governance_engine::ledger::export::ExportEntry = serde_json::from_value(item.clone()).unwrap();
+                    let entry = governance_engine::ledger::LedgerEntry::try_from(&export).unwrap();
+                    assert_eq!(hex::encode(entry.computed_hash()), export.hash, "an exported entry's hash recomputes");
+                }
+                let theirs_seqs: Vec<&Value> = theirs["items"].as_array().unwrap().iter().map(|e| &e["seq"]).collect();
+                assert!(theirs["items"].as_array().unwrap().iter().all(|e| e["tenant_id"] == b.to_string()), "B's export: {theirs_seqs:?}");
+            } else if path.contains("dashboard") {
                 assert!(own["workflows"].as_i64().unwrap() >= 1 && own["evidence_by_kind"]["document"].as_i64().unwrap() >= 1, "{own}");
                 assert_eq!(
                     (theirs["workflows"].as_i64(), theirs["evidence_by_kind"].as_object().map(|o| o.len())),

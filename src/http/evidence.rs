@@ -63,6 +63,7 @@ pub struct EvidenceMetadata {
     #[serde(default)]
     pub control_ids: Vec<String>,
     /// `document`, `screenshot`, `configuration_export`, `automated_test_result`, `policy_decision_reference` or `attestation`.
+    #[schema(pattern = "^(document|screenshot|configuration_export|automated_test_result|policy_decision_reference|attestation)$")]
     pub kind: String,
     #[serde(default)]
     pub description: String,
@@ -97,17 +98,29 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
+/// The artifact part: staged bytes, and what the client said of them.
+struct ArtifactPart {
+    staged: Staged,
+    filename: Option<String>,
+    content_type: String,
+}
+
+/// A file name or media type from the client, kept only when short and printable.
+fn clean(v: Option<&str>) -> Option<String> {
+    v.map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)).map(str::to_owned)
+}
+
 /// Reads the parts: the metadata (small) and the artifact, streamed into staging.
-async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<EvidenceMetadata>, Option<Staged>), ApiError> {
+async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<EvidenceMetadata>, Option<ArtifactPart>), ApiError> {
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let (mut metadata, mut staged): (Option<EvidenceMetadata>, Option<Staged>) = (None, None);
+    let (mut metadata, mut staged): (Option<EvidenceMetadata>, Option<ArtifactPart>) = (None, None);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                if let Some(s) = &staged {
-                    state.artifacts.discard(s).await;
+                if let Some(a) = &staged {
+                    state.artifacts.discard(&a.staged).await;
                 }
                 return Err(multipart_error(e));
             }
@@ -121,12 +134,14 @@ async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<Evi
                 metadata = Some(serde_json::from_str(&text).map_err(|e| ApiError::validation(format!("metadata: {e}")))?);
             }
             Some("artifact") if staged.is_none() => {
+                let filename = clean(field.file_name());
+                let content_type = clean(field.content_type()).unwrap_or_else(|| "application/octet-stream".to_owned());
                 let upload = state.artifacts.begin().await?;
-                staged = Some(stream(upload, field).await?);
+                staged = Some(ArtifactPart { staged: stream(upload, field).await?, filename, content_type });
             }
             other => {
-                if let Some(s) = &staged {
-                    state.artifacts.discard(s).await;
+                if let Some(a) = &staged {
+                    state.artifacts.discard(&a.staged).await;
                 }
                 return Err(ApiError::invalid(format!(
                     "unexpected or repeated part {:?}; expected metadata and artifact",
@@ -157,13 +172,8 @@ async fn stream(mut upload: Upload, mut field: axum::extract::multipart::Field<'
 }
 
 /// Checks the metadata against the workflow, the catalog and the artifact.
-async fn submission(
-    state: &SharedState,
-    caller: &Caller,
-    m: EvidenceMetadata,
-    staged: &Staged,
-    content_type: String,
-) -> Result<Submission, ApiError> {
+async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, part: &ArtifactPart) -> Result<Submission, ApiError> {
+    let staged = &part.staged;
     let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
     let wf = projections::compliance::workflow(&mut tx, m.workflow_id)
         .await?
@@ -213,7 +223,12 @@ async fn submission(
         description: Description::parse(&m.description)?,
         valid_from: m.valid_from,
         valid_until: m.valid_until,
-        artifact: Artifact { sha256: staged.sha256.clone(), size_bytes: staged.size_bytes, content_type, filename: None },
+        artifact: Artifact {
+            sha256: staged.sha256.clone(),
+            size_bytes: staged.size_bytes,
+            content_type: part.content_type.clone(),
+            filename: part.filename.clone(),
+        },
         decision_id: m.decision_id,
         actor: caller.subject.clone(),
     })
@@ -225,15 +240,18 @@ async fn submission(
     responses((status = 201, description = "Recorded", body = EvidenceView)))]
 pub async fn upload(State(state): State<SharedState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
     caller.require(OFFICERS)?;
-    let (metadata, staged) = read_parts(&state, request).await?;
-    let Some(staged) = staged else { return Err(ApiError::validation("the artifact part is missing")) };
+    let (metadata, part) = read_parts(&state, request).await?;
+    let Some(part) = part else { return Err(ApiError::validation("the artifact part is missing")) };
+    let staged = &part.staged;
     let result = async {
         let metadata = metadata.ok_or_else(|| ApiError::validation("the metadata part is missing"))?;
-        let s = submission(&state, &caller, metadata, &staged, "application/octet-stream".to_owned()).await?;
+        let s = submission(&state, &caller, metadata, &part).await?;
         // Store at the content address, then record. If recording fails, an artifact
-        // that was not there before is removed again.
+        // that was not there before is removed again. (Identical bytes uploaded at the same
+        // moment by a request that does record them could lose their object to this
+        // removal; the same upload restores it, and downloads fail closed meanwhile.)
         let existed = state.artifacts.exists(&staged.sha256).await?;
-        state.artifacts.commit(&staged).await?;
+        state.artifacts.commit(staged).await?;
         let id = s.evidence_id;
         match state.bus.execute::<Evidence>(&id.to_string(), EvidenceCommand::Submit(Box::new(s)), &(), &context(&caller)).await {
             Ok(appended) => Ok((id, appended.last().map(|a| a.seq).unwrap_or(0))),
@@ -249,7 +267,7 @@ pub async fn upload(State(state): State<SharedState>, caller: Caller, request: R
     let (id, seq) = match result {
         Ok(r) => r,
         Err(e) => {
-            state.artifacts.discard(&staged).await;
+            state.artifacts.discard(staged).await;
             return Err(e);
         }
     };
@@ -322,17 +340,30 @@ pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p):
 /// Downloads the artifact, after checking it against the SHA-256 the ledger recorded.
 #[utoipa::path(get, path = "/evidence/{id}/artifact", tag = "compliance",
     params(("id" = Uuid, Path, description = "The evidence id")),
-    responses((status = 200, description = "The artifact's bytes; `X-Artifact-SHA256` carries the verified hash", content_type = "application/octet-stream", body = Vec<u8>)))]
+    responses((status = 200, description = "The artifact's bytes, with the media type and file name recorded at upload, as an attachment; `X-Artifact-SHA256` carries the verified hash", content_type = "*/*", body = Vec<u8>)))]
 pub async fn artifact(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let v = view(&state, &caller, evidence_id(&id)?).await?;
     let sha = Sha256::parse(&v.sha256)?;
     let bytes = state.artifacts.get_verified(&sha).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::HeaderName::from_static("x-artifact-sha256"), v.sha256)],
-        bytes,
-    )
-        .into_response())
+    let disposition = match &v.filename {
+        Some(f) => format!("attachment; filename=\"{}\"", f.replace(['"', '\\'], "_")),
+        None => "attachment".to_owned(),
+    };
+    // The media type is the client's word: served as an attachment and never sniffed.
+    let headers = [
+        (header::CONTENT_TYPE, v.content_type.clone()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::HeaderName::from_static("x-artifact-sha256"), v.sha256),
+    ];
+    let mut response = bytes.into_response();
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -367,6 +398,7 @@ pub async fn supersede(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawBody {
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

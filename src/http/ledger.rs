@@ -19,6 +19,8 @@ use crate::ledger::notary::NotaryError;
 
 const PROOF_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer, Role::PolicyAuthor];
 const CHECKPOINTERS: &[Role] = &[Role::Admin, Role::Auditor];
+/// Who may export the tenant's ledger entries.
+const EXPORTERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer];
 
 impl From<NotaryError> for ApiError {
     fn from(e: NotaryError) -> Self {
@@ -103,6 +105,44 @@ pub async fn inclusion_proof(
         checkpoint: proof.checkpoint.note,
     };
     Ok(Json(file).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Entries after this seq (default 0: from the start).
+    #[param(minimum = 0)]
+    pub after_seq: Option<i64>,
+    /// At most this many entries (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// One page of a tenant's ledger export.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantExport {
+    /// The tenant's entries in seq order, every hashed field included (docs/ledger-format.md).
+    pub items: Vec<ExportEntry>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    pub next_after_seq: Option<i64>,
+}
+
+/// The caller's tenant's ledger entries, a page at a time (keyset on seq). The chain
+/// links entries of all tenants, so a tenant's entries are proved one by one with
+/// `/ledger/entries/{seq}/proof`; whole-ledger verification is the reader-role CLI.
+#[utoipa::path(get, path = "/ledger/entries", tag = "ledger", params(ExportParams),
+    responses((status = 200, description = "One page of entries", body = TenantExport)))]
+pub async fn export(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ExportParams>) -> Result<Response, ApiError> {
+    caller.require(EXPORTERS)?;
+    let after = p.after_seq.unwrap_or(0);
+    let limit = p.limit.unwrap_or(1000);
+    if after < 0 || !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("expected after_seq >= 0 and limit from 1 to 1000"));
+    }
+    let entries = state.ledger.tenant_entries_after(caller.tenant_id.as_uuid(), after, limit).await?;
+    let next_after_seq = if entries.len() as i64 == limit { entries.last().map(|e| e.seq) } else { None };
+    Ok(Json(TenantExport { items: entries.iter().map(ExportEntry::from).collect(), next_after_seq }).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -68,6 +68,7 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(ledger::create_checkpoint))
         .routes(routes!(ledger::latest_checkpoint))
         .routes(routes!(ledger::inclusion_proof))
+        .routes(routes!(ledger::export))
         .routes(routes!(ledger::consistency))
         .routes(routes!(regulations::list))
         .routes(routes!(regulations::requirements))

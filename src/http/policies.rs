@@ -102,6 +102,7 @@ async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: Policy
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePolicy {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub description: String,

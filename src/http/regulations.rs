@@ -120,7 +120,7 @@ pub struct RequirementParams {
 
 /// A regulation's requirements with their CSF 2.0 controls, a page at a time.
 #[utoipa::path(get, path = "/regulations/{code}/requirements", tag = "compliance",
-    params(("code" = String, Path, description = "The regulation code"), RequirementParams),
+    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code"), RequirementParams),
     responses((status = 200, description = "One page", body = Page<RequirementView>)))]
 pub async fn requirements(
     State(state): State<SharedState>,
@@ -185,7 +185,7 @@ pub struct ControlView {
 
 /// A CSF 2.0 subcategory and every requirement of every regulation mapped to it.
 #[utoipa::path(get, path = "/controls/{csf_id}", tag = "compliance",
-    params(("csf_id" = String, Path, description = "A CSF 2.0 subcategory id, e.g. PR.AA-01")),
+    params(("csf_id" = String, Path, pattern = "^(GV|ID|PR|DE|RS|RC)\\.[A-Z]{2}-[0-9]{2}$", description = "A CSF 2.0 subcategory id, e.g. PR.AA-01")),
     responses((status = 200, description = "The control", body = ControlView)))]
 pub async fn control(State(state): State<SharedState>, caller: Caller, ApiPath(csf_id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
@@ -237,11 +237,14 @@ pub enum Relation {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingInput {
+    #[schema(min_length = 1, max_length = 64)]
     pub requirement_id: String,
     /// A CSF 2.0 subcategory id.
+    #[schema(pattern = "^(GV|ID|PR|DE|RS|RC)\\.[A-Z]{2}-[0-9]{2}$")]
     pub control_id: String,
     pub relation: Relation,
     /// Why the requirement maps to the control; auditors read it.
+    #[schema(min_length = 1, max_length = 2000)]
     pub rationale: String,
 }
 
@@ -249,6 +252,7 @@ pub struct MappingInput {
 #[serde(deny_unknown_fields)]
 pub struct SetMappings {
     /// At most 100 per request.
+    #[schema(min_items = 1, max_items = 100)]
     pub mappings: Vec<MappingInput>,
 }
 
@@ -261,7 +265,7 @@ pub struct MappingsRecorded {
 
 /// Adds or overrides requirement → control mappings for the tenant; each is recorded in the ledger.
 #[utoipa::path(post, path = "/regulations/{code}/mappings", tag = "compliance",
-    params(("code" = String, Path, description = "The regulation code")), request_body = SetMappings,
+    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code")), request_body = SetMappings,
     responses((status = 201, description = "Recorded", body = MappingsRecorded)))]
 pub async fn set_mappings(
     State(state): State<SharedState>,

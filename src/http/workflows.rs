@@ -102,7 +102,9 @@ async fn run(
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkflow {
     /// The regulation code, e.g. `soc2`.
+    #[schema(pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$")]
     pub regulation: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Requirement ids in scope; absent or empty: every requirement of the regulation.
     #[serde(default)]
@@ -216,8 +218,10 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct TransitionBody {
     /// The target state.
+    #[schema(pattern = "^(draft|scoping|evidence_collection|internal_review|auditor_review|remediation|certified|cancelled)$")]
     pub to: String,
     /// Why; recorded with the actor in the ledger.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -248,6 +252,7 @@ pub async fn transition(
 pub struct NotApplicableBody {
     pub requirement_id: String,
     /// Required: a requirement is only `not_applicable` with a recorded justification.
+    #[schema(min_length = 1, max_length = 2000)]
     pub justification: String,
 }
 

@@ -66,6 +66,13 @@ impl LedgerReader {
         rows.iter().map(entry).collect()
     }
 
+    /// Up to `limit` of one tenant's entries with seq greater than `after`, in seq order.
+    pub async fn tenant_entries_after(&self, tenant: uuid::Uuid, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        let rows = sqlx::query(&sql).bind(tenant).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+
     /// The highest seq in the ledger (0 when empty).
     pub async fn head_seq(&self) -> Result<i64, LedgerError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&self.pool).await?;
