@@ -308,17 +308,11 @@ mod tests {
 
     #[test]
     fn every_domain_topic_of_the_design_is_mapped() {
-        let topics: Vec<&str> = [
-            "PolicyCreated",
-            "PolicyActivated",
-            "PolicyEvaluated",
-            "WorkflowCreated",
-            "WorkflowStatusChanged",
-            "EvidenceSubmitted",
-        ]
-        .into_iter()
-        .filter_map(domain_topic)
-        .collect();
+        let topics: Vec<&str> =
+            ["PolicyCreated", "PolicyActivated", "PolicyEvaluated", "WorkflowCreated", "WorkflowStatusChanged", "EvidenceSubmitted"]
+                .into_iter()
+                .filter_map(domain_topic)
+                .collect();
         assert_eq!(topics.len(), 6);
         assert_eq!(domain_topic("PolicyArchived"), None, "only the audit topic carries it");
     }

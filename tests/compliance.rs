@@ -425,3 +425,43 @@ async fn the_dashboard_reports_statuses_kinds_expiry_states_and_decisions_and_ne
     let (status, _) = t.call(Method::GET, "/api/v1/compliance/dashboard?regulation=gdpr", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a_recorded_decision() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&["CC6.1"]).await;
+    let meta = |until: &str| json!({"workflow_id": w, "requirement_ids": ["CC6.1"], "kind": "document", "valid_from": "2025-01-01", "valid_until": until});
+    let (_, old) = t.upload(meta("2099-12-31"), b"old policy").await;
+    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(5)).to_string();
+    let (_, new) = t.upload(meta(&soon), b"new policy").await;
+    assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "satisfied", "the long-lived record still counts");
+    let (status, superseded) = t
+        .call(
+            Method::POST,
+            &format!("/api/v1/evidence/{}/supersede", old["evidence_id"].as_str().unwrap()),
+            Some(json!({"by": new["evidence_id"], "reason": "v2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{superseded}");
+    assert_eq!((superseded["status"].as_str(), &superseded["superseded_by"]), (Some("superseded"), &new["evidence_id"]));
+    assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "expiring", "only the active record counts now");
+    let (status, _) = t
+        .call(
+            Method::POST,
+            &format!("/api/v1/evidence/{}/supersede", new["evidence_id"].as_str().unwrap()),
+            Some(json!({"by": Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "supersede by evidence that does not exist");
+
+    let (_, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "ref", "rego": "package r\n\nallow := true\n"}))).await;
+    let pid = p["policy_id"].as_str().unwrap();
+    t.call(Method::POST, &format!("/api/v1/policies/{pid}/activate"), None).await;
+    let (_, d) = t.call(Method::POST, &format!("/api/v1/policies/{pid}/evaluate"), Some(json!({"input": {}}))).await;
+    let reference = |decision: Value| json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "policy_decision_reference", "valid_from": "2026-01-01", "valid_until": "2026-12-31", "decision_id": decision});
+    let (status, e) = t.upload(reference(d["decision_id"].clone()), b"decision").await;
+    assert_eq!((status, &e["decision_id"]), (StatusCode::CREATED, &d["decision_id"]));
+    let (status, _) = t.upload(reference(json!(Uuid::new_v4())), b"decision").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -170,3 +170,31 @@ async fn static_pem_keys_verify_es256_and_rs256_tokens_and_refuse_the_other_algo
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{config} refuses a {:?} token", other.1);
     }
 }
+
+#[tokio::test]
+async fn keys_older_than_the_max_age_are_refetched_on_use() {
+    let provider = Provider::start(vec![jwk("ed25519-a")]).await;
+    var("AUMOS_DATABASE_URL");
+    let svc = Service::spawn(
+        &[
+            ("AUMOS_JWT_JWKS_URL", provider.url.as_str()),
+            ("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", "1"),
+            ("AUMOS_JWT_JWKS_MAX_AGE_SECONDS", "1"),
+        ],
+        &["AUMOS_JWT_PUBLIC_KEY_FILE", "AUMOS_KAFKA_BOOTSTRAP_SERVERS"],
+    )
+    .await;
+    let tenant = Uuid::new_v4();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = provider.hits();
+    // A fresh token (not in the verified-token cache) with a known kid, after the max age.
+    let (status, _) = list_as(&svc, tenant, &sign("ed25519-a", Algorithm::EdDSA, Some("test-ed25519-a"), tenant)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(provider.hits(), before + 1, "stale keys are refetched before use");
+    // The provider dropped the key: once stale again, tokens signed with it fail.
+    provider.keys.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let other = Uuid::new_v4();
+    let (status, _) = list_as(&svc, other, &sign("ed25519-a", Algorithm::EdDSA, Some("test-ed25519-a"), other)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a key the provider removed stops verifying");
+}
