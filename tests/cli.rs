@@ -29,6 +29,8 @@ fn every_subcommand_has_a_useful_help() {
         (vec!["ledger", "prove", "--help"], "--seq"),
         (vec!["policy", "import", "--help"], "--tenant"),
         (vec!["projections", "status", "--help"], "lag"),
+        (vec!["ledger", "verify-bundle", "--help"], "--artifacts"),
+        (vec!["openapi", "--help"], "OpenAPI"),
     ] {
         let (ok, stdout, _) = run(&args, &[]);
         assert!(ok, "{args:?}");

@@ -336,6 +336,49 @@ async fn the_evidence_bundle_verifies_offline_artifact_by_artifact() {
         assert_eq!(payload["artifact"]["sha256"], item["sha256"]);
         assert!(artifacts.iter().any(|a| sha(a) == item["sha256"].as_str().unwrap()));
     }
+    // The whole bundle at once, with the artifacts as downloaded (named by evidence id).
+    let bundle_file = dir.join("bundle.json");
+    std::fs::write(&bundle_file, bundle.to_string()).unwrap();
+    let artifacts_dir = dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts_dir).unwrap();
+    for item in items {
+        let id = item["evidence_id"].as_str().unwrap();
+        let resp = svc
+            .client
+            .get(format!("{}/api/v1/evidence/{id}/artifact", svc.base))
+            .bearer_auth(&t.tok)
+            .header("X-Tenant-ID", t.id.to_string())
+            .send()
+            .await
+            .unwrap();
+        std::fs::write(artifacts_dir.join(id), resp.bytes().await.unwrap()).unwrap();
+    }
+    let verify_bundle = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args([
+                "ledger",
+                "verify-bundle",
+                bundle_file.to_str().unwrap(),
+                "--public-key",
+                key.to_str().unwrap(),
+                "--artifacts",
+                artifacts_dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = verify_bundle();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 evidence records")
+            && String::from_utf8_lossy(&out.stdout).contains("3 artifacts match")
+    );
+    let victim = items[1]["evidence_id"].as_str().unwrap();
+    std::fs::write(artifacts_dir.join(victim), b"swapped after the audit").unwrap();
+    let out = verify_bundle();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(victim), "names the evidence: {}", String::from_utf8_lossy(&out.stderr));
+
     // A forged hash in a proof no longer verifies.
     let mut forged = items[0]["proof"].clone();
     let payload = forged["entry"]["payload"].as_str().unwrap().replace(items[0]["sha256"].as_str().unwrap(), &"f".repeat(64));

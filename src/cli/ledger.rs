@@ -56,6 +56,19 @@ pub enum LedgerCommand {
         #[arg(long = "public-key", required = true)]
         public_key: Vec<String>,
     },
+    /// Check an evidence bundle offline (GET /api/v1/compliance/workflows/{id}/evidence-bundle):
+    /// every proof, that each proven entry is the submission of its evidence with its hash, and
+    /// with --artifacts that each artifact hashes to the recorded value.
+    VerifyBundle {
+        /// The bundle (JSON, as the API returns it).
+        file: PathBuf,
+        /// Trusted verifier key(s): a file with one key per line, or the key text itself.
+        #[arg(long = "public-key", required = true)]
+        public_key: Vec<String>,
+        /// A directory holding the artifacts, each named by its evidence id or its SHA-256.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +137,16 @@ pub async fn run(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError
             let proof: ProofFile =
                 serde_json::from_str(&text).map_err(|e| AppError::Io(format!("{}: not a proof file: {e}", file.display())))?;
             Ok(match verify_proof(&proof, &keys) {
+                Ok(s) => Outcome::Ok(s),
+                Err(e) => Outcome::Failed(e),
+            })
+        }
+        LedgerCommand::VerifyBundle { file, public_key, artifacts } => {
+            let keys = load_keys(&public_key)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| AppError::Io(format!("{}: {e}", file.display())))?;
+            let bundle: crate::ledger::bundle::EvidenceBundle =
+                serde_json::from_str(&text).map_err(|e| AppError::Io(format!("{}: not an evidence bundle: {e}", file.display())))?;
+            Ok(match crate::ledger::bundle::verify_bundle(&bundle, &keys, artifacts.as_deref()) {
                 Ok(s) => Outcome::Ok(s),
                 Err(e) => Outcome::Failed(e),
             })
@@ -239,7 +262,9 @@ async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, Ap
                 std::fs::write(&out, json).map_err(|e| AppError::Io(format!("{}: {e}", out.display())))?;
                 Ok(Outcome::Ok(format!("wrote the proof of entry {seq} against tree size {} to {}", p.checkpoint.tree_size, out.display())))
             }
-            LedgerCommand::VerifyProof { .. } | LedgerCommand::Replicate(_) => Err(AppError::Io("this command needs no database".into())),
+            LedgerCommand::VerifyProof { .. } | LedgerCommand::VerifyBundle { .. } | LedgerCommand::Replicate(_) => {
+                Err(AppError::Io("this command needs no database".into()))
+            }
         }
     }
     .await;

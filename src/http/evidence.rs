@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use aggregates::compliance::{
@@ -25,6 +25,7 @@ use super::SharedState;
 use crate::artifacts::{ArtifactError, Staged, Upload};
 use crate::catalog::Catalog;
 use crate::error::{database, ApiError, ErrorCode};
+use crate::ledger::bundle::{BundleItem, EvidenceBundle};
 use crate::ledger::export::{ExportEntry, ProofFile};
 
 impl From<EvidenceError> for ApiError {
@@ -418,27 +419,6 @@ pub async fn withdraw(
         EvidenceCommand::Withdraw { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason: Reason::parse(&body.reason)? };
     let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &context(&caller)).await?;
     read_after(&state, &caller, id.as_uuid(), appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BundleItem {
-    pub evidence_id: Uuid,
-    pub status: String,
-    pub sha256: String,
-    pub ledger_seq: i64,
-    /// A self-contained proof file: `governance-engine ledger verify-proof` checks it offline.
-    pub proof: ProofFile,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EvidenceBundle {
-    pub workflow_id: Uuid,
-    /// The signed checkpoint every proof leads to.
-    pub checkpoint: String,
-    pub tree_size: i64,
-    /// The ledger's verifier key (auditors should pin theirs out of band).
-    pub verifier_key: String,
-    pub items: Vec<BundleItem>,
 }
 
 /// Every evidence record of a workflow with its artifact hash, ledger seq and an inclusion

@@ -7,6 +7,7 @@
 //! The writer can only append and the reader can only read; neither can change history.
 
 pub mod appender;
+pub mod bundle;
 pub mod checkpoint;
 pub mod export;
 pub mod format;
