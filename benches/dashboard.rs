@@ -17,7 +17,7 @@ fn num(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-const REGULATIONS: [&str; 3] = ["soc2", "iso27001", "hipaa"];
+const REGULATIONS: [&str; 6] = ["soc2", "iso27001", "hipaa", "iso42001", "eu_ai_act", "fedramp"];
 const CONTROLS: [&str; 12] = [
     "PR.AA-01", "PR.AA-05", "GV.OC-01", "ID.AM-01", "DE.CM-01", "PR.DS-01", "RS.MA-01", "GV.PO-01", "PR.PS-01", "ID.RA-01", "RC.RP-01",
     "PR.IR-01",
@@ -54,7 +54,7 @@ async fn main() {
         .map(|(t, i)| {
             let (client, base, tenant) = (client.clone(), base.clone(), &tenants[t]);
             async move {
-                let body = json!({"regulation": REGULATIONS[i % 3], "name": format!("wf {i}"), "audit_period_start": "2026-01-01",
+                let body = json!({"regulation": REGULATIONS[i % REGULATIONS.len()], "name": format!("wf {i}"), "audit_period_start": "2026-01-01",
                     "audit_period_end": "2026-12-31", "due_date": "2027-03-31"});
                 let r = post_json(&client, format!("{base}/api/v1/compliance/workflows"), &tenant.id, &tenant.token, &body).await;
                 (t, r["workflow_id"].as_str().expect("workflow created").to_owned())

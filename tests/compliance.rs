@@ -508,3 +508,47 @@ async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a
     let (status, _) = t.upload(reference(json!(Uuid::new_v4())), b"decision").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn workflow_and_evidence_lists_page_filter_and_count() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(t.workflow(&[]).await);
+    }
+    t.call(
+        Method::POST,
+        &format!("/api/v1/compliance/workflows/{}/transitions", ids[0]),
+        Some(json!({"to": "cancelled", "reason": "duplicate"})),
+    )
+    .await;
+    let (_, p1) = t.call(Method::GET, "/api/v1/compliance/workflows?page=1&page_size=2", None).await;
+    let (_, p2) = t.call(Method::GET, "/api/v1/compliance/workflows?page=2&page_size=2", None).await;
+    assert_eq!((p1["total"].as_i64(), p1["items"].as_array().unwrap().len(), p2["items"].as_array().unwrap().len()), (Some(3), 2, 1));
+    let mut seen: Vec<String> = p1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["items"].as_array().unwrap())
+        .map(|w| w["workflow_id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "pages neither repeat nor skip");
+    let (_, cancelled) = t.call(Method::GET, "/api/v1/compliance/workflows?state=cancelled", None).await;
+    assert_eq!((cancelled["total"].as_i64(), &cancelled["items"][0]["workflow_id"]), (Some(1), &json!(ids[0])));
+    let (_, none) = t.call(Method::GET, "/api/v1/compliance/workflows?regulation=hipaa", None).await;
+    assert_eq!(none["total"], 0);
+    let (status, _) = t.call(Method::GET, "/api/v1/compliance/workflows?state=flying", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    for (i, w) in ids.iter().enumerate().skip(1) {
+        let (status, _) = t.upload(json!({"workflow_id": w, "control_ids": ["GV.OC-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"}), format!("doc {i}").as_bytes()).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, all) = t.call(Method::GET, "/api/v1/evidence", None).await;
+    let (_, one) = t.call(Method::GET, &format!("/api/v1/evidence?workflow_id={}", ids[1]), None).await;
+    assert_eq!((all["total"].as_i64(), one["total"].as_i64(), &one["items"][0]["workflow_id"]), (Some(2), Some(1), &json!(ids[1])));
+}
