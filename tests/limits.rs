@@ -28,6 +28,7 @@ async fn evaluate_over_a_tenants_rate_answers_429_with_retry_after_records_nothi
     let (pa, pb) = (active_policy(&svc, a, &ta).await, active_policy(&svc, b, &tb).await);
     let before = ledger_count_for(a).await;
     let mut statuses = Vec::new();
+    let started = Instant::now();
     for _ in 0..12 {
         let resp = svc
             .client
@@ -49,8 +50,9 @@ async fn evaluate_over_a_tenants_rate_answers_429_with_retry_after_records_nothi
     }
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
-    // The burst of 5, plus at most one token refilled while the requests ran.
-    assert!((5..=6).contains(&ok) && ok + limited == 12, "{statuses:?}");
+    // The burst of 5, plus one token per second the requests took (a slow machine refills more).
+    let refilled = started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(ok >= 5 && ok <= 5 + refilled && limited >= 1 && ok + limited == 12, "{statuses:?} in {:?}", started.elapsed());
     assert_eq!(ledger_count_for(a).await - before, ok as i64, "a refused evaluation records no decision");
     let (status, _) =
         svc.call(Method::POST, &format!("/api/v1/policies/{pb}/evaluate"), Some(b), Some(&tb), Some(&json!({"input": {}}))).await;
