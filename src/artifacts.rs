@@ -6,7 +6,7 @@
 //!
 //! An upload streams into `staging/<uuid>` (a multipart upload: at most one part is held
 //! in memory) while its SHA-256 and size are computed. Only when the caller commits is it
-//! copied to `sha256/<hex>`; a rejected upload (hash mismatch, over the size limit, or a
+//! moved to `sha256/<hex>`; a rejected upload (hash mismatch, over the size limit, or a
 //! failed ledger append) is deleted from staging, so nothing is stored.
 
 use std::sync::Arc;
@@ -78,17 +78,18 @@ impl ArtifactStore {
         Ok(Upload { writer: Some(WriteMultipart::new(upload)), hasher: Hasher::new(), size: 0, max: self.max_bytes, staging })
     }
 
-    /// Moves a finished upload to its content address.
+    /// Moves a finished upload to its content address (a rename on the local disk; copy
+    /// and delete on object stores).
     pub async fn commit(&self, staged: &Staged) -> Result<(), ArtifactError> {
-        self.store.copy(&staged.staging, &Self::final_path(&staged.sha256)).await?;
-        self.discard(staged).await;
+        self.store.rename(&staged.staging, &Self::final_path(&staged.sha256)).await?;
         Ok(())
     }
 
-    /// Deletes a staged upload (best effort: staging is not evidence).
+    /// Deletes a staged upload, if it is still there (best effort: staging is not evidence).
     pub async fn discard(&self, staged: &Staged) {
-        if let Err(e) = self.store.delete(&staged.staging).await {
-            tracing::warn!(path = %staged.staging, error = %e, "cannot delete a staged artifact");
+        match self.store.delete(&staged.staging).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(path = %staged.staging, error = %e, "cannot delete a staged artifact"),
         }
     }
 

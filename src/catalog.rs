@@ -184,6 +184,18 @@ pub struct TenantLink {
     pub rationale: String,
 }
 
+impl From<projections::compliance::TenantMappingView> for TenantLink {
+    fn from(m: projections::compliance::TenantMappingView) -> Self {
+        Self {
+            regulation: m.regulation,
+            requirement_id: m.requirement_id,
+            control_id: m.control_id,
+            relation: m.relation,
+            rationale: m.rationale,
+        }
+    }
+}
+
 /// The requirement's controls: the baseline's, with tenant links added or overriding
 /// the baseline link to the same control.
 pub fn merged_controls(requirement: &Requirement, tenant: &[TenantLink]) -> Vec<ControlLink> {
@@ -216,7 +228,6 @@ pub fn merged_controls(requirement: &Requirement, tenant: &[TenantLink]) -> Vec<
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// The checks of `regulations/check.py`, on the compiled-in copy.

@@ -116,7 +116,6 @@ fn usable(jwk: &Jwk) -> Option<(String, (DecodingKey, Algorithm))> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn jwk(v: serde_json::Value) -> Jwk {

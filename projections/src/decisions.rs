@@ -57,7 +57,7 @@ pub async fn list(conn: &mut PgConnection, f: &DecisionFilter, page: u32, page_s
         .bind(f.from)
         .bind(f.to)
         .bind(i64::from(page_size))
-        .bind(i64::from(page.saturating_sub(1)) * i64::from(page_size))
+        .bind(crate::offset(page, page_size))
         .fetch_all(&mut *conn)
         .await?;
     Ok(Page { items, page, page_size, total })

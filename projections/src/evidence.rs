@@ -77,7 +77,7 @@ pub async fn page(
     let items = sqlx::query_as(&sql)
         .bind(workflow_id)
         .bind(i64::from(page_size))
-        .bind(i64::from(page.saturating_sub(1)) * i64::from(page_size))
+        .bind(crate::offset(page, page_size))
         .fetch_all(&mut *conn)
         .await?;
     Ok(Page { items, page, page_size, total })

@@ -90,6 +90,11 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// The row offset of a 1-based page.
+pub fn offset(page: u32, page_size: u32) -> i64 {
+    i64::from(page.saturating_sub(1)) * i64::from(page_size)
+}
+
 /// Sort direction of a list query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

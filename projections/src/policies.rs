@@ -79,7 +79,7 @@ pub async fn list(conn: &mut PgConnection, q: PolicyListQuery) -> Result<Page<Po
         "SELECT {VIEW_COLUMNS} FROM gov_governance_policies ORDER BY {} {order}, policy_id {order} LIMIT $1 OFFSET $2",
         q.sort.column()
     );
-    let offset = i64::from(q.page.saturating_sub(1)) * i64::from(q.page_size);
+    let offset = crate::offset(q.page, q.page_size);
     let items = sqlx::query_as(&sql).bind(i64::from(q.page_size)).bind(offset).fetch_all(&mut *conn).await?;
     Ok(Page { items, page: q.page, page_size: q.page_size, total })
 }

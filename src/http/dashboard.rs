@@ -147,7 +147,7 @@ async fn compute(
 ) -> Result<Dashboard, ApiError> {
     let as_of = Utc::now().date_naive();
     let window = state.config.evidence_expiring_days;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(caller).await?;
     let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;
     if let Some(w) = workflow {
         workflows.retain(|x| x.workflow_id == w);
@@ -162,8 +162,8 @@ async fn compute(
     .fetch_all(&mut *tx)
     .await
     .map_err(database)?;
+    let links = tenant_links(&mut tx, code).await?;
     drop(tx);
-    let links = tenant_links(state, caller, code).await?;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
     for (w, v) in na_rows {

@@ -19,7 +19,7 @@ use aggregates::decision::{allowed, PolicyEvaluated, DECISION_AGGREGATE, POLICY_
 use projections::decisions::{self as read, DecisionFilter, DecisionView};
 use projections::Page;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::policies::{paging, wait_min_seq};
 use super::SharedState;
 use crate::auth::Role;
@@ -182,10 +182,6 @@ pub struct DecisionParams {
     pub min_seq: Option<i64>,
 }
 
-fn db(e: sqlx::Error) -> ApiError {
-    projections::ProjectionError::from(e).into()
-}
-
 /// Lists the tenant's decision records, newest first.
 #[utoipa::path(get, path = "/decisions", tag = "evaluation", params(DecisionParams), responses((status = 200, description = "One page", body = Page<DecisionView>)))]
 pub async fn list_decisions(
@@ -205,32 +201,24 @@ pub async fn list_decisions(
         }
     }
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let filter = DecisionFilter { policy_id, from: p.from, to: p.to };
     Ok(Json(read::list(&mut tx, &filter, page, page_size).await?).into_response())
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionGetParams {
-    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
-    pub min_seq: Option<i64>,
-}
-
 /// Reads one decision record.
 #[utoipa::path(get, path = "/decisions/{id}", tag = "evaluation",
-    params(("id" = uuid::Uuid, Path, description = "The decision id"), DecisionGetParams), responses((status = 200, description = "The decision record", body = DecisionView)))]
+    params(("id" = uuid::Uuid, Path, description = "The decision id"), ReadParams), responses((status = 200, description = "The decision record", body = DecisionView)))]
 pub async fn get_decision(
     State(state): State<SharedState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(p): ApiQuery<DecisionGetParams>,
+    ApiQuery(p): ApiQuery<ReadParams>,
 ) -> Result<Response, ApiError> {
     caller.require(DECISION_READERS)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("decision"))?;
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let d = read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("decision"))?;
     Ok(Json(d).into_response())
 }

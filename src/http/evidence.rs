@@ -10,21 +10,18 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use aggregates::compliance::{
-    Artifact, ControlId, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, RequirementId, Sha256, Submission,
-};
+use aggregates::compliance::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, Sha256, Submission};
 use aggregates::{Description, EvidenceId, Reason};
 use projections::evidence::{self as read, EvidenceView};
 use projections::Page;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::policies::{paging, wait_min_seq};
-use super::regulations::{regulation, OFFICERS, READERS};
-use super::workflows::{context, workflow_id};
+use super::regulations::{csf_control, regulation, requirement_of, OFFICERS, READERS};
+use super::workflows::workflow_id;
 use super::SharedState;
 use crate::artifacts::{ArtifactError, Staged, Upload};
-use crate::catalog::Catalog;
-use crate::error::{database, ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 use crate::ledger::bundle::{BundleItem, EvidenceBundle};
 use crate::ledger::export::{ExportEntry, ProofFile};
 
@@ -175,7 +172,7 @@ async fn stream(mut upload: Upload, mut field: axum::extract::multipart::Field<'
 /// Checks the metadata against the workflow, the catalog and the artifact.
 async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, part: &ArtifactPart) -> Result<Submission, ApiError> {
     let staged = &part.staged;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(caller).await?;
     let wf = projections::compliance::workflow(&mut tx, m.workflow_id)
         .await?
         .ok_or_else(|| ApiError::validation("workflow_id names no workflow"))?;
@@ -184,22 +181,8 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
     }
     drop(tx);
     let reg = regulation(&wf.regulation)?;
-    let mut requirement_ids = Vec::new();
-    for raw in &m.requirement_ids {
-        let id = RequirementId::parse(raw)?;
-        if reg.requirement(id.as_str()).is_none() {
-            return Err(ApiError::validation(format!("{id} is not a requirement of {}", reg.code)));
-        }
-        requirement_ids.push(id);
-    }
-    let mut control_ids = Vec::new();
-    for raw in &m.control_ids {
-        let id = ControlId::parse(raw)?;
-        if Catalog::get().control(&id).is_none() {
-            return Err(ApiError::validation(format!("{id} is not a CSF 2.0 subcategory")));
-        }
-        control_ids.push(id);
-    }
+    let requirement_ids = m.requirement_ids.iter().map(|raw| requirement_of(reg, raw)).collect::<Result<Vec<_>, _>>()?;
+    let control_ids = m.control_ids.iter().map(|raw| csf_control(raw).map(|(id, _)| id)).collect::<Result<Vec<_>, _>>()?;
     let kind = EvidenceKind::ALL
         .into_iter()
         .find(|k| k.as_str() == m.kind)
@@ -254,7 +237,7 @@ pub async fn upload(State(state): State<SharedState>, caller: Caller, request: R
         let existed = state.artifacts.exists(&staged.sha256).await?;
         state.artifacts.commit(staged).await?;
         let id = s.evidence_id;
-        match state.bus.execute::<Evidence>(&id.to_string(), EvidenceCommand::Submit(Box::new(s)), &(), &context(&caller)).await {
+        match state.bus.execute::<Evidence>(&id.to_string(), EvidenceCommand::Submit(Box::new(s)), &(), &caller.context()).await {
             Ok(appended) => Ok((id, appended.last().map(|a| a.seq).unwrap_or(0))),
             Err(e) => {
                 if !existed {
@@ -272,17 +255,18 @@ pub async fn upload(State(state): State<SharedState>, caller: Caller, request: R
             return Err(e);
         }
     };
-    read_after(&state, &caller, id.as_uuid(), seq, StatusCode::CREATED).await
+    read_after(&state, &caller, id, seq, StatusCode::CREATED).await
 }
 
-async fn read_after(state: &SharedState, caller: &Caller, id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
-    if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
-        let body = serde_json::json!({ "evidence_id": id, "ledger_seq": seq, "status": "accepted" });
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-    }
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
-    let view = read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("evidence"))?;
-    Ok((status, Json(view)).into_response())
+async fn read_after(state: &SharedState, caller: &Caller, id: EvidenceId, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
+    let accepted = serde_json::json!({ "evidence_id": id.as_uuid(), "ledger_seq": seq, "status": "accepted" });
+    state.answer_after(seq, status, accepted, view(state, caller, id)).await
+}
+
+/// Runs a command on existing evidence and answers with the record.
+async fn run(state: &SharedState, caller: &Caller, id: EvidenceId, command: EvidenceCommand) -> Result<Response, ApiError> {
+    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &caller.context()).await?;
+    read_after(state, caller, id, appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
 }
 
 fn evidence_id(raw: &str) -> Result<EvidenceId, ApiError> {
@@ -290,16 +274,8 @@ fn evidence_id(raw: &str) -> Result<EvidenceId, ApiError> {
 }
 
 async fn view(state: &SharedState, caller: &Caller, id: EvidenceId) -> Result<EvidenceView, ApiError> {
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(caller).await?;
     read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("evidence"))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
-    pub min_seq: Option<i64>,
 }
 
 /// Reads one evidence record.
@@ -334,7 +310,7 @@ pub struct ListParams {
 pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let (page, page_size) = paging(p.page, p.page_size)?;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     Ok(Json(read::page(&mut tx, p.workflow_id, page, page_size).await?).into_response())
 }
 
@@ -392,8 +368,7 @@ pub async fn supersede(
     view(&state, &caller, by).await.map_err(|_| ApiError::validation("by names no evidence record"))?;
     let reason = body.reason.as_deref().filter(|r| !r.trim().is_empty()).map(Reason::parse).transpose()?;
     let command = EvidenceCommand::Supersede { tenant_id: caller.tenant_id, by, actor: caller.subject.clone(), reason };
-    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &context(&caller)).await?;
-    read_after(&state, &caller, id.as_uuid(), appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
+    run(&state, &caller, id, command).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -417,8 +392,7 @@ pub async fn withdraw(
     let id = evidence_id(&id)?;
     let command =
         EvidenceCommand::Withdraw { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason: Reason::parse(&body.reason)? };
-    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &context(&caller)).await?;
-    read_after(&state, &caller, id.as_uuid(), appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
+    run(&state, &caller, id, command).await
 }
 
 /// Every evidence record of a workflow with its artifact hash, ledger seq and an inclusion
@@ -428,7 +402,7 @@ pub async fn withdraw(
 pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = workflow_id(&id)?;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     projections::compliance::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     let evidence = read::of_workflow(&mut tx, Some(id.as_uuid()), false).await?;
     drop(tx);

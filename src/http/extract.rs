@@ -76,7 +76,27 @@ pub struct Caller {
     pub request_id: String,
 }
 
+/// `?min_seq=` of reads that follow a write.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
+    pub min_seq: Option<i64>,
+}
+
 impl Caller {
+    /// Who runs a command and in which request.
+    pub fn context(&self) -> crate::commands::CommandContext {
+        crate::commands::CommandContext {
+            tenant_id: self.tenant_id,
+            actor: self.subject.clone(),
+            request_id: Some(self.request_id.clone()),
+            trace_id: None,
+            correlation_id: None,
+        }
+    }
+
     /// Fails with 403 unless the caller holds one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if self.roles.iter().any(|r| roles.contains(r)) {

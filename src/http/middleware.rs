@@ -94,7 +94,7 @@ fn render(error: ApiError, request_id: &str) -> Response {
     let mut body = serde_json::json!({
         "error": { "code": error.code.as_str(), "message": error.message, "request_id": request_id }
     });
-    if let Some(details) = error.details.clone() {
+    if let Some(details) = error.details {
         body["error"]["details"] = details;
     }
     let mut response = (status, axum::Json(body)).into_response();

@@ -51,6 +51,30 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+impl AppState {
+    /// A transaction that sees only the caller's tenant's rows.
+    pub async fn tenant_tx(&self, caller: &extract::Caller) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+        projections::tenant::begin(&self.primary, caller.tenant_id.as_uuid()).await.map_err(crate::error::database)
+    }
+
+    /// Answers a command that landed at ledger `seq`: with what `read` returns once the read
+    /// models have applied it, or 202 with `accepted` when that takes longer than the
+    /// read-your-writes bound.
+    pub async fn answer_after<T: serde::Serialize>(
+        &self,
+        seq: i64,
+        status: axum::http::StatusCode,
+        accepted: impl serde::Serialize,
+        read: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<axum::response::Response, ApiError> {
+        use axum::response::IntoResponse;
+        if !self.projections.wait_for(seq, self.config.read_your_writes_timeout).await {
+            return Ok((axum::http::StatusCode::ACCEPTED, axum::Json(accepted)).into_response());
+        }
+        Ok((status, axum::Json(read.await?)).into_response())
+    }
+}
+
 /// Every route, each registered with the `#[utoipa::path]` attribute that documents it.
 /// Bodies are limited to `body_limit` bytes, except evidence uploads (`upload_limit`).
 fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> {

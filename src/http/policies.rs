@@ -17,10 +17,9 @@ use projections::policies::{self as read, PolicyListQuery, PolicySort};
 use projections::policies::{PolicyVersionView, PolicyView};
 use projections::{Page, SortOrder};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::SharedState;
 use crate::auth::Role;
-use crate::commands::CommandContext;
 use crate::engine::PolicyModule;
 use crate::error::{ApiError, ErrorCode};
 
@@ -41,25 +40,11 @@ impl From<PolicyError> for ApiError {
     }
 }
 
-fn context(caller: &Caller) -> CommandContext {
-    CommandContext {
-        tenant_id: caller.tenant_id,
-        actor: caller.subject.clone(),
-        request_id: Some(caller.request_id.clone()),
-        trace_id: None,
-        correlation_id: None,
-    }
-}
-
 fn optional_reason(r: Option<String>) -> Result<Option<Reason>, ApiError> {
     match r {
         Some(r) if !r.trim().is_empty() => Ok(Some(Reason::parse(&r)?)),
         _ => Ok(None),
     }
-}
-
-fn db(e: sqlx::Error) -> ApiError {
-    projections::ProjectionError::from(e).into()
 }
 
 /// A command was recorded in the ledger, but the read model had not applied it within the
@@ -81,19 +66,17 @@ pub struct Versions {
 /// Reads a policy once its projection has caught up with `seq`, or answers 202 with the
 /// seq when that takes longer than the read-your-writes bound.
 async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
-    if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
-        let body = Accepted { policy_id, ledger_seq: seq, status: "accepted".to_owned() };
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-    }
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
-    let view = read::get(&mut tx, policy_id).await?.ok_or_else(|| ApiError::not_found("policy"))?;
-    tx.commit().await.map_err(db)?;
-    Ok((status, Json(view)).into_response())
+    let accepted = Accepted { policy_id, ledger_seq: seq, status: "accepted".to_owned() };
+    let read = async {
+        let mut tx = state.tenant_tx(caller).await?;
+        read::get(&mut tx, policy_id).await?.ok_or_else(|| ApiError::not_found("policy"))
+    };
+    state.answer_after(seq, status, accepted, read).await
 }
 
 /// Runs a command, invalidates the evaluation cache, and answers with the read model.
 async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: PolicyCommand, status: StatusCode) -> Result<Response, ApiError> {
-    let appended = state.bus.execute::<Policy>(&id.to_string(), command, &(), &context(caller)).await?;
+    let appended = state.bus.execute::<Policy>(&id.to_string(), command, &(), &caller.context()).await?;
     state.runtime.invalidate(caller.tenant_id.as_uuid(), id.as_uuid()).await;
     let seq = appended.last().map(|a| a.seq).unwrap_or(0);
     read_after(state, caller, id.as_uuid(), seq, status).await
@@ -202,7 +185,7 @@ pub async fn activate(
     let id = parse_id(&id)?;
     let t = transition_body(body).await?;
     let reason = optional_reason(t.reason)?;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let view = read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     let version = t.version.unwrap_or(u32::try_from(view.latest_version).unwrap_or(0));
     let rego = read::version(&mut tx, id.as_uuid(), i32::try_from(version).unwrap_or(i32::MAX)).await?;
@@ -267,14 +250,6 @@ async fn simple_transition(
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
-    pub min_seq: Option<i64>,
-}
-
 /// Reads one policy.
 #[utoipa::path(get, path = "/policies/{id}", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id"), ReadParams), responses((status = 200, description = "The policy", body = PolicyView)))]
 pub async fn get(
@@ -286,7 +261,7 @@ pub async fn get(
     caller.require(READERS)?;
     let id = parse_id(&id)?;
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let view = read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     Ok(Json(view).into_response())
 }
@@ -296,7 +271,7 @@ pub async fn get(
 pub async fn versions(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     let items = read::versions(&mut tx, id.as_uuid()).await?;
     Ok(Json(Versions { items }).into_response())
@@ -351,7 +326,7 @@ pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p):
     let order = p.sort_order.unwrap_or(SortOrder::Desc);
     wait_min_seq(&state, p.min_seq).await;
     let q = PolicyListQuery { page, page_size, sort: p.sort_by.unwrap_or(PolicySort::CreatedAt), order };
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(db)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let result = read::list(&mut tx, q).await?;
     Ok(Json(result).into_response())
 }

@@ -17,7 +17,7 @@ use super::policies::paging;
 use super::SharedState;
 use crate::auth::Role;
 use crate::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
-use crate::error::{database, ApiError};
+use crate::error::ApiError;
 use crate::ledger::format::canonical_json;
 use crate::ledger::{EntryMetadata, NewEntry};
 
@@ -30,19 +30,27 @@ pub(crate) fn regulation(code: &str) -> Result<&'static Regulation, ApiError> {
     Catalog::get().regulation(code).ok_or_else(|| ApiError::validation(format!("regulation {code} is not in the catalog")))
 }
 
-pub(crate) async fn tenant_links(state: &SharedState, caller: &Caller, code: Option<RegulationCode>) -> Result<Vec<TenantLink>, ApiError> {
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
-    let rows = read::tenant_mappings(&mut tx, code.map(|c| c.as_str())).await?;
-    Ok(rows
-        .into_iter()
-        .map(|m| TenantLink {
-            regulation: m.regulation,
-            requirement_id: m.requirement_id,
-            control_id: m.control_id,
-            relation: m.relation,
-            rationale: m.rationale,
-        })
-        .collect())
+/// A requirement of `reg`: 422 unless the catalog has it.
+pub(crate) fn requirement_of(reg: &Regulation, raw: &str) -> Result<RequirementId, ApiError> {
+    let id = RequirementId::parse(raw)?;
+    match reg.requirement(id.as_str()) {
+        Some(_) => Ok(id),
+        None => Err(ApiError::validation(format!("{id} is not a requirement of {}", reg.code))),
+    }
+}
+
+/// A CSF 2.0 subcategory that exists: 422 otherwise.
+pub(crate) fn csf_control(raw: &str) -> Result<(ControlId, &'static CsfNode), ApiError> {
+    let id = ControlId::parse(raw)?;
+    match Catalog::get().control(&id) {
+        Some(node) => Ok((id, node)),
+        None => Err(ApiError::validation(format!("{id} is not a CSF 2.0 subcategory"))),
+    }
+}
+
+/// The tenant's own mappings (of one regulation, or all), read in the caller's transaction.
+pub(crate) async fn tenant_links(conn: &mut sqlx::PgConnection, code: Option<RegulationCode>) -> Result<Vec<TenantLink>, ApiError> {
+    Ok(read::tenant_mappings(conn, code.map(|c| c.as_str())).await?.into_iter().map(TenantLink::from).collect())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -142,7 +150,7 @@ pub async fn requirements(
             return Err(ApiError::validation(format!("unknown CSF category {c:?}")));
         }
     }
-    let links = tenant_links(&state, &caller, Some(reg.code)).await?;
+    let links = tenant_links(&mut *state.tenant_tx(&caller).await?, Some(reg.code)).await?;
     let matching: Vec<RequirementView> = reg
         .requirements
         .iter()
@@ -189,20 +197,13 @@ pub struct ControlView {
     responses((status = 200, description = "The control", body = ControlView)))]
 pub async fn control(State(state): State<SharedState>, caller: Caller, ApiPath(csf_id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let id = ControlId::parse(&csf_id)?;
+    let (id, node) = csf_control(&csf_id)?;
     let catalog = Catalog::get();
-    let node = catalog.control(&id).ok_or_else(|| ApiError::validation(format!("{id} is not a CSF 2.0 subcategory")))?;
     let mut tenant_by_reg: std::collections::HashMap<RegulationCode, Vec<TenantLink>> = Default::default();
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     for m in read::tenant_mappings_to(&mut tx, id.as_str()).await? {
         if let Ok(code) = RegulationCode::parse(&m.regulation) {
-            tenant_by_reg.entry(code).or_default().push(TenantLink {
-                regulation: m.regulation.clone(),
-                requirement_id: m.requirement_id,
-                control_id: m.control_id,
-                relation: m.relation,
-                rationale: m.rationale,
-            });
+            tenant_by_reg.entry(code).or_default().push(TenantLink::from(m));
         }
     }
     drop(tx);
@@ -280,14 +281,8 @@ pub async fn set_mappings(
     }
     let mut entries = Vec::with_capacity(body.mappings.len());
     for m in &body.mappings {
-        let requirement = RequirementId::parse(&m.requirement_id)?;
-        if reg.requirement(requirement.as_str()).is_none() {
-            return Err(ApiError::validation(format!("{requirement} is not a requirement of {}", reg.code)));
-        }
-        let control = ControlId::parse(&m.control_id)?;
-        if Catalog::get().control(&control).is_none() {
-            return Err(ApiError::validation(format!("{control} is not a CSF 2.0 subcategory")));
-        }
+        let requirement = requirement_of(reg, &m.requirement_id)?;
+        let (control, _) = csf_control(&m.control_id)?;
         let rationale = Reason::parse(&m.rationale)?;
         let payload = serde_json::json!({
             "regulation": reg.code.as_str(),

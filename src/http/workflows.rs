@@ -16,13 +16,13 @@ use aggregates::{Actor, PolicyName, Reason, WorkflowId};
 use projections::compliance::{self as read, NotApplicableView, TransitionView, WorkflowView};
 use projections::Page;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::policies::{paging, wait_min_seq};
-use super::regulations::{regulation, tenant_links, OFFICERS, READERS};
+use super::regulations::{regulation, requirement_of, tenant_links, OFFICERS, READERS};
 use super::SharedState;
-use crate::commands::{CommandContext, CommandError};
+use crate::commands::CommandError;
 use crate::compliance::{statuses, RegulationIndex, RequirementStatusView};
-use crate::error::{database, ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
@@ -45,16 +45,6 @@ impl<E: std::error::Error + Into<ApiError>> From<CommandError<E>> for ApiError {
     }
 }
 
-pub(crate) fn context(caller: &Caller) -> CommandContext {
-    CommandContext {
-        tenant_id: caller.tenant_id,
-        actor: caller.subject.clone(),
-        request_id: Some(caller.request_id.clone()),
-        trace_id: None,
-        correlation_id: None,
-    }
-}
-
 pub(crate) fn workflow_id(raw: &str) -> Result<WorkflowId, ApiError> {
     WorkflowId::parse(raw).map_err(|_| ApiError::not_found("workflow"))
 }
@@ -71,7 +61,7 @@ pub struct WorkflowDetail {
 }
 
 async fn detail(state: &SharedState, caller: &Caller, id: Uuid) -> Result<Option<WorkflowDetail>, ApiError> {
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(caller).await?;
     let Some(workflow) = read::workflow(&mut tx, id).await? else { return Ok(None) };
     let transitions = read::transitions(&mut tx, id).await?;
     let not_applicable = read::not_applicable(&mut tx, Some(id)).await?.into_iter().map(|(_, v)| v).collect();
@@ -88,14 +78,11 @@ async fn run(
     command: WorkflowCommand,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let appended = state.bus.execute::<ComplianceWorkflow>(&id.to_string(), command, &(), &context(caller)).await?;
+    let appended = state.bus.execute::<ComplianceWorkflow>(&id.to_string(), command, &(), &caller.context()).await?;
     let seq = appended.last().map(|a| a.seq).unwrap_or(0);
-    if !state.projections.wait_for(seq, state.config.read_your_writes_timeout).await {
-        let body = serde_json::json!({ "workflow_id": id.as_uuid(), "ledger_seq": seq, "status": "accepted" });
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-    }
-    let d = detail(state, caller, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
-    Ok((status, Json(d)).into_response())
+    let accepted = serde_json::json!({ "workflow_id": id.as_uuid(), "ledger_seq": seq, "status": "accepted" });
+    let read = async { detail(state, caller, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow")) };
+    state.answer_after(seq, status, accepted, read).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -129,10 +116,7 @@ pub async fn create(
     let reg = regulation(&body.regulation)?;
     let mut ids = Vec::with_capacity(body.scope.len());
     for raw in &body.scope {
-        let id = RequirementId::parse(raw)?;
-        if reg.requirement(id.as_str()).is_none() {
-            return Err(ApiError::validation(format!("{id} is not a requirement of {}", reg.code)));
-        }
+        let id = requirement_of(reg, raw)?;
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -184,17 +168,9 @@ pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p):
         WorkflowState::parse(s).ok_or_else(|| ApiError::validation(format!("unknown workflow state {s:?}")))?;
     }
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let result = read::workflows(&mut tx, reg.map(|r| r.code.as_str()), p.state.as_deref(), page, page_size).await?;
     Ok(Json(result).into_response())
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
-    pub min_seq: Option<i64>,
 }
 
 /// Reads one workflow with its transitions and not-applicable justifications.
@@ -268,13 +244,12 @@ pub async fn not_applicable(
 ) -> Result<Response, ApiError> {
     caller.require(OFFICERS)?;
     let id = workflow_id(&id)?;
-    let requirement_id = RequirementId::parse(&body.requirement_id)?;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    // A malformed id is refused before the workflow is looked up.
+    RequirementId::parse(&body.requirement_id)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     drop(tx);
-    if regulation(&wf.regulation)?.requirement(requirement_id.as_str()).is_none() {
-        return Err(ApiError::validation(format!("{requirement_id} is not a requirement of {}", wf.regulation)));
-    }
+    let requirement_id = requirement_of(regulation(&wf.regulation)?, &body.requirement_id)?;
     let command = WorkflowCommand::MarkNotApplicable {
         tenant_id: caller.tenant_id,
         requirement_id,
@@ -309,14 +284,15 @@ pub async fn requirements(
     caller.require(READERS)?;
     let id = workflow_id(&id)?;
     wait_min_seq(&state, p.min_seq).await;
-    let mut tx = projections::tenant::begin(&state.primary, caller.tenant_id.as_uuid()).await.map_err(database)?;
+    let mut tx = state.tenant_tx(&caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     let evidence = projections::evidence::of_workflow(&mut tx, Some(id.as_uuid()), true).await?;
     let na: HashMap<String, String> =
         read::not_applicable(&mut tx, Some(id.as_uuid())).await?.into_iter().map(|(_, v)| (v.requirement_id, v.justification)).collect();
-    drop(tx);
     let code = regulation(&wf.regulation)?.code;
-    let index = RegulationIndex::new(code, &tenant_links(&state, &caller, Some(code)).await?);
+    let links = tenant_links(&mut tx, Some(code)).await?;
+    drop(tx);
+    let index = RegulationIndex::new(code, &links);
     let as_of = chrono::Utc::now().date_naive();
     let refs: Vec<_> = evidence.iter().collect();
     let items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
