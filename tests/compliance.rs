@@ -29,20 +29,8 @@ impl T<'_> {
         w["workflow_id"].as_str().unwrap().to_owned()
     }
     async fn upload(&self, metadata: Value, artifact: &[u8]) -> (StatusCode, Value) {
-        let form = reqwest::multipart::Form::new().text("metadata", metadata.to_string()).part(
-            "artifact",
-            reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("access-review.csv").mime_str("text/csv").unwrap(),
-        );
-        let resp = self
-            .svc
-            .client
-            .post(format!("{}/api/v1/evidence", self.svc.base))
-            .bearer_auth(&self.tok)
-            .header("X-Tenant-ID", self.id.to_string())
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let part = reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("access-review.csv").mime_str("text/csv").unwrap();
+        let resp = self.svc.upload_evidence(self.id, &self.tok, &metadata, part).await;
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }

@@ -32,23 +32,14 @@ async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_50
     let wf = serde_json::json!({"regulation": "iso42001", "name": "AIMS", "audit_period_start": "2026-01-01", "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
     let (status, w) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&wf)).await;
     assert_eq!(status, StatusCode::CREATED, "{w}");
-    let upload = |bytes: Vec<u8>| {
-        let metadata = serde_json::json!({"workflow_id": w["workflow_id"], "control_ids": ["GV.OC-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
-        let form =
-            reqwest::multipart::Form::new().text("metadata", metadata.to_string()).part("artifact", reqwest::multipart::Part::bytes(bytes));
-        svc.client
-            .post(format!("{}/api/v1/evidence", svc.base))
-            .bearer_auth(&tok)
-            .header("X-Tenant-ID", tenant.to_string())
-            .multipart(form)
-            .send()
-    };
+    let metadata = serde_json::json!({"workflow_id": w["workflow_id"], "control_ids": ["GV.OC-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    let upload = |bytes: Vec<u8>| svc.upload_evidence(tenant, &tok, &metadata, reqwest::multipart::Part::bytes(bytes));
     let stored = |bytes: &[u8]| {
         use sha2::Digest;
         e.dir.join("artifacts/sha256").join(hex::encode(sha2::Sha256::digest(bytes))).exists()
     };
     let first = b"policy document v1".to_vec();
-    assert_eq!(upload(first.clone()).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(upload(first.clone()).await.status(), StatusCode::CREATED);
     assert!(stored(&first));
 
     let primary = e.superuser_url(Cluster::Primary);
@@ -56,7 +47,7 @@ async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_50
     e.stack.stop(Cluster::Audit).unwrap();
     // No ledger, no evidence: 503, and the artifact is neither stored nor left in staging.
     let second = b"policy document v2".to_vec();
-    let resp = upload(second.clone()).await.unwrap();
+    let resp = upload(second.clone()).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&resp.json().await.unwrap()), "ledger_unavailable");
     assert!(!stored(&second), "an artifact whose event was not recorded is removed again");

@@ -38,18 +38,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation_in_any_documente
     let (_, workflow) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&wf)).await;
     let workflow_id = workflow["workflow_id"].as_str().unwrap().to_owned();
     let metadata = json!({"workflow_id": workflow_id, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
-    let form = reqwest::multipart::Form::new()
-        .text("metadata", metadata.to_string())
-        .part("artifact", reqwest::multipart::Part::bytes(b"fuzz".to_vec()));
-    let resp = svc
-        .client
-        .post(format!("{}/api/v1/evidence", svc.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = svc.upload_evidence(tenant, &tok, &metadata, reqwest::multipart::Part::bytes(b"fuzz".to_vec())).await;
     let evidence_id = resp.json::<serde_json::Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
 
     let python = var("AUMOS_DEV_PYTHON");

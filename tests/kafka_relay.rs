@@ -227,18 +227,7 @@ async fn compliance_events_reach_their_topics_keyed_by_aggregate() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let metadata = json!({"workflow_id": wid, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
-    let form = reqwest::multipart::Form::new()
-        .text("metadata", metadata.to_string())
-        .part("artifact", reqwest::multipart::Part::bytes(b"kafka".to_vec()));
-    let resp = svc
-        .client
-        .post(format!("{}/api/v1/evidence", svc.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = svc.upload_evidence(tenant, &tok, &metadata, reqwest::multipart::Part::bytes(b"kafka".to_vec())).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let eid = resp.json::<Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
 

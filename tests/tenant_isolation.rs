@@ -147,18 +147,7 @@ async fn victim(svc: &Service) -> Victim {
     assert_eq!(status, StatusCode::CREATED);
     let metadata = serde_json::json!({"workflow_id": workflow, "control_ids": ["DE.CM-09"], "kind": "document",
         "valid_from": "2025-01-01", "valid_until": "2030-01-01"});
-    let form = reqwest::multipart::Form::new()
-        .text("metadata", metadata.to_string())
-        .part("artifact", reqwest::multipart::Part::bytes(b"victim".to_vec()));
-    let resp = svc
-        .client
-        .post(format!("{}/api/v1/evidence", svc.base))
-        .bearer_auth(&tok)
-        .header("X-Tenant-ID", tenant.to_string())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = svc.upload_evidence(tenant, &tok, &metadata, reqwest::multipart::Part::bytes(b"victim".to_vec())).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let evidence = resp.json::<serde_json::Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
     Victim { tenant, tok, policy, decision, seq, workflow, evidence }

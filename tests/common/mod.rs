@@ -100,6 +100,19 @@ impl Service {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Submits evidence: a multipart `metadata` part (JSON) and an `artifact` part.
+    pub async fn upload_evidence(
+        &self,
+        tenant: Uuid,
+        token: &str,
+        metadata: &Value,
+        artifact: reqwest::multipart::Part,
+    ) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new().text("metadata", metadata.to_string()).part("artifact", artifact);
+        let req = self.client.post(format!("{}/api/v1/evidence", self.base)).bearer_auth(token).header("X-Tenant-ID", tenant.to_string());
+        req.multipart(form).send().await.unwrap()
+    }
+
     /// SIGKILL: no graceful shutdown, as in a crash.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
