@@ -114,6 +114,26 @@ pub struct Config {
     pub evaluate_burst_per_tenant: u32,
     pub pg_bin_dir: PathBuf,
     pub ledger: LedgerConfig,
+    pub sandbox: SandboxConfig,
+}
+
+/// The embedded engine's sandbox: evaluation worker processes (docs/policy-engines.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Worker processes (default: the number of cores, at least 2).
+    pub workers: usize,
+    /// At most this many workers busy for one tenant (default: half the workers, at least 1).
+    pub workers_per_tenant: usize,
+    /// Requests one tenant may have waiting for a worker; beyond: 503 `policy_engine_overloaded`.
+    pub queue_per_tenant: usize,
+    /// A request waiting longer than this for a worker: 503 `policy_engine_overloaded`.
+    pub queue_timeout: Duration,
+    /// Address-space cap of each worker (RLIMIT_AS), in MiB.
+    pub worker_memory_mb: u64,
+    /// One deadline for validating a source and running all of its tests at activation.
+    pub test_timeout: Duration,
+    /// Prepared modules each worker keeps (least recently used first out).
+    pub worker_cache_entries: usize,
 }
 
 /// The ledger's signing key and checkpoint cadence.
@@ -289,9 +309,39 @@ impl Config {
                     s
                 }),
             },
+            sandbox: sandbox(env)?,
             pg_bin_dir: PathBuf::from(env.get("AUMOS_GOVERNANCE_PG_BIN_DIR").unwrap_or_else(|| "/usr/lib/postgresql/15/bin".to_owned())),
         })
     }
+}
+
+fn sandbox(env: &Env<'_>) -> Result<SandboxConfig, ConfigError> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from).max(2);
+    let positive = |var: &'static str, default: usize, what: &str| -> Result<usize, ConfigError> {
+        let n: usize = env.parse(var, default, what)?;
+        if n == 0 {
+            return Err(err(var, "must be greater than 0"));
+        }
+        Ok(n)
+    };
+    let workers = positive("AUMOS_GOVERNANCE_ENGINE_WORKERS", cores, "a number of worker processes")?;
+    let workers_per_tenant = positive("AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT", (workers / 2).max(1), "a number of workers")?;
+    if workers_per_tenant > workers {
+        return Err(err("AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT", "must not exceed AUMOS_GOVERNANCE_ENGINE_WORKERS"));
+    }
+    let worker_memory_mb: u64 = env.parse("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", 1024, "a number of MiB")?;
+    if worker_memory_mb < 128 {
+        return Err(err("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", "must be at least 128"));
+    }
+    Ok(SandboxConfig {
+        workers,
+        workers_per_tenant,
+        queue_per_tenant: positive("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", 64, "a number of requests")?,
+        queue_timeout: env.millis("AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS", 1000)?,
+        worker_memory_mb,
+        test_timeout: env.millis("AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS", 2000)?,
+        worker_cache_entries: positive("AUMOS_GOVERNANCE_ENGINE_WORKER_CACHE_ENTRIES", 256, "a number of modules")?,
+    })
 }
 
 /// The names of every variable [`Config::from_env`] reads. A test checks that
@@ -307,6 +357,13 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_POLICY_ENGINE",
     "AUMOS_GOVERNANCE_OPA_URL",
     "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_ENGINE_WORKERS",
+    "AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT",
+    "AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT",
+    "AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS",
+    "AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB",
+    "AUMOS_GOVERNANCE_ENGINE_WORKER_CACHE_ENTRIES",
     "AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET",
     "AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES",
     "AUMOS_GOVERNANCE_EVIDENCE_EXPIRING_DAYS",
@@ -356,6 +413,18 @@ mod tests {
         assert_eq!(c.eval_timeout, Duration::from_millis(200));
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8000");
         assert!(c.kafka_bootstrap.is_none());
+        assert!(c.sandbox.workers >= 2);
+        assert_eq!(c.sandbox.workers_per_tenant, c.sandbox.workers / 2);
+        assert_eq!((c.sandbox.queue_per_tenant, c.sandbox.worker_memory_mb), (64, 1024));
+        assert_eq!((c.sandbox.queue_timeout, c.sandbox.test_timeout), (Duration::from_secs(1), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_tenant_cannot_be_given_more_workers_than_the_pool_has() {
+        let e = config(&[("AUMOS_GOVERNANCE_ENGINE_WORKERS", "2"), ("AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT", "3")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT");
+        let e = config(&[("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", "16")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB");
     }
 
     #[test]

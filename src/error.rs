@@ -51,6 +51,10 @@ error_codes! {
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineUnavailable => "policy_engine_unavailable", SERVICE_UNAVAILABLE;
     PolicyEngineError => "policy_engine_error", BAD_GATEWAY;
+    PolicyEvaluationTimeout => "policy_evaluation_timeout", SERVICE_UNAVAILABLE;
+    PolicyResourceLimitExceeded => "policy_resource_limit_exceeded", UNPROCESSABLE_ENTITY;
+    PolicyEngineOverloaded => "policy_engine_overloaded", SERVICE_UNAVAILABLE;
+    PolicyEngineFault => "policy_engine_fault", SERVICE_UNAVAILABLE;
     ArtifactStoreUnavailable => "artifact_store_unavailable", SERVICE_UNAVAILABLE;
     ArtifactCorrupt => "artifact_corrupt", INTERNAL_SERVER_ERROR;
     Internal => "internal_error", INTERNAL_SERVER_ERROR;
@@ -169,6 +173,10 @@ impl From<crate::engine::EngineError> for ApiError {
             EngineError::Unavailable(m) => ApiError::new(ErrorCode::PolicyEngineUnavailable, m),
             EngineError::BadResponse(m) => ApiError::new(ErrorCode::PolicyEngineError, m),
             EngineError::Evaluation(m) => ApiError::new(ErrorCode::EvaluationFailed, m),
+            EngineError::Timeout(m) => ApiError::new(ErrorCode::PolicyEvaluationTimeout, m),
+            EngineError::ResourceLimit(m) => ApiError::new(ErrorCode::PolicyResourceLimitExceeded, m),
+            EngineError::Overloaded(m) => ApiError::new(ErrorCode::PolicyEngineOverloaded, m).retry_after(1),
+            EngineError::Fault(m) => ApiError::new(ErrorCode::PolicyEngineFault, m),
         }
     }
 }

@@ -57,6 +57,19 @@ pub enum Command {
     ///
     /// Needs no database or configuration: e.g. to generate a client.
     Openapi,
+    /// An evaluation worker of the embedded engine's sandbox (started by the service).
+    #[command(hide = true)]
+    EngineWorker(EngineWorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineWorkerArgs {
+    /// Address-space cap (RLIMIT_AS) in MiB.
+    #[arg(long)]
+    pub memory_mb: u64,
+    /// Prepared modules to keep.
+    #[arg(long, default_value_t = 256)]
+    pub cache_entries: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +129,10 @@ pub struct DownArgs {
 #[allow(clippy::print_stdout)] // stdout carries the commands' output
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::EngineWorker(args) = &cli.command {
+        // Before any configuration or runtime: the worker needs neither.
+        return crate::engine::sandbox::worker::run(args.memory_mb, args.cache_entries);
+    }
     if let Command::Openapi = cli.command {
         return match serde_json::to_string_pretty(&crate::http::document()) {
             Ok(json) => {
@@ -173,7 +190,7 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
     match command {
         Command::Serve => app::serve(config).await,
-        Command::Ledger(_) | Command::Openapi => Ok(()),
+        Command::Ledger(_) | Command::Openapi | Command::EngineWorker(_) => Ok(()),
         Command::Projections(cmd) => {
             println!("{}", projections::run(cmd, &config).await?);
             Ok(())

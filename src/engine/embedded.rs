@@ -1,95 +1,99 @@
-//! The embedded engine: regorus, in process.
+//! The embedded engine: regorus, in sandboxed worker processes ([`super::sandbox`]).
 //!
-//! Closing the gap with OPA (docs/policy-engines.md): regorus only parses when a policy is
-//! added, so validation also prepares the module (which surfaces unsafe variables and
-//! other analysis errors) and rejects calls to functions regorus lacks (which it would
-//! report only when the call is reached) and `http.send`. Builtin errors are not strict,
-//! as in OPA: a failing builtin makes its expression undefined.
+//! [`EmbeddedEngine::sandboxed`] is what the service runs: every check, activation test
+//! run and evaluation goes to a worker process, queued per tenant. [`EmbeddedEngine::new`]
+//! runs the same [`Session`] in this process on the blocking thread pool: only for
+//! trusted Rego (tests, conformance runs), never for tenants' policies.
 
-use std::collections::HashSet;
-use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::Value;
 
-use super::source::{parse_regorus_error, test_rules, unsupported_calls};
-use super::{EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
+use super::sandbox::pool::{Pool, WorkerCommand};
+use super::sandbox::worker::Session;
+use super::sandbox::{module_key, Reply, Request};
+use super::source::test_rules;
+use super::{current_tenant, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
+
+/// Where requests run.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Worker processes: the sandbox.
+    Pool(Pool),
+    /// This process (trusted Rego only).
+    InProcess(Arc<Mutex<Session>>),
+}
+
+impl Backend {
+    async fn call(&self, request: Request, source: Option<Arc<str>>, budget: Duration) -> Result<Reply, EngineError> {
+        match self {
+            Backend::Pool(pool) => pool.call(current_tenant(), request, source, budget).await,
+            Backend::InProcess(session) => {
+                let session = session.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut s = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match s.handle(request.clone()) {
+                        Reply::NeedSource => match (request, source) {
+                            (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(rego)) => {
+                                s.handle(Request::Evaluate { key, rego: Some(rego.to_string()), rule, input, budget_ms })
+                            }
+                            _ => Reply::NeedSource,
+                        },
+                        reply => reply,
+                    }
+                })
+                .await
+                .map_err(|e| EngineError::Fault(e.to_string()))
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct EmbeddedEngine {
+    backend: Backend,
+    /// Each evaluation's deadline.
     timeout: Duration,
-    builtins: HashSet<&'static str>,
+    /// One deadline for a source's validation, and one for all of its tests together.
+    test_timeout: Duration,
 }
 
-fn compile_error(e: &anyhow_like::Error) -> EngineError {
-    EngineError::Compile(vec![parse_regorus_error(&e.to_string())])
+/// A reply that is not the one expected becomes the error it carries.
+fn unexpected(reply: Reply) -> EngineError {
+    match reply {
+        Reply::Compile(errors) => EngineError::Compile(errors),
+        Reply::Evaluation(m) => EngineError::Evaluation(m),
+        Reply::Timeout(m) => EngineError::Timeout(m),
+        Reply::Panic(m) => EngineError::Fault(format!("the engine panicked: {m}")),
+        Reply::TestsFailed(tests) => EngineError::TestsFailed(tests),
+        other => EngineError::BadResponse(format!("unexpected reply from the engine worker: {other:?}")),
+    }
 }
 
-/// regorus returns `anyhow::Error`; only its text is used.
-mod anyhow_like {
-    pub type Error = dyn std::fmt::Display;
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl EmbeddedEngine {
+    /// In this process, for trusted Rego only (see the module documentation).
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout, builtins: regorus::unstable::BUILTINS.keys().copied().collect() }
+        let session = Arc::new(Mutex::new(Session::new(64)));
+        Self { backend: Backend::InProcess(session), timeout, test_timeout: timeout.max(Duration::from_secs(2)) }
     }
 
-    fn engine(&self) -> regorus::Engine {
-        let mut e = regorus::Engine::new();
-        e.set_strict_builtin_errors(false);
-        e.set_execution_timer_config(ExecutionTimerConfig { limit: self.timeout, check_interval: NonZeroU32::MIN });
-        e
+    /// The sandbox: worker processes of this executable (`engine-worker`).
+    pub fn sandboxed(config: &crate::config::Config) -> Self {
+        let program = std::env::current_exe().unwrap_or_else(|_| "governance-engine".into());
+        Self::with_workers(config, program)
     }
 
-    /// Adds and prepares a module; returns the engine and the package (without `data.`).
-    fn load(&self, rego: &str) -> Result<(regorus::Engine, String), EngineError> {
-        let mut e = self.engine();
-        let package = e.add_policy("policy.rego".into(), rego.into()).map_err(|err| compile_error(&err))?;
-        let errors = unsupported_calls(rego, Some(&self.builtins));
-        if !errors.is_empty() {
-            return Err(EngineError::Compile(errors));
-        }
-        // Preparing analyses every rule: unsafe variables, recursion, bad references.
-        e.eval_query("true".into(), false).map_err(|err| compile_error(&err))?;
-        Ok((e, package.strip_prefix("data.").unwrap_or(&package).to_owned()))
-    }
-}
-
-fn to_json(v: regorus::Value) -> Result<Option<Value>, EngineError> {
-    if v == regorus::Value::Undefined {
-        return Ok(None);
-    }
-    serde_json::to_value(&v).map(Some).map_err(|e| EngineError::Evaluation(e.to_string()))
-}
-
-fn evaluation_error(e: &anyhow_like::Error) -> EngineError {
-    let text = e.to_string();
-    if text.contains("time limit") || text.contains("execution exceeded") || text.contains("timer") {
-        EngineError::Unavailable(format!("evaluation exceeded its time budget: {}", parse_regorus_error(&text).message))
-    } else {
-        EngineError::Evaluation(parse_regorus_error(&text).message)
-    }
-}
-
-/// Evaluates on a clone of a prepared engine (a clone is cheap; re-preparing is not).
-fn eval(prepared: &regorus::Engine, package: &str, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
-    let mut e = prepared.clone();
-    e.set_input(regorus::Value::from(input.clone()));
-    match rule {
-        // A rule by name: the fast path.
-        Some(rule) if !rule.contains('.') => to_json(e.eval_rule(format!("data.{package}.{rule}")).map_err(|err| evaluation_error(&err))?),
-        // The package document, or a value nested inside a rule.
-        _ => {
-            let path = rule.map(|r| format!("data.{package}.{r}")).unwrap_or_else(|| format!("data.{package}"));
-            let results = e.eval_query(path, false).map_err(|err| evaluation_error(&err))?;
-            match results.result.into_iter().next().and_then(|r| r.expressions.into_iter().next()) {
-                Some(expr) => to_json(expr.value),
-                None => Ok(None),
-            }
-        }
+    /// The sandbox with workers started from `program` (which must be this service's binary).
+    pub fn with_workers(config: &crate::config::Config, program: std::path::PathBuf) -> Self {
+        let sandbox = config.sandbox.clone();
+        let command = WorkerCommand { program, memory_mb: sandbox.worker_memory_mb, cache_entries: sandbox.worker_cache_entries };
+        let test_timeout = sandbox.test_timeout;
+        Self { backend: Backend::Pool(Pool::start(sandbox, command)), timeout: config.eval_timeout, test_timeout }
     }
 }
 
@@ -100,30 +104,32 @@ impl PolicyEngine for EmbeddedEngine {
     }
 
     async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {
-        let (_, package) = self.load(rego)?;
-        Ok(ModuleInfo { package, tests: test_rules(rego) })
+        match self.backend.call(Request::Check { rego: rego.to_owned() }, None, self.test_timeout).await? {
+            Reply::Checked { package } => Ok(ModuleInfo { package, tests: test_rules(rego) }),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError> {
-        let (engine, package) = self.load(rego)?;
-        let mut failed = Vec::new();
-        for test in &info.tests {
-            match eval(&engine, &package, Some(test), &Value::Null) {
-                Ok(Some(Value::Bool(true))) => {}
-                Ok(_) => failed.push(test.clone()),
-                Err(e) => failed.push(format!("{test} ({e})")),
-            }
+        if info.tests.is_empty() {
+            return Ok(());
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::TestsFailed(failed))
+        let request = Request::Test { rego: rego.to_owned(), tests: info.tests.clone(), budget_ms: millis(self.test_timeout) };
+        match self.backend.call(request, None, self.test_timeout).await? {
+            Reply::TestsPassed => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
 
+    /// Cheap: the source was validated before it could be activated, and each worker
+    /// prepares it when it first evaluates it.
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
-        let (engine, package) = self.load(&module.rego)?;
-        Ok(Arc::new(EmbeddedPolicy { engine, package }))
+        Ok(Arc::new(EmbeddedPolicy {
+            backend: self.backend.clone(),
+            key: module_key(&module.rego),
+            source: Arc::from(module.rego.as_str()),
+            timeout: self.timeout,
+        }))
     }
 
     async fn is_loaded(&self, _module: &PolicyModule) -> Result<bool, EngineError> {
@@ -131,17 +137,29 @@ impl PolicyEngine for EmbeddedEngine {
     }
 }
 
-/// A prepared regorus engine holding one policy module.
+/// An active module: evaluated by whichever worker is free, which prepares it once.
 #[derive(Debug)]
 pub struct EmbeddedPolicy {
-    engine: regorus::Engine,
-    package: String,
+    backend: Backend,
+    key: String,
+    source: Arc<str>,
+    timeout: Duration,
 }
 
 #[async_trait::async_trait]
 impl PreparedPolicy for EmbeddedPolicy {
     async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
-        eval(&self.engine, &self.package, rule, input)
+        let request = Request::Evaluate {
+            key: self.key.clone(),
+            rego: None,
+            rule: rule.map(str::to_owned),
+            input: input.clone(),
+            budget_ms: millis(self.timeout),
+        };
+        match self.backend.call(request, Some(self.source.clone()), self.timeout).await? {
+            Reply::Value(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -208,5 +226,15 @@ mod tests {
     async fn a_failing_builtin_is_undefined_as_in_opa_not_an_error() {
         let p = prepared("package b\n\nn := to_number(input.s)\n").await;
         assert_eq!(p.evaluate(Some("n"), &json!({"s": "not a number"})).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_builtin_is_contained_and_the_session_keeps_answering() {
+        let p = prepared("package p\n\nn := strings.count(input.s, \"\")\nok := true\n").await;
+        match p.evaluate(Some("n"), &json!({"s": "abc"})).await {
+            Err(EngineError::Fault(m)) => assert!(m.contains("panicked"), "{m}"),
+            other => panic!("expected a contained panic, got {other:?}"),
+        }
+        assert_eq!(p.evaluate(Some("ok"), &json!({})).await.unwrap(), Some(json!(true)));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod opa;
+pub mod sandbox;
 pub mod source;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One compile error, located in the Rego source when the engine says where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CompileError {
     pub message: String,
     pub row: Option<u32>,
@@ -36,6 +37,34 @@ pub enum EngineError {
     /// Evaluation itself failed (e.g. conflicting values for a complete rule).
     #[error("evaluation failed: {0}")]
     Evaluation(String),
+    /// The evaluation (or an activation's tests together) ran past its deadline and was stopped.
+    #[error("evaluation stopped at its deadline: {0}")]
+    Timeout(String),
+    /// The evaluation exceeded the sandbox's memory or stack limit; its worker was replaced.
+    #[error("evaluation exceeded a resource limit: {0}")]
+    ResourceLimit(String),
+    /// No worker is free soon enough for this tenant (its queue is full or waited too long).
+    #[error("policy engine overloaded: {0}")]
+    Overloaded(String),
+    /// The engine panicked; the panic was contained.
+    #[error("policy engine fault: {0}")]
+    Fault(String),
+}
+
+tokio::task_local! {
+    /// The tenant on whose behalf engine calls in this task run: the embedded engine's
+    /// sandbox queues and shares its workers per tenant (see [`on_behalf_of`]).
+    static TENANT: uuid::Uuid;
+}
+
+/// Runs `f` with its engine calls queued under `tenant` (fair sharing between tenants).
+pub async fn on_behalf_of<F: std::future::Future>(tenant: uuid::Uuid, f: F) -> F::Output {
+    TENANT.scope(tenant, f).await
+}
+
+/// The tenant set by [`on_behalf_of`]; the nil id outside one (trusted callers, tests).
+pub fn current_tenant() -> uuid::Uuid {
+    TENANT.try_with(|t| *t).unwrap_or_default()
 }
 
 /// What validation learned about a module.
@@ -88,7 +117,7 @@ pub async fn check_and_test(engine: &dyn PolicyEngine, rego: &str) -> Result<Mod
 /// Builds the configured engine.
 pub fn build(config: &crate::config::Config, http: reqwest::Client) -> Arc<dyn PolicyEngine> {
     match config.policy_engine {
-        crate::config::PolicyEngineKind::Embedded => Arc::new(embedded::EmbeddedEngine::new(config.eval_timeout)),
+        crate::config::PolicyEngineKind::Embedded => Arc::new(embedded::EmbeddedEngine::sandboxed(config)),
         crate::config::PolicyEngineKind::Opa => Arc::new(opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout)),
     }
 }

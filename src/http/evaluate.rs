@@ -102,7 +102,11 @@ pub async fn evaluate(
             .with_details(serde_json::json!({ "status": policy.status })));
     };
     let started = Instant::now();
-    let evaluation = tokio::time::timeout(state.config.eval_timeout, prepared.evaluate(req.rule.as_deref(), &req.input)).await;
+    // The engine enforces the evaluation's own deadline (the embedded sandbox kills its
+    // worker); this bounds the wait for a free worker on top of it.
+    let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
+    let evaluation =
+        tokio::time::timeout(limit, crate::engine::on_behalf_of(tenant, prepared.evaluate(req.rule.as_deref(), &req.input))).await;
     let result = match evaluation {
         Ok(r) => r?,
         Err(_) => {

@@ -115,7 +115,7 @@ pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(bo
         reason: optional_reason(body.reason)?,
         rego: rego.clone(),
     };
-    state.runtime.engine().check(rego.as_str()).await?;
+    crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 
@@ -145,7 +145,7 @@ pub async fn add_version(
     let id = parse_id(&id)?;
     let rego = RegoSource::parse(&body.rego)?;
     let reason = optional_reason(body.reason)?;
-    state.runtime.engine().check(rego.as_str()).await?;
+    crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
     let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
@@ -202,7 +202,7 @@ pub async fn activate(
     }
     if let Some(v) = &rego {
         let engine = state.runtime.engine();
-        crate::engine::check_and_test(engine.as_ref(), &v.rego).await?;
+        crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), crate::engine::check_and_test(engine.as_ref(), &v.rego)).await?;
         engine.prepare(&PolicyModule { policy_id: id.as_uuid(), version, package: String::new(), rego: v.rego.clone() }).await?;
     }
     let command = PolicyCommand::Activate { tenant_id: caller.tenant_id, version: t.version, actor: caller.subject.clone(), reason };

@@ -1,0 +1,88 @@
+//! The embedded engine's sandbox: tenants' Rego runs in evaluation worker processes.
+//!
+//! A builtin that allocates without bound aborts its process, and one that loops inside a
+//! single call cannot be interrupted in-process; so no tenant's Rego runs in the service.
+//! - [`worker`]: `governance-engine engine-worker` (hidden), a single-threaded loop over
+//!   length-prefixed JSON frames on stdin/stdout. It caps its own address space
+//!   (RLIMIT_AS), runs regorus with its execution timer, turns panics into replies, and
+//!   keeps prepared modules in a bounded LRU (asking for a source it does not have).
+//! - [`pool`]: the service side. N workers, a bounded queue per tenant, round-robin across
+//!   tenants, at most `workers_per_tenant` busy for one tenant, and a hard deadline per
+//!   request: past it, or when the worker dies (memory cap, stack), the worker is killed
+//!   with SIGKILL and replaced, and the caller gets its own error code.
+//!
+//! Limits and their variables: docs/policy-engines.md ("The sandbox").
+
+pub mod pool;
+pub mod worker;
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::CompileError;
+
+/// The largest frame either side accepts (a request carries at most a source and an input).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// What the service asks a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Compile and analyse a source; answers [`Reply::Checked`].
+    Check { rego: String },
+    /// Compile a source and run these `test_` rules, all within `budget_ms` together.
+    Test { rego: String, tests: Vec<String>, budget_ms: u64 },
+    /// Evaluate a rule of a module known by `key` (the SHA-256 of its source). Without
+    /// `rego` a worker that has not prepared the module answers [`Reply::NeedSource`].
+    Evaluate { key: String, rego: Option<String>, rule: Option<String>, input: Value, budget_ms: u64 },
+}
+
+/// What a worker answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Checked {
+        package: String,
+    },
+    TestsPassed,
+    TestsFailed(Vec<String>),
+    /// The result; `None` when undefined.
+    Value(Option<Value>),
+    NeedSource,
+    Compile(Vec<CompileError>),
+    Evaluation(String),
+    Timeout(String),
+    Panic(String),
+}
+
+/// Writes one frame: a little-endian u32 length, then that many bytes of JSON.
+pub fn write_frame<T: Serialize>(out: &mut impl Write, msg: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len()).ok().filter(|n| (*n as usize) <= MAX_FRAME).ok_or_else(|| io::Error::other("frame too large"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&body)?;
+    out.flush()
+}
+
+/// Reads one frame's bytes; `Ok(None)` at a clean end of stream.
+pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::other("frame too large"));
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// The key a worker caches a prepared module under: the SHA-256 of its source.
+pub fn module_key(rego: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(rego.as_bytes()))
+}

@@ -1,0 +1,243 @@
+//! The evaluation worker: `governance-engine engine-worker` (hidden). It reads
+//! [`Request`] frames on stdin and answers each with a [`Reply`] frame on stdout, one at a
+//! time, until stdin closes. [`Session`] is the whole engine: the only place a
+//! `regorus::Engine` is configured ([`Session::engine`]).
+//!
+//! Closing the gap with OPA (docs/policy-engines.md): regorus only parses when a policy is
+//! added, so validation also prepares the module (which surfaces unsafe variables and
+//! other analysis errors) and rejects calls to functions regorus lacks (which it would
+//! report only when the call is reached) and `http.send`. Builtin errors are not strict,
+//! as in OPA: a failing builtin makes its expression undefined.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, BufReader, BufWriter};
+use std::num::NonZeroU32;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use serde_json::Value;
+
+use super::{read_frame, write_frame, Reply, Request};
+use crate::engine::source::{parse_regorus_error, unsupported_calls};
+use crate::engine::CompileError;
+
+/// Prepared modules kept by one worker: at most `entries`, and at most this many bytes of
+/// source together (a prepared module costs a multiple of its source).
+const CACHE_SOURCE_BYTES: usize = 32 * 1024 * 1024;
+
+/// One worker's engine state: the builtins regorus has and the prepared modules.
+#[derive(Debug)]
+pub struct Session {
+    builtins: HashSet<&'static str>,
+    /// (key, package, prepared engine, source length), most recently used last.
+    cache: VecDeque<(String, String, regorus::Engine, usize)>,
+    entries: usize,
+}
+
+fn compile_error(e: &dyn std::fmt::Display) -> Reply {
+    Reply::Compile(vec![parse_regorus_error(&e.to_string())])
+}
+
+fn evaluation_error(e: &dyn std::fmt::Display) -> Reply {
+    let text = e.to_string();
+    let message = parse_regorus_error(&text).message;
+    if text.contains("time limit") || text.contains("execution exceeded") || text.contains("timer") {
+        Reply::Timeout(format!("evaluation exceeded its time budget: {message}"))
+    } else {
+        Reply::Evaluation(message)
+    }
+}
+
+fn timer(budget: Duration) -> ExecutionTimerConfig {
+    ExecutionTimerConfig { limit: budget.max(Duration::from_millis(1)), check_interval: NonZeroU32::MIN }
+}
+
+fn to_json(v: regorus::Value) -> Reply {
+    if v == regorus::Value::Undefined {
+        return Reply::Value(None);
+    }
+    match serde_json::to_value(&v) {
+        Ok(v) => Reply::Value(Some(v)),
+        Err(e) => Reply::Evaluation(e.to_string()),
+    }
+}
+
+/// Evaluates on a clone of a prepared engine (a clone is cheap; re-preparing is not).
+fn eval(prepared: &regorus::Engine, package: &str, rule: Option<&str>, input: regorus::Value, budget: Duration) -> Reply {
+    let mut e = prepared.clone();
+    e.set_execution_timer_config(timer(budget));
+    e.set_input(input);
+    match rule {
+        // A rule by name: the fast path.
+        Some(rule) if !rule.contains('.') => match e.eval_rule(format!("data.{package}.{rule}")) {
+            Ok(v) => to_json(v),
+            Err(err) => evaluation_error(&err),
+        },
+        // The package document, or a value nested inside a rule.
+        _ => {
+            let path = rule.map(|r| format!("data.{package}.{r}")).unwrap_or_else(|| format!("data.{package}"));
+            match e.eval_query(path, false) {
+                Ok(results) => match results.result.into_iter().next().and_then(|r| r.expressions.into_iter().next()) {
+                    Some(expr) => to_json(expr.value),
+                    None => Reply::Value(None),
+                },
+                Err(err) => evaluation_error(&err),
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+impl Session {
+    pub fn new(entries: usize) -> Self {
+        Self { builtins: regorus::unstable::BUILTINS.keys().copied().collect(), cache: VecDeque::new(), entries: entries.max(1) }
+    }
+
+    /// The one place a `regorus::Engine` is built and configured.
+    pub fn engine(budget: Duration) -> regorus::Engine {
+        let mut e = regorus::Engine::new();
+        e.set_strict_builtin_errors(false);
+        e.set_execution_timer_config(timer(budget));
+        e
+    }
+
+    /// Adds and prepares a module; returns the engine and the package (without `data.`).
+    fn load(&self, rego: &str, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
+        let mut e = Self::engine(budget);
+        let package = e.add_policy("policy.rego".into(), rego.into()).map_err(|err| compile_error(&err))?;
+        let errors: Vec<CompileError> = unsupported_calls(rego, Some(&self.builtins));
+        if !errors.is_empty() {
+            return Err(Reply::Compile(errors));
+        }
+        // Preparing analyses every rule: unsafe variables, recursion, bad references.
+        e.eval_query("true".into(), false).map_err(|err| compile_error(&err))?;
+        Ok((e, package.strip_prefix("data.").unwrap_or(&package).to_owned()))
+    }
+
+    /// Answers one request; a panic anywhere inside becomes [`Reply::Panic`].
+    pub fn handle(&mut self, request: Request) -> Reply {
+        match catch_unwind(AssertUnwindSafe(|| self.dispatch(request))) {
+            Ok(reply) => reply,
+            Err(payload) => {
+                // Whatever the panic interrupted is not trusted again.
+                self.cache.clear();
+                Reply::Panic(panic_message(payload.as_ref()))
+            }
+        }
+    }
+
+    fn dispatch(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Check { rego } => match self.load(&rego, Duration::from_secs(3600)) {
+                Ok((_, package)) => Reply::Checked { package },
+                Err(reply) => reply,
+            },
+            Request::Test { rego, tests, budget_ms } => {
+                let deadline = Instant::now() + Duration::from_millis(budget_ms);
+                let (engine, package) = match self.load(&rego, Duration::from_millis(budget_ms)) {
+                    Ok(loaded) => loaded,
+                    Err(reply) => return reply,
+                };
+                let mut failed = Vec::new();
+                for test in &tests {
+                    // One budget for all tests together: each gets what is left of it.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Reply::Timeout(format!("the policy's tests exceeded their {budget_ms} ms budget"));
+                    }
+                    match eval(&engine, &package, Some(test), regorus::Value::Null, left) {
+                        Reply::Value(Some(Value::Bool(true))) => {}
+                        Reply::Value(_) => failed.push(test.clone()),
+                        Reply::Timeout(_) => {
+                            return Reply::Timeout(format!("the policy's tests exceeded their {budget_ms} ms budget (at {test})"))
+                        }
+                        Reply::Evaluation(e) => failed.push(format!("{test} ({})", crate::engine::EngineError::Evaluation(e))),
+                        other => return other,
+                    }
+                }
+                if failed.is_empty() {
+                    Reply::TestsPassed
+                } else {
+                    Reply::TestsFailed(failed)
+                }
+            }
+            Request::Evaluate { key, rego, rule, input, budget_ms } => {
+                let budget = Duration::from_millis(budget_ms);
+                let position = self.cache.iter().position(|(k, ..)| *k == key);
+                let (engine, package) = match (position, rego) {
+                    (Some(i), _) => {
+                        let Some(entry) = self.cache.remove(i) else { return Reply::NeedSource };
+                        self.cache.push_back(entry);
+                        match self.cache.back() {
+                            Some((_, package, engine, _)) => (engine, package),
+                            None => return Reply::NeedSource,
+                        }
+                    }
+                    (None, None) => return Reply::NeedSource,
+                    (None, Some(rego)) => {
+                        let (engine, package) = match self.load(&rego, budget) {
+                            Ok(loaded) => loaded,
+                            Err(reply) => return reply,
+                        };
+                        self.remember(key, package, engine, rego.len());
+                        match self.cache.back() {
+                            Some((_, package, engine, _)) => (engine, package),
+                            None => return Reply::NeedSource,
+                        }
+                    }
+                };
+                eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget)
+            }
+        }
+    }
+
+    fn remember(&mut self, key: String, package: String, engine: regorus::Engine, len: usize) {
+        self.cache.push_back((key, package, engine, len));
+        while self.cache.len() > self.entries
+            || (self.cache.len() > 1 && self.cache.iter().map(|e| e.3).sum::<usize>() > CACHE_SOURCE_BYTES)
+        {
+            self.cache.pop_front();
+        }
+    }
+}
+
+/// The worker's main loop. `memory_mb` caps the address space before any request is read.
+pub fn run(memory_mb: u64, cache_entries: usize) -> ExitCode {
+    let bytes = memory_mb.saturating_mul(1024 * 1024);
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes) {
+        eprintln!("engine-worker: cannot cap memory: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Panics are answered as replies; the default hook would only add noise to the log.
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut session = Session::new(cache_entries);
+    let mut input = BufReader::new(io::stdin().lock());
+    let mut output = BufWriter::new(io::stdout().lock());
+    loop {
+        let frame = match read_frame(&mut input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("engine-worker: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let reply = match serde_json::from_slice::<Request>(&frame) {
+            Ok(request) => session.handle(request),
+            Err(e) => Reply::Evaluation(format!("malformed request: {e}")),
+        };
+        if let Err(e) = write_frame(&mut output, &reply) {
+            eprintln!("engine-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+}

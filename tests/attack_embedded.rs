@@ -1,0 +1,160 @@
+//! The hostile policy author against the embedded engine's sandbox (issue #11): every
+//! attack is answered with its own 4xx/503 code, records nothing, and leaves the process,
+//! another tenant's evaluations and its policies' projection unharmed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct Tenant<'a> {
+    svc: &'a Service,
+    id: Uuid,
+    tok: String,
+}
+
+impl Tenant<'_> {
+    fn new(svc: &Service) -> Tenant<'_> {
+        let id = Uuid::new_v4();
+        Tenant { svc, id, tok: token(id, ADMIN) }
+    }
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
+    }
+    async fn create(&self, rego: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, "/api/v1/policies", Some(json!({"name": "attack", "rego": rego}))).await
+    }
+    /// Creates and activates a policy; returns its id.
+    async fn active(&self, rego: &str) -> String {
+        let (status, p) = self.create(rego).await;
+        assert_eq!(status, StatusCode::CREATED, "{p}");
+        let id = p["policy_id"].as_str().unwrap().to_owned();
+        let (status, a) = self.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+        assert_eq!(status, StatusCode::OK, "{a}");
+        id
+    }
+    async fn evaluate(&self, id: &str, rule: &str, input: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(json!({"rule": rule, "input": input}))).await
+    }
+}
+
+const GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
+
+/// After an attack: the process answers, the other tenant's evaluate decides normally,
+/// and a policy it creates now is projected (201: the read model caught up).
+async fn bystander_is_unharmed(b: &Tenant<'_>, gate: &str) {
+    let (status, r) = b.evaluate(gate, "allow", json!({"score": 0.9})).await;
+    assert_eq!((status, &r["result"]), (StatusCode::OK, &json!(true)), "{r}");
+    let (status, p) = b.create(GATE).await;
+    assert_eq!(status, StatusCode::CREATED, "the other tenant's new policy is projected: {p}");
+}
+
+/// Where an attack strikes.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// In a rule that evaluate runs (`rule: x`).
+    Evaluate,
+    /// In a `test_` rule that activation runs.
+    Activation,
+    /// In the source itself, at validation.
+    Validation,
+}
+
+async fn attack(a: &Tenant<'_>, name: &str, at: At, rego: &str, input: Value) -> (StatusCode, String) {
+    let before = ledger_count_for(a.id).await;
+    let (status, body) = match at {
+        At::Validation => a.create(rego).await,
+        At::Activation => {
+            let (status, p) = a.create(rego).await;
+            assert_eq!(status, StatusCode::CREATED, "{name}: {p}");
+            let id = p["policy_id"].as_str().unwrap().to_owned();
+            let before = ledger_count_for(a.id).await;
+            let r = a.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+            assert_eq!(ledger_count_for(a.id).await, before, "{name}: a refused activation records nothing");
+            let (_, p) = a.call(Method::GET, &format!("/api/v1/policies/{id}"), None).await;
+            assert_eq!(p["status"], "draft", "{name}");
+            r
+        }
+        At::Evaluate => {
+            let id = a.active(rego).await;
+            let before = ledger_count_for(a.id).await;
+            let r = a.evaluate(&id, "x", input).await;
+            assert_eq!(ledger_count_for(a.id).await, before, "{name}: a refused evaluation records no decision");
+            r
+        }
+    };
+    if matches!(at, At::Validation) {
+        assert_eq!(ledger_count_for(a.id).await, before, "{name}: a refused source records nothing");
+    }
+    assert!(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE, "{name}: {status} {body}");
+    (status, error_code(&body))
+}
+
+/// Each attack with the codes it may be answered with (the sandbox decides by which limit
+/// it meets first: deadline, memory cap, or a contained panic).
+const LIMITS: &[&str] = &["policy_evaluation_timeout", "policy_resource_limit_exceeded"];
+
+#[tokio::test]
+async fn every_hostile_policy_is_refused_with_its_code_and_harms_no_other_tenant() {
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_ENGINE_WORKERS", "2"), ("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", "512")]).await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let gate = b.active(GATE).await;
+    let huge_range = "count(numbers.range(0, 1000000000000000))";
+    let nested = format!("package n\n\nx := {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, At, String, Value, &[&str])> = vec![
+        ("numbers.range allocation", At::Evaluate, format!("package p\n\nx := {huge_range}\n"), json!({}), LIMITS),
+        ("numbers.range in a test", At::Activation, format!("package p\n\ntest_x if {huge_range} > 0\n"), json!({}), LIMITS),
+        ("strings.count with an empty needle", At::Evaluate, "package p\n\nx := strings.count(input.s, \"\")\n".into(), json!({"s": "abc"}), &["policy_engine_fault"]),
+        ("numbers.range_step negative", At::Evaluate, "package p\n\nx := numbers.range_step(0, 10, -1)\n".into(), json!({}), &["policy_engine_fault"]),
+        ("units.parse huge exponent", At::Evaluate, "package p\n\nx := units.parse(input.s)\n".into(), json!({"s": "1e999999999"}), LIMITS),
+        ("sprintf width", At::Evaluate, "package p\n\nx := sprintf(\"%0999999999999d\", [1])\n".into(), json!({}), &["policy_engine_fault"]),
+        ("concat growth", At::Evaluate, "package p\n\nx := count(concat(\"\", [s | some i in numbers.range(1, 100000000); s := \"aaaaaaaaaaaaaaaa\"]))\n".into(), json!({}), LIMITS),
+        ("comprehension doubling", At::Evaluate, "package p\n\nx := count({i: v | some i in numbers.range(1, 100000000); v := [i, i, i, i]})\n".into(), json!({}), LIMITS),
+        ("nested loops", At::Evaluate, "package p\n\nx := sum([1 | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000)])\n".into(), json!({}), LIMITS),
+        ("deep nesting", At::Validation, nested, json!({}), &["policy_compile_failed", "policy_evaluation_timeout", "policy_resource_limit_exceeded"]),
+        ("huge regex", At::Evaluate, "package p\n\nx := regex.match(concat(\"\", [\"(a{1000}){1000}\" | some i in numbers.range(1, 50)]), input.s)\n".into(), json!({"s": "aaaa"}), &["evaluation_failed"]),
+        ("json.unmarshal deep", At::Evaluate, "package p\n\nx := json.unmarshal(concat(\"\", [concat(\"\", [\"[\" | some i in numbers.range(1, 1000000)]), concat(\"\", [\"]\" | some i in numbers.range(1, 1000000)])]))\n".into(), json!({}), LIMITS),
+    ];
+    for (name, at, rego, input, codes) in cases {
+        let (status, code) = attack(&a, name, at, &rego, input).await;
+        eprintln!("{name}: {status} {code}");
+        assert!(codes.contains(&code.as_str()), "{name}: {status} {code}, expected one of {codes:?}");
+        bystander_is_unharmed(&b, &gate).await;
+    }
+    // The attacker itself is not locked out: its own sound policy still evaluates.
+    let ok = a.active(GATE).await;
+    assert_eq!(a.evaluate(&ok, "allow", json!({"score": 0.9})).await.0, StatusCode::OK);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_the_engine_is_turned_away_while_another_tenant_is_served() {
+    let svc = Service::start(&[
+        ("AUMOS_GOVERNANCE_ENGINE_WORKERS", "2"),
+        ("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", "3"),
+        ("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"),
+    ])
+    .await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let gate = b.active(GATE).await;
+    let spin = a.active("package p\n\nx := sum([1 | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000)])\n").await;
+    let before = ledger_count_for(a.id).await;
+    let flood: Vec<_> = (0..12).map(|_| a.evaluate(&spin, "x", json!({}))).collect();
+    let served = async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(b.evaluate(&gate, "allow", json!({"score": 0.9})).await.0);
+        }
+        statuses
+    };
+    let (flooded, served) = tokio::join!(futures::future::join_all(flood), served);
+    assert!(served.iter().all(|s| *s == StatusCode::OK), "the other tenant is served: {served:?}");
+    let codes: Vec<String> = flooded.iter().map(|(_, body)| error_code(body)).collect();
+    assert!(codes.iter().all(|c| c == "policy_evaluation_timeout" || c == "policy_engine_overloaded"), "{codes:?}");
+    assert!(codes.iter().any(|c| c == "policy_engine_overloaded"), "a full queue answers at once: {codes:?}");
+    assert_eq!(ledger_count_for(a.id).await, before, "no decision is recorded for a refused evaluation");
+    svc.stop().await;
+}
