@@ -1,8 +1,10 @@
 //! `make bench-policy`: the same policy and ~1 KB input, the same concurrency, three arms:
 //! (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate endpoint with
 //! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
-//! in (b) and (c). scripts/bench-policy.sh starts the services; this drives the load,
-//! prints a report and writes target/bench/policy.json.
+//! in (b) and (c). Then the embedded sandbox's arms (benches/sandbox): its IPC cost, and
+//! the noisy neighbour. scripts/bench-policy.sh starts the services; this drives the load,
+//! prints a report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`)
+//! picks arms; default all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 
+mod sandbox;
 mod support;
 use support::{env, post_json};
 
@@ -100,31 +103,60 @@ async fn main() {
     let (tenant, token) = (env("BENCH_TENANT"), env("BENCH_TOKEN"));
     println!("input size: {} bytes", input().to_string().len());
 
-    // (a) raw OPA, same module, same query.
-    let r = reqwest::Client::new().put(format!("{opa}/v1/policies/bench-raw")).body(rego.clone()).send().await.unwrap();
-    assert!(r.status().is_success());
-    let raw_body = json!({"input": input()});
-    let raw_url = format!("{opa}/v1/data/aumos/model_promotion/allow");
-    let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).json(&raw_body))).await;
-
-    let id = activate(&svc_opa, &tenant, &token, &rego).await;
-    let b = drive("evaluate, engine=opa", d, evaluate_arm(svc_opa.clone(), tenant.clone(), token.clone(), id)).await;
-    let id = activate(&svc_embedded, &tenant, &token, &rego).await;
-    let c = drive("evaluate, engine=embedded", d, evaluate_arm(svc_embedded.clone(), tenant.clone(), token.clone(), id)).await;
-
+    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy".into());
+    let on = |arm: &str| arms.split(',').any(|a| a.trim() == arm);
     let arm = |a: &Arm| json!({"rps": a.rps.round(), "p50_ms": (a.p50 * 1000.0).round() / 1000.0, "p99_ms": (a.p99 * 1000.0).round() / 1000.0, "errors": a.errors});
-    let report = json!({
-        "raw_opa": arm(&raw), "engine_opa": arm(&b), "engine_embedded": arm(&c),
+    let mut report = json!({
         "concurrency": CONCURRENCY, "seconds_per_arm": d.as_secs(), "input_bytes": input().to_string().len(),
         "policy": "opa/model_promotion.rego", "rule": "allow", "decision_records": "durable (ledger, fsync on) in engine_opa and engine_embedded",
     });
+    let mut lines = Vec::new();
+    // (a) raw OPA, same module, same query.
+    let raw = if on("raw") {
+        let r = reqwest::Client::new().put(format!("{opa}/v1/policies/bench-raw")).body(rego.clone()).send().await.unwrap();
+        assert!(r.status().is_success());
+        let raw_body = json!({"input": input()});
+        let raw_url = format!("{opa}/v1/data/aumos/model_promotion/allow");
+        let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).json(&raw_body))).await;
+        report["raw_opa"] = arm(&raw);
+        lines.push(("(a) raw OPA", raw.rps, raw.p50, raw.p99, raw.errors));
+        Some(raw.rps)
+    } else {
+        None
+    };
+    if on("opa") {
+        let id = activate(&svc_opa, &tenant, &token, &rego).await;
+        let b = drive("evaluate, engine=opa", d, evaluate_arm(svc_opa.clone(), tenant.clone(), token.clone(), id)).await;
+        report["engine_opa"] = arm(&b);
+        lines.push(("(b) evaluate, engine=opa", b.rps, b.p50, b.p99, b.errors));
+    }
+    if on("embedded") {
+        let id = activate(&svc_embedded, &tenant, &token, &rego).await;
+        let c = drive("evaluate, engine=embedded", d, evaluate_arm(svc_embedded.clone(), tenant.clone(), token.clone(), id)).await;
+        report["engine_embedded"] = arm(&c);
+        lines.push(("(c) evaluate, engine=embedded", c.rps, c.p50, c.p99, c.errors));
+    }
+    if on("ipc") {
+        report["embedded_ipc"] = sandbox::ipc(d / 2, &rego, &input()).await;
+    }
+    if on("noisy") {
+        let b = (env("BENCH_TENANT_B"), env("BENCH_TOKEN_B"));
+        report["noisy_neighbour"] = sandbox::noisy_neighbour(d / 2, &svc_embedded, (&tenant, &token), (&b.0, &b.1), CONCURRENCY).await;
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("\npolicy evaluation benchmark ({CONCURRENCY} concurrent clients, {} s per arm)", d.as_secs());
-    for (name, a) in [("(a) raw OPA", &raw), ("(b) evaluate, engine=opa", &b), ("(c) evaluate, engine=embedded", &c)] {
-        println!("  {name:<32} {:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  errors {}", a.rps, a.p50, a.p99, a.errors);
+    for (name, rps, p50, p99, errors) in &lines {
+        println!("  {name:<32} {rps:>8.0} req/s  p50 {p50:>6.3} ms  p99 {p99:>6.3} ms  errors {errors}");
+        if let Some(raw) = raw {
+            println!("  {:<32} throughput vs (a): {:.2}", "", rps / raw);
+        }
     }
-    println!("  (b)/(a) throughput {:.2}, (c)/(a) throughput {:.2}", b.rps / raw.rps, c.rps / raw.rps);
+    for extra in ["embedded_ipc", "noisy_neighbour"] {
+        if !report[extra].is_null() {
+            println!("  {extra}: {}", report[extra]);
+        }
+    }
     println!("  wrote target/bench/policy.json");
 }

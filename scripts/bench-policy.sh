@@ -12,4 +12,6 @@ wait_ready "$P_EMB"
 TENANT=$(python3 -c 'import uuid; print(uuid.uuid4())')
 export BENCH_OPA_URL=$AUMOS_GOVERNANCE_OPA_URL BENCH_SERVICE_OPA_URL=http://127.0.0.1:$P_OPA BENCH_SERVICE_EMBEDDED_URL=http://127.0.0.1:$P_EMB
 export BENCH_TENANT=$TENANT BENCH_TOKEN=$("$BIN" dev token --tenant "$TENANT" --roles governance:admin)
+TENANT_B=$(python3 -c 'import uuid; print(uuid.uuid4())')
+export BENCH_TENANT_B=$TENANT_B BENCH_TOKEN_B=$("$BIN" dev token --tenant "$TENANT_B" --roles governance:admin)
 cargo bench --locked --bench policy

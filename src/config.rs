@@ -336,8 +336,8 @@ fn sandbox(env: &Env<'_>) -> Result<SandboxConfig, ConfigError> {
     Ok(SandboxConfig {
         workers,
         workers_per_tenant,
-        queue_per_tenant: positive("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", 64, "a number of requests")?,
-        queue_timeout: env.millis("AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS", 1000)?,
+        queue_per_tenant: positive("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", 256, "a number of requests")?,
+        queue_timeout: env.millis("AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS", 5000)?,
         worker_memory_mb,
         test_timeout: env.millis("AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS", 2000)?,
         worker_cache_entries: positive("AUMOS_GOVERNANCE_ENGINE_WORKER_CACHE_ENTRIES", 256, "a number of modules")?,
@@ -415,8 +415,8 @@ mod tests {
         assert!(c.kafka_bootstrap.is_none());
         assert!(c.sandbox.workers >= 2);
         assert_eq!(c.sandbox.workers_per_tenant, c.sandbox.workers / 2);
-        assert_eq!((c.sandbox.queue_per_tenant, c.sandbox.worker_memory_mb), (64, 1024));
-        assert_eq!((c.sandbox.queue_timeout, c.sandbox.test_timeout), (Duration::from_secs(1), Duration::from_secs(2)));
+        assert_eq!((c.sandbox.queue_per_tenant, c.sandbox.worker_memory_mb), (256, 1024));
+        assert_eq!((c.sandbox.queue_timeout, c.sandbox.test_timeout), (Duration::from_secs(5), Duration::from_secs(2)));
     }
 
     #[test]

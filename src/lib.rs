@@ -11,6 +11,8 @@
 //! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
 //!   statuses of workflows; [`artifacts`]: the content-addressed evidence store.
 //! - [`ledger`]: the only code that touches the audit database.
+//! - [`engine`]: the policy engines behind one trait; the embedded one runs tenants' Rego in
+//!   sandboxed worker processes (`engine::sandbox`, the hidden `engine-worker` subcommand).
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models.
 //! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
 //! - [`migrate`]: applies `migrations/` (primary) and `audit-schema/` (audit).

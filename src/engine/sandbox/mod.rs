@@ -41,6 +41,8 @@ pub enum Request {
 /// What a worker answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
+    /// Sent once at start, after the memory cap is in place: deadlines exclude start-up.
+    Ready,
     Checked {
         package: String,
     },

@@ -23,6 +23,11 @@ use super::{Reply, Request, MAX_FRAME};
 use crate::config::SandboxConfig;
 use crate::engine::EngineError;
 
+/// How long a new worker may take to start.
+const STARTUP: Duration = Duration::from_secs(10);
+/// The pause before retrying a worker that could not start.
+const STARTUP_RETRY: Duration = Duration::from_millis(500);
+
 /// How the pool starts a worker: `program engine-worker --memory-mb N --cache-entries M`.
 #[derive(Debug, Clone)]
 pub struct WorkerCommand {
@@ -126,6 +131,17 @@ enum Lost {
 }
 
 impl Worker {
+    /// Starts a worker and waits until it is ready (its memory cap in place).
+    async fn start(command: &WorkerCommand) -> std::io::Result<Worker> {
+        let mut w = Self::spawn(command)?;
+        match tokio::time::timeout(STARTUP, w.receive()).await {
+            Ok(Ok(Reply::Ready)) => Ok(w),
+            Ok(Ok(other)) => Err(std::io::Error::other(format!("unexpected first frame {other:?}"))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the worker did not start in time")),
+        }
+    }
+
     fn spawn(command: &WorkerCommand) -> std::io::Result<Worker> {
         let mut child = Command::new(&command.program)
             .arg("engine-worker")
@@ -238,10 +254,13 @@ async fn slot(shared: Arc<Shared>) {
     let mut worker: Option<Worker> = None;
     loop {
         if worker.is_none() {
-            worker = match Worker::spawn(&shared.command) {
+            worker = match Worker::start(&shared.command).await {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a policy engine worker");
+                    // Requests meanwhile are answered 503 by the slots that have one, or
+                    // below; do not spin on a binary that cannot start.
+                    tokio::time::sleep(STARTUP_RETRY).await;
                     None
                 }
             };

@@ -222,6 +222,10 @@ pub fn run(memory_mb: u64, cache_entries: usize) -> ExitCode {
     let mut session = Session::new(cache_entries);
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
+    if let Err(e) = write_frame(&mut output, &Reply::Ready) {
+        eprintln!("engine-worker: {e}");
+        return ExitCode::FAILURE;
+    }
     loop {
         let frame = match read_frame(&mut input) {
             Ok(Some(frame)) => frame,
