@@ -125,6 +125,7 @@ async fn every_hostile_policy_is_refused_with_its_code_and_harms_no_other_tenant
         ("numbers.range_step negative", At::Evaluate, "package p\n\nx := numbers.range_step(0, 10, -1)\n".into(), json!({}), &["policy_engine_fault"]),
         ("units.parse huge exponent", At::Evaluate, "package p\n\nx := units.parse(input.s)\n".into(), json!({"s": "1e999999999"}), LIMITS),
         ("sprintf width", At::Evaluate, "package p\n\nx := sprintf(\"%0999999999999d\", [1])\n".into(), json!({}), &["policy_engine_fault"]),
+        ("sprintf 2 GB width", At::Evaluate, "package p\n\nx := sprintf(\"%02000000000d\", [1])\n".into(), json!({}), LIMITS),
         ("concat growth", At::Evaluate, "package p\n\nx := count(concat(\"\", [s | some i in numbers.range(1, 100000000); s := \"aaaaaaaaaaaaaaaa\"]))\n".into(), json!({}), LIMITS),
         ("comprehension doubling", At::Evaluate, "package p\n\nx := count({i: v | some i in numbers.range(1, 100000000); v := [i, i, i, i]})\n".into(), json!({}), LIMITS),
         ("nested loops", At::Evaluate, "package p\n\nx := sum([1 | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000)])\n".into(), json!({}), LIMITS),

@@ -183,22 +183,14 @@ impl Worker {
         serde_json::from_slice(&body).map_err(std::io::Error::other)
     }
 
-    /// One request and its reply (two round trips when the worker asks for the source).
-    async fn exchange(&mut self, job: &mut Job) -> std::io::Result<Reply> {
-        self.send(&job.request).await?;
-        let reply = self.receive().await?;
-        if let (Reply::NeedSource, Request::Evaluate { rego, .. }, Some(source)) = (&reply, &mut job.request, &job.source) {
-            *rego = Some(source.to_string());
-            self.send(&job.request).await?;
-            return self.receive().await;
-        }
-        Ok(reply)
-    }
-
-    /// Runs the exchange until `deadline`; on a miss or a broken pipe the worker is dead
-    /// (killed here if it was not already) and must be replaced.
-    async fn run(&mut self, job: &mut Job, deadline: tokio::time::Instant) -> Result<Reply, Lost> {
-        match tokio::time::timeout_at(deadline, self.exchange(job)).await {
+    /// One request and its reply, until `deadline`; on a miss or a broken pipe the worker
+    /// is dead (killed here if it was not already) and must be replaced.
+    async fn round(&mut self, request: &Request, deadline: tokio::time::Instant) -> Result<Reply, Lost> {
+        let exchange = async {
+            self.send(request).await?;
+            self.receive().await
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => {
                 // The pipe broke: the worker died on its own (memory cap, stack, abort).
@@ -212,6 +204,18 @@ impl Worker {
                 Err(Lost::Deadline)
             }
         }
+    }
+
+    /// Runs a job: its budget is the deadline. When the worker has to prepare the module
+    /// first (it asks for the source), that round may also take `prepare`, the bound of
+    /// validation: a fresh worker does not make a sound policy miss its deadline.
+    async fn run(&mut self, job: &mut Job, prepare: Duration) -> Result<Reply, Lost> {
+        let reply = self.round(&job.request, tokio::time::Instant::now() + job.budget).await?;
+        if let (Reply::NeedSource, Request::Evaluate { rego, .. }, Some(source)) = (&reply, &mut job.request, &job.source) {
+            *rego = Some(source.to_string());
+            return self.round(&job.request, tokio::time::Instant::now() + prepare + job.budget).await;
+        }
+        Ok(reply)
     }
 }
 
@@ -249,21 +253,25 @@ impl Pool {
     }
 }
 
+/// Starts a worker; on failure logs it and pauses (not to spin on a binary that cannot
+/// start; requests meanwhile are answered 503 by the slot).
+async fn start_logged(command: &WorkerCommand) -> Option<Worker> {
+    match Worker::start(command).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a policy engine worker");
+            tokio::time::sleep(STARTUP_RETRY).await;
+            None
+        }
+    }
+}
+
 /// One worker slot: takes requests from the scheduler for as long as the process runs.
 async fn slot(shared: Arc<Shared>) {
     let mut worker: Option<Worker> = None;
     loop {
         if worker.is_none() {
-            worker = match Worker::start(&shared.command).await {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start a policy engine worker");
-                    // Requests meanwhile are answered 503 by the slots that have one, or
-                    // below; do not spin on a binary that cannot start.
-                    tokio::time::sleep(STARTUP_RETRY).await;
-                    None
-                }
-            };
+            worker = start_logged(&shared.command).await;
         }
         let notified = shared.work.notified();
         tokio::pin!(notified);
@@ -282,8 +290,7 @@ async fn slot(shared: Arc<Shared>) {
                 shared.config.queue_timeout.as_millis()
             ))))
         } else if let Some(w) = worker.as_mut() {
-            let deadline = tokio::time::Instant::now() + job.budget;
-            Some(match w.run(&mut job, deadline).await {
+            Some(match w.run(&mut job, shared.config.test_timeout).await {
                 Ok(reply) => Ok(reply),
                 Err(lost) => {
                     worker = None;
@@ -304,6 +311,11 @@ async fn slot(shared: Arc<Shared>) {
         };
         if let Some(outcome) = outcome {
             let _ = job.reply.send(outcome);
+        }
+        if worker.is_none() {
+            // The tenant whose request killed the worker keeps this slot until its
+            // replacement is ready: the respawn counts against its share, not another's.
+            worker = start_logged(&shared.command).await;
         }
         shared.lock().finished(tenant);
         // A tenant that was at its cap may have more waiting: let another slot look.
