@@ -113,11 +113,19 @@ async fn main() {
     let mut lines = Vec::new();
     // (a) raw OPA, same module, same query.
     let raw = if on("raw") {
-        let r = reqwest::Client::new().put(format!("{opa}/v1/policies/bench-raw")).body(rego.clone()).send().await.unwrap();
+        // OPA's API requires the service's token (scripts/services.sh exports it).
+        let opa_token = env("AUMOS_GOVERNANCE_OPA_TOKEN");
+        let r = reqwest::Client::new()
+            .put(format!("{opa}/v1/policies/bench-raw"))
+            .bearer_auth(&opa_token)
+            .body(rego.clone())
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
         let raw_body = json!({"input": input()});
         let raw_url = format!("{opa}/v1/data/aumos/model_promotion/allow");
-        let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).json(&raw_body))).await;
+        let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).bearer_auth(&opa_token).json(&raw_body))).await;
         report["raw_opa"] = arm(&raw);
         lines.push(("(a) raw OPA", raw.rps, raw.p50, raw.p99, raw.errors));
         Some(raw.rps)

@@ -84,11 +84,35 @@ opa_install() {
   fi
 }
 
+# The token the service (and nobody else) presents to OPA's REST API: made once per RUN
+# dir, readable only by its owner. OPA reads it from its environment in the
+# system.authz policy (opa/system/authz.rego); tenants' policies cannot call opa.runtime.
+opa_token() {
+  if [[ ! -s "$RUN/opa.token" ]]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/opa.token")
+  fi
+  cat "$RUN/opa.token"
+}
+
+# OPA runs under a supervisor loop: if a tenant's policy makes it die (out of memory), it
+# is started again at once, and the service uploads the active policies again. Its
+# address space is capped so that a runaway allocation kills OPA, not the machine.
 opa_start() {
   opa_install
   if ! alive opa; then
-    log "opa: starting on $OPA_PORT"
-    nohup "$CACHE/bin/opa" run --server --addr "127.0.0.1:$OPA_PORT" --log-level error >"$RUN/opa.log" 2>&1 &
+    log "opa: starting on $OPA_PORT (token authentication, restarted if it dies)"
+    AUMOS_GOVERNANCE_OPA_TOKEN=$(opa_token) OPA_BIN="$CACHE/bin/opa" OPA_ADDR="127.0.0.1:$OPA_PORT" \
+      OPA_AUTHZ="$ROOT/opa/system/authz.rego" OPA_LOG="$RUN/opa.log" OPA_MEM_KB="${AUMOS_SERVICES_OPA_MEMORY_KB:-2097152}" \
+      nohup setsid bash -c '
+        trap "kill \$child 2>/dev/null; exit 0" TERM INT
+        while true; do
+          (ulimit -v "$OPA_MEM_KB"; exec "$OPA_BIN" run --server --addr "$OPA_ADDR" --log-level error \
+            --authentication=token --authorization=basic "$OPA_AUTHZ") >>"$OPA_LOG" 2>&1 &
+          child=$!
+          wait $child
+          echo "opa exited ($?); restarting" >>"$OPA_LOG"
+          sleep 0.2
+        done' >/dev/null 2>&1 &
     echo $! >"$RUN/opa.pid"
   fi
   for _ in $(seq 1 100); do
@@ -183,6 +207,7 @@ exports() {
   cat "$RUN/stack.env"
   cat <<EOF
 export AUMOS_GOVERNANCE_OPA_URL='http://127.0.0.1:$OPA_PORT'
+export AUMOS_GOVERNANCE_OPA_TOKEN='$(opa_token)'
 export AUMOS_KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:$KAFKA_PORT'
 export AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET='s3://$S3_BUCKET/artifacts'
 export AWS_ENDPOINT='http://127.0.0.1:$S3_PORT'

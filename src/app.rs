@@ -203,9 +203,9 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let runtime = PolicyRuntime::new(engine.clone(), primary.clone());
     let opa_sync = match config.policy_engine {
         crate::config::PolicyEngineKind::Opa => {
-            let sync = Arc::new(crate::opa_sync::OpaSync::new(reader.clone(), engine));
+            let sync = Arc::new(crate::opa_sync::OpaSync::new(reader.clone(), crate::engine::opa_engine(&config, http.clone())));
             let (task_sync, stop) = (sync.clone(), shutdown_rx.clone());
-            tokio::spawn(async move { task_sync.run(Duration::from_secs(10), stop).await });
+            tokio::spawn(async move { task_sync.run(Duration::from_secs(2), stop).await });
             Some(sync)
         }
         crate::config::PolicyEngineKind::Embedded => None,

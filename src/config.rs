@@ -93,6 +93,8 @@ pub struct Config {
     pub primary_pool_size: u32,
     pub policy_engine: PolicyEngineKind,
     pub opa_url: String,
+    /// The bearer token OPA's REST API requires (`--authentication=token`).
+    pub opa_token: Option<Secret>,
     pub eval_timeout: Duration,
     pub evidence_bucket: Option<String>,
     pub kafka_bootstrap: Option<String>,
@@ -268,6 +270,7 @@ impl Config {
             primary_pool_size,
             policy_engine,
             opa_url: opa_url.trim_end_matches('/').to_owned(),
+            opa_token: env.get("AUMOS_GOVERNANCE_OPA_TOKEN").filter(|t| !t.trim().is_empty()).map(Secret::new),
             eval_timeout: env.millis("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", 200)?,
             evidence_bucket,
             kafka_bootstrap: env.get("AUMOS_KAFKA_BOOTSTRAP_SERVERS"),
@@ -356,6 +359,7 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_AUDIT_DB_POOL_SIZE",
     "AUMOS_GOVERNANCE_POLICY_ENGINE",
     "AUMOS_GOVERNANCE_OPA_URL",
+    "AUMOS_GOVERNANCE_OPA_TOKEN",
     "AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_ENGINE_WORKERS",
@@ -451,8 +455,10 @@ mod tests {
             ("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL", "postgres://r:hunter2@h/a"),
             ("AUMOS_JWT_PUBLIC_KEY_FILE", "/k.pem"),
             ("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE", "/l.pem"),
+            ("AUMOS_GOVERNANCE_OPA_TOKEN", "opa-hunter2"),
         ])
         .unwrap();
+        assert_eq!(c.opa_token.as_ref().map(Secret::expose), Some("opa-hunter2"));
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

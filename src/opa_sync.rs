@@ -1,74 +1,73 @@
-//! Keeps OPA holding every active policy. OPA keeps policies in memory, so a restarted
-//! sidecar has none: at start-up and then periodically, the active set is folded from the
-//! ledger (the source of truth) and any module OPA lacks is uploaded again. Evaluation
-//! also re-uploads a module it finds missing, so the window between an OPA restart and
-//! the next sync never turns into wrong answers. `/health/ready` reports the last sync.
+//! Keeps OPA holding exactly the active policy versions. OPA keeps policies in memory, so
+//! a restarted sidecar has none, and a version that stops being active (deactivated,
+//! archived, replaced by a newer activation) must stop being loaded.
+//!
+//! The task follows the ledger (the source of truth) from its last position, reading only
+//! new Policy events, and keeps just the active version of each policy in memory. Each
+//! event takes effect at once: an activation uploads the new version and unloads the one it
+//! replaces; a deactivation or archival unloads. At start-up and then every
+//! [`RECONCILE_EVERY`] passes it also compares OPA's module list with the active set,
+//! uploading what OPA lacks (a restart) and unloading every other service module (a
+//! version an evaluation re-uploaded just before it was replaced). Evaluation also
+//! re-uploads a module it finds missing, so the window between an OPA restart and the
+//! next reconciliation never turns into wrong answers. `/health/ready` reports the status.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use aggregates::policy::PolicyEvent;
 use aggregates::LedgerEvent;
 use serde::Serialize;
 use tokio::sync::watch;
+use uuid::Uuid;
 
+use crate::engine::opa::OpaEngine;
 use crate::engine::{PolicyEngine, PolicyModule};
-use crate::ledger::LedgerReader;
+use crate::ledger::{LedgerEntry, LedgerReader};
+
+/// A full comparison with OPA's module list every this many passes (and at the first).
+pub const RECONCILE_EVERY: u64 = 15;
+
+/// How many ledger sequence numbers one read covers.
+const WINDOW: i64 = 50_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncStatus {
     pub ok: bool,
     pub active_policies: usize,
+    /// The ledger position the active set is folded up to.
+    pub position: i64,
     pub reuploaded_last_sync: usize,
     pub reuploaded_total: usize,
+    pub unloaded_total: usize,
     pub last_error: Option<String>,
     pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The active set, folded from the ledger up to `position`.
+#[derive(Debug, Default)]
+pub struct Followed {
+    position: i64,
+    passes: u64,
+    active: BTreeMap<Uuid, PolicyModule>,
 }
 
 #[derive(Debug)]
 pub struct OpaSync {
     reader: LedgerReader,
-    engine: Arc<dyn PolicyEngine>,
+    engine: OpaEngine,
     status: RwLock<SyncStatus>,
 }
 
-/// Folds the ledger's Policy events into the active modules.
-pub fn active_modules(entries: &[crate::ledger::LedgerEntry]) -> Vec<PolicyModule> {
-    #[derive(Default)]
-    struct State {
-        versions: BTreeMap<u32, String>,
-        active: Option<u32>,
-    }
-    let mut policies: BTreeMap<String, State> = BTreeMap::new();
-    for e in entries {
-        let Ok(payload) = serde_json::from_str(&e.payload) else { continue };
-        let Ok(event) = PolicyEvent::from_ledger(&e.event_type, payload) else { continue };
-        let st = policies.entry(e.aggregate_id.clone()).or_default();
-        match event {
-            PolicyEvent::PolicyCreated { version, rego, .. } | PolicyEvent::PolicyVersionAdded { version, rego, .. } => {
-                st.versions.insert(version, rego.as_str().to_owned());
-            }
-            PolicyEvent::PolicyActivated { version, .. } => st.active = Some(version),
-            PolicyEvent::PolicyDeactivated { .. } | PolicyEvent::PolicyArchived { .. } => st.active = None,
-        }
-    }
-    policies
-        .into_iter()
-        .filter_map(|(id, st)| {
-            let version = st.active?;
-            Some(PolicyModule {
-                policy_id: uuid::Uuid::parse_str(&id).ok()?,
-                version,
-                package: String::new(),
-                rego: st.versions.get(&version)?.clone(),
-            })
-        })
-        .collect()
+/// What one Policy event does to the active set.
+enum Change {
+    Activate(PolicyModule),
+    Stop(Uuid),
 }
 
 impl OpaSync {
-    pub fn new(reader: LedgerReader, engine: Arc<dyn PolicyEngine>) -> Self {
+    pub fn new(reader: LedgerReader, engine: OpaEngine) -> Self {
         Self { reader, engine, status: RwLock::new(SyncStatus::default()) }
     }
 
@@ -76,35 +75,132 @@ impl OpaSync {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// One pass: uploads every active module OPA does not hold. Returns how many.
-    pub async fn sync_once(&self) -> Result<usize, String> {
-        let entries = self.reader.events_of_type("Policy").await.map_err(|e| e.to_string())?;
-        let modules = active_modules(&entries);
-        let mut uploaded = 0;
-        for m in &modules {
-            if !self.engine.is_loaded(m).await.map_err(|e| e.to_string())? {
-                self.engine.prepare(m).await.map_err(|e| e.to_string())?;
-                uploaded += 1;
+    /// The rego of one version, from this window's events or else the policy's own events.
+    async fn rego_of(&self, id: Uuid, version: u32, seen: &HashMap<(Uuid, u32), String>) -> Result<Option<String>, String> {
+        if let Some(rego) = seen.get(&(id, version)) {
+            return Ok(Some(rego.clone()));
+        }
+        let entries = self.reader.aggregate_events("Policy", &id.to_string()).await.map_err(|e| e.to_string())?;
+        Ok(entries.iter().find_map(|e| match decode(e) {
+            Some(PolicyEvent::PolicyCreated { version: v, rego, .. } | PolicyEvent::PolicyVersionAdded { version: v, rego, .. })
+                if v == version =>
+            {
+                Some(rego.as_str().to_owned())
+            }
+            _ => None,
+        }))
+    }
+
+    /// Reads the Policy events after the followed position, in order.
+    async fn changes(&self, followed: &mut Followed) -> Result<Vec<Change>, String> {
+        let head = self.reader.head_seq().await.map_err(|e| e.to_string())?;
+        let mut changes = Vec::new();
+        while followed.position < head {
+            let upto = head.min(followed.position.saturating_add(WINDOW));
+            let entries = self.reader.events_of_types_between(&["Policy"], followed.position, upto).await.map_err(|e| e.to_string())?;
+            let mut seen = HashMap::new();
+            for e in &entries {
+                let Ok(id) = Uuid::parse_str(&e.aggregate_id) else { continue };
+                match decode(e) {
+                    Some(PolicyEvent::PolicyCreated { version, rego, .. } | PolicyEvent::PolicyVersionAdded { version, rego, .. }) => {
+                        seen.insert((id, version), rego.as_str().to_owned());
+                    }
+                    Some(PolicyEvent::PolicyActivated { version, .. }) => {
+                        if let Some(rego) = self.rego_of(id, version, &seen).await? {
+                            changes.push(Change::Activate(PolicyModule { policy_id: id, version, package: String::new(), rego }));
+                        }
+                    }
+                    Some(PolicyEvent::PolicyDeactivated { .. } | PolicyEvent::PolicyArchived { .. }) => changes.push(Change::Stop(id)),
+                    None => {}
+                }
+            }
+            followed.position = upto;
+        }
+        Ok(changes)
+    }
+
+    /// One pass: follows the ledger, applies what changed, and every few passes compares
+    /// OPA's modules with the active set. Returns how many modules were uploaded.
+    pub async fn sync_once(&self, followed: &mut Followed) -> Result<usize, String> {
+        let first = followed.passes == 0;
+        // OPA's list is taken before the ledger is read: every module in it was uploaded
+        // after its activation was appended, so the fold below knows that activation.
+        let listing = if followed.passes % RECONCILE_EVERY == 0 {
+            Some(self.engine.loaded_modules().await.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let changes = self.changes(followed).await?;
+        let (mut uploaded, mut unloaded) = (0, 0);
+        for change in changes {
+            let (id, next) = match change {
+                Change::Activate(m) => (m.policy_id, Some(m)),
+                Change::Stop(id) => (id, None),
+            };
+            let previous = match next {
+                Some(m) => followed.active.insert(id, m),
+                None => followed.active.remove(&id),
+            };
+            // At start-up the reconciliation below does the uploads and removals at once.
+            if first {
+                continue;
+            }
+            if let Some(old) = previous.filter(|old| Some(old.version) != followed.active.get(&id).map(|m| m.version)) {
+                self.engine.unload(&OpaEngine::module_id(&old)).await.map_err(|e| e.to_string())?;
+                unloaded += 1;
+            }
+            if let Some(m) = followed.active.get(&id) {
+                if !self.engine.is_loaded(m).await.map_err(|e| e.to_string())? {
+                    self.engine.prepare(m).await.map_err(|e| e.to_string())?;
+                    uploaded += 1;
+                }
             }
         }
+        if let Some(listing) = listing {
+            let (up, down) = self.reconcile(listing, &followed.active).await?;
+            uploaded += up;
+            unloaded += down;
+        }
+        followed.passes += 1;
         if uploaded > 0 {
-            tracing::warn!(uploaded, "re-uploaded active policies that OPA did not hold");
+            tracing::warn!(uploaded, "uploaded active policies that OPA did not hold");
         }
         if let Ok(mut s) = self.status.write() {
             s.ok = true;
-            s.active_policies = modules.len();
+            s.active_policies = followed.active.len();
+            s.position = followed.position;
             s.reuploaded_last_sync = uploaded;
             s.reuploaded_total += uploaded;
+            s.unloaded_total += unloaded;
             s.last_error = None;
             s.synced_at = Some(chrono::Utc::now());
         }
         Ok(uploaded)
     }
 
+    /// Makes OPA's service modules exactly the active set: (uploaded, unloaded).
+    async fn reconcile(&self, listing: Vec<String>, active: &BTreeMap<Uuid, PolicyModule>) -> Result<(usize, usize), String> {
+        let loaded: HashSet<String> = listing.into_iter().collect();
+        let wanted: HashSet<String> = active.values().map(OpaEngine::module_id).collect();
+        let mut uploaded = 0;
+        for m in active.values().filter(|m| !loaded.contains(&OpaEngine::module_id(m))) {
+            self.engine.prepare(m).await.map_err(|e| e.to_string())?;
+            uploaded += 1;
+        }
+        let mut unloaded = 0;
+        for id in loaded.difference(&wanted) {
+            self.engine.unload(id).await.map_err(|e| e.to_string())?;
+            unloaded += 1;
+        }
+        Ok((uploaded, unloaded))
+    }
+
     pub async fn run(&self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut followed = Followed::default();
         loop {
-            if let Err(e) = self.sync_once().await {
-                tracing::warn!(error = %e, "OPA policy sync failed; will retry");
+            if let Err(e) = self.sync_once(&mut followed).await {
+                tracing::warn!(error = %e, "OPA policy sync failed; will retry with a full reconciliation");
+                followed.passes = 0;
                 if let Ok(mut s) = self.status.write() {
                     s.ok = false;
                     s.last_error = Some(e);
@@ -116,4 +212,9 @@ impl OpaSync {
             }
         }
     }
+}
+
+fn decode(e: &LedgerEntry) -> Option<PolicyEvent> {
+    let payload = serde_json::from_str(&e.payload).ok()?;
+    PolicyEvent::from_ledger(&e.event_type, payload).ok()
 }

@@ -33,6 +33,7 @@ fn the_service_sets_only_variables_the_service_reads_and_all_the_required_ones()
         "AUMOS_GOVERNANCE_AUDIT_DB_READER_URL",
         "AUMOS_GOVERNANCE_POLICY_ENGINE",
         "AUMOS_GOVERNANCE_OPA_URL",
+        "AUMOS_GOVERNANCE_OPA_TOKEN",
         "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
         "AUMOS_JWT_PUBLIC_KEY_FILE",
     ] {
@@ -51,4 +52,18 @@ fn the_audit_database_is_a_separate_instance() {
     let env = &c["services"]["governance-engine"]["environment"];
     let host = |var: &str| env[var].as_str().unwrap().split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
     assert_ne!(host("AUMOS_DATABASE_URL"), host("AUMOS_GOVERNANCE_AUDIT_DB_URL"));
+}
+
+#[test]
+fn opa_requires_the_token_the_service_sends() {
+    let c = compose();
+    let opa = &c["services"]["opa"];
+    let args: Vec<&str> = opa["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    for flag in ["--authentication=token", "--authorization=basic", "/opa/system/authz.rego"] {
+        assert!(args.contains(&flag), "OPA runs without {flag}: {args:?}");
+    }
+    let token = |svc: &serde_yaml::Value| svc["environment"]["AUMOS_GOVERNANCE_OPA_TOKEN"].as_str().unwrap().to_owned();
+    assert_eq!(token(opa), token(&c["services"]["governance-engine"]), "OPA and the service share one token");
+    assert!(token(opa).starts_with("${AUMOS_GOVERNANCE_OPA_TOKEN:?"), "compose refuses to start without a token");
+    assert_eq!(opa["restart"], "unless-stopped", "an OPA killed by a runaway policy comes back");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use axum::routing::{any, put};
+use axum::routing::{any, get, put};
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -16,18 +16,26 @@ use uuid::Uuid;
 struct Opa {
     child: Child,
     port: u16,
+    token: String,
 }
 
 impl Opa {
+    /// OPA as scripts/services.sh runs it: its API answers only the holder of the token.
     async fn start_on(port: u16) -> Opa {
+        Self::start_with_token(port, format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())).await
+    }
+    async fn start_with_token(port: u16, token: String) -> Opa {
+        let authz = concat!(env!("CARGO_MANIFEST_DIR"), "/opa/system/authz.rego");
         let child = Command::new(var("AUMOS_DEV_OPA_BIN"))
             .args(["run", "--server", "--addr", &format!("127.0.0.1:{port}"), "--log-level", "error"])
+            .args(["--authentication=token", "--authorization=basic", authz])
+            .env("AUMOS_GOVERNANCE_OPA_TOKEN", &token)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         // Owned from here on, so Drop reaps it on every path.
-        let opa = Opa { child, port };
+        let opa = Opa { child, port, token };
         let client = reqwest::Client::new();
         for _ in 0..100 {
             if client.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -43,6 +51,13 @@ impl Opa {
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+    /// The ids of the modules OPA holds, asked with the token.
+    async fn modules(&self) -> Vec<String> {
+        let r = reqwest::Client::new().get(format!("{}/v1/policies", self.url())).bearer_auth(&self.token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        body["result"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+    }
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -55,10 +70,15 @@ impl Drop for Opa {
     }
 }
 
-async fn opa_service(url: &str, timeout_ms: &str) -> Service {
+async fn opa_service(opa: &Opa, timeout_ms: &str) -> Service {
+    service_on(&opa.url(), &opa.token, timeout_ms).await
+}
+
+async fn service_on(url: &str, token: &str, timeout_ms: &str) -> Service {
     Service::start(&[
         ("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"),
         ("AUMOS_GOVERNANCE_OPA_URL", url),
+        ("AUMOS_GOVERNANCE_OPA_TOKEN", token),
         ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", timeout_ms),
     ])
     .await
@@ -81,7 +101,7 @@ async fn evaluate(svc: &Service, tenant: Uuid, tok: &str, id: &str, body: Value)
 #[tokio::test]
 async fn opa_compiles_activates_and_evaluates_and_tenants_packages_never_collide() {
     let opa = Opa::start().await;
-    let svc = opa_service(&opa.url(), "200").await;
+    let svc = opa_service(&opa, "200").await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let (ta, tb) = (token(a, ADMIN), token(b, ADMIN));
 
@@ -122,7 +142,7 @@ async fn opa_compiles_activates_and_evaluates_and_tenants_packages_never_collide
 async fn opa_down_answers_503_and_the_service_recovers_when_opa_returns_empty() {
     let mut opa = Opa::start().await;
     let port = opa.port;
-    let svc = opa_service(&opa.url(), "200").await;
+    let svc = opa_service(&opa, "200").await;
     let t = Uuid::new_v4();
     let tok = token(t, ADMIN);
     let id = active_policy(&svc, t, &tok, "package gate\n\nallow if input.score > 0.5\n").await;
@@ -140,7 +160,7 @@ async fn opa_down_answers_503_and_the_service_recovers_when_opa_returns_empty() 
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // A restarted OPA holds no policies; the service uploads what it needs again.
-    let _opa = Opa::start_on(port).await;
+    let _opa = Opa::start_with_token(port, opa.token.clone()).await;
     let (status, r) = evaluate(&svc, t, &tok, &id, json!({"input": {"score": 0.9}, "rule": "allow"})).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["result"], json!(true), "the answer is the policy's, not the undefined of a missing module");
@@ -158,24 +178,30 @@ async fn opa_down_answers_503_and_the_service_recovers_when_opa_returns_empty() 
 #[tokio::test]
 async fn opa_restart_is_repaired_at_start_up_from_the_ledger() {
     let opa = Opa::start().await;
-    let svc = opa_service(&opa.url(), "200").await;
+    let svc = opa_service(&opa, "200").await;
     let t = Uuid::new_v4();
     let tok = token(t, ADMIN);
     active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
     drop(svc);
-    let port = opa.port;
+    let (port, token) = (opa.port, opa.token.clone());
     drop(opa);
-    let fresh = Opa::start_on(port).await;
-    let _svc = opa_service(&fresh.url(), "200").await;
+    let fresh = Opa::start_with_token(port, token).await;
+    let _svc = opa_service(&fresh, "200").await;
     // Readiness waits for the first sync, so by now every active policy is back.
-    let modules: Value = reqwest::get(format!("{}/v1/policies", fresh.url())).await.unwrap().json().await.unwrap();
-    assert!(!modules["result"].as_array().unwrap().is_empty(), "the start-up sync uploaded the active policies");
+    assert!(!fresh.modules().await.is_empty(), "the start-up sync uploaded the active policies");
 }
 
 /// A fake OPA that accepts uploads and answers data queries with `answer` after `delay`.
 async fn fake_opa(answer: &'static str, delay: Duration) -> String {
     let app = axum::Router::new()
-        .route("/v1/policies/{*id}", put(|| async { axum::Json(json!({})) }).get(|| async { axum::Json(json!({"result": {}})) }))
+        .route(
+            "/v1/policies/{*id}",
+            put(|| async { axum::Json(json!({})) })
+                .get(|| async { axum::Json(json!({"result": {}})) })
+                .delete(|| async { axum::Json(json!({})) }),
+        )
+        .route("/v1/policies", get(|| async { axum::Json(json!({"result": []})) }))
+        .route("/v1/query", any(|| async { axum::Json(json!({"result": [{"ast": {}}]})) }))
         .route("/health", any(|| async { "{}" }))
         .route(
             "/v1/data/{*path}",
@@ -198,7 +224,7 @@ async fn malformed_or_slow_opa_answers_are_502_and_503_never_allow() {
         ("{\"result\": true}", Duration::from_millis(800), StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"),
     ] {
         let url = fake_opa(answer, delay).await;
-        let svc = opa_service(&url, "200").await;
+        let svc = service_on(&url, "unused", "200").await;
         let t = Uuid::new_v4();
         let tok = token(t, ADMIN);
         // The fake answers the activation's test run the same way, so activate a policy
@@ -207,5 +233,82 @@ async fn malformed_or_slow_opa_answers_are_502_and_503_never_allow() {
         let (got, e) = evaluate(&svc, t, &tok, &id, json!({"input": {}, "rule": "allow"})).await;
         assert_eq!(got, status, "{answer}: {e}");
         assert_eq!(error_code(&e), code, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn opa_answers_401_to_anyone_without_the_service_token_and_the_service_works_with_it() {
+    let opa = Opa::start().await;
+    let client = reqwest::Client::new();
+    let policies = format!("{}/v1/policies", opa.url());
+    assert_eq!(client.get(&policies).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get(&policies).bearer_auth("guess").send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let upload = client.put(format!("{}/v1/policies/evil", opa.url())).body("package evil\n\nallow := true\n").send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::UNAUTHORIZED, "no module can be uploaded without the token");
+    let query = client.post(format!("{}/v1/data", opa.url())).json(&json!({"input": {}})).send().await.unwrap();
+    assert_eq!(query.status(), StatusCode::UNAUTHORIZED, "the data tree cannot be read without the token");
+    assert_eq!(client.get(format!("{}/health", opa.url())).send().await.unwrap().status(), StatusCode::OK, "health stays open");
+
+    let svc = opa_service(&opa, "200").await;
+    let t = Uuid::new_v4();
+    let tok = token(t, ADMIN);
+    let id = active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
+    let (status, r) = evaluate(&svc, t, &tok, &id, json!({"input": {}, "rule": "allow"})).await;
+    assert_eq!((status, r["result"].clone()), (StatusCode::OK, json!(true)), "{r}");
+}
+
+#[tokio::test]
+async fn a_version_that_is_no_longer_active_is_unloaded_from_opa() {
+    let opa = Opa::start().await;
+    let svc = opa_service(&opa, "200").await;
+    let t = Uuid::new_v4();
+    let tok = token(t, ADMIN);
+    let id = active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
+    let simple = Uuid::parse_str(&id).unwrap().simple().to_string();
+    let module = |v: u32| format!("aumos/{simple}/v{v}");
+    evaluate(&svc, t, &tok, &id, json!({"input": {}})).await;
+    let ours = |all: Vec<String>| -> Vec<String> { all.into_iter().filter(|m| m.contains(&simple)).collect() };
+    let eventually = async |want: Vec<String>| {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = ours(opa.modules().await);
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("OPA holds {got:?}, expected {want:?}");
+    };
+    eventually(vec![module(1)]).await;
+
+    let body = json!({"rego": "package gate\n\nallow := false\n"});
+    let (status, v) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/versions"), Some(t), Some(&tok), Some(&body)).await;
+    assert!(status.is_success(), "{v}");
+    let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(t), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually(vec![module(2)]).await;
+    let (_, r) = evaluate(&svc, t, &tok, &id, json!({"input": {}, "rule": "allow"})).await;
+    assert_eq!(r["result"], json!(false), "the new version answers: {r}");
+
+    let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/deactivate"), Some(t), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually(vec![]).await;
+}
+
+/// OPA's capabilities document marks the builtins that reach outside an evaluation; each
+/// must be refused to tenants or known to be harmless, so an OPA upgrade that adds one
+/// fails here until it is classified.
+#[test]
+fn every_builtin_opa_marks_non_deterministic_is_refused_or_known_harmless() {
+    use governance_engine::engine::source::{ALLOWED_NONDETERMINISTIC, FORBIDDEN_BUILTINS};
+    let out = Command::new(var("AUMOS_DEV_OPA_BIN")).args(["capabilities", "--current"]).output().unwrap();
+    let caps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nondeterministic: Vec<&str> =
+        caps["builtins"].as_array().unwrap().iter().filter(|b| b["nondeterministic"] == true).filter_map(|b| b["name"].as_str()).collect();
+    for name in FORBIDDEN_BUILTINS {
+        assert!(nondeterministic.contains(name), "{name} is refused and OPA marks it: {nondeterministic:?}");
+    }
+    for name in nondeterministic {
+        assert!(FORBIDDEN_BUILTINS.contains(&name) || ALLOWED_NONDETERMINISTIC.contains(&name), "unclassified builtin {name}");
     }
 }

@@ -32,7 +32,8 @@ fn module(rego: &str) -> PolicyModule {
 async fn both(rego: &str, rule: Option<&str>, input: &Value) -> (Result<Option<Value>, EngineError>, Result<Option<Value>, EngineError>) {
     let timeout = Duration::from_secs(5);
     let embedded = EmbeddedEngine::new(timeout);
-    let opa = OpaEngine::new(reqwest::Client::new(), &var("AUMOS_GOVERNANCE_OPA_URL"), timeout);
+    let opa = OpaEngine::new(reqwest::Client::new(), &var("AUMOS_GOVERNANCE_OPA_URL"), timeout)
+        .with_token(Some(governance_engine::config::Secret::new(var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
     let m = module(rego);
     let e = match embedded.prepare(&m).await {
         Ok(p) => p.evaluate(rule, input).await,

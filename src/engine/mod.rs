@@ -118,8 +118,13 @@ pub async fn check_and_test(engine: &dyn PolicyEngine, rego: &str) -> Result<Mod
 pub fn build(config: &crate::config::Config, http: reqwest::Client) -> Arc<dyn PolicyEngine> {
     match config.policy_engine {
         crate::config::PolicyEngineKind::Embedded => Arc::new(embedded::EmbeddedEngine::sandboxed(config)),
-        crate::config::PolicyEngineKind::Opa => Arc::new(opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout)),
+        crate::config::PolicyEngineKind::Opa => Arc::new(opa_engine(config, http)),
     }
+}
+
+/// The OPA engine the configuration describes (its URL, token and budget).
+pub fn opa_engine(config: &crate::config::Config, http: reqwest::Client) -> opa::OpaEngine {
+    opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout).with_token(config.opa_token.clone())
 }
 
 /// The evaluation budget; past it the caller gets 503 rather than a late answer.

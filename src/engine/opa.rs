@@ -5,6 +5,14 @@
 //! never merge in OPA's data tree. Answers are checked before they are believed: anything
 //! but a JSON object is a 502, and no answer in time is a 503. Nothing is ever "allow" by
 //! default.
+//!
+//! A tenant's author is hostile. Every request carries the token OPA's API requires
+//! (`--authentication=token`, `opa/system/authz.rego`). Before any upload, [`OpaEngine::check`]
+//! parses the source with OPA's own parser (`rego.parse_module` through `POST /v1/query`)
+//! and refuses every `data` reference outside the shared libraries and every network or
+//! environment builtin in any spelling ([`super::source::forbidden_references`]), so a
+//! module, and the tests it runs at activation, see only `input` and their own rules.
+//! Versions that are no longer active are unloaded by [`crate::opa_sync`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -12,7 +20,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::Value;
 
-use super::source::{test_rules, unsupported_calls};
+use super::source::{forbidden_references, test_rules, unsupported_calls, SHARED_LIBRARIES};
 use super::{CompileError, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
 
 static PACKAGE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^([ \t]*)package[ \t]+([^\s#]+)").ok());
@@ -22,7 +30,12 @@ pub struct OpaEngine {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer` on every request (redacted in Debug).
+    token: Option<crate::config::Secret>,
 }
+
+/// The id prefix of every module the service uploads for an active version.
+pub const MODULE_PREFIX: &str = "aumos/";
 
 /// The package a source declares (without `data.`).
 pub fn declared_package(rego: &str) -> Option<String> {
@@ -74,11 +87,92 @@ fn compile_errors(body: &Value) -> Vec<CompileError> {
 
 impl OpaEngine {
     pub fn new(http: reqwest::Client, base: &str, timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_owned(), timeout }
+        Self { http, base: base.trim_end_matches('/').to_owned(), timeout, token: None }
     }
 
-    fn module_id(module: &PolicyModule) -> String {
-        format!("aumos/{}/v{}", module.policy_id.simple(), module.version)
+    /// The token OPA's REST API requires (`AUMOS_GOVERNANCE_OPA_TOKEN`).
+    pub fn with_token(mut self, token: Option<crate::config::Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request to OPA's API, carrying the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t.expose()),
+            None => req,
+        }
+    }
+
+    /// The OPA module id of a policy version.
+    pub fn module_id(module: &PolicyModule) -> String {
+        format!("{MODULE_PREFIX}{}/v{}", module.policy_id.simple(), module.version)
+    }
+
+    /// Parses the source with OPA's parser and refuses what a tenant may not reference.
+    /// `Ok(false)`: OPA's parser could not read it (the upload then locates the error).
+    async fn refuse_forbidden_references(&self, rego: &str) -> Result<bool, EngineError> {
+        let resp = self
+            .request(reqwest::Method::POST, "/v1/query")
+            .json(&serde_json::json!({"query": "ast := rego.parse_module(\"policy.rego\", input.src)", "input": {"src": rego}}))
+            .timeout(self.timeout.max(Duration::from_secs(5)))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(EngineError::BadResponse(format!("OPA answered {status} to a parse")));
+        }
+        let body: Value = resp.json().await.map_err(|_| EngineError::BadResponse("OPA's parse answer is not JSON".into()))?;
+        let Some(ast) = body["result"].get(0).map(|r| &r["ast"]) else {
+            return Ok(false);
+        };
+        let errors = forbidden_references(ast, rego, SHARED_LIBRARIES);
+        if errors.is_empty() {
+            Ok(true)
+        } else {
+            Err(EngineError::Compile(errors))
+        }
+    }
+
+    /// Removes a version's module from OPA (a version that is no longer active).
+    pub async fn unload(&self, module_id: &str) -> Result<(), EngineError> {
+        let resp = self
+            .request(reqwest::Method::DELETE, &format!("/v1/policies/{module_id}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match resp.status() {
+            s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
+            s => Err(EngineError::BadResponse(format!("OPA answered {s} to a policy removal"))),
+        }
+    }
+
+    /// The ids of the policy-version modules OPA holds (scratch copies excluded).
+    pub async fn loaded_modules(&self) -> Result<Vec<String>, EngineError> {
+        let resp = self
+            .request(reqwest::Method::GET, "/v1/policies")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(EngineError::BadResponse(format!("OPA answered {status} to a policy listing")));
+        }
+        let body: Value = resp.json().await.map_err(|_| EngineError::BadResponse("OPA's policy listing is not JSON".into()))?;
+        Ok(body["result"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| m["id"].as_str())
+                    .filter(|id| id.starts_with(MODULE_PREFIX) && !id.starts_with(SCRATCH_PREFIX))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn prefix(module: &PolicyModule) -> String {
@@ -88,8 +182,7 @@ impl OpaEngine {
     /// Uploads a module; 400 from OPA is a compile error.
     async fn put(&self, id: &str, rego: &str) -> Result<(), EngineError> {
         let resp = self
-            .http
-            .put(format!("{}/v1/policies/{id}", self.base))
+            .request(reqwest::Method::PUT, &format!("/v1/policies/{id}"))
             .header(reqwest::header::CONTENT_TYPE, "text/plain")
             .body(rego.to_owned())
             .timeout(self.timeout.max(Duration::from_secs(5)))
@@ -108,13 +201,15 @@ impl OpaEngine {
     }
 
     async fn delete(&self, id: &str) {
-        let _ = self.http.delete(format!("{}/v1/policies/{id}", self.base)).timeout(Duration::from_secs(5)).send().await;
+        if let Err(e) = self.unload(id).await {
+            tracing::warn!(module = id, error = %e, "could not remove a scratch module from OPA");
+        }
     }
 
     /// Uploads a throwaway copy under a random namespace, runs `f`, removes it.
     async fn with_scratch<T>(&self, rego: &str, f: impl AsyncFnOnce(&str) -> Result<T, EngineError>) -> Result<T, EngineError> {
         let scratch = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 0, package: String::new(), rego: String::new() };
-        let id = format!("aumos/scratch/{}", scratch.policy_id.simple());
+        let id = format!("{SCRATCH_PREFIX}{}", scratch.policy_id.simple());
         let prefix = Self::prefix(&scratch).replacen("aumos_policies", "aumos_scratch", 1);
         let body = namespaced(rego, &prefix)
             .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
@@ -126,6 +221,12 @@ impl OpaEngine {
     }
 }
 
+/// The least time all tests of one activation get together.
+const TEST_BUDGET: Duration = Duration::from_secs(2);
+
+/// Where throwaway copies (compile checks, activation tests) are uploaded.
+const SCRATCH_PREFIX: &str = "aumos/scratch/";
+
 fn data_path(package: &str, rule: Option<&str>) -> String {
     let mut path = package.replace('.', "/");
     if let Some(rule) = rule {
@@ -136,9 +237,9 @@ fn data_path(package: &str, rule: Option<&str>) -> String {
 }
 
 /// Queries `POST /v1/data/<path>`, insisting on a JSON object as the answer.
-async fn query(http: &reqwest::Client, base: &str, path: &str, input: &Value, timeout: Duration) -> Result<Option<Value>, EngineError> {
-    let resp = http
-        .post(format!("{base}/v1/data/{path}"))
+async fn query(engine: &OpaEngine, path: &str, input: &Value, timeout: Duration) -> Result<Option<Value>, EngineError> {
+    let resp = engine
+        .request(reqwest::Method::POST, &format!("/v1/data/{path}"))
         .json(&serde_json::json!({ "input": input }))
         .timeout(timeout)
         .send()
@@ -171,33 +272,40 @@ impl PolicyEngine for OpaEngine {
         if !errors.is_empty() {
             return Err(EngineError::Compile(errors));
         }
+        let analysed = self.refuse_forbidden_references(rego).await?;
         self.with_scratch(rego, async |_| Ok(())).await?;
+        if !analysed {
+            // It compiles, yet OPA's parser builtin could not read it: refuse rather than
+            // run what was not checked.
+            let message = "the policy could not be analysed for forbidden references".to_owned();
+            return Err(EngineError::Compile(vec![CompileError { message, row: None, col: None }]));
+        }
         let package = declared_package(rego).unwrap_or_default();
         Ok(ModuleInfo { package, tests: test_rules(rego) })
     }
 
     async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError> {
         let tests = info.tests.clone();
+        // One budget for all the tests of an activation together; past it OPA is told to
+        // stop (the request is dropped, which cancels its evaluation) and the answer is 503.
+        let budget = self.timeout.max(TEST_BUDGET);
         let failed = self
             .with_scratch(rego, async |package| {
-                let mut failed = Vec::new();
-                for test in &tests {
-                    match query(
-                        &self.http,
-                        &self.base,
-                        &data_path(package, Some(test)),
-                        &Value::Null,
-                        self.timeout.max(Duration::from_secs(5)),
-                    )
-                    .await
-                    {
-                        Ok(Some(Value::Bool(true))) => {}
-                        Ok(_) => failed.push(test.clone()),
-                        Err(e @ EngineError::Unavailable(_)) => return Err(e),
-                        Err(e) => failed.push(format!("{test} ({e})")),
+                let run = async {
+                    let mut failed = Vec::new();
+                    for test in &tests {
+                        match query(self, &data_path(package, Some(test)), &Value::Null, budget).await {
+                            Ok(Some(Value::Bool(true))) => {}
+                            Ok(_) => failed.push(test.clone()),
+                            Err(e @ EngineError::Unavailable(_)) => return Err(e),
+                            Err(e) => failed.push(format!("{test} ({e})")),
+                        }
                     }
-                }
-                Ok(failed)
+                    Ok(failed)
+                };
+                tokio::time::timeout(budget, run)
+                    .await
+                    .map_err(|_| EngineError::Unavailable(format!("the policy's tests did not finish within {} ms", budget.as_millis())))?
             })
             .await?;
         if failed.is_empty() {
@@ -221,8 +329,7 @@ impl PolicyEngine for OpaEngine {
 
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError> {
         let resp = self
-            .http
-            .get(format!("{}/v1/policies/{}", self.base, Self::module_id(module)))
+            .request(reqwest::Method::GET, &format!("/v1/policies/{}", Self::module_id(module)))
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -245,7 +352,7 @@ pub struct OpaPolicy {
 
 impl OpaPolicy {
     async fn query(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
-        query(&self.engine.http, &self.engine.base, &data_path(&self.package, rule), input, self.engine.timeout).await
+        query(&self.engine, &data_path(&self.package, rule), input, self.engine.timeout).await
     }
 }
 

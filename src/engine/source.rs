@@ -1,6 +1,11 @@
 //! Static checks on Rego source that the embedded engine would otherwise only discover
 //! at run time: calls to functions it does not have (which regorus reports only when the
 //! call is reached) and `http.send` (which it would silently leave undefined).
+//!
+//! [`forbidden_references`] is the hostile-author check on a parsed module (OPA's own
+//! `rego.parse_module` AST): every reference to `data` outside the allowed shared
+//! libraries, and every reference to a network or environment builtin in any spelling
+//! (call, `with … as`, assignment, import), is refused.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -120,6 +125,91 @@ pub fn unsupported_calls(src: &str, builtins: Option<&HashSet<&str>>) -> Vec<Com
     errors
 }
 
+/// Builtins a tenant's policy may not reference in any form: they reach the network or the
+/// OPA process's environment. (OPA's capabilities mark these, with harmless clocks and
+/// random numbers, as non-deterministic; a test keeps this list complete against them.)
+pub const FORBIDDEN_BUILTINS: &[&str] = &["http.send", "net.lookup_ip_addr", "opa.runtime"];
+
+/// Non-deterministic builtins (per OPA's capabilities) that stay allowed: they read a
+/// clock, draw random numbers or sign/verify with keys the policy itself holds.
+pub const ALLOWED_NONDETERMINISTIC: &[&str] =
+    &["time.now_ns", "rand.intn", "uuid.rfc4122", "io.jwt.decode_verify", "io.jwt.encode_sign", "io.jwt.encode_sign_raw"];
+
+/// Shared Rego libraries every tenant's policy may reference under `data.` (none yet: a
+/// library added here must be documented in docs/policy-engines.md).
+pub const SHARED_LIBRARIES: &[&str] = &[];
+
+/// The dotted name a reference starts with: its head variable and the string keys that
+/// follow it (`http.send` for `http.send(x)`, `data.a` for `data.a[x].b`), and whether
+/// a computed key (`data[x]`) follows.
+fn ref_name(parts: &[serde_json::Value]) -> (String, bool) {
+    let mut name = parts.first().and_then(|h| h["value"].as_str()).unwrap_or_default().to_owned();
+    for p in &parts[1.min(parts.len())..] {
+        match (p["type"].as_str(), p["value"].as_str()) {
+            (Some("string"), Some(key)) => {
+                name.push('.');
+                name.push_str(key);
+            }
+            _ => return (name, true),
+        }
+    }
+    (name, false)
+}
+
+fn refused(src: &str, needle: &str, message: String) -> CompileError {
+    let code = code_only(src);
+    let glued = |at: usize| code[..at].chars().next_back().is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric());
+    let at = code.match_indices(needle).map(|(at, _)| at).find(|&at| !glued(at));
+    let (row, col) = at.map(|at| location(src, at)).map_or((None, None), |(r, c)| (Some(r), Some(c)));
+    CompileError { message, row, col }
+}
+
+/// Every reference in a parsed module (the JSON of OPA's `rego.parse_module`) that a
+/// tenant may not make: `data` except under `shared` libraries (another tenant's module,
+/// the service's own), and [`FORBIDDEN_BUILTINS`] however they are spelt. `src` only
+/// serves to locate the refusals.
+pub fn forbidden_references(ast: &serde_json::Value, src: &str, shared: &[&str]) -> Vec<CompileError> {
+    fn walk(v: &serde_json::Value, src: &str, shared: &[&str], out: &mut Vec<CompileError>) {
+        match v {
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, src, shared, out)),
+            serde_json::Value::Object(map) => {
+                let parts = map.get("value").and_then(|p| p.as_array());
+                match (map.get("type").and_then(|t| t.as_str()), parts) {
+                    (Some("ref"), Some(parts)) if parts.first().is_some_and(|h| h["type"] == "var") => {
+                        let (name, computed) = ref_name(parts);
+                        check_name(&name, computed, src, shared, out);
+                        parts.iter().skip(1).for_each(|p| walk(p, src, shared, out));
+                    }
+                    (Some("var"), _) if map.get("value").and_then(|n| n.as_str()) == Some("data") => {
+                        check_name("data", true, src, shared, out);
+                    }
+                    _ => map.iter().filter(|(k, _)| k.as_str() != "package").for_each(|(_, v)| walk(v, src, shared, out)),
+                }
+            }
+            _ => {}
+        }
+    }
+    fn check_name(name: &str, computed: bool, src: &str, shared: &[&str], out: &mut Vec<CompileError>) {
+        if let Some(b) = FORBIDDEN_BUILTINS.iter().find(|b| name == **b || name.starts_with(&format!("{b}."))) {
+            let message = format!("{b} is not allowed: policies must not reach the network or the engine's environment");
+            out.push(refused(src, b, message));
+        } else if name == "data" || name.starts_with("data.") {
+            let allowed = shared.iter().any(|lib| name == format!("data.{lib}") || name.starts_with(&format!("data.{lib}.")));
+            if !allowed {
+                let message = format!(
+                    "{name}{} is not allowed: a policy may reference only input, its own rules (by name) and shared libraries",
+                    if computed { "[…]" } else { "" }
+                );
+                out.push(refused(src, "data", message));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(ast, src, shared, &mut out);
+    out.dedup();
+    out
+}
+
 /// Names of the module's `test_` rules (rule heads start at the beginning of a line).
 pub fn test_rules(src: &str) -> Vec<String> {
     let Some(re) = TEST_RULE.as_ref() else { return Vec::new() };
@@ -171,6 +261,45 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].message.contains("io.jwt.decode"));
         assert_eq!(errs[0].row, Some(10));
+    }
+
+    fn var(v: &str) -> serde_json::Value {
+        serde_json::json!({"type": "var", "value": v})
+    }
+    fn key(v: &str) -> serde_json::Value {
+        serde_json::json!({"type": "string", "value": v})
+    }
+    fn reference(parts: &[serde_json::Value]) -> serde_json::Value {
+        serde_json::json!({"type": "ref", "value": parts})
+    }
+
+    #[test]
+    fn network_builtins_are_refused_as_calls_with_targets_and_values() {
+        let src = "package a\nf(x) := x\nallow if f(1) with f as http.send\n";
+        let send = reference(&[var("http"), key("send")]);
+        let ast = serde_json::json!({"package": {"path": [var("data"), key("a")]}, "rules": [
+            {"body": [{"terms": [reference(&[var("f")]), {"type": "number", "value": 1}], "with": [{"target": var("f"), "value": send}]}]},
+            {"body": [{"terms": [reference(&[var("assign")]), var("g"), reference(&[var("opa"), key("runtime")])]}]}]});
+        let errs = forbidden_references(&ast, src, &[]);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.starts_with("http.send is not allowed"), "{errs:?}");
+        assert_eq!((errs[0].row, errs[0].col), (Some(3), Some(25)));
+        assert!(errs[1].message.starts_with("opa.runtime is not allowed"));
+    }
+
+    #[test]
+    fn data_is_refused_whole_computed_or_imported_but_shared_libraries_and_the_package_line_are_not() {
+        let src = "package a\nimport data.aumos_policies\n";
+        let ast = |r: serde_json::Value| serde_json::json!({"package": {"path": [var("data"), key("a")]}, "imports": [{"path": r}]});
+        let refused = |r: serde_json::Value| forbidden_references(&ast(r), src, &["lib.std"]);
+        assert!(refused(reference(&[var("data"), key("aumos_policies")]))[0].message.contains("data.aumos_policies is not allowed"));
+        assert!(refused(reference(&[var("data"), var("x")]))[0].message.contains("data[…]"));
+        assert_eq!(refused(var("data")).len(), 1);
+        assert_eq!(refused(reference(&[var("data"), key("lib"), var("x")])).len(), 1, "a computed key before the library is whole");
+        assert_eq!(refused(reference(&[var("data"), key("lib.stdx")])).len(), 1);
+        assert!(refused(reference(&[var("data"), key("lib"), key("std"), var("x")])).is_empty());
+        assert!(refused(reference(&[var("input"), key("x")])).is_empty());
+        assert_eq!(refused(reference(&[var("data"), key("a")]))[0].row, Some(2), "located at the first data reference in code");
     }
 
     #[test]

@@ -45,7 +45,11 @@ pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
     checks.insert("audit_database".into(), check(audit));
     if state.config.policy_engine == PolicyEngineKind::Opa {
         let url = format!("{}/health", state.config.opa_url);
-        let r = state.http.get(url).timeout(timeout).send().await;
+        let mut req = state.http.get(url).timeout(timeout);
+        if let Some(token) = &state.config.opa_token {
+            req = req.bearer_auth(token.expose());
+        }
+        let r = req.send().await;
         let r = match r {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => Err(format!("OPA answered {}", resp.status())),

@@ -1,0 +1,163 @@
+//! The hostile policy author against the OPA engine, over HTTP, on the real OPA that
+//! scripts/services.sh runs (token authentication, supervised). Every attack gets a clear
+//! 4xx or 503, records nothing, and leaves the process, OPA and another tenant working.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn opa_service() -> Service {
+    Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "200")]).await
+}
+
+async fn create(svc: &Service, tenant: Uuid, tok: &str, rego: &str) -> (StatusCode, Value) {
+    svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(tok), Some(&json!({"name": "attack", "rego": rego}))).await
+}
+
+async fn evaluate(svc: &Service, tenant: Uuid, tok: &str, id: &str, rule: &str) -> (StatusCode, Value) {
+    let body = json!({"input": {}, "rule": rule});
+    svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(tenant), Some(tok), Some(&body)).await
+}
+
+/// How often OPA has died and been restarted by its supervisor (scripts/services.sh).
+fn opa_restarts() -> usize {
+    let log = std::fs::read_to_string(format!("{}/opa.log", var("AUMOS_DEV_SERVICES_DIR"))).unwrap_or_default();
+    log.matches("opa exited").count()
+}
+
+/// After an attack: the service answers, another tenant's policy is created, projected,
+/// activated and evaluated normally.
+async fn another_tenant_is_unharmed(svc: &Service) {
+    let live = svc.client.get(format!("{}/health/live", svc.base)).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK, "the process is alive");
+    let b = Uuid::new_v4();
+    let tb = token(b, ADMIN);
+    let (status, p) = create(svc, b, &tb, "package bystander\n\nallow if input.ok\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap();
+    let (status, got) = svc.call(Method::GET, &format!("/api/v1/policies/{id}"), Some(b), Some(&tb), None).await;
+    assert_eq!(status, StatusCode::OK, "the new policy is projected: {got}");
+    let (status, a) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(b), Some(&tb), None).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let body = json!({"input": {"ok": true}, "rule": "allow"});
+    let (status, r) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(b), Some(&tb), Some(&body)).await;
+    assert_eq!((status, r["result"].clone()), (StatusCode::OK, json!(true)), "{r}");
+}
+
+#[tokio::test]
+async fn network_environment_and_other_tenants_data_are_refused_in_every_spelling_and_nothing_is_recorded() {
+    let svc = opa_service().await;
+    // The victim: another tenant's active policy the attacks try to reach.
+    let victim = Uuid::new_v4();
+    let (_, v) = create(&svc, victim, &token(victim, ADMIN), "package secret\n\nanswer := \"victim's rule\"\n").await;
+    let v_id = v["policy_id"].as_str().unwrap();
+    svc.call(Method::POST, &format!("/api/v1/policies/{v_id}/activate"), Some(victim), Some(&token(victim, ADMIN)), None).await;
+
+    let a = Uuid::new_v4();
+    let ta = token(a, ADMIN);
+    let attacks = [
+        "allow if http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1/v1/policies\"}).status_code == 200",
+        "f(x) := x\n\nallow if f({}) with f as http.send",
+        "allow if {\n  some f\n  f := http.send\n}",
+        "allow if true with http.send as {}",
+        "ips := net.lookup_ip_addr(\"localhost\")",
+        "env := opa.runtime().env",
+        "token := opa.runtime()[\"env\"].AUMOS_GOVERNANCE_OPA_TOKEN",
+        "import data.aumos_policies\n\nleak := aumos_policies",
+        "import data.aumos_policies as all\n\nleak := all",
+        "leak := data.aumos_policies",
+        "leak contains k if {\n  some k\n  data[k]\n}",
+        "leak := data",
+        "leak := data.system.authz",
+        "leak := data.aumos_scratch",
+        "test_probe if count(data.aumos_policies) > 0",
+        "test_oracle if data.aumos_policies[_][_].secret.answer == \"victim's rule\"",
+    ];
+    for body in attacks {
+        let rego = format!("package probe\n\n{body}\n");
+        let (status, e) = create(&svc, a, &ta, &rego).await;
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "policy_compile_failed"), "{rego}: {e}");
+        let messages = e["error"]["details"]["errors"].to_string();
+        assert!(messages.contains("is not allowed"), "refused as a forbidden reference, not by chance: {rego}: {e}");
+        assert!(!messages.contains("victim's rule"), "nothing of the victim comes back: {e}");
+    }
+    assert_eq!(ledger_count_for(a).await, 0, "no attack left a ledger entry");
+
+    // Harmless neighbours of the refused spellings still work.
+    let (status, p) = create(&svc, a, &ta, "package probe\n\nhttp := {\"x\": 1}\n\nallow if input.data.x == http.x\n").await;
+    assert_eq!(status, StatusCode::CREATED, "`input.data` and a rule named http are not references to data or http.send: {p}");
+    another_tenant_is_unharmed(&svc).await;
+}
+
+#[tokio::test]
+async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_and_other_tenants_working() {
+    let svc = opa_service().await;
+    let restarts = opa_restarts();
+    let a = Uuid::new_v4();
+    let ta = token(a, ADMIN);
+    let rego = "package runaway\n\n\
+        huge_range := count(numbers.range(0, 1000000000000000))\n\n\
+        deep := count([[x, y] | some x in numbers.range(0, 100000); some y in numbers.range(0, 100000)])\n\n\
+        wide := count(concat(\"\", [sprintf(\"%0999999d\", [x]) | some x in numbers.range(0, 100000)]))\n\n\
+        small := 1\n";
+    let (status, p) = create(&svc, a, &ta, rego).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    let recorded = ledger_count_for(a).await;
+
+    for rule in ["huge_range", "deep", "wide"] {
+        let started = Instant::now();
+        let (status, e) = evaluate(&svc, a, &ta, &id, rule).await;
+        let took = started.elapsed();
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"), "{rule}: {e}");
+        assert!(e.get("allowed").is_none() && e["error"].get("allowed").is_none(), "fail closed");
+        assert!(took < Duration::from_secs(3), "{rule} answered after {took:?}, not at the budget");
+        eprintln!("{rule}: 503 after {took:?}");
+    }
+    // Many at once, while another tenant evaluates.
+    let storm: Vec<_> = (0..8)
+        .map(|i| {
+            let (svc_base, id, ta) = (svc.base.clone(), id.clone(), ta.clone());
+            tokio::spawn(async move {
+                let rule = ["huge_range", "deep"][i % 2];
+                reqwest::Client::new()
+                    .post(format!("{svc_base}/api/v1/policies/{id}/evaluate"))
+                    .bearer_auth(ta)
+                    .header("X-Tenant-ID", a.to_string())
+                    .json(&json!({"input": {}, "rule": rule}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    another_tenant_is_unharmed(&svc).await;
+    for s in storm {
+        assert_eq!(s.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let (status, ok) = evaluate(&svc, a, &ta, &id, "small").await;
+    assert_eq!((status, ok["result"].clone()), (StatusCode::OK, json!(1)), "the attacker's own harmless rule still answers: {ok}");
+    assert_eq!(ledger_count_for(a).await, recorded + 1, "only the harmless evaluation was recorded");
+
+    // The same runaway inside an activation-time test: 503 at the activation budget.
+    let (_, p) = create(&svc, a, &ta, "package runaway_test\n\ntest_boom if count(numbers.range(0, 1000000000000000)) > 0\n").await;
+    let tid = p["policy_id"].as_str().unwrap();
+    let before = ledger_count_for(a).await;
+    let started = Instant::now();
+    let (status, e) = svc.call(Method::POST, &format!("/api/v1/policies/{tid}/activate"), Some(a), Some(&ta), None).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(6), "answered at the activation budget, not after {:?}", started.elapsed());
+    assert_eq!(ledger_count_for(a).await, before, "a failed activation records nothing");
+
+    assert_eq!(opa_restarts(), restarts, "OPA cancelled the runaway evaluations instead of dying");
+    another_tenant_is_unharmed(&svc).await;
+}
