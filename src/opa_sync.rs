@@ -125,7 +125,7 @@ impl OpaSync {
         let first = followed.passes == 0;
         // OPA's list is taken before the ledger is read: every module in it was uploaded
         // after its activation was appended, so the fold below knows that activation.
-        let listing = if followed.passes % RECONCILE_EVERY == 0 {
+        let listing = if followed.passes.is_multiple_of(RECONCILE_EVERY) {
             Some(self.engine.loaded_modules().await.map_err(|e| e.to_string())?)
         } else {
             None

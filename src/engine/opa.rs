@@ -110,21 +110,22 @@ impl OpaEngine {
         format!("{MODULE_PREFIX}{}/v{}", module.policy_id.simple(), module.version)
     }
 
+    /// Sends a request of the service's own (not an evaluation) and reads its JSON answer.
+    async fn json_answer(request: reqwest::RequestBuilder, what: &str) -> Result<Value, EngineError> {
+        let resp = request.send().await.map_err(|e| unavailable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(EngineError::BadResponse(format!("OPA answered {status} to {what}")));
+        }
+        resp.json().await.map_err(|_| EngineError::BadResponse(format!("OPA's answer to {what} is not JSON")))
+    }
+
     /// Parses the source with OPA's parser and refuses what a tenant may not reference.
     /// `Ok(false)`: OPA's parser could not read it (the upload then locates the error).
     async fn refuse_forbidden_references(&self, rego: &str) -> Result<bool, EngineError> {
-        let resp = self
-            .request(reqwest::Method::POST, "/v1/query")
-            .json(&serde_json::json!({"query": "ast := rego.parse_module(\"policy.rego\", input.src)", "input": {"src": rego}}))
-            .timeout(self.timeout.max(Duration::from_secs(5)))
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(EngineError::BadResponse(format!("OPA answered {status} to a parse")));
-        }
-        let body: Value = resp.json().await.map_err(|_| EngineError::BadResponse("OPA's parse answer is not JSON".into()))?;
+        let query = serde_json::json!({"query": "ast := rego.parse_module(\"policy.rego\", input.src)", "input": {"src": rego}});
+        let request = self.request(reqwest::Method::POST, "/v1/query").json(&query).timeout(self.timeout.max(Duration::from_secs(5)));
+        let body = Self::json_answer(request, "a parse").await?;
         let Some(ast) = body["result"].get(0).map(|r| &r["ast"]) else {
             return Ok(false);
         };
@@ -152,17 +153,8 @@ impl OpaEngine {
 
     /// The ids of the policy-version modules OPA holds (scratch copies excluded).
     pub async fn loaded_modules(&self) -> Result<Vec<String>, EngineError> {
-        let resp = self
-            .request(reqwest::Method::GET, "/v1/policies")
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(EngineError::BadResponse(format!("OPA answered {status} to a policy listing")));
-        }
-        let body: Value = resp.json().await.map_err(|_| EngineError::BadResponse("OPA's policy listing is not JSON".into()))?;
+        let request = self.request(reqwest::Method::GET, "/v1/policies").timeout(Duration::from_secs(10));
+        let body = Self::json_answer(request, "a policy listing").await?;
         Ok(body["result"]
             .as_array()
             .map(|ms| {
