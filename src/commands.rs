@@ -42,8 +42,10 @@ impl CommandBus {
         Self { appender, reader }
     }
 
-    /// Appends facts that belong to no aggregate with invariants (decision records): one
-    /// entry each, at aggregate_seq 1 of their own id. Durable when this returns.
+    /// Appends entries in one atomic append: facts that belong to no aggregate with
+    /// invariants (decision records, one entry each at aggregate_seq 1 of their own id), or
+    /// what several commands decided together ([`CommandBus::decide`]), all or nothing.
+    /// Durable when this returns.
     pub async fn record(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, LedgerError> {
         self.appender.append(entries).await
     }
@@ -58,6 +60,23 @@ impl CommandBus {
         services: &A::Services,
         ctx: &CommandContext,
     ) -> Result<Vec<Appended>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Event: LedgerEvent,
+    {
+        let entries = self.decide::<A>(aggregate_id, command, services, ctx).await?;
+        Ok(self.appender.append(entries).await?)
+    }
+
+    /// Loads the aggregate from the ledger and handles the command: the entries its events
+    /// would append, at the aggregate's next seqs. Nothing is stored.
+    pub async fn decide<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        ctx: &CommandContext,
+    ) -> Result<Vec<NewEntry>, CommandError<A::Error>>
     where
         A: Aggregate,
         A::Event: LedgerEvent,
@@ -96,6 +115,6 @@ impl CommandBus {
                 metadata: metadata.clone(),
             });
         }
-        Ok(self.appender.append(entries).await?)
+        Ok(entries)
     }
 }

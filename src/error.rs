@@ -44,6 +44,7 @@ error_codes! {
     PolicyInactive => "policy_inactive", CONFLICT;
     InvalidTransition => "invalid_transition", CONFLICT;
     Conflict => "conflict", CONFLICT;
+    PolicyNameTaken => "policy_name_taken", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     RequestTimeout => "request_timeout", SERVICE_UNAVAILABLE;

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::leader::Leadership;
-use crate::ledger::export::ExportEntry;
+use crate::ledger::export::{ExportEntry, ExportLine};
 use crate::ledger::{LedgerEntry, LedgerReader};
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
@@ -35,28 +35,34 @@ const RELAY: &str = "kafka";
 const CHECKPOINT_RELAY: &str = "kafka-checkpoints";
 const BATCH: i64 = 1000;
 
-/// Every topic the relay writes.
-pub const TOPICS: [&str; 7] = [
-    AUDIT_TOPIC,
-    "governance.policy.created",
-    "governance.policy.activated",
-    "governance.policy.evaluated",
-    "governance.compliance.workflow.created",
-    "governance.compliance.workflow.status_changed",
-    "governance.evidence.submitted",
+/// Every domain event type and its topic, named `governance.<domain>.<noun>.<verb>`
+/// (the README lists them). Every event an aggregate records has one, so a consumer of
+/// a domain topic sees every change of that domain, not only the audit topic.
+pub const DOMAIN_TOPICS: &[(&str, &str)] = &[
+    ("PolicyCreated", "governance.policy.created"),
+    ("PolicyVersionAdded", "governance.policy.version_added"),
+    ("PolicyActivated", "governance.policy.activated"),
+    ("PolicyDeactivated", "governance.policy.deactivated"),
+    ("PolicyArchived", "governance.policy.archived"),
+    ("PolicyNameClaimed", "governance.policy.name_claimed"),
+    ("PolicyEvaluated", "governance.policy.evaluated"),
+    ("WorkflowCreated", "governance.compliance.workflow.created"),
+    ("WorkflowStatusChanged", "governance.compliance.workflow.status_changed"),
+    ("RequirementMarkedNotApplicable", "governance.compliance.requirement.marked_not_applicable"),
+    ("ControlMappingSet", "governance.compliance.mapping.set"),
+    ("EvidenceSubmitted", "governance.evidence.submitted"),
+    ("EvidenceSuperseded", "governance.evidence.superseded"),
+    ("EvidenceWithdrawn", "governance.evidence.withdrawn"),
 ];
+
+/// Every topic the relay writes: the audit topic and every domain topic.
+pub fn topics() -> impl Iterator<Item = &'static str> {
+    std::iter::once(AUDIT_TOPIC).chain(DOMAIN_TOPICS.iter().map(|(_, t)| *t))
+}
 
 /// The domain topic of an event type, if it has one.
 pub fn domain_topic(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "PolicyCreated" => "governance.policy.created",
-        "PolicyActivated" => "governance.policy.activated",
-        "PolicyEvaluated" => "governance.policy.evaluated",
-        "WorkflowCreated" => "governance.compliance.workflow.created",
-        "WorkflowStatusChanged" => "governance.compliance.workflow.status_changed",
-        "EvidenceSubmitted" => "governance.evidence.submitted",
-        _ => return None,
-    })
+    DOMAIN_TOPICS.iter().find(|(e, _)| *e == event_type).map(|(_, t)| *t)
 }
 
 /// The stable CloudEvents id of an entry on a topic: the same entry always gets the same
@@ -109,14 +115,14 @@ impl KafkaRelay {
         Ok(Self { producer, prefix: prefix.to_owned(), reader, primary, origin: origin.to_owned(), lag: Arc::new(AtomicI64::new(-1)) })
     }
 
-    /// Creates the seven topics if they are missing, so consumers can subscribe before the
+    /// Creates every topic if it is missing, so consumers can subscribe before the
     /// first event of a kind exists. Best effort: a broker that forbids it is logged.
     pub async fn ensure_topics(bootstrap: &str, prefix: &str) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create();
         let Ok(admin) = admin else { return };
-        let topics: Vec<String> = TOPICS.iter().map(|t| format!("{prefix}{t}")).collect();
+        let topics: Vec<String> = topics().map(|t| format!("{prefix}{t}")).collect();
         let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         match admin.create_topics(new.iter(), &opts).await {
@@ -209,7 +215,8 @@ impl KafkaRelay {
     async fn publish(&self, batch: &[LedgerEntry]) -> Result<(), RelayError> {
         let mut deliveries = Vec::with_capacity(batch.len() * 2);
         for e in batch {
-            let full = serde_json::to_vec(&ExportEntry::from(e)).map_err(|err| RelayError::Kafka(err.to_string()))?;
+            // Tagged `"kind":"entry"`, like checkpoint messages (`"kind":"checkpoint"`).
+            let full = serde_json::to_vec(&ExportLine::Entry(ExportEntry::from(e))).map_err(|err| RelayError::Kafka(err.to_string()))?;
             let mut messages = vec![(AUDIT_TOPIC, full, CE_ENTRY.to_owned())];
             if let Some(topic) = domain_topic(&e.event_type) {
                 messages.push((topic, e.payload.clone().into_bytes(), format!("com.aumos.governance.{}", e.event_type)));
@@ -307,14 +314,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_domain_topic_of_the_design_is_mapped() {
-        let topics: Vec<&str> =
-            ["PolicyCreated", "PolicyActivated", "PolicyEvaluated", "WorkflowCreated", "WorkflowStatusChanged", "EvidenceSubmitted"]
-                .into_iter()
-                .filter_map(domain_topic)
-                .collect();
-        assert_eq!(topics.len(), 6);
-        assert_eq!(domain_topic("PolicyArchived"), None, "only the audit topic carries it");
+    fn every_domain_event_has_a_topic_in_the_naming_scheme() {
+        let events = [
+            "PolicyCreated",
+            "PolicyVersionAdded",
+            "PolicyActivated",
+            "PolicyDeactivated",
+            "PolicyArchived",
+            "PolicyNameClaimed",
+            "PolicyEvaluated",
+            "WorkflowCreated",
+            "WorkflowStatusChanged",
+            "RequirementMarkedNotApplicable",
+            "ControlMappingSet",
+            "EvidenceSubmitted",
+            "EvidenceSuperseded",
+            "EvidenceWithdrawn",
+        ];
+        for e in events {
+            let topic = domain_topic(e).unwrap_or_else(|| panic!("{e} has no topic"));
+            let parts: Vec<&str> = topic.split('.').collect();
+            assert!(parts[0] == "governance" && (3..=4).contains(&parts.len()), "{topic}");
+        }
+        let distinct: std::collections::BTreeSet<&str> = topics().collect();
+        assert_eq!(distinct.len(), DOMAIN_TOPICS.len() + 1, "no two events share a topic");
+        assert_eq!(domain_topic("NoSuchEvent"), None);
+    }
+
+    #[test]
+    fn the_readme_lists_every_topic() {
+        let readme = include_str!("../README.md");
+        for (event, topic) in DOMAIN_TOPICS {
+            assert!(readme.contains(&format!("| {event} | {topic} |")), "README lists {event} → {topic}");
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct RuntimePolicy {
     pub status: String,
     pub version: Option<u32>,
     pub hash_only_input: bool,
+    /// Input fields the decision record keeps out.
+    pub input_mask: aggregates::policy::mask::InputMask,
     /// Present when the policy is active.
     pub prepared: Option<Arc<dyn PreparedPolicy>>,
 }
@@ -80,6 +82,7 @@ impl PolicyRuntime {
             status: view.status,
             version,
             hash_only_input: view.input_logging == "hash_only",
+            input_mask: view.input_mask.map(|m| m.0).unwrap_or_default(),
             prepared,
         })))
     }

@@ -249,3 +249,58 @@ async fn compliance_events_reach_their_topics_keyed_by_aggregate() {
     assert_eq!((evidence.key.as_str(), evidence.value["artifact"]["sha256"].as_str().map(str::len)), (eid.as_str(), Some(64)));
     assert_eq!(evidence.headers["ce_type"], "com.aumos.governance.EvidenceSubmitted");
 }
+
+#[tokio::test]
+async fn every_policy_event_reaches_its_domain_topic_entries_say_their_kind_and_masked_input_stays_out() {
+    let bootstrap = var("AUMOS_KAFKA_BOOTSTRAP_SERVERS");
+    let svc =
+        Service::start(&[("AUMOS_KAFKA_BOOTSTRAP_SERVERS", &bootstrap), ("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", "15000")]).await;
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    let body = json!({"name": "kafka-lifecycle", "rego": "package k\nallow := true\n", "input_mask": {"remove": ["/patient"]}});
+    let (status, p) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let v2 = json!({"rego": "package k\nallow := false\n"});
+    svc.call(Method::POST, &format!("/api/v1/policies/{id}/versions"), Some(tenant), Some(&tok), Some(&v2)).await;
+    svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(tenant), Some(&tok), None).await;
+    let input = json!({"input": {"patient": {"name": "Jane Secret-Patient"}, "ward": 3}});
+    let (_, d) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(tenant), Some(&tok), Some(&input)).await;
+    let decision = d["decision_id"].as_str().unwrap().to_owned();
+    for step in ["deactivate", "archive"] {
+        let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/{step}"), Some(tenant), Some(&tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{step}");
+    }
+    let topics = [
+        "governance.audit.entry.written",
+        "governance.policy.version_added",
+        "governance.policy.deactivated",
+        "governance.policy.archived",
+        "governance.policy.evaluated",
+    ];
+    let (pid, did) = (id.clone(), decision.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        let keys = [pid.clone(), did.clone()];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        consume_until(&topics, &keys, |got| {
+            let mine = |t: &str, k: &str| got.iter().any(|m| m.topic == t && m.key == k);
+            mine("governance.policy.version_added", &pid)
+                && mine("governance.policy.deactivated", &pid)
+                && mine("governance.policy.archived", &pid)
+                && mine("governance.policy.evaluated", &did)
+                && got.iter().filter(|m| m.topic == "governance.audit.entry.written").count() >= 6
+        })
+    })
+    .await
+    .unwrap();
+    let archived = got.iter().find(|m| m.topic == "governance.policy.archived").unwrap();
+    assert_eq!(archived.headers["ce_type"], "com.aumos.governance.PolicyArchived");
+    for m in got.iter().filter(|m| m.topic == "governance.audit.entry.written") {
+        assert_eq!(m.value["kind"], "entry", "an entry message says so: {}", m.value);
+    }
+    let evaluated = got.iter().find(|m| m.topic == "governance.policy.evaluated").unwrap();
+    assert_eq!(evaluated.value["input"], json!({"ward": 3}), "{}", evaluated.value);
+    for m in &got {
+        assert!(!m.value.to_string().contains("Secret-Patient"), "{}: {}", m.topic, m.value);
+    }
+}

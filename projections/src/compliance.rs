@@ -75,12 +75,33 @@ pub async fn workflow(conn: &mut PgConnection, id: Uuid) -> Result<Option<Workfl
 }
 
 /// Newest first, optionally of one regulation and/or in one state.
+/// Sort keys of the workflow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowSort {
+    CreatedAt,
+    UpdatedAt,
+    DueDate,
+    Name,
+}
+
+impl WorkflowSort {
+    fn column(self) -> &'static str {
+        match self {
+            WorkflowSort::CreatedAt => "created_at",
+            WorkflowSort::UpdatedAt => "updated_at",
+            WorkflowSort::DueDate => "due_date",
+            WorkflowSort::Name => "name",
+        }
+    }
+}
+
 pub async fn workflows(
     conn: &mut PgConnection,
     regulation: Option<&str>,
     state: Option<&str>,
-    page: u32,
-    page_size: u32,
+    (page, page_size): (u32, u32),
+    (sort, order): (WorkflowSort, crate::SortOrder),
 ) -> Result<Page<WorkflowView>, ProjectionError> {
     let filter = "($1::text IS NULL OR regulation = $1) AND ($2::text IS NULL OR state = $2)";
     let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM gov_compliance_workflows WHERE {filter}"))
@@ -89,7 +110,9 @@ pub async fn workflows(
         .fetch_one(&mut *conn)
         .await?;
     let sql = format!(
-        "SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE {filter} ORDER BY created_at DESC, workflow_id DESC LIMIT $3 OFFSET $4"
+        "SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE {filter} ORDER BY {} {o}, workflow_id {o} LIMIT $3 OFFSET $4",
+        sort.column(),
+        o = order.sql()
     );
     let items = sqlx::query_as(&sql)
         .bind(regulation)

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{EventRecord, Page, ProjectionError, Projector};
+use crate::{EventRecord, ProjectionError, Projector};
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DecisionView {
@@ -18,7 +18,8 @@ pub struct DecisionView {
     pub input: Option<serde_json::Value>,
     pub result: Option<serde_json::Value>,
     pub defined: bool,
-    pub allowed: Option<bool>,
+    /// `false` when the result was undefined or not a boolean decision (fail closed).
+    pub allowed: bool,
     pub latency_ms: f64,
     pub actor: String,
     pub decided_at: DateTime<Utc>,
@@ -29,38 +30,84 @@ pub struct DecisionView {
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFilter {
     pub policy_id: Option<Uuid>,
+    pub policy_version: Option<i32>,
+    pub allowed: Option<bool>,
+    /// Inclusive.
     pub from: Option<DateTime<Utc>>,
+    /// Inclusive.
     pub to: Option<DateTime<Utc>>,
 }
 
+/// One page of decision records. `next_after` is the keyset cursor of the next page
+/// (pass it as `after`); absent on the last page.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DecisionPage {
+    pub items: Vec<DecisionView>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total: i64,
+    pub next_after: Option<i64>,
+}
+
+/// Where a page starts: an offset page, or after a keyset cursor (a `ledger_seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionCursor {
+    Page(u32),
+    After(i64),
+}
+
 const COLUMNS: &str =
-    "decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, defined, allowed, latency_ms, actor, decided_at, ledger_seq";
+    "decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, defined, coalesce(allowed, false) AS allowed, latency_ms, actor, decided_at, ledger_seq";
 
 pub async fn get(conn: &mut PgConnection, decision_id: Uuid) -> Result<Option<DecisionView>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM gov_policy_decisions WHERE decision_id = $1");
     Ok(sqlx::query_as(&sql).bind(decision_id).fetch_optional(conn).await?)
 }
 
-/// Newest first; `from` is inclusive and `to` exclusive.
-pub async fn list(conn: &mut PgConnection, f: &DecisionFilter, page: u32, page_size: u32) -> Result<Page<DecisionView>, ProjectionError> {
-    let filter = "($1::uuid IS NULL OR policy_id = $1) AND ($2::timestamptz IS NULL OR decided_at >= $2) AND ($3::timestamptz IS NULL OR decided_at < $3)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM gov_policy_decisions WHERE {filter}"))
+const FILTER: &str = "($1::uuid IS NULL OR policy_id = $1) AND ($2::int IS NULL OR policy_version = $2) \
+     AND ($3::bool IS NULL OR coalesce(allowed, false) = $3) AND ($4::timestamptz IS NULL OR decided_at >= $4) \
+     AND ($5::timestamptz IS NULL OR decided_at <= $5)";
+
+/// In ledger order (the order decisions were recorded), newest first unless `ascending`;
+/// `from` and `to` are both inclusive. A keyset cursor reads only the rows of its page,
+/// however deep it is; an offset page skips the rows before it.
+pub async fn list(
+    conn: &mut PgConnection,
+    f: &DecisionFilter,
+    cursor: DecisionCursor,
+    page_size: u32,
+    ascending: bool,
+) -> Result<DecisionPage, ProjectionError> {
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM gov_policy_decisions WHERE {FILTER}"))
         .bind(f.policy_id)
+        .bind(f.policy_version)
+        .bind(f.allowed)
         .bind(f.from)
         .bind(f.to)
         .fetch_one(&mut *conn)
         .await?;
-    let sql =
-        format!("SELECT {COLUMNS} FROM gov_policy_decisions WHERE {filter} ORDER BY decided_at DESC, decision_id DESC LIMIT $4 OFFSET $5");
-    let items = sqlx::query_as(&sql)
+    let (order, beyond) = if ascending { ("ASC", ">") } else { ("DESC", "<") };
+    let (after, offset, page) = match cursor {
+        DecisionCursor::Page(p) => (None, crate::offset(p, page_size), p),
+        DecisionCursor::After(seq) => (Some(seq), 0, 1),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM gov_policy_decisions WHERE {FILTER} AND ($6::bigint IS NULL OR ledger_seq {beyond} $6) \
+         ORDER BY ledger_seq {order} LIMIT $7 OFFSET $8"
+    );
+    let items: Vec<DecisionView> = sqlx::query_as(&sql)
         .bind(f.policy_id)
+        .bind(f.policy_version)
+        .bind(f.allowed)
         .bind(f.from)
         .bind(f.to)
+        .bind(after)
         .bind(i64::from(page_size))
-        .bind(crate::offset(page, page_size))
+        .bind(offset)
         .fetch_all(&mut *conn)
         .await?;
-    Ok(Page { items, page, page_size, total })
+    let next_after = if items.len() == page_size as usize { items.last().map(|d| d.ledger_seq) } else { None };
+    Ok(DecisionPage { items, page, page_size, total, next_after })
 }
 
 #[derive(Debug, Default)]

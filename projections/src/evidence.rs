@@ -61,18 +61,37 @@ pub async fn of_workflow(
 }
 
 /// One page of a workflow's evidence, newest first.
+/// Sort keys of the evidence list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceSort {
+    SubmittedAt,
+    ValidUntil,
+}
+
+impl EvidenceSort {
+    fn column(self) -> &'static str {
+        match self {
+            EvidenceSort::SubmittedAt => "submitted_at",
+            EvidenceSort::ValidUntil => "valid_until",
+        }
+    }
+}
+
 pub async fn page(
     conn: &mut PgConnection,
     workflow_id: Option<Uuid>,
-    page: u32,
-    page_size: u32,
+    (page, page_size): (u32, u32),
+    (sort, order): (EvidenceSort, crate::SortOrder),
 ) -> Result<Page<EvidenceView>, ProjectionError> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1)")
         .bind(workflow_id)
         .fetch_one(&mut *conn)
         .await?;
     let sql = format!(
-        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) ORDER BY submitted_at DESC, evidence_id DESC LIMIT $2 OFFSET $3"
+        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) ORDER BY {} {o}, evidence_id {o} LIMIT $2 OFFSET $3",
+        sort.column(),
+        o = order.sql()
     );
     let items = sqlx::query_as(&sql)
         .bind(workflow_id)

@@ -17,6 +17,9 @@ pub struct PolicyView {
     pub latest_version: i32,
     pub active_version: Option<i32>,
     pub input_logging: String,
+    /// The input fields decision records keep out; absent when none.
+    #[schema(value_type = Option<aggregates::policy::mask::InputMask>)]
+    pub input_mask: Option<sqlx::types::Json<aggregates::policy::mask::InputMask>>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -54,16 +57,47 @@ impl PolicySort {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A policy status to filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyStatusFilter {
+    Draft,
+    Active,
+    Inactive,
+    Archived,
+}
+
+impl PolicyStatusFilter {
+    fn as_str(self) -> &'static str {
+        match self {
+            PolicyStatusFilter::Draft => "draft",
+            PolicyStatusFilter::Active => "active",
+            PolicyStatusFilter::Inactive => "inactive",
+            PolicyStatusFilter::Archived => "archived",
+        }
+    }
+}
+
+/// The only sort key of a policy's versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionSort {
+    Version,
+}
+
+#[derive(Debug, Clone)]
 pub struct PolicyListQuery {
     pub page: u32,
     pub page_size: u32,
     pub sort: PolicySort,
     pub order: SortOrder,
+    /// Names containing this text, case-insensitively.
+    pub name: Option<String>,
+    pub status: Option<PolicyStatusFilter>,
 }
 
 const VIEW_COLUMNS: &str =
-    "policy_id, name, description, status, latest_version, active_version, input_logging, created_by, created_at, updated_at, last_seq";
+    "policy_id, name, description, status, latest_version, active_version, input_logging, input_mask, created_by, created_at, updated_at, last_seq";
 
 /// Reads one policy; the connection's transaction must be tenant-scoped.
 pub async fn get(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyView>, ProjectionError> {
@@ -72,27 +106,52 @@ pub async fn get(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<Poli
 }
 
 /// Lists policies, one page at a time; ties are broken by id so pages are stable.
-pub async fn list(conn: &mut PgConnection, q: PolicyListQuery) -> Result<Page<PolicyView>, ProjectionError> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_governance_policies").fetch_one(&mut *conn).await?;
+pub async fn list(conn: &mut PgConnection, q: &PolicyListQuery) -> Result<Page<PolicyView>, ProjectionError> {
+    let filter = "($1::text IS NULL OR strpos(lower(name), lower($1)) > 0) AND ($2::text IS NULL OR status = $2)";
+    let status = q.status.map(PolicyStatusFilter::as_str);
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM gov_governance_policies WHERE {filter}"))
+        .bind(&q.name)
+        .bind(status)
+        .fetch_one(&mut *conn)
+        .await?;
     let order = q.order.sql();
     let sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM gov_governance_policies ORDER BY {} {order}, policy_id {order} LIMIT $1 OFFSET $2",
+        "SELECT {VIEW_COLUMNS} FROM gov_governance_policies WHERE {filter} ORDER BY {} {order}, policy_id {order} LIMIT $3 OFFSET $4",
         q.sort.column()
     );
     let offset = crate::offset(q.page, q.page_size);
-    let items = sqlx::query_as(&sql).bind(i64::from(q.page_size)).bind(offset).fetch_all(&mut *conn).await?;
+    let items = sqlx::query_as(&sql).bind(&q.name).bind(status).bind(i64::from(q.page_size)).bind(offset).fetch_all(&mut *conn).await?;
     Ok(Page { items, page: q.page, page_size: q.page_size, total })
 }
 
-/// Every version of one policy, oldest first.
-pub async fn versions(conn: &mut PgConnection, policy_id: Uuid) -> Result<Vec<PolicyVersionView>, ProjectionError> {
-    Ok(sqlx::query_as(
+/// One page of a policy's versions, by version number.
+pub async fn versions_page(
+    conn: &mut PgConnection,
+    policy_id: Uuid,
+    page: u32,
+    page_size: u32,
+    order: SortOrder,
+) -> Result<Page<PolicyVersionView>, ProjectionError> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_governance_policy_versions WHERE policy_id = $1")
+        .bind(policy_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let sql = format!(
         "SELECT policy_id, version, rego, created_by, created_at, ledger_seq FROM gov_governance_policy_versions \
-         WHERE policy_id = $1 ORDER BY version",
-    )
-    .bind(policy_id)
-    .fetch_all(conn)
-    .await?)
+         WHERE policy_id = $1 ORDER BY version {} LIMIT $2 OFFSET $3",
+        order.sql()
+    );
+    let items =
+        sqlx::query_as(&sql).bind(policy_id).bind(i64::from(page_size)).bind(crate::offset(page, page_size)).fetch_all(&mut *conn).await?;
+    Ok(Page { items, page, page_size, total })
+}
+
+/// The ids of the tenant's policies with exactly this name (tenant-scoped transaction).
+pub async fn ids_named(conn: &mut PgConnection, name: &str) -> Result<Vec<Uuid>, ProjectionError> {
+    Ok(sqlx::query_scalar("SELECT policy_id FROM gov_governance_policies WHERE name = $1 ORDER BY policy_id LIMIT 10")
+        .bind(name)
+        .fetch_all(conn)
+        .await?)
 }
 
 /// What evaluation needs of a policy: its state and, when active, the active Rego.
@@ -102,6 +161,7 @@ pub struct PolicyRuntimeView {
     pub status: String,
     pub active_version: Option<i32>,
     pub input_logging: String,
+    pub input_mask: Option<sqlx::types::Json<aggregates::policy::mask::InputMask>>,
     pub rego: Option<String>,
     pub last_seq: i64,
 }
@@ -109,7 +169,7 @@ pub struct PolicyRuntimeView {
 /// Reads a policy's runtime view (tenant-scoped transaction).
 pub async fn runtime_view(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyRuntimeView>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT p.policy_id, p.status, p.active_version, p.input_logging, v.rego, p.last_seq FROM gov_governance_policies p \
+        "SELECT p.policy_id, p.status, p.active_version, p.input_logging, p.input_mask, v.rego, p.last_seq FROM gov_governance_policies p \
          LEFT JOIN gov_governance_policy_versions v ON v.tenant_id = p.tenant_id AND v.policy_id = p.policy_id AND v.version = p.active_version \
          WHERE p.policy_id = $1",
     )
@@ -172,7 +232,7 @@ impl Projector for PolicyProjector {
             "PolicyCreated" => {
                 sqlx::query(
                     "INSERT INTO gov_governance_policies (tenant_id, policy_id, name, description, status, latest_version, \
-                     active_version, created_by, created_at, updated_at, last_seq, input_logging) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8, $9)",
+                     active_version, created_by, created_at, updated_at, last_seq, input_logging, input_mask) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8, $9, $10)",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
@@ -183,6 +243,7 @@ impl Projector for PolicyProjector {
                 .bind(e.recorded_at)
                 .bind(e.seq)
                 .bind(e.payload.get("input_logging").and_then(|v| v.as_str()).unwrap_or("full"))
+                .bind(e.payload.get("input_mask"))
                 .execute(&mut *tx)
                 .await?;
                 insert_version(tx, e, id).await?;

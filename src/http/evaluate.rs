@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use aggregates::decision::{allowed, PolicyEvaluated, DECISION_AGGREGATE, POLICY_EVALUATED};
-use projections::decisions::{self as read, DecisionFilter, DecisionView};
-use projections::Page;
+use projections::decisions::{self as read, DecisionCursor, DecisionFilter, DecisionPage, DecisionView};
+use projections::SortOrder;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
-use super::policies::{paging, wait_min_seq};
+use super::paging::{Listed, PageParams};
+use super::policies::wait_min_seq;
 use super::SharedState;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
@@ -31,6 +32,19 @@ const EVALUATORS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvalu
 const DECISION_READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];
 /// The original SLA: an evaluation slower than this carries a warning.
 const BUDGET_MS: f64 = 200.0;
+
+/// What the decision record keeps of the input: nothing (`hash_only`), or the input with
+/// the policy's masked fields removed or hashed. Its `input_sha256` is always of the full
+/// input, so a caller holding the input can still prove it was the one decided on.
+fn recorded_input(policy: &crate::runtime::RuntimePolicy, mut input: serde_json::Value) -> Option<serde_json::Value> {
+    if policy.hash_only_input {
+        return None;
+    }
+    if !policy.input_mask.is_empty() {
+        policy.input_mask.apply(&mut input, |v| hex::encode(Sha256::digest(canonical_json(v).as_bytes())));
+    }
+    Some(input)
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +68,9 @@ pub struct EvaluateResponse {
     pub engine: &'static str,
     pub result: serde_json::Value,
     pub defined: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<bool>,
+    /// Always present: the rule's boolean answer, and `false` whenever the result is
+    /// undefined or not a boolean decision, so a caller reading only `allowed` fails closed.
+    pub allowed: bool,
     pub latency_ms: f64,
     pub warnings: Vec<String>,
     /// Where the decision record sits in the ledger (prove it with the ledger's proofs).
@@ -73,7 +88,7 @@ fn valid_rule(rule: &str) -> bool {
 
 /// Evaluates the active version of a policy and records the decision in the ledger.
 /// Fails closed: when the engine is down or slower than the timeout, 503, never a decision.
-#[utoipa::path(post, path = "/policies/{id}/evaluate", tag = "evaluation",
+#[utoipa::path(post, path = "/policies/{id}/evaluate", tag = "evaluation", operation_id = "evaluate_policy",
     params(("id" = uuid::Uuid, Path, description = "The policy id")), request_body = EvaluateRequest,
     responses((status = 200, description = "The decision", body = EvaluateResponse)))]
 pub async fn evaluate(
@@ -83,13 +98,67 @@ pub async fn evaluate(
     ApiJson(req): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(EVALUATORS)?;
+    rate_limit(&state, &caller)?;
+    let policy_id = aggregates::PolicyId::parse(&id).map_err(|_| ApiError::not_found("policy"))?.as_uuid();
+    decide(&state, &caller, policy_id, req).await
+}
+
+/// Evaluates the active version of the tenant's policy of this name (names are unique per
+/// tenant), exactly as evaluating it by id does.
+#[utoipa::path(post, path = "/policies/by-name/{name}/evaluate", tag = "evaluation", operation_id = "evaluate_policy_by_name",
+    params(("name" = String, Path, description = "The policy's name (URL-encoded)")), request_body = EvaluateRequest,
+    responses((status = 200, description = "The decision", body = EvaluateResponse)))]
+pub async fn evaluate_by_name(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<EvaluateRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(EVALUATORS)?;
+    rate_limit(&state, &caller)?;
+    let name = aggregates::PolicyName::parse(&name).map_err(|_| ApiError::not_found("policy"))?;
+    let policy_id = policy_named(&state, &caller, &name).await?;
+    decide(&state, &caller, policy_id, req).await
+}
+
+/// The policy holding a name: the ledger's name claim decides. Policies created before
+/// names were claimed have none; for them the read model's only policy of that name
+/// answers (several: 409, evaluate them by id).
+async fn policy_named(state: &SharedState, caller: &Caller, name: &aggregates::PolicyName) -> Result<Uuid, ApiError> {
+    use aggregates::policy::name::{claim_id, NAME_CLAIM_AGGREGATE};
+    let claim = state.ledger.aggregate_events(NAME_CLAIM_AGGREGATE, &claim_id(caller.tenant_id, name)).await?;
+    if let Some(entry) = claim.first() {
+        let id = serde_json::from_str::<serde_json::Value>(&entry.payload)
+            .ok()
+            .and_then(|p| p["policy_id"].as_str().and_then(|s| Uuid::parse_str(s).ok()))
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, format!("ledger entry {} is not a name claim", entry.seq)))?;
+        return Ok(id);
+    }
+    let mut tx = state.tenant_tx(caller).await?;
+    match projections::policies::ids_named(&mut tx, name.as_str()).await?.as_slice() {
+        [] => Err(ApiError::not_found("policy")),
+        [id] => Ok(*id),
+        ids => {
+            Err(ApiError::new(ErrorCode::Conflict, "several policies, created before names were unique, have this name; evaluate by id")
+                .with_details(serde_json::json!({ "policy_ids": ids })))
+        }
+    }
+}
+
+/// Refuses with 429 when the tenant's evaluation rate is spent.
+fn rate_limit(state: &SharedState, caller: &Caller) -> Result<(), ApiError> {
     if let Err(wait) = state.evaluate_limiter.check(caller.tenant_id.as_uuid()) {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(ApiError::new(ErrorCode::RateLimited, "this tenant's evaluation rate limit is reached; retry later")
             .retry_after(seconds.max(1))
             .with_details(serde_json::json!({ "limit_per_second": state.config.evaluate_rate_per_tenant })));
     }
-    let policy_id = aggregates::PolicyId::parse(&id).map_err(|_| ApiError::not_found("policy"))?.as_uuid();
+    Ok(())
+}
+
+/// The one evaluation path of both routes: evaluates the policy's active version and
+/// records the decision in the ledger before answering.
+async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: EvaluateRequest) -> Result<Response, ApiError> {
     if let Some(rule) = &req.rule {
         if !valid_rule(rule) {
             return Err(ApiError::invalid("rule must be a dot-separated path of identifiers, e.g. allow or limits.max"));
@@ -131,7 +200,7 @@ pub async fn evaluate(
         engine: state.runtime.engine().kind().to_owned(),
         rule: req.rule.clone(),
         input_sha256: hex::encode(Sha256::digest(canonical_json(&req.input).as_bytes())),
-        input: if policy.hash_only_input { None } else { Some(req.input) },
+        input: recorded_input(&policy, req.input),
         result: result.clone(),
         defined: result.is_some(),
         allowed,
@@ -157,7 +226,7 @@ pub async fn evaluate(
         engine: state.runtime.engine().kind(),
         defined: result.is_some(),
         result: result.unwrap_or(serde_json::Value::Null),
-        allowed,
+        allowed: allowed.unwrap_or(false),
         latency_ms,
         warnings,
         ledger_seq: appended.first().map(|a| a.seq).unwrap_or(0),
@@ -165,36 +234,50 @@ pub async fn evaluate(
     Ok(Json(response).into_response())
 }
 
+/// The only sort key of decision records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionSort {
+    /// The order decisions were recorded in the ledger (their `decided_at` order).
+    LedgerSeq,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionParams {
+    /// `ledger_seq` (the only key); default order `desc` (newest first).
+    pub sort_by: Option<DecisionSort>,
     /// Only decisions of this policy.
     #[param(value_type = Option<uuid::Uuid>)]
     pub policy_id: Option<String>,
+    /// Only decisions made by this version of the policy.
+    #[param(minimum = 1)]
+    pub version: Option<i32>,
+    /// Only decisions whose `allowed` is this (`true` or `false`).
+    pub allowed: Option<bool>,
     /// Decided at or after this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Decided at or before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
-    /// From 1 (default 1).
+    /// Keyset paging: the records after this `ledger_seq` in the sort order (the previous
+    /// page's `next_after`). Fast however deep; use instead of `page` (which must then be 1).
     #[param(minimum = 1)]
-    pub page: Option<u32>,
-    /// From 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
+    pub after: Option<i64>,
     /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
-/// Lists the tenant's decision records, newest first.
-#[utoipa::path(get, path = "/decisions", tag = "evaluation", params(DecisionParams), responses((status = 200, description = "One page", body = Page<DecisionView>)))]
+/// Lists the tenant's decision records, newest first; page by `page` or, over a growing
+/// table, by the keyset cursor `after`.
+#[utoipa::path(get, path = "/decisions", tag = "evaluation", operation_id = "list_decisions", params(PageParams, DecisionParams),
+    responses((status = 200, description = "One page", body = DecisionPage)))]
 pub async fn list_decisions(
     State(state): State<SharedState>,
     caller: Caller,
-    ApiQuery(p): ApiQuery<DecisionParams>,
+    Listed { page, filter: p }: Listed<DecisionParams>,
 ) -> Result<Response, ApiError> {
     caller.require(DECISION_READERS)?;
-    let (page, page_size) = paging(p.page, p.page_size)?;
     let policy_id = match p.policy_id.as_deref() {
         Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| ApiError::invalid("policy_id must be a UUID"))?),
         None => None,
@@ -204,10 +287,20 @@ pub async fn list_decisions(
             return Err(ApiError::invalid("from must not be after to"));
         }
     }
+    let cursor = match p.after {
+        Some(_) if page.page != 1 => return Err(ApiError::invalid("after is a keyset cursor; it cannot be combined with page")),
+        Some(seq) if seq < 1 => return Err(ApiError::invalid("after must be a ledger seq (from 1)")),
+        Some(seq) => DecisionCursor::After(seq),
+        None => DecisionCursor::Page(page.page),
+    };
+    if p.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::invalid("version starts at 1"));
+    }
     wait_min_seq(&state, p.min_seq).await;
     let mut tx = state.tenant_tx(&caller).await?;
-    let filter = DecisionFilter { policy_id, from: p.from, to: p.to };
-    Ok(Json(read::list(&mut tx, &filter, page, page_size).await?).into_response())
+    let filter = DecisionFilter { policy_id, policy_version: p.version, allowed: p.allowed, from: p.from, to: p.to };
+    let ascending = page.order_or(SortOrder::Desc) == SortOrder::Asc;
+    Ok(Json(read::list(&mut tx, &filter, cursor, page.page_size, ascending).await?).into_response())
 }
 
 /// Reads one decision record.

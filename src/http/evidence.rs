@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 use aggregates::compliance::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, Sha256, Submission};
 use aggregates::{Description, EvidenceId, Reason};
-use projections::evidence::{self as read, EvidenceView};
-use projections::Page;
+use projections::evidence::{self as read, EvidenceSort, EvidenceView};
+use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
-use super::policies::{paging, wait_min_seq};
+use super::paging::{Listed, PageParams};
+use super::policies::wait_min_seq;
 use super::regulations::{csf_control, regulation, requirement_of, OFFICERS, READERS};
 use super::workflows::workflow_id;
 use super::SharedState;
@@ -279,7 +280,7 @@ async fn view(state: &SharedState, caller: &Caller, id: EvidenceId) -> Result<Ev
 }
 
 /// Reads one evidence record.
-#[utoipa::path(get, path = "/evidence/{id}", tag = "compliance",
+#[utoipa::path(get, path = "/evidence/{id}", tag = "compliance", operation_id = "get_evidence",
     params(("id" = Uuid, Path, description = "The evidence id"), ReadParams), responses((status = 200, description = "The record", body = EvidenceView)))]
 pub async fn get(
     State(state): State<SharedState>,
@@ -297,21 +298,24 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// `submitted_at` (default) or `valid_until`; default order `desc`.
+    pub sort_by: Option<EvidenceSort>,
     /// Only evidence of this workflow.
     pub workflow_id: Option<Uuid>,
-    #[param(minimum = 1)]
-    pub page: Option<u32>,
-    #[param(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
 }
 
 /// Lists the tenant's evidence records, newest first.
-#[utoipa::path(get, path = "/evidence", tag = "compliance", params(ListParams), responses((status = 200, description = "One page", body = Page<EvidenceView>)))]
-pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/evidence", tag = "compliance", operation_id = "list_evidence", params(PageParams, ListParams),
+    responses((status = 200, description = "One page", body = Page<EvidenceView>)))]
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Listed { page, filter: p }: Listed<ListParams>,
+) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let (page, page_size) = paging(p.page, p.page_size)?;
+    let sort = (p.sort_by.unwrap_or(EvidenceSort::SubmittedAt), page.order_or(SortOrder::Desc));
     let mut tx = state.tenant_tx(&caller).await?;
-    Ok(Json(read::page(&mut tx, p.workflow_id, page, page_size).await?).into_response())
+    Ok(Json(read::page(&mut tx, p.workflow_id, (page.page, page.page_size), sort).await?).into_response())
 }
 
 /// Downloads the artifact, after checking it against the SHA-256 the ledger recorded.

@@ -8,6 +8,7 @@ pub mod health;
 pub mod ledger;
 pub mod middleware;
 pub mod openapi;
+pub mod paging;
 pub mod policies;
 pub mod regulations;
 pub mod workflows;
@@ -86,6 +87,7 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(policies::deactivate))
         .routes(routes!(policies::archive))
         .routes(routes!(evaluate::evaluate))
+        .routes(routes!(evaluate::evaluate_by_name))
         .routes(routes!(evaluate::list_decisions))
         .routes(routes!(evaluate::get_decision))
         .routes(routes!(ledger::public_key))

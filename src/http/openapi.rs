@@ -36,7 +36,17 @@ const PUBLIC_TAGS: &[&str] = &["health", "meta"];
                        listed in the `ErrorCode` schema.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(projections::policies::PolicySort, projections::SortOrder)),
+    components(schemas(
+        projections::policies::PolicySort,
+        projections::policies::PolicyStatusFilter,
+        projections::policies::VersionSort,
+        projections::compliance::WorkflowSort,
+        projections::evidence::EvidenceSort,
+        projections::SortOrder,
+        super::evaluate::DecisionSort,
+        super::workflows::CatalogSort,
+        super::regulations::RegulationSort
+    )),
     tags(
         (name = "policies", description = "Rego policies: versions, tests, activation"),
         (name = "evaluation", description = "Policy decisions, each recorded in the ledger"),

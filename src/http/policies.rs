@@ -11,17 +11,21 @@ use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use aggregates::policy::mask::InputMask;
+use aggregates::policy::name::{claim_id, ClaimName, NameClaimError, PolicyNameClaim, NAME_CLAIM_AGGREGATE};
 use aggregates::policy::{InputLogging, Policy, PolicyCommand, PolicyError};
 use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource};
-use projections::policies::{self as read, PolicyListQuery, PolicySort};
+use projections::policies::{self as read, PolicyListQuery, PolicySort, PolicyStatusFilter, VersionSort};
 use projections::policies::{PolicyVersionView, PolicyView};
 use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
+use super::paging::{Listed, PageParams};
 use super::SharedState;
 use crate::auth::Role;
 use crate::engine::PolicyModule;
 use crate::error::{ApiError, ErrorCode};
+use crate::ledger::{Appended, LedgerError};
 
 const WRITERS: &[Role] = &[Role::Admin, Role::PolicyAuthor];
 /// Who may read policies. Not `policy:evaluator`: those service accounts may only evaluate.
@@ -57,12 +61,6 @@ pub struct Accepted {
     pub status: String,
 }
 
-/// The versions of a policy.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Versions {
-    pub items: Vec<PolicyVersionView>,
-}
-
 /// Reads a policy once its projection has caught up with `seq`, or answers 202 with the
 /// seq when that takes longer than the read-your-writes bound.
 async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: i64, status: StatusCode) -> Result<Response, ApiError> {
@@ -77,6 +75,18 @@ async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: 
 /// Runs a command, invalidates the evaluation cache, and answers with the read model.
 async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: PolicyCommand, status: StatusCode) -> Result<Response, ApiError> {
     let appended = state.bus.execute::<Policy>(&id.to_string(), command, &(), &caller.context()).await?;
+    answer(state, caller, id, &appended, status).await
+}
+
+/// Invalidates the evaluation cache and answers with the read model once it has applied
+/// the appended entries.
+async fn answer(
+    state: &SharedState,
+    caller: &Caller,
+    id: PolicyId,
+    appended: &[Appended],
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     state.runtime.invalidate(caller.tenant_id.as_uuid(), id.as_uuid()).await;
     let seq = appended.last().map(|a| a.seq).unwrap_or(0);
     read_after(state, caller, id.as_uuid(), seq, status).await
@@ -94,29 +104,57 @@ pub struct CreatePolicy {
     /// `full` (default) or `hash_only`: what decision records keep of the input.
     #[serde(default)]
     pub input_logging: InputLogging,
+    /// Input fields decision records keep out: JSON Pointers to remove, or to replace by
+    /// `"sha256:<hex>"` (at most 64 paths), e.g. `{"remove": ["/user/ssn"], "hash": ["/user/email"]}`.
+    #[serde(default)]
+    pub input_mask: InputMask,
     #[serde(default)]
     pub reason: Option<String>,
 }
 
 /// Creates a policy from Rego that compiles (version 1, status `draft`).
-#[utoipa::path(post, path = "/policies", tag = "policies", request_body = CreatePolicy,
+#[utoipa::path(post, path = "/policies", tag = "policies", operation_id = "create_policy", request_body = CreatePolicy,
     responses((status = 201, description = "Created", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(body): ApiJson<CreatePolicy>) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let rego = RegoSource::parse(&body.rego)?;
     let id = PolicyId::generate();
+    let name = PolicyName::parse(&body.name)?;
+    let claim = ClaimName { tenant_id: caller.tenant_id, name: name.clone(), policy_id: id };
     let command = PolicyCommand::Create {
         policy_id: id,
         tenant_id: caller.tenant_id,
-        name: PolicyName::parse(&body.name)?,
+        name: name.clone(),
         description: Description::parse(&body.description)?,
         input_logging: body.input_logging,
+        input_mask: body.input_mask.validate()?,
         actor: caller.subject.clone(),
         reason: optional_reason(body.reason)?,
         rego: rego.clone(),
     };
     crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
-    run(&state, &caller, id, command, StatusCode::CREATED).await
+    // The name claim and the policy are appended together: both, or neither. The claim
+    // aggregate refuses a taken name; a racing claim of the same name loses at the append.
+    let ctx = caller.context();
+    let mut entries = state.bus.decide::<PolicyNameClaim>(&claim_id(caller.tenant_id, &name), claim, &(), &ctx).await?;
+    entries.extend(state.bus.decide::<Policy>(&id.to_string(), command, &(), &ctx).await?);
+    let appended = state.bus.record(entries).await.map_err(|e| match e {
+        // Another create claimed the name between our read of the claim and our append.
+        LedgerError::Conflict { aggregate_type, .. } if aggregate_type == NAME_CLAIM_AGGREGATE => {
+            ApiError::new(ErrorCode::PolicyNameTaken, format!("the tenant already has a policy named {:?}", name.as_str()))
+        }
+        other => other.into(),
+    })?;
+    answer(&state, &caller, id, &appended, StatusCode::CREATED).await
+}
+
+impl From<NameClaimError> for ApiError {
+    fn from(e: NameClaimError) -> Self {
+        match &e {
+            NameClaimError::Taken { policy_id, .. } => ApiError::new(ErrorCode::PolicyNameTaken, e.to_string())
+                .with_details(serde_json::json!({ "policy_id": policy_id.as_uuid() })),
+        }
+    }
 }
 
 fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
@@ -133,7 +171,7 @@ pub struct AddVersion {
 }
 
 /// Adds a new version of the Rego; the active version does not change.
-#[utoipa::path(post, path = "/policies/{id}/versions", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")), request_body = AddVersion,
+#[utoipa::path(post, path = "/policies/{id}/versions", tag = "policies", operation_id = "add_policy_version", params(("id" = uuid::Uuid, Path, description = "The policy id")), request_body = AddVersion,
     responses((status = 201, description = "Version added", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn add_version(
     State(state): State<SharedState>,
@@ -251,7 +289,7 @@ async fn simple_transition(
 }
 
 /// Reads one policy.
-#[utoipa::path(get, path = "/policies/{id}", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id"), ReadParams), responses((status = 200, description = "The policy", body = PolicyView)))]
+#[utoipa::path(get, path = "/policies/{id}", tag = "policies", operation_id = "get_policy", params(("id" = uuid::Uuid, Path, description = "The policy id"), ReadParams), responses((status = 200, description = "The policy", body = PolicyView)))]
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,
@@ -266,15 +304,30 @@ pub async fn get(
     Ok(Json(view).into_response())
 }
 
-/// Lists every version of a policy, oldest first.
-#[utoipa::path(get, path = "/policies/{id}/versions", tag = "policies", params(("id" = uuid::Uuid, Path, description = "The policy id")), responses((status = 200, description = "The versions", body = Versions)))]
-pub async fn versions(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFilter {
+    /// `version` (the only key); default order `asc` (oldest first).
+    pub sort_by: Option<VersionSort>,
+}
+
+/// Lists the versions of a policy, a page at a time.
+#[utoipa::path(get, path = "/policies/{id}/versions", tag = "policies", operation_id = "list_policy_versions",
+    params(("id" = uuid::Uuid, Path, description = "The policy id"), PageParams, VersionFilter),
+    responses((status = 200, description = "One page", body = Page<PolicyVersionView>)))]
+pub async fn versions(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    Listed { page, filter: _ }: Listed<VersionFilter>,
+) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = parse_id(&id)?;
     let mut tx = state.tenant_tx(&caller).await?;
     read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
-    let items = read::versions(&mut tx, id.as_uuid()).await?;
-    Ok(Json(Versions { items }).into_response())
+    let items = read::versions_page(&mut tx, id.as_uuid(), page.page, page.page_size, page.order_or(SortOrder::Asc)).await?;
+    Ok(Json(items).into_response())
 }
 
 /// Waits, within the read-your-writes bound, until the read models reach `min_seq`.
@@ -287,46 +340,36 @@ pub(crate) async fn wait_min_seq(state: &SharedState, min_seq: Option<i64>) {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// From 1 (default 1).
-    #[param(minimum = 1)]
-    pub page: Option<u32>,
-    /// From 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
-    /// Default `created_at`.
+pub struct PolicyFilter {
+    /// `created_at` (default), `updated_at` or `name`; default order `desc`.
     pub sort_by: Option<PolicySort>,
-    /// Default `desc`.
-    pub sort_order: Option<SortOrder>,
+    /// Only policies whose name contains this text (case-insensitive).
+    pub name: Option<String>,
+    /// Only policies in this status.
+    pub status: Option<PolicyStatusFilter>,
     /// Wait (up to the read-your-writes bound) until the read model has applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
-/// The largest page a caller may ask for.
-pub const MAX_PAGE_SIZE: u32 = 100;
-
-/// Validates `page` and `page_size` (defaults 1 and 20).
-pub(crate) fn paging(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, u32), ApiError> {
-    let page = page.unwrap_or(1);
-    if page == 0 {
-        return Err(ApiError::invalid("page starts at 1"));
-    }
-    let page_size = page_size.unwrap_or(20);
-    if page_size == 0 || page_size > MAX_PAGE_SIZE {
-        return Err(ApiError::invalid(format!("page_size must be from 1 to {MAX_PAGE_SIZE}")));
-    }
-    Ok((page, page_size))
-}
-
 /// Lists the tenant's policies, a page at a time.
-#[utoipa::path(get, path = "/policies", tag = "policies", params(ListParams), responses((status = 200, description = "One page", body = Page<PolicyView>)))]
-pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/policies", tag = "policies", operation_id = "list_policies", params(PageParams, PolicyFilter),
+    responses((status = 200, description = "One page", body = Page<PolicyView>)))]
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Listed { page, filter }: Listed<PolicyFilter>,
+) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let (page, page_size) = paging(p.page, p.page_size)?;
-    let order = p.sort_order.unwrap_or(SortOrder::Desc);
-    wait_min_seq(&state, p.min_seq).await;
-    let q = PolicyListQuery { page, page_size, sort: p.sort_by.unwrap_or(PolicySort::CreatedAt), order };
+    wait_min_seq(&state, filter.min_seq).await;
+    let q = PolicyListQuery {
+        page: page.page,
+        page_size: page.page_size,
+        sort: filter.sort_by.unwrap_or(PolicySort::CreatedAt),
+        order: page.order_or(SortOrder::Desc),
+        name: filter.name,
+        status: filter.status,
+    };
     let mut tx = state.tenant_tx(&caller).await?;
-    let result = read::list(&mut tx, q).await?;
+    let result = read::list(&mut tx, &q).await?;
     Ok(Json(result).into_response())
 }

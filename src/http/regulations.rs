@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use aggregates::compliance::{ControlId, RegulationCode, RequirementId};
 use aggregates::Reason;
 use projections::compliance::{self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_SET};
-use projections::Page;
+use projections::{Page, SortOrder};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use super::policies::paging;
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::paging::{Listed, PageParams};
 use super::SharedState;
 use crate::auth::Role;
 use crate::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
@@ -68,16 +68,27 @@ pub struct RegulationSummary {
     pub license: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Regulations {
-    pub items: Vec<RegulationSummary>,
+/// The only sort key of the regulations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RegulationSort {
+    Code,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RegulationParams {
+    /// `code` (the only key); default order `asc`.
+    pub sort_by: Option<RegulationSort>,
 }
 
 /// The six regulations of the catalog, with their counts.
-#[utoipa::path(get, path = "/regulations", tag = "compliance", responses((status = 200, description = "The regulations", body = Regulations)))]
-pub async fn list(caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/regulations", tag = "compliance", operation_id = "list_regulations", params(PageParams, RegulationParams),
+    responses((status = 200, description = "One page", body = Page<RegulationSummary>)))]
+pub async fn list(caller: Caller, Listed { page, filter: _ }: Listed<RegulationParams>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let items = Catalog::get()
+    let mut items: Vec<RegulationSummary> = Catalog::get()
         .regulations
         .iter()
         .map(|r| {
@@ -97,7 +108,11 @@ pub async fn list(caller: Caller) -> Result<Response, ApiError> {
             }
         })
         .collect();
-    Ok(Json(Regulations { items }).into_response())
+    items.sort_by(|a, b| a.code.cmp(&b.code));
+    if page.order_or(SortOrder::Asc) == SortOrder::Desc {
+        items.reverse();
+    }
+    Ok(Json(page.slice(items)).into_response())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -116,29 +131,26 @@ pub struct RequirementView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementParams {
+    /// `catalog_order` (the only key); default order `asc`.
+    pub sort_by: Option<super::workflows::CatalogSort>,
     /// Only requirements mapped to this CSF function (`GV`, `ID`, `PR`, `DE`, `RS`, `RC`).
     pub function: Option<String>,
     /// Only requirements mapped to this CSF category, e.g. `PR.AA`.
     pub category: Option<String>,
-    #[param(minimum = 1)]
-    pub page: Option<u32>,
-    #[param(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
 }
 
 /// A regulation's requirements with their CSF 2.0 controls, a page at a time.
-#[utoipa::path(get, path = "/regulations/{code}/requirements", tag = "compliance",
-    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code"), RequirementParams),
+#[utoipa::path(get, path = "/regulations/{code}/requirements", tag = "compliance", operation_id = "list_regulation_requirements",
+    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code"), PageParams, RequirementParams),
     responses((status = 200, description = "One page", body = Page<RequirementView>)))]
 pub async fn requirements(
     State(state): State<SharedState>,
     caller: Caller,
     ApiPath(code): ApiPath<String>,
-    ApiQuery(p): ApiQuery<RequirementParams>,
+    Listed { page, filter: p }: Listed<RequirementParams>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let reg = regulation(&code)?;
-    let (page, page_size) = paging(p.page, p.page_size)?;
     let catalog = Catalog::get();
     if let Some(f) = &p.function {
         if !catalog.functions.iter().any(|x| &x.id == f) {
@@ -151,7 +163,7 @@ pub async fn requirements(
         }
     }
     let links = tenant_links(&mut *state.tenant_tx(&caller).await?, Some(reg.code)).await?;
-    let matching: Vec<RequirementView> = reg
+    let mut matching: Vec<RequirementView> = reg
         .requirements
         .iter()
         .map(|q| RequirementView {
@@ -168,10 +180,10 @@ pub async fn requirements(
                 && p.category.as_ref().is_none_or(|k| ids().any(|c| c.starts_with(k.as_str())))
         })
         .collect();
-    let total = i64::try_from(matching.len()).unwrap_or(i64::MAX);
-    let start = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
-    let items = matching.into_iter().skip(start).take(page_size as usize).collect();
-    Ok(Json(Page { items, page, page_size, total }).into_response())
+    if page.order_or(SortOrder::Asc) == SortOrder::Desc {
+        matching.reverse();
+    }
+    Ok(Json(page.slice(matching)).into_response())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -13,11 +13,12 @@ use uuid::Uuid;
 
 use aggregates::compliance::{ComplianceWorkflow, Period, RequirementId, Scope, WorkflowCommand, WorkflowError, WorkflowState};
 use aggregates::{Actor, PolicyName, Reason, WorkflowId};
-use projections::compliance::{self as read, NotApplicableView, TransitionView, WorkflowView};
-use projections::Page;
+use projections::compliance::{self as read, NotApplicableView, TransitionView, WorkflowSort, WorkflowView};
+use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
-use super::policies::{paging, wait_min_seq};
+use super::paging::{Listed, PageParams};
+use super::policies::wait_min_seq;
 use super::regulations::{regulation, requirement_of, tenant_links, OFFICERS, READERS};
 use super::SharedState;
 use crate::commands::CommandError;
@@ -105,7 +106,7 @@ pub struct CreateWorkflow {
 }
 
 /// Creates a workflow (state `draft`) for a regulation.
-#[utoipa::path(post, path = "/compliance/workflows", tag = "compliance", request_body = CreateWorkflow,
+#[utoipa::path(post, path = "/compliance/workflows", tag = "compliance", operation_id = "create_workflow", request_body = CreateWorkflow,
     responses((status = 201, description = "Created", body = WorkflowDetail)))]
 pub async fn create(
     State(state): State<SharedState>,
@@ -145,36 +146,38 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// `created_at` (default), `updated_at`, `due_date` or `name`; default order `desc`.
+    pub sort_by: Option<WorkflowSort>,
     /// Only workflows of this regulation.
     pub regulation: Option<String>,
     /// Only workflows in this state.
     pub state: Option<String>,
-    #[param(minimum = 1)]
-    pub page: Option<u32>,
-    #[param(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
     /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
 /// Lists the tenant's workflows, newest first.
-#[utoipa::path(get, path = "/compliance/workflows", tag = "compliance", params(ListParams),
+#[utoipa::path(get, path = "/compliance/workflows", tag = "compliance", operation_id = "list_workflows", params(PageParams, ListParams),
     responses((status = 200, description = "One page", body = Page<WorkflowView>)))]
-pub async fn list(State(state): State<SharedState>, caller: Caller, ApiQuery(p): ApiQuery<ListParams>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Listed { page, filter: p }: Listed<ListParams>,
+) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let (page, page_size) = paging(p.page, p.page_size)?;
+    let sort = (p.sort_by.unwrap_or(WorkflowSort::CreatedAt), page.order_or(SortOrder::Desc));
     let reg = p.regulation.as_deref().map(regulation).transpose()?;
     if let Some(s) = &p.state {
         WorkflowState::parse(s).ok_or_else(|| ApiError::validation(format!("unknown workflow state {s:?}")))?;
     }
     wait_min_seq(&state, p.min_seq).await;
     let mut tx = state.tenant_tx(&caller).await?;
-    let result = read::workflows(&mut tx, reg.map(|r| r.code.as_str()), p.state.as_deref(), page, page_size).await?;
+    let result = read::workflows(&mut tx, reg.map(|r| r.code.as_str()), p.state.as_deref(), (page.page, page.page_size), sort).await?;
     Ok(Json(result).into_response())
 }
 
 /// Reads one workflow with its transitions and not-applicable justifications.
-#[utoipa::path(get, path = "/compliance/workflows/{id}", tag = "compliance",
+#[utoipa::path(get, path = "/compliance/workflows/{id}", tag = "compliance", operation_id = "get_workflow",
     params(("id" = Uuid, Path, description = "The workflow id"), ReadParams),
     responses((status = 200, description = "The workflow", body = WorkflowDetail)))]
 pub async fn get(
@@ -265,21 +268,43 @@ pub struct RequirementStatuses {
     pub regulation: String,
     pub as_of: NaiveDate,
     pub expiring_within_days: u32,
-    /// Counts by status.
+    /// Counts by status, over every in-scope requirement (not only this page).
     pub summary: HashMap<String, usize>,
     pub items: Vec<RequirementStatusView>,
+    pub page: u32,
+    pub page_size: u32,
+    /// In-scope requirements that match the filters.
+    pub total: i64,
+}
+
+/// The only sort key of a workflow's requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogSort {
+    /// The regulation's own order of its requirements.
+    CatalogOrder,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RequirementStatusParams {
+    /// `catalog_order` (the only key); default order `asc`.
+    pub sort_by: Option<CatalogSort>,
+    /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
+    pub min_seq: Option<i64>,
 }
 
 /// The derived status of every in-scope requirement (evidence for a control counts
 /// towards every requirement that maps to it).
-#[utoipa::path(get, path = "/compliance/workflows/{id}/requirements", tag = "compliance",
-    params(("id" = Uuid, Path, description = "The workflow id"), ReadParams),
-    responses((status = 200, description = "The statuses", body = RequirementStatuses)))]
+#[utoipa::path(get, path = "/compliance/workflows/{id}/requirements", tag = "compliance", operation_id = "list_workflow_requirements",
+    params(("id" = Uuid, Path, description = "The workflow id"), PageParams, RequirementStatusParams),
+    responses((status = 200, description = "One page of statuses", body = RequirementStatuses)))]
 pub async fn requirements(
     State(state): State<SharedState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(p): ApiQuery<ReadParams>,
+    Listed { page, filter: p }: Listed<RequirementStatusParams>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = workflow_id(&id)?;
@@ -295,18 +320,25 @@ pub async fn requirements(
     let index = RegulationIndex::new(code, &links);
     let as_of = chrono::Utc::now().date_naive();
     let refs: Vec<_> = evidence.iter().collect();
-    let items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
+    let mut items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
     let mut summary = HashMap::new();
     for i in &items {
         *summary.entry(i.status.as_str().to_owned()).or_insert(0) += 1;
     }
+    if page.order_or(SortOrder::Asc) == SortOrder::Desc {
+        items.reverse();
+    }
+    let items = page.slice(items);
     let body = RequirementStatuses {
         workflow_id: wf.workflow_id,
         regulation: wf.regulation,
         as_of,
         expiring_within_days: state.config.evidence_expiring_days,
         summary,
-        items,
+        items: items.items,
+        page: items.page,
+        page_size: items.page_size,
+        total: items.total,
     };
     Ok(Json(body).into_response())
 }

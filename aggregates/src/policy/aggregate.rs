@@ -89,7 +89,7 @@ impl Policy {
     }
 
     fn decide(&self, command: PolicyCommand) -> Result<PolicyEvent, PolicyError> {
-        if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, input_logging, actor, reason } = command {
+        if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, input_logging, input_mask, actor, reason } = command {
             if self.status != PolicyStatus::Uninitialized {
                 return Err(PolicyError::AlreadyExists);
             }
@@ -101,6 +101,7 @@ impl Policy {
                 version: 1,
                 rego,
                 input_logging,
+                input_mask,
                 actor,
                 reason,
             });

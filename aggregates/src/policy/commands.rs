@@ -1,6 +1,7 @@
 //! Commands on the Policy aggregate. Every command carries the tenant it acts for (checked
 //! against the aggregate's owner), the actor and a reason, which end up in the ledger.
 
+use super::mask::InputMask;
 use super::InputLogging;
 use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
 
@@ -13,6 +14,7 @@ pub enum PolicyCommand {
         description: Description,
         rego: RegoSource,
         input_logging: InputLogging,
+        input_mask: InputMask,
         actor: Actor,
         reason: Option<Reason>,
     },

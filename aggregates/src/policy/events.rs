@@ -4,6 +4,7 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::mask::InputMask;
 use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
 use crate::ledger_event::LedgerEvent;
 
@@ -40,6 +41,10 @@ pub enum PolicyEvent {
         /// written before the field existed: `full`).
         #[serde(default)]
         input_logging: InputLogging,
+        /// Input fields decision records keep out (absent when none, so events without a
+        /// mask hash exactly as before the field existed).
+        #[serde(default, skip_serializing_if = "InputMask::is_empty")]
+        input_mask: InputMask,
         actor: Actor,
         reason: Option<Reason>,
     },

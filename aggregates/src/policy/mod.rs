@@ -9,10 +9,15 @@
 //! ```
 //! An active policy must be deactivated before it is archived, so that no caller is
 //! evaluating against a policy that silently disappears.
+//!
+//! [`mask`]: which input fields decision records keep out (erasure by design).
+//! [`name`]: the PolicyNameClaim aggregate that keeps policy names unique per tenant.
 
 mod aggregate;
 mod commands;
 mod events;
+pub mod mask;
+pub mod name;
 
 pub use aggregate::{Policy, PolicyError, PolicyStatus};
 pub use commands::PolicyCommand;

@@ -31,6 +31,7 @@ fn created() -> PolicyEvent {
         version: 1,
         rego: rego(1),
         input_logging: InputLogging::Full,
+        input_mask: Default::default(),
         actor: actor(),
         reason: None,
     }
@@ -56,6 +57,7 @@ fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
             description: Description::default(),
             rego: rego(1),
             input_logging: InputLogging::Full,
+            input_mask: Default::default(),
             actor: actor(),
             reason: None,
         })
@@ -73,6 +75,7 @@ fn create_twice_is_rejected() {
             description: Description::default(),
             rego: rego(1),
             input_logging: InputLogging::Full,
+            input_mask: Default::default(),
             actor: actor(),
             reason: None,
         })
