@@ -35,7 +35,8 @@ impl T<'_> {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
     async fn statuses(&self, workflow: &str) -> Value {
-        let (status, s) = self.call(Method::GET, &format!("/api/v1/compliance/workflows/{workflow}/requirements?page_size=100"), None).await;
+        let (status, s) =
+            self.call(Method::GET, &format!("/api/v1/compliance/workflows/{workflow}/requirements?page_size=100"), None).await;
         assert_eq!(status, StatusCode::OK, "{s}");
         s
     }
