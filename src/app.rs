@@ -192,6 +192,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let notary = Arc::new(notary(&config, &pools, signer));
     let Pools { primary, writer, reader } = pools;
     let (appender, appender_handle) = Appender::start(writer);
+    let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let http = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(90))
@@ -227,6 +228,8 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
                     reader.clone(),
                     primary.clone(),
                     &config.ledger.origin,
+                    crate::limits::kafka_message_max_bytes(config.ledger_entry_max_bytes),
+                    watch.stuck.clone(),
                 )
                 .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
             );

@@ -7,8 +7,12 @@
 //! An upload streams into `staging/<uuid>` (a multipart upload: at most one part is held
 //! in memory) while its SHA-256 and size are computed. Only when the caller commits is it
 //! moved to `sha256/<hex>`; a rejected upload (hash mismatch, over the size limit, or a
-//! failed ledger append) is deleted from staging, so nothing is stored.
+//! failed ledger append) is deleted from staging, so nothing is stored. Both [`Upload`]
+//! and [`Staged`] clean up when dropped unsettled (a client that disconnects mid-upload
+//! drops the request's future): the open multipart upload is aborted, the staged object
+//! deleted, in a task of their own.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,22 +79,28 @@ impl ArtifactStore {
     pub async fn begin(&self) -> Result<Upload, ArtifactError> {
         let staging = Path::from(format!("staging/{}", uuid::Uuid::new_v4()));
         let upload = self.store.put_multipart(&staging).await?;
-        Ok(Upload { writer: Some(WriteMultipart::new(upload)), hasher: Hasher::new(), size: 0, max: self.max_bytes, staging })
+        Ok(Upload {
+            writer: Some(WriteMultipart::new(upload)),
+            hasher: Hasher::new(),
+            size: 0,
+            max: self.max_bytes,
+            staging,
+            store: Arc::clone(&self.store),
+        })
     }
 
     /// Moves a finished upload to its content address (a rename on the local disk; copy
     /// and delete on object stores).
     pub async fn commit(&self, staged: &Staged) -> Result<(), ArtifactError> {
         self.store.rename(&staged.staging, &Self::final_path(&staged.sha256)).await?;
+        staged.settled.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     /// Deletes a staged upload, if it is still there (best effort: staging is not evidence).
     pub async fn discard(&self, staged: &Staged) {
-        match self.store.delete(&staged.staging).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(path = %staged.staging, error = %e, "cannot delete a staged artifact"),
-        }
+        staged.settled.store(true, Ordering::Relaxed);
+        delete_staged(self.store.as_ref(), &staged.staging).await;
     }
 
     /// Removes a committed artifact (best effort: used when recording it failed).
@@ -125,6 +135,21 @@ impl ArtifactStore {
     }
 }
 
+async fn delete_staged(store: &dyn ObjectStore, path: &Path) {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(path = %path, error = %e, "cannot delete a staged artifact"),
+    }
+}
+
+/// Runs a clean-up from a `Drop` (no runtime: nothing to run it on, nothing is lost but
+/// staging space).
+fn spawn_cleanup(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
 /// An upload in progress.
 pub struct Upload {
     writer: Option<WriteMultipart>,
@@ -132,6 +157,22 @@ pub struct Upload {
     size: u64,
     max: u64,
     staging: Path,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Drop for Upload {
+    /// Dropped before `finish` or `abort` (the request went away mid-stream): abort the
+    /// multipart upload so no part stays behind.
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            let path = self.staging.clone();
+            spawn_cleanup(async move {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(%path, error = %e, "cannot abort an abandoned artifact upload");
+                }
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Upload {
@@ -140,12 +181,24 @@ impl std::fmt::Debug for Upload {
     }
 }
 
-/// A complete upload, in staging.
-#[derive(Debug, Clone)]
+/// A complete upload, in staging. Dropped before it was committed or discarded, it is
+/// deleted from staging.
+#[derive(Debug)]
 pub struct Staged {
     pub sha256: Sha256,
     pub size_bytes: u64,
     staging: Path,
+    store: Arc<dyn ObjectStore>,
+    settled: AtomicBool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.settled.load(Ordering::Relaxed) {
+            let (store, path) = (Arc::clone(&self.store), self.staging.clone());
+            spawn_cleanup(async move { delete_staged(store.as_ref(), &path).await });
+        }
+    }
 }
 
 impl Upload {
@@ -166,9 +219,19 @@ impl Upload {
 
     pub async fn finish(mut self) -> Result<Staged, ArtifactError> {
         if let Some(w) = self.writer.take() {
-            w.finish().await?;
+            if let Err(e) = w.finish().await {
+                // `finish` consumed the writer; its parts must not outlive the request.
+                delete_staged(self.store.as_ref(), &self.staging).await;
+                return Err(e.into());
+            }
         }
-        Ok(Staged { sha256: Sha256::from_digest(self.hasher.finalize().into()), size_bytes: self.size, staging: self.staging })
+        Ok(Staged {
+            sha256: Sha256::from_digest(self.hasher.clone().finalize().into()),
+            size_bytes: self.size,
+            staging: self.staging.clone(),
+            store: Arc::clone(&self.store),
+            settled: AtomicBool::new(false),
+        })
     }
 
     /// Gives up: aborts the multipart upload, so nothing is left behind.

@@ -105,6 +105,9 @@ pub struct Config {
     /// How long a command waits for its projections before answering 202.
     pub read_your_writes_timeout: Duration,
     pub request_body_limit: usize,
+    /// The largest ledger entry, as the relay publishes it (413 above); the relay's Kafka
+    /// producer and topics allow this plus headers.
+    pub ledger_entry_max_bytes: usize,
     /// The largest evidence artifact accepted (413 above).
     pub evidence_max_bytes: u64,
     /// Evidence ending within this many days makes a requirement `expiring`.
@@ -288,6 +291,11 @@ impl Config {
             )?,
             evaluate_burst_per_tenant: env.parse("AUMOS_GOVERNANCE_EVALUATE_BURST_PER_TENANT", 4000, "a number of evaluations")?,
             request_body_limit: env.parse("AUMOS_HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?,
+            ledger_entry_max_bytes: env.parse(
+                "AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES",
+                crate::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES,
+                "a number of bytes",
+            )?,
             ledger: LedgerConfig {
                 signing_key_file: env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").map(PathBuf::from),
                 origin: {
@@ -392,6 +400,7 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_JWT_LEEWAY_SECONDS",
     "AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE",
     "AUMOS_GOVERNANCE_LEDGER_ORIGIN",
+    "AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES",
     "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_ENTRIES",
     "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_SECONDS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",

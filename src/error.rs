@@ -132,6 +132,12 @@ impl From<crate::ledger::LedgerError> for ApiError {
                 ApiError::new(ErrorCode::LedgerUnavailable, "the audit ledger is unavailable; nothing was changed")
             }
             LedgerError::Corrupt { seq, .. } => ApiError::new(ErrorCode::Internal, format!("ledger entry {seq} is unreadable")),
+            LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the record would be {bytes} bytes, over the ledger entry limit of {max} bytes; nothing was changed"),
+            )
+            .with_details(serde_json::json!({ "entry_bytes": bytes, "max_bytes": max })),
+            LedgerError::Refused(r @ crate::limits::EntryRefused::Text(_)) => ApiError::validation(format!("{r}; nothing was changed")),
         }
     }
 }

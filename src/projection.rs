@@ -3,8 +3,18 @@
 //! advances the projector's stored position, so every event takes effect exactly once.
 //! With several processes, one leads each projector (advisory lock, see [`crate::leader`]);
 //! the others follow the stored position, so read-your-writes holds in every process.
+//!
+//! An entry a projector cannot apply (a poison pill written by an older version) stops
+//! that projector at its seq: the runner steps one entry at a time to find it, reports it
+//! (once per distinct failure in the log, in [`StuckBoard`] for `/health/ready`, and in the
+//! positions table for `projections status`), and retries. The way out is an operator's
+//! recorded decision, [`ProjectionEntrySkipped`], appended to the ledger by
+//! `projections skip`: the runner, `projections rebuild` and the relay (as projection
+//! `kafka`) honour it, so a rebuild reproduces the same state and the ledger is never
+//! edited.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use projections::{EventRecord, Projector};
@@ -16,6 +26,99 @@ use crate::ledger::{LedgerEntry, LedgerReader};
 use crate::runtime::AppliedListener;
 
 const BATCH: i64 = 1000;
+
+/// The aggregate type and event type of an operator's decision to skip an entry.
+pub const SKIP_AGGREGATE: &str = "ProjectionSkip";
+pub const ENTRY_SKIPPED: &str = "ProjectionEntrySkipped";
+
+/// An operator's recorded decision: `projection` does not apply ledger entry `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProjectionEntrySkipped {
+    pub projection: String,
+    pub seq: i64,
+    pub reason: String,
+}
+
+impl ProjectionEntrySkipped {
+    /// The ledger entry that records the decision, under the skipped entry's tenant; one per
+    /// projection and seq (a second one conflicts).
+    pub fn entry(&self, tenant_id: uuid::Uuid, actor: &str) -> crate::ledger::NewEntry {
+        let payload = serde_json::to_value(self).unwrap_or_default();
+        crate::ledger::NewEntry {
+            tenant_id,
+            aggregate_type: SKIP_AGGREGATE.to_owned(),
+            aggregate_id: format!("{}/{}", self.projection, self.seq),
+            aggregate_seq: 1,
+            event_type: ENTRY_SKIPPED.to_owned(),
+            event_version: "1".to_owned(),
+            payload: crate::ledger::format::canonical_json(&payload),
+            metadata: crate::ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() },
+        }
+    }
+}
+
+/// The seqs the operator decided `projection` skips.
+pub async fn skipped(reader: &LedgerReader, projection: &str) -> Result<HashSet<i64>, crate::ledger::LedgerError> {
+    let facts = reader.events_of_type(SKIP_AGGREGATE).await?;
+    Ok(facts
+        .iter()
+        .filter(|e| e.event_type == ENTRY_SKIPPED)
+        .filter_map(|e| serde_json::from_str::<ProjectionEntrySkipped>(&e.payload).ok())
+        .filter(|s| s.projection == projection)
+        .map(|s| s.seq)
+        .collect())
+}
+
+/// Where a projector or the relay is stuck: the entry it cannot apply or publish, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stuck {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// The projectors and relays of this process that are stuck, by name.
+#[derive(Debug, Clone, Default)]
+pub struct StuckBoard(Arc<Mutex<BTreeMap<String, Stuck>>>);
+
+impl StuckBoard {
+    /// Records that `name` is stuck; returns whether this is a new, distinct failure (to
+    /// be logged and stored), not a retry of the same one.
+    pub fn set(&self, name: &str, stuck: Stuck) -> bool {
+        let Ok(mut board) = self.0.lock() else { return true };
+        board.insert(name.to_owned(), stuck.clone()) != Some(stuck)
+    }
+
+    /// Records that `name` moves again; returns whether it was stuck.
+    pub fn clear(&self, name: &str) -> bool {
+        self.0.lock().map(|mut b| b.remove(name).is_some()).unwrap_or(false)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Stuck> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+/// Stores (or clears, with `None`) where a projector or relay is stuck, for
+/// `projections status` in any process.
+pub async fn store_stuck(primary: &PgPool, table: StuckTable, name: &str, stuck: Option<&Stuck>) -> Result<(), sqlx::Error> {
+    let sql = match table {
+        StuckTable::Projection => {
+            "UPDATE gov_projection_positions SET stuck_seq = $1, stuck_reason = $2, stuck_since = CASE WHEN $1::bigint IS NULL THEN NULL ELSE now() END WHERE projection = $3"
+        }
+        StuckTable::Relay => {
+            "UPDATE gov_relay_positions SET stuck_seq = $1, stuck_reason = $2, stuck_since = CASE WHEN $1::bigint IS NULL THEN NULL ELSE now() END WHERE relay = $3"
+        }
+    };
+    sqlx::query(sql).bind(stuck.map(|s| s.seq)).bind(stuck.map(|s| s.reason.as_str())).bind(name).execute(primary).await?;
+    Ok(())
+}
+
+/// Which positions table [`store_stuck`] writes.
+#[derive(Debug, Clone, Copy)]
+pub enum StuckTable {
+    Projection,
+    Relay,
+}
 /// Polling interval when no local append wakes the runner (appends by other processes).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
@@ -23,6 +126,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct ProjectionWatch {
     positions: Vec<(&'static str, watch::Receiver<i64>)>,
+    /// Projectors (and the relay) stuck on an entry.
+    pub stuck: StuckBoard,
 }
 
 impl ProjectionWatch {
@@ -71,13 +176,15 @@ pub fn start(
 ) -> (ProjectionWatch, Vec<JoinHandle<()>>) {
     let mut positions = Vec::new();
     let mut tasks = Vec::new();
+    let stuck = StuckBoard::default();
     for p in projectors {
         let (tx, rx) = watch::channel(0i64);
         positions.push((p.name(), rx));
-        let ctx = Runner { projector: p, listeners: listeners.clone(), reader: reader.clone(), primary: primary.clone() };
+        let ctx =
+            Runner { projector: p, listeners: listeners.clone(), reader: reader.clone(), primary: primary.clone(), stuck: stuck.clone() };
         tasks.push(tokio::spawn(run(ctx, tx, wake.clone(), shutdown.clone())));
     }
-    (ProjectionWatch { positions }, tasks)
+    (ProjectionWatch { positions, stuck }, tasks)
 }
 
 async fn load_position(primary: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
@@ -93,12 +200,17 @@ struct Runner {
     listeners: Vec<Arc<dyn AppliedListener>>,
     reader: LedgerReader,
     primary: PgPool,
+    stuck: StuckBoard,
 }
 
 async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-    let Runner { projector, listeners, reader, primary } = ctx;
+    let Runner { projector, listeners, reader, primary, stuck } = ctx;
     let name = projector.name();
     let mut position: Option<i64> = None;
+    // The operator's skip decisions (reloaded after every failure), and the batch size:
+    // one entry at a time after a failure, to find the entry that fails.
+    let mut skip: Option<HashSet<i64>> = None;
+    let mut step = BATCH;
     let mut leadership: Option<crate::leader::Leadership> = None;
     while !*shutdown.borrow() {
         // Only the leader applies events; a standby keeps trying to take over.
@@ -155,28 +267,73 @@ async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver
                 }
             },
         };
-        match reader.entries_after(pos, BATCH).await {
-            Ok(batch) if batch.is_empty() => pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await,
-            Ok(batch) => match apply_batch(projector.as_ref(), &primary, pos, &batch).await {
-                Ok(Some(last)) => {
-                    for entry in batch.iter().filter(|e| projector.handles(&e.aggregate_type)) {
-                        for l in &listeners {
-                            l.applied(entry).await;
-                        }
-                    }
-                    position = Some(last);
-                    reached.send_replace(last);
-                }
-                // Another runner advanced the position first: reload it.
-                Ok(None) => position = None,
+        let skip_set = match skip.take() {
+            Some(s) => s,
+            None => match skipped(&reader, name).await {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(projection = name, error = %e, "projection batch failed; it will be retried");
-                    position = None;
+                    tracing::warn!(projection = name, error = %e, "cannot read the skip decisions; retrying");
                     pause(&mut shutdown, Duration::from_millis(500)).await;
+                    continue;
                 }
             },
+        };
+        let read = reader.entries_after(pos, step).await;
+        let batch = match read {
+            Ok(batch) => batch,
             Err(e) => {
+                skip = Some(skip_set);
                 tracing::warn!(projection = name, error = %e, "cannot read the ledger; retrying");
+                pause(&mut shutdown, Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            skip = Some(skip_set);
+            pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await;
+            continue;
+        }
+        match apply_batch(projector.as_ref(), &primary, pos, &batch, &skip_set).await {
+            Ok(Some(last)) => {
+                for entry in batch.iter().filter(|e| projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
+                    for l in &listeners {
+                        l.applied(entry).await;
+                    }
+                }
+                position = Some(last);
+                reached.send_replace(last);
+                skip = Some(skip_set);
+                if step == 1 {
+                    step = BATCH;
+                    if stuck.clear(name) {
+                        tracing::info!(projection = name, seq = last, "the projector moves again");
+                        if let Err(e) = store_stuck(&primary, StuckTable::Projection, name, None).await {
+                            tracing::warn!(projection = name, error = %e, "cannot clear the stuck mark");
+                        }
+                    }
+                }
+            }
+            // Another runner advanced the position first: reload it.
+            Ok(None) => {
+                position = None;
+                skip = Some(skip_set);
+            }
+            Err(e) if step > 1 => {
+                tracing::debug!(projection = name, error = %e, "projection batch failed; applying one entry at a time");
+                step = 1;
+                position = None;
+            }
+            Err(e) => {
+                let at = Stuck { seq: batch[0].seq, reason: e.to_string() };
+                if stuck.set(name, at.clone()) {
+                    tracing::error!(projection = name, seq = at.seq, reason = %at.reason,
+                        "the projector cannot apply this ledger entry and retries it; if it can never apply, \
+                         record a decision with `governance-engine projections skip`");
+                    if let Err(e) = store_stuck(&primary, StuckTable::Projection, name, Some(&at)).await {
+                        tracing::warn!(projection = name, error = %e, "cannot store the stuck mark");
+                    }
+                }
+                position = None;
                 pause(&mut shutdown, Duration::from_millis(500)).await;
             }
         }
@@ -206,13 +363,14 @@ async fn apply_batch(
     primary: &PgPool,
     from: i64,
     batch: &[LedgerEntry],
+    skip: &HashSet<i64>,
 ) -> Result<Option<i64>, projections::ProjectionError> {
     let mut tx = primary.begin().await?;
     // Read models are derived data: the batch and the position commit together, so after a
     // crash both are at the last flushed batch and the runner replays from there. Waiting
     // for the WAL flush buys nothing here (the ledger is the durable copy).
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    apply_events(projector, &mut tx, batch).await?;
+    apply_events(projector, &mut tx, batch, skip).await?;
     let last = batch.last().map(|e| e.seq).unwrap_or(from);
     let moved =
         sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
@@ -229,18 +387,20 @@ async fn apply_batch(
     Ok(Some(last))
 }
 
-/// Applies the events a projector handles, in order, on `conn` (inside its transaction).
-/// The projection runner and `projections rebuild` share this.
+/// Applies the events a projector handles, in order, on `conn` (inside its transaction),
+/// except those the operator decided to skip. The projection runner and `projections
+/// rebuild` share this.
 pub async fn apply_events(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
     batch: &[LedgerEntry],
+    skip: &HashSet<i64>,
 ) -> Result<(), projections::ProjectionError> {
     // Runs of consecutive events of one tenant go to the projector together (one
     // `set_config` per run; projectors may write a run in one statement).
     let mut run: Vec<EventRecord> = Vec::new();
     for entry in batch {
-        if !projector.handles(&entry.aggregate_type) {
+        if !projector.handles(&entry.aggregate_type) || skip.contains(&entry.seq) {
             continue;
         }
         let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;

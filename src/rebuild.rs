@@ -8,6 +8,11 @@
 //! 3. In one transaction: lock the live tables, catch up to the live runner's position,
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
+//!
+//! Entries the operator decided to skip ([`crate::projection::ProjectionEntrySkipped`])
+//! are skipped here too, so a rebuild reproduces what the runner built.
+
+use std::collections::HashSet;
 
 use projections::Projector;
 use sqlx::{Connection, PgConnection};
@@ -33,6 +38,7 @@ async fn replay(
     projector: &dyn Projector,
     mut pos: i64,
     upto: Option<i64>,
+    skip: &HashSet<i64>,
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
     loop {
@@ -43,7 +49,7 @@ async fn replay(
         };
         let batch = reader.entries_after(pos, limit).await?;
         let Some(last) = batch.last().map(|e| e.seq) else { return Ok(pos) };
-        apply_events(projector, conn, &batch).await?;
+        apply_events(projector, conn, &batch, skip).await?;
         pos = last;
         progress(pos);
     }
@@ -56,6 +62,7 @@ pub async fn rebuild(
     projector: &dyn Projector,
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
+    let skip = crate::projection::skipped(reader, projector.name()).await?;
     let mut conn = PgConnection::connect(owner_url).await?;
     sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").execute(&mut conn).await?;
     for t in projector.tables() {
@@ -73,7 +80,7 @@ pub async fn rebuild(
     let mut pos = 0;
     loop {
         let mut tx = conn.begin().await?;
-        let next = replay(&mut tx, reader, projector, pos, Some(pos + BATCH * 4), progress).await?;
+        let next = replay(&mut tx, reader, projector, pos, Some(pos + BATCH * 4), &skip, progress).await?;
         tx.commit().await?;
         if next == pos {
             break;
@@ -94,7 +101,7 @@ pub async fn rebuild(
         .bind(projector.name())
         .fetch_one(&mut *tx)
         .await?;
-    let target = replay(&mut tx, reader, projector, pos, Some(live_pos.max(pos)), progress).await?.max(pos);
+    let target = replay(&mut tx, reader, projector, pos, Some(live_pos.max(pos)), &skip, progress).await?.max(pos);
     for t in projector.tables() {
         sqlx::raw_sql(&format!("DROP TABLE public.{t}; ALTER TABLE gov_rebuild.{t} SET SCHEMA public")).execute(&mut *tx).await?;
     }

@@ -94,6 +94,11 @@ pub struct KafkaRelay {
     primary: PgPool,
     origin: String,
     lag: Arc<AtomicI64>,
+    /// The largest message: the producer's `message.max.bytes` and the topics'
+    /// `max.message.bytes` (see [`crate::limits::kafka_message_max_bytes`]).
+    message_max_bytes: usize,
+    /// Where the relay is stuck, shown with the projectors'.
+    stuck: crate::projection::StuckBoard,
 }
 
 impl std::fmt::Debug for KafkaRelay {
@@ -103,39 +108,77 @@ impl std::fmt::Debug for KafkaRelay {
 }
 
 impl KafkaRelay {
-    pub fn new(bootstrap: &str, prefix: &str, reader: LedgerReader, primary: PgPool, origin: &str) -> Result<Self, RelayError> {
+    pub fn new(
+        bootstrap: &str,
+        prefix: &str,
+        reader: LedgerReader,
+        primary: PgPool,
+        origin: &str,
+        message_max_bytes: usize,
+        stuck: crate::projection::StuckBoard,
+    ) -> Result<Self, RelayError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
+            .set("message.max.bytes", message_max_bytes.to_string())
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| RelayError::Kafka(e.to_string()))?;
-        Ok(Self { producer, prefix: prefix.to_owned(), reader, primary, origin: origin.to_owned(), lag: Arc::new(AtomicI64::new(-1)) })
+        Ok(Self {
+            producer,
+            prefix: prefix.to_owned(),
+            reader,
+            primary,
+            origin: origin.to_owned(),
+            lag: Arc::new(AtomicI64::new(-1)),
+            message_max_bytes,
+            stuck,
+        })
     }
 
-    /// Creates every topic if it is missing, so consumers can subscribe before the
-    /// first event of a kind exists. Best effort: a broker that forbids it is logged.
-    pub async fn ensure_topics(bootstrap: &str, prefix: &str) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    /// Creates every topic if they are missing, so consumers can subscribe before the
+    /// first event of a kind exists, with `max.message.bytes` large enough for the largest
+    /// entry; topics that already exist get that setting too. Best effort: a broker that
+    /// forbids it is logged.
+    pub async fn ensure_topics(bootstrap: &str, prefix: &str, message_max_bytes: usize) {
+        use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
         let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create();
         let Ok(admin) = admin else { return };
+        let max = message_max_bytes.to_string();
         let topics: Vec<String> = topics().map(|t| format!("{prefix}{t}")).collect();
-        let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
+        let new: Vec<NewTopic> =
+            topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &max)).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let mut existing = Vec::new();
         match admin.create_topics(new.iter(), &opts).await {
             Ok(results) => {
                 for r in results {
-                    if let Err((topic, code)) = r {
-                        if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                            tracing::warn!(%topic, error = %code, "cannot create Kafka topic");
-                        }
+                    match r {
+                        Ok(_) => {}
+                        Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
+                        Err((topic, code)) => tracing::warn!(%topic, error = %code, "cannot create Kafka topic"),
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot create Kafka topics"),
+        }
+        let alter: Vec<AlterConfig> =
+            existing.iter().map(|t| AlterConfig::new(ResourceSpecifier::Topic(t)).set("max.message.bytes", &max)).collect();
+        if alter.is_empty() {
+            return;
+        }
+        match admin.alter_configs(alter.iter(), &opts).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err((resource, code)) = r {
+                        tracing::warn!(?resource, error = %code, "cannot set max.message.bytes on a Kafka topic");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot set max.message.bytes on the Kafka topics"),
         }
     }
 
@@ -211,10 +254,11 @@ impl KafkaRelay {
         .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value) }))
     }
 
-    /// Publishes one batch and waits for every acknowledgement.
-    async fn publish(&self, batch: &[LedgerEntry]) -> Result<(), RelayError> {
+    /// Publishes one batch (but the entries the operator decided to skip) and waits for
+    /// every acknowledgement.
+    async fn publish(&self, batch: &[LedgerEntry], skip: &std::collections::HashSet<i64>) -> Result<(), RelayError> {
         let mut deliveries = Vec::with_capacity(batch.len() * 2);
-        for e in batch {
+        for e in batch.iter().filter(|e| !skip.contains(&e.seq)) {
             // Tagged `"kind":"entry"`, like checkpoint messages (`"kind":"checkpoint"`).
             let full = serde_json::to_vec(&ExportLine::Entry(ExportEntry::from(e))).map_err(|err| RelayError::Kafka(err.to_string()))?;
             let mut messages = vec![(AUDIT_TOPIC, full, CE_ENTRY.to_owned())];
@@ -234,8 +278,10 @@ impl KafkaRelay {
 
     /// Relays until `shutdown`; only while this process holds the relay lock.
     pub async fn run(&self, bootstrap: String, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-        Self::ensure_topics(&bootstrap, &self.prefix).await;
+        Self::ensure_topics(&bootstrap, &self.prefix, self.message_max_bytes).await;
         let mut leadership: Option<Leadership> = None;
+        // One entry at a time after a failure, to find the entry that fails.
+        let mut step = BATCH;
         while !*shutdown.borrow() {
             let held = match leadership.as_mut() {
                 Some(l) => l.still_held().await,
@@ -250,11 +296,31 @@ impl KafkaRelay {
                 }
                 tracing::info!("this process now runs the Kafka relay");
             }
-            match self.step().await {
-                Ok(true) => {}
-                Ok(false) => wait(&mut wake, &mut shutdown, Duration::from_millis(100)).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Kafka relay batch failed; it will be retried (at-least-once)");
+            match self.step(step).await {
+                Ok(moved) => {
+                    if step == 1 && moved {
+                        step = BATCH;
+                        if self.stuck.clear(RELAY) {
+                            tracing::info!("the Kafka relay moves again");
+                            self.mark_stuck(None).await;
+                        }
+                    }
+                    if !moved {
+                        wait(&mut wake, &mut shutdown, Duration::from_millis(100)).await;
+                    }
+                }
+                Err((e, _)) if step > 1 => {
+                    tracing::debug!(error = %e, "Kafka relay batch failed; relaying one entry at a time");
+                    step = 1;
+                }
+                Err((e, seq)) => {
+                    let at = crate::projection::Stuck { seq, reason: e.to_string() };
+                    if self.stuck.set(RELAY, at.clone()) {
+                        tracing::error!(seq, reason = %at.reason, "the Kafka relay cannot publish this ledger entry and retries it \
+                            (at-least-once); if it can never be published, record a decision with \
+                            `governance-engine projections skip --projection kafka`");
+                        self.mark_stuck(Some(&at)).await;
+                    }
                     wait(&mut wake, &mut shutdown, Duration::from_millis(500)).await;
                 }
             }
@@ -267,16 +333,28 @@ impl KafkaRelay {
         }
     }
 
-    /// Relays one batch; returns whether there was anything to relay.
-    async fn step(&self) -> Result<bool, RelayError> {
-        let pos = self.position().await?;
+    async fn mark_stuck(&self, at: Option<&crate::projection::Stuck>) {
+        if let Err(e) = crate::projection::store_stuck(&self.primary, crate::projection::StuckTable::Relay, RELAY, at).await {
+            tracing::warn!(error = %e, "cannot store the relay's stuck mark");
+        }
+    }
+
+    /// Relays up to `limit` entries; returns whether there was anything to relay, or the
+    /// error with the first seq of the batch that failed.
+    async fn step(&self, limit: i64) -> Result<bool, (RelayError, i64)> {
+        let pos = self.position().await.map_err(|e| (e.into(), 0))?;
+        self.step_from(pos, limit).await.map_err(|e| (e, pos + 1))
+    }
+
+    async fn step_from(&self, pos: i64, limit: i64) -> Result<bool, RelayError> {
         self.publish_checkpoints(pos).await?;
-        let batch = self.reader.entries_after(pos, BATCH).await?;
+        let batch = self.reader.entries_after(pos, limit).await?;
         let Some(last) = batch.last().map(|e| e.seq) else {
             self.lag.store(0, Ordering::Relaxed);
             return Ok(false);
         };
-        self.publish(&batch).await?;
+        let skip = crate::projection::skipped(&self.reader, RELAY).await?;
+        self.publish(&batch, &skip).await?;
         sqlx::query("UPDATE gov_relay_positions SET position = $1, updated_at = now() WHERE relay = $2 AND position = $3")
             .bind(last)
             .bind(RELAY)

@@ -25,6 +25,7 @@ use crate::artifacts::{ArtifactError, Staged, Upload};
 use crate::error::{ApiError, ErrorCode};
 use crate::ledger::bundle::{BundleItem, EvidenceBundle};
 use crate::ledger::export::{ExportEntry, ProofFile};
+use crate::limits::{check_json_text, check_text};
 
 impl From<EvidenceError> for ApiError {
     fn from(e: EvidenceError) -> Self {
@@ -104,44 +105,54 @@ struct ArtifactPart {
     content_type: String,
 }
 
-/// A file name or media type from the client, kept only when short and printable.
-fn clean(v: Option<&str>) -> Option<String> {
-    v.map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)).map(str::to_owned)
+/// A file name or media type from the client, kept only when short and printable; NUL is
+/// refused (it is no name a read model can store).
+fn clean(v: Option<&str>) -> Result<Option<String>, ApiError> {
+    if let Some(v) = v {
+        check_text(v).map_err(|e| ApiError::validation(format!("artifact part: {e}")))?;
+    }
+    Ok(v.map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)).map(str::to_owned))
 }
 
-/// Reads the parts: the metadata (small) and the artifact, streamed into staging.
+/// Reads the parts: the metadata (small) and the artifact, streamed into staging. A
+/// refused body leaves nothing in staging.
 async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<EvidenceMetadata>, Option<ArtifactPart>), ApiError> {
-    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let (mut metadata, mut staged): (Option<EvidenceMetadata>, Option<ArtifactPart>) = (None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                if let Some(a) = &staged {
-                    state.artifacts.discard(&a.staged).await;
-                }
-                return Err(multipart_error(e));
+    let mut staged = None;
+    match read_parts_into(state, request, &mut staged).await {
+        Ok(metadata) => Ok((metadata, staged)),
+        Err(e) => {
+            if let Some(a) = staged {
+                state.artifacts.discard(&a.staged).await;
             }
-        };
+            Err(e)
+        }
+    }
+}
+
+async fn read_parts_into(
+    state: &SharedState,
+    request: Request,
+    staged: &mut Option<ArtifactPart>,
+) -> Result<Option<EvidenceMetadata>, ApiError> {
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let mut metadata: Option<EvidenceMetadata> = None;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("metadata") if metadata.is_none() => {
                 let text = field.text().await.map_err(multipart_error)?;
                 if text.len() > 64 * 1024 {
                     return Err(ApiError::invalid("the metadata part is larger than 64 KiB"));
                 }
+                check_json_text(text.as_bytes()).map_err(|e| ApiError::validation(format!("metadata: {e}")))?;
                 metadata = Some(serde_json::from_str(&text).map_err(|e| ApiError::validation(format!("metadata: {e}")))?);
             }
             Some("artifact") if staged.is_none() => {
-                let filename = clean(field.file_name());
-                let content_type = clean(field.content_type()).unwrap_or_else(|| "application/octet-stream".to_owned());
+                let filename = clean(field.file_name())?;
+                let content_type = clean(field.content_type())?.unwrap_or_else(|| "application/octet-stream".to_owned());
                 let upload = state.artifacts.begin().await?;
-                staged = Some(ArtifactPart { staged: stream(upload, field).await?, filename, content_type });
+                *staged = Some(ArtifactPart { staged: stream(upload, field).await?, filename, content_type });
             }
             other => {
-                if let Some(a) = &staged {
-                    state.artifacts.discard(&a.staged).await;
-                }
                 return Err(ApiError::invalid(format!(
                     "unexpected or repeated part {:?}; expected metadata and artifact",
                     other.unwrap_or("")
@@ -149,7 +160,7 @@ async fn read_parts(state: &SharedState, request: Request) -> Result<(Option<Evi
             }
         }
     }
-    Ok((metadata, staged))
+    Ok(metadata)
 }
 
 async fn stream(mut upload: Upload, mut field: axum::extract::multipart::Field<'_>) -> Result<Staged, ApiError> {

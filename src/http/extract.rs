@@ -13,6 +13,7 @@ use super::middleware::RequestId;
 use super::SharedState;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::{check_json_text, TextError};
 
 /// A JSON body.
 #[derive(Debug)]
@@ -22,7 +23,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let json_content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|m| m.strip_prefix("application/").is_some_and(|sub| sub == "json" || sub.ends_with("+json")));
+        if !json_content_type {
+            return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json"));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large"))
+            }
+            Err(e) => return Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
+        };
+        check_body_text(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json"))
@@ -37,6 +56,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Refuses (422) a JSON body with text no read model or the relay can hold. Every JSON
+/// body passes here: [`ApiJson`], and the handlers that take an optional body.
+pub fn check_body_text(body: &[u8]) -> Result<(), ApiError> {
+    check_json_text(body).map_err(|e| ApiError::validation(format!("request body: {e}")))
+}
+
 /// Query-string parameters.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
@@ -45,6 +70,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|q| q.to_ascii_lowercase().contains("%00")) {
+            return Err(ApiError::validation(format!("query string: {}", TextError::Nul)));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))

@@ -74,7 +74,10 @@ pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let positions: serde_json::Map<String, Value> =
         state.projections.positions().into_iter().map(|(n, p)| (n.to_owned(), json!(p))).collect();
-    (status, Json(json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": checks, "projections": positions })))
+    // A projector or the relay stuck on a ledger entry (see `projections skip`): the
+    // process still serves, so it stays ready, but says where and why.
+    let stuck = state.projections.stuck.snapshot();
+    (status, Json(json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": checks, "projections": positions, "stuck": stuck })))
 }
 
 /// Asks the broker for its metadata: a real protocol round trip, not just a TCP connect.

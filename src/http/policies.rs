@@ -203,6 +203,7 @@ async fn transition_body(body: axum::body::Bytes) -> Result<Transition, ApiError
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Transition::default());
     }
+    super::extract::check_body_text(&body)?;
     serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_syntax() || e.is_eof() { ErrorCode::MalformedJson } else { ErrorCode::InvalidRequest };
         ApiError::new(code, e.to_string())

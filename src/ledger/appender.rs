@@ -25,6 +25,7 @@ struct Request {
 pub struct AppenderHandle {
     tx: mpsc::Sender<Request>,
     head: watch::Receiver<i64>,
+    entry_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Request {
@@ -39,9 +40,19 @@ impl AppenderHandle {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        // What every read model and the relay can hold, checked before anything is written.
+        for e in &entries {
+            crate::limits::check_entry(e, self.entry_max_bytes)?;
+        }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request { entries, reply }).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Refuses entries larger than `max` bytes (see [`crate::limits::entry_message_bytes`]).
+    pub fn with_entry_max_bytes(mut self, max: usize) -> Self {
+        self.entry_max_bytes = max;
+        self
     }
 
     /// The highest seq this process has committed; changes wake tailing readers early.
@@ -62,7 +73,7 @@ impl Appender {
         let (tx, rx) = mpsc::channel::<Request>(4096);
         let (head_tx, head_rx) = watch::channel(0i64);
         let task = tokio::spawn(run(pool, rx, head_tx));
-        (Appender { task }, AppenderHandle { tx, head: head_rx })
+        (Appender { task }, AppenderHandle { tx, head: head_rx, entry_max_bytes: crate::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES })
     }
 
     /// Waits until every queued append has been committed or answered.

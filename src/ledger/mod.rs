@@ -115,6 +115,10 @@ pub enum LedgerError {
     /// The appender has shut down.
     #[error("ledger appender is shut down")]
     Closed,
+    /// The entry is too large for the relay or holds text a read model cannot store;
+    /// nothing was stored.
+    #[error(transparent)]
+    Refused(#[from] crate::limits::EntryRefused),
     /// A stored entry could not be read back (corrupt or foreign data).
     #[error("ledger entry {seq} is unreadable: {reason}")]
     Corrupt { seq: i64, reason: String },
