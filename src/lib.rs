@@ -13,7 +13,9 @@
 //! - [`ledger`]: the only code that touches the audit database.
 //! - [`engine`]: the policy engines behind one trait; the embedded one runs tenants' Rego in
 //!   sandboxed worker processes (`engine::sandbox`, the hidden `engine-worker` subcommand).
-//! - [`projection`]: the runner that tails the ledger into the `projections` read models.
+//! - [`projection`]: the runner that tails the ledger into the `projections` read models;
+//!   it reports a stuck projector and honours operators' recorded skips.
+//! - [`limits`]: rate, text and size limits on what tenants send and the ledger records.
 //! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
 //! - [`migrate`]: applies `migrations/` (primary) and `audit-schema/` (audit).
 //! - [`telemetry`]: JSON logs and OpenTelemetry export.
