@@ -23,17 +23,28 @@ async fn assert_other_tenant_unharmed(svc: &Service) {
 async fn assert_other_tenant_unharmed_with(svc: &Service, token_of: &dyn Fn(Uuid) -> String) {
     let tenant = Uuid::new_v4();
     let tok = token_of(tenant);
+    // Generous deadlines: this proves the pipeline moves, not how fast on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let (status, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("bystander"))).await;
-    assert_eq!(status, StatusCode::CREATED, "the bystander's policy is created and projected: {created}");
-    let policy = created["policy_id"].as_str().unwrap();
-    let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(&tok), None).await;
-    assert_eq!(status, StatusCode::OK);
+    assert!(status == StatusCode::CREATED || status == StatusCode::ACCEPTED, "the bystander's policy is recorded: {created}");
+    let policy = created["policy_id"].as_str().unwrap().to_owned();
+    while svc.call(Method::GET, &format!("/api/v1/policies/{policy}"), Some(tenant), Some(&tok), None).await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the bystander's policy is projected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, activated) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(&tok), None).await;
+    assert!(status == StatusCode::OK || status == StatusCode::ACCEPTED, "{activated}");
     let body = json!({"input": {"score": 0.9}});
-    let (status, decided) =
-        svc.call(Method::POST, &format!("/api/v1/policies/{policy}/evaluate"), Some(tenant), Some(&tok), Some(&body)).await;
-    assert_eq!((status, &decided["allowed"]), (StatusCode::OK, &json!(true)), "{decided}");
-    let (status, _) = svc.call(Method::GET, &format!("/api/v1/policies/{policy}"), Some(tenant), Some(&tok), None).await;
-    assert_eq!(status, StatusCode::OK);
+    loop {
+        let (status, decided) =
+            svc.call(Method::POST, &format!("/api/v1/policies/{policy}/evaluate"), Some(tenant), Some(&tok), Some(&body)).await;
+        if status == StatusCode::OK {
+            assert_eq!(decided["allowed"], json!(true), "{decided}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bystander's evaluate answers: {status} {decided}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 const POISON: &str = "__poison__";
@@ -225,6 +236,8 @@ async fn an_entry_at_the_size_limit_passes_the_real_broker_and_one_above_is_refu
         ("AUMOS_KAFKA_BOOTSTRAP_SERVERS", &common::var("AUMOS_KAFKA_BOOTSTRAP_SERVERS")),
         ("AUMOS_KAFKA_TOPIC_PREFIX", &prefix),
         ("AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES", &limit.to_string()),
+        // Moving megabytes to and from the evaluation worker takes longer than 200 ms here.
+        ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "10000"),
     ])
     .await;
     let tenant = Uuid::new_v4();
