@@ -4,13 +4,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test services-up services-down services-status fmt lint bench-ledger bench-policy bench-pipeline bench-dashboard
+.PHONY: run test conformance services-up services-down services-status fmt lint bench-ledger bench-policy bench-pipeline bench-dashboard
 
 run:
 	$(CARGO) run --locked --bin governance-engine -- serve
 
 test:
 	bash scripts/test.sh
+
+# OPA's conformance suite on both engines: writes target/conformance.json (needs the
+# services: `make services-up` and source their exports, or run inside `make test`).
+conformance:
+	$(CARGO) test --locked --test conformance -- --nocapture
 
 services-up:
 	@scripts/services.sh up

@@ -3,6 +3,7 @@
 //! neither knows nor cares which one runs, and both fail closed: every error is an
 //! [`EngineError`], never an "allow".
 
+pub mod builtins;
 pub mod embedded;
 pub mod opa;
 pub mod sandbox;

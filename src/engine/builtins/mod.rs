@@ -1,0 +1,129 @@
+//! OPA builtins regorus lacks, added as regorus extensions: pure functions with a clear
+//! OPA specification, each backed by a well-kept crate (RustCrypto hashes and HMAC, ipnet,
+//! base64). As in OPA with strict builtin errors off (its REST API's default), a builtin
+//! that fails makes its expression undefined rather than failing the query.
+
+mod crypto;
+mod jwt;
+mod net;
+mod strings;
+
+use regorus::Value;
+
+/// A builtin: its OPA name, its number of arguments, and the function.
+type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
+
+const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS];
+
+/// The names this module adds (so validation does not take them for missing builtins).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name))
+}
+
+/// Registers every extension on a freshly built engine.
+pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
+    for (name, nargs, f) in ALL.iter().flat_map(|group| group.iter()) {
+        let f = *f;
+        engine
+            .add_extension((*name).to_owned(), *nargs, Box::new(move |args: Vec<Value>| Ok(f(&args).unwrap_or(Value::Undefined))))
+            .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Rewrites calls in OPA's out-parameter form, `f(a, b, out)`, into `f(a, b) = out` for
+/// these builtins (regorus accepts that form only for its own). The call keeps its row and
+/// column.
+pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
+    let code = super::source::code_only(src);
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for (name, nargs, _) in ALL.iter().flat_map(|group| group.iter()) {
+        let pattern = format!("{name}(");
+        for (start, _) in code.match_indices(&pattern) {
+            if code[..start].chars().next_back().is_some_and(|c| c == '.' || c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let open = start + pattern.len() - 1;
+            let Some((commas, close)) = top_level_commas(&code, open) else { continue };
+            if commas.len() == usize::from(*nargs) {
+                if let Some(&last) = commas.last() {
+                    let out = src[last + 1..close].trim();
+                    edits.push((last, close + 1, format!(") = {out}")));
+                }
+            }
+        }
+    }
+    if edits.is_empty() {
+        return std::borrow::Cow::Borrowed(src);
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = src.to_owned();
+    for (from, to, text) in edits {
+        out.replace_range(from..to, &text);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The offsets of the top-level commas of the call whose `(` is at `open`, and of its `)`.
+fn top_level_commas(code: &str, open: usize) -> Option<(Vec<usize>, usize)> {
+    let mut depth = 0usize;
+    let mut commas = Vec::new();
+    let mut in_string = None;
+    for (i, c) in code[open..].char_indices() {
+        let at = open + i;
+        if let Some(q) = in_string {
+            if c == q {
+                in_string = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' => in_string = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some((commas, at));
+                }
+            }
+            ',' if depth == 1 => commas.push(at),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The string argument, or `None` (a type error: the expression is undefined).
+fn string(v: &Value) -> Option<&str> {
+    v.as_string().ok().map(|s| s.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_extension_registers_once_and_answers_from_a_policy() {
+        let mut e = regorus::Engine::new();
+        register(&mut e).unwrap();
+        e.add_policy("p.rego".into(), "package p\nh := crypto.sha256(\"abc\")\nbad := crypto.sha256(1)\n".into()).unwrap();
+        let h = e.eval_rule("data.p.h".into()).unwrap();
+        assert_eq!(h, Value::from("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(e.eval_rule("data.p.bad".into()).unwrap(), Value::Undefined, "a failing builtin is undefined");
+        assert!(names().any(|n| n == "net.cidr_merge"));
+    }
+
+    #[test]
+    fn out_parameter_calls_become_assignments_in_place() {
+        let src = "package p\nx if {\n\tcrypto.md5(\"a,(b)\", y)\n\ty == 1\n}\nz := crypto.md5(\"c\")\n";
+        assert_eq!(out_params_assigned(src), "package p\nx if {\n\tcrypto.md5(\"a,(b)\") = y\n\ty == 1\n}\nz := crypto.md5(\"c\")\n");
+        let mut e = regorus::Engine::new();
+        register(&mut e).unwrap();
+        let src = "package p\nh contains y if crypto.md5(\"\", y)\n";
+        e.add_policy("p.rego".into(), out_params_assigned(src).into_owned()).unwrap();
+        assert_eq!(
+            e.eval_rule("data.p.h".into()).unwrap(),
+            Value::from(vec![Value::from("d41d8cd98f00b204e9800998ecf8427e")].into_iter().collect::<std::collections::BTreeSet<_>>())
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! OPA's conformance cases (the YAML files of its topdown test suite), read from the Go
+//! module cache where `scripts/services.sh` installed OPA, and turned into what the
+//! service can express: a policy version (modules), an input, and a rule to evaluate.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One case as OPA's YAML files write it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawCase {
+    pub note: String,
+    pub query: String,
+    #[serde(default)]
+    pub modules: Vec<String>,
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub input: Option<Value>,
+    #[serde(default)]
+    pub input_term: Option<String>,
+    #[serde(default)]
+    pub want_result: Option<Vec<Map<String, Value>>>,
+    #[serde(default)]
+    pub want_error: Option<String>,
+    #[serde(default)]
+    pub want_error_code: Option<String>,
+    #[serde(default)]
+    pub strict_error: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    #[serde(default)]
+    cases: Vec<RawCase>,
+}
+
+/// What OPA answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Want {
+    /// The value of `x` (`None`: undefined, no binding).
+    Value(Option<Value>),
+    /// An error; `compile` when OPA's compiler reports it (a `rego_*` code).
+    Error { compile: bool, code: String },
+}
+
+/// A case the service can express: a policy version, an input, a rule path.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub note: String,
+    pub modules: Vec<String>,
+    pub data: Option<Value>,
+    pub input: Value,
+    /// The rule path inside the package (`None`: the whole package document).
+    pub rule: Option<String>,
+    pub want: Want,
+}
+
+/// Deliberate exclusions: things the product refuses by design, or questions its API
+/// cannot ask. One line per reason.
+pub const EXCLUSIONS: &[(&str, &str)] = &[
+    ("http.send", "http.send: policies make no network calls (refused on both engines)"),
+    ("net.lookup_ip_addr", "net.lookup_ip_addr: DNS lookups are network calls (policies make none)"),
+    ("strict", "strict builtin errors: the service evaluates as OPA's REST API does, with strict builtin errors off"),
+    ("no-module", "no policy module: the case evaluates a bare query, and a policy version is Rego modules"),
+    ("query", "query is not `data.<package>.<rule path> = x`: the evaluate API takes a rule path, not an ad-hoc query"),
+    ("input-term", "input given as a Rego term that is not JSON: the evaluate API takes JSON input"),
+];
+
+/// Where the cases are: `<cache>/gopath/pkg/mod/github.com/open-policy-agent/opa@<v>/v1/test/cases/testdata/v1`.
+pub fn cases_dir() -> PathBuf {
+    let cache = std::env::var("AUMOS_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/aumos-governance"));
+    let services = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh")).unwrap_or_default();
+    let version = services
+        .lines()
+        .find_map(|l| l.strip_prefix("OPA_VERSION="))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .unwrap_or_else(|| "v1.20.2".into());
+    cache.join(format!("gopath/pkg/mod/github.com/open-policy-agent/opa@{version}/v1/test/cases/testdata/v1"))
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every case, in a stable order, with notes made unique (a few repeat across files).
+pub fn load(dir: &Path) -> Vec<RawCase> {
+    let mut files = Vec::new();
+    yaml_files(dir, &mut files);
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            match File::deserialize(doc) {
+                Ok(f) => cases.extend(f.cases),
+                Err(e) => panic!("{}: {e}", file.display()),
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for case in &mut cases {
+        let n = seen.entry(case.note.clone()).or_default();
+        *n += 1;
+        if *n > 1 {
+            case.note = format!("{} ({})", case.note, n);
+        }
+    }
+    cases
+}
+
+fn package_of(module: &str) -> Option<String> {
+    governance_engine::engine::opa::declared_package(module)
+}
+
+/// The case as the service would run it, or the exclusion that applies.
+pub fn express(raw: &RawCase) -> Result<Case, &'static str> {
+    let source = raw.modules.join("\n");
+    if source.contains("http.send") {
+        return Err("http.send");
+    }
+    if source.contains("net.lookup_ip_addr") || raw.query.contains("net.lookup_ip_addr") {
+        return Err("net.lookup_ip_addr");
+    }
+    if raw.strict_error {
+        return Err("strict");
+    }
+    if raw.modules.is_empty() {
+        return Err("no-module");
+    }
+    let path = raw
+        .query
+        .trim()
+        .strip_suffix(" = x")
+        .and_then(|q| q.strip_prefix("data."))
+        .filter(|p| p.split('.').all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')))
+        .ok_or("query")?;
+    // The package the query reads: the longest declared package the path starts with.
+    let package = raw
+        .modules
+        .iter()
+        .filter_map(|m| package_of(m))
+        .filter(|p| path == p || path.starts_with(&format!("{p}.")))
+        .max_by_key(String::len)
+        .ok_or("query")?;
+    let rule = path.strip_prefix(&package).and_then(|r| r.strip_prefix('.')).map(str::to_owned);
+    let input = match (&raw.input, &raw.input_term) {
+        (Some(v), _) => v.clone(),
+        (None, Some(term)) => serde_json::from_str(term).map_err(|_| "input-term")?,
+        (None, None) => Value::Null,
+    };
+    let want = match (&raw.want_result, &raw.want_error_code, &raw.want_error) {
+        (Some(rows), _, _) => Want::Value(rows.first().and_then(|r| r.get("x").cloned())),
+        (None, code, message) => {
+            let code = code.clone().or_else(|| message.clone()).unwrap_or_default();
+            Want::Error { compile: code.starts_with("rego_"), code }
+        }
+    };
+    // The main module (the one declaring the queried package) goes first.
+    let mut modules = raw.modules.clone();
+    if let Some(i) = modules.iter().position(|m| package_of(m).as_deref() == Some(package.as_str())) {
+        let main = modules.remove(i);
+        modules.insert(0, main);
+    }
+    let data = raw.data.clone().filter(|d| d.as_object().is_none_or(|o| !o.is_empty()));
+    Ok(Case { note: raw.note.clone(), modules, data, input, rule, want })
+}
+
+/// JSON equality with numbers compared by value (OPA's `1` and `1.0` are one number).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(i), Some(j), _, _) => i == j,
+            (_, _, Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
+        _ => a == b,
+    }
+}
