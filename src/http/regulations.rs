@@ -68,10 +68,12 @@ pub struct RegulationSummary {
     pub license: String,
 }
 
-/// The only sort key of the regulations.
+/// Sort keys of the regulations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegulationSort {
+    /// The catalog's own order (soc2, iso27001, hipaa, iso42001, eu_ai_act, fedramp).
+    CatalogOrder,
     Code,
 }
 
@@ -79,14 +81,14 @@ pub enum RegulationSort {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RegulationParams {
-    /// `code` (the only key); default order `asc`.
+    /// `catalog_order` (default) or `code`; default order `asc`.
     pub sort_by: Option<RegulationSort>,
 }
 
 /// The six regulations of the catalog, with their counts.
 #[utoipa::path(get, path = "/regulations", tag = "compliance", operation_id = "list_regulations", params(PageParams, RegulationParams),
     responses((status = 200, description = "One page", body = Page<RegulationSummary>)))]
-pub async fn list(caller: Caller, Listed { page, filter: _ }: Listed<RegulationParams>) -> Result<Response, ApiError> {
+pub async fn list(caller: Caller, Listed { page, filter }: Listed<RegulationParams>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let mut items: Vec<RegulationSummary> = Catalog::get()
         .regulations
@@ -108,7 +110,9 @@ pub async fn list(caller: Caller, Listed { page, filter: _ }: Listed<RegulationP
             }
         })
         .collect();
-    items.sort_by(|a, b| a.code.cmp(&b.code));
+    if filter.sort_by == Some(RegulationSort::Code) {
+        items.sort_by(|a, b| a.code.cmp(&b.code));
+    }
     if page.order_or(SortOrder::Asc) == SortOrder::Desc {
         items.reverse();
     }
