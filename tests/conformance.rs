@@ -89,7 +89,8 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
 /// Removes what a case uploaded to OPA (so later uploads do not recompile it all).
 async fn unload(http: &reqwest::Client, base: &str, module: &PolicyModule) {
     let url = format!("{base}/v1/policies/aumos/{}/v{}", module.policy_id.simple(), module.version);
-    let _ = http.delete(url).timeout(Duration::from_secs(10)).send().await;
+    let token = common::var("AUMOS_GOVERNANCE_OPA_TOKEN");
+    let _ = http.delete(url).bearer_auth(token).timeout(Duration::from_secs(10)).send().await;
 }
 
 #[derive(Debug, Default)]
@@ -173,9 +174,13 @@ async fn opa_conformance_cases_that_passed_before_still_pass_on_both_engines() {
 
     let timeout = Duration::from_secs(10);
     let base = common::var("AUMOS_GOVERNANCE_OPA_URL");
+    let opa = OpaEngine::new(reqwest::Client::new(), &base, timeout)
+        .with_token(Some(governance_engine::config::Secret::new(common::var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
     let engines: Vec<(&str, Arc<dyn PolicyEngine>, usize, Option<&str>)> = vec![
         ("embedded", Arc::new(EmbeddedEngine::new(timeout)), 2, None),
-        ("opa", Arc::new(OpaEngine::new(reqwest::Client::new(), &base, timeout)), 16, Some(base.as_str())),
+        // OPA recompiles every loaded module on each upload: a few cases at a time keep the
+        // scratch modules few.
+        ("opa", Arc::new(opa), 8, Some(base.as_str())),
     ];
     let mut report = serde_json::Map::new();
     let mut failures = BTreeSet::new();
