@@ -200,6 +200,41 @@ impl From<Sha256> for String {
     }
 }
 
+/// How a requirement relates to a CSF 2.0 control it is mapped to, read as "the
+/// requirement is a {relation} of the control" (NIST IR 8477 set relationships).
+///
+/// For coverage: evidence that a control operates satisfies a requirement only when the
+/// control covers all of it (`subset` or `equal`); when the control covers only part of
+/// it (`superset`: the requirement asks for more; `intersects`: they share only part),
+/// the evidence counts towards the requirement but cannot satisfy it alone (`partial`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    Subset,
+    Intersects,
+    Equal,
+    Superset,
+}
+
+impl Relation {
+    pub const ALL: [Relation; 4] = [Self::Subset, Self::Intersects, Self::Equal, Self::Superset];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subset => "subset",
+            Self::Intersects => "intersects",
+            Self::Equal => "equal",
+            Self::Superset => "superset",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+    /// Whether evidence for the control alone satisfies the requirement.
+    pub fn covers_requirement(self) -> bool {
+        matches!(self, Self::Subset | Self::Equal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,53 @@ impl EvidenceKind {
     }
 }
 
+/// What the evidence shows. A failed `automated_test_result` or a deny
+/// `policy_decision_reference` is a `fail`: it uncovers its days instead of covering them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Records submitted before outcomes existed all counted as passing.
+    #[default]
+    Pass,
+    Fail,
+    /// Context for a reviewer; never satisfies on its own.
+    Informational,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Self::Pass, Self::Fail, Self::Informational];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Informational => "informational",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == raw)
+    }
+}
+
+/// An auditor's verdict on a piece of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Accepted,
+    Rejected,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Accepted, Self::Rejected].into_iter().find(|v| v.as_str() == raw)
+    }
+}
+
 /// The stored artifact: addressed by its SHA-256, which the ledger event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -59,6 +106,8 @@ pub enum EvidenceCommand {
     Submit(Box<Submission>),
     Supersede { tenant_id: TenantId, by: EvidenceId, actor: Actor, reason: Option<Reason> },
     Withdraw { tenant_id: TenantId, actor: Actor, reason: Reason },
+    /// An auditor accepts or rejects active evidence; a later verdict replaces an earlier one.
+    Review { tenant_id: TenantId, verdict: Verdict, actor: Actor, reason: Reason },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +124,9 @@ pub struct Submission {
     pub artifact: Artifact,
     /// For `policy_decision_reference`: the decision this evidence points at.
     pub decision_id: Option<Uuid>,
+    /// Absent in records submitted before outcomes existed: those counted as passing.
+    #[serde(default)]
+    pub outcome: Outcome,
     pub actor: Actor,
 }
 
@@ -83,6 +135,7 @@ pub enum EvidenceEvent {
     EvidenceSubmitted(Submission),
     EvidenceSuperseded { by: EvidenceId, actor: Actor, reason: Option<Reason> },
     EvidenceWithdrawn { actor: Actor, reason: Reason },
+    EvidenceReviewed { verdict: Verdict, actor: Actor, reason: Reason },
 }
 
 impl DomainEvent for EvidenceEvent {
@@ -91,6 +144,7 @@ impl DomainEvent for EvidenceEvent {
             Self::EvidenceSubmitted(_) => "EvidenceSubmitted",
             Self::EvidenceSuperseded { .. } => "EvidenceSuperseded",
             Self::EvidenceWithdrawn { .. } => "EvidenceWithdrawn",
+            Self::EvidenceReviewed { .. } => "EvidenceReviewed",
         }
         .to_owned()
     }
@@ -153,13 +207,18 @@ impl Evidence {
             if s.valid_until < s.valid_from {
                 return Err(EvidenceError::Invalid("valid_until is before valid_from".into()));
             }
+            if s.kind == EvidenceKind::AutomatedTestResult && s.outcome == Outcome::Informational {
+                return Err(EvidenceError::Invalid("an automated_test_result passes or fails; it is not informational".into()));
+            }
             if (s.kind == EvidenceKind::PolicyDecisionReference) != s.decision_id.is_some() {
                 return Err(EvidenceError::Invalid("decision_id is required for, and only for, kind policy_decision_reference".into()));
             }
             return Ok(EvidenceEvent::EvidenceSubmitted(*s));
         }
         let tenant = match &command {
-            EvidenceCommand::Supersede { tenant_id, .. } | EvidenceCommand::Withdraw { tenant_id, .. } => *tenant_id,
+            EvidenceCommand::Supersede { tenant_id, .. }
+            | EvidenceCommand::Withdraw { tenant_id, .. }
+            | EvidenceCommand::Review { tenant_id, .. } => *tenant_id,
             EvidenceCommand::Submit(_) => return Err(EvidenceError::AlreadyExists),
         };
         if self.tenant_id != Some(tenant) {
@@ -176,6 +235,7 @@ impl Evidence {
                 Ok(EvidenceEvent::EvidenceSuperseded { by, actor, reason })
             }
             EvidenceCommand::Withdraw { actor, reason, .. } => Ok(EvidenceEvent::EvidenceWithdrawn { actor, reason }),
+            EvidenceCommand::Review { verdict, actor, reason, .. } => Ok(EvidenceEvent::EvidenceReviewed { verdict, actor, reason }),
             EvidenceCommand::Submit(_) => Err(EvidenceError::AlreadyExists),
         }
     }
@@ -203,6 +263,7 @@ impl Aggregate for Evidence {
             }
             EvidenceEvent::EvidenceSuperseded { .. } => self.status = EvidenceStatus::Superseded,
             EvidenceEvent::EvidenceWithdrawn { .. } => self.status = EvidenceStatus::Withdrawn,
+            EvidenceEvent::EvidenceReviewed { .. } => {}
         }
     }
 }

@@ -3,13 +3,17 @@
 
 pub mod codes;
 pub mod evidence;
+pub mod review;
 pub mod status;
 pub mod workflow;
 
-pub use codes::{ControlId, RegulationCode, RequirementId, Sha256};
-pub use evidence::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceEvent, EvidenceKind, EvidenceStatus, Submission};
-pub use status::{derive, Derived, RequirementStatus};
+pub use codes::{ControlId, RegulationCode, Relation, RequirementId, Sha256};
+pub use evidence::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceEvent, EvidenceKind, EvidenceStatus, Outcome, Submission, Verdict};
+pub use review::{Certification, CertifiedStatus, Finding, WorkflowChange};
+pub use status::{contribution, derive, Contribution, Cover, Derived, RequirementStatus};
 pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowState};
 
+#[cfg(test)]
+mod review_tests;
 #[cfg(test)]
 mod tests;

@@ -8,13 +8,17 @@
 //! any state except certified → cancelled
 //! ```
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::codes::{RegulationCode, RequirementId};
-use crate::ids::{Actor, PolicyName, Reason, TenantId, WorkflowId};
+use super::review::{Certification, Finding, WorkflowChange};
+use crate::ids::{Actor, EvidenceId, PolicyName, Reason, TenantId, WorkflowId};
 use crate::ledger_event::LedgerEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -77,6 +81,9 @@ impl WorkflowState {
     }
 }
 
+/// Moves out of `auditor_review` that only the auditor's accept / send-back make.
+const AUDITOR_MOVES: [WorkflowState; 2] = [WorkflowState::Certified, WorkflowState::Remediation];
+
 /// Which requirements the workflow covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -127,6 +134,16 @@ pub enum WorkflowCommand {
         justification: Reason,
         actor: Actor,
     },
+    /// Withdraws a not-applicable mark: the requirement is judged on evidence again.
+    WithdrawNotApplicable { tenant_id: TenantId, requirement_id: RequirementId, reason: Reason, actor: Actor },
+    /// Changes scope, owner and/or due date of an open workflow.
+    Change { tenant_id: TenantId, change: WorkflowChange, reason: Reason, actor: Actor },
+    /// The auditor accepts a workflow in `auditor_review`: it is certified with these statuses.
+    Accept { tenant_id: TenantId, certification: Certification, reason: Reason, actor: Actor },
+    /// The auditor sends a workflow in `auditor_review` back to remediation with findings.
+    SendBack { tenant_id: TenantId, findings: Vec<Finding>, reason: Reason, actor: Actor },
+    /// Closes an open finding with the evidence that resolves it.
+    CloseFinding { tenant_id: TenantId, finding_id: Uuid, evidence_id: EvidenceId, actor: Actor },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +170,29 @@ pub enum WorkflowEvent {
         justification: Reason,
         actor: Actor,
     },
+    NotApplicableWithdrawn {
+        requirement_id: RequirementId,
+        reason: Reason,
+        actor: Actor,
+    },
+    WorkflowChanged {
+        change: WorkflowChange,
+        reason: Reason,
+        actor: Actor,
+    },
+    WorkflowCertified {
+        certification: Certification,
+        actor: Actor,
+    },
+    FindingRaised {
+        finding: Finding,
+        actor: Actor,
+    },
+    FindingClosed {
+        finding_id: Uuid,
+        evidence_id: EvidenceId,
+        actor: Actor,
+    },
 }
 
 impl DomainEvent for WorkflowEvent {
@@ -161,6 +201,11 @@ impl DomainEvent for WorkflowEvent {
             Self::WorkflowCreated { .. } => "WorkflowCreated",
             Self::WorkflowStatusChanged { .. } => "WorkflowStatusChanged",
             Self::RequirementMarkedNotApplicable { .. } => "RequirementMarkedNotApplicable",
+            Self::NotApplicableWithdrawn { .. } => "NotApplicableWithdrawn",
+            Self::WorkflowChanged { .. } => "WorkflowChanged",
+            Self::WorkflowCertified { .. } => "WorkflowCertified",
+            Self::FindingRaised { .. } => "FindingRaised",
+            Self::FindingClosed { .. } => "FindingClosed",
         }
         .to_owned()
     }
@@ -179,6 +224,11 @@ pub enum WorkflowError {
     AlreadyExists,
     #[error("cannot move a workflow from {from} to {to}")]
     InvalidTransition { from: &'static str, to: &'static str, allowed: Vec<&'static str> },
+    /// Certified and sent back to remediation are the auditor's accept / send-back.
+    #[error("only the auditor's accept or send-back moves a workflow from auditor_review to {0}")]
+    AuditorDecides(&'static str),
+    #[error("{} finding(s) are still open", .0.len())]
+    OpenFindings(Vec<Uuid>),
     #[error("{0}")]
     Invalid(String),
 }
@@ -188,62 +238,128 @@ pub struct ComplianceWorkflow {
     pub tenant_id: Option<TenantId>,
     pub state: WorkflowState,
     pub scope: Option<Scope>,
+    pub not_applicable: BTreeSet<RequirementId>,
+    pub findings: BTreeSet<Uuid>,
+    pub open_findings: BTreeSet<Uuid>,
 }
 
 impl ComplianceWorkflow {
-    fn decide(&self, command: WorkflowCommand) -> Result<WorkflowEvent, WorkflowError> {
-        if let WorkflowCommand::Create { workflow_id, tenant_id, regulation, name, scope, owner, audit_period, due_date, actor } = command {
+    fn decide(&self, command: WorkflowCommand) -> Result<Vec<WorkflowEvent>, WorkflowError> {
+        use WorkflowCommand as C;
+        use WorkflowEvent as E;
+        if let C::Create { workflow_id, tenant_id, regulation, name, scope, owner, audit_period, due_date, actor } = command {
             if self.state != WorkflowState::Uninitialized {
                 return Err(WorkflowError::AlreadyExists);
             }
-            if matches!(&scope, Scope::Requirements { ids } if ids.is_empty()) {
-                return Err(WorkflowError::Invalid("a scope of listed requirements needs at least one".into()));
-            }
-            return Ok(WorkflowEvent::WorkflowCreated {
-                workflow_id,
-                tenant_id,
-                regulation,
-                name,
-                scope,
-                owner,
-                audit_period,
-                due_date,
-                actor,
-            });
+            check_scope(&scope)?;
+            return Ok(vec![E::WorkflowCreated { workflow_id, tenant_id, regulation, name, scope, owner, audit_period, due_date, actor }]);
         }
         let tenant = match &command {
-            WorkflowCommand::Transition { tenant_id, .. } | WorkflowCommand::MarkNotApplicable { tenant_id, .. } => *tenant_id,
-            WorkflowCommand::Create { .. } => return Err(WorkflowError::AlreadyExists),
+            C::Transition { tenant_id, .. }
+            | C::MarkNotApplicable { tenant_id, .. }
+            | C::WithdrawNotApplicable { tenant_id, .. }
+            | C::Change { tenant_id, .. }
+            | C::Accept { tenant_id, .. }
+            | C::SendBack { tenant_id, .. }
+            | C::CloseFinding { tenant_id, .. } => *tenant_id,
+            C::Create { .. } => return Err(WorkflowError::AlreadyExists),
         };
         // Another tenant's workflow is answered as if it did not exist.
         if self.tenant_id != Some(tenant) {
             return Err(WorkflowError::NotFound);
         }
         match command {
-            WorkflowCommand::Transition { to, reason, actor, .. } => {
-                if !self.state.allowed().contains(&to) {
-                    return Err(WorkflowError::InvalidTransition {
-                        from: self.state.as_str(),
-                        to: to.as_str(),
-                        allowed: self.state.allowed().iter().map(|s| s.as_str()).collect(),
-                    });
+            C::Transition { to, reason, actor, .. } => {
+                self.check_move(to)?;
+                if self.state == WorkflowState::AuditorReview && AUDITOR_MOVES.contains(&to) {
+                    return Err(WorkflowError::AuditorDecides(to.as_str()));
                 }
-                Ok(WorkflowEvent::WorkflowStatusChanged { from: self.state, to, reason, actor })
+                if self.state == WorkflowState::Remediation && !self.open_findings.is_empty() && to != WorkflowState::Cancelled {
+                    return Err(WorkflowError::OpenFindings(self.open_findings.iter().copied().collect()));
+                }
+                Ok(vec![E::WorkflowStatusChanged { from: self.state, to, reason, actor }])
             }
-            WorkflowCommand::MarkNotApplicable { requirement_id, justification, actor, .. } => {
-                if matches!(self.state, WorkflowState::Certified | WorkflowState::Cancelled) {
-                    return Err(WorkflowError::Invalid(format!("the workflow is {}; its scope is closed", self.state.as_str())));
-                }
+            C::MarkNotApplicable { requirement_id, justification, actor, .. } => {
+                self.check_open()?;
                 if let Some(Scope::Requirements { ids }) = &self.scope {
                     if !ids.contains(&requirement_id) {
                         return Err(WorkflowError::Invalid(format!("{requirement_id} is not in the workflow's scope")));
                     }
                 }
-                Ok(WorkflowEvent::RequirementMarkedNotApplicable { requirement_id, justification, actor })
+                Ok(vec![E::RequirementMarkedNotApplicable { requirement_id, justification, actor }])
             }
-            WorkflowCommand::Create { .. } => Err(WorkflowError::AlreadyExists),
+            C::WithdrawNotApplicable { requirement_id, reason, actor, .. } => {
+                self.check_open()?;
+                if !self.not_applicable.contains(&requirement_id) {
+                    return Err(WorkflowError::Invalid(format!("{requirement_id} is not marked not applicable")));
+                }
+                Ok(vec![E::NotApplicableWithdrawn { requirement_id, reason, actor }])
+            }
+            C::Change { change, reason, actor, .. } => {
+                self.check_open()?;
+                if change.is_empty() {
+                    return Err(WorkflowError::Invalid("a change needs a scope, an owner or a due date".into()));
+                }
+                if let Some(scope) = &change.scope {
+                    check_scope(scope)?;
+                }
+                Ok(vec![E::WorkflowChanged { change, reason, actor }])
+            }
+            C::Accept { certification, reason, actor, .. } => {
+                self.check_move(WorkflowState::Certified)?;
+                if certification.valid_until <= certification.as_of {
+                    return Err(WorkflowError::Invalid("a certification must be valid after the day it is granted".into()));
+                }
+                let moved = E::WorkflowStatusChanged { from: self.state, to: WorkflowState::Certified, reason, actor: actor.clone() };
+                Ok(vec![moved, E::WorkflowCertified { certification, actor }])
+            }
+            C::SendBack { findings, reason, actor, .. } => {
+                self.check_move(WorkflowState::Remediation)?;
+                if findings.is_empty() {
+                    return Err(WorkflowError::Invalid("sending back to remediation needs at least one finding".into()));
+                }
+                let mut events =
+                    vec![E::WorkflowStatusChanged { from: self.state, to: WorkflowState::Remediation, reason, actor: actor.clone() }];
+                events.extend(findings.into_iter().map(|finding| E::FindingRaised { finding, actor: actor.clone() }));
+                Ok(events)
+            }
+            C::CloseFinding { finding_id, evidence_id, actor, .. } => {
+                if !self.findings.contains(&finding_id) {
+                    return Err(WorkflowError::Invalid(format!("finding {finding_id} is not a finding of this workflow")));
+                }
+                if !self.open_findings.contains(&finding_id) {
+                    return Err(WorkflowError::Invalid(format!("finding {finding_id} is already closed")));
+                }
+                Ok(vec![E::FindingClosed { finding_id, evidence_id, actor }])
+            }
+            C::Create { .. } => Err(WorkflowError::AlreadyExists),
         }
     }
+
+    fn check_move(&self, to: WorkflowState) -> Result<(), WorkflowError> {
+        if self.state.allowed().contains(&to) {
+            return Ok(());
+        }
+        Err(WorkflowError::InvalidTransition {
+            from: self.state.as_str(),
+            to: to.as_str(),
+            allowed: self.state.allowed().iter().map(|s| s.as_str()).collect(),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), WorkflowError> {
+        if matches!(self.state, WorkflowState::Certified | WorkflowState::Cancelled) {
+            return Err(WorkflowError::Invalid(format!("the workflow is {}; its scope is closed", self.state.as_str())));
+        }
+        Ok(())
+    }
+}
+
+fn check_scope(scope: &Scope) -> Result<(), WorkflowError> {
+    if matches!(scope, Scope::Requirements { ids } if ids.is_empty()) {
+        return Err(WorkflowError::Invalid("a scope of listed requirements needs at least one".into()));
+    }
+    Ok(())
 }
 
 impl Aggregate for ComplianceWorkflow {
@@ -254,20 +370,40 @@ impl Aggregate for ComplianceWorkflow {
     type Services = ();
 
     async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
         Ok(())
     }
 
     fn apply(&mut self, event: Self::Event) {
+        use WorkflowEvent as E;
         match event {
-            WorkflowEvent::WorkflowCreated { tenant_id, scope, .. } => {
+            E::WorkflowCreated { tenant_id, scope, .. } => {
                 self.tenant_id = Some(tenant_id);
                 self.scope = Some(scope);
                 self.state = WorkflowState::Draft;
             }
-            WorkflowEvent::WorkflowStatusChanged { to, .. } => self.state = to,
-            WorkflowEvent::RequirementMarkedNotApplicable { .. } => {}
+            E::WorkflowStatusChanged { to, .. } => self.state = to,
+            E::RequirementMarkedNotApplicable { requirement_id, .. } => {
+                self.not_applicable.insert(requirement_id);
+            }
+            E::NotApplicableWithdrawn { requirement_id, .. } => {
+                self.not_applicable.remove(&requirement_id);
+            }
+            E::WorkflowChanged { change, .. } => {
+                if let Some(scope) = change.scope {
+                    self.scope = Some(scope);
+                }
+            }
+            E::WorkflowCertified { .. } => {}
+            E::FindingRaised { finding, .. } => {
+                self.findings.insert(finding.finding_id);
+                self.open_findings.insert(finding.finding_id);
+            }
+            E::FindingClosed { finding_id, .. } => {
+                self.open_findings.remove(&finding_id);
+            }
         }
     }
 }
