@@ -172,6 +172,9 @@ pub struct ControlLink {
     /// Tenant: `subset`, `intersects`, `equal` or `superset` (NIST IR 8477).
     pub relation: Option<String>,
     pub rationale: Option<String>,
+    /// Set when the tenant marked this link not applicable to it: the rationale. Such a
+    /// link is shown but carries no evidence to the requirement.
+    pub not_applicable: Option<String>,
 }
 
 /// A tenant's mapping, as far as merging needs it.
@@ -182,6 +185,8 @@ pub struct TenantLink {
     pub control_id: String,
     pub relation: String,
     pub rationale: String,
+    /// A not-applicable mark on the link (`relation` is then empty).
+    pub not_applicable: bool,
 }
 
 impl From<projections::compliance::TenantMappingView> for TenantLink {
@@ -192,12 +197,27 @@ impl From<projections::compliance::TenantMappingView> for TenantLink {
             control_id: m.control_id,
             relation: m.relation,
             rationale: m.rationale,
+            not_applicable: false,
+        }
+    }
+}
+
+impl From<projections::compliance_review::ExclusionView> for TenantLink {
+    fn from(m: projections::compliance_review::ExclusionView) -> Self {
+        Self {
+            regulation: m.regulation,
+            requirement_id: m.requirement_id,
+            control_id: m.control_id,
+            relation: String::new(),
+            rationale: m.rationale,
+            not_applicable: true,
         }
     }
 }
 
 /// The requirement's controls: the baseline's, with tenant links added or overriding
-/// the baseline link to the same control.
+/// the baseline link to the same control, and the tenant's not-applicable marks set on
+/// the links they name.
 pub fn merged_controls(requirement: &Requirement, tenant: &[TenantLink]) -> Vec<ControlLink> {
     let mut out: Vec<ControlLink> = requirement
         .csf
@@ -208,19 +228,28 @@ pub fn merged_controls(requirement: &Requirement, tenant: &[TenantLink]) -> Vec<
             mapping_source: Some(requirement.mapping_source.clone()),
             relation: None,
             rationale: None,
+            not_applicable: None,
         })
         .collect();
-    for t in tenant.iter().filter(|t| t.requirement_id == requirement.id) {
+    let (marks, links): (Vec<&TenantLink>, Vec<&TenantLink>) =
+        tenant.iter().filter(|t| t.requirement_id == requirement.id).partition(|t| t.not_applicable);
+    for t in links {
         let link = ControlLink {
             control_id: t.control_id.clone(),
             source: "tenant",
             mapping_source: None,
             relation: Some(t.relation.clone()),
             rationale: Some(t.rationale.clone()),
+            not_applicable: None,
         };
         match out.iter_mut().find(|l| l.control_id == t.control_id) {
             Some(existing) => *existing = link,
             None => out.push(link),
+        }
+    }
+    for m in marks {
+        if let Some(link) = out.iter_mut().find(|l| l.control_id == m.control_id) {
+            link.not_applicable = Some(m.rationale.clone());
         }
     }
     out
@@ -290,6 +319,7 @@ mod tests {
                 control_id: first.clone(),
                 relation: "equal".into(),
                 rationale: "ours".into(),
+                not_applicable: false,
             },
             TenantLink {
                 regulation: "soc2".into(),
@@ -297,6 +327,7 @@ mod tests {
                 control_id: "DE.CM-01".into(),
                 relation: "subset".into(),
                 rationale: "x".into(),
+                not_applicable: false,
             },
             TenantLink {
                 regulation: "soc2".into(),
@@ -304,6 +335,7 @@ mod tests {
                 control_id: "DE.CM-02".into(),
                 relation: "subset".into(),
                 rationale: "x".into(),
+                not_applicable: false,
             },
         ];
         let merged = merged_controls(req, &tenant);
@@ -311,5 +343,25 @@ mod tests {
         let overridden = merged.iter().find(|l| l.control_id == first).unwrap();
         assert_eq!((overridden.source, overridden.relation.as_deref()), ("tenant", Some("equal")));
         assert!(merged.iter().filter(|l| l.source == "baseline").all(|l| l.mapping_source.as_deref() == Some("analyst")));
+    }
+
+    #[test]
+    fn a_not_applicable_mark_flags_the_link_it_names_and_nothing_else() {
+        let c = Catalog::load().unwrap();
+        let req = c.regulation(RegulationCode::Soc2).unwrap().requirement("CC6.1").unwrap();
+        let mark = |control: &str| TenantLink {
+            regulation: "soc2".into(),
+            requirement_id: "CC6.1".into(),
+            control_id: control.into(),
+            relation: String::new(),
+            rationale: "no VPN".into(),
+            not_applicable: true,
+        };
+        let merged = merged_controls(req, &[mark(&req.csf[0]), mark("RC.RP-06")]);
+        assert_eq!(merged.len(), req.csf.len(), "a mark adds no link");
+        assert_eq!(
+            merged.iter().filter(|l| l.not_applicable.is_some()).map(|l| l.control_id.as_str()).collect::<Vec<_>>(),
+            vec![req.csf[0].as_str()]
+        );
     }
 }

@@ -53,6 +53,14 @@ pub const DOMAIN_TOPICS: &[(&str, &str)] = &[
     ("EvidenceSubmitted", "governance.evidence.submitted"),
     ("EvidenceSuperseded", "governance.evidence.superseded"),
     ("EvidenceWithdrawn", "governance.evidence.withdrawn"),
+    ("EvidenceReviewed", "governance.evidence.reviewed"),
+    ("WorkflowChanged", "governance.compliance.workflow.changed"),
+    ("WorkflowCertified", "governance.compliance.workflow.certified"),
+    ("NotApplicableWithdrawn", "governance.compliance.requirement.not_applicable_withdrawn"),
+    ("FindingRaised", "governance.compliance.finding.raised"),
+    ("FindingClosed", "governance.compliance.finding.closed"),
+    ("ControlMappingNotApplicable", "governance.compliance.mapping.not_applicable"),
+    ("ControlMappingNotApplicableWithdrawn", "governance.compliance.mapping.not_applicable_withdrawn"),
 ];
 
 /// Every topic the relay writes: the audit topic and every domain topic.
@@ -408,6 +416,14 @@ mod tests {
             "EvidenceSubmitted",
             "EvidenceSuperseded",
             "EvidenceWithdrawn",
+            "EvidenceReviewed",
+            "WorkflowChanged",
+            "WorkflowCertified",
+            "NotApplicableWithdrawn",
+            "FindingRaised",
+            "FindingClosed",
+            "ControlMappingNotApplicable",
+            "ControlMappingNotApplicableWithdrawn",
         ];
         for e in events {
             let topic = domain_topic(e).unwrap_or_else(|| panic!("{e} has no topic"));

@@ -4,56 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod compliance_support;
 
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::Digest;
 use uuid::Uuid;
 
-struct T<'a> {
-    svc: &'a Service,
-    id: Uuid,
-    tok: String,
-}
-
-impl T<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
-    }
-    async fn workflow(&self, scope: &[&str]) -> String {
-        let body = json!({"regulation": "soc2", "name": "SOC 2 Type II", "scope": scope, "audit_period_start": "2026-01-01",
-            "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
-        let (status, w) = self.call(Method::POST, "/api/v1/compliance/workflows", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{w}");
-        w["workflow_id"].as_str().unwrap().to_owned()
-    }
-    async fn upload(&self, metadata: Value, artifact: &[u8]) -> (StatusCode, Value) {
-        let part = reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("access-review.csv").mime_str("text/csv").unwrap();
-        let resp = self.svc.upload_evidence(self.id, &self.tok, &metadata, part).await;
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-    async fn statuses(&self, workflow: &str) -> Value {
-        let (status, s) =
-            self.call(Method::GET, &format!("/api/v1/compliance/workflows/{workflow}/requirements?page_size=100"), None).await;
-        assert_eq!(status, StatusCode::OK, "{s}");
-        s
-    }
-}
-
-fn tenant(svc: &Service) -> T<'_> {
-    let id = Uuid::new_v4();
-    T { svc, id, tok: token(id, ADMIN) }
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn status_of<'a>(statuses: &'a Value, requirement: &str) -> &'a str {
-    statuses["items"].as_array().unwrap().iter().find(|i| i["requirement_id"] == requirement).unwrap()["status"].as_str().unwrap()
-}
+use compliance_support::*;
 
 #[tokio::test]
 async fn the_catalog_serves_six_regulations_filters_by_csf_and_maps_controls_across_regulations() {
@@ -138,25 +96,18 @@ async fn the_workflow_state_machine_over_http_records_every_transition_and_answe
         ("invalid_transition", json!(["scoping", "cancelled"]))
     );
     let before = ledger_count_for(t.id).await;
-    let path_taken = [
-        "scoping",
-        "evidence_collection",
-        "internal_review",
-        "auditor_review",
-        "remediation",
-        "evidence_collection",
-        "internal_review",
-        "auditor_review",
-        "certified",
-    ];
+    let path_taken = ["scoping", "evidence_collection", "internal_review", "auditor_review"];
     for to in path_taken {
         let (status, body) = t.call(Method::POST, &path, Some(go(to))).await;
         assert_eq!(status, StatusCode::OK, "{to}: {body}");
         assert_eq!(body["state"], to);
     }
     assert_eq!(ledger_count_for(t.id).await, before + path_taken.len() as i64, "one ledger entry per transition");
-    let (status, e) = t.call(Method::POST, &path, Some(go("cancelled"))).await;
-    assert_eq!((status, e["error"]["details"]["allowed_transitions"].clone()), (StatusCode::CONFLICT, json!([])), "certified is final");
+    for auditors_move in ["certified", "remediation"] {
+        let (status, e) = t.call(Method::POST, &path, Some(go(auditors_move))).await;
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::CONFLICT, "invalid_transition"), "only the auditor moves on: {e}");
+    }
+    assert_eq!(ledger_count_for(t.id).await, before + path_taken.len() as i64, "a refused move records nothing");
     let (_, detail) = t.call(Method::GET, &format!("/api/v1/compliance/workflows/{w}"), None).await;
     let transitions = detail["transitions"].as_array().unwrap();
     assert_eq!(transitions.len(), path_taken.len());
@@ -216,11 +167,10 @@ async fn evidence_for_a_control_counts_for_every_mapped_requirement_and_download
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing is edited twice");
 
-    // Expiring within the window, and a justified not-applicable.
-    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
+    // Expiring within the window as of a day in the period, and a justified not-applicable.
     let (status, _) = t
         .upload(
-            json!({"workflow_id": w, "requirement_ids": ["CC6.2"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": soon}),
+            json!({"workflow_id": w, "requirement_ids": ["CC6.2"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": "2026-06-30"}),
             b"signed",
         )
         .await;
@@ -233,8 +183,10 @@ async fn evidence_for_a_control_counts_for_every_mapped_requirement_and_download
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    let (_, s) = t.call(Method::GET, &format!("/api/v1/compliance/workflows/{w}/requirements?page_size=100&as_of=2026-06-20"), None).await;
+    assert_eq!((status_of(&s, "CC6.2"), status_of(&s, "CC1.1"), s["as_of"].as_str()), ("expiring", "not_applicable", Some("2026-06-20")));
     let s = t.statuses(&w).await;
-    assert_eq!((status_of(&s, "CC6.2"), status_of(&s, "CC1.1")), ("expiring", "not_applicable"));
+    assert_eq!(status_of(&s, "CC6.2"), "satisfied", "the closed period stays covered after it ends");
 }
 
 #[tokio::test]
@@ -438,10 +390,11 @@ async fn the_dashboard_reports_statuses_kinds_expiry_states_and_decisions_and_ne
     // New evidence shows at once: the cached dashboard above is dropped by the projection.
     let (status, _) = t.upload(json!({"workflow_id": soc2, "control_ids": ["PR.AA-01"], "kind": "configuration_export", "valid_from": "2025-01-01", "valid_until": "2030-01-01"}), b"idp").await;
     assert_eq!(status, StatusCode::CREATED);
-    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
-    let (status, e) = t.upload(json!({"workflow_id": soc2, "requirement_ids": ["CC1.1"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": soon}), b"ceo").await;
+    let (status, e) = t.upload(json!({"workflow_id": soc2, "requirement_ids": ["CC1.1"], "kind": "attestation", "valid_from": "2025-01-01", "valid_until": "2026-06-30"}), b"ceo").await;
     assert_eq!(status, StatusCode::CREATED);
     let d = dashboard("").await;
+    assert_eq!(d["requirements_by_status"], json!({"satisfied": 3, "missing": 68}), "the closed period stays covered");
+    let d = dashboard("?as_of=2026-06-25").await;
     assert_eq!(d["requirements_by_status"], json!({"satisfied": 2, "expiring": 1, "missing": 68}));
     assert_eq!(d["coverage_percent"], 4.2, "3 of 71");
     assert_eq!(d["evidence_by_kind"], json!({"attestation": 1, "configuration_export": 1}));
@@ -450,7 +403,7 @@ async fn the_dashboard_reports_statuses_kinds_expiry_states_and_decisions_and_ne
         vec![e["evidence_id"].clone()]
     );
 
-    let d = dashboard("?regulation=soc2").await;
+    let d = dashboard("?regulation=soc2&as_of=2026-06-25").await;
     assert_eq!((d["workflows"].as_i64(), d["requirements_by_status"].clone()), (Some(1), json!({"satisfied": 2, "expiring": 1})));
     let (_, d) = t.call(Method::GET, &format!("/api/v1/compliance/dashboard?workflow_id={hipaa}"), None).await;
     assert_eq!((d["workflows"].as_i64(), d["evidence_by_kind"].clone()), (Some(1), json!({})));
@@ -465,8 +418,7 @@ async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a
     let w = t.workflow(&["CC6.1"]).await;
     let meta = |until: &str| json!({"workflow_id": w, "requirement_ids": ["CC6.1"], "kind": "document", "valid_from": "2025-01-01", "valid_until": until});
     let (_, old) = t.upload(meta("2099-12-31"), b"old policy").await;
-    let soon = (chrono::Utc::now().date_naive() + chrono::Days::new(5)).to_string();
-    let (_, new) = t.upload(meta(&soon), b"new policy").await;
+    let (_, new) = t.upload(meta("2026-05-31"), b"new policy").await;
     assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "satisfied", "the long-lived record still counts");
     let (status, superseded) = t
         .call(
@@ -477,7 +429,11 @@ async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a
         .await;
     assert_eq!(status, StatusCode::OK, "{superseded}");
     assert_eq!((superseded["status"].as_str(), &superseded["superseded_by"]), (Some("superseded"), &new["evidence_id"]));
-    assert_eq!(status_of(&t.statuses(&w).await, "CC6.1"), "expiring", "only the active record counts now");
+    assert_eq!(
+        status_of(&t.statuses(&w).await, "CC6.1"),
+        "expired",
+        "only the active record counts now, and it ended before the period did"
+    );
     let (status, _) = t
         .call(
             Method::POST,

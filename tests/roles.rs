@@ -15,7 +15,7 @@ const ROLES: &[&str] = &["governance:admin", "policy:author", "policy:evaluator"
 fn table() -> Vec<(Method, String, Vec<String>)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SECURITY.md")).unwrap();
     doc.lines()
-        .filter(|l| l.starts_with("| GET ") || l.starts_with("| POST "))
+        .filter(|l| l.starts_with("| GET ") || l.starts_with("| POST ") || l.starts_with("| PATCH "))
         .map(|l| {
             let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
             let roles = if cells[2] == "any role" {
@@ -30,8 +30,14 @@ fn table() -> Vec<(Method, String, Vec<String>)> {
 
 /// A body of the right shape, so the role check is what decides.
 fn body(method: &Method, path: &str) -> Option<Value> {
+    if *method == Method::PATCH {
+        return Some(json!({"due_date": "2026-12-31", "reason": "r"}));
+    }
     if *method != Method::POST {
         return None;
+    }
+    if path.contains("/link-exclusions") {
+        return Some(json!({"requirement_id": "CC1.1", "control_id": "GV.PO-01", "rationale": "r"}));
     }
     Some(match path.rsplit('/').next().unwrap() {
         "policies" => json!({"name": "roles", "rego": "package roles\nallow := true\n"}),
@@ -45,6 +51,11 @@ fn body(method: &Method, path: &str) -> Option<Value> {
         "mappings" => json!({"mappings": [{"requirement_id": "CC1.1", "control_id": "PR.AA-01", "relation": "subset", "rationale": "r"}]}),
         "supersede" => json!({"by": Uuid::new_v4()}),
         "withdraw" => json!({"reason": "r"}),
+        "withdrawals" => json!({"requirement_id": "CC1.1", "reason": "r"}),
+        "accept" => json!({"reason": "r"}),
+        "send-back" => json!({"reason": "r", "findings": [{"title": "t", "owner": "o", "due_date": "2026-12-31"}]}),
+        "close" => json!({"evidence_id": Uuid::new_v4()}),
+        "review" => json!({"verdict": "accepted", "reason": "r"}),
         _ => return None,
     })
 }
@@ -58,6 +69,7 @@ async fn every_endpoint_admits_exactly_the_roles_the_table_lists() {
     for (method, template, allowed) in rows {
         let path = template
             .replace("{id}", &Uuid::new_v4().to_string())
+            .replace("{finding_id}", &Uuid::new_v4().to_string())
             .replace("{seq}", "1")
             .replace("{code}", "soc2")
             .replace("{csf_id}", "PR.AA-01");

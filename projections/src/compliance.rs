@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use aggregates::compliance::{Scope, WorkflowEvent};
+use aggregates::compliance::{Certification, Scope, WorkflowEvent};
 use aggregates::LedgerEvent;
 
 use crate::{EventRecord, Page, ProjectionError, Projector};
@@ -15,6 +15,10 @@ use crate::{EventRecord, Page, ProjectionError, Projector};
 /// The aggregate type of tenant mapping facts (recorded, not decided: no invariants).
 pub const CONTROL_MAPPING_AGGREGATE: &str = "ControlMapping";
 pub const CONTROL_MAPPING_SET: &str = "ControlMappingSet";
+/// A tenant marks a requirement → control link (usually a baseline one) not applicable to it.
+pub const CONTROL_MAPPING_NOT_APPLICABLE: &str = "ControlMappingNotApplicable";
+/// ... and withdraws that mark.
+pub const CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN: &str = "ControlMappingNotApplicableWithdrawn";
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkflowView {
@@ -33,6 +37,11 @@ pub struct WorkflowView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seq: i64,
+    /// Set when certified: the statuses it was certified with, as of which day, valid until when.
+    #[schema(value_type = Option<Object>)]
+    pub certification: Option<sqlx::types::Json<Certification>>,
+    /// The last day the certification is valid; after it the regulation needs re-certification.
+    pub certified_until: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -67,7 +76,7 @@ pub struct TenantMappingView {
 }
 
 const WORKFLOW_COLUMNS: &str = "workflow_id, regulation, name, scope_all, scope_requirements, owner, audit_period_start, \
-    audit_period_end, due_date, state, created_by, created_at, updated_at, last_seq";
+    audit_period_end, due_date, state, created_by, created_at, updated_at, last_seq, certification, certified_until";
 
 pub async fn workflow(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowView>, ProjectionError> {
     let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM gov_compliance_workflows WHERE workflow_id = $1");
@@ -201,7 +210,15 @@ impl Projector for ComplianceProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["gov_compliance_workflows", "gov_compliance_transitions", "gov_compliance_not_applicable", "gov_control_mappings"]
+        &[
+            "gov_compliance_workflows",
+            "gov_compliance_transitions",
+            "gov_compliance_not_applicable",
+            "gov_control_mappings",
+            "gov_compliance_changes",
+            "gov_compliance_findings",
+            "gov_control_mapping_exclusions",
+        ]
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
@@ -275,14 +292,9 @@ impl Projector for ComplianceProjector {
                 .bind(e.seq)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE gov_compliance_workflows SET updated_at = $3, last_seq = $4 WHERE tenant_id = $1 AND workflow_id = $2")
-                    .bind(e.tenant_id)
-                    .bind(id)
-                    .bind(e.recorded_at)
-                    .bind(e.seq)
-                    .execute(&mut *tx)
-                    .await?;
+                touch(tx, e, id).await?;
             }
+            Ok(other) => crate::compliance_review::apply(tx, e, id, other).await?,
             // Unknown event types belong to newer code; skipping keeps old readers running.
             Err(err) => {
                 tracing::warn!(event_type = %e.event_type, seq = e.seq, error = %err, "compliance projector skips an event it cannot read")
@@ -292,10 +304,22 @@ impl Projector for ComplianceProjector {
     }
 }
 
+/// Moves a workflow's `updated_at` and `last_seq` to this event.
+pub(crate) async fn touch(tx: &mut PgConnection, e: &EventRecord, id: Uuid) -> Result<(), ProjectionError> {
+    sqlx::query("UPDATE gov_compliance_workflows SET updated_at = $3, last_seq = $4 WHERE tenant_id = $1 AND workflow_id = $2")
+        .bind(e.tenant_id)
+        .bind(id)
+        .bind(e.recorded_at)
+        .bind(e.seq)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// `ControlMappingSet`: the latest mapping of a (regulation, requirement, control) wins.
 async fn apply_mapping(tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
     if e.event_type != CONTROL_MAPPING_SET {
-        return Ok(());
+        return crate::compliance_review::apply_exclusion(tx, e).await;
     }
     let s = |name: &str| e.payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     sqlx::query(

@@ -28,6 +28,13 @@ pub struct EvidenceView {
     pub content_type: String,
     pub filename: Option<String>,
     pub decision_id: Option<Uuid>,
+    /// `pass`, `fail` or `informational`: what the evidence shows.
+    pub outcome: String,
+    /// The auditor's verdict, `accepted` or `rejected` (rejected evidence does not count).
+    pub review_verdict: Option<String>,
+    pub review_reason: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
     /// `active`, `superseded` or `withdrawn`.
     pub status: String,
     pub superseded_by: Option<Uuid>,
@@ -40,7 +47,8 @@ pub struct EvidenceView {
 }
 
 const COLUMNS: &str = "evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, valid_until, sha256, \
-    size_bytes, content_type, filename, decision_id, status, superseded_by, status_reason, submitted_by, submitted_at, ledger_seq, last_seq";
+    size_bytes, content_type, filename, decision_id, outcome, review_verdict, review_reason, reviewed_by, reviewed_at, status, superseded_by, \
+    status_reason, submitted_by, submitted_at, ledger_seq, last_seq";
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<EvidenceView>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM gov_evidence WHERE evidence_id = $1");
@@ -60,7 +68,6 @@ pub async fn of_workflow(
     Ok(sqlx::query_as(&sql).bind(workflow_id).bind(only_active).fetch_all(conn).await?)
 }
 
-/// One page of a workflow's evidence, newest first.
 /// Sort keys of the evidence list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -78,27 +85,50 @@ impl EvidenceSort {
     }
 }
 
+/// Which evidence records a list shows; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceFilter {
+    pub workflow_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    /// Names this CSF control.
+    pub control_id: Option<String>,
+    /// Names this requirement directly.
+    pub requirement_id: Option<String>,
+    /// Its `valid_until` is before this day.
+    pub expiring_before: Option<NaiveDate>,
+}
+
+const FILTER: &str = "($1::uuid IS NULL OR workflow_id = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3) \
+    AND ($4::text IS NULL OR $4 = ANY(control_ids)) AND ($5::text IS NULL OR $5 = ANY(requirement_ids)) \
+    AND ($6::date IS NULL OR valid_until < $6)";
+
+/// One page of the tenant's evidence matching `f`, in the asked order.
 pub async fn page(
     conn: &mut PgConnection,
-    workflow_id: Option<Uuid>,
+    f: &EvidenceFilter,
     (page, page_size): (u32, u32),
     (sort, order): (EvidenceSort, crate::SortOrder),
 ) -> Result<Page<EvidenceView>, ProjectionError> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1)")
-        .bind(workflow_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    macro_rules! bind_filter {
+        ($q:expr) => {
+            $q.bind(f.workflow_id)
+                .bind(f.status.as_deref())
+                .bind(f.kind.as_deref())
+                .bind(f.control_id.as_deref())
+                .bind(f.requirement_id.as_deref())
+                .bind(f.expiring_before)
+        };
+    }
+    let total: i64 =
+        bind_filter!(sqlx::query_scalar(&format!("SELECT count(*) FROM gov_evidence WHERE {FILTER}"))).fetch_one(&mut *conn).await?;
     let sql = format!(
-        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) ORDER BY {} {o}, evidence_id {o} LIMIT $2 OFFSET $3",
+        "SELECT {COLUMNS} FROM gov_evidence WHERE {FILTER} ORDER BY {} {o}, evidence_id {o} LIMIT $7 OFFSET $8",
         sort.column(),
         o = order.sql()
     );
-    let items = sqlx::query_as(&sql)
-        .bind(workflow_id)
-        .bind(i64::from(page_size))
-        .bind(crate::offset(page, page_size))
-        .fetch_all(&mut *conn)
-        .await?;
+    let items =
+        bind_filter!(sqlx::query_as(&sql)).bind(i64::from(page_size)).bind(crate::offset(page, page_size)).fetch_all(&mut *conn).await?;
     Ok(Page { items, page, page_size, total })
 }
 
@@ -134,8 +164,8 @@ impl Projector for EvidenceProjector {
             EvidenceEvent::EvidenceSubmitted(s) => {
                 sqlx::query(
                     "INSERT INTO gov_evidence (tenant_id, evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, \
-                     valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17)",
+                     valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17, $18)",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
@@ -152,6 +182,23 @@ impl Projector for EvidenceProjector {
                 .bind(&s.artifact.filename)
                 .bind(s.decision_id)
                 .bind(&e.actor)
+                .bind(e.recorded_at)
+                .bind(e.seq)
+                .bind(s.outcome.as_str())
+                .execute(tx)
+                .await?;
+                return Ok(());
+            }
+            EvidenceEvent::EvidenceReviewed { verdict, actor, reason } => {
+                sqlx::query(
+                    "UPDATE gov_evidence SET review_verdict = $3, review_reason = $4, reviewed_by = $5, reviewed_at = $6, last_seq = $7 \
+                     WHERE tenant_id = $1 AND evidence_id = $2",
+                )
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(verdict.as_str())
+                .bind(reason.as_str())
+                .bind(actor.as_str())
                 .bind(e.recorded_at)
                 .bind(e.seq)
                 .execute(tx)

@@ -10,6 +10,8 @@
 //! - [`decisions`]: decision records (`gov_policy_decisions`), one per evaluation.
 //! - [`compliance`]: workflows, their transitions and not-applicable justifications, and
 //!   tenant-defined requirement → control mappings.
+//! - [`compliance_review`]: what a workflow records after creation (changes, findings,
+//!   certification) and tenants' not-applicable marks on requirement → control links.
 //! - [`evidence`]: evidence records (`gov_evidence`).
 //! - [`Projector`]: the trait the projection runner drives.
 //!
@@ -17,6 +19,7 @@
 //! the projector's stored position, so each event takes effect exactly once.
 
 pub mod compliance;
+pub mod compliance_review;
 pub mod decisions;
 pub mod evidence;
 pub mod policies;

@@ -26,8 +26,8 @@ use crate::catalog::TenantLink;
 use crate::compliance::{statuses, RegulationIndex};
 use crate::error::{database, ApiError};
 
-/// Tenant, generation, filters.
-type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>);
+/// Tenant, generation, filters, as-of day.
+type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
 
 /// Cached dashboards. Each tenant has a generation that every applied compliance event
 /// bumps; keys carry it, so a bump makes the tenant's cached answers unreachable at once
@@ -98,7 +98,8 @@ pub struct Dashboard {
     pub workflows: usize,
     /// In-scope requirements over all matching workflows, by status.
     pub requirements_by_status: BTreeMap<String, usize>,
-    /// Satisfied or expiring (still valid) over the applicable ones, in percent.
+    /// Satisfied or expiring (still valid) over the applicable ones, in percent. Certified
+    /// workflows count with the statuses they were certified with.
     pub coverage_percent: f64,
     /// Active evidence by kind.
     pub evidence_by_kind: BTreeMap<String, usize>,
@@ -117,6 +118,8 @@ pub struct DashboardParams {
     pub regulation: Option<String>,
     /// Only this workflow.
     pub workflow_id: Option<Uuid>,
+    /// Judge freshness (expiring, expired) as of this day (default: today).
+    pub as_of: Option<NaiveDate>,
 }
 
 /// The compliance dashboard of the caller's tenant.
@@ -130,9 +133,10 @@ pub async fn dashboard(
     caller.require(READERS)?;
     let code = p.regulation.as_deref().map(regulation).transpose()?.map(|r| r.code);
     let tenant = caller.tenant_id.as_uuid();
-    let key = (tenant, state.dashboards.generation(tenant), code, p.workflow_id);
+    let as_of = p.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    let key = (tenant, state.dashboards.generation(tenant), code, p.workflow_id, as_of);
     let computed =
-        state.dashboards.cache.try_get_with(key, async { compute(&state, &caller, code, p.workflow_id).await.map(Arc::new) }).await;
+        state.dashboards.cache.try_get_with(key, async { compute(&state, &caller, code, p.workflow_id, as_of).await.map(Arc::new) }).await;
     match computed {
         Ok(d) => Ok(Json(d.as_ref().clone()).into_response()),
         Err(e) => Err(e.as_ref().clone()),
@@ -144,8 +148,8 @@ async fn compute(
     caller: &Caller,
     code: Option<RegulationCode>,
     workflow: Option<Uuid>,
+    as_of: NaiveDate,
 ) -> Result<Dashboard, ApiError> {
-    let as_of = Utc::now().date_naive();
     let window = state.config.evidence_expiring_days;
     let mut tx = state.tenant_tx(caller).await?;
     let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;

@@ -10,7 +10,9 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use aggregates::compliance::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, Sha256, Submission};
+use aggregates::compliance::{
+    Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, Submission,
+};
 use aggregates::{Description, EvidenceId, Reason};
 use projections::evidence::{self as read, EvidenceSort, EvidenceView};
 use projections::{Page, SortOrder};
@@ -77,6 +79,12 @@ pub struct EvidenceMetadata {
     /// For `policy_decision_reference`: the decision record it points at.
     #[serde(default)]
     pub decision_id: Option<Uuid>,
+    /// `pass`, `fail` or `informational` (default `pass`; required for an
+    /// `automated_test_result`). For a `policy_decision_reference` it is the decision's:
+    /// `pass` when allowed, `fail` otherwise; a different one is refused.
+    #[serde(default)]
+    #[schema(pattern = "^(pass|fail|informational)$")]
+    pub outcome: Option<String>,
 }
 
 /// The multipart body (documentation only: the handler streams it).
@@ -188,9 +196,20 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
     let wf = projections::compliance::workflow(&mut tx, m.workflow_id)
         .await?
         .ok_or_else(|| ApiError::validation("workflow_id names no workflow"))?;
-    if let Some(d) = m.decision_id {
-        projections::decisions::get(&mut tx, d).await?.ok_or_else(|| ApiError::validation("decision_id names no decision record"))?;
-    }
+    let declared = match m.outcome.as_deref() {
+        Some(raw) => Some(Outcome::parse(raw).ok_or_else(|| ApiError::validation(format!("unknown outcome {raw:?}")))?),
+        None => None,
+    };
+    // A decision reference shows what the decision was: allowed passes, anything else fails.
+    let decided = match m.decision_id {
+        Some(d) => {
+            let decision = projections::decisions::get(&mut tx, d)
+                .await?
+                .ok_or_else(|| ApiError::validation("decision_id names no decision record"))?;
+            Some(if decision.allowed { Outcome::Pass } else { Outcome::Fail })
+        }
+        None => None,
+    };
     drop(tx);
     let reg = regulation(&wf.regulation)?;
     let requirement_ids = m.requirement_ids.iter().map(|raw| requirement_of(reg, raw)).collect::<Result<Vec<_>, _>>()?;
@@ -199,6 +218,16 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
         .into_iter()
         .find(|k| k.as_str() == m.kind)
         .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {:?}", m.kind)))?;
+    let outcome = match (decided, declared) {
+        (Some(d), Some(o)) if d != o => {
+            return Err(ApiError::validation(format!("the decision's outcome is {}, not {}", d.as_str(), o.as_str())))
+        }
+        (Some(d), _) => d,
+        (None, None) if kind == EvidenceKind::AutomatedTestResult => {
+            return Err(ApiError::validation("an automated_test_result needs its outcome: pass or fail"))
+        }
+        (None, o) => o.unwrap_or_default(),
+    };
     if let Some(declared) = &m.sha256 {
         let declared = Sha256::parse(declared)?;
         if declared != staged.sha256 {
@@ -226,6 +255,7 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
             filename: part.filename.clone(),
         },
         decision_id: m.decision_id,
+        outcome,
         actor: caller.subject.clone(),
     })
 }
@@ -276,12 +306,12 @@ async fn read_after(state: &SharedState, caller: &Caller, id: EvidenceId, seq: i
 }
 
 /// Runs a command on existing evidence and answers with the record.
-async fn run(state: &SharedState, caller: &Caller, id: EvidenceId, command: EvidenceCommand) -> Result<Response, ApiError> {
+pub(crate) async fn run(state: &SharedState, caller: &Caller, id: EvidenceId, command: EvidenceCommand) -> Result<Response, ApiError> {
     let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &caller.context()).await?;
     read_after(state, caller, id, appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
 }
 
-fn evidence_id(raw: &str) -> Result<EvidenceId, ApiError> {
+pub(crate) fn evidence_id(raw: &str) -> Result<EvidenceId, ApiError> {
     EvidenceId::parse(raw).map_err(|_| ApiError::not_found("evidence"))
 }
 
@@ -313,6 +343,18 @@ pub struct ListParams {
     pub sort_by: Option<EvidenceSort>,
     /// Only evidence of this workflow.
     pub workflow_id: Option<Uuid>,
+    /// Only evidence in this status.
+    #[param(pattern = "^(active|superseded|withdrawn)$")]
+    pub status: Option<String>,
+    /// Only evidence of this kind.
+    #[param(pattern = "^(document|screenshot|configuration_export|automated_test_result|policy_decision_reference|attestation)$")]
+    pub kind: Option<String>,
+    /// Only evidence naming this CSF 2.0 control.
+    pub control: Option<String>,
+    /// Only evidence naming this requirement directly.
+    pub requirement: Option<String>,
+    /// Only evidence whose `valid_until` is before this day.
+    pub expiring_before: Option<NaiveDate>,
 }
 
 /// Lists the tenant's evidence records, newest first.
@@ -325,8 +367,33 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let sort = (p.sort_by.unwrap_or(EvidenceSort::SubmittedAt), page.order_or(SortOrder::Desc));
+    let status = match p.status.as_deref() {
+        Some(s) => Some(
+            [EvidenceStatus::Active, EvidenceStatus::Superseded, EvidenceStatus::Withdrawn]
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| ApiError::validation(format!("unknown evidence status {s:?}")))?,
+        ),
+        None => None,
+    };
+    if let Some(k) = &p.kind {
+        EvidenceKind::ALL
+            .into_iter()
+            .find(|x| x.as_str() == k)
+            .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {k:?}")))?;
+    }
+    let control_id = p.control.as_deref().map(csf_control).transpose()?.map(|(id, _)| id.as_str().to_owned());
+    let requirement_id = p.requirement.as_deref().map(RequirementId::parse).transpose()?.map(String::from);
+    let filter = read::EvidenceFilter {
+        workflow_id: p.workflow_id,
+        status: status.map(|s| s.as_str().to_owned()),
+        kind: p.kind,
+        control_id,
+        requirement_id,
+        expiring_before: p.expiring_before,
+    };
     let mut tx = state.tenant_tx(&caller).await?;
-    Ok(Json(read::page(&mut tx, p.workflow_id, (page.page, page.page_size), sort).await?).into_response())
+    Ok(Json(read::page(&mut tx, &filter, (page.page, page.page_size), sort).await?).into_response())
 }
 
 /// Downloads the artifact, after checking it against the SHA-256 the ledger recorded.

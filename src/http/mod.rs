@@ -1,5 +1,6 @@
 //! The HTTP adapter: routes, extractors and the request middleware.
 
+pub mod audit;
 pub mod dashboard;
 pub mod evaluate;
 pub mod evidence;
@@ -101,9 +102,16 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(regulations::set_mappings))
         .routes(routes!(regulations::control))
         .routes(routes!(workflows::create, workflows::list))
-        .routes(routes!(workflows::get))
+        .routes(routes!(workflows::get, workflows::change))
         .routes(routes!(workflows::transition))
         .routes(routes!(workflows::not_applicable))
+        .routes(routes!(workflows::withdraw_not_applicable))
+        .routes(routes!(audit::accept))
+        .routes(routes!(audit::send_back))
+        .routes(routes!(audit::close_finding))
+        .routes(routes!(audit::review))
+        .routes(routes!(regulations::exclude_link))
+        .routes(routes!(regulations::withdraw_link_exclusion))
         .routes(routes!(workflows::requirements))
         .routes(routes!(evidence::bundle))
         .routes(routes!(evidence::list))

@@ -7,9 +7,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use aggregates::compliance::{ControlId, RegulationCode, RequirementId};
+use aggregates::compliance::{ControlId, RegulationCode, Relation, RequirementId};
 use aggregates::Reason;
-use projections::compliance::{self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_SET};
+use projections::compliance::{
+    self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_NOT_APPLICABLE, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN, CONTROL_MAPPING_SET,
+};
+use projections::compliance_review::exclusions;
 use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, Caller};
@@ -48,9 +51,13 @@ pub(crate) fn csf_control(raw: &str) -> Result<(ControlId, &'static CsfNode), Ap
     }
 }
 
-/// The tenant's own mappings (of one regulation, or all), read in the caller's transaction.
+/// The tenant's own mappings and not-applicable marks on links (of one regulation, or
+/// all), read in the caller's transaction.
 pub(crate) async fn tenant_links(conn: &mut sqlx::PgConnection, code: Option<RegulationCode>) -> Result<Vec<TenantLink>, ApiError> {
-    Ok(read::tenant_mappings(conn, code.map(|c| c.as_str())).await?.into_iter().map(TenantLink::from).collect())
+    let code = code.map(|c| c.as_str());
+    let mut links: Vec<TenantLink> = read::tenant_mappings(&mut *conn, code).await?.into_iter().map(TenantLink::from).collect();
+    links.extend(exclusions(conn, code, None).await?.into_iter().map(TenantLink::from));
+    Ok(links)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -217,9 +224,11 @@ pub async fn control(State(state): State<SharedState>, caller: Caller, ApiPath(c
     let catalog = Catalog::get();
     let mut tenant_by_reg: std::collections::HashMap<RegulationCode, Vec<TenantLink>> = Default::default();
     let mut tx = state.tenant_tx(&caller).await?;
-    for m in read::tenant_mappings_to(&mut tx, id.as_str()).await? {
-        if let Ok(code) = RegulationCode::parse(&m.regulation) {
-            tenant_by_reg.entry(code).or_default().push(TenantLink::from(m));
+    let mappings = read::tenant_mappings_to(&mut tx, id.as_str()).await?.into_iter().map(TenantLink::from);
+    let marks = exclusions(&mut tx, None, Some(id.as_str())).await?.into_iter().map(TenantLink::from);
+    for link in mappings.chain(marks) {
+        if let Ok(code) = RegulationCode::parse(&link.regulation) {
+            tenant_by_reg.entry(code).or_default().push(link);
         }
     }
     drop(tx);
@@ -240,15 +249,6 @@ pub async fn control(State(state): State<SharedState>, caller: Caller, ApiPath(c
     let category = catalog.categories.iter().find(|c| c.id == id.category()).cloned();
     let function = catalog.functions.iter().find(|f| f.id == id.function()).cloned();
     Ok(Json(ControlView { control: node.clone(), category, function, requirements }).into_response())
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Relation {
-    Subset,
-    Intersects,
-    Equal,
-    Superset,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -308,21 +308,27 @@ pub async fn set_mappings(
             "rationale": rationale.as_str(),
             "actor": caller.subject.as_str(),
         });
-        entries.push(NewEntry {
-            tenant_id: caller.tenant_id.as_uuid(),
-            aggregate_type: CONTROL_MAPPING_AGGREGATE.to_owned(),
-            aggregate_id: uuid::Uuid::now_v7().to_string(),
-            aggregate_seq: 1,
-            event_type: CONTROL_MAPPING_SET.to_owned(),
-            event_version: "1".to_owned(),
-            payload: canonical_json(&payload),
-            metadata: EntryMetadata {
-                actor: caller.subject.to_string(),
-                request_id: Some(caller.request_id.clone()),
-                ..Default::default()
-            },
-        });
+        entries.push(link_fact(&caller, CONTROL_MAPPING_SET, &payload));
     }
+    record(&state, reg, entries).await
+}
+
+/// A recorded fact about a requirement → control link (no aggregate decides it).
+fn link_fact(caller: &Caller, event_type: &str, payload: &serde_json::Value) -> NewEntry {
+    NewEntry {
+        tenant_id: caller.tenant_id.as_uuid(),
+        aggregate_type: CONTROL_MAPPING_AGGREGATE.to_owned(),
+        aggregate_id: uuid::Uuid::now_v7().to_string(),
+        aggregate_seq: 1,
+        event_type: event_type.to_owned(),
+        event_version: "1".to_owned(),
+        payload: canonical_json(payload),
+        metadata: EntryMetadata { actor: caller.subject.to_string(), request_id: Some(caller.request_id.clone()), ..Default::default() },
+    }
+}
+
+/// Appends link facts and answers 201 once the read models have them (or the bound passed).
+async fn record(state: &SharedState, reg: &Regulation, entries: Vec<NewEntry>) -> Result<Response, ApiError> {
     let appended = state.bus.record(entries).await?;
     let seqs: Vec<i64> = appended.iter().map(|a| a.seq).collect();
     if let Some(last) = seqs.last() {
@@ -330,4 +336,80 @@ pub async fn set_mappings(
     }
     let body = MappingsRecorded { regulation: reg.code.as_str().to_owned(), recorded: seqs.len(), ledger_seqs: seqs };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkExclusion {
+    #[schema(min_length = 1, max_length = 64)]
+    pub requirement_id: String,
+    #[schema(pattern = "^(GV|ID|PR|DE|RS|RC)\\.[A-Z]{2}-[0-9]{2}$")]
+    pub control_id: String,
+    /// Why the link does not apply to this tenant (for the mark) or applies again (for its withdrawal); auditors read it.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub rationale: String,
+}
+
+/// The link named, checked against the catalog and the tenant's links; `marked` says
+/// whether it must carry a not-applicable mark (withdrawal) or must not (marking).
+async fn named_link(
+    state: &SharedState,
+    caller: &Caller,
+    reg: &Regulation,
+    body: &LinkExclusion,
+    marked: bool,
+) -> Result<serde_json::Value, ApiError> {
+    let requirement = requirement_of(reg, &body.requirement_id)?;
+    let (control, _) = csf_control(&body.control_id)?;
+    let rationale = Reason::parse(&body.rationale)?;
+    let links = tenant_links(&mut *state.tenant_tx(caller).await?, Some(reg.code)).await?;
+    let merged = reg.requirement(requirement.as_str()).map(|q| merged_controls(q, &links)).unwrap_or_default();
+    let Some(link) = merged.into_iter().find(|l| l.control_id == control.as_str()) else {
+        return Err(ApiError::validation(format!("{requirement} has no link to {control}")));
+    };
+    if link.not_applicable.is_some() != marked {
+        let state = if marked { "is not marked not applicable" } else { "is already marked not applicable" };
+        return Err(ApiError::new(crate::error::ErrorCode::Conflict, format!("the link {requirement} → {control} {state}")));
+    }
+    Ok(serde_json::json!({
+        "regulation": reg.code.as_str(),
+        "requirement_id": requirement.as_str(),
+        "control_id": control.as_str(),
+        "rationale": rationale.as_str(),
+        "actor": caller.subject.as_str(),
+    }))
+}
+
+/// Marks a requirement → control link (e.g. a baseline analyst mapping) not applicable to
+/// the tenant, with a rationale recorded in the ledger: evidence for the control then no
+/// longer counts for the requirement.
+#[utoipa::path(post, path = "/regulations/{code}/link-exclusions", tag = "compliance",
+    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code")), request_body = LinkExclusion,
+    responses((status = 201, description = "Recorded", body = MappingsRecorded)))]
+pub async fn exclude_link(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+    ApiJson(body): ApiJson<LinkExclusion>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let reg = regulation(&code)?;
+    let payload = named_link(&state, &caller, reg, &body, false).await?;
+    record(&state, reg, vec![link_fact(&caller, CONTROL_MAPPING_NOT_APPLICABLE, &payload)]).await
+}
+
+/// Withdraws a not-applicable mark on a link, with a rationale recorded in the ledger.
+#[utoipa::path(post, path = "/regulations/{code}/link-exclusions/withdrawals", tag = "compliance",
+    params(("code" = String, Path, pattern = "^(soc2|iso27001|hipaa|iso42001|eu_ai_act|fedramp)$", description = "The regulation code")), request_body = LinkExclusion,
+    responses((status = 201, description = "Recorded", body = MappingsRecorded)))]
+pub async fn withdraw_link_exclusion(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+    ApiJson(body): ApiJson<LinkExclusion>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let reg = regulation(&code)?;
+    let payload = named_link(&state, &caller, reg, &body, true).await?;
+    record(&state, reg, vec![link_fact(&caller, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN, &payload)]).await
 }

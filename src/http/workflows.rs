@@ -11,9 +11,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use aggregates::compliance::{ComplianceWorkflow, Period, RequirementId, Scope, WorkflowCommand, WorkflowError, WorkflowState};
+use aggregates::compliance::{
+    ComplianceWorkflow, Period, RequirementId, RequirementStatus, Scope, WorkflowChange, WorkflowCommand, WorkflowError, WorkflowState,
+};
 use aggregates::{Actor, PolicyName, Reason, WorkflowId};
 use projections::compliance::{self as read, NotApplicableView, TransitionView, WorkflowSort, WorkflowView};
+use projections::compliance_review::{self as review, ChangeView, FindingView};
 use projections::{Page, SortOrder};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
@@ -32,6 +35,10 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::AlreadyExists => ApiError::new(ErrorCode::Conflict, e.to_string()),
             WorkflowError::InvalidTransition { from, allowed, .. } => ApiError::new(ErrorCode::InvalidTransition, e.to_string())
                 .with_details(serde_json::json!({ "state": from, "allowed_transitions": allowed })),
+            WorkflowError::AuditorDecides(_) => ApiError::new(ErrorCode::InvalidTransition, e.to_string()),
+            WorkflowError::OpenFindings(open) => {
+                ApiError::new(ErrorCode::Conflict, e.to_string()).with_details(serde_json::json!({ "open_findings": open }))
+            }
             WorkflowError::Invalid(m) => ApiError::validation(m.clone()),
         }
     }
@@ -57,6 +64,10 @@ pub struct WorkflowDetail {
     pub workflow: WorkflowView,
     pub transitions: Vec<TransitionView>,
     pub not_applicable: Vec<NotApplicableView>,
+    /// Changes of scope, owner or due date after creation, with their reasons.
+    pub changes: Vec<ChangeView>,
+    /// The auditor's findings, open and closed.
+    pub findings: Vec<FindingView>,
     /// The states it may move to now.
     pub allowed_transitions: Vec<String>,
 }
@@ -66,13 +77,15 @@ async fn detail(state: &SharedState, caller: &Caller, id: Uuid) -> Result<Option
     let Some(workflow) = read::workflow(&mut tx, id).await? else { return Ok(None) };
     let transitions = read::transitions(&mut tx, id).await?;
     let not_applicable = read::not_applicable(&mut tx, Some(id)).await?.into_iter().map(|(_, v)| v).collect();
+    let changes = review::changes(&mut tx, id).await?;
+    let findings = review::findings(&mut tx, id).await?;
     let allowed =
         WorkflowState::parse(&workflow.state).map(|s| s.allowed().iter().map(|a| a.as_str().to_owned()).collect()).unwrap_or_default();
-    Ok(Some(WorkflowDetail { workflow, transitions, not_applicable, allowed_transitions: allowed }))
+    Ok(Some(WorkflowDetail { workflow, transitions, not_applicable, changes, findings, allowed_transitions: allowed }))
 }
 
 /// Runs a command and answers with the workflow once its read model has caught up.
-async fn run(
+pub(crate) async fn run(
     state: &SharedState,
     caller: &Caller,
     id: WorkflowId,
@@ -115,14 +128,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(OFFICERS)?;
     let reg = regulation(&body.regulation)?;
-    let mut ids = Vec::with_capacity(body.scope.len());
-    for raw in &body.scope {
-        let id = requirement_of(reg, raw)?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    let scope = if ids.is_empty() { Scope::All } else { Scope::Requirements { ids } };
+    let scope = scope_of(reg, &body.scope)?;
     let owner = match &body.owner {
         Some(o) => Actor::parse(o)?,
         None => caller.subject.clone(),
@@ -140,6 +146,60 @@ pub async fn create(
         actor: caller.subject.clone(),
     };
     run(&state, &caller, id, command, StatusCode::CREATED).await
+}
+
+/// Requirement ids of `reg`, without repeats; none: every requirement.
+fn scope_of(reg: &crate::catalog::Regulation, raw: &[String]) -> Result<Scope, ApiError> {
+    let mut ids = Vec::with_capacity(raw.len());
+    for r in raw {
+        let id = requirement_of(reg, r)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(if ids.is_empty() { Scope::All } else { Scope::Requirements { ids } })
+}
+
+/// The workflow as its read model has it (404 when the tenant has none by that id).
+pub(crate) async fn view(state: &SharedState, caller: &Caller, id: WorkflowId) -> Result<WorkflowView, ApiError> {
+    let mut tx = state.tenant_tx(caller).await?;
+    read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    /// The new scope: requirement ids; an empty list means every requirement.
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub due_date: Option<NaiveDate>,
+    /// Why; recorded with the actor in the ledger.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+}
+
+/// Changes the scope, owner and/or due date of an open workflow, with a recorded reason.
+#[utoipa::path(patch, path = "/compliance/workflows/{id}", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The workflow id")), request_body = ChangeBody,
+    responses((status = 200, description = "Changed", body = WorkflowDetail)))]
+pub async fn change(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChangeBody>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let id = workflow_id(&id)?;
+    let reason = Reason::parse(&body.reason)?;
+    let owner = body.owner.as_deref().map(Actor::parse).transpose()?;
+    let wf = view(&state, &caller, id).await?;
+    let scope = body.scope.as_deref().map(|raw| scope_of(regulation(&wf.regulation)?, raw)).transpose()?;
+    let change = WorkflowChange { scope, owner, due_date: body.due_date };
+    let command = WorkflowCommand::Change { tenant_id: caller.tenant_id, change, reason, actor: caller.subject.clone() };
+    run(&state, &caller, id, command, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -249,9 +309,7 @@ pub async fn not_applicable(
     let id = workflow_id(&id)?;
     // A malformed id is refused before the workflow is looked up.
     RequirementId::parse(&body.requirement_id)?;
-    let mut tx = state.tenant_tx(&caller).await?;
-    let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
-    drop(tx);
+    let wf = view(&state, &caller, id).await?;
     let requirement_id = requirement_of(regulation(&wf.regulation)?, &body.requirement_id)?;
     let command = WorkflowCommand::MarkNotApplicable {
         tenant_id: caller.tenant_id,
@@ -262,19 +320,44 @@ pub async fn not_applicable(
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawNotApplicableBody {
+    pub requirement_id: String,
+    /// Why the mark no longer holds; recorded with the actor in the ledger.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+}
+
+/// Withdraws a not-applicable mark: the requirement is judged on its evidence again.
+#[utoipa::path(post, path = "/compliance/workflows/{id}/not-applicable/withdrawals", tag = "compliance",
+    params(("id" = Uuid, Path, description = "The workflow id")), request_body = WithdrawNotApplicableBody,
+    responses((status = 200, description = "Withdrawn", body = WorkflowDetail)))]
+pub async fn withdraw_not_applicable(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<WithdrawNotApplicableBody>,
+) -> Result<Response, ApiError> {
+    caller.require(OFFICERS)?;
+    let id = workflow_id(&id)?;
+    let command = WorkflowCommand::WithdrawNotApplicable {
+        tenant_id: caller.tenant_id,
+        requirement_id: RequirementId::parse(&body.requirement_id)?,
+        reason: Reason::parse(&body.reason)?,
+        actor: caller.subject.clone(),
+    };
+    run(&state, &caller, id, command, StatusCode::OK).await
+}
+
+/// The certification a workflow was granted, as a status read reports it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RequirementStatuses {
-    pub workflow_id: Uuid,
-    pub regulation: String,
+pub struct CertifiedInfo {
+    /// The day the recorded statuses were derived as of.
     pub as_of: NaiveDate,
-    pub expiring_within_days: u32,
-    /// Counts by status, over every in-scope requirement (not only this page).
-    pub summary: HashMap<String, usize>,
-    pub items: Vec<RequirementStatusView>,
-    pub page: u32,
-    pub page_size: u32,
-    /// In-scope requirements that match the filters.
-    pub total: i64,
+    pub valid_until: NaiveDate,
+    /// True once `as_of` of the read is after `valid_until`: re-certify (a new workflow).
+    pub recertification_due: bool,
 }
 
 /// The only sort key of a workflow's requirements.
@@ -288,28 +371,26 @@ pub enum CatalogSort {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct RequirementStatusParams {
+pub struct RequirementsParams {
     /// `catalog_order` (the only key); default order `asc`.
     pub sort_by: Option<CatalogSort>,
+    /// Judge freshness (expiring, expired) as of this day (default: today).
+    pub as_of: Option<NaiveDate>,
+    /// Only requirements with this status (the summary still counts all).
+    #[param(pattern = "^(satisfied|expiring|expired|partial|missing|not_applicable)$")]
+    pub status: Option<String>,
     /// Wait (up to the read-your-writes bound) until the read models have applied this ledger seq.
     pub min_seq: Option<i64>,
 }
 
-/// The derived status of every in-scope requirement (evidence for a control counts
-/// towards every requirement that maps to it).
-#[utoipa::path(get, path = "/compliance/workflows/{id}/requirements", tag = "compliance", operation_id = "list_workflow_requirements",
-    params(("id" = Uuid, Path, description = "The workflow id"), PageParams, RequirementStatusParams),
-    responses((status = 200, description = "One page of statuses", body = RequirementStatuses)))]
-pub async fn requirements(
-    State(state): State<SharedState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<String>,
-    Listed { page, filter: p }: Listed<RequirementStatusParams>,
-) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
-    let id = workflow_id(&id)?;
-    wait_min_seq(&state, p.min_seq).await;
-    let mut tx = state.tenant_tx(&caller).await?;
+/// The workflow and the statuses of its in-scope requirements as of `as_of`.
+pub(crate) async fn workflow_statuses(
+    state: &SharedState,
+    caller: &Caller,
+    id: WorkflowId,
+    as_of: NaiveDate,
+) -> Result<(WorkflowView, Vec<RequirementStatusView>), ApiError> {
+    let mut tx = state.tenant_tx(caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     let evidence = projections::evidence::of_workflow(&mut tx, Some(id.as_uuid()), true).await?;
     let na: HashMap<String, String> =
@@ -318,22 +399,71 @@ pub async fn requirements(
     let links = tenant_links(&mut tx, Some(code)).await?;
     drop(tx);
     let index = RegulationIndex::new(code, &links);
-    let as_of = chrono::Utc::now().date_naive();
     let refs: Vec<_> = evidence.iter().collect();
-    let mut items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
+    let items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
+    Ok((wf, items))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequirementStatuses {
+    pub workflow_id: Uuid,
+    pub regulation: String,
+    pub as_of: NaiveDate,
+    pub expiring_within_days: u32,
+    /// Set when certified: the statuses below are the ones recorded at certification.
+    pub certified: Option<CertifiedInfo>,
+    /// Counts by status, over every in-scope requirement (not only this page or filter).
+    pub summary: HashMap<String, usize>,
+    pub items: Vec<RequirementStatusView>,
+    pub page: u32,
+    pub page_size: u32,
+    /// In-scope requirements that match the filters.
+    pub total: i64,
+}
+
+/// The derived status of every in-scope requirement (evidence for a control counts
+/// towards every requirement that maps to it, by the link's relation). Coverage is judged
+/// over the audit period, freshness as of `as_of`.
+#[utoipa::path(get, path = "/compliance/workflows/{id}/requirements", tag = "compliance", operation_id = "list_workflow_requirements",
+    params(("id" = Uuid, Path, description = "The workflow id"), PageParams, RequirementsParams),
+    responses((status = 200, description = "One page of statuses", body = RequirementStatuses)))]
+pub async fn requirements(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    Listed { page, filter: p }: Listed<RequirementsParams>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let id = workflow_id(&id)?;
+    let only = match p.status.as_deref() {
+        Some(s) => Some(RequirementStatus::parse(s).ok_or_else(|| ApiError::validation(format!("unknown requirement status {s:?}")))?),
+        None => None,
+    };
+    wait_min_seq(&state, p.min_seq).await;
+    let as_of = p.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let (wf, mut items) = workflow_statuses(&state, &caller, id, as_of).await?;
     let mut summary = HashMap::new();
     for i in &items {
         *summary.entry(i.status.as_str().to_owned()).or_insert(0) += 1;
+    }
+    if let Some(only) = only {
+        items.retain(|i| i.status == only);
     }
     if page.order_or(SortOrder::Asc) == SortOrder::Desc {
         items.reverse();
     }
     let items = page.slice(items);
+    let certified = wf.certification.as_ref().map(|c| CertifiedInfo {
+        as_of: c.as_of,
+        valid_until: c.valid_until,
+        recertification_due: as_of > c.valid_until,
+    });
     let body = RequirementStatuses {
         workflow_id: wf.workflow_id,
         regulation: wf.regulation,
         as_of,
         expiring_within_days: state.config.evidence_expiring_days,
+        certified,
         summary,
         items: items.items,
         page: items.page,

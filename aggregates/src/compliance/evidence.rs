@@ -104,10 +104,24 @@ pub struct Artifact {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvidenceCommand {
     Submit(Box<Submission>),
-    Supersede { tenant_id: TenantId, by: EvidenceId, actor: Actor, reason: Option<Reason> },
-    Withdraw { tenant_id: TenantId, actor: Actor, reason: Reason },
+    Supersede {
+        tenant_id: TenantId,
+        by: EvidenceId,
+        actor: Actor,
+        reason: Option<Reason>,
+    },
+    Withdraw {
+        tenant_id: TenantId,
+        actor: Actor,
+        reason: Reason,
+    },
     /// An auditor accepts or rejects active evidence; a later verdict replaces an earlier one.
-    Review { tenant_id: TenantId, verdict: Verdict, actor: Actor, reason: Reason },
+    Review {
+        tenant_id: TenantId,
+        verdict: Verdict,
+        actor: Actor,
+        reason: Reason,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

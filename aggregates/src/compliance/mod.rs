@@ -8,7 +8,9 @@ pub mod status;
 pub mod workflow;
 
 pub use codes::{ControlId, RegulationCode, Relation, RequirementId, Sha256};
-pub use evidence::{Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceEvent, EvidenceKind, EvidenceStatus, Outcome, Submission, Verdict};
+pub use evidence::{
+    Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceEvent, EvidenceKind, EvidenceStatus, Outcome, Submission, Verdict,
+};
 pub use review::{Certification, CertifiedStatus, Finding, WorkflowChange};
 pub use status::{contribution, derive, Contribution, Cover, Derived, RequirementStatus};
 pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowState};

@@ -12,7 +12,12 @@ use crate::ids::{Actor, EvidenceId, Reason};
 type Wf = TestFramework<ComplianceWorkflow>;
 
 fn finding(id: u128) -> Finding {
-    Finding { finding_id: Uuid::from_u128(id), title: Reason::parse("MFA not enforced on admin VPN").unwrap(), owner: Actor::parse("it-lead").unwrap(), due_date: day("2026-10-31") }
+    Finding {
+        finding_id: Uuid::from_u128(id),
+        title: Reason::parse("MFA not enforced on admin VPN").unwrap(),
+        owner: Actor::parse("it-lead").unwrap(),
+        due_date: day("2026-10-31"),
+    }
 }
 fn certification() -> Certification {
     let statuses = vec![CertifiedStatus { requirement_id: RequirementId::parse("CC6.1").unwrap(), status: RequirementStatus::Satisfied }];
@@ -23,12 +28,22 @@ fn send_back(findings: Vec<Finding>) -> WorkflowCommand {
 }
 fn sent_back(findings: &[Finding]) -> Vec<WorkflowEvent> {
     let mut events = history_to(WorkflowState::AuditorReview);
-    events.push(WorkflowEvent::WorkflowStatusChanged { from: WorkflowState::AuditorReview, to: WorkflowState::Remediation, reason: reason(), actor: actor() });
+    events.push(WorkflowEvent::WorkflowStatusChanged {
+        from: WorkflowState::AuditorReview,
+        to: WorkflowState::Remediation,
+        reason: reason(),
+        actor: actor(),
+    });
     events.extend(findings.iter().map(|f| WorkflowEvent::FindingRaised { finding: f.clone(), actor: actor() }));
     events
 }
 fn close(id: u128) -> WorkflowCommand {
-    WorkflowCommand::CloseFinding { tenant_id: tenant(), finding_id: Uuid::from_u128(id), evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)), actor: actor() }
+    WorkflowCommand::CloseFinding {
+        tenant_id: tenant(),
+        finding_id: Uuid::from_u128(id),
+        evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)),
+        actor: actor(),
+    }
 }
 
 #[test]
@@ -37,7 +52,12 @@ fn given_auditor_review_when_the_auditor_accepts_then_certified_with_the_recorde
         .given(history_to(WorkflowState::AuditorReview))
         .when(WorkflowCommand::Accept { tenant_id: tenant(), certification: certification(), reason: reason(), actor: actor() })
         .then_expect_events(vec![
-            WorkflowEvent::WorkflowStatusChanged { from: WorkflowState::AuditorReview, to: WorkflowState::Certified, reason: reason(), actor: actor() },
+            WorkflowEvent::WorkflowStatusChanged {
+                from: WorkflowState::AuditorReview,
+                to: WorkflowState::Certified,
+                reason: reason(),
+                actor: actor(),
+            },
             WorkflowEvent::WorkflowCertified { certification: certification(), actor: actor() },
         ]);
 }
@@ -47,7 +67,11 @@ fn accepting_needs_auditor_review_and_a_validity_after_the_day_of_certification(
     Wf::with(())
         .given(history_to(WorkflowState::InternalReview))
         .when(WorkflowCommand::Accept { tenant_id: tenant(), certification: certification(), reason: reason(), actor: actor() })
-        .then_expect_error(WorkflowError::InvalidTransition { from: "internal_review", to: "certified", allowed: vec!["auditor_review", "cancelled"] });
+        .then_expect_error(WorkflowError::InvalidTransition {
+            from: "internal_review",
+            to: "certified",
+            allowed: vec!["auditor_review", "cancelled"],
+        });
     let mut same_day = certification();
     same_day.valid_until = same_day.as_of;
     Wf::with(())
@@ -70,12 +94,17 @@ fn given_auditor_review_when_sent_back_then_remediation_with_one_event_per_findi
 #[test]
 fn given_open_findings_then_remediation_cannot_move_on_until_each_is_closed_by_evidence() {
     let given = sent_back(&[finding(1), finding(2)]);
-    let to_collection = WorkflowCommand::Transition { tenant_id: tenant(), to: WorkflowState::EvidenceCollection, reason: reason(), actor: actor() };
+    let to_collection =
+        WorkflowCommand::Transition { tenant_id: tenant(), to: WorkflowState::EvidenceCollection, reason: reason(), actor: actor() };
     Wf::with(())
         .given(given.clone())
         .when(to_collection.clone())
         .then_expect_error(WorkflowError::OpenFindings(vec![Uuid::from_u128(1), Uuid::from_u128(2)]));
-    let closed = |id| WorkflowEvent::FindingClosed { finding_id: Uuid::from_u128(id), evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)), actor: actor() };
+    let closed = |id| WorkflowEvent::FindingClosed {
+        finding_id: Uuid::from_u128(id),
+        evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)),
+        actor: actor(),
+    };
     Wf::with(()).given(given.clone()).when(close(1)).then_expect_events(vec![closed(1)]);
     let mut both = given.clone();
     both.extend([closed(1), closed(2)]);
@@ -85,8 +114,14 @@ fn given_open_findings_then_remediation_cannot_move_on_until_each_is_closed_by_e
         reason: reason(),
         actor: actor(),
     }]);
-    Wf::with(()).given(both).when(close(1)).then_expect_error(WorkflowError::Invalid(format!("finding {} is already closed", Uuid::from_u128(1))));
-    Wf::with(()).given(given).when(close(7)).then_expect_error(WorkflowError::Invalid(format!("finding {} is not a finding of this workflow", Uuid::from_u128(7))));
+    Wf::with(())
+        .given(both)
+        .when(close(1))
+        .then_expect_error(WorkflowError::Invalid(format!("finding {} is already closed", Uuid::from_u128(1))));
+    Wf::with(())
+        .given(given)
+        .when(close(7))
+        .then_expect_error(WorkflowError::Invalid(format!("finding {} is not a finding of this workflow", Uuid::from_u128(7))));
 }
 
 #[test]
@@ -112,14 +147,20 @@ fn scope_owner_and_due_date_change_while_open_with_a_reason_and_never_after_cert
         .then_expect_error(WorkflowError::Invalid("a scope of listed requirements needs at least one".into()));
     Wf::with(())
         .given(vec![created()])
-        .when(WorkflowCommand::Change { tenant_id: other_tenant(), change: WorkflowChange { scope: Some(Scope::All), owner: None, due_date: None }, reason: reason(), actor: actor() })
+        .when(WorkflowCommand::Change {
+            tenant_id: other_tenant(),
+            change: WorkflowChange { scope: Some(Scope::All), owner: None, due_date: None },
+            reason: reason(),
+            actor: actor(),
+        })
         .then_expect_error(WorkflowError::NotFound);
 }
 
 #[test]
 fn a_not_applicable_mark_can_be_withdrawn_once_and_only_if_it_was_made() {
     let req = RequirementId::parse("CC6.1").unwrap();
-    let withdraw = WorkflowCommand::WithdrawNotApplicable { tenant_id: tenant(), requirement_id: req.clone(), reason: reason(), actor: actor() };
+    let withdraw =
+        WorkflowCommand::WithdrawNotApplicable { tenant_id: tenant(), requirement_id: req.clone(), reason: reason(), actor: actor() };
     let marked = WorkflowEvent::RequirementMarkedNotApplicable { requirement_id: req.clone(), justification: reason(), actor: actor() };
     let withdrawn = WorkflowEvent::NotApplicableWithdrawn { requirement_id: req.clone(), reason: reason(), actor: actor() };
     Wf::with(()).given(vec![created(), marked.clone()]).when(withdraw.clone()).then_expect_events(vec![withdrawn.clone()]);

@@ -136,6 +136,12 @@ fn gaps_handle_the_calendar_edges() {
     let all = Period { start: NaiveDate::MIN, end: NaiveDate::MAX };
     assert!(uncovered(&[all], &[], audit()).is_empty());
     assert_eq!(uncovered(&[all], &[all], audit()), vec![audit()]);
-    assert_eq!(derive(false, &[Cover { period: all, contribution: Contribution::Satisfies }], all, d("2026-01-01"), u32::MAX).status, RequirementStatus::Satisfied);
-    assert_eq!(merge(vec![p("2026-01-05", "2026-01-09"), p("2026-01-01", "2026-01-04"), p("2026-01-03", "2026-01-06")]), vec![p("2026-01-01", "2026-01-09")]);
+    assert_eq!(
+        derive(false, &[Cover { period: all, contribution: Contribution::Satisfies }], all, d("2026-01-01"), u32::MAX).status,
+        RequirementStatus::Satisfied
+    );
+    assert_eq!(
+        merge(vec![p("2026-01-05", "2026-01-09"), p("2026-01-01", "2026-01-04"), p("2026-01-03", "2026-01-06")]),
+        vec![p("2026-01-01", "2026-01-09")]
+    );
 }

@@ -135,15 +135,40 @@ pub enum WorkflowCommand {
         actor: Actor,
     },
     /// Withdraws a not-applicable mark: the requirement is judged on evidence again.
-    WithdrawNotApplicable { tenant_id: TenantId, requirement_id: RequirementId, reason: Reason, actor: Actor },
+    WithdrawNotApplicable {
+        tenant_id: TenantId,
+        requirement_id: RequirementId,
+        reason: Reason,
+        actor: Actor,
+    },
     /// Changes scope, owner and/or due date of an open workflow.
-    Change { tenant_id: TenantId, change: WorkflowChange, reason: Reason, actor: Actor },
+    Change {
+        tenant_id: TenantId,
+        change: WorkflowChange,
+        reason: Reason,
+        actor: Actor,
+    },
     /// The auditor accepts a workflow in `auditor_review`: it is certified with these statuses.
-    Accept { tenant_id: TenantId, certification: Certification, reason: Reason, actor: Actor },
+    Accept {
+        tenant_id: TenantId,
+        certification: Certification,
+        reason: Reason,
+        actor: Actor,
+    },
     /// The auditor sends a workflow in `auditor_review` back to remediation with findings.
-    SendBack { tenant_id: TenantId, findings: Vec<Finding>, reason: Reason, actor: Actor },
+    SendBack {
+        tenant_id: TenantId,
+        findings: Vec<Finding>,
+        reason: Reason,
+        actor: Actor,
+    },
     /// Closes an open finding with the evidence that resolves it.
-    CloseFinding { tenant_id: TenantId, finding_id: Uuid, evidence_id: EvidenceId, actor: Actor },
+    CloseFinding {
+        tenant_id: TenantId,
+        finding_id: Uuid,
+        evidence_id: EvidenceId,
+        actor: Actor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,53 @@
+//! What the compliance test binaries share: a tenant with a token, and its calls.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest;
+use uuid::Uuid;
+
+use crate::common::*;
+
+pub struct T<'a> {
+    pub svc: &'a Service,
+    pub id: Uuid,
+    pub tok: String,
+}
+
+impl T<'_> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
+    }
+    pub async fn workflow(&self, scope: &[&str]) -> String {
+        let body = json!({"regulation": "soc2", "name": "SOC 2 Type II", "scope": scope, "audit_period_start": "2026-01-01",
+            "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
+        let (status, w) = self.call(Method::POST, "/api/v1/compliance/workflows", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{w}");
+        w["workflow_id"].as_str().unwrap().to_owned()
+    }
+    pub async fn upload(&self, metadata: Value, artifact: &[u8]) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(artifact.to_vec()).file_name("access-review.csv").mime_str("text/csv").unwrap();
+        let resp = self.svc.upload_evidence(self.id, &self.tok, &metadata, part).await;
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+    pub async fn statuses(&self, workflow: &str) -> Value {
+        let (status, s) =
+            self.call(Method::GET, &format!("/api/v1/compliance/workflows/{workflow}/requirements?page_size=100"), None).await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        s
+    }
+}
+
+pub fn tenant(svc: &Service) -> T<'_> {
+    let id = Uuid::new_v4();
+    T { svc, id, tok: token(id, ADMIN) }
+}
+
+pub fn sha(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+pub fn status_of<'a>(statuses: &'a Value, requirement: &str) -> &'a str {
+    statuses["items"].as_array().unwrap().iter().find(|i| i["requirement_id"] == requirement).unwrap()["status"].as_str().unwrap()
+}
