@@ -245,11 +245,11 @@ async fn outcomes_verdicts_relations_and_not_applicable_links_decide_coverage() 
 
     // The evidence list filters.
     assert_eq!(count(&t, &format!("workflow_id={w}")).await, 4);
-    assert_eq!(count(&t, &"kind=automated_test_result").await, 1);
-    assert_eq!(count(&t, &"control=PR.AA-01").await, 1);
-    assert_eq!(count(&t, &"requirement=CC6.3").await, 1);
-    assert_eq!(count(&t, &"expiring_before=2026-04-01").await, 1);
-    assert_eq!(count(&t, &"status=withdrawn").await, 0);
+    assert_eq!(count(&t, "kind=automated_test_result").await, 1);
+    assert_eq!(count(&t, "control=PR.AA-01").await, 1);
+    assert_eq!(count(&t, "requirement=CC6.3").await, 1);
+    assert_eq!(count(&t, "expiring_before=2026-04-01").await, 1);
+    assert_eq!(count(&t, "status=withdrawn").await, 0);
     for bad in ["kind=poster", "status=lost", "control=XX.YY-01", "expiring_before=soon"] {
         let (status, _) = t.call(Method::GET, &format!("/api/v1/evidence?{bad}"), None).await;
         assert!(status.is_client_error(), "{bad}: {status}");
