@@ -176,6 +176,7 @@ async fn opa_conformance_cases_that_passed_before_still_pass_on_both_engines() {
     let base = common::var("AUMOS_GOVERNANCE_OPA_URL");
     let opa = OpaEngine::new(reqwest::Client::new(), &base, timeout)
         .with_token(Some(governance_engine::config::Secret::new(common::var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
+    #[allow(clippy::type_complexity)]
     let engines: Vec<(&str, Arc<dyn PolicyEngine>, usize, Option<&str>)> = vec![
         ("embedded", Arc::new(EmbeddedEngine::new(timeout)), 2, None),
         // OPA recompiles every loaded module on each upload: a few cases at a time keep the
