@@ -25,7 +25,7 @@ impl Tenant<'_> {
         self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
     }
     async fn create(&self, rego: &str) -> (StatusCode, Value) {
-        self.call(Method::POST, "/api/v1/policies", Some(json!({"name": "attack", "rego": rego}))).await
+        self.call(Method::POST, "/api/v1/policies", Some(json!({"name": format!("attack-{}", Uuid::new_v4()), "rego": rego}))).await
     }
     /// Creates a policy and waits until it is projected (201, or 202 and then readable).
     async fn created(&self, rego: &str) -> String {

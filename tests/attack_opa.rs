@@ -17,7 +17,14 @@ async fn opa_service() -> Service {
 }
 
 async fn create(svc: &Service, tenant: Uuid, tok: &str, rego: &str) -> (StatusCode, Value) {
-    svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(tok), Some(&json!({"name": "attack", "rego": rego}))).await
+    svc.call(
+        Method::POST,
+        "/api/v1/policies",
+        Some(tenant),
+        Some(tok),
+        Some(&json!({"name": format!("attack-{}", uuid::Uuid::new_v4()), "rego": rego})),
+    )
+    .await
 }
 
 async fn evaluate(svc: &Service, tenant: Uuid, tok: &str, id: &str, rule: &str) -> (StatusCode, Value) {

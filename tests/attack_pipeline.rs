@@ -198,7 +198,7 @@ async fn a_huge_string_in_any_command_is_refused_with_413() {
 }
 
 async fn active_policy(svc: &Service, tenant: Uuid, tok: &str, rego: &str) -> String {
-    let body = json!({"name": "attack", "description": "attack", "rego": rego});
+    let body = json!({"name": format!("attack-{}", uuid::Uuid::new_v4()), "description": "attack", "rego": rego});
     let (status, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(tok), Some(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let policy = created["policy_id"].as_str().unwrap().to_owned();
