@@ -30,7 +30,8 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
         let seq = body.get("last_seq").or_else(|| body.get("ledger_seq")).and_then(|s| s.as_i64()).unwrap();
         assert!(seqs.insert(seq), "seq {seq} was handed out twice");
     }
-    assert_eq!(ledger_count().await, before + (PER_PROCESS * 2) as i64, "exactly one entry per command");
+    // Each create is two entries in one append: the policy and its per-tenant name claim.
+    assert_eq!(ledger_count().await, before + (PER_PROCESS * 2 * 2) as i64, "exactly the entries of each command, once");
 
     // The whole ledger verifies, checkpoints included, through the reader role.
     let key_file = verifier_key_file(&one, tenant, &tok).await;

@@ -139,7 +139,7 @@ async fn evaluate_answers_typed_results_and_refuses_inactive_and_foreign_policie
     assert!(r["latency_ms"].as_f64().unwrap() >= 0.0 && r["warnings"].as_array().unwrap().is_empty());
     let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.5}, "rule": "allow"}))).await;
     assert_eq!((r["result"].clone(), r["defined"].clone()), (Value::Null, json!(false)), "undefined is explicit: {r}");
-    assert!(r.get("allowed").is_none(), "undefined is never allowed: {r}");
+    assert_eq!(r["allowed"], json!(false), "undefined is never allowed, and says so: {r}");
     let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {"score": 0.5}, "rule": "deny_reasons"}))).await;
     assert_eq!(r["result"], json!(["score too low"]));
     let (_, r) = t.call(Method::POST, &eval, Some(json!({"input": {}, "rule": "limits.tokens.max"}))).await;
