@@ -376,8 +376,9 @@ async fn verify_database_catches_a_superuser_who_rewrites_the_audit_cluster() {
     let mallory = NoteSigner::from_pem("aumos-governance.local/ledger", &NoteSigner::generate_pem().unwrap()).unwrap();
     let unknown_note = mallory.sign_checkpoint("aumos-governance.local/ledger", 11, &[9u8; 32]);
     let cases: Vec<(&str, String, i64)> = vec![
-        ("payload", "UPDATE gov_audit_trail_entries SET payload = replace(payload::text, 'test policy', 'tost policy')::json WHERE seq = 5".into(), 5),
-        ("metadata", "UPDATE gov_audit_trail_entries SET actor = 'mallory' WHERE seq = 6".into(), 6),
+        // Even seqs are the policies (odd ones their name claims): seq 6 holds "test policy".
+        ("payload", "UPDATE gov_audit_trail_entries SET payload = replace(payload::text, 'test policy', 'tost policy')::json WHERE seq = 6".into(), 6),
+        ("metadata", "UPDATE gov_audit_trail_entries SET actor = 'mallory' WHERE seq = 5".into(), 5),
         ("deleted-middle", "DELETE FROM gov_audit_trail_entries WHERE seq = 7".into(), 7),
         (
             "swapped",
