@@ -159,7 +159,7 @@ async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_a
         let started = Instant::now();
         let (status, e) = evaluate(&svc, a, &ta, &id, rule).await;
         let took = started.elapsed();
-        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"), "{rule}: {e}");
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_evaluation_timeout"), "{rule}: {e}");
         assert!(e.get("allowed").is_none() && e["error"].get("allowed").is_none(), "fail closed");
         assert!(took < Duration::from_secs(3), "{rule} answered after {took:?}, not at the budget");
         eprintln!("{rule}: 503 after {took:?}");
@@ -196,7 +196,7 @@ async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_a
     let before = ledger_count_for(a).await;
     let started = Instant::now();
     let (status, e) = svc.call(Method::POST, &format!("/api/v1/policies/{tid}/activate"), Some(a), Some(&ta), None).await;
-    assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"), "{e}");
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_evaluation_timeout"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(6), "answered at the activation budget, not after {:?}", started.elapsed());
     assert_eq!(ledger_count_for(a).await, before, "a failed activation records nothing");
 

@@ -221,7 +221,7 @@ async fn malformed_or_slow_opa_answers_are_502_and_503_never_allow() {
     for (answer, delay, status, code) in [
         ("[true]", Duration::ZERO, StatusCode::BAD_GATEWAY, "policy_engine_error"),
         ("{\"result\": tru", Duration::ZERO, StatusCode::BAD_GATEWAY, "policy_engine_error"),
-        ("{\"result\": true}", Duration::from_millis(800), StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"),
+        ("{\"result\": true}", Duration::from_millis(800), StatusCode::SERVICE_UNAVAILABLE, "policy_evaluation_timeout"),
     ] {
         let url = fake_opa(answer, delay).await;
         let svc = service_on(&url, "unused", "200").await;

@@ -125,7 +125,9 @@ pub fn build(config: &crate::config::Config, http: reqwest::Client) -> Arc<dyn P
 
 /// The OPA engine the configuration describes (its URL, token and budget).
 pub fn opa_engine(config: &crate::config::Config, http: reqwest::Client) -> opa::OpaEngine {
-    opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout).with_token(config.opa_token.clone())
+    opa::OpaEngine::new(http, &config.opa_url, config.eval_timeout)
+        .with_token(config.opa_token.clone())
+        .with_test_budget(config.sandbox.test_timeout)
 }
 
 /// The evaluation budget; past it the caller gets 503 rather than a late answer.

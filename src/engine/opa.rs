@@ -32,6 +32,8 @@ pub struct OpaEngine {
     timeout: Duration,
     /// Sent as `Authorization: Bearer` on every request (redacted in Debug).
     token: Option<crate::config::Secret>,
+    /// For all tests of one activation together.
+    test_budget: Duration,
 }
 
 /// The id prefix of every module the service uploads for an active version.
@@ -59,7 +61,8 @@ fn namespaced(rego: &str, prefix: &str) -> Option<String> {
 
 fn unavailable(e: &reqwest::Error) -> EngineError {
     if e.is_timeout() {
-        EngineError::Unavailable("OPA did not answer within the evaluation budget".into())
+        // OPA drops the evaluation with the connection (its request context is cancelled).
+        EngineError::Timeout("OPA did not answer within the evaluation budget".into())
     } else {
         EngineError::Unavailable(format!("cannot reach OPA: {e}"))
     }
@@ -87,7 +90,13 @@ fn compile_errors(body: &Value) -> Vec<CompileError> {
 
 impl OpaEngine {
     pub fn new(http: reqwest::Client, base: &str, timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_owned(), timeout, token: None }
+        Self { http, base: base.trim_end_matches('/').to_owned(), timeout, token: None, test_budget: TEST_BUDGET }
+    }
+
+    /// The time all tests of one activation get together (`AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS`).
+    pub fn with_test_budget(mut self, budget: Duration) -> Self {
+        self.test_budget = budget;
+        self
     }
 
     /// The token OPA's REST API requires (`AUMOS_GOVERNANCE_OPA_TOKEN`).
@@ -213,7 +222,7 @@ impl OpaEngine {
     }
 }
 
-/// The least time all tests of one activation get together.
+/// The time all tests of one activation get together, unless configured.
 const TEST_BUDGET: Duration = Duration::from_secs(2);
 
 /// Where throwaway copies (compile checks, activation tests) are uploaded.
@@ -283,7 +292,7 @@ impl PolicyEngine for OpaEngine {
         let tests = info.tests.clone();
         // One budget for all the tests of an activation together; past it OPA is told to
         // stop (the request is dropped, which cancels its evaluation) and the answer is 503.
-        let budget = self.timeout.max(TEST_BUDGET);
+        let budget = self.timeout.max(self.test_budget);
         let failed = self
             .with_scratch(rego, async |package| {
                 let run = async {
@@ -292,7 +301,7 @@ impl PolicyEngine for OpaEngine {
                         match query(self, &data_path(package, Some(test)), &Value::Null, budget).await {
                             Ok(Some(Value::Bool(true))) => {}
                             Ok(_) => failed.push(test.clone()),
-                            Err(e @ EngineError::Unavailable(_)) => return Err(e),
+                            Err(e @ (EngineError::Unavailable(_) | EngineError::Timeout(_))) => return Err(e),
                             Err(e) => failed.push(format!("{test} ({e})")),
                         }
                     }
@@ -300,7 +309,7 @@ impl PolicyEngine for OpaEngine {
                 };
                 tokio::time::timeout(budget, run)
                     .await
-                    .map_err(|_| EngineError::Unavailable(format!("the policy's tests did not finish within {} ms", budget.as_millis())))?
+                    .map_err(|_| EngineError::Timeout(format!("the policy's tests did not finish within {} ms", budget.as_millis())))?
             })
             .await?;
         if failed.is_empty() {
