@@ -58,9 +58,31 @@ pub fn ledger_signer(config: &Config) -> Result<NoteSigner, AppError> {
             p
         }
     };
+    private_to_owner(&path)?;
     let pem = std::fs::read_to_string(&path)
         .map_err(|e| AppError::Io(format!("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE {}: {e}", path.display())))?;
     NoteSigner::from_pem(&config.ledger.origin, &pem).map_err(|e| AppError::Io(format!("ledger signing key {}: {e}", path.display())))
+}
+
+/// Refuses a key file that its group or others may read or write: whoever can read the
+/// ledger's signing key can sign checkpoints of a forged ledger.
+fn private_to_owner(path: &std::path::Path) -> Result<(), AppError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| AppError::Io(format!("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE {}: {e}", path.display())))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(AppError::Io(format!(
+                "the ledger signing key {} is accessible to its group or others (mode {mode:03o}); \
+                 run `chmod 600 {}` (and check who may have read it)",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub const LEDGER_KEY_FILE: &str = "ledger-ed25519.pem";
@@ -112,7 +134,11 @@ async fn pool(url: &str, size: u32, context: &'static str) -> Result<PgPool, App
 
 async fn verifier(config: &Config) -> Result<TokenVerifier, AppError> {
     if let Some(url) = &config.jwt.jwks_url {
-        let jwks = crate::jwks::Jwks::new(url.clone(), config.jwt.jwks_min_refresh, config.jwt.jwks_max_age);
+        let http = crate::tls::http_client(config)?
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| AppError::Io(format!("JWKS client: {e}")))?;
+        let jwks = crate::jwks::Jwks::new(url.clone(), http, config.jwt.jwks_min_refresh, config.jwt.jwks_max_age);
         return Ok(TokenVerifier::from_jwks(jwks, &config.jwt).await);
     }
     let path = match &config.jwt.public_key_file {
@@ -194,7 +220,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let (appender, appender_handle) = Appender::start(writer);
     let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let http = reqwest::Client::builder()
+    let http = crate::tls::http_client(&config)?
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
@@ -238,6 +264,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         }
         None => None,
     };
+    let shutdown_rx_metrics = shutdown_rx.clone();
     let notary_task = {
         let (notary, head) = (notary.clone(), appender_handle.head());
         tokio::spawn(async move { notary.run(head, shutdown_rx).await })
@@ -248,6 +275,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         kafka_bootstrap: config.kafka_bootstrap.clone(),
         artifacts,
         dashboards,
+        health: Default::default(),
         evaluate_limiter: crate::limits::TenantRateLimiter::new(config.evaluate_rate_per_tenant, config.evaluate_burst_per_tenant),
         config,
         primary,
@@ -262,12 +290,30 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         http,
     });
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Io(format!("binding {addr}: {e}")))?;
+    let metrics_task = match state.config.metrics_addr {
+        Some(maddr) => {
+            let l = tokio::net::TcpListener::bind(maddr).await.map_err(|e| AppError::Io(format!("AUMOS_METRICS_ADDR {maddr}: {e}")))?;
+            tracing::info!(addr = %maddr, "serving /metrics");
+            let (app, mut stop) = (crate::http::metrics_router(state.clone()), shutdown_rx_metrics);
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
     tracing::info!(%addr, "listening");
     let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await;
     // The router (and with it every appender handle) is gone: the appender drains its
     // queue, committing what callers are waiting for, and stops.
     appender.join().await;
     let _ = shutdown_tx.send(true);
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     for r in runners {
         let _ = r.await;
     }

@@ -150,6 +150,7 @@ impl TokenVerifier {
     pub async fn from_jwks(jwks: crate::jwks::Jwks, cfg: &JwtConfig) -> Self {
         let jwks = Arc::new(jwks);
         jwks.refresh(true).await;
+        jwks.spawn_refresher();
         Self::new(Keys::Jwks(jwks), cfg)
     }
 
@@ -245,6 +246,7 @@ mod tests {
             jwks_url: None,
             jwks_min_refresh: Duration::from_secs(30),
             jwks_max_age: Duration::from_secs(300),
+            jwks_allow_insecure_http: false,
             issuer: "iss".into(),
             audience: "aud".into(),
             leeway: Duration::from_secs(0),

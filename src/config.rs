@@ -79,6 +79,8 @@ pub struct JwtConfig {
     pub jwks_min_refresh: Duration,
     /// JWKS keys are refetched when older than this.
     pub jwks_max_age: Duration,
+    /// Development only: accept an `http://` JWKS URL (anyone on the path could serve keys).
+    pub jwks_allow_insecure_http: bool,
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
@@ -87,6 +89,8 @@ pub struct JwtConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub http_addr: SocketAddr,
+    /// Serve `/metrics` only on this separate address (default: on `http_addr`).
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub databases: Option<DatabaseUrls>,
     pub audit_pool_size: u32,
@@ -102,6 +106,9 @@ pub struct Config {
     pub kafka_topic_prefix: String,
     pub jwt: JwtConfig,
     pub otel_endpoint: Option<String>,
+    /// Extra trusted CA certificates (PEM) for outgoing HTTPS (JWKS, OPA), on top of the
+    /// system roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// How long a command waits for its projections before answering 202.
     pub read_your_writes_timeout: Duration,
     pub request_body_limit: usize,
@@ -247,6 +254,7 @@ impl Config {
             jwks_url: env.get("AUMOS_JWT_JWKS_URL"),
             jwks_min_refresh: Duration::from_secs(env.parse("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", 30, "a number of seconds")?),
             jwks_max_age: Duration::from_secs(env.parse("AUMOS_JWT_JWKS_MAX_AGE_SECONDS", 300, "a number of seconds")?),
+            jwks_allow_insecure_http: env.parse("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP", false, "true or false")?,
             issuer: env.get("AUMOS_JWT_ISSUER").unwrap_or_else(|| "aumos-dev".to_owned()),
             audience: env.get("AUMOS_JWT_AUDIENCE").unwrap_or_else(|| "aumos-governance".to_owned()),
             leeway: Duration::from_secs(env.parse("AUMOS_JWT_LEEWAY_SECONDS", 30, "a number of seconds")?),
@@ -255,8 +263,14 @@ impl Config {
             return Err(err("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE", "required when AUMOS_DATABASE_URL is set"));
         }
         if let Some(url) = &jwt.jwks_url {
+            if url.starts_with("http://") && !jwt.jwks_allow_insecure_http {
+                return Err(err(
+                    "AUMOS_JWT_JWKS_URL",
+                    "an http:// JWKS lets anyone on the path mint tokens: use https:// (or, in development only, set AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP=true)",
+                ));
+            }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(err("AUMOS_JWT_JWKS_URL", "expected an http:// or https:// URL"));
+                return Err(err("AUMOS_JWT_JWKS_URL", "expected an https:// URL"));
             }
             if jwt.public_key_file.is_some() {
                 return Err(err("AUMOS_JWT_JWKS_URL", "set either AUMOS_JWT_JWKS_URL or AUMOS_JWT_PUBLIC_KEY_FILE, not both"));
@@ -267,6 +281,10 @@ impl Config {
         }
         Ok(Config {
             http_addr: env.parse("AUMOS_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)), "host:port")?,
+            metrics_addr: match env.get("AUMOS_METRICS_ADDR") {
+                None => None,
+                Some(v) => Some(v.trim().parse().map_err(|_| err("AUMOS_METRICS_ADDR", format!("expected host:port, got {v:?}")))?),
+            },
             data_dir: PathBuf::from(env.get("AUMOS_GOVERNANCE_DATA_DIR").unwrap_or_else(|| "./.governance-data".to_owned())),
             databases,
             audit_pool_size,
@@ -280,6 +298,7 @@ impl Config {
             kafka_topic_prefix: env.get("AUMOS_KAFKA_TOPIC_PREFIX").unwrap_or_default(),
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            tls_ca_file: env.get("AUMOS_TLS_CA_FILE").map(PathBuf::from),
             read_your_writes_timeout: env.millis("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", 2000)?,
             evidence_max_bytes: env.parse("AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES", 50 * 1024 * 1024, "a number of bytes")?,
             evidence_expiring_days: env.parse("AUMOS_GOVERNANCE_EVIDENCE_EXPIRING_DAYS", 30, "a number of days")?,
@@ -382,6 +401,7 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
     "AUMOS_KAFKA_TOPIC_PREFIX",
     "AUMOS_HTTP_ADDR",
+    "AUMOS_METRICS_ADDR",
     "AUMOS_HTTP_BODY_LIMIT_BYTES",
     "AUMOS_HTTP_REQUEST_TIMEOUT_MS",
     "AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT",
@@ -395,6 +415,8 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_JWT_JWKS_URL",
     "AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS",
     "AUMOS_JWT_JWKS_MAX_AGE_SECONDS",
+    "AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP",
+    "AUMOS_TLS_CA_FILE",
     "AUMOS_JWT_ISSUER",
     "AUMOS_JWT_AUDIENCE",
     "AUMOS_JWT_LEEWAY_SECONDS",
@@ -448,6 +470,16 @@ mod tests {
         assert_eq!(e.var, "AUMOS_GOVERNANCE_POLICY_ENGINE");
         let e = config(&[("AUMOS_HTTP_ADDR", "nowhere")]).unwrap_err();
         assert_eq!(e.var, "AUMOS_HTTP_ADDR");
+    }
+
+    #[test]
+    fn a_plain_http_jwks_url_is_refused_unless_the_development_variable_allows_it() {
+        let e = config(&[("AUMOS_JWT_JWKS_URL", "http://idp.example/jwks.json")]).unwrap_err();
+        assert_eq!(e.var, "AUMOS_JWT_JWKS_URL");
+        assert!(e.message.contains("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP"), "{e}");
+        let c = config(&[("AUMOS_JWT_JWKS_URL", "http://idp.example/jwks.json"), ("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP", "true")]);
+        assert!(c.is_ok_and(|c| c.jwt.jwks_allow_insecure_http));
+        assert!(config(&[("AUMOS_JWT_JWKS_URL", "https://idp.example/jwks.json")]).is_ok());
     }
 
     #[test]

@@ -231,6 +231,29 @@ impl LocalStack {
         Ok(())
     }
 
+    /// Switches TLS on for a cluster with the given PEM certificate (chain) and key, and, if
+    /// `only`, refuses connections without it. Takes effect at the next start.
+    pub fn enable_tls(&self, c: Cluster, cert_pem: &str, key_pem: &str, only: bool) -> Result<(), DevStackError> {
+        use std::io::Write;
+        let data = self.data_dir(c);
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            crate::fsutil::write_private(&path, text.as_bytes()).map_err(|e| io(name, e))?;
+            if is_root() {
+                let mut chown = Command::new("chown");
+                chown.arg("postgres:postgres").arg(&path);
+                run(chown)?;
+            }
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).map_err(|e| io("postgresql.conf", e))?;
+        f.write_all(b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n").map_err(|e| io("postgresql.conf", e))?;
+        if only {
+            let hba = "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| io("pg_hba.conf", e))?;
+        }
+        Ok(())
+    }
+
     /// Whether a cluster's server is running.
     pub fn is_running(&self, c: Cluster) -> bool {
         let mut cmd = self.pg_command("pg_ctl");

@@ -18,7 +18,9 @@
 //! - [`limits`]: rate, text and size limits on what tenants send and the ledger records.
 //! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
 //! - [`migrate`]: applies `migrations/` (primary) and `audit-schema/` (audit).
-//! - [`telemetry`]: JSON logs and OpenTelemetry export.
+//! - [`tls`]: the rustls HTTP client (system roots plus `AUMOS_TLS_CA_FILE`, no redirects).
+//! - [`telemetry`]: JSON logs and OpenTelemetry export; [`metrics`]: the Prometheus registry
+//!   behind `GET /metrics`.
 
 pub mod app;
 pub mod artifacts;
@@ -37,6 +39,7 @@ pub mod jwks;
 pub mod leader;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod migrate;
 pub mod opa_sync;
 pub mod projection;
@@ -44,3 +47,4 @@ pub mod rebuild;
 pub mod relay;
 pub mod runtime;
 pub mod telemetry;
+pub mod tls;

@@ -195,6 +195,25 @@ impl KafkaRelay {
         self.lag.load(Ordering::Relaxed)
     }
 
+    /// Asks the broker for its metadata over the relay's own client: a real protocol
+    /// round trip, not just a TCP connect, and no new client per probe.
+    pub async fn broker_reachable(&self, timeout: Duration) -> Result<(), String> {
+        use rdkafka::producer::Producer;
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).map(|_| ()).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The ledger seq published up to (read only; 0 before the first batch).
+    pub async fn published_upto(&self) -> Result<i64, sqlx::Error> {
+        let p: Option<i64> = sqlx::query_scalar("SELECT position FROM gov_relay_positions WHERE relay = $1")
+            .bind(RELAY)
+            .fetch_optional(&self.primary)
+            .await?;
+        Ok(p.unwrap_or(0))
+    }
+
     async fn position(&self) -> Result<i64, sqlx::Error> {
         self.position_of(RELAY).await
     }

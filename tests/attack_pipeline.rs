@@ -524,9 +524,12 @@ async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebui
     let b_policy = format!("/api/v1/policies/{}", created["policy_id"].as_str().unwrap());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(svc.call(Method::GET, &b_policy, Some(b), Some(&tb), None).await.0, StatusCode::NOT_FOUND);
-    let ready: Value = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["stuck"]["policies"]["seq"], json!(poison), "{ready}");
-    assert!(ready["stuck"]["policies"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{ready}");
+    // Where and why is for an admin (the public answer says only ok/unavailable).
+    let (_, public) = svc.call(Method::GET, "/health/ready", None, None, None).await;
+    assert!(public.get("details").is_none() && public.get("stuck").is_none(), "{public}");
+    let (_, ready) = svc.call(Method::GET, "/health/ready", Some(b), Some(&tb), None).await;
+    assert_eq!(ready["details"]["stuck"]["policies"]["seq"], json!(poison), "{ready}");
+    assert!(ready["details"]["stuck"]["policies"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{ready}");
     let (ok, status_out, err) = common::cli(&e.dir, &["projections", "status"]);
     assert!(ok, "{err}");
     assert!(status_out.lines().any(|l| l.contains("policies") && l.contains(&format!("STUCK at seq {poison}"))), "{status_out}");
@@ -548,8 +551,8 @@ async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebui
         assert!(Instant::now() < deadline, "B's policy becomes readable after the skip");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready: Value = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["stuck"], json!({}), "{ready}");
+    let (_, ready) = svc.call(Method::GET, "/health/ready", Some(b), Some(&tb), None).await;
+    assert_eq!(ready["details"]["stuck"], json!({}), "{ready}");
     let (_, status_out, _) = common::cli(&e.dir, &["projections", "status"]);
     assert!(!status_out.contains("STUCK"), "{status_out}");
     assert_other_tenant_unharmed_with(svc, &|t| e.token(t, "governance:admin")).await;

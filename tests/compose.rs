@@ -67,3 +67,16 @@ fn opa_requires_the_token_the_service_sends() {
     assert!(token(opa).starts_with("${AUMOS_GOVERNANCE_OPA_TOKEN:?"), "compose refuses to start without a token");
     assert_eq!(opa["restart"], "unless-stopped", "an OPA killed by a runaway policy comes back");
 }
+
+#[test]
+fn only_migrate_gets_the_owner_and_ledger_admin_urls() {
+    let mut c = compose();
+    c.apply_merge().unwrap();
+    let service = &c["services"]["governance-engine"]["environment"];
+    let migrate = &c["services"]["migrate"]["environment"];
+    for owner in ["AUMOS_DATABASE_MIGRATION_URL", "AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL"] {
+        assert!(service.get(owner).is_none(), "the running service must not hold {owner}");
+        assert!(migrate[owner].as_str().is_some_and(|u| u.starts_with("postgres://")), "migrate needs {owner}");
+    }
+    assert_eq!(migrate["AUMOS_DATABASE_URL"], service["AUMOS_DATABASE_URL"], "migrate shares the rest");
+}

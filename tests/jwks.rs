@@ -86,7 +86,11 @@ impl Provider {
 async fn start_with_jwks(provider: &Provider, min_refresh: &str) -> Service {
     var("AUMOS_DATABASE_URL");
     Service::spawn(
-        &[("AUMOS_JWT_JWKS_URL", provider.url.as_str()), ("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", min_refresh)],
+        &[
+            ("AUMOS_JWT_JWKS_URL", provider.url.as_str()),
+            ("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", min_refresh),
+            ("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP", "true"),
+        ],
         &["AUMOS_JWT_PUBLIC_KEY_FILE", "AUMOS_KAFKA_BOOTSTRAP_SERVERS"],
     )
     .await
@@ -172,7 +176,7 @@ async fn static_pem_keys_verify_es256_and_rs256_tokens_and_refuse_the_other_algo
 }
 
 #[tokio::test]
-async fn keys_older_than_the_max_age_are_refetched_on_use() {
+async fn keys_older_than_the_max_age_are_refetched_and_a_removed_key_stops_verifying() {
     let provider = Provider::start(vec![jwk("ed25519-a")]).await;
     var("AUMOS_DATABASE_URL");
     let svc = Service::spawn(
@@ -180,21 +184,78 @@ async fn keys_older_than_the_max_age_are_refetched_on_use() {
             ("AUMOS_JWT_JWKS_URL", provider.url.as_str()),
             ("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", "1"),
             ("AUMOS_JWT_JWKS_MAX_AGE_SECONDS", "1"),
+            ("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP", "true"),
         ],
         &["AUMOS_JWT_PUBLIC_KEY_FILE", "AUMOS_KAFKA_BOOTSTRAP_SERVERS"],
     )
     .await;
-    let tenant = Uuid::new_v4();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = provider.hits();
-    // A fresh token (not in the verified-token cache) with a known kid, after the max age.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(provider.hits() > before, "keys older than the max age are refetched");
+    let tenant = Uuid::new_v4();
     let (status, _) = list_as(&svc, tenant, &sign("ed25519-a", Algorithm::EdDSA, Some("test-ed25519-a"), tenant)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(provider.hits(), before + 1, "stale keys are refetched before use");
-    // The provider dropped the key: once stale again, tokens signed with it fail.
+    // The provider dropped the key: once the set is refetched, tokens signed with it fail.
     provider.keys.lock().unwrap().clear();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let other = Uuid::new_v4();
     let (status, _) = list_as(&svc, other, &sign("ed25519-a", Algorithm::EdDSA, Some("test-ed25519-a"), other)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a key the provider removed stops verifying");
+}
+
+/// Starts the service on an HTTPS JWKS at `url`, trusting `ca_file` if given.
+async fn start_on_https(url: &str, ca_file: Option<&std::path::Path>) -> Service {
+    var("AUMOS_DATABASE_URL");
+    let ca = ca_file.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut env = vec![("AUMOS_JWT_JWKS_URL", url), ("AUMOS_JWT_JWKS_MIN_REFRESH_SECONDS", "1")];
+    if ca_file.is_some() {
+        env.push(("AUMOS_TLS_CA_FILE", ca.as_str()));
+    }
+    Service::spawn(&env, &["AUMOS_JWT_PUBLIC_KEY_FILE", "AUMOS_KAFKA_BOOTSTRAP_SERVERS"]).await
+}
+
+#[tokio::test]
+async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_redirects_are_not_followed() {
+    let ca = common::tls::TestCa::new("identity provider CA");
+    let dir = std::env::temp_dir().join(format!("gov-jwks-tls-{}", Uuid::new_v4()));
+    let ca_file = ca.ca_file(&dir);
+    let keys = json!({ "keys": [jwk("ed25519-a")] }).to_string();
+    let port = ca
+        .serve_https(Arc::new(move |path: &str| match path {
+            "/jwks.json" => ("200 OK".to_owned(), keys.clone()),
+            _ => ("302 Found\r\nLocation: /jwks.json".to_owned(), String::new()),
+        }))
+        .await;
+    let tenant = Uuid::new_v4();
+    let token = sign("ed25519-a", Algorithm::EdDSA, Some("test-ed25519-a"), tenant);
+
+    let svc = start_on_https(&format!("https://localhost:{port}/jwks.json"), Some(&ca_file)).await;
+    assert_eq!(list_as(&svc, tenant, &token).await.0, StatusCode::OK, "keys fetched over HTTPS verify tokens");
+    svc.stop().await;
+
+    let svc = start_on_https(&format!("https://localhost:{port}/jwks.json"), None).await;
+    assert_eq!(
+        list_as(&svc, tenant, &token).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a server the system roots do not vouch for is not trusted"
+    );
+    svc.stop().await;
+
+    let svc = start_on_https(&format!("https://localhost:{port}/moved"), Some(&ca_file)).await;
+    assert_eq!(list_as(&svc, tenant, &token).await.0, StatusCode::UNAUTHORIZED, "a redirect is not followed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plain_http_jwks_stops_start_up_unless_the_development_variable_allows_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+        .arg("serve")
+        .env("AUMOS_JWT_JWKS_URL", "http://127.0.0.1:9/jwks.json")
+        .env_remove("AUMOS_JWT_PUBLIC_KEY_FILE")
+        .env_remove("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("AUMOS_JWT_JWKS_URL") && stderr.contains("AUMOS_DEV_ALLOW_INSECURE_JWKS_HTTP"), "{stderr}");
 }

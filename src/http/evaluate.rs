@@ -148,6 +148,7 @@ async fn policy_named(state: &SharedState, caller: &Caller, name: &aggregates::P
 /// Refuses with 429 when the tenant's evaluation rate is spent.
 fn rate_limit(state: &SharedState, caller: &Caller) -> Result<(), ApiError> {
     if let Err(wait) = state.evaluate_limiter.check(caller.tenant_id.as_uuid()) {
+        crate::metrics::get().refused_by_rate_limit("evaluate");
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(ApiError::new(ErrorCode::RateLimited, "this tenant's evaluation rate limit is reached; retry later")
             .retry_after(seconds.max(1))
@@ -176,16 +177,23 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
     let evaluation =
         tokio::time::timeout(limit, crate::engine::on_behalf_of(tenant, prepared.evaluate(req.rule.as_deref(), &req.input))).await;
+    let engine = state.runtime.engine().kind();
     let result = match evaluation {
-        Ok(r) => r?,
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            crate::metrics::get().evaluation(engine, "error", started.elapsed());
+            return Err(e.into());
+        }
         Err(_) => {
+            crate::metrics::get().evaluation(engine, "timeout", started.elapsed());
             return Err(ApiError::new(
                 ErrorCode::PolicyEngineUnavailable,
                 format!("evaluation exceeded {} ms", state.config.eval_timeout.as_millis()),
-            ))
+            ));
         }
     };
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
     let mut warnings = Vec::new();
     if latency_ms > BUDGET_MS {
         tracing::warn!(policy_id = %policy_id, latency_ms, "evaluation exceeded the 200 ms budget");
@@ -193,6 +201,12 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     }
     let decision_id = Uuid::now_v7();
     let allowed = allowed(result.as_ref());
+    let outcome = match allowed {
+        Some(true) => "allowed",
+        Some(false) => "denied",
+        None => "undefined",
+    };
+    crate::metrics::get().evaluation(engine, outcome, elapsed);
     let record = PolicyEvaluated {
         decision_id,
         policy_id,

@@ -489,7 +489,7 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
     let evidence = read::of_workflow(&mut tx, Some(id.as_uuid()), false).await?;
     drop(tx);
     let Some(max) = evidence.iter().map(|e| e.ledger_seq).max() else {
-        let latest = state.ledger.latest_checkpoint().await?;
+        let latest = state.notary.latest().await.map_err(ApiError::from)?;
         let (checkpoint, tree_size) = latest.map(|c| (c.note.clone(), c.tree_size)).unwrap_or_default();
         let body = EvidenceBundle {
             workflow_id: id.as_uuid(),

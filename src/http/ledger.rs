@@ -30,6 +30,7 @@ impl From<NotaryError> for ApiError {
             NotaryError::Empty => ApiError::new(ErrorCode::Conflict, "the ledger is empty; there is nothing to checkpoint"),
             NotaryError::NoCheckpoint(n) => ApiError::not_found(&format!("checkpoint at tree size {n}")),
             NotaryError::NoEntry(_) => ApiError::not_found("ledger entry"),
+            NotaryError::Unverified(n) => ApiError::not_found(&format!("verifiable checkpoint at tree size {n}")),
         }
     }
 }
@@ -50,7 +51,7 @@ pub async fn public_key(State(state): State<SharedState>, caller: Caller) -> Res
 #[utoipa::path(get, path = "/ledger/checkpoints/latest", tag = "ledger", responses((status = 200, description = "The checkpoint", body = ExportCheckpoint)))]
 pub async fn latest_checkpoint(State(state): State<SharedState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&Role::ALL)?;
-    let latest = state.ledger.latest_checkpoint().await?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
+    let latest = state.notary.latest().await.map_err(ApiError::from)?.ok_or_else(|| ApiError::not_found("checkpoint"))?;
     Ok(Json(latest.to_export()).into_response())
 }
 

@@ -32,6 +32,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // The route template, never the raw path: no ids in metric labels.
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = req.method().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -55,6 +58,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID.clone(), v);
         }
+        crate::metrics::get().http_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
         tracing::debug!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request done");
         response
     }

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod extract;
 pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod paging;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub evaluate_limiter: crate::limits::TenantRateLimiter,
     pub artifacts: crate::artifacts::ArtifactStore,
     pub dashboards: dashboard::DashboardCache,
+    /// The last readiness report (probes reuse it for a second).
+    pub health: health::HealthCache,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -132,6 +135,7 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(openapi::page))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI 3.1 document (also `governance-engine openapi`).
@@ -139,6 +143,16 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes(0, 0).split_for_parts();
     openapi::finish(&mut doc);
     doc
+}
+
+/// The router of the separate metrics listener (`AUMOS_METRICS_ADDR`): `/metrics` only.
+pub fn metrics_router(state: SharedState) -> Router {
+    let (router, _) = OpenApiRouter::<SharedState>::new().routes(routes!(metrics::metrics)).split_for_parts();
+    router
+        .layer(axum::Extension(metrics::MetricsListener))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
 }
 
 pub fn router(state: SharedState) -> Router {

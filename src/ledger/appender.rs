@@ -98,8 +98,10 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
             Ok(outcomes) => {
+                crate::metrics::get().ledger_append(size, started.elapsed());
                 let mut top = None;
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
                     if let Ok(appended) = &outcome {

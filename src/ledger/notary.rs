@@ -37,6 +37,8 @@ pub enum NotaryError {
     NoCheckpoint(i64),
     #[error("no entry {0}")]
     NoEntry(i64),
+    #[error("the stored checkpoint at tree size {0} does not verify with the ledger key")]
+    Unverified(i64),
 }
 
 #[derive(Debug)]
@@ -96,15 +98,17 @@ impl Notary {
         if size == 0 {
             return Err(NotaryError::Empty);
         }
-        if let Some(latest) = self.reader.latest_checkpoint().await? {
-            if u64::try_from(latest.tree_size).unwrap_or(0) >= size {
-                return Ok(latest);
+        let tree_size = i64::try_from(size).unwrap_or(i64::MAX);
+        // Only a checkpoint of exactly this size that our key signed counts: a row the
+        // writer role inserted by other means (any size, any note) is ignored.
+        if let Some(existing) = self.reader.checkpoint_at(tree_size).await? {
+            if self.signed_by_us(&existing) {
+                return Ok(existing);
             }
         }
         let root = tree.root(size)?;
         drop(tree);
         let note = self.signer.sign_checkpoint(&self.config.origin, size, &root);
-        let tree_size = i64::try_from(size).unwrap_or(i64::MAX);
         sqlx::query("SELECT gov_ledger_add_checkpoint($1, $2, $3, $4, $5)")
             .bind(tree_size)
             .bind(root.to_vec())
@@ -115,7 +119,42 @@ impl Notary {
             .await
             .map_err(LedgerError::from)?;
         tracing::info!(tree_size, root = %hex::encode(root), "ledger checkpoint signed");
-        self.reader.checkpoint_at(tree_size).await?.ok_or(NotaryError::NoCheckpoint(tree_size))
+        self.verified(self.reader.checkpoint_at(tree_size).await?, tree_size)
+    }
+
+    /// The newest checkpoint our key signed: the newest stored one if it verifies, else a
+    /// fresh one of the head (None when the ledger is empty).
+    pub async fn latest(&self) -> Result<Option<StoredCheckpoint>, NotaryError> {
+        match self.reader.latest_checkpoint().await? {
+            None => Ok(None),
+            Some(c) if self.signed_by_us(&c) => Ok(Some(c)),
+            Some(c) => {
+                tracing::error!(tree_size = c.tree_size, "the newest stored checkpoint does not verify with the ledger key; ignored");
+                self.checkpoint_now().await.map(Some)
+            }
+        }
+    }
+
+    /// Whether the stored checkpoint's note verifies with this notary's key and matches
+    /// its row (size and root).
+    fn signed_by_us(&self, c: &StoredCheckpoint) -> bool {
+        let Ok(key) = super::checkpoint::VerifierKey::parse(&self.signer.verifier_key()) else { return false };
+        match super::checkpoint::verify_checkpoint(&c.note, &[key]) {
+            Ok(v) => i64::try_from(v.tree_size).ok() == Some(c.tree_size) && v.root.as_slice() == c.root_hash.as_slice(),
+            Err(_) => false,
+        }
+    }
+
+    /// `c` if our key signed it; a checkpoint that does not verify is reported and never used.
+    fn verified(&self, c: Option<StoredCheckpoint>, tree_size: i64) -> Result<StoredCheckpoint, NotaryError> {
+        match c {
+            Some(c) if self.signed_by_us(&c) => Ok(c),
+            Some(c) => {
+                tracing::error!(tree_size = c.tree_size, key_id = %c.key_id, "a stored checkpoint does not verify with the ledger key; ignored");
+                Err(NotaryError::Unverified(c.tree_size))
+            }
+            None => Err(NotaryError::NoCheckpoint(tree_size)),
+        }
     }
 
     /// The inclusion proof of `seq` against the checkpoint of `tree_size` (default: the
@@ -123,10 +162,10 @@ impl Notary {
     pub async fn inclusion(&self, seq: i64, tree_size: Option<i64>) -> Result<InclusionProof, NotaryError> {
         let entry = self.reader.entry(seq).await?.ok_or(NotaryError::NoEntry(seq))?;
         let checkpoint = match tree_size {
-            Some(n) => self.reader.checkpoint_at(n).await?.ok_or(NotaryError::NoCheckpoint(n))?,
+            Some(n) => self.verified(self.reader.checkpoint_at(n).await?, n)?,
             None => match self.reader.checkpoint_covering(seq).await? {
-                Some(c) => c,
-                None => self.checkpoint_now().await?,
+                Some(c) if self.signed_by_us(&c) => c,
+                _ => self.checkpoint_now().await?,
             },
         };
         if checkpoint.tree_size < seq {
@@ -143,8 +182,8 @@ impl Notary {
 
     /// The consistency proof between two checkpoints.
     pub async fn consistency(&self, from: i64, to: i64) -> Result<(StoredCheckpoint, StoredCheckpoint, Vec<Hash>), NotaryError> {
-        let a = self.reader.checkpoint_at(from).await?.ok_or(NotaryError::NoCheckpoint(from))?;
-        let b = self.reader.checkpoint_at(to).await?.ok_or(NotaryError::NoCheckpoint(to))?;
+        let a = self.verified(self.reader.checkpoint_at(from).await?, from)?;
+        let b = self.verified(self.reader.checkpoint_at(to).await?, to)?;
         let tree = self.sync().await?;
         let proof = tree.consistency_proof(u64::try_from(from).unwrap_or(0), u64::try_from(to).unwrap_or(0))?;
         Ok((a, b, proof))
@@ -153,10 +192,9 @@ impl Notary {
     /// Makes a checkpoint whenever `every_entries` entries have been appended since the
     /// last one, or `every` has passed with new entries, until `shutdown`; then one last.
     pub async fn run(&self, mut head: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-        let mut last_size: i64 = match self.reader.latest_checkpoint().await {
-            Ok(c) => c.map(|c| c.tree_size).unwrap_or(0),
-            Err(_) => 0,
-        };
+        // Not the newest stored row: that may be one we cannot verify. The first tick
+        // signs the head unless our own checkpoint of it exists.
+        let mut last_size: i64 = 0;
         let mut ticker = tokio::time::interval(self.config.every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let threshold = i64::try_from(self.config.every_entries).unwrap_or(i64::MAX);

@@ -79,6 +79,12 @@ impl LedgerReader {
         Ok(seq.unwrap_or(0))
     }
 
+    /// When each of `seqs` was recorded (those that exist).
+    pub async fn recorded_at(&self, seqs: &[i64]) -> Result<Vec<(i64, chrono::DateTime<chrono::Utc>)>, LedgerError> {
+        let sql = "SELECT seq, recorded_at FROM gov_audit_trail_entries WHERE seq = ANY($1)";
+        Ok(sqlx::query_as(sql).bind(seqs).fetch_all(&self.pool).await?)
+    }
+
     /// How many entries there are; tests compare it before and after rejected requests.
     pub async fn count(&self) -> Result<i64, LedgerError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&self.pool).await?)

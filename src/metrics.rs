@@ -1,0 +1,208 @@
+//! Prometheus metrics (the `prometheus-client` crate), served as text at `GET /metrics`.
+//!
+//! One process-wide registry. Counters and histograms are recorded where the work is done
+//! (the request middleware, evaluate, the ledger appender); lag and age gauges are set at
+//! scrape time from the running projectors, relay and notary (`http::metrics`). No label
+//! ever carries a tenant id, a policy id or anything else a caller chose: routes are the
+//! matched path template (`/api/v1/policies/{id}`), never the raw path.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route template, or `unmatched`.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvaluateLabels {
+    /// `embedded` or `opa`.
+    pub engine: &'static str,
+    /// `allowed`, `denied`, `undefined` (no boolean answer), `error` or `timeout`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    /// A projector's name, or `kafka_relay`.
+    pub consumer: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_seconds: Family<HttpLabels, Histogram>,
+    pub evaluate_seconds: Family<EvaluateLabels, Histogram>,
+    pub ledger_append_seconds: Histogram,
+    pub ledger_append_batch_entries: Histogram,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub ledger_head: Gauge,
+    pub consumer_lag_entries: Family<ConsumerLabels, Gauge>,
+    pub consumer_lag_seconds: Family<ConsumerLabels, FloatGauge>,
+    pub checkpoint_age_seconds: FloatGauge,
+    pub checkpoint_tree_size: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms … ~6.5 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("aumos_governance");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by method, route template and status", http_requests.clone());
+        let http_request_seconds = Family::<HttpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer an HTTP request, by method, route template and status",
+            Unit::Seconds,
+            http_request_seconds.clone(),
+        );
+        let evaluate_seconds = Family::<EvaluateLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "evaluate_duration",
+            "Policy evaluation time in the engine, by engine and outcome",
+            Unit::Seconds,
+            evaluate_seconds.clone(),
+        );
+        let ledger_append_seconds = latency_histogram();
+        registry.register_with_unit(
+            "ledger_append_duration",
+            "Time to commit one group-commit batch to the audit ledger",
+            Unit::Seconds,
+            ledger_append_seconds.clone(),
+        );
+        let ledger_append_batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register("ledger_append_batch_entries", "Entries per group-commit batch", ledger_append_batch_entries.clone());
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register("rate_limited", "Requests refused by a rate limit (429), by limit", rate_limited.clone());
+        let ledger_head = Gauge::default();
+        registry.register("ledger_head_seq", "The highest ledger seq", ledger_head.clone());
+        let consumer_lag_entries = Family::<ConsumerLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag_entries",
+            "Ledger entries a projector or the Kafka relay has not yet applied or published",
+            consumer_lag_entries.clone(),
+        );
+        let consumer_lag_seconds = Family::<ConsumerLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "consumer_lag",
+            "Age of the oldest ledger entry a projector or the Kafka relay has not yet applied or published (0 when caught up)",
+            Unit::Seconds,
+            consumer_lag_seconds.clone(),
+        );
+        let checkpoint_age_seconds = FloatGauge::default();
+        registry.register_with_unit(
+            "checkpoint_age",
+            "Time since the newest signed ledger checkpoint (-1 when there is none)",
+            Unit::Seconds,
+            checkpoint_age_seconds.clone(),
+        );
+        let checkpoint_tree_size = Gauge::default();
+        registry.register("checkpoint_tree_size", "Tree size of the newest signed ledger checkpoint", checkpoint_tree_size.clone());
+        Self {
+            registry,
+            http_requests,
+            http_request_seconds,
+            evaluate_seconds,
+            ledger_append_seconds,
+            ledger_append_batch_entries,
+            rate_limited,
+            ledger_head,
+            consumer_lag_entries,
+            consumer_lag_seconds,
+            checkpoint_age_seconds,
+            checkpoint_tree_size,
+        }
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels = HttpLabels { method: method.to_owned(), route: route.to_owned(), status };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn evaluation(&self, engine: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.evaluate_seconds.get_or_create(&EvaluateLabels { engine, outcome }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn ledger_append(&self, entries: usize, elapsed: Duration) {
+        self.ledger_append_seconds.observe(elapsed.as_secs_f64());
+        self.ledger_append_batch_entries.observe(entries as f64);
+    }
+
+    pub fn refused_by_rate_limit(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    pub fn consumer_lag(&self, consumer: &str, entries: i64, seconds: f64) {
+        let labels = ConsumerLabels { consumer: consumer.to_owned() };
+        self.consumer_lag_entries.get_or_create(&labels).set(entries);
+        self.consumer_lag_seconds.get_or_create(&labels).set(seconds);
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_every_family_with_its_unit() {
+        let m = Metrics::new();
+        m.http_request("GET", "/api/v1/policies/{id}", 200, Duration::from_millis(3));
+        m.evaluation("embedded", "allowed", Duration::from_millis(1));
+        m.ledger_append(3, Duration::from_millis(2));
+        m.refused_by_rate_limit("evaluate");
+        m.consumer_lag("policies", 2, 0.5);
+        let text = m.render();
+        for needle in [
+            "aumos_governance_http_requests_total{method=\"GET\",route=\"/api/v1/policies/{id}\",status=\"200\"} 1",
+            "aumos_governance_evaluate_duration_seconds_count{engine=\"embedded\",outcome=\"allowed\"} 1",
+            "aumos_governance_ledger_append_batch_entries_sum 3.0",
+            "aumos_governance_rate_limited_total{limit=\"evaluate\"} 1",
+            "aumos_governance_consumer_lag_entries{consumer=\"policies\"} 2",
+            "aumos_governance_consumer_lag_seconds{consumer=\"policies\"} 0.5",
+            "# TYPE aumos_governance_checkpoint_age_seconds gauge",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}
