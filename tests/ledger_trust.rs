@@ -1,6 +1,7 @@
 //! Trust in the ledger's key and checkpoints: a signing key readable by others stops
 //! start-up; the audit database refuses a checkpoint beyond the head; the notary ignores a
-//! checkpoint its key did not sign.
+//! checkpoint its key did not sign. The forging tests run on an embedded stack of their
+//! own: a forged checkpoint in the shared audit database would disturb every other test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -31,6 +32,11 @@ fn a_signing_key_readable_by_others_stops_start_up_naming_the_file_and_the_chmod
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+async fn connect_to(url: &str) -> PgConnection {
+    use sqlx::Connection;
+    PgConnection::connect(url).await.unwrap()
+}
+
 async fn head(reader: &mut PgConnection) -> i64 {
     sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(reader).await.unwrap()
 }
@@ -43,29 +49,34 @@ fn forged_insert(size: i64) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx:
 
 #[tokio::test]
 async fn the_audit_database_refuses_a_checkpoint_beyond_the_ledger_head() {
-    let svc = Service::start(&[]).await;
+    let e = Embedded::start(&[]).await;
     let t = Uuid::new_v4();
-    let (status, _) = svc.call(Method::POST, "/api/v1/policies", Some(t), Some(&token(t, ADMIN)), Some(&policy_body("beyond"))).await;
+    let tok = e.token(t, "governance:admin");
+    let (status, _) = e.svc.call(Method::POST, "/api/v1/policies", Some(t), Some(&tok), Some(&policy_body("beyond"))).await;
     assert_eq!(status, StatusCode::CREATED);
-    let mut w = connect("AUMOS_GOVERNANCE_AUDIT_DB_URL").await;
-    let e = forged_insert(9_000_000_000_000_000_000).execute(&mut w).await.unwrap_err().to_string();
-    assert!(e.contains("beyond the ledger head"), "{e}");
-    let e = sqlx::query("SELECT gov_ledger_add_checkpoint(9000000000000000000, $1, 'x', 'x', 'forged')")
+    let mut w = connect_to(e.stack.urls().audit_writer.expose()).await;
+    let err = forged_insert(9_000_000_000_000_000_000).execute(&mut w).await.unwrap_err().to_string();
+    assert!(err.contains("beyond the ledger head"), "{err}");
+    let err = sqlx::query("SELECT gov_ledger_add_checkpoint(9000000000000000000, $1, 'x', 'x', 'forged')")
         .bind(vec![7u8; 32])
         .execute(&mut w)
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("beyond the ledger head"), "through the function too: {e}");
+    assert!(err.contains("beyond the ledger head"), "through the function too: {err}");
+    drop(w);
+    e.finish().await;
 }
 
 #[tokio::test]
 async fn the_notary_ignores_a_checkpoint_its_key_did_not_sign() {
-    let svc = Service::start(&[]).await;
+    let e = Embedded::start(&[]).await;
+    let svc = &e.svc;
     let t = Uuid::new_v4();
-    let tok = token(t, ADMIN);
-    let mut r = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
-    let mut w = connect("AUMOS_GOVERNANCE_AUDIT_DB_URL").await;
+    let tok = e.token(t, "governance:admin");
+    let urls = e.stack.urls();
+    let mut r = connect_to(urls.audit_reader.expose()).await;
+    let mut w = connect_to(urls.audit_writer.expose()).await;
     // The writer role inserts a forged checkpoint at the head (retrying if a real one won
     // the race for that size).
     let mut forged_at = None;
@@ -91,4 +102,6 @@ async fn the_notary_ignores_a_checkpoint_its_key_did_not_sign() {
         .call(Method::GET, &format!("/api/v1/ledger/consistency?from={forged_at}&to={}", cp["tree_size"]), Some(t), Some(&tok), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no proof is given from a checkpoint that does not verify");
+    drop((r, w));
+    e.finish().await;
 }
