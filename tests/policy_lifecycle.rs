@@ -120,6 +120,57 @@ async fn a_failing_unit_test_blocks_activation_and_lists_the_failures() {
     assert_eq!(p["status"], "draft", "nothing changed");
 }
 
+/// The read model lags (its projector's leader is frozen) when a version with a failing
+/// test is added: activating "the newest" still tests that version, from the ledger, and
+/// refuses it; nothing is activated.
+#[tokio::test]
+async fn activation_tests_the_version_it_activates_even_when_the_read_model_lags() {
+    let e = Embedded::start(&[]).await;
+    let data_dir = e.dir.display().to_string();
+    // A second process on the same databases; the first leads every projector.
+    let follower = Service::spawn(
+        &[("AUMOS_GOVERNANCE_DATA_DIR", data_dir.as_str()), ("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", "300")],
+        SHARED,
+    )
+    .await;
+    let tenant = Uuid::new_v4();
+    let tok = e.token(tenant, "governance:admin");
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (follower, tok) = (&follower, tok.clone());
+        async move { follower.call(method, &path, Some(tenant), Some(&tok), body.as_ref()).await }
+    };
+    let (status, p) = call(Method::POST, "/api/v1/policies".into(), Some(json!({"name": "gate", "rego": GATE}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+
+    e.svc.freeze(true);
+    let failing = format!("{GATE}\ntest_low_score_passes_too if allow with input as {{\"score\": 0.1}}\n");
+    let (status, v2) = call(Method::POST, format!("/api/v1/policies/{id}/versions"), Some(json!({"rego": failing}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the read model lags: {v2}");
+    let (status, err) = call(Method::POST, format!("/api/v1/policies/{id}/activate"), None).await;
+    e.svc.freeze(false);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(error_code(&err), "policy_tests_failed");
+    assert_eq!(err["error"]["details"]["failed_tests"], json!(["test_low_score_passes_too"]));
+
+    let mut reader = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(e.stack.urls().audit_reader.expose()).await.unwrap()
+    };
+    let activations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries WHERE aggregate_id = $1 AND event_type = 'PolicyActivated'")
+            .bind(&id)
+            .fetch_one(&mut reader)
+            .await
+            .unwrap();
+    assert_eq!(activations, 0, "no version was activated");
+    let (status, p) = call(Method::POST, format!("/api/v1/policies/{id}/activate"), Some(json!({"version": 1}))).await;
+    assert!(status == StatusCode::OK || status == StatusCode::ACCEPTED, "the tested version 1 activates: {p}");
+    drop(reader);
+    follower.stop().await;
+    e.finish().await;
+}
+
 #[tokio::test]
 async fn evaluate_answers_typed_results_and_refuses_inactive_and_foreign_policies() {
     let svc = Service::start(&[]).await;

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use aggregates::policy::mask::InputMask;
 use aggregates::policy::name::{claim_id, ClaimName, NameClaimError, PolicyNameClaim, NAME_CLAIM_AGGREGATE};
-use aggregates::policy::{InputLogging, Policy, PolicyCommand, PolicyError};
-use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource};
+use aggregates::policy::{ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, VersionRejected};
+use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
 use projections::policies::{self as read, PolicyListQuery, PolicySort, PolicyStatusFilter, VersionSort};
 use projections::policies::{PolicyVersionView, PolicyView};
 use projections::{Page, SortOrder};
@@ -40,8 +40,36 @@ impl From<PolicyError> for ApiError {
                 .with_details(serde_json::json!({ "status": from.as_str(), "allowed_transitions": allowed })),
             PolicyError::UnknownVersion { .. } => ApiError::validation(e.to_string()),
             PolicyError::AlreadyActive(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            // The engine's own error, with its own code (failed tests 422, engine down 503).
+            PolicyError::VersionRejected { reason, .. } => match reason.0.downcast_ref::<crate::engine::EngineError>() {
+                Some(engine) => engine.clone().into(),
+                None => ApiError::validation(e.to_string()),
+            },
         }
     }
+}
+
+/// The Policy aggregate's activation check on the service's engine: the version compiles,
+/// its `test_` rules pass, and the engine has loaded it (queued under the tenant).
+struct EngineActivationCheck {
+    engine: std::sync::Arc<dyn crate::engine::PolicyEngine>,
+}
+
+#[async_trait::async_trait]
+impl ActivationCheck for EngineActivationCheck {
+    async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected> {
+        let engine = self.engine.as_ref();
+        let check = async {
+            crate::engine::check_and_test(engine, rego.as_str()).await?;
+            let module = PolicyModule { policy_id: policy.as_uuid(), version, package: String::new(), rego: rego.as_str().to_owned() };
+            engine.prepare(&module).await.map(|_| ())
+        };
+        crate::engine::on_behalf_of(tenant.as_uuid(), check).await.map_err(|e| VersionRejected(std::sync::Arc::new(e)))
+    }
+}
+
+fn policy_services(state: &SharedState) -> PolicyServices {
+    PolicyServices::new(std::sync::Arc::new(EngineActivationCheck { engine: state.runtime.engine().clone() }))
 }
 
 fn optional_reason(r: Option<String>) -> Result<Option<Reason>, ApiError> {
@@ -74,7 +102,7 @@ async fn read_after(state: &SharedState, caller: &Caller, policy_id: Uuid, seq: 
 
 /// Runs a command, invalidates the evaluation cache, and answers with the read model.
 async fn run(state: &SharedState, caller: &Caller, id: PolicyId, command: PolicyCommand, status: StatusCode) -> Result<Response, ApiError> {
-    let appended = state.bus.execute::<Policy>(&id.to_string(), command, &(), &caller.context()).await?;
+    let appended = state.bus.execute::<Policy>(&id.to_string(), command, &policy_services(state), &caller.context()).await?;
     answer(state, caller, id, &appended, status).await
 }
 
@@ -137,7 +165,7 @@ pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(bo
     // aggregate refuses a taken name; a racing claim of the same name loses at the append.
     let ctx = caller.context();
     let mut entries = state.bus.decide::<PolicyNameClaim>(&claim_id(caller.tenant_id, &name), claim, &(), &ctx).await?;
-    entries.extend(state.bus.decide::<Policy>(&id.to_string(), command, &(), &ctx).await?);
+    entries.extend(state.bus.decide::<Policy>(&id.to_string(), command, &policy_services(&state), &ctx).await?);
     let appended = state.bus.record(entries).await.map_err(|e| match e {
         // Another create claimed the name between our read of the claim and our append.
         LedgerError::Conflict { aggregate_type, .. } if aggregate_type == NAME_CLAIM_AGGREGATE => {
@@ -224,26 +252,8 @@ pub async fn activate(
     let id = parse_id(&id)?;
     let t = transition_body(body).await?;
     let reason = optional_reason(t.reason)?;
-    let mut tx = state.tenant_tx(&caller).await?;
-    let view = read::get(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("policy"))?;
-    let version = t.version.unwrap_or(u32::try_from(view.latest_version).unwrap_or(0));
-    let rego = read::version(&mut tx, id.as_uuid(), i32::try_from(version).unwrap_or(i32::MAX)).await?;
-    drop(tx);
-    // The aggregate decides whether the transition is allowed; checking the read model
-    // first only avoids testing and uploading a policy that cannot be activated.
-    if view.status == "archived" {
-        return Err(PolicyError::InvalidTransition {
-            from: aggregates::policy::PolicyStatus::Archived,
-            transition: "activate",
-            allowed: &[],
-        }
-        .into());
-    }
-    if let Some(v) = &rego {
-        let engine = state.runtime.engine();
-        crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), crate::engine::check_and_test(engine.as_ref(), &v.rego)).await?;
-        engine.prepare(&PolicyModule { policy_id: id.as_uuid(), version, package: String::new(), rego: v.rego.clone() }).await?;
-    }
+    // The aggregate picks the version from the ledger (the newest when none is named) and
+    // has the engine check and test exactly that version before it is activated.
     let command = PolicyCommand::Activate { tenant_id: caller.tenant_id, version: t.version, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command, StatusCode::OK).await
 }

@@ -115,6 +115,13 @@ impl Service {
         req.multipart(form).send().await.unwrap()
     }
 
+    /// Freezes (`true`, SIGSTOP) or resumes (`false`, SIGCONT) the process: a frozen
+    /// leader keeps its leases, so its projectors stop without a failover.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        assert!(Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().unwrap().success());
+    }
+
     /// SIGKILL: no graceful shutdown, as in a crash.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();

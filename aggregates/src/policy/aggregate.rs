@@ -4,8 +4,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
+use super::services::{PolicyServices, VersionRejected};
 use super::{PolicyCommand, PolicyEvent};
-use crate::ids::{PolicyId, TenantId};
+use crate::ids::{PolicyId, RegoSource, TenantId};
 
 /// Where a policy is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,6 +56,10 @@ pub enum PolicyError {
     UnknownVersion { requested: u32, latest: u32 },
     #[error("version {0} is already the active version")]
     AlreadyActive(u32),
+    /// The engine refused the version the activation would make active (it does not
+    /// compile, its tests fail, or the engine could not check it).
+    #[error("version {version} cannot become active: {reason}")]
+    VersionRejected { version: u32, reason: VersionRejected },
 }
 
 impl std::fmt::Display for PolicyStatus {
@@ -63,8 +68,9 @@ impl std::fmt::Display for PolicyStatus {
     }
 }
 
-/// State folded from a policy's events. Only what the invariants need is kept; the Rego
-/// text of each version lives in the events and the read model.
+/// State folded from a policy's events: what the invariants need, including the source of
+/// every version, so activation checks the very version it activates (never a read model's
+/// idea of it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     pub policy_id: Option<PolicyId>,
@@ -72,6 +78,8 @@ pub struct Policy {
     pub status: PolicyStatus,
     pub latest_version: u32,
     pub active_version: Option<u32>,
+    /// The source of version `n` at index `n - 1`.
+    pub versions: Vec<RegoSource>,
 }
 
 impl Policy {
@@ -88,7 +96,13 @@ impl Policy {
         }
     }
 
-    fn decide(&self, command: PolicyCommand) -> Result<PolicyEvent, PolicyError> {
+    /// The source of `version`, if the policy has it.
+    pub fn source(&self, version: u32) -> Option<&RegoSource> {
+        let index = usize::try_from(version).ok()?.checked_sub(1)?;
+        self.versions.get(index)
+    }
+
+    async fn decide(&self, command: PolicyCommand, services: &PolicyServices) -> Result<PolicyEvent, PolicyError> {
         if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, input_logging, input_mask, actor, reason } = command {
             if self.status != PolicyStatus::Uninitialized {
                 return Err(PolicyError::AlreadyExists);
@@ -123,6 +137,13 @@ impl Policy {
                 if self.active_version == Some(version) {
                     return Err(PolicyError::AlreadyActive(version));
                 }
+                let (Some(policy), Some(tenant), Some(rego)) = (self.policy_id, self.tenant_id, self.source(version)) else {
+                    return Err(PolicyError::UnknownVersion { requested: version, latest: self.latest_version });
+                };
+                services
+                    .check_version(tenant, policy, version, rego)
+                    .await
+                    .map_err(|reason| PolicyError::VersionRejected { version, reason })?;
                 PolicyEvent::PolicyActivated { version, actor, reason }
             }
             PolicyCommand::Deactivate { actor, reason, .. } => PolicyEvent::PolicyDeactivated { actor, reason },
@@ -136,23 +157,27 @@ impl Aggregate for Policy {
     type Command = PolicyCommand;
     type Event = PolicyEvent;
     type Error = PolicyError;
-    type Services = ();
+    type Services = PolicyServices;
 
-    async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        let event = self.decide(command)?;
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        let event = self.decide(command, services).await?;
         sink.write(event, self).await;
         Ok(())
     }
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            PolicyEvent::PolicyCreated { policy_id, tenant_id, version, .. } => {
+            PolicyEvent::PolicyCreated { policy_id, tenant_id, version, rego, .. } => {
                 self.policy_id = Some(policy_id);
                 self.tenant_id = Some(tenant_id);
                 self.status = PolicyStatus::Draft;
                 self.latest_version = version;
+                self.versions.push(rego);
             }
-            PolicyEvent::PolicyVersionAdded { version, .. } => self.latest_version = version,
+            PolicyEvent::PolicyVersionAdded { version, rego, .. } => {
+                self.latest_version = version;
+                self.versions.push(rego);
+            }
             PolicyEvent::PolicyActivated { version, .. } => {
                 self.status = PolicyStatus::Active;
                 self.active_version = Some(version);

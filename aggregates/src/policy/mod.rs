@@ -10,6 +10,7 @@
 //! An active policy must be deactivated before it is archived, so that no caller is
 //! evaluating against a policy that silently disappears.
 //!
+//! [`services`]: what the aggregate asks of the engine before a version becomes active.
 //! [`mask`]: which input fields decision records keep out (erasure by design).
 //! [`name`]: the PolicyNameClaim aggregate that keeps policy names unique per tenant.
 
@@ -18,10 +19,12 @@ mod commands;
 mod events;
 pub mod mask;
 pub mod name;
+pub mod services;
 
 pub use aggregate::{Policy, PolicyError, PolicyStatus};
 pub use commands::PolicyCommand;
 pub use events::{InputLogging, PolicyEvent};
+pub use services::{ActivationCheck, PolicyServices, VersionRejected};
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,38 @@ use crate::ids::{Actor, Description, PolicyId, PolicyName, RegoSource, TenantId}
 
 type PolicyTest = TestFramework<Policy>;
 
+/// A stand-in for the engine: records every version it is asked about and accepts or
+/// refuses them all.
+#[derive(Debug, Default)]
+struct Engine {
+    refuse: bool,
+    checked: std::sync::Mutex<Vec<(u32, RegoSource)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("test_allow failed")]
+struct TestsFailed;
+
+#[async_trait::async_trait]
+impl ActivationCheck for Engine {
+    async fn check_version(&self, _: TenantId, _: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected> {
+        self.checked.lock().unwrap().push((version, rego.clone()));
+        if self.refuse {
+            return Err(VersionRejected(std::sync::Arc::new(TestsFailed)));
+        }
+        Ok(())
+    }
+}
+
+fn engine() -> PolicyServices {
+    PolicyServices::new(std::sync::Arc::new(Engine::default()))
+}
+
+fn recording(refuse: bool) -> (PolicyServices, std::sync::Arc<Engine>) {
+    let e = std::sync::Arc::new(Engine { refuse, ..Engine::default() });
+    (PolicyServices::new(e.clone()), e)
+}
+
 fn tenant() -> TenantId {
     TenantId::parse("11111111-1111-4111-8111-111111111111").unwrap()
 }
@@ -48,7 +80,7 @@ fn archive() -> PolicyCommand {
 
 #[test]
 fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given_no_previous_events()
         .when(PolicyCommand::Create {
             policy_id: policy_id(),
@@ -66,7 +98,7 @@ fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
 
 #[test]
 fn create_twice_is_rejected() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created()])
         .when(PolicyCommand::Create {
             policy_id: policy_id(),
@@ -84,7 +116,7 @@ fn create_twice_is_rejected() {
 
 #[test]
 fn add_version_numbers_the_new_version_after_the_newest() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
         .when(PolicyCommand::AddVersion { tenant_id: tenant(), rego: rego(3), actor: actor(), reason: None })
         .then_expect_events(vec![PolicyEvent::PolicyVersionAdded { version: 3, rego: rego(3), actor: actor(), reason: None }]);
@@ -92,15 +124,54 @@ fn add_version_numbers_the_new_version_after_the_newest() {
 
 #[test]
 fn activate_without_a_version_activates_the_newest() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
         .when(activate(None))
         .then_expect_events(vec![activated(2)]);
 }
 
 #[test]
+fn activate_without_a_version_checks_the_newest_version_in_the_events_before_activating_it() {
+    let (services, engine) = recording(false);
+    PolicyTest::with(services)
+        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .when(activate(None))
+        .then_expect_events(vec![activated(2)]);
+    assert_eq!(*engine.checked.lock().unwrap(), vec![(2, rego(2))], "the engine checked exactly the version activated");
+}
+
+#[test]
+fn activate_with_a_version_checks_that_version_s_own_source() {
+    let (services, engine) = recording(false);
+    PolicyTest::with(services)
+        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .when(activate(Some(1)))
+        .then_expect_events(vec![activated(1)]);
+    assert_eq!(*engine.checked.lock().unwrap(), vec![(1, rego(1))]);
+}
+
+#[test]
+fn a_version_the_engine_refuses_is_not_activated() {
+    let (services, _) = recording(true);
+    PolicyTest::with(services)
+        .given(vec![created()])
+        .when(activate(None))
+        .then_expect_error(PolicyError::VersionRejected { version: 1, reason: VersionRejected(std::sync::Arc::new(TestsFailed)) });
+}
+
+#[test]
+fn the_engine_is_not_asked_about_a_transition_the_state_forbids() {
+    let (services, engine) = recording(false);
+    PolicyTest::with(services)
+        .given(vec![created(), PolicyEvent::PolicyArchived { actor: actor(), reason: None }])
+        .when(activate(None))
+        .then_expect_error(PolicyError::InvalidTransition { from: PolicyStatus::Archived, transition: "activate", allowed: &[] });
+    assert!(engine.checked.lock().unwrap().is_empty());
+}
+
+#[test]
 fn activate_rejects_a_version_that_does_not_exist() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created()])
         .when(activate(Some(7)))
         .then_expect_error(PolicyError::UnknownVersion { requested: 7, latest: 1 });
@@ -108,12 +179,15 @@ fn activate_rejects_a_version_that_does_not_exist() {
 
 #[test]
 fn activate_rejects_the_version_that_is_already_active() {
-    PolicyTest::with(()).given(vec![created(), activated(1)]).when(activate(Some(1))).then_expect_error(PolicyError::AlreadyActive(1));
+    PolicyTest::with(engine())
+        .given(vec![created(), activated(1)])
+        .when(activate(Some(1)))
+        .then_expect_error(PolicyError::AlreadyActive(1));
 }
 
 #[test]
 fn activate_rejects_an_archived_policy_and_lists_no_allowed_transitions() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created(), PolicyEvent::PolicyArchived { actor: actor(), reason: None }])
         .when(activate(Some(1)))
         .then_expect_error(PolicyError::InvalidTransition { from: PolicyStatus::Archived, transition: "activate", allowed: &[] });
@@ -121,7 +195,7 @@ fn activate_rejects_an_archived_policy_and_lists_no_allowed_transitions() {
 
 #[test]
 fn archive_rejects_an_active_policy_until_it_is_deactivated() {
-    PolicyTest::with(()).given(vec![created(), activated(1)]).when(archive()).then_expect_error(PolicyError::InvalidTransition {
+    PolicyTest::with(engine()).given(vec![created(), activated(1)]).when(archive()).then_expect_error(PolicyError::InvalidTransition {
         from: PolicyStatus::Active,
         transition: "archive",
         allowed: &["add_version", "activate", "deactivate"],
@@ -130,7 +204,7 @@ fn archive_rejects_an_active_policy_until_it_is_deactivated() {
 
 #[test]
 fn deactivate_rejects_a_draft() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created()])
         .when(PolicyCommand::Deactivate { tenant_id: tenant(), actor: actor(), reason: None })
         .then_expect_error(PolicyError::InvalidTransition {
@@ -142,7 +216,7 @@ fn deactivate_rejects_a_draft() {
 
 #[test]
 fn deactivate_then_archive_is_accepted() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created(), activated(1), PolicyEvent::PolicyDeactivated { actor: actor(), reason: None }])
         .when(archive())
         .then_expect_events(vec![PolicyEvent::PolicyArchived { actor: actor(), reason: None }]);
@@ -150,7 +224,7 @@ fn deactivate_then_archive_is_accepted() {
 
 #[test]
 fn commands_for_another_tenants_policy_answer_not_found() {
-    PolicyTest::with(())
+    PolicyTest::with(engine())
         .given(vec![created()])
         .when(PolicyCommand::Archive { tenant_id: other_tenant(), actor: actor(), reason: None })
         .then_expect_error(PolicyError::NotFound);
@@ -158,7 +232,7 @@ fn commands_for_another_tenants_policy_answer_not_found() {
 
 #[test]
 fn commands_on_an_empty_stream_answer_not_found() {
-    PolicyTest::with(()).given_no_previous_events().when(archive()).then_expect_error(PolicyError::NotFound);
+    PolicyTest::with(engine()).given_no_previous_events().when(archive()).then_expect_error(PolicyError::NotFound);
 }
 
 #[test]
