@@ -1,7 +1,7 @@
 //! The Audit Wall ledger without a database: everything an auditor needs to check it.
 //!
-//! - [`format`]: the canonical encoding of an entry (format v1) and its chain, leaf and
-//!   node hashes; the normative text is `docs/ledger-format.md`.
+//! - [`format`](mod@format): the canonical encoding of an entry (format v1) and its chain,
+//!   leaf and node hashes; the normative text is `docs/ledger-format.md`.
 //! - [`entry`]: [`LedgerEntry`] and its [`EntryMetadata`], as stored and hashed.
 //! - [`merkle`]: the RFC 6962 / RFC 9162 tree, inclusion and consistency proofs and their
 //!   verifiers.

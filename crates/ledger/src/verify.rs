@@ -139,7 +139,7 @@ impl Verifier {
         Ok(())
     }
 
-    /// Records a checkpoint; its signature is checked now, its root at [`finish`].
+    /// Records a checkpoint; its signature is checked now, its root at [`finish`](Verifier::finish).
     pub fn checkpoint(&mut self, c: &ExportCheckpoint) -> Result<(), VerifyError> {
         self.note_at(&c.note, i64::try_from(c.tree_size).ok()).map(|_| ())
     }
