@@ -7,12 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use governance_engine::ledger::checkpoint::NoteSigner;
-use governance_engine::ledger::export::{ExportEntry, ExportLine};
-use governance_engine::ledger::format::{leaf_hash, GENESIS_HASH};
-use governance_engine::ledger::merkle::MerkleTree;
-use governance_engine::ledger::verify::Verifier;
-use governance_engine::ledger::{Appender, EntryMetadata, LedgerEntry, NewEntry};
+use governance_engine::ledger::{Appender, NewEntry};
+use ledger::checkpoint::NoteSigner;
+use ledger::export::{ExportEntry, ExportLine};
+use ledger::format::{leaf_hash, GENESIS_HASH};
+use ledger::merkle::MerkleTree;
+use ledger::verify::Verifier;
+use ledger::{EntryMetadata, LedgerEntry};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
@@ -170,14 +171,14 @@ fn synthetic_export(n: u64, path: &std::path::Path, signer: &NoteSigner) {
             hash: [0; 32],
         };
         let enc = e.encode();
-        e.hash = governance_engine::ledger::format::entry_hash(&enc);
+        e.hash = ledger::format::entry_hash(&enc);
         tree.push(leaf_hash(&enc));
         prev = e.hash;
         serde_json::to_writer(&mut w, &ExportLine::Entry(ExportEntry::from(&e))).unwrap();
         w.write_all(b"\n").unwrap();
         if seq % 100_000 == 0 || seq == n {
             let note = signer.sign_checkpoint("bench.example/ledger", seq, &tree.root(seq).unwrap());
-            let cp = governance_engine::ledger::export::ExportCheckpoint {
+            let cp = ledger::export::ExportCheckpoint {
                 tree_size: seq,
                 root_hash: hex::encode(tree.root(seq).unwrap()),
                 key_id: signer.key_id_hex(),
@@ -198,10 +199,10 @@ fn verify_speed(n: u64) -> f64 {
     let signer = NoteSigner::from_pem("bench.example/ledger", &NoteSigner::generate_pem().unwrap()).unwrap();
     eprintln!("writing a synthetic export of {n} entries to {}", path.display());
     synthetic_export(n, &path, &signer);
-    let key = governance_engine::ledger::checkpoint::VerifierKey::parse(&signer.verifier_key()).unwrap();
+    let key = ledger::checkpoint::VerifierKey::parse(&signer.verifier_key()).unwrap();
     let start = Instant::now();
     let mut v = Verifier::new(vec![key]);
-    governance_engine::cli::ledger::verify_file(&path, &mut v, &[]).expect("the synthetic export verifies");
+    ledger::offline::verify_file(&path, &mut v, &[]).expect("the synthetic export verifies");
     let summary = v.finish().expect("the synthetic export verifies");
     let elapsed = start.elapsed();
     assert_eq!(summary.entries, n);

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governance_engine::ledger::{Appender, EntryMetadata, LedgerReader, NewEntry};
+use governance_engine::ledger::{Appender, LedgerReader, NewEntry};
+use ledger::EntryMetadata;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};

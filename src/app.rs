@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledger::checkpoint::NoteSigner;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -15,7 +16,6 @@ use crate::commands::CommandBus;
 use crate::config::{Config, DatabaseUrls};
 use crate::devstack::LocalStack;
 use crate::http::{router, AppState};
-use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::notary::{Notary, NotaryConfig};
 use crate::ledger::{Appender, LedgerReader};
 use crate::runtime::PolicyRuntime;
@@ -40,6 +40,9 @@ pub enum AppError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("{0}")]
     Io(String),
+    /// An auditor's input that cannot be used (unreadable file, bad key).
+    #[error(transparent)]
+    Input(#[from] ledger::offline::InputError),
 }
 
 /// Where the embedded default keeps its secrets.

@@ -9,9 +9,10 @@
 use aggregates::{Actor, LedgerEvent, TenantId};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
+use ledger::format::canonical_json;
+use ledger::EntryMetadata;
 
-use crate::ledger::format::canonical_json;
-use crate::ledger::{Appended, AppenderHandle, EntryMetadata, LedgerError, LedgerReader, NewEntry};
+use crate::ledger::{Appended, AppenderHandle, LedgerError, LedgerReader, NewEntry};
 
 /// Who runs a command and in which request; recorded with every event it causes.
 #[derive(Debug, Clone)]

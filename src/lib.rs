@@ -10,7 +10,9 @@
 //! - [`commands`]: the command bus running `aggregates` against the ledger.
 //! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
 //!   statuses of workflows; [`artifacts`]: the content-addressed evidence store.
-//! - [`ledger`]: the only code that touches the audit database.
+//! - [`ledger`]: the only code that touches the audit database (appender, reader, notary).
+//!   The formats, proofs and offline verifier are the `ledger` crate (`crates/ledger`),
+//!   which `governance-engine ledger verify` and the standalone `ledger-verify` both call.
 //! - [`engine`]: the policy engines behind one trait; the embedded one runs tenants' Rego in
 //!   sandboxed worker processes (`engine::sandbox`, the hidden `engine-worker` subcommand).
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models;

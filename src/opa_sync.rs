@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use aggregates::policy::PolicyEvent;
 use aggregates::LedgerEvent;
+use ledger::LedgerEntry;
 use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::engine::opa::OpaEngine;
 use crate::engine::{PolicyEngine, PolicyModule};
-use crate::ledger::{LedgerEntry, LedgerReader};
+use crate::ledger::LedgerReader;
 
 /// A full comparison with OPA's module list every this many passes (and at the first).
 pub const RECONCILE_EVERY: u64 = 15;

@@ -17,12 +17,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ledger::LedgerEntry;
 use projections::{EventRecord, Projector};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::ledger::{LedgerEntry, LedgerReader};
+use crate::ledger::LedgerReader;
 use crate::runtime::AppliedListener;
 
 const BATCH: i64 = 1000;
@@ -51,8 +52,8 @@ impl ProjectionEntrySkipped {
             aggregate_seq: 1,
             event_type: ENTRY_SKIPPED.to_owned(),
             event_version: "1".to_owned(),
-            payload: crate::ledger::format::canonical_json(&payload),
-            metadata: crate::ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() },
+            payload: ledger::format::canonical_json(&payload),
+            metadata: ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() },
         }
     }
 }

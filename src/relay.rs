@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
+use ledger::export::{ExportEntry, ExportLine};
+use ledger::LedgerEntry;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -23,8 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::leader::Leadership;
-use crate::ledger::export::{ExportEntry, ExportLine};
-use crate::ledger::{LedgerEntry, LedgerReader};
+use crate::ledger::LedgerReader;
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
 /// `ce_type` of an entry on the audit topic, and of a signed checkpoint (which the audit
@@ -233,8 +234,7 @@ impl KafkaRelay {
         let Some(last) = cps.last().map(|c| c.tree_size) else { return Ok(()) };
         let mut deliveries = Vec::new();
         for cp in &cps {
-            let value = serde_json::to_vec(&crate::ledger::export::ExportLine::Checkpoint(cp.to_export()))
-                .map_err(|e| RelayError::Kafka(e.to_string()))?;
+            let value = serde_json::to_vec(&ExportLine::Checkpoint(cp.to_export())).map_err(|e| RelayError::Kafka(e.to_string()))?;
             let id = format!("{}/checkpoint/{}", self.origin, cp.tree_size);
             let source = format!("/aumos/governance/{}", self.origin);
             let time = cp.created_at.to_rfc3339_opts(SecondsFormat::Micros, true);

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledger::LedgerEntry;
 use moka::future::Cache;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::engine::{EngineError, PolicyEngine, PolicyModule, PreparedPolicy};
-use crate::ledger::LedgerEntry;
 
 /// A policy as evaluation sees it.
 #[derive(Debug, Clone)]

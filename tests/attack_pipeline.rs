@@ -482,7 +482,7 @@ async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebui
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let mut entry = governance_engine::ledger::LedgerEntry {
+    let mut entry = ledger::LedgerEntry {
         seq: head + 1,
         tenant_id: a,
         aggregate_type,
@@ -491,7 +491,7 @@ async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebui
         event_type,
         event_version,
         payload,
-        metadata: governance_engine::ledger::EntryMetadata { actor: "old-version".into(), ..Default::default() },
+        metadata: ledger::EntryMetadata { actor: "old-version".into(), ..Default::default() },
         recorded_at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
         prev_hash: head_hash.try_into().unwrap(),
         hash: [0; 32],

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use governance_engine::ledger::export::ExportEntry;
-use governance_engine::ledger::LedgerEntry;
+use ledger::export::ExportEntry;
+use ledger::LedgerEntry;
 use rdkafka::message::{Headers, Message};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use common::*;
 use governance_engine::devstack::Cluster;
-use governance_engine::ledger::checkpoint::NoteSigner;
-use governance_engine::ledger::export::{ExportEntry, ExportLine, ProofFile};
-use governance_engine::ledger::LedgerEntry;
+use ledger::checkpoint::NoteSigner;
+use ledger::export::{ExportEntry, ExportLine, ProofFile};
+use ledger::LedgerEntry;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};

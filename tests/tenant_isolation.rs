@@ -195,8 +195,8 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
                 assert!(items.iter().any(|e| e["seq"] == a.seq), "A's export holds its decision entry");
                 assert!(items.iter().all(|e| e["tenant_id"] == a.tenant.to_string()), "A's export holds A's entries only");
                 for item in items {
-                    let export: governance_engine::ledger::export::ExportEntry = serde_json::from_value(item.clone()).unwrap();
-                    let entry = governance_engine::ledger::LedgerEntry::try_from(&export).unwrap();
+                    let export: ledger::export::ExportEntry = serde_json::from_value(item.clone()).unwrap();
+                    let entry = ledger::LedgerEntry::try_from(&export).unwrap();
                     assert_eq!(hex::encode(entry.computed_hash()), export.hash, "an exported entry's hash recomputes");
                 }
                 let theirs_seqs: Vec<&Value> = theirs["items"].as_array().unwrap().iter().map(|e| &e["seq"]).collect();

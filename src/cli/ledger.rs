@@ -1,19 +1,20 @@
 //! `governance-engine ledger …`: the auditor's commands.
 //!
-//! `verify` and `verify-proof` need no database and no service configuration: only a
-//! file and trusted public keys. The others connect as the ledger's reader role (and
-//! `checkpoint`/`prove` sign with the configured ledger key).
+//! `verify` (of a file), `verify-proof` and `verify-bundle` need no database: they call
+//! the `ledger` crate's [`ledger::offline`], as the standalone `ledger-verify` does. The
+//! others connect as the ledger's reader role (and `checkpoint`/`prove` sign with the
+//! configured ledger key).
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use ledger::export::{ExportEntry, ExportLine, ProofFile};
+use ledger::offline::{self, load_keys, Outcome};
+use ledger::verify::{Verifier, VerifyError};
 
 use crate::app::{self, AppError};
 use crate::config::Config;
-use crate::ledger::checkpoint::VerifierKey;
-use crate::ledger::export::{ExportEntry, ExportLine, ProofFile};
-use crate::ledger::verify::{verify_proof, Summary, Verifier, VerifyError};
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
@@ -91,65 +92,15 @@ pub struct VerifyArgs {
     pub origin: Option<String>,
 }
 
-/// Reads trusted keys from files or literal key text.
-pub fn load_keys(specs: &[String]) -> Result<Vec<VerifierKey>, AppError> {
-    let mut keys = Vec::new();
-    for spec in specs {
-        let text = if Path::new(spec).exists() {
-            std::fs::read_to_string(spec).map_err(|e| AppError::Io(format!("{spec}: {e}")))?
-        } else {
-            spec.clone()
-        };
-        keys.extend(VerifierKey::parse_all(&text).map_err(|e| AppError::Io(format!("--public-key {spec}: {e}")))?);
-    }
-    if keys.is_empty() {
-        return Err(AppError::Io("no verifier key given".into()));
-    }
-    Ok(keys)
-}
-
-fn progress(what: &str, n: u64) {
-    if n.is_multiple_of(100_000) {
-        eprintln!("{what}: {n} lines");
-    }
-}
-
-/// The outcome a command reports: success text, or the first bad seq.
-#[derive(Debug)]
-pub enum Outcome {
-    Ok(String),
-    Failed(VerifyError),
-}
-
 pub async fn run(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError> {
     match cmd {
         LedgerCommand::Verify(args) if !args.database => {
             let file = args.file.ok_or_else(|| AppError::Io("a file to verify".into()))?;
-            let mut v = Verifier::new(load_keys(&args.public_key)?).with_origin(args.origin);
-            Ok(match verify_file(&file, &mut v, &args.checkpoints).and_then(|_| v.finish()) {
-                Ok(s) => Outcome::Ok(summary(&s)),
-                Err(e) => Outcome::Failed(e),
-            })
+            Ok(offline::verify_export(&file, load_keys(&args.public_key)?, args.origin, &args.checkpoints))
         }
-        LedgerCommand::VerifyProof { file, public_key } => {
-            let keys = load_keys(&public_key)?;
-            let text = std::fs::read_to_string(&file).map_err(|e| AppError::Io(format!("{}: {e}", file.display())))?;
-            let proof: ProofFile =
-                serde_json::from_str(&text).map_err(|e| AppError::Io(format!("{}: not a proof file: {e}", file.display())))?;
-            Ok(match verify_proof(&proof, &keys) {
-                Ok(s) => Outcome::Ok(s),
-                Err(e) => Outcome::Failed(e),
-            })
-        }
+        LedgerCommand::VerifyProof { file, public_key } => Ok(offline::verify_proof_file(&file, &load_keys(&public_key)?)?),
         LedgerCommand::VerifyBundle { file, public_key, artifacts } => {
-            let keys = load_keys(&public_key)?;
-            let text = std::fs::read_to_string(&file).map_err(|e| AppError::Io(format!("{}: {e}", file.display())))?;
-            let bundle: crate::ledger::bundle::EvidenceBundle =
-                serde_json::from_str(&text).map_err(|e| AppError::Io(format!("{}: not an evidence bundle: {e}", file.display())))?;
-            Ok(match crate::ledger::bundle::verify_bundle(&bundle, &keys, artifacts.as_deref()) {
-                Ok(s) => Outcome::Ok(s),
-                Err(e) => Outcome::Failed(e),
-            })
+            Ok(offline::verify_bundle_file(&file, &load_keys(&public_key)?, artifacts.as_deref())?)
         }
         LedgerCommand::Replicate(args) => {
             let bootstrap = config.kafka_bootstrap.clone();
@@ -159,66 +110,6 @@ pub async fn run(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError
         }
         other => with_database(other, config).await,
     }
-}
-
-fn summary(s: &Summary) -> String {
-    format!(
-        "OK: {} entries, {} signed checkpoints (largest covers {}), head hash {}, root {}",
-        s.entries,
-        s.checkpoints,
-        s.largest_checkpoint,
-        hex::encode(s.head_hash),
-        hex::encode(s.root)
-    )
-}
-
-/// Verifies an export file (the ledger benchmark times this same code). A reader thread
-/// parses lines while this one hashes, so the two cores share the work.
-pub fn verify_file(path: &Path, v: &mut Verifier, notes: &[PathBuf]) -> Result<(), VerifyError> {
-    let io = |e: String| VerifyError { seq: 0, reason: e };
-    for note in notes {
-        let text = std::fs::read_to_string(note).map_err(|e| io(format!("{}: {e}", note.display())))?;
-        v.note(&text)?;
-    }
-    let file = std::fs::File::open(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<ExportLine, String>>>(64);
-    let reader = std::thread::spawn(move || {
-        let mut batch = Vec::with_capacity(1024);
-        for (i, line) in std::io::BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-            let parsed = match line {
-                Ok(l) if l.trim().is_empty() => continue,
-                Ok(l) => ExportLine::parse(&l).map_err(|e| format!("line {}: {e}", i + 1)),
-                Err(e) => Err(e.to_string()),
-            };
-            let stop = parsed.is_err();
-            batch.push(parsed);
-            if batch.len() == 1024 || stop {
-                // A parse error is sent too (the verifier reports it), then reading stops.
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(1024));
-                if tx.send(full).is_err() || stop {
-                    return;
-                }
-            }
-        }
-        let _ = tx.send(batch);
-    });
-    let mut n = 0u64;
-    let result = (|| {
-        for batch in rx {
-            for parsed in batch {
-                match parsed.map_err(|reason| VerifyError { seq: v.entries() as i64 + 1, reason })? {
-                    ExportLine::Entry(e) => v.export_entry(&e)?,
-                    ExportLine::Checkpoint(c) => v.checkpoint(&c)?,
-                }
-                n += 1;
-                progress("verify", n);
-            }
-        }
-        Ok(())
-    })();
-    // On an early error the receiver is gone and the reader stops at its next send.
-    let _ = reader.join();
-    result
 }
 
 async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError> {
@@ -237,10 +128,7 @@ async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, Ap
                 }
                 Ok(match verify_database(&pools.reader, &mut v).await? {
                     Err(e) => Outcome::Failed(e),
-                    Ok(()) => match v.finish() {
-                        Ok(s) => Outcome::Ok(summary(&s)),
-                        Err(e) => Outcome::Failed(e),
-                    },
+                    Ok(()) => v.finish().map(|s| s.to_string()).into(),
                 })
             }
             LedgerCommand::Checkpoint => {
@@ -326,7 +214,9 @@ async fn verify_database(reader: &crate::ledger::LedgerReader, v: &mut Verifier)
                 return Ok(Err(err));
             }
             n += 1;
-            progress("verify", n);
+            if n.is_multiple_of(100_000) {
+                eprintln!("verify: {n} lines");
+            }
         }
     }
     Ok(Ok(()))

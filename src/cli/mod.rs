@@ -161,20 +161,8 @@ pub fn main() -> ExitCode {
         }
     };
     if let Command::Ledger(cmd) = cli.command {
-        return match runtime.block_on(ledger::run(cmd, config)) {
-            Ok(ledger::Outcome::Ok(text)) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
-            Ok(ledger::Outcome::Failed(e)) => {
-                eprintln!("FAILED: first bad seq {}: {}", e.seq, e.reason);
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
+        // The same report (and exit codes) as `ledger-verify`.
+        return ::ledger::offline::report(runtime.block_on(ledger::run(cmd, config)));
     }
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,

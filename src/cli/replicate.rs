@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use ledger::export::{ExportEntry, ExportLine};
+use ledger::offline::{load_keys, Outcome};
+use ledger::verify::{Verifier, VerifyError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 
-use super::ledger::{load_keys, Outcome};
 use crate::app::AppError;
-use crate::ledger::export::{ExportEntry, ExportLine};
-use crate::ledger::verify::{Verifier, VerifyError};
 use crate::relay::{AUDIT_TOPIC, CE_CHECKPOINT};
 
 #[derive(Debug, clap::Args)]

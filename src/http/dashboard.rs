@@ -67,7 +67,7 @@ impl DashboardCache {
 /// keep the dashboard cold.
 #[async_trait::async_trait]
 impl crate::runtime::AppliedListener for DashboardCache {
-    async fn applied(&self, entry: &crate::ledger::LedgerEntry) {
+    async fn applied(&self, entry: &ledger::LedgerEntry) {
         if matches!(entry.aggregate_type.as_str(), "ComplianceWorkflow" | "Evidence" | "ControlMapping") {
             self.invalidate_tenant(entry.tenant_id);
         }

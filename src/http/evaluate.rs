@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use aggregates::decision::{allowed, PolicyEvaluated, DECISION_AGGREGATE, POLICY_EVALUATED};
+use ledger::format::canonical_json;
+use ledger::EntryMetadata;
 use projections::decisions::{self as read, DecisionCursor, DecisionFilter, DecisionPage, DecisionView};
 use projections::SortOrder;
 
@@ -25,8 +27,7 @@ use super::policies::wait_min_seq;
 use super::SharedState;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::format::canonical_json;
-use crate::ledger::{EntryMetadata, NewEntry};
+use crate::ledger::NewEntry;
 
 const EVALUATORS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvaluator];
 const DECISION_READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];

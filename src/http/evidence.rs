@@ -14,6 +14,8 @@ use aggregates::compliance::{
     Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, Submission,
 };
 use aggregates::{Description, EvidenceId, Reason};
+use ledger::bundle::{BundleItem, EvidenceBundle};
+use ledger::export::{ExportEntry, ProofFile};
 use projections::evidence::{self as read, EvidenceSort, EvidenceView};
 use projections::{Page, SortOrder};
 
@@ -25,8 +27,6 @@ use super::workflows::workflow_id;
 use super::SharedState;
 use crate::artifacts::{ArtifactError, Staged, Upload};
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::bundle::{BundleItem, EvidenceBundle};
-use crate::ledger::export::{ExportEntry, ProofFile};
 use crate::limits::{check_json_text, check_text};
 
 impl From<EvidenceError> for ApiError {

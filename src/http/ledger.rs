@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ledger::export::{ExportCheckpoint, ExportEntry, ProofFile};
 use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
 use super::SharedState;
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::export::{ExportCheckpoint, ExportEntry, ProofFile};
 use crate::ledger::notary::NotaryError;
 
 const PROOF_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer, Role::PolicyAuthor];

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use aggregates::compliance::{ControlId, RegulationCode, Relation, RequirementId};
 use aggregates::Reason;
+use ledger::format::canonical_json;
+use ledger::EntryMetadata;
 use projections::compliance::{
     self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_NOT_APPLICABLE, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN, CONTROL_MAPPING_SET,
 };
@@ -21,8 +23,7 @@ use super::SharedState;
 use crate::auth::Role;
 use crate::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
 use crate::error::ApiError;
-use crate::ledger::format::canonical_json;
-use crate::ledger::{EntryMetadata, NewEntry};
+use crate::ledger::NewEntry;
 
 /// Everyone with a role may read the catalog; the evaluator service accounts may not.
 pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];

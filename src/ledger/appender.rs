@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use ledger::LedgerEntry;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Appended, LedgerEntry, LedgerError, NewEntry};
+use super::{Appended, LedgerError, NewEntry};
 
 /// Upper bound of entries in one transaction: keeps a commit well under a millisecond
 /// of CPU and bounds the memory held for callers.

@@ -7,14 +7,15 @@
 
 use std::time::Duration;
 
+use ledger::checkpoint::{verify_checkpoint, NoteSigner, VerifierKey};
+use ledger::format::leaf_hash;
+use ledger::merkle::{Hash, MerkleTree, ProofError};
+use ledger::LedgerEntry;
 use sqlx::PgPool;
 use tokio::sync::{watch, Mutex};
 
-use super::checkpoint::NoteSigner;
-use super::format::leaf_hash;
-use super::merkle::{Hash, MerkleTree, ProofError};
 use super::reader::StoredCheckpoint;
-use super::{LedgerEntry, LedgerError, LedgerReader};
+use super::{LedgerError, LedgerReader};
 
 /// When checkpoints are made.
 #[derive(Debug, Clone)]
@@ -138,8 +139,8 @@ impl Notary {
     /// Whether the stored checkpoint's note verifies with this notary's key and matches
     /// its row (size and root).
     fn signed_by_us(&self, c: &StoredCheckpoint) -> bool {
-        let Ok(key) = super::checkpoint::VerifierKey::parse(&self.signer.verifier_key()) else { return false };
-        match super::checkpoint::verify_checkpoint(&c.note, &[key]) {
+        let Ok(key) = VerifierKey::parse(&self.signer.verifier_key()) else { return false };
+        match verify_checkpoint(&c.note, &[key]) {
             Ok(v) => i64::try_from(v.tree_size).ok() == Some(c.tree_size) && v.root.as_slice() == c.root_hash.as_slice(),
             Err(_) => false,
         }

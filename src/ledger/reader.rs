@@ -1,9 +1,11 @@
 //! Reads the ledger as `gov_ledger_reader` (SELECT only).
 
+use ledger::export::ExportCheckpoint;
+use ledger::{EntryMetadata, LedgerEntry};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::{EntryMetadata, LedgerEntry, LedgerError};
+use super::LedgerError;
 
 const COLUMNS: &str = "seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
                        payload::text AS payload, actor, request_id, trace_id, causation_id, correlation_id, recorded_at, prev_hash, hash";
@@ -103,8 +105,8 @@ pub struct StoredCheckpoint {
 }
 
 impl StoredCheckpoint {
-    pub fn to_export(&self) -> super::export::ExportCheckpoint {
-        super::export::ExportCheckpoint {
+    pub fn to_export(&self) -> ExportCheckpoint {
+        ExportCheckpoint {
             tree_size: u64::try_from(self.tree_size).unwrap_or(0),
             root_hash: hex::encode(&self.root_hash),
             key_id: self.key_id.clone(),

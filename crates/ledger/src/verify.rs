@@ -2,11 +2,11 @@
 //! checkpoint and their signatures, and the consistency between successive checkpoints.
 //! It needs no database and no service configuration: an export and trusted public keys.
 
-use super::checkpoint::{verify_checkpoint, VerifierKey};
-use super::export::{decode_hashes, ExportCheckpoint, ExportEntry, ProofFile};
-use super::format::{leaf_hash, GENESIS_HASH};
-use super::merkle::{verify_consistency, verify_inclusion, MerkleTree};
-use super::LedgerEntry;
+use crate::checkpoint::{verify_checkpoint, VerifierKey};
+use crate::export::{decode_hashes, ExportCheckpoint, ExportEntry, ProofFile};
+use crate::format::{leaf_hash, GENESIS_HASH};
+use crate::merkle::{verify_consistency, verify_inclusion, MerkleTree};
+use crate::LedgerEntry;
 
 /// Why verification failed, and where: the first offending seq (or checkpoint size).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +28,21 @@ pub struct Summary {
     pub head_hash: [u8; 32],
     pub root: [u8; 32],
     pub largest_checkpoint: u64,
+}
+
+impl std::fmt::Display for Summary {
+    /// The one-line report of `ledger verify`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OK: {} entries, {} signed checkpoints (largest covers {}), head hash {}, root {}",
+            self.entries,
+            self.checkpoints,
+            self.largest_checkpoint,
+            hex::encode(self.head_hash),
+            hex::encode(self.root)
+        )
+    }
 }
 
 /// Feeds entries in seq order and checkpoints in any order, then [`Verifier::finish`].
@@ -75,7 +90,7 @@ impl Verifier {
             (Ok(s), Ok(a)) => (s, a),
             _ => return Err(fail(e.seq, "negative seq")),
         };
-        let encoded = super::format::encode_entry(&super::format::EntryFields {
+        let encoded = crate::format::encode_entry(&crate::format::EntryFields {
             seq,
             tenant_id: &e.tenant_id,
             aggregate_type: &e.aggregate_type,
@@ -116,7 +131,7 @@ impl Verifier {
             }
             return Err(fail(seq, "prev_hash does not match the previous entry's hash (broken chain)"));
         }
-        if super::format::entry_hash(encoded) != *hash {
+        if crate::format::entry_hash(encoded) != *hash {
             return Err(fail(seq, "hash does not match the entry's contents (altered entry)"));
         }
         self.tree.push(leaf_hash(encoded));
@@ -124,7 +139,7 @@ impl Verifier {
         Ok(())
     }
 
-    /// Records a checkpoint; its signature is checked now, its root at [`finish`].
+    /// Records a checkpoint; its signature is checked now, its root at [`finish`](Verifier::finish).
     pub fn checkpoint(&mut self, c: &ExportCheckpoint) -> Result<(), VerifyError> {
         self.note_at(&c.note, i64::try_from(c.tree_size).ok()).map(|_| ())
     }
@@ -227,7 +242,7 @@ pub fn verify_proof(proof: &ProofFile, keys: &[VerifierKey]) -> Result<String, V
         ProofFile::InclusionProof { entry, leaf_index, tree_size, inclusion_proof, checkpoint } => {
             let e = LedgerEntry::try_from(entry).map_err(|r| fail(entry.seq, r))?;
             let encoded = e.encode();
-            if super::format::entry_hash(&encoded) != e.hash {
+            if crate::format::entry_hash(&encoded) != e.hash {
                 return Err(fail(entry.seq, "the entry's hash does not match its contents"));
             }
             if *leaf_index + 1 != entry.seq as u64 {

@@ -6,10 +6,11 @@
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EntryMetadata, LedgerEntry};
+use crate::{EntryMetadata, LedgerEntry};
 
 /// One ledger entry, every hashed field included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportEntry {
     pub seq: i64,
     pub tenant_id: String,
@@ -34,7 +35,8 @@ pub struct ExportEntry {
 }
 
 /// A signed checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportCheckpoint {
     pub tree_size: u64,
     pub root_hash: String,
@@ -124,7 +126,8 @@ impl ExportLine {
 /// A self-contained proof file (`ledger prove`, the proof endpoints), checked offline by
 /// `ledger verify-proof`.
 #[allow(clippy::large_enum_variant)] // one per file or response
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProofFile {
     /// An entry, its audit path, and the signed checkpoint whose root it leads to.

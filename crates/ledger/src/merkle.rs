@@ -4,7 +4,7 @@
 //! [`MerkleTree`] keeps every complete subtree's hash, so a root or proof for any tree
 //! size costs O(log² n) hashes rather than O(n).
 
-use super::format::node_hash;
+use crate::format::node_hash;
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -226,7 +226,7 @@ mod tests {
     use super::*;
 
     fn leaf(i: u64) -> Hash {
-        super::super::format::leaf_hash(&i.to_be_bytes())
+        crate::format::leaf_hash(&i.to_be_bytes())
     }
 
     /// MTH straight from RFC 6962 §2.1, with no caching: the reference.

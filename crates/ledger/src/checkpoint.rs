@@ -16,7 +16,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 
 /// The signature-type byte of Ed25519 in signed notes.
 const ED25519: u8 = 0x01;

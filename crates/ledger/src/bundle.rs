@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::checkpoint::VerifierKey;
-use super::export::ProofFile;
-use super::verify::{verify_proof, VerifyError};
+use crate::checkpoint::VerifierKey;
+use crate::export::ProofFile;
+use crate::verify::{verify_proof, VerifyError};
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BundleItem {
     pub evidence_id: Uuid,
     pub status: String,
@@ -27,7 +28,8 @@ pub struct BundleItem {
     pub proof: ProofFile,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvidenceBundle {
     pub workflow_id: Uuid,
     /// The signed checkpoint every proof leads to.
