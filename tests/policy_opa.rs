@@ -260,13 +260,23 @@ async fn opa_answers_401_to_anyone_without_the_service_token_and_the_service_wor
 #[tokio::test]
 async fn a_version_that_is_no_longer_active_is_unloaded_from_opa() {
     let opa = Opa::start().await;
-    let svc = opa_service(&opa, "200").await;
+    // A ledger of its own: on the shared one, the sync's first pass uploads every test's
+    // active policy into this fresh OPA (each upload recompiles them all), which takes
+    // longer than the test waits.
+    let url = opa.url();
+    let e = Embedded::start(&[
+        ("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"),
+        ("AUMOS_GOVERNANCE_OPA_URL", url.as_str()),
+        ("AUMOS_GOVERNANCE_OPA_TOKEN", opa.token.as_str()),
+    ])
+    .await;
+    let svc = &e.svc;
     let t = Uuid::new_v4();
-    let tok = token(t, ADMIN);
-    let id = active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
+    let tok = e.token(t, "governance:admin");
+    let id = active_policy(svc, t, &tok, "package gate\n\nallow := true\n").await;
     let simple = Uuid::parse_str(&id).unwrap().simple().to_string();
     let module = |v: u32| format!("aumos/{simple}/v{v}");
-    evaluate(&svc, t, &tok, &id, json!({"input": {}})).await;
+    evaluate(svc, t, &tok, &id, json!({"input": {}})).await;
     let ours = |all: Vec<String>| -> Vec<String> { all.into_iter().filter(|m| m.contains(&simple)).collect() };
     let eventually = async |want: Vec<String>| {
         let mut got = Vec::new();
@@ -287,12 +297,13 @@ async fn a_version_that_is_no_longer_active_is_unloaded_from_opa() {
     let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(t), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
     eventually(vec![module(2)]).await;
-    let (_, r) = evaluate(&svc, t, &tok, &id, json!({"input": {}, "rule": "allow"})).await;
+    let (_, r) = evaluate(svc, t, &tok, &id, json!({"input": {}, "rule": "allow"})).await;
     assert_eq!(r["result"], json!(false), "the new version answers: {r}");
 
     let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/deactivate"), Some(t), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
     eventually(vec![]).await;
+    e.finish().await;
 }
 
 /// OPA's capabilities document marks the builtins that reach outside an evaluation; each
