@@ -1,18 +1,19 @@
-//! Leadership by PostgreSQL advisory lock: with several service processes, exactly one
-//! runs each projector (and the Kafka relay). The lock is held by a dedicated connection
-//! for as long as it lives; when the leader dies its connection closes, the lock is
-//! released, and a standby takes over within its retry interval.
+//! Leadership by PostgreSQL advisory lock, and the one loop that runs a task only on the
+//! leader: with several service processes, exactly one runs each projector and the Kafka
+//! relay. The lock is held by a dedicated connection for as long as it lives; when the
+//! leader dies its connection closes, the lock is released, and a standby takes over within
+//! its retry interval. A standby retries on the same dedicated connection: it opens one
+//! connection, not one per attempt.
 
 use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
 
-/// A held lock. Dropping it closes its connection, which releases the lock.
-#[derive(Debug)]
-pub struct Leadership {
-    conn: PgConnection,
-    checked: Instant,
-}
+/// How often a leader checks that its lock connection still answers.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How long to wait after the lock itself could not be tried (database unreachable).
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 fn key(name: &str) -> i64 {
     // Stable across processes and releases: FNV-1a of the name.
@@ -24,22 +25,127 @@ fn key(name: &str) -> i64 {
     i64::from_ne_bytes(h.to_ne_bytes())
 }
 
-impl Leadership {
-    /// Tries once to become the leader for `name`.
-    pub async fn try_acquire(pool: &PgPool, name: &str) -> Result<Option<Leadership>, sqlx::Error> {
-        let mut conn = pool.acquire().await?.detach();
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key(name)).fetch_one(&mut conn).await?;
-        Ok(got.then(|| Leadership { conn, checked: Instant::now() }))
+/// What [`Contender::contend`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This process just took the lock.
+    Elected,
+    /// This process held the lock already.
+    Leader,
+    /// Another process holds the lock.
+    Standby,
+}
+
+/// One process's claim on one lock.
+#[derive(Debug)]
+pub struct Contender {
+    key: i64,
+    /// The dedicated connection the lock lives on; kept between attempts while standing by.
+    conn: Option<PgConnection>,
+    /// Whether `conn` holds the lock, and when that was last confirmed.
+    held: Option<Instant>,
+}
+
+impl Contender {
+    pub fn new(name: &str) -> Self {
+        Self { key: key(name), conn: None, held: None }
     }
 
-    /// Whether the lock is still held: its connection still answers (checked at most every
-    /// two seconds, so the hot loop stays cheap).
-    pub async fn still_held(&mut self) -> bool {
-        if self.checked.elapsed() < Duration::from_secs(2) {
-            return true;
+    /// Keeps the lock if this process holds it (its connection is checked at most every two
+    /// seconds, so the hot loop stays cheap), or tries once to take it.
+    pub async fn contend(&mut self, pool: &PgPool) -> Result<Role, sqlx::Error> {
+        if let Some(checked) = self.held {
+            if checked.elapsed() < CHECK_EVERY {
+                return Ok(Role::Leader);
+            }
+            if let Some(conn) = self.conn.as_mut() {
+                if sqlx::query("SELECT 1").execute(conn).await.is_ok() {
+                    self.held = Some(Instant::now());
+                    return Ok(Role::Leader);
+                }
+            }
+            // The connection died, and the lock with it.
+            self.held = None;
+            self.conn = None;
         }
-        self.checked = Instant::now();
-        sqlx::query("SELECT 1").execute(&mut self.conn).await.is_ok()
+        let conn = match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => self.conn.insert(pool.acquire().await?.detach()),
+        };
+        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(conn).await {
+            Ok(true) => {
+                self.held = Some(Instant::now());
+                Ok(Role::Elected)
+            }
+            Ok(false) => Ok(Role::Standby),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What a leader-only task wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Run again at once (there is more to do).
+    Again,
+    /// Wait for a local append (the wake channel) or this long.
+    Idle(Duration),
+    /// Wait this long, ignoring wakes (after a failure).
+    Retry(Duration),
+}
+
+/// A task that runs only on the leader (a projector, the relay).
+#[async_trait::async_trait]
+pub trait LeaderTask: Send {
+    /// The advisory lock's name.
+    fn lock_name(&self) -> String;
+    /// This process just became the leader (log it, reset positions read as a standby).
+    async fn elected(&mut self);
+    /// One step as the leader.
+    async fn lead(&mut self) -> Pace;
+    /// One step as a standby (follow the leader's progress).
+    async fn follow(&mut self) -> Pace;
+}
+
+/// Runs `task` until `shutdown`: [`LeaderTask::lead`] while this process holds the task's
+/// lock, [`LeaderTask::follow`] while another does.
+pub async fn run<T: LeaderTask>(mut task: T, pool: PgPool, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+    let mut contender = Contender::new(&task.lock_name());
+    while !*shutdown.borrow() {
+        let pace = match contender.contend(&pool).await {
+            Ok(Role::Elected) => {
+                task.elected().await;
+                task.lead().await
+            }
+            Ok(Role::Leader) => task.lead().await,
+            Ok(Role::Standby) => task.follow().await,
+            Err(e) => {
+                tracing::warn!(lock = %task.lock_name(), error = %e, "cannot try the leader lock; retrying");
+                Pace::Retry(RETRY_AFTER)
+            }
+        };
+        match pace {
+            Pace::Again => {}
+            Pace::Idle(d) => {
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(d) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Pace::Retry(d) => pause(&mut shutdown, d).await,
+        }
+    }
+}
+
+/// Waits `d` or until shutdown.
+pub async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
     }
 }
 

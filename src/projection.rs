@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::leader::Pace;
 use crate::ledger::LedgerReader;
 use crate::runtime::AppliedListener;
 
@@ -181,9 +182,18 @@ pub fn start(
     for p in projectors {
         let (tx, rx) = watch::channel(0i64);
         positions.push((p.name(), rx));
-        let ctx =
-            Runner { projector: p, listeners: listeners.clone(), reader: reader.clone(), primary: primary.clone(), stuck: stuck.clone() };
-        tasks.push(tokio::spawn(run(ctx, tx, wake.clone(), shutdown.clone())));
+        let runner = Runner {
+            projector: p,
+            listeners: listeners.clone(),
+            reader: reader.clone(),
+            primary: primary.clone(),
+            stuck: stuck.clone(),
+            reached: tx,
+            position: None,
+            skip: None,
+            step: BATCH,
+        };
+        tasks.push(tokio::spawn(crate::leader::run(runner, primary.clone(), wake.clone(), shutdown.clone())));
     }
     (ProjectionWatch { positions, stuck }, tasks)
 }
@@ -196,164 +206,142 @@ async fn load_position(primary: &PgPool, name: &str) -> Result<i64, sqlx::Error>
     sqlx::query_scalar("SELECT position FROM gov_projection_positions WHERE projection = $1").bind(name).fetch_one(primary).await
 }
 
+/// One projector's runner: applies entries while this process leads the projector, and
+/// follows the leader's stored position while it stands by.
 struct Runner {
     projector: Arc<dyn Projector>,
     listeners: Vec<Arc<dyn AppliedListener>>,
     reader: LedgerReader,
     primary: PgPool,
     stuck: StuckBoard,
+    /// Where this process has seen the projector reach (read-your-writes waits on it).
+    reached: watch::Sender<i64>,
+    /// The leader's position, once loaded; `None` makes the next step reload it.
+    position: Option<i64>,
+    /// The operator's skip decisions (reloaded after every failure).
+    skip: Option<HashSet<i64>>,
+    /// The batch size: one entry at a time after a failure, to find the entry that fails.
+    step: i64,
 }
 
-async fn run(ctx: Runner, reached: watch::Sender<i64>, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-    let Runner { projector, listeners, reader, primary, stuck } = ctx;
-    let name = projector.name();
-    let mut position: Option<i64> = None;
-    // The operator's skip decisions (reloaded after every failure), and the batch size:
-    // one entry at a time after a failure, to find the entry that fails.
-    let mut skip: Option<HashSet<i64>> = None;
-    let mut step = BATCH;
-    let mut leadership: Option<crate::leader::Leadership> = None;
-    while !*shutdown.borrow() {
-        // Only the leader applies events; a standby keeps trying to take over.
-        let held = match leadership.as_mut() {
-            Some(l) => l.still_held().await,
-            None => false,
-        };
-        if !held {
-            leadership = None;
-            position = None;
-            match crate::leader::Leadership::try_acquire(&primary, &format!("gov-projection-{name}")).await {
-                Ok(Some(l)) => {
-                    tracing::info!(projection = name, "this process now runs the projector");
-                    leadership = Some(l);
-                }
-                Ok(None) => {
-                    // Another process leads; follow its progress for read-your-writes, and
-                    // tell this process's listeners (caches) what the leader applied.
-                    if let Ok(p) = load_position(&primary, name).await {
-                        let seen = *reached.borrow();
-                        if p > seen && !listeners.is_empty() && seen > 0 {
-                            if let Ok(entries) = reader.events_of_types_between(projector.aggregate_types(), seen, p).await {
-                                for entry in &entries {
-                                    for l in &listeners {
-                                        l.applied(entry).await;
-                                    }
-                                }
-                            }
+const RETRY: Duration = Duration::from_millis(500);
+
+#[async_trait::async_trait]
+impl crate::leader::LeaderTask for Runner {
+    fn lock_name(&self) -> String {
+        format!("gov-projection-{}", self.projector.name())
+    }
+
+    async fn elected(&mut self) {
+        tracing::info!(projection = self.projector.name(), "this process now runs the projector");
+        self.position = None;
+    }
+
+    /// Another process leads: follow its progress for read-your-writes, and tell this
+    /// process's listeners (caches) what the leader applied.
+    async fn follow(&mut self) -> Pace {
+        self.position = None;
+        if let Ok(p) = load_position(&self.primary, self.projector.name()).await {
+            let seen = *self.reached.borrow();
+            if p > seen && !self.listeners.is_empty() && seen > 0 {
+                if let Ok(entries) = self.reader.events_of_types_between(self.projector.aggregate_types(), seen, p).await {
+                    for entry in &entries {
+                        for l in &self.listeners {
+                            l.applied(entry).await;
                         }
-                        reached.send_replace(p);
                     }
-                    pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(projection = name, error = %e, "cannot take the projector lock; retrying");
-                    pause(&mut shutdown, Duration::from_millis(500)).await;
-                    continue;
                 }
             }
+            self.reached.send_replace(p);
         }
-        let pos = match position {
+        Pace::Idle(IDLE_POLL)
+    }
+
+    async fn lead(&mut self) -> Pace {
+        let name = self.projector.name();
+        let pos = match self.position {
             Some(p) => p,
-            None => match load_position(&primary, name).await {
+            None => match load_position(&self.primary, name).await {
                 Ok(p) => {
-                    reached.send_replace(p);
-                    position = Some(p);
+                    self.reached.send_replace(p);
+                    self.position = Some(p);
                     p
                 }
                 Err(e) => {
                     tracing::warn!(projection = name, error = %e, "cannot read projection position; retrying");
-                    pause(&mut shutdown, Duration::from_millis(500)).await;
-                    continue;
+                    return Pace::Retry(RETRY);
                 }
             },
         };
-        let skip_set = match skip.take() {
+        let skip_set = match self.skip.take() {
             Some(s) => s,
-            None => match skipped(&reader, name).await {
+            None => match skipped(&self.reader, name).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(projection = name, error = %e, "cannot read the skip decisions; retrying");
-                    pause(&mut shutdown, Duration::from_millis(500)).await;
-                    continue;
+                    return Pace::Retry(RETRY);
                 }
             },
         };
-        let read = reader.entries_after(pos, step).await;
-        let batch = match read {
+        let batch = match self.reader.entries_after(pos, self.step).await {
             Ok(batch) => batch,
             Err(e) => {
-                skip = Some(skip_set);
+                self.skip = Some(skip_set);
                 tracing::warn!(projection = name, error = %e, "cannot read the ledger; retrying");
-                pause(&mut shutdown, Duration::from_millis(500)).await;
-                continue;
+                return Pace::Retry(RETRY);
             }
         };
         if batch.is_empty() {
-            skip = Some(skip_set);
-            pause_or_wake(&mut wake, &mut shutdown, IDLE_POLL).await;
-            continue;
+            self.skip = Some(skip_set);
+            return Pace::Idle(IDLE_POLL);
         }
-        match apply_batch(projector.as_ref(), &primary, pos, &batch, &skip_set).await {
+        match apply_batch(self.projector.as_ref(), &self.primary, pos, &batch, &skip_set).await {
             Ok(Some(last)) => {
-                for entry in batch.iter().filter(|e| projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
-                    for l in &listeners {
+                for entry in batch.iter().filter(|e| self.projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
+                    for l in &self.listeners {
                         l.applied(entry).await;
                     }
                 }
-                position = Some(last);
-                reached.send_replace(last);
-                skip = Some(skip_set);
-                if step == 1 {
-                    step = BATCH;
-                    if stuck.clear(name) {
+                self.position = Some(last);
+                self.reached.send_replace(last);
+                self.skip = Some(skip_set);
+                if self.step == 1 {
+                    self.step = BATCH;
+                    if self.stuck.clear(name) {
                         tracing::info!(projection = name, seq = last, "the projector moves again");
-                        if let Err(e) = store_stuck(&primary, StuckTable::Projection, name, None).await {
+                        if let Err(e) = store_stuck(&self.primary, StuckTable::Projection, name, None).await {
                             tracing::warn!(projection = name, error = %e, "cannot clear the stuck mark");
                         }
                     }
                 }
+                Pace::Again
             }
             // Another runner advanced the position first: reload it.
             Ok(None) => {
-                position = None;
-                skip = Some(skip_set);
+                self.position = None;
+                self.skip = Some(skip_set);
+                Pace::Again
             }
-            Err(e) if step > 1 => {
+            Err(e) if self.step > 1 => {
                 tracing::debug!(projection = name, error = %e, "projection batch failed; applying one entry at a time");
-                step = 1;
-                position = None;
+                self.step = 1;
+                self.position = None;
+                Pace::Again
             }
             Err(e) => {
                 let at = Stuck { seq: batch[0].seq, reason: e.to_string() };
-                if stuck.set(name, at.clone()) {
+                if self.stuck.set(name, at.clone()) {
                     tracing::error!(projection = name, seq = at.seq, reason = %at.reason,
                         "the projector cannot apply this ledger entry and retries it; if it can never apply, \
                          record a decision with `governance-engine projections skip`");
-                    if let Err(e) = store_stuck(&primary, StuckTable::Projection, name, Some(&at)).await {
+                    if let Err(e) = store_stuck(&self.primary, StuckTable::Projection, name, Some(&at)).await {
                         tracing::warn!(projection = name, error = %e, "cannot store the stuck mark");
                     }
                 }
-                position = None;
-                pause(&mut shutdown, Duration::from_millis(500)).await;
+                self.position = None;
+                Pace::Retry(RETRY)
             }
         }
-    }
-}
-
-/// Waits for a local append, the poll interval, or shutdown.
-async fn pause_or_wake(wake: &mut watch::Receiver<i64>, shutdown: &mut watch::Receiver<bool>, d: Duration) {
-    tokio::select! {
-        _ = wake.changed() => {}
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
-}
-
-async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
     }
 }
 

@@ -24,7 +24,7 @@ use rdkafka::ClientConfig;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::leader::Leadership;
+use crate::leader::{LeaderTask, Pace};
 use crate::ledger::LedgerReader;
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
@@ -304,54 +304,10 @@ impl KafkaRelay {
     }
 
     /// Relays until `shutdown`; only while this process holds the relay lock.
-    pub async fn run(&self, bootstrap: String, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, bootstrap: String, wake: watch::Receiver<i64>, shutdown: watch::Receiver<bool>) {
         Self::ensure_topics(&bootstrap, &self.prefix, self.message_max_bytes).await;
-        let mut leadership: Option<Leadership> = None;
-        // One entry at a time after a failure, to find the entry that fails.
-        let mut step = BATCH;
-        while !*shutdown.borrow() {
-            let held = match leadership.as_mut() {
-                Some(l) => l.still_held().await,
-                None => false,
-            };
-            if !held {
-                leadership = Leadership::try_acquire(&self.primary, "gov-kafka-relay").await.ok().flatten();
-                if leadership.is_none() {
-                    self.measure_lag().await;
-                    wait(&mut wake, &mut shutdown, Duration::from_millis(500)).await;
-                    continue;
-                }
-                tracing::info!("this process now runs the Kafka relay");
-            }
-            match self.step(step).await {
-                Ok(moved) => {
-                    if step == 1 && moved {
-                        step = BATCH;
-                        if self.stuck.clear(RELAY) {
-                            tracing::info!("the Kafka relay moves again");
-                            self.mark_stuck(None).await;
-                        }
-                    }
-                    if !moved {
-                        wait(&mut wake, &mut shutdown, Duration::from_millis(100)).await;
-                    }
-                }
-                Err((e, _)) if step > 1 => {
-                    tracing::debug!(error = %e, "Kafka relay batch failed; relaying one entry at a time");
-                    step = 1;
-                }
-                Err((e, seq)) => {
-                    let at = crate::projection::Stuck { seq, reason: e.to_string() };
-                    if self.stuck.set(RELAY, at.clone()) {
-                        tracing::error!(seq, reason = %at.reason, "the Kafka relay cannot publish this ledger entry and retries it \
-                            (at-least-once); if it can never be published, record a decision with \
-                            `governance-engine projections skip --projection kafka`");
-                        self.mark_stuck(Some(&at)).await;
-                    }
-                    wait(&mut wake, &mut shutdown, Duration::from_millis(500)).await;
-                }
-            }
-        }
+        let primary = self.primary.clone();
+        crate::leader::run(RelayRunner { relay: self, step: BATCH }, primary, wake, shutdown).await;
     }
 
     async fn measure_lag(&self) {
@@ -394,6 +350,64 @@ impl KafkaRelay {
     }
 }
 
+/// The relay as a leader-only task.
+struct RelayRunner {
+    relay: Arc<KafkaRelay>,
+    /// The batch size: one entry at a time after a failure, to find the entry that fails.
+    step: i64,
+}
+
+#[async_trait::async_trait]
+impl LeaderTask for RelayRunner {
+    fn lock_name(&self) -> String {
+        "gov-kafka-relay".to_owned()
+    }
+
+    async fn elected(&mut self) {
+        tracing::info!("this process now runs the Kafka relay");
+    }
+
+    async fn follow(&mut self) -> Pace {
+        self.relay.measure_lag().await;
+        Pace::Idle(Duration::from_millis(500))
+    }
+
+    async fn lead(&mut self) -> Pace {
+        let relay = &self.relay;
+        match relay.step(self.step).await {
+            Ok(moved) => {
+                if self.step == 1 && moved {
+                    self.step = BATCH;
+                    if relay.stuck.clear(RELAY) {
+                        tracing::info!("the Kafka relay moves again");
+                        relay.mark_stuck(None).await;
+                    }
+                }
+                if moved {
+                    Pace::Again
+                } else {
+                    Pace::Idle(Duration::from_millis(100))
+                }
+            }
+            Err((e, _)) if self.step > 1 => {
+                tracing::debug!(error = %e, "Kafka relay batch failed; relaying one entry at a time");
+                self.step = 1;
+                Pace::Again
+            }
+            Err((e, seq)) => {
+                let at = crate::projection::Stuck { seq, reason: e.to_string() };
+                if relay.stuck.set(RELAY, at.clone()) {
+                    tracing::error!(seq, reason = %at.reason, "the Kafka relay cannot publish this ledger entry and retries it \
+                        (at-least-once); if it can never be published, record a decision with \
+                        `governance-engine projections skip --projection kafka`");
+                    relay.mark_stuck(Some(&at)).await;
+                }
+                Pace::Idle(Duration::from_millis(500))
+            }
+        }
+    }
+}
+
 /// Waits for every acknowledgement; the first failure fails the batch.
 async fn await_all(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> Result<(), RelayError> {
     for d in deliveries {
@@ -404,14 +418,6 @@ async fn await_all(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> Result
         }
     }
     Ok(())
-}
-
-async fn wait(wake: &mut watch::Receiver<i64>, shutdown: &mut watch::Receiver<bool>, d: Duration) {
-    tokio::select! {
-        _ = wake.changed() => {}
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
 }
 
 #[cfg(test)]

@@ -63,3 +63,29 @@ async fn one_leader_per_projector_no_double_apply_and_failover() {
     assert_eq!(status, StatusCode::CREATED, "the survivor projects after failover: {p}");
     assert!(survivor.log().contains("this process now runs the projector"));
 }
+
+/// A standby tries the leader locks on connections it keeps: over three seconds of standing
+/// by, its projectors (polling every 100 ms) open no new database connections.
+#[tokio::test]
+async fn a_standby_keeps_its_lock_connections_instead_of_opening_new_ones() {
+    use governance_engine::devstack::Cluster;
+    use sqlx::Connection;
+    let e = Embedded::start(&[]).await;
+    let data_dir = e.dir.display().to_string();
+    let standby = Service::spawn(&[("AUMOS_GOVERNANCE_DATA_DIR", data_dir.as_str())], SHARED).await;
+    let mut su = sqlx::PgConnection::connect(&e.superuser_url(Cluster::Primary)).await.unwrap();
+    // Sessions ever established to the database (the statistics are flushed within a
+    // second, so the samples are taken after pauses).
+    let sessions = async |su: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetch_one(su).await.unwrap()
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let before = sessions(&mut su).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = sessions(&mut su).await;
+    assert!(after - before <= 2, "{} sessions were opened in three seconds of standing by", after - before);
+    assert!(standby.log().matches("now runs the").count() == 0, "the first process leads everything");
+    drop(su);
+    standby.stop().await;
+    e.finish().await;
+}
