@@ -332,3 +332,86 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, cols: &Columns) -> Res
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn entry(aggregate_id: &str, aggregate_seq: i64) -> NewEntry {
+        NewEntry {
+            tenant_id: uuid::Uuid::nil(),
+            aggregate_type: "Policy".into(),
+            aggregate_id: aggregate_id.into(),
+            aggregate_seq,
+            event_type: "PolicyCreated".into(),
+            event_version: "1".into(),
+            payload: "{}".into(),
+            metadata: ledger::EntryMetadata { actor: "alice".into(), ..Default::default() },
+        }
+    }
+
+    fn request(entries: Vec<NewEntry>) -> Request {
+        Request { entries, reply: oneshot::channel().0 }
+    }
+
+    #[test]
+    fn a_request_with_an_entry_already_stored_loses_and_the_others_keep_their_places() {
+        let batch = vec![request(vec![entry("a", 1)]), request(vec![entry("b", 1), entry("b", 2)]), request(vec![entry("c", 1)])];
+        // The 1-based index 3 is b's second entry.
+        assert_eq!(claimed_twice(&batch, &[3]), vec![false, true, false]);
+    }
+
+    #[test]
+    fn of_two_requests_claiming_one_aggregate_position_the_earlier_wins() {
+        let batch = vec![request(vec![entry("a", 1)]), request(vec![entry("a", 1)])];
+        assert_eq!(claimed_twice(&batch, &[]), vec![false, true]);
+    }
+
+    #[test]
+    fn a_rejected_request_claims_nothing_so_a_later_one_may_take_its_position() {
+        // The first request loses (its entry is stored already); its other entry (x, 1) is
+        // not claimed, so the third request's (x, 1) is kept.
+        let batch = vec![request(vec![entry("a", 1), entry("x", 1)]), request(vec![entry("b", 1)]), request(vec![entry("x", 1)])];
+        assert_eq!(claimed_twice(&batch, &[1]), vec![true, false, false]);
+    }
+
+    #[test]
+    fn the_plan_numbers_from_the_head_chains_each_hash_to_the_previous_and_skips_losers() {
+        let batch = vec![request(vec![entry("a", 1), entry("a", 2)]), request(vec![entry("b", 1)]), request(vec![entry("c", 1)])];
+        let head = (41, [9u8; 32]);
+        let (cols, outcomes, new_head) = plan(&batch, head, &[false, true, false]);
+        assert_eq!(cols.seq, vec![42, 43, 44], "the loser takes no seq");
+        assert_eq!(cols.prev_hash[0], vec![9u8; 32], "the first entry links to the head");
+        assert_eq!(cols.prev_hash[1], cols.hash[0]);
+        assert_eq!(cols.prev_hash[2], cols.hash[1]);
+        assert_eq!(new_head, (44, cols.hash[2].clone().try_into().unwrap()));
+        assert!(matches!(&outcomes[1], Err(LedgerError::Conflict { aggregate_id, .. }) if aggregate_id == "b"));
+        let first: Vec<i64> = outcomes[0].as_ref().unwrap().iter().map(|a| a.seq).collect();
+        assert_eq!(first, vec![42, 43]);
+        assert_eq!(outcomes[2].as_ref().unwrap()[0].seq, 44);
+        assert!(cols.recorded_at.iter().all(|t| *t == cols.recorded_at[0]), "one timestamp per batch");
+    }
+
+    #[test]
+    fn every_planned_hash_is_the_entry_s_canonical_hash() {
+        let batch = vec![request(vec![entry("a", 1)])];
+        let (cols, outcomes, _) = plan(&batch, (0, ledger::format::GENESIS_HASH), &[false]);
+        let stored = LedgerEntry {
+            seq: 1,
+            tenant_id: uuid::Uuid::nil(),
+            aggregate_type: "Policy".into(),
+            aggregate_id: "a".into(),
+            aggregate_seq: 1,
+            event_type: "PolicyCreated".into(),
+            event_version: "1".into(),
+            payload: "{}".into(),
+            metadata: ledger::EntryMetadata { actor: "alice".into(), ..Default::default() },
+            recorded_at: cols.recorded_at[0],
+            prev_hash: ledger::format::GENESIS_HASH,
+            hash: [0; 32],
+        };
+        assert_eq!(cols.hash[0], stored.computed_hash().to_vec());
+        assert_eq!(outcomes[0].as_ref().unwrap()[0].hash, stored.computed_hash());
+    }
+}
