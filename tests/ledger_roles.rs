@@ -62,7 +62,7 @@ async fn the_owner_is_stopped_by_the_append_only_triggers() {
 }
 
 #[tokio::test]
-async fn an_insert_that_skips_a_seq_or_breaks_the_chain_is_rejected() {
+async fn an_insert_that_skips_a_seq_breaks_the_chain_or_forks_it_is_rejected() {
     ensure_an_entry_exists().await;
     let mut admin = connect("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL").await;
     let head: i64 = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&mut admin).await.unwrap();
@@ -74,10 +74,49 @@ async fn an_insert_that_skips_a_seq_or_breaks_the_chain_is_rejected() {
         .bind(seq)
         .bind(prev)
     };
+    // Gapless and linked: the chain constraint (each entry references its predecessor's
+    // seq and hash).
     let gap = insert(head + 2, vec![0u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
-    assert!(gap.contains("gapless"), "{gap}");
+    assert!(gap.contains("gov_audit_trail_entries_chain"), "{gap}");
     let broken = insert(head + 1, vec![9u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
-    assert!(broken.contains("gapless"), "{broken}");
+    assert!(broken.contains("gov_audit_trail_entries_chain"), "{broken}");
+    // No fork: a second entry at a position, even a new genesis.
+    let fork = insert(head, vec![0u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
+    assert!(fork.contains("gov_audit_trail_entries_pkey"), "{fork}");
+    let genesis = insert(1, vec![0u8; 32]).execute(&mut admin).await.unwrap_err().to_string();
+    assert!(genesis.contains("gov_audit_trail_entries_pkey"), "{genesis}");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries WHERE seq > $1").bind(head).fetch_one(&mut admin).await.unwrap();
+    assert_eq!(count, 0, "nothing was added");
+}
+
+/// On an empty ledger, the first entry must be seq 1 with the zero prev_hash.
+#[tokio::test]
+async fn the_genesis_entry_must_be_seq_one_with_the_zero_prev_hash() {
+    use governance_engine::devstack::Cluster;
+    use sqlx::Connection;
+    let e = Embedded::start(&[]).await;
+    let mut su = sqlx::PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();
+    sqlx::query("SET ROLE gov_ledger_admin").execute(&mut su).await.unwrap();
+    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&mut su).await.unwrap();
+    if empty == 0 {
+        let insert = |seq: i64, prev: Vec<u8>| {
+            sqlx::query(
+                "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
+                 payload, actor, recorded_at, prev_hash, hash) VALUES ($1, gen_random_uuid(), 'X', gen_random_uuid()::text, 1, 'E', '1', '{}', 'a', now(), $2, $2)",
+            )
+            .bind(seq)
+            .bind(prev)
+        };
+        let wrong = insert(1, vec![9u8; 32]).execute(&mut su).await.unwrap_err().to_string();
+        assert!(wrong.contains("gov_audit_trail_entries_genesis"), "{wrong}");
+        let not_one = insert(2, vec![0u8; 32]).execute(&mut su).await.unwrap_err().to_string();
+        assert!(not_one.contains("gov_audit_trail_entries_chain"), "{not_one}");
+    } else {
+        panic!("a fresh stack's ledger should be empty before the first command, found {empty} entries");
+    }
+    drop(su);
+    e.finish().await;
 }
 
 #[tokio::test]
