@@ -203,6 +203,27 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
         }
     }
     *cached = None;
+    // The careful path takes the append lock and reads the head, but a process on its fast
+    // path (no lock: the chain constraints alone decide) may still take the next seq
+    // first; then the head is read again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match commit_carefully(pool, batch).await {
+            Ok((outcomes, head)) => {
+                *cached = Some(head);
+                return Ok(outcomes);
+            }
+            Err(e) if attempt < CAREFUL_ATTEMPTS && is_stale_or_conflict(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How often the careful path reads the head again after losing a race for a seq.
+const CAREFUL_ATTEMPTS: u32 = 8;
+
+async fn commit_carefully(pool: &PgPool, batch: &[Request]) -> Result<(Outcomes, Head), sqlx::Error> {
     let all: Vec<&NewEntry> = batch.iter().flat_map(|r| r.entries.iter()).collect();
     let types: Vec<&str> = all.iter().map(|e| e.aggregate_type.as_str()).collect();
     let ids: Vec<&str> = all.iter().map(|e| e.aggregate_id.as_str()).collect();
@@ -223,8 +244,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
         insert(&mut *tx, &cols).await?;
     }
     tx.commit().await?;
-    *cached = Some(new_head);
-    Ok(outcomes)
+    Ok((outcomes, new_head))
 }
 
 /// The insert failed because the head moved (chain check) or an aggregate position is
