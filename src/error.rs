@@ -132,6 +132,9 @@ impl From<crate::ledger::LedgerError> for ApiError {
                 ApiError::new(ErrorCode::LedgerUnavailable, "the audit ledger is unavailable; nothing was changed")
             }
             LedgerError::Corrupt { seq, .. } => ApiError::new(ErrorCode::Internal, format!("ledger entry {seq} is unreadable")),
+            LedgerError::Tree(_) => {
+                ApiError::new(ErrorCode::Internal, "the stored Merkle tree does not match the ledger; see the service log")
+            }
             LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the record would be {bytes} bytes, over the ledger entry limit of {max} bytes; nothing was changed"),

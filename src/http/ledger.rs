@@ -26,6 +26,10 @@ impl From<NotaryError> for ApiError {
     fn from(e: NotaryError) -> Self {
         match e {
             NotaryError::Ledger(l) => l.into(),
+            // A node the proof needs is not stored: the service's fault, not the caller's.
+            NotaryError::Proof(p @ ledger::merkle::ProofError::MissingNode { .. }) => {
+                ApiError::new(ErrorCode::LedgerUnavailable, p.to_string())
+            }
             NotaryError::Proof(p) => ApiError::validation(p.to_string()),
             NotaryError::Empty => ApiError::new(ErrorCode::Conflict, "the ledger is empty; there is nothing to checkpoint"),
             NotaryError::NoCheckpoint(n) => ApiError::not_found(&format!("checkpoint at tree size {n}")),

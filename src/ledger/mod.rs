@@ -56,6 +56,9 @@ pub enum LedgerError {
     /// nothing was stored.
     #[error(transparent)]
     Refused(#[from] crate::limits::EntryRefused),
+    /// The stored Merkle tree nodes do not match the entries or the signed checkpoints.
+    #[error("the stored Merkle tree is inconsistent: {0}")]
+    Tree(String),
     /// A stored entry could not be read back (corrupt or foreign data).
     #[error("ledger entry {seq} is unreadable: {reason}")]
     Corrupt { seq: i64, reason: String },

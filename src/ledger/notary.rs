@@ -1,15 +1,21 @@
-//! The notary: keeps the ledger's Merkle tree in memory, signs checkpoints (every N
-//! entries, every T seconds, and on demand) and answers proofs against them.
+//! The notary: extends the ledger's Merkle tree, signs checkpoints (every N entries, every
+//! T seconds, and on demand) and answers proofs against them.
 //!
-//! The tree holds only leaf and subtree hashes (32 bytes each, about 64 bytes per entry
-//! in all), synced from the ledger through the reader role. Checkpoints are written
-//! through the writer role, which may only insert them.
+//! Memory does not grow with the ledger: the notary holds the tree's right edge (a
+//! [`Frontier`], one hash per set bit of the size) and stores every complete subtree hash
+//! in the audit database (`gov_audit_tree_nodes`, through the writer role's
+//! `gov_ledger_add_tree_nodes`). Proofs are computed from the stored nodes they need,
+//! fetched in one round trip. At start-up it reads only the entries the stored nodes do not
+//! cover yet (their payloads are needed to hash them), and checks the stored nodes against
+//! its newest signed checkpoint. Checkpoints are written through the writer role, which may
+//! only insert them.
 
 use std::time::Duration;
 
 use ledger::checkpoint::{verify_checkpoint, NoteSigner, VerifierKey};
 use ledger::format::leaf_hash;
-use ledger::merkle::{Hash, MerkleTree, ProofError};
+use ledger::frontier::Frontier;
+use ledger::merkle::{self, Hash, NeededNodes, ProofError};
 use ledger::LedgerEntry;
 use sqlx::PgPool;
 use tokio::sync::{watch, Mutex};
@@ -48,8 +54,12 @@ pub struct Notary {
     writer: PgPool,
     signer: NoteSigner,
     config: NotaryConfig,
-    tree: Mutex<MerkleTree>,
+    /// The tree's right edge up to what the stored nodes cover; `None` until first loaded.
+    tree: Mutex<Option<Frontier>>,
 }
+
+/// Entries hashed per round trip while catching up (payloads are at most a few MiB each).
+const SYNC_BATCH: i64 = 200;
 
 /// An entry with its audit path to a signed checkpoint.
 #[derive(Debug, Clone)]
@@ -61,7 +71,7 @@ pub struct InclusionProof {
 
 impl Notary {
     pub fn new(reader: LedgerReader, writer: PgPool, signer: NoteSigner, config: NotaryConfig) -> Self {
-        Self { reader, writer, signer, config, tree: Mutex::new(MerkleTree::new()) }
+        Self { reader, writer, signer, config, tree: Mutex::new(None) }
     }
 
     pub fn signer(&self) -> &NoteSigner {
@@ -72,23 +82,73 @@ impl Notary {
         &self.config.origin
     }
 
-    /// Brings the in-memory tree up to the ledger's head.
-    async fn sync<'a>(&'a self) -> Result<tokio::sync::MutexGuard<'a, MerkleTree>, LedgerError> {
-        let mut tree = self.tree.lock().await;
-        loop {
-            let size = i64::try_from(tree.size()).unwrap_or(i64::MAX);
-            let batch = self.reader.entries_after(size, 10_000).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for e in &batch {
-                if e.seq != i64::try_from(tree.size()).unwrap_or(i64::MAX) + 1 {
-                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+    /// Loads the right edge from the stored nodes and checks them against the newest
+    /// checkpoint our key signed that they cover.
+    async fn load(&self) -> Result<Frontier, LedgerError> {
+        let corrupt = LedgerError::Tree;
+        let size = self.reader.stored_tree_size().await?;
+        let nodes = self.reader.tree_nodes(&Frontier::node_ids(size)).await?;
+        let frontier = Frontier::from_nodes(size, &nodes).map_err(|e| corrupt(format!("stored tree nodes: {e}")))?;
+        if let Some(c) = self.reader.checkpoint_at_most(i64::try_from(size).unwrap_or(i64::MAX)).await? {
+            if self.signed_by_us(&c) {
+                let at = u64::try_from(c.tree_size).unwrap_or(0);
+                let root = self.stored_root(at).await.map_err(|e| corrupt(format!("stored tree nodes: {e}")))?;
+                if root.as_slice() != c.root_hash.as_slice() {
+                    return Err(corrupt(format!("the stored tree nodes do not give the signed root of checkpoint {at}")));
                 }
-                tree.push(leaf_hash(&e.encode()));
             }
         }
-        Ok(tree)
+        Ok(frontier)
+    }
+
+    /// The root of the first `size` leaves, from stored nodes.
+    async fn stored_root(&self, size: u64) -> Result<Hash, NotaryError> {
+        let ids = NeededNodes::of(|n| merkle::root(n, size))?;
+        Ok(merkle::root(&self.reader.tree_nodes(&ids).await?, size)?)
+    }
+
+    /// Brings the tree up to the ledger's head: hashes the entries the stored nodes do not
+    /// cover and stores the nodes they complete. Returns the right edge.
+    async fn sync<'a>(&'a self) -> Result<tokio::sync::MappedMutexGuard<'a, Frontier>, LedgerError> {
+        let mut guard = self.tree.lock().await;
+        let mut tree = match guard.take() {
+            Some(t) => t,
+            None => self.load().await?,
+        };
+        let result = self.extend(&mut tree).await;
+        *guard = Some(tree);
+        result?;
+        Ok(tokio::sync::MutexGuard::map(guard, |t| t.get_or_insert_with(Frontier::new)))
+    }
+
+    async fn extend(&self, tree: &mut Frontier) -> Result<(), LedgerError> {
+        loop {
+            let size = i64::try_from(tree.size()).unwrap_or(i64::MAX);
+            let batch = self.reader.entries_after(size, SYNC_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            // Extend a copy, and keep it only once its nodes are stored.
+            let mut next = tree.clone();
+            let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+            for e in &batch {
+                if e.seq != i64::try_from(next.size()).unwrap_or(i64::MAX) + 1 {
+                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+                }
+                for (level, index, hash) in next.push(leaf_hash(&e.encode())) {
+                    levels.push(i16::try_from(level).unwrap_or(i16::MAX));
+                    idxs.push(i64::try_from(index).unwrap_or(i64::MAX));
+                    hashes.push(hash.to_vec());
+                }
+            }
+            sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)")
+                .bind(&levels)
+                .bind(&idxs)
+                .bind(&hashes)
+                .execute(&self.writer)
+                .await?;
+            *tree = next;
+        }
     }
 
     /// Signs and stores a checkpoint of the whole ledger, unless the newest checkpoint
@@ -107,7 +167,7 @@ impl Notary {
                 return Ok(existing);
             }
         }
-        let root = tree.root(size)?;
+        let root = tree.root();
         drop(tree);
         let note = self.signer.sign_checkpoint(&self.config.origin, size, &root);
         sqlx::query("SELECT gov_ledger_add_checkpoint($1, $2, $3, $4, $5)")
@@ -176,8 +236,10 @@ impl Notary {
             }
             .into());
         }
-        let tree = self.sync().await?;
-        let proof = tree.inclusion_proof(u64::try_from(seq - 1).unwrap_or(0), u64::try_from(checkpoint.tree_size).unwrap_or(0))?;
+        let (index, size) = (u64::try_from(seq - 1).unwrap_or(0), u64::try_from(checkpoint.tree_size).unwrap_or(0));
+        self.covered(size).await?;
+        let ids = NeededNodes::of(|n| merkle::inclusion_proof(n, index, size))?;
+        let proof = merkle::inclusion_proof(&self.reader.tree_nodes(&ids).await?, index, size)?;
         Ok(InclusionProof { entry, proof, checkpoint })
     }
 
@@ -185,9 +247,20 @@ impl Notary {
     pub async fn consistency(&self, from: i64, to: i64) -> Result<(StoredCheckpoint, StoredCheckpoint, Vec<Hash>), NotaryError> {
         let a = self.verified(self.reader.checkpoint_at(from).await?, from)?;
         let b = self.verified(self.reader.checkpoint_at(to).await?, to)?;
-        let tree = self.sync().await?;
-        let proof = tree.consistency_proof(u64::try_from(from).unwrap_or(0), u64::try_from(to).unwrap_or(0))?;
+        let (from, to) = (u64::try_from(from).unwrap_or(0), u64::try_from(to).unwrap_or(0));
+        self.covered(to).await?;
+        let ids = NeededNodes::of(|n| merkle::consistency_proof(n, from, to))?;
+        let proof = merkle::consistency_proof(&self.reader.tree_nodes(&ids).await?, from, to)?;
         Ok((a, b, proof))
+    }
+
+    /// Makes sure the stored nodes cover the first `size` leaves.
+    async fn covered(&self, size: u64) -> Result<(), NotaryError> {
+        let tree = self.sync().await?;
+        if size > tree.size() {
+            return Err(ProofError::TreeTooSmall { requested: size, size: tree.size() }.into());
+        }
+        Ok(())
     }
 
     /// Makes a checkpoint whenever `every_entries` entries have been appended since the

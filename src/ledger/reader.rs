@@ -1,5 +1,7 @@
 //! Reads the ledger as `gov_ledger_reader` (SELECT only).
 
+use std::collections::HashMap;
+
 use ledger::export::ExportCheckpoint;
 use ledger::{EntryMetadata, LedgerEntry};
 use sqlx::postgres::PgRow;
@@ -156,6 +158,41 @@ impl LedgerReader {
 }
 
 impl LedgerReader {
+    /// How many leaves the stored tree nodes cover (0 when none are stored).
+    pub async fn stored_tree_size(&self) -> Result<u64, LedgerError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT idx FROM gov_audit_tree_nodes WHERE level = 0 ORDER BY idx DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(last.map(|i| u64::try_from(i + 1).unwrap_or(0)).unwrap_or(0))
+    }
+
+    /// The stored tree nodes among `ids` (`(level, index)`), in one round trip.
+    pub async fn tree_nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), [u8; 32]>, LedgerError> {
+        let levels: Vec<i16> = ids.iter().map(|(l, _)| i16::try_from(*l).unwrap_or(i16::MAX)).collect();
+        let idxs: Vec<i64> = ids.iter().map(|(_, i)| i64::try_from(*i).unwrap_or(i64::MAX)).collect();
+        let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS u(l, i) \
+             JOIN gov_audit_tree_nodes n ON n.level = u.l AND n.idx = u.i",
+        )
+        .bind(&levels)
+        .bind(&idxs)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(l, i, h)| {
+                let hash: [u8; 32] =
+                    h.try_into().map_err(|_| LedgerError::Corrupt { seq: 0, reason: format!("tree node {l}/{i} is not 32 bytes") })?;
+                Ok(((u32::try_from(l).unwrap_or(u32::MAX), u64::try_from(i).unwrap_or(u64::MAX)), hash))
+            })
+            .collect()
+    }
+
+    /// The newest checkpoint of at most `tree_size` entries.
+    pub async fn checkpoint_at_most(&self, tree_size: i64) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM gov_audit_checkpoints WHERE tree_size <= $1 ORDER BY tree_size DESC LIMIT 1");
+        Ok(sqlx::query_as(&sql).bind(tree_size).fetch_optional(&self.pool).await?)
+    }
+
     /// Events of the given aggregate types with seq in (after, upto], in seq order.
     pub async fn events_of_types_between(&self, types: &[&str], after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
         let sql =

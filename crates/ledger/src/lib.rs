@@ -3,8 +3,9 @@
 //! - [`format`](mod@format): the canonical encoding of an entry (format v1) and its chain,
 //!   leaf and node hashes; the normative text is `docs/ledger-format.md`.
 //! - [`entry`]: [`LedgerEntry`] and its [`EntryMetadata`], as stored and hashed.
-//! - [`merkle`]: the RFC 6962 / RFC 9162 tree, inclusion and consistency proofs and their
-//!   verifiers.
+//! - [`merkle`]: the RFC 6962 / RFC 9162 tree, inclusion and consistency proofs (from any
+//!   source of complete subtree hashes) and their verifiers.
+//! - [`frontier`]: the tree's right edge, O(log n) hashes: extends the tree and gives its root.
 //! - [`checkpoint`]: C2SP signed notes over tlog checkpoints (Ed25519): signing, verifier
 //!   keys, verification.
 //! - [`export`]: the JSON Lines export format and the self-contained proof file.
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod export;
 pub mod format;
+pub mod frontier;
 pub mod merkle;
 pub mod offline;
 pub mod verify;

@@ -1,8 +1,10 @@
 //! The RFC 6962 / RFC 9162 Merkle tree over ledger entries: roots, inclusion proofs and
 //! consistency proofs, and the verifiers for both (RFC 9162 §2.1.3.2 and §2.1.4.2).
 //!
-//! [`MerkleTree`] keeps every complete subtree's hash, so a root or proof for any tree
-//! size costs O(log² n) hashes rather than O(n).
+//! Roots and proofs of any tree size are computed from complete subtree hashes alone
+//! ([`Nodes`]): O(log² n) hashes rather than O(n). [`MerkleTree`] keeps them all in memory
+//! (the offline verifier); the service reads them from the audit database, and
+//! [`crate::frontier::Frontier`] extends the tree in O(log n) memory.
 
 use crate::format::node_hash;
 use sha2::{Digest, Sha256};
@@ -38,6 +40,8 @@ pub enum ProofError {
     IndexOutOfRange { index: u64, size: u64 },
     #[error("consistency needs 0 < from ≤ to, got from {from}, to {to}")]
     BadRange { from: u64, to: u64 },
+    #[error("the tree node at level {level}, index {index} is not stored")]
+    MissingNode { level: u32, index: u64 },
 }
 
 impl MerkleTree {
@@ -67,85 +71,147 @@ impl MerkleTree {
         }
     }
 
-    /// MTH(D[a:b]); requires a < b ≤ size. Left subtrees produced by the recursion are
-    /// always aligned complete subtrees, found in the cache.
-    fn subtree(&self, a: u64, b: u64) -> Hash {
-        let n = b - a;
-        if n.is_power_of_two() && a.is_multiple_of(n) {
-            let h = n.trailing_zeros() as usize;
-            return self.levels[h][(a >> h) as usize];
+    fn check_size(&self, size: u64) -> Result<(), ProofError> {
+        if size > self.size() {
+            return Err(ProofError::TreeTooSmall { requested: size, size: self.size() });
         }
-        let k = split(n);
-        node_hash(&self.subtree(a, a + k), &self.subtree(a + k, b))
+        Ok(())
     }
 
     /// The root of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
-        if size > self.size() {
-            return Err(ProofError::TreeTooSmall { requested: size, size: self.size() });
-        }
-        Ok(if size == 0 { empty_root() } else { self.subtree(0, size) })
+        self.check_size(size)?;
+        root(self, size)
     }
 
     /// The audit path of leaf `index` in the tree of the first `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        if size > self.size() {
-            return Err(ProofError::TreeTooSmall { requested: size, size: self.size() });
-        }
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size });
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
-    }
-
-    fn path(&self, m: u64, a: u64, b: u64, out: &mut Vec<Hash>) {
-        let n = b - a;
-        if n == 1 {
-            return;
-        }
-        let k = split(n);
-        if m < k {
-            self.path(m, a, a + k, out);
-            out.push(self.subtree(a + k, b));
-        } else {
-            self.path(m - k, a + k, b, out);
-            out.push(self.subtree(a, a + k));
-        }
+        self.check_size(size)?;
+        inclusion_proof(self, index, size)
     }
 
     /// The consistency proof between the trees of the first `from` and `to` leaves.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
-        if to > self.size() {
-            return Err(ProofError::TreeTooSmall { requested: to, size: self.size() });
-        }
-        if from == 0 || from > to {
-            return Err(ProofError::BadRange { from, to });
-        }
-        let mut proof = Vec::new();
-        if from < to {
-            self.subproof(from, 0, to, true, &mut proof);
-        }
-        Ok(proof)
+        self.check_size(to)?;
+        consistency_proof(self, from, to)
     }
+}
 
-    fn subproof(&self, m: u64, a: u64, b: u64, complete: bool, out: &mut Vec<Hash>) {
-        let n = b - a;
-        if m == n {
-            if !complete {
-                out.push(self.subtree(a, b));
-            }
-            return;
+impl Nodes for MerkleTree {
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        self.levels.get(usize::try_from(level).ok()?)?.get(usize::try_from(index).ok()?).copied()
+    }
+}
+
+/// Where complete subtree hashes come from: `node(level, index)` is MTH of the leaves
+/// `[index·2^level, (index+1)·2^level)`, if known. Roots and proofs of any tree size need
+/// nothing else, so they can be computed from memory ([`MerkleTree`]) or from stored nodes.
+pub trait Nodes {
+    fn node(&self, level: u32, index: u64) -> Option<Hash>;
+}
+
+impl Nodes for std::collections::HashMap<(u32, u64), Hash> {
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        self.get(&(level, index)).copied()
+    }
+}
+
+/// MTH(D[a:b]); requires a < b. Left subtrees produced by the recursion are always aligned
+/// complete subtrees.
+fn subtree(nodes: &impl Nodes, a: u64, b: u64) -> Result<Hash, ProofError> {
+    let n = b - a;
+    if n.is_power_of_two() && a.is_multiple_of(n) {
+        let level = n.trailing_zeros();
+        return nodes.node(level, a >> level).ok_or(ProofError::MissingNode { level, index: a >> level });
+    }
+    let k = split(n);
+    Ok(node_hash(&subtree(nodes, a, a + k)?, &subtree(nodes, a + k, b)?))
+}
+
+/// The root of the first `size` leaves.
+pub fn root(nodes: &impl Nodes, size: u64) -> Result<Hash, ProofError> {
+    if size == 0 {
+        return Ok(empty_root());
+    }
+    subtree(nodes, 0, size)
+}
+
+/// The audit path of leaf `index` in the tree of the first `size` leaves.
+pub fn inclusion_proof(nodes: &impl Nodes, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let mut proof = Vec::new();
+    path(nodes, index, 0, size, &mut proof)?;
+    Ok(proof)
+}
+
+fn path(nodes: &impl Nodes, m: u64, a: u64, b: u64, out: &mut Vec<Hash>) -> Result<(), ProofError> {
+    let n = b - a;
+    if n == 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    if m < k {
+        path(nodes, m, a, a + k, out)?;
+        out.push(subtree(nodes, a + k, b)?);
+    } else {
+        path(nodes, m - k, a + k, b, out)?;
+        out.push(subtree(nodes, a, a + k)?);
+    }
+    Ok(())
+}
+
+/// The consistency proof between the trees of the first `from` and `to` leaves.
+pub fn consistency_proof(nodes: &impl Nodes, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+    if from == 0 || from > to {
+        return Err(ProofError::BadRange { from, to });
+    }
+    let mut proof = Vec::new();
+    if from < to {
+        subproof(nodes, from, 0, to, true, &mut proof)?;
+    }
+    Ok(proof)
+}
+
+fn subproof(nodes: &impl Nodes, m: u64, a: u64, b: u64, complete: bool, out: &mut Vec<Hash>) -> Result<(), ProofError> {
+    let n = b - a;
+    if m == n {
+        if !complete {
+            out.push(subtree(nodes, a, b)?);
         }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, a, a + k, complete, out);
-            out.push(self.subtree(a + k, b));
-        } else {
-            self.subproof(m - k, a + k, b, false, out);
-            out.push(self.subtree(a, a + k));
-        }
+        return Ok(());
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(nodes, m, a, a + k, complete, out)?;
+        out.push(subtree(nodes, a + k, b)?);
+    } else {
+        subproof(nodes, m - k, a + k, b, false, out)?;
+        out.push(subtree(nodes, a, a + k)?);
+    }
+    Ok(())
+}
+
+/// Records which nodes a computation asks for (answering zeros), so a store can fetch
+/// exactly those in one round trip; the computation's shape never depends on hash values.
+#[derive(Debug, Default)]
+pub struct NeededNodes(std::cell::RefCell<Vec<(u32, u64)>>);
+
+impl NeededNodes {
+    /// The nodes `f` reads, in first-use order, without duplicates.
+    pub fn of<T>(f: impl FnOnce(&NeededNodes) -> Result<T, ProofError>) -> Result<Vec<(u32, u64)>, ProofError> {
+        let recorder = NeededNodes::default();
+        f(&recorder)?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(recorder.0.into_inner().into_iter().filter(|id| seen.insert(*id)).collect())
+    }
+}
+
+impl Nodes for NeededNodes {
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        self.0.borrow_mut().push((level, index));
+        Some([0; 32])
     }
 }
 
