@@ -2,12 +2,13 @@
 # tests needs a Docker engine.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+# librdkafka is built from source, with OpenSSL (libssl-dev) for Kafka TLS and SCRAM.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --locked --release --bin governance-engine
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 governance
 COPY --from=build /src/target/release/governance-engine /usr/local/bin/governance-engine
 USER governance

@@ -3,7 +3,9 @@
 # development shell need, all on 127.0.0.1:
 #   - primary and audit PostgreSQL 15 clusters (via `governance-engine dev up`)
 #   - Open Policy Agent v1.20.2 (built with `go install`)
-#   - Apache Kafka 4.1 in KRaft mode, one node (jars from Maven Central)
+#   - Apache Kafka 4.1 in KRaft mode, one node (jars from Maven Central), with a PLAINTEXT
+#     listener, a SASL_SSL listener (SCRAM-SHA-512 user) and an SSL listener that requires
+#     a client certificate; the CA, server and client certificates are made with openssl
 #   - an S3-protocol server for evidence artifacts (moto, from PyPI)
 #
 #   eval "$(scripts/services.sh up)"     start what is not running, print exports
@@ -26,6 +28,9 @@ PG_AUDIT_PORT=${AUMOS_SERVICES_PG_AUDIT_PORT:-55433}
 OPA_PORT=${AUMOS_SERVICES_OPA_PORT:-58181}
 KAFKA_PORT=${AUMOS_SERVICES_KAFKA_PORT:-59092}
 KAFKA_CONTROLLER_PORT=${AUMOS_SERVICES_KAFKA_CONTROLLER_PORT:-59093}
+KAFKA_SASL_SSL_PORT=${AUMOS_SERVICES_KAFKA_SASL_SSL_PORT:-59094}
+KAFKA_SSL_PORT=${AUMOS_SERVICES_KAFKA_SSL_PORT:-59095}
+KAFKA_SASL_USER=aumos-relay
 S3_PORT=${AUMOS_SERVICES_S3_PORT:-59000}
 OPA_VERSION=v1.20.2
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")
@@ -131,19 +136,72 @@ kafka_install() {
   fi
 }
 
+# A CA, the broker's certificate (for 127.0.0.1 and localhost) as a PEM keystore, a client
+# certificate for the SSL listener, and the SCRAM user's password: made once per RUN dir.
+kafka_tls() {
+  local tls="$RUN/kafka/tls"
+  [[ -s "$tls/server.pem" && -s "$tls/client.key" && -s "$tls/sasl.password" ]] && return 0
+  log "kafka: making a test CA, server and client certificates in $tls"
+  rm -rf "$tls"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=aumos-governance test Kafka CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 3650 -extfile server.ext 2>/dev/null
+    cat server.key server.crt ca.pem >server.pem
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=$KAFKA_SASL_USER" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.crt -days 3650 -extfile client.ext 2>/dev/null
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >sasl.password
+    chmod 644 ca.pem client.crt
+  ) || die "kafka: openssl could not make the test certificates"
+}
+
+# The SCRAM-SHA-512 user of the SASL_SSL listener, stored in the cluster's metadata: added
+# (over the PLAINTEXT listener) once per broker data dir.
+kafka_scram_user() {
+  local dir="$RUN/kafka" libs="$CACHE/kafka-$KAFKA_VERSION/libs" marker="$RUN/kafka/data/.aumos-scram-user"
+  [[ -f "$marker" ]] && return 0
+  log "kafka: adding the SCRAM-SHA-512 user $KAFKA_SASL_USER"
+  java "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$libs/*" kafka.admin.ConfigCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter --entity-type users --entity-name "$KAFKA_SASL_USER" \
+    --add-config "SCRAM-SHA-512=[iterations=8192,password=$(cat "$dir/tls/sasl.password")]" >"$dir/scram.log" 2>&1 \
+    || { cat "$dir/scram.log" >&2; die "kafka: could not add the SCRAM user"; }
+  touch "$marker"
+}
+
 kafka_start() {
   kafka_install
   local dir="$RUN/kafka" libs="$CACHE/kafka-$KAFKA_VERSION/libs"
   mkdir -p "$dir"
-  cat >"$dir/server.properties" <<EOF
+  kafka_tls
+  # A broker started by an older version of this script has no TLS listeners: restart it.
+  if alive kafka && ! port_open "$KAFKA_SASL_SSL_PORT"; then
+    log "kafka: restarting to add the SASL_SSL and SSL listeners"
+    stop_pid kafka
+  fi
+  (umask 077; cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/server.pem
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$dir/tls/server.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$dir/tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
 log.dirs=$dir/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -154,6 +212,7 @@ share.coordinator.state.topic.min.isr=1
 auto.create.topics.enable=true
 group.initial.rebalance.delay.ms=0
 EOF
+  )
   cat >"$dir/log4j2.properties" <<EOF
 rootLogger.level=WARN
 rootLogger.appenderRef.file.ref=file
@@ -176,6 +235,8 @@ EOF
     echo $! >"$RUN/kafka.pid"
   fi
   wait_port kafka "$KAFKA_PORT" 90
+  wait_port kafka "$KAFKA_SASL_SSL_PORT" 30
+  kafka_scram_user
 }
 
 # --- S3 ------------------------------------------------------------------------
@@ -209,6 +270,13 @@ exports() {
 export AUMOS_GOVERNANCE_OPA_URL='http://127.0.0.1:$OPA_PORT'
 export AUMOS_GOVERNANCE_OPA_TOKEN='$(opa_token)'
 export AUMOS_KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:$KAFKA_PORT'
+export AUMOS_DEV_KAFKA_SASL_SSL_SERVERS='127.0.0.1:$KAFKA_SASL_SSL_PORT'
+export AUMOS_DEV_KAFKA_SSL_SERVERS='127.0.0.1:$KAFKA_SSL_PORT'
+export AUMOS_DEV_KAFKA_CA_FILE='$RUN/kafka/tls/ca.pem'
+export AUMOS_DEV_KAFKA_CLIENT_CERT_FILE='$RUN/kafka/tls/client.crt'
+export AUMOS_DEV_KAFKA_CLIENT_KEY_FILE='$RUN/kafka/tls/client.key'
+export AUMOS_DEV_KAFKA_SASL_USERNAME='$KAFKA_SASL_USER'
+export AUMOS_DEV_KAFKA_SASL_PASSWORD='$(cat "$RUN/kafka/tls/sasl.password" 2>/dev/null)'
 export AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET='s3://$S3_BUCKET/artifacts'
 export AWS_ENDPOINT='http://127.0.0.1:$S3_PORT'
 export AWS_ALLOW_HTTP='true'

@@ -253,6 +253,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
             let relay = Arc::new(
                 crate::relay::KafkaRelay::new(
                     bootstrap,
+                    &config.kafka_security,
                     &config.kafka_topic_prefix,
                     reader.clone(),
                     primary.clone(),
@@ -262,8 +263,8 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
                 )
                 .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
             );
-            let (r, head, stop, b) = (relay.clone(), appender_handle.head(), shutdown_rx.clone(), bootstrap.clone());
-            Some((relay, tokio::spawn(async move { r.run(b, head, stop).await })))
+            let (r, head, stop) = (relay.clone(), appender_handle.head(), shutdown_rx.clone());
+            Some((relay, tokio::spawn(async move { r.run(head, stop).await })))
         }
         None => None,
     };

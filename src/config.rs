@@ -104,6 +104,8 @@ pub struct Config {
     pub kafka_bootstrap: Option<String>,
     /// Prepended to every Kafka topic name (default: none).
     pub kafka_topic_prefix: String,
+    /// TLS and SASL for every Kafka client (`AUMOS_KAFKA_SECURITY_PROTOCOL`, …).
+    pub kafka_security: crate::kafka::KafkaSecurity,
     pub jwt: JwtConfig,
     pub otel_endpoint: Option<String>,
     /// Extra trusted CA certificates (PEM) for outgoing HTTPS (JWKS, OPA), on top of the
@@ -169,7 +171,7 @@ impl fmt::Debug for Env<'_> {
 }
 
 impl Env<'_> {
-    fn get(&self, var: &str) -> Option<String> {
+    pub(crate) fn get(&self, var: &str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
     }
 
@@ -296,6 +298,7 @@ impl Config {
             evidence_bucket,
             kafka_bootstrap: env.get("AUMOS_KAFKA_BOOTSTRAP_SERVERS"),
             kafka_topic_prefix: env.get("AUMOS_KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            kafka_security: crate::kafka::KafkaSecurity::from_env(env)?,
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             tls_ca_file: env.get("AUMOS_TLS_CA_FILE").map(PathBuf::from),
@@ -400,6 +403,15 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_EVIDENCE_EXPIRING_DAYS",
     "AUMOS_KAFKA_BOOTSTRAP_SERVERS",
     "AUMOS_KAFKA_TOPIC_PREFIX",
+    "AUMOS_KAFKA_SECURITY_PROTOCOL",
+    "AUMOS_KAFKA_SSL_CA_LOCATION",
+    "AUMOS_KAFKA_SSL_CERTIFICATE_LOCATION",
+    "AUMOS_KAFKA_SSL_KEY_LOCATION",
+    "AUMOS_KAFKA_SSL_KEY_PASSWORD",
+    "AUMOS_KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+    "AUMOS_KAFKA_SASL_MECHANISM",
+    "AUMOS_KAFKA_SASL_USERNAME",
+    "AUMOS_KAFKA_SASL_PASSWORD",
     "AUMOS_HTTP_ADDR",
     "AUMOS_METRICS_ADDR",
     "AUMOS_HTTP_BODY_LIMIT_BYTES",

@@ -20,6 +20,7 @@
 //! - [`limits`]: rate, text and size limits on what tenants send and the ledger records.
 //! - [`devstack`]: local PostgreSQL clusters (embedded default, development, tests).
 //! - [`migrate`]: applies `migrations/` (primary) and `audit-schema/` (audit).
+//! - [`kafka`]: TLS and SASL settings of every Kafka client, and their error reporting.
 //! - [`tls`]: the rustls HTTP client (system roots plus `AUMOS_TLS_CA_FILE`, no redirects).
 //! - [`telemetry`]: JSON logs and OpenTelemetry export; [`metrics`]: the Prometheus registry
 //!   behind `GET /metrics`.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod fsutil;
 pub mod http;
 pub mod jwks;
+pub mod kafka;
 pub mod leader;
 pub mod ledger;
 pub mod limits;

@@ -44,6 +44,14 @@ pub struct ConsumerLabels {
     pub consumer: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaErrorLabels {
+    /// `relay` (the producer, also used by the health check) or `admin` (topic creation).
+    pub client: &'static str,
+    /// librdkafka's error code (`Authentication`, `SSL`, `BrokerTransportFailure`, …).
+    pub code: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric the service exports.
@@ -61,6 +69,7 @@ pub struct Metrics {
     pub consumer_lag_seconds: Family<ConsumerLabels, FloatGauge>,
     pub checkpoint_age_seconds: FloatGauge,
     pub checkpoint_tree_size: Gauge,
+    pub kafka_client_errors: Family<KafkaErrorLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -122,6 +131,12 @@ impl Metrics {
         );
         let checkpoint_tree_size = Gauge::default();
         registry.register("checkpoint_tree_size", "Tree size of the newest signed ledger checkpoint", checkpoint_tree_size.clone());
+        let kafka_client_errors = Family::<KafkaErrorLabels, Counter>::default();
+        registry.register(
+            "kafka_client_errors",
+            "Errors a Kafka client reported (a refused password, a broker certificate that does not verify, an unreachable broker), by client and librdkafka error code",
+            kafka_client_errors.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -135,6 +150,7 @@ impl Metrics {
             consumer_lag_seconds,
             checkpoint_age_seconds,
             checkpoint_tree_size,
+            kafka_client_errors,
         }
     }
 
@@ -166,6 +182,10 @@ impl Metrics {
         self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
     }
 
+    pub fn kafka_client_error(&self, client: &'static str, code: &str) {
+        self.kafka_client_errors.get_or_create(&KafkaErrorLabels { client, code: code.to_owned() }).inc();
+    }
+
     pub fn consumer_lag(&self, consumer: &str, entries: i64, seconds: f64) {
         let labels = ConsumerLabels { consumer: consumer.to_owned() };
         self.consumer_lag_entries.get_or_create(&labels).set(entries);
@@ -192,6 +212,7 @@ mod tests {
         m.ledger_append(3, Duration::from_millis(2));
         m.refused_by_rate_limit("evaluate");
         m.consumer_lag("policies", 2, 0.5);
+        m.kafka_client_error("relay", "Authentication");
         let text = m.render();
         for needle in [
             "aumos_governance_http_requests_total{method=\"GET\",route=\"/api/v1/policies/{id}\",status=\"200\"} 1",
@@ -201,6 +222,7 @@ mod tests {
             "aumos_governance_consumer_lag_entries{consumer=\"policies\"} 2",
             "aumos_governance_consumer_lag_seconds{consumer=\"policies\"} 0.5",
             "# TYPE aumos_governance_checkpoint_age_seconds gauge",
+            "aumos_governance_kafka_client_errors_total{client=\"relay\",code=\"Authentication\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -20,10 +20,10 @@ use ledger::export::{ExportEntry, ExportLine};
 use ledger::LedgerEntry;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::kafka::{KafkaSecurity, LastError, ReportingContext};
 use crate::leader::{LeaderTask, Pace};
 use crate::ledger::LedgerReader;
 
@@ -95,7 +95,12 @@ pub enum RelayError {
 }
 
 pub struct KafkaRelay {
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
+    bootstrap: String,
+    /// TLS and SASL of every client the relay builds (`AUMOS_KAFKA_*`).
+    security: KafkaSecurity,
+    /// The last errors the relay's clients reported (for the admin's health details).
+    last_error: LastError,
     /// Prepended to every topic name (`AUMOS_KAFKA_TOPIC_PREFIX`), so several
     /// deployments (or a benchmark) can share one cluster without mixing ledgers.
     prefix: String,
@@ -117,8 +122,10 @@ impl std::fmt::Debug for KafkaRelay {
 }
 
 impl KafkaRelay {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         bootstrap: &str,
+        security: &KafkaSecurity,
         prefix: &str,
         reader: LedgerReader,
         primary: PgPool,
@@ -126,17 +133,21 @@ impl KafkaRelay {
         message_max_bytes: usize,
         stuck: crate::projection::StuckBoard,
     ) -> Result<Self, RelayError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let last_error = LastError::default();
+        let producer: FutureProducer<ReportingContext> = security
+            .client_config(bootstrap)
             .set("message.max.bytes", message_max_bytes.to_string())
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
-            .create()
+            .create_with_context(ReportingContext::new("relay", last_error.clone()))
             .map_err(|e| RelayError::Kafka(e.to_string()))?;
         Ok(Self {
             producer,
+            bootstrap: bootstrap.to_owned(),
+            security: security.clone(),
+            last_error,
             prefix: prefix.to_owned(),
             reader,
             primary,
@@ -151,13 +162,19 @@ impl KafkaRelay {
     /// first event of a kind exists, with `max.message.bytes` large enough for the largest
     /// entry; topics that already exist get that setting too. Best effort: a broker that
     /// forbids it is logged.
-    pub async fn ensure_topics(bootstrap: &str, prefix: &str, message_max_bytes: usize) {
+    async fn ensure_topics(&self) {
         use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
-        let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
-            ClientConfig::new().set("bootstrap.servers", bootstrap).create();
-        let Ok(admin) = admin else { return };
-        let max = message_max_bytes.to_string();
-        let topics: Vec<String> = topics().map(|t| format!("{prefix}{t}")).collect();
+        let admin: Result<AdminClient<ReportingContext>, _> =
+            self.security.client_config(&self.bootstrap).create_with_context(ReportingContext::new("admin", self.last_error.clone()));
+        let admin = match admin {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the Kafka admin client");
+                return;
+            }
+        };
+        let max = self.message_max_bytes.to_string();
+        let topics: Vec<String> = topics().map(|t| format!("{}{t}", self.prefix)).collect();
         let new: Vec<NewTopic> =
             topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &max)).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -197,13 +214,26 @@ impl KafkaRelay {
     }
 
     /// Asks the broker for its metadata over the relay's own client: a real protocol
-    /// round trip, not just a TCP connect, and no new client per probe.
+    /// round trip (TLS handshake and SASL authentication included), not just a TCP
+    /// connect, and no new client per probe. A failure says why, with the last error the
+    /// relay's clients reported (a refused password, a certificate that does not verify).
     pub async fn broker_reachable(&self, timeout: Duration) -> Result<(), String> {
         use rdkafka::producer::Producer;
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).map(|_| ()).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        let result =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).map(|_| ()).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
+        match result {
+            Ok(()) => {
+                self.last_error.clear();
+                Ok(())
+            }
+            Err(e) => Err(match self.last_error.get() {
+                Some(errors) => format!("{e}; last client errors: {errors}"),
+                None => e,
+            }),
+        }
     }
 
     /// The ledger seq published up to (read only; 0 before the first batch).
@@ -304,8 +334,12 @@ impl KafkaRelay {
     }
 
     /// Relays until `shutdown`; only while this process holds the relay lock.
-    pub async fn run(self: Arc<Self>, bootstrap: String, wake: watch::Receiver<i64>, shutdown: watch::Receiver<bool>) {
-        Self::ensure_topics(&bootstrap, &self.prefix, self.message_max_bytes).await;
+    pub async fn run(self: Arc<Self>, wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
+        // A broker that does not answer (or refuses the client) must not hold up shutdown.
+        tokio::select! {
+            _ = self.ensure_topics() => {}
+            _ = shutdown.changed() => return,
+        }
         let primary = self.primary.clone();
         crate::leader::run(RelayRunner { relay: self, step: BATCH }, primary, wake, shutdown).await;
     }

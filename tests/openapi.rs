@@ -125,13 +125,53 @@ async fn every_error_code_and_the_shared_parameters_are_documented() {
     }
 }
 
+/// Every `src`/`href` (and CSS `url()`/`@import`) of `html` that points at another origin
+/// without an `integrity` attribute on its tag.
+fn third_party_without_integrity(html: &str) -> Vec<String> {
+    let tag = regex::Regex::new(r"(?is)<[a-z][^>]*>").unwrap();
+    let url = regex::Regex::new(r#"(?i)\b(?:src|href|srcset|action|data|poster)\s*=\s*["']?([^"'\s>]+)"#).unwrap();
+    let absolute = regex::Regex::new(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)").unwrap();
+    let mut found = Vec::new();
+    for t in tag.find_iter(html).map(|m| m.as_str()) {
+        let integrity = t.to_ascii_lowercase().contains("integrity=\"sha");
+        for u in url.captures_iter(t).map(|c| c[1].to_owned()) {
+            if absolute.is_match(&u) && !integrity {
+                found.push(format!("{u} in {t}"));
+            }
+        }
+    }
+    let css = regex::Regex::new(r#"(?i)(?:url\(\s*["']?|@import\s+["']?)((?:[a-z][a-z0-9+.-]*:|//)[^"')\s]*)"#).unwrap();
+    found.extend(css.captures_iter(html).map(|c| format!("{} in a style", &c[1])));
+    found
+}
+
+#[test]
+fn the_third_party_check_catches_the_old_unpinned_cdn_script_and_accepts_a_pinned_one() {
+    let old = "<script id=\"api-reference\" data-url=\"/api/v1/openapi.json\"></script><script src=\"https://cdn.jsdelivr.net/npm/@scalar/api-reference\"></script>";
+    assert_eq!(third_party_without_integrity(old).len(), 1);
+    let pinned = "<script src=\"https://cdn.example/x@1.2.3.js\" integrity=\"sha384-abc\" crossorigin=\"anonymous\"></script>";
+    assert!(third_party_without_integrity(pinned).is_empty());
+    assert_eq!(third_party_without_integrity("<style>@import 'https://fonts.example/a.css';</style>").len(), 1);
+}
+
 #[tokio::test]
-async fn the_interactive_page_points_at_the_document() {
+async fn the_docs_page_lists_every_operation_links_the_document_and_loads_nothing_from_another_origin() {
     let svc = Service::start(&[]).await;
+    let doc = document(&svc).await;
     let resp = svc.client.get(format!("{}/api/v1/docs", svc.base)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(resp.text().await.unwrap().contains("/api/v1/openapi.json"));
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && !csp.contains("script-src"), "no script may run: {csp}");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("href=\"/api/v1/openapi.json\""), "the page links the document");
+    assert!(!html.to_ascii_lowercase().contains("<script"), "the page has no script");
+    assert_eq!(third_party_without_integrity(&html), Vec::<String>::new());
+    for (method, path, op) in operations(&doc) {
+        let id = op["operationId"].as_str().unwrap();
+        let row = format!("<tr id=\"op-{id}\"><td class=\"method\">{method}</td><td><code>{path}</code></td>");
+        assert!(html.contains(&row), "the page lists {method} {path}");
+    }
 }
 
 #[test]

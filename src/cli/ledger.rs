@@ -103,8 +103,8 @@ pub async fn run(cmd: LedgerCommand, config: Config) -> Result<Outcome, AppError
             Ok(offline::verify_bundle_file(&file, &load_keys(&public_key)?, artifacts.as_deref())?)
         }
         LedgerCommand::Replicate(args) => {
-            let bootstrap = config.kafka_bootstrap.clone();
-            tokio::task::spawn_blocking(move || super::replicate::run(args, bootstrap.as_deref()))
+            let (bootstrap, security) = (config.kafka_bootstrap.clone(), config.kafka_security.clone());
+            tokio::task::spawn_blocking(move || super::replicate::run(args, bootstrap.as_deref(), &security))
                 .await
                 .map_err(|e| AppError::Io(e.to_string()))?
         }

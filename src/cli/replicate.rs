@@ -38,11 +38,11 @@ fn bad(seq: i64, reason: impl Into<String>) -> VerifyError {
     VerifyError { seq, reason: reason.into() }
 }
 
-pub fn run(args: ReplicateArgs, bootstrap: Option<&str>) -> Result<Outcome, AppError> {
+pub fn run(args: ReplicateArgs, bootstrap: Option<&str>, security: &crate::kafka::KafkaSecurity) -> Result<Outcome, AppError> {
     let bootstrap = bootstrap.ok_or_else(|| AppError::Io("AUMOS_KAFKA_BOOTSTRAP_SERVERS: required by ledger replicate".into()))?;
     let mut v = Verifier::new(load_keys(&args.public_key)?);
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = security
+        .client_config(bootstrap)
         .set("group.id", format!("governance-replicate-{}", uuid::Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

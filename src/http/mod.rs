@@ -160,9 +160,11 @@ pub fn router(state: SharedState) -> Router {
     let (router, mut doc) = routes(state.config.request_body_limit, upload).split_for_parts();
     openapi::finish(&mut doc);
     let json = serde_json::to_string(&doc).unwrap_or_default();
+    let page = openapi::render_page(&doc);
     router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::Extension(openapi::Document(Arc::new(json))))
+        .layer(axum::Extension(openapi::DocsPage(Arc::new(page))))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state)

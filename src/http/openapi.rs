@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
@@ -52,7 +52,7 @@ const PUBLIC_TAGS: &[&str] = &["health", "meta"];
         (name = "evaluation", description = "Policy decisions, each recorded in the ledger"),
         (name = "ledger", description = "The Audit Wall: public key, signed checkpoints and proofs"),
         (name = "health", description = "Liveness and readiness probes (no authentication)"),
-        (name = "meta", description = "This document and its interactive page (no authentication)")
+        (name = "meta", description = "This document and its HTML page (no authentication)")
     )
 )]
 pub struct ApiDoc;
@@ -158,13 +158,101 @@ pub async fn document(Extension(doc): Extension<Document>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], doc.0.as_ref().clone()).into_response()
 }
 
-/// An interactive page over the document (Scalar, loaded from its CDN by the browser).
-#[utoipa::path(get, path = "/api/v1/docs", tag = "meta", responses((status = 200, description = "HTML page", content_type = "text/html", body = String)))]
-pub async fn page() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>AumOS Governance Engine API</title></head><body>",
-        "<script id=\"api-reference\" data-url=\"/api/v1/openapi.json\"></script>",
-        "<script src=\"https://cdn.jsdelivr.net/npm/@scalar/api-reference\"></script>",
-        "</body></html>"
-    ))
+/// The API's HTML page, rendered once at start-up from the document.
+#[derive(Debug, Clone)]
+pub struct DocsPage(pub Arc<String>);
+
+/// No script may run on the page and nothing is loaded from anywhere: it is plain HTML
+/// with one inline style sheet, served on the API's own origin.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// A page listing every operation, with a link to the OpenAPI document. It runs no
+/// script and loads nothing from another origin (no CDN).
+#[utoipa::path(get, path = "/api/v1/docs", tag = "meta", responses((status = 200, description = "HTML page listing every operation; no scripts, nothing from another origin", content_type = "text/html", body = String)))]
+pub async fn page(Extension(page): Extension<DocsPage>) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_SECURITY_POLICY, PAGE_CSP)], page.0.as_ref().clone())
+        .into_response()
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn named_operations(item: &utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+    [
+        ("GET", &item.get),
+        ("PUT", &item.put),
+        ("POST", &item.post),
+        ("DELETE", &item.delete),
+        ("PATCH", &item.patch),
+        ("HEAD", &item.head),
+        ("OPTIONS", &item.options),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(m, o)| o.as_ref().map(|o| (m, o)))
+}
+
+/// The page: the API's description, a link to the document, and every operation by tag
+/// (method, path, summary, whether it needs a token).
+pub fn render_page(doc: &OpenApi) -> String {
+    let mut by_tag: BTreeMap<String, Vec<(&'static str, &str, &Operation)>> = BTreeMap::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, op) in named_operations(item) {
+            let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_else(|| "other".to_owned());
+            by_tag.entry(tag).or_default().push((method, path, op));
+        }
+    }
+    let tags: Vec<(String, String)> = doc
+        .tags
+        .iter()
+        .flatten()
+        .map(|t| (t.name.clone(), t.description.clone().unwrap_or_default()))
+        .chain(by_tag.keys().map(|k| (k.clone(), String::new())))
+        .collect();
+    let mut html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} API</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}}\
+         table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;vertical-align:top;padding:.3rem .6rem;border-bottom:1px solid #ddd}}\
+         td.method{{font-family:monospace;font-weight:bold}}code{{font-size:.95em}}</style></head><body>\
+         <h1>{title} <small>{version}</small></h1><p>{description}</p>\
+         <p>The full description (schemas, parameters, every error code) is the OpenAPI 3.1 document \
+         <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>: open it in any OpenAPI viewer or client generator.</p>",
+        title = escape(&doc.info.title),
+        version = escape(&doc.info.version),
+        description = escape(doc.info.description.as_deref().unwrap_or_default()),
+    );
+    let mut done = std::collections::BTreeSet::new();
+    for (tag, description) in tags {
+        let Some(ops) = by_tag.get(&tag).filter(|_| done.insert(tag.clone())) else { continue };
+        html.push_str(&format!(
+            "<h2 id=\"tag-{t}\">{t}</h2><p>{d}</p><table><thead><tr><th>method</th><th>path</th><th>what</th><th>needs</th></tr></thead><tbody>",
+            t = escape(&tag),
+            d = escape(&description)
+        ));
+        for (method, path, op) in ops {
+            let what = op.summary.as_deref().or(op.description.as_deref()).unwrap_or_default();
+            let needs = if op.security.is_some() { "token and X-Tenant-ID" } else { "nothing" };
+            html.push_str(&format!(
+                "<tr id=\"op-{id}\"><td class=\"method\">{method}</td><td><code>{path}</code></td><td>{what}</td><td>{needs}</td></tr>",
+                id = escape(op.operation_id.as_deref().unwrap_or_default()),
+                path = escape(path),
+                what = escape(what),
+            ));
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("</body></html>");
+    html
 }
