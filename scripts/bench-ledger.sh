@@ -5,3 +5,4 @@
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 bench_setup ledger
 cargo bench --locked --bench ledger
+cargo bench --locked --bench notary
