@@ -7,7 +7,8 @@
 //! - [`http`]: the axum adapter (routes, extractors, request middleware).
 //! - [`error`]: error codes and the code → HTTP status table.
 //! - [`auth`]: bearer-token verification, roles, development keys; [`jwks`]: keys from a JWKS URL.
-//! - [`commands`]: the command bus running `aggregates` against the ledger.
+//! - [`commands`]: the command bus running `aggregates` against the ledger, and the fold
+//!   ([`commands::load`]) that every reader of an aggregate's state shares.
 //! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
 //!   statuses of workflows; [`artifacts`]: the content-addressed evidence store.
 //! - [`ledger`]: the only code that touches the audit database (appender, reader, notary).

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use aggregates::compliance::{
     Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, Submission,
 };
-use aggregates::{Description, EvidenceId, Reason};
+use aggregates::{DecisionId, Description, EvidenceId, Reason};
 use ledger::bundle::{BundleItem, EvidenceBundle};
 use ledger::export::{ExportEntry, ProofFile};
 use projections::evidence::{self as read, EvidenceSort, EvidenceView};
@@ -254,7 +254,7 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
             content_type: part.content_type.clone(),
             filename: part.filename.clone(),
         },
-        decision_id: m.decision_id,
+        decision_id: m.decision_id.map(DecisionId::from_uuid),
         outcome,
         actor: caller.subject.clone(),
     })

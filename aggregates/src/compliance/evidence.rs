@@ -6,10 +6,9 @@ use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::codes::{ControlId, RequirementId, Sha256};
-use crate::ids::{Actor, Description, EvidenceId, Reason, TenantId, WorkflowId};
+use crate::ids::{Actor, DecisionId, Description, EvidenceId, Reason, TenantId, WorkflowId};
 use crate::ledger_event::LedgerEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,7 +136,7 @@ pub struct Submission {
     pub valid_until: NaiveDate,
     pub artifact: Artifact,
     /// For `policy_decision_reference`: the decision this evidence points at.
-    pub decision_id: Option<Uuid>,
+    pub decision_id: Option<DecisionId>,
     /// Absent in records submitted before outcomes existed: those counted as passing.
     #[serde(default)]
     pub outcome: Outcome,
