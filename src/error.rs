@@ -125,6 +125,12 @@ impl From<aggregates::IdError> for ApiError {
 
 impl From<crate::ledger::LedgerError> for ApiError {
     fn from(e: crate::ledger::LedgerError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&crate::ledger::LedgerError> for ApiError {
+    fn from(e: &crate::ledger::LedgerError) -> Self {
         use crate::ledger::LedgerError;
         match e {
             LedgerError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "the resource was changed concurrently; retry"),
@@ -132,7 +138,7 @@ impl From<crate::ledger::LedgerError> for ApiError {
                 ApiError::new(ErrorCode::LedgerUnavailable, "the audit ledger is unavailable; nothing was changed")
             }
             LedgerError::Corrupt { seq, .. } => ApiError::new(ErrorCode::Internal, format!("ledger entry {seq} is unreadable")),
-            LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
+            &LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the record would be {bytes} bytes, over the ledger entry limit of {max} bytes; nothing was changed"),
             )
