@@ -32,6 +32,28 @@ pub enum CommandError<E: std::error::Error> {
     Ledger(#[from] LedgerError),
 }
 
+/// Loads an aggregate from the ledger: its events folded with its own `apply`, and the
+/// aggregate_seq of the last one (0 for none). The command bus decides on this state;
+/// the domain services that read the ledger (evidence references, OPA sync) fold the same
+/// way. An event that does not decode is an error.
+pub async fn load<A>(reader: &LedgerReader, aggregate_id: &str) -> Result<(A, i64), LedgerError>
+where
+    A: Aggregate,
+    A::Event: LedgerEvent,
+{
+    let history = reader.aggregate_events(A::TYPE, aggregate_id).await?;
+    let mut aggregate = A::default();
+    let mut version = 0i64;
+    for entry in &history {
+        let corrupt = |reason: String| LedgerError::Corrupt { seq: entry.seq, reason };
+        let payload = serde_json::from_str(&entry.payload).map_err(|e| corrupt(e.to_string()))?;
+        let event = A::Event::from_ledger(&entry.event_type, payload).map_err(|e| corrupt(e.to_string()))?;
+        aggregate.apply(event);
+        version = entry.aggregate_seq;
+    }
+    Ok((aggregate, version))
+}
+
 #[derive(Debug, Clone)]
 pub struct CommandBus {
     appender: AppenderHandle,
@@ -82,16 +104,7 @@ impl CommandBus {
         A: Aggregate,
         A::Event: LedgerEvent,
     {
-        let history = self.reader.aggregate_events(A::TYPE, aggregate_id).await?;
-        let mut aggregate = A::default();
-        let mut version = 0i64;
-        for entry in &history {
-            let corrupt = |reason: String| LedgerError::Corrupt { seq: entry.seq, reason };
-            let payload = serde_json::from_str(&entry.payload).map_err(|e| corrupt(e.to_string()))?;
-            let event = A::Event::from_ledger(&entry.event_type, payload).map_err(|e| corrupt(e.to_string()))?;
-            aggregate.apply(event);
-            version = entry.aggregate_seq;
-        }
+        let (mut aggregate, version) = load::<A>(&self.reader, aggregate_id).await?;
         let sink = EventSink::default();
         aggregate.handle(command, services, &sink).await.map_err(CommandError::Domain)?;
         let events = sink.collect().await;

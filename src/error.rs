@@ -125,6 +125,12 @@ impl From<aggregates::IdError> for ApiError {
 
 impl From<crate::ledger::LedgerError> for ApiError {
     fn from(e: crate::ledger::LedgerError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&crate::ledger::LedgerError> for ApiError {
+    fn from(e: &crate::ledger::LedgerError) -> Self {
         use crate::ledger::LedgerError;
         match e {
             LedgerError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "the resource was changed concurrently; retry"),
@@ -135,7 +141,7 @@ impl From<crate::ledger::LedgerError> for ApiError {
             LedgerError::Tree(_) => {
                 ApiError::new(ErrorCode::Internal, "the stored Merkle tree does not match the ledger; see the service log")
             }
-            LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
+            &LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the record would be {bytes} bytes, over the ledger entry limit of {max} bytes; nothing was changed"),
             )

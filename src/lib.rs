@@ -7,7 +7,10 @@
 //! - [`http`]: the axum adapter (routes, extractors, request middleware).
 //! - [`error`]: error codes and the code → HTTP status table.
 //! - [`auth`]: bearer-token verification, roles, development keys; [`jwks`]: keys from a JWKS URL.
-//! - [`commands`]: the command bus running `aggregates` against the ledger.
+//! - [`commands`]: the command bus running `aggregates` against the ledger, and the fold
+//!   ([`commands::load`]) that every reader of an aggregate's state shares.
+//! - [`references`]: the Evidence aggregate's services on the ledger and the catalog (the
+//!   workflow, decision and evidence a command references, never a read model).
 //! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
 //!   statuses of workflows; [`artifacts`]: the content-addressed evidence store.
 //! - [`ledger`]: the only code that touches the audit database (appender, reader, notary).
@@ -48,6 +51,7 @@ pub mod migrate;
 pub mod opa_sync;
 pub mod projection;
 pub mod rebuild;
+pub mod references;
 pub mod relay;
 pub mod runtime;
 pub mod telemetry;

@@ -3,7 +3,11 @@
 //! archived, replaced by a newer activation) must stop being loaded.
 //!
 //! The task follows the ledger (the source of truth) from its last position, reading only
-//! new Policy events, and keeps just the active version of each policy in memory. Each
+//! new Policy events (decoded as the typed `PolicyEvent`s; one that does not decode fails
+//! the pass, unless the operator had the policies projector skip it, which this task
+//! honours too), and keeps just the active version of each policy in memory. The source of
+//! an activated version comes from the Policy aggregate's own fold of its events
+//! ([`crate::commands::load`]), as the command bus folds it. Each
 //! event takes effect at once: an activation uploads the new version and unloads the one it
 //! replaces; a deactivation or archival unloads. At start-up and then every
 //! [`RECONCILE_EVERY`] passes it also compares OPA's module list with the active set,
@@ -16,9 +20,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use aggregates::policy::PolicyEvent;
-use aggregates::LedgerEvent;
+use aggregates::policy::{Policy, PolicyEvent};
+use aggregates::{DecodeError, Recorded, Stream};
 use ledger::LedgerEntry;
+// The policies projector's skip decisions are OPA sync's too: both follow the Policy events.
+use projections::policies::PolicyProjector;
+use projections::Projector;
 use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -76,33 +83,48 @@ impl OpaSync {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// The rego of one version, from this window's events or else the policy's own events.
+    /// The rego of one version, from this window's events or else the Policy aggregate
+    /// folded from its events.
     async fn rego_of(&self, id: Uuid, version: u32, seen: &HashMap<(Uuid, u32), String>) -> Result<Option<String>, String> {
         if let Some(rego) = seen.get(&(id, version)) {
             return Ok(Some(rego.clone()));
         }
-        let entries = self.reader.aggregate_events("Policy", &id.to_string()).await.map_err(|e| e.to_string())?;
-        Ok(entries.iter().find_map(|e| match decode(e) {
-            Some(PolicyEvent::PolicyCreated { version: v, rego, .. } | PolicyEvent::PolicyVersionAdded { version: v, rego, .. })
-                if v == version =>
-            {
-                Some(rego.as_str().to_owned())
-            }
-            _ => None,
-        }))
+        let (policy, _) = crate::commands::load::<Policy>(&self.reader, &id.to_string()).await.map_err(|e| e.to_string())?;
+        Ok(policy.source(version).map(|rego| rego.as_str().to_owned()))
     }
 
     /// Reads the Policy events after the followed position, in order.
     async fn changes(&self, followed: &mut Followed) -> Result<Vec<Change>, String> {
         let head = self.reader.head_seq().await.map_err(|e| e.to_string())?;
         let mut changes = Vec::new();
+        let mut skipped = None;
         while followed.position < head {
             let upto = head.min(followed.position.saturating_add(WINDOW));
-            let entries = self.reader.events_of_types_between(&["Policy"], followed.position, upto).await.map_err(|e| e.to_string())?;
+            let entries = self
+                .reader
+                .events_of_types_between(&[Stream::Policy.aggregate_type()], followed.position, upto)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut seen = HashMap::new();
             for e in &entries {
                 let Ok(id) = Uuid::parse_str(&e.aggregate_id) else { continue };
-                match decode(e) {
+                let event = match decode(e) {
+                    Ok(event) => event,
+                    Err(err) => {
+                        // An entry the operator had the policies projector skip is not part
+                        // of any policy's state; any other bad entry fails the pass.
+                        if skipped.is_none() {
+                            skipped =
+                                Some(crate::projection::skipped(&self.reader, PolicyProjector.name()).await.map_err(|e| e.to_string())?);
+                        }
+                        if skipped.as_ref().is_some_and(|s| s.contains(&e.seq)) {
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                };
+                match event {
+                    None => {}
                     Some(PolicyEvent::PolicyCreated { version, rego, .. } | PolicyEvent::PolicyVersionAdded { version, rego, .. }) => {
                         seen.insert((id, version), rego.as_str().to_owned());
                     }
@@ -112,7 +134,6 @@ impl OpaSync {
                         }
                     }
                     Some(PolicyEvent::PolicyDeactivated { .. } | PolicyEvent::PolicyArchived { .. }) => changes.push(Change::Stop(id)),
-                    None => {}
                 }
             }
             followed.position = upto;
@@ -215,7 +236,13 @@ impl OpaSync {
     }
 }
 
-fn decode(e: &LedgerEntry) -> Option<PolicyEvent> {
-    let payload = serde_json::from_str(&e.payload).ok()?;
-    PolicyEvent::from_ledger(&e.event_type, payload).ok()
+/// A Policy entry as its typed event: `None` for a kind this code does not know (newer
+/// code), an error for a bad field.
+fn decode(e: &LedgerEntry) -> Result<Option<PolicyEvent>, String> {
+    match Recorded::decode_text(&e.aggregate_type, &e.event_type, &e.payload) {
+        Ok(Recorded::Policy(event)) => Ok(Some(event)),
+        Ok(other) => Err(format!("seq {}: {:?} is not a Policy event", e.seq, other.kind())),
+        Err(DecodeError::Unknown { .. }) => Ok(None),
+        Err(err @ DecodeError::Malformed { .. }) => Err(format!("seq {}: {err}", e.seq)),
+    }
 }

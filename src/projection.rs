@@ -8,7 +8,7 @@
 //! that projector at its seq: the runner steps one entry at a time to find it, reports it
 //! (once per distinct failure in the log, in [`StuckBoard`] for `/health/ready`, and in the
 //! positions table for `projections status`), and retries. The way out is an operator's
-//! recorded decision, [`ProjectionEntrySkipped`], appended to the ledger by
+//! recorded decision, a `ProjectionEntrySkipped` fact ([`skip_entry`]), appended to the ledger by
 //! `projections skip`: the runner, `projections rebuild` and the relay (as projection
 //! `kafka`) honour it, so a rebuild reproduces the same state and the ledger is never
 //! edited.
@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aggregates::facts::{ProjectionEntrySkipped, ProjectionSkipEvent, SKIP_AGGREGATE};
+use aggregates::{DecodeError, Recorded};
 use ledger::LedgerEntry;
 use projections::{EventRecord, Projector};
 use sqlx::PgPool;
@@ -24,51 +26,34 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::leader::Pace;
-use crate::ledger::LedgerReader;
+use crate::ledger::{LedgerError, LedgerReader};
 use crate::runtime::AppliedListener;
 
 const BATCH: i64 = 1000;
 
-/// The aggregate type and event type of an operator's decision to skip an entry.
-pub const SKIP_AGGREGATE: &str = "ProjectionSkip";
-pub const ENTRY_SKIPPED: &str = "ProjectionEntrySkipped";
-
-/// An operator's recorded decision: `projection` does not apply ledger entry `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ProjectionEntrySkipped {
-    pub projection: String,
-    pub seq: i64,
-    pub reason: String,
+/// The ledger entry that records an operator's skip decision, under the skipped entry's
+/// tenant; one per projection and seq (a second one conflicts).
+pub fn skip_entry(fact: ProjectionEntrySkipped, tenant_id: uuid::Uuid, actor: &str) -> Result<crate::ledger::NewEntry, LedgerError> {
+    let metadata = ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() };
+    crate::ledger::NewEntry::fact(tenant_id, fact.aggregate_id(), &ProjectionSkipEvent::ProjectionEntrySkipped(fact), metadata)
+        .map_err(|e| LedgerError::Corrupt { seq: 0, reason: e.to_string() })
 }
 
-impl ProjectionEntrySkipped {
-    /// The ledger entry that records the decision, under the skipped entry's tenant; one per
-    /// projection and seq (a second one conflicts).
-    pub fn entry(&self, tenant_id: uuid::Uuid, actor: &str) -> crate::ledger::NewEntry {
-        let payload = serde_json::to_value(self).unwrap_or_default();
-        crate::ledger::NewEntry {
-            tenant_id,
-            aggregate_type: SKIP_AGGREGATE.to_owned(),
-            aggregate_id: format!("{}/{}", self.projection, self.seq),
-            aggregate_seq: 1,
-            event_type: ENTRY_SKIPPED.to_owned(),
-            event_version: "1".to_owned(),
-            payload: ledger::format::canonical_json(&payload),
-            metadata: ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() },
+/// The seqs the operator decided `projection` skips. A skip decision that does not decode
+/// is an error (the callers retry and report it), never silently ignored.
+pub async fn skipped(reader: &LedgerReader, projection: &str) -> Result<HashSet<i64>, LedgerError> {
+    let facts = reader.events_of_type(SKIP_AGGREGATE).await?;
+    let mut seqs = HashSet::new();
+    for e in &facts {
+        match Recorded::decode_text(&e.aggregate_type, &e.event_type, &e.payload) {
+            Ok(Recorded::ProjectionSkip(ProjectionSkipEvent::ProjectionEntrySkipped(s))) if s.projection.as_str() == projection => {
+                seqs.insert(s.seq);
+            }
+            Ok(_) | Err(DecodeError::Unknown { .. }) => {}
+            Err(err @ DecodeError::Malformed { .. }) => return Err(LedgerError::Corrupt { seq: e.seq, reason: err.to_string() }),
         }
     }
-}
-
-/// The seqs the operator decided `projection` skips.
-pub async fn skipped(reader: &LedgerReader, projection: &str) -> Result<HashSet<i64>, crate::ledger::LedgerError> {
-    let facts = reader.events_of_type(SKIP_AGGREGATE).await?;
-    Ok(facts
-        .iter()
-        .filter(|e| e.event_type == ENTRY_SKIPPED)
-        .filter_map(|e| serde_json::from_str::<ProjectionEntrySkipped>(&e.payload).ok())
-        .filter(|s| s.projection == projection)
-        .map(|s| s.seq)
-        .collect())
+    Ok(seqs)
 }
 
 /// Where a projector or the relay is stuck: the entry it cannot apply or publish, and why.

@@ -23,6 +23,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use aggregates::{DecodeError, EventKind, Recorded};
+
 use crate::kafka::{KafkaSecurity, LastError, ReportingContext};
 use crate::leader::{LeaderTask, Pace};
 use crate::ledger::LedgerReader;
@@ -36,42 +38,60 @@ const RELAY: &str = "kafka";
 const CHECKPOINT_RELAY: &str = "kafka-checkpoints";
 const BATCH: i64 = 1000;
 
-/// Every domain event type and its topic, named `governance.<domain>.<noun>.<verb>`
-/// (the README lists them). Every event an aggregate records has one, so a consumer of
-/// a domain topic sees every change of that domain, not only the audit topic.
-pub const DOMAIN_TOPICS: &[(&str, &str)] = &[
-    ("PolicyCreated", "governance.policy.created"),
-    ("PolicyVersionAdded", "governance.policy.version_added"),
-    ("PolicyActivated", "governance.policy.activated"),
-    ("PolicyDeactivated", "governance.policy.deactivated"),
-    ("PolicyArchived", "governance.policy.archived"),
-    ("PolicyNameClaimed", "governance.policy.name_claimed"),
-    ("PolicyEvaluated", "governance.policy.evaluated"),
-    ("WorkflowCreated", "governance.compliance.workflow.created"),
-    ("WorkflowStatusChanged", "governance.compliance.workflow.status_changed"),
-    ("RequirementMarkedNotApplicable", "governance.compliance.requirement.marked_not_applicable"),
-    ("ControlMappingSet", "governance.compliance.mapping.set"),
-    ("EvidenceSubmitted", "governance.evidence.submitted"),
-    ("EvidenceSuperseded", "governance.evidence.superseded"),
-    ("EvidenceWithdrawn", "governance.evidence.withdrawn"),
-    ("EvidenceReviewed", "governance.evidence.reviewed"),
-    ("WorkflowChanged", "governance.compliance.workflow.changed"),
-    ("WorkflowCertified", "governance.compliance.workflow.certified"),
-    ("NotApplicableWithdrawn", "governance.compliance.requirement.not_applicable_withdrawn"),
-    ("FindingRaised", "governance.compliance.finding.raised"),
-    ("FindingClosed", "governance.compliance.finding.closed"),
-    ("ControlMappingNotApplicable", "governance.compliance.mapping.not_applicable"),
-    ("ControlMappingNotApplicableWithdrawn", "governance.compliance.mapping.not_applicable_withdrawn"),
-];
+/// The domain topic of each kind of entry, named `governance.<domain>.<noun>.<verb>`
+/// (the README lists them). A function of the decoded kind, exhaustive: every event and
+/// fact the service records has its topic (or, for an operator's skip decision, none), so
+/// a consumer of a domain topic sees every change of that domain, not only the audit topic.
+pub fn domain_topic(kind: EventKind) -> Option<&'static str> {
+    use EventKind as K;
+    Some(match kind {
+        K::PolicyCreated => "governance.policy.created",
+        K::PolicyVersionAdded => "governance.policy.version_added",
+        K::PolicyActivated => "governance.policy.activated",
+        K::PolicyDeactivated => "governance.policy.deactivated",
+        K::PolicyArchived => "governance.policy.archived",
+        K::PolicyNameClaimed => "governance.policy.name_claimed",
+        K::PolicyEvaluated => "governance.policy.evaluated",
+        K::WorkflowCreated => "governance.compliance.workflow.created",
+        K::WorkflowStatusChanged => "governance.compliance.workflow.status_changed",
+        K::RequirementMarkedNotApplicable => "governance.compliance.requirement.marked_not_applicable",
+        K::ControlMappingSet => "governance.compliance.mapping.set",
+        K::EvidenceSubmitted => "governance.evidence.submitted",
+        K::EvidenceSuperseded => "governance.evidence.superseded",
+        K::EvidenceWithdrawn => "governance.evidence.withdrawn",
+        K::EvidenceReviewed => "governance.evidence.reviewed",
+        K::WorkflowChanged => "governance.compliance.workflow.changed",
+        K::WorkflowCertified => "governance.compliance.workflow.certified",
+        K::NotApplicableWithdrawn => "governance.compliance.requirement.not_applicable_withdrawn",
+        K::FindingRaised => "governance.compliance.finding.raised",
+        K::FindingClosed => "governance.compliance.finding.closed",
+        K::ControlMappingNotApplicable => "governance.compliance.mapping.not_applicable",
+        K::ControlMappingNotApplicableWithdrawn => "governance.compliance.mapping.not_applicable_withdrawn",
+        // Operational, not a domain change: on the audit topic only.
+        K::ProjectionEntrySkipped => return None,
+    })
+}
+
+/// Every kind with a domain topic, and that topic.
+pub fn domain_topics() -> impl Iterator<Item = (EventKind, &'static str)> {
+    EventKind::ALL.iter().filter_map(|k| domain_topic(*k).map(|t| (*k, t)))
+}
 
 /// Every topic the relay writes: the audit topic and every domain topic.
 pub fn topics() -> impl Iterator<Item = &'static str> {
-    std::iter::once(AUDIT_TOPIC).chain(DOMAIN_TOPICS.iter().map(|(_, t)| *t))
+    std::iter::once(AUDIT_TOPIC).chain(domain_topics().map(|(_, t)| t))
 }
 
-/// The domain topic of an event type, if it has one.
-pub fn domain_topic(event_type: &str) -> Option<&'static str> {
-    DOMAIN_TOPICS.iter().find(|(e, _)| *e == event_type).map(|(_, t)| *t)
+/// The domain topic of a ledger entry: its kind's, decoded through the domain's types.
+/// An entry of a kind this code does not know (newer code) goes to the audit topic only;
+/// a known kind whose payload does not decode is an error (the relay stops on it and
+/// reports it, as projectors do).
+fn entry_topic(e: &LedgerEntry) -> Result<Option<(&'static str, EventKind)>, RelayError> {
+    match Recorded::decode_text(&e.aggregate_type, &e.event_type, &e.payload) {
+        Ok(recorded) => Ok(domain_topic(recorded.kind()).map(|t| (t, recorded.kind()))),
+        Err(DecodeError::Unknown { .. }) => Ok(None),
+        Err(err @ DecodeError::Malformed { .. }) => Err(RelayError::Decode(format!("seq {}: {err}", e.seq))),
+    }
 }
 
 /// The stable CloudEvents id of an entry on a topic: the same entry always gets the same
@@ -92,6 +112,8 @@ pub enum RelayError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("cannot decode the entry: {0}")]
+    Decode(String),
 }
 
 pub struct KafkaRelay {
@@ -319,8 +341,8 @@ impl KafkaRelay {
             // Tagged `"kind":"entry"`, like checkpoint messages (`"kind":"checkpoint"`).
             let full = serde_json::to_vec(&ExportLine::Entry(ExportEntry::from(e))).map_err(|err| RelayError::Kafka(err.to_string()))?;
             let mut messages = vec![(AUDIT_TOPIC, full, CE_ENTRY.to_owned())];
-            if let Some(topic) = domain_topic(&e.event_type) {
-                messages.push((topic, e.payload.clone().into_bytes(), format!("com.aumos.governance.{}", e.event_type)));
+            if let Some((topic, kind)) = entry_topic(e)? {
+                messages.push((topic, e.payload.clone().into_bytes(), format!("com.aumos.governance.{}", kind.event_type())));
             }
             for (topic, value, ce_type) in messages {
                 let name = format!("{}{topic}", self.prefix);
@@ -459,45 +481,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_domain_event_has_a_topic_in_the_naming_scheme() {
-        let events = [
-            "PolicyCreated",
-            "PolicyVersionAdded",
-            "PolicyActivated",
-            "PolicyDeactivated",
-            "PolicyArchived",
-            "PolicyNameClaimed",
-            "PolicyEvaluated",
-            "WorkflowCreated",
-            "WorkflowStatusChanged",
-            "RequirementMarkedNotApplicable",
-            "ControlMappingSet",
-            "EvidenceSubmitted",
-            "EvidenceSuperseded",
-            "EvidenceWithdrawn",
-            "EvidenceReviewed",
-            "WorkflowChanged",
-            "WorkflowCertified",
-            "NotApplicableWithdrawn",
-            "FindingRaised",
-            "FindingClosed",
-            "ControlMappingNotApplicable",
-            "ControlMappingNotApplicableWithdrawn",
-        ];
-        for e in events {
-            let topic = domain_topic(e).unwrap_or_else(|| panic!("{e} has no topic"));
+    fn every_domain_event_and_fact_has_a_topic_in_the_naming_scheme() {
+        for kind in EventKind::ALL.iter().copied().filter(|k| *k != EventKind::ProjectionEntrySkipped) {
+            let topic = domain_topic(kind).unwrap_or_else(|| panic!("{kind:?} has no topic"));
             let parts: Vec<&str> = topic.split('.').collect();
             assert!(parts[0] == "governance" && (3..=4).contains(&parts.len()), "{topic}");
         }
+        assert_eq!(domain_topic(EventKind::ProjectionEntrySkipped), None, "an operator's skip is on the audit topic only");
         let distinct: std::collections::BTreeSet<&str> = topics().collect();
-        assert_eq!(distinct.len(), DOMAIN_TOPICS.len() + 1, "no two events share a topic");
-        assert_eq!(domain_topic("NoSuchEvent"), None);
+        assert_eq!(distinct.len(), domain_topics().count() + 1, "no two kinds share a topic");
+        assert_eq!(domain_topics().count(), 22);
+    }
+
+    fn entry(aggregate_type: &str, event_type: &str, payload: &str) -> LedgerEntry {
+        LedgerEntry {
+            seq: 7,
+            tenant_id: uuid::Uuid::nil(),
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: "a".into(),
+            aggregate_seq: 1,
+            event_type: event_type.into(),
+            event_version: "1".into(),
+            payload: payload.into(),
+            metadata: ledger::EntryMetadata::default(),
+            recorded_at: chrono::Utc::now(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn an_entry_goes_to_its_decoded_kinds_topic_an_unknown_kind_to_none_and_a_bad_field_is_an_error() {
+        let activated = entry("Policy", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":2}"#);
+        assert_eq!(entry_topic(&activated).unwrap(), Some(("governance.policy.activated", EventKind::PolicyActivated)));
+        let newer = entry("Policy", "PolicyRenamed", r#"{"name":"x"}"#);
+        assert_eq!(entry_topic(&newer).unwrap(), None);
+        let elsewhere = entry("Evidence", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":2}"#);
+        assert_eq!(entry_topic(&elsewhere).unwrap(), None, "the kind is the stream's, not the event name alone");
+        let bad = entry("Policy", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":"2"}"#);
+        assert!(matches!(entry_topic(&bad), Err(RelayError::Decode(_))));
     }
 
     #[test]
     fn the_readme_lists_every_topic() {
         let readme = include_str!("../README.md");
-        for (event, topic) in DOMAIN_TOPICS {
+        for (kind, topic) in domain_topics() {
+            let event = kind.event_type();
             assert!(readme.contains(&format!("| {event} | {topic} |")), "README lists {event} → {topic}");
         }
     }

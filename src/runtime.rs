@@ -101,7 +101,7 @@ pub trait AppliedListener: Send + Sync {
 #[async_trait::async_trait]
 impl AppliedListener for PolicyRuntime {
     async fn applied(&self, entry: &LedgerEntry) {
-        if entry.aggregate_type == "Policy" {
+        if entry.aggregate_type == aggregates::Stream::Policy.aggregate_type() {
             if let Ok(id) = Uuid::parse_str(&entry.aggregate_id) {
                 self.invalidate(entry.tenant_id, id).await;
             }

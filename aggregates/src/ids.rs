@@ -81,6 +81,11 @@ uuid_id!(
     EvidenceId,
     "evidence_id"
 );
+uuid_id!(
+    /// One decision record (one evaluation).
+    DecisionId,
+    "decision_id"
+);
 
 impl WorkflowId {
     pub fn generate() -> Self {
@@ -89,6 +94,13 @@ impl WorkflowId {
 }
 
 impl EvidenceId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl DecisionId {
+    /// A new, time-ordered id (UUIDv7): decision ids sort by when they were made.
     pub fn generate() -> Self {
         Self(Uuid::now_v7())
     }

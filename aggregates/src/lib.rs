@@ -4,11 +4,15 @@
 //! - [`ids`]: parsed identifiers and bounded strings (`TenantId`, `PolicyId`, `Actor`, ...).
 //!   Every value that crosses the domain boundary is parsed once, here, by a fallible
 //!   constructor, so the rest of the code never re-validates.
-//! - [`decision`]: the record of one policy evaluation (an append-only fact).
+//! - [`facts`]: ledger entries no aggregate decides (decision records, a tenant's
+//!   control-mapping facts, an operator's projection skips), typed and encoded like events.
+//! - [`recorded`]: any ledger entry decoded into its typed event or fact ([`Recorded`]),
+//!   with [`EventKind`] naming every kind; the one decode every consumer uses.
 //! - [`compliance`]: regulation codes, CSF 2.0 control ids, the ComplianceWorkflow and
 //!   Evidence aggregates, and requirement status derivation.
 //! - [`policy`]: the Policy aggregate (commands, events, state machine) built on
 //!   `cqrs_es::Aggregate`.
+//! - [`ledger_event`]: how an event becomes a ledger payload and back.
 //!
 //! Nothing in this crate performs I/O: no HTTP, SQL or Kafka. Adapters in the service
 //! crate persist the events this crate emits (to the ledger) and project them (to read
@@ -16,10 +20,16 @@
 //! `cqrs_es::test::TestFramework`.
 
 pub mod compliance;
-pub mod decision;
+pub mod facts;
 pub mod ids;
 pub mod ledger_event;
 pub mod policy;
+pub mod recorded;
 
-pub use ids::{Actor, Description, EvidenceId, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId, WorkflowId};
+pub use facts::Fact;
+pub use ids::{Actor, DecisionId, Description, EvidenceId, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId, WorkflowId};
 pub use ledger_event::{LedgerEvent, LedgerEventError};
+pub use recorded::{DecodeError, EventKind, Recorded, Stream};
+
+#[cfg(test)]
+mod recorded_tests;

@@ -8,17 +8,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use aggregates::compliance::{Certification, Scope, WorkflowEvent};
-use aggregates::LedgerEvent;
+use aggregates::facts::{ControlMappingEvent, MappingSet};
+use aggregates::{Recorded, Stream};
 
 use crate::{EventRecord, Page, ProjectionError, Projector};
-
-/// The aggregate type of tenant mapping facts (recorded, not decided: no invariants).
-pub const CONTROL_MAPPING_AGGREGATE: &str = "ControlMapping";
-pub const CONTROL_MAPPING_SET: &str = "ControlMappingSet";
-/// A tenant marks a requirement → control link (usually a baseline one) not applicable to it.
-pub const CONTROL_MAPPING_NOT_APPLICABLE: &str = "ControlMappingNotApplicable";
-/// ... and withdraws that mark.
-pub const CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN: &str = "ControlMappingNotApplicableWithdrawn";
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkflowView {
@@ -191,14 +184,6 @@ pub async fn tenant_mappings_to(conn: &mut PgConnection, control_id: &str) -> Re
 #[derive(Debug, Default)]
 pub struct ComplianceProjector;
 
-fn decode(e: &EventRecord) -> Result<WorkflowEvent, ProjectionError> {
-    WorkflowEvent::from_ledger(&e.event_type, e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))
-}
-
-fn uuid(e: &EventRecord) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(&e.aggregate_id).map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))
-}
-
 #[async_trait::async_trait]
 impl Projector for ComplianceProjector {
     fn name(&self) -> &'static str {
@@ -206,7 +191,8 @@ impl Projector for ComplianceProjector {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["ComplianceWorkflow", CONTROL_MAPPING_AGGREGATE]
+        const TYPES: &[&str] = &[Stream::ComplianceWorkflow.aggregate_type(), Stream::ControlMapping.aggregate_type()];
+        TYPES
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -222,12 +208,15 @@ impl Projector for ComplianceProjector {
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-        if e.aggregate_type == CONTROL_MAPPING_AGGREGATE {
-            return apply_mapping(tx, e).await;
-        }
-        let id = uuid(e)?;
-        match decode(e) {
-            Ok(WorkflowEvent::WorkflowCreated { regulation, name, scope, owner, audit_period, due_date, .. }) => {
+        // Unknown kinds are skipped; a bad field is an error.
+        let event = match e.decode()? {
+            Some(Recorded::ControlMapping(fact)) => return apply_mapping(tx, e, fact).await,
+            Some(Recorded::Workflow(event)) => event,
+            Some(_) | None => return Ok(()),
+        };
+        let id = e.aggregate_uuid()?;
+        match event {
+            WorkflowEvent::WorkflowCreated { regulation, name, scope, owner, audit_period, due_date, .. } => {
                 let (all, ids) = match scope {
                     Scope::All => (true, vec![]),
                     Scope::Requirements { ids } => (false, ids.into_iter().map(String::from).collect::<Vec<_>>()),
@@ -253,7 +242,7 @@ impl Projector for ComplianceProjector {
                 .execute(&mut *tx)
                 .await?;
             }
-            Ok(WorkflowEvent::WorkflowStatusChanged { from, to, reason, actor }) => {
+            WorkflowEvent::WorkflowStatusChanged { from, to, reason, actor } => {
                 sqlx::query("UPDATE gov_compliance_workflows SET state = $3, updated_at = $4, last_seq = $5 WHERE tenant_id = $1 AND workflow_id = $2")
                     .bind(e.tenant_id)
                     .bind(id)
@@ -277,7 +266,7 @@ impl Projector for ComplianceProjector {
                 .execute(&mut *tx)
                 .await?;
             }
-            Ok(WorkflowEvent::RequirementMarkedNotApplicable { requirement_id, justification, actor }) => {
+            WorkflowEvent::RequirementMarkedNotApplicable { requirement_id, justification, actor } => {
                 sqlx::query(
                     "INSERT INTO gov_compliance_not_applicable (tenant_id, workflow_id, requirement_id, justification, actor, at, ledger_seq) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, workflow_id, requirement_id) \
@@ -294,11 +283,7 @@ impl Projector for ComplianceProjector {
                 .await?;
                 touch(tx, e, id).await?;
             }
-            Ok(other) => crate::compliance_review::apply(tx, e, id, other).await?,
-            // Unknown event types belong to newer code; skipping keeps old readers running.
-            Err(err) => {
-                tracing::warn!(event_type = %e.event_type, seq = e.seq, error = %err, "compliance projector skips an event it cannot read")
-            }
+            other => crate::compliance_review::apply(tx, e, id, other).await?,
         }
         Ok(())
     }
@@ -316,12 +301,18 @@ pub(crate) async fn touch(tx: &mut PgConnection, e: &EventRecord, id: Uuid) -> R
     Ok(())
 }
 
-/// `ControlMappingSet`: the latest mapping of a (regulation, requirement, control) wins.
-async fn apply_mapping(tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-    if e.event_type != CONTROL_MAPPING_SET {
-        return crate::compliance_review::apply_exclusion(tx, e).await;
-    }
-    let s = |name: &str| e.payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+/// A tenant's link fact: `ControlMappingSet` (the latest mapping of a (regulation,
+/// requirement, control) wins), or a not-applicable mark or its withdrawal.
+async fn apply_mapping(tx: &mut PgConnection, e: &EventRecord, fact: ControlMappingEvent) -> Result<(), ProjectionError> {
+    let m: MappingSet = match fact {
+        ControlMappingEvent::ControlMappingSet(m) => m,
+        ControlMappingEvent::ControlMappingNotApplicable(mark) => {
+            return crate::compliance_review::apply_exclusion(tx, e, &mark, true).await
+        }
+        ControlMappingEvent::ControlMappingNotApplicableWithdrawn(mark) => {
+            return crate::compliance_review::apply_exclusion(tx, e, &mark, false).await
+        }
+    };
     sqlx::query(
         "INSERT INTO gov_control_mappings (tenant_id, regulation, requirement_id, control_id, relation, rationale, actor, recorded_at, ledger_seq) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, regulation, requirement_id, control_id) DO UPDATE SET \
@@ -329,11 +320,11 @@ async fn apply_mapping(tx: &mut PgConnection, e: &EventRecord) -> Result<(), Pro
          ledger_seq = EXCLUDED.ledger_seq",
     )
     .bind(e.tenant_id)
-    .bind(s("regulation"))
-    .bind(s("requirement_id"))
-    .bind(s("control_id"))
-    .bind(s("relation"))
-    .bind(s("rationale"))
+    .bind(m.regulation.as_str())
+    .bind(m.requirement_id.as_str())
+    .bind(m.control_id.as_str())
+    .bind(m.relation.as_str())
+    .bind(m.rationale.as_str())
     .bind(&e.actor)
     .bind(e.recorded_at)
     .bind(e.seq)

@@ -9,8 +9,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use aggregates::compliance::{Scope, WorkflowEvent};
+use aggregates::facts::LinkMark;
 
-use crate::compliance::{touch, CONTROL_MAPPING_NOT_APPLICABLE, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN};
+use crate::compliance::touch;
 use crate::{EventRecord, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -178,33 +179,32 @@ pub(crate) async fn apply(tx: &mut PgConnection, e: &EventRecord, id: Uuid, even
     touch(tx, e, id).await
 }
 
-/// `ControlMappingNotApplicable` / `…Withdrawn`: the latest word on a link wins.
-pub(crate) async fn apply_exclusion(tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-    let s = |name: &str| e.payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    if e.event_type == CONTROL_MAPPING_NOT_APPLICABLE {
+/// `ControlMappingNotApplicable` (`marked`) / `…Withdrawn`: the latest word on a link wins.
+pub(crate) async fn apply_exclusion(tx: &mut PgConnection, e: &EventRecord, mark: &LinkMark, marked: bool) -> Result<(), ProjectionError> {
+    if marked {
         sqlx::query(
             "INSERT INTO gov_control_mapping_exclusions (tenant_id, regulation, requirement_id, control_id, rationale, actor, recorded_at, ledger_seq) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, regulation, requirement_id, control_id) DO UPDATE SET \
              rationale = EXCLUDED.rationale, actor = EXCLUDED.actor, recorded_at = EXCLUDED.recorded_at, ledger_seq = EXCLUDED.ledger_seq",
         )
         .bind(e.tenant_id)
-        .bind(s("regulation"))
-        .bind(s("requirement_id"))
-        .bind(s("control_id"))
-        .bind(s("rationale"))
+        .bind(mark.regulation.as_str())
+        .bind(mark.requirement_id.as_str())
+        .bind(mark.control_id.as_str())
+        .bind(mark.rationale.as_str())
         .bind(&e.actor)
         .bind(e.recorded_at)
         .bind(e.seq)
         .execute(tx)
         .await?;
-    } else if e.event_type == CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN {
+    } else {
         sqlx::query(
             "DELETE FROM gov_control_mapping_exclusions WHERE tenant_id = $1 AND regulation = $2 AND requirement_id = $3 AND control_id = $4",
         )
         .bind(e.tenant_id)
-        .bind(s("regulation"))
-        .bind(s("requirement_id"))
-        .bind(s("control_id"))
+        .bind(mark.regulation.as_str())
+        .bind(mark.requirement_id.as_str())
+        .bind(mark.control_id.as_str())
         .execute(tx)
         .await?;
     }

@@ -5,6 +5,9 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use aggregates::facts::{DecisionEvent, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
+use aggregates::Recorded;
+
 use crate::{EventRecord, ProjectionError, Projector};
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -120,7 +123,7 @@ impl Projector for DecisionProjector {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &[aggregates::decision::DECISION_AGGREGATE]
+        &[DECISION_AGGREGATE]
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -129,10 +132,10 @@ impl Projector for DecisionProjector {
 
     async fn apply_many(&self, tx: &mut PgConnection, events: &[EventRecord]) -> Result<(), ProjectionError> {
         let mut rows = DecisionRows::default();
-        for e in events.iter().filter(|e| e.event_type == aggregates::decision::POLICY_EVALUATED) {
-            let d: aggregates::decision::PolicyEvaluated =
-                serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))?;
-            rows.push(e, d);
+        for e in events {
+            if let Some(d) = decision(e)? {
+                rows.push(e, d)?;
+            }
         }
         if rows.seq.is_empty() {
             return Ok(());
@@ -163,22 +166,18 @@ impl Projector for DecisionProjector {
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-        if e.event_type != aggregates::decision::POLICY_EVALUATED {
-            return Ok(());
-        }
-        let d: aggregates::decision::PolicyEvaluated =
-            serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::Decode(format!("seq {}: {err}", e.seq)))?;
+        let Some(d) = decision(e)? else { return Ok(()) };
         sqlx::query(
             "INSERT INTO gov_policy_decisions (tenant_id, decision_id, policy_id, policy_version, engine, rule, input_sha256, input, result, \
              defined, allowed, latency_ms, actor, decided_at, ledger_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json, $9::text::json, $10, $11, $12, $13, $14, $15)",
         )
         .bind(e.tenant_id)
-        .bind(d.decision_id)
-        .bind(d.policy_id)
-        .bind(i32::try_from(d.policy_version).unwrap_or(i32::MAX))
-        .bind(&d.engine)
-        .bind(&d.rule)
-        .bind(&d.input_sha256)
+        .bind(d.decision_id.as_uuid())
+        .bind(d.policy_id.as_uuid())
+        .bind(version(e, &d)?)
+        .bind(d.engine.as_str())
+        .bind(d.rule.as_ref().map(RulePath::as_str))
+        .bind(d.input_sha256.as_str())
         .bind(exact(&d.input))
         .bind(exact(&d.result))
         .bind(d.defined)
@@ -191,6 +190,20 @@ impl Projector for DecisionProjector {
         .await?;
         Ok(())
     }
+}
+
+/// The decision record of an entry (`None` for an entry of a kind this code does not know).
+fn decision(e: &EventRecord) -> Result<Option<PolicyEvaluated>, ProjectionError> {
+    match e.decode()? {
+        Some(Recorded::Decision(DecisionEvent::PolicyEvaluated(d))) => Ok(Some(d)),
+        Some(other) => Err(ProjectionError::Decode(format!("seq {}: {:?} is not a decision record", e.seq, other.kind()))),
+        None => Ok(None),
+    }
+}
+
+/// The policy version as the read model's column holds it.
+fn version(e: &EventRecord, d: &PolicyEvaluated) -> Result<i32, ProjectionError> {
+    i32::try_from(d.policy_version).map_err(|_| ProjectionError::Decode(format!("policy_version at seq {} is out of range", e.seq)))
 }
 
 /// JSON text for a `json` column. Not `jsonb`: jsonb turns numbers into numerics and
@@ -221,14 +234,14 @@ struct DecisionRows {
 }
 
 impl DecisionRows {
-    fn push(&mut self, e: &EventRecord, d: aggregates::decision::PolicyEvaluated) {
+    fn push(&mut self, e: &EventRecord, d: PolicyEvaluated) -> Result<(), ProjectionError> {
         self.tenant.push(e.tenant_id);
-        self.decision.push(d.decision_id);
-        self.policy.push(d.policy_id);
-        self.version.push(i32::try_from(d.policy_version).unwrap_or(i32::MAX));
-        self.engine.push(d.engine);
-        self.rule.push(d.rule);
-        self.sha.push(d.input_sha256);
+        self.decision.push(d.decision_id.as_uuid());
+        self.policy.push(d.policy_id.as_uuid());
+        self.version.push(version(e, &d)?);
+        self.engine.push(d.engine.as_str().to_owned());
+        self.rule.push(d.rule.map(String::from));
+        self.sha.push(d.input_sha256.as_str().to_owned());
         self.input.push(exact(&d.input));
         self.result.push(exact(&d.result));
         self.defined.push(d.defined);
@@ -237,5 +250,6 @@ impl DecisionRows {
         self.actor.push(e.actor.clone());
         self.at.push(e.recorded_at);
         self.seq.push(e.seq);
+        Ok(())
     }
 }

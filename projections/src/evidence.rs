@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use aggregates::compliance::EvidenceEvent;
-use aggregates::LedgerEvent;
+use aggregates::{Recorded, Stream};
 
 use crate::{EventRecord, Page, ProjectionError, Projector};
 
@@ -143,7 +143,8 @@ impl Projector for EvidenceProjector {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Evidence"]
+        const TYPES: &[&str] = &[Stream::Evidence.aggregate_type()];
+        TYPES
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -151,15 +152,9 @@ impl Projector for EvidenceProjector {
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-        let id = Uuid::parse_str(&e.aggregate_id)
-            .map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))?;
-        let event = match EvidenceEvent::from_ledger(&e.event_type, e.payload.clone()) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::warn!(event_type = %e.event_type, seq = e.seq, error = %err, "evidence projector skips an event it cannot read");
-                return Ok(());
-            }
-        };
+        let id = e.aggregate_uuid()?;
+        // Unknown kinds are skipped; a bad field is an error.
+        let Some(Recorded::Evidence(event)) = e.decode()? else { return Ok(()) };
         let (status, by, reason) = match event {
             EvidenceEvent::EvidenceSubmitted(s) => {
                 sqlx::query(
@@ -180,7 +175,7 @@ impl Projector for EvidenceProjector {
                 .bind(i64::try_from(s.artifact.size_bytes).unwrap_or(i64::MAX))
                 .bind(&s.artifact.content_type)
                 .bind(&s.artifact.filename)
-                .bind(s.decision_id)
+                .bind(s.decision_id.map(|d| d.as_uuid()))
                 .bind(&e.actor)
                 .bind(e.recorded_at)
                 .bind(e.seq)

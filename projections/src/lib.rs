@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`EventRecord`]: what a projector sees of a ledger entry (the service's ledger
-//!   adapter converts; this crate never touches the audit database).
+//!   adapter converts; this crate never touches the audit database), decoded through the
+//!   domain's types by [`EventRecord::decode`] (aggregate events and facts alike).
 //! - [`tenant`]: transactions scoped to one tenant through `app.tenant_id`, which the
 //!   row-level-security policies of every tenant table read.
 //! - [`policies`]: the Policy read model (`gov_governance_policies`,
@@ -25,6 +26,7 @@ pub mod evidence;
 pub mod policies;
 pub mod tenant;
 
+use aggregates::{DecodeError, Recorded};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -39,6 +41,28 @@ pub struct EventRecord {
     pub payload: serde_json::Value,
     pub actor: String,
     pub recorded_at: DateTime<Utc>,
+}
+
+impl EventRecord {
+    /// The entry as its typed event or fact. `None` for a kind this code does not know
+    /// (written by newer code: skipped, so old readers keep running); a bad field of a
+    /// known kind is an error, never a default (the runner reports the entry as stuck).
+    pub fn decode(&self) -> Result<Option<Recorded>, ProjectionError> {
+        match Recorded::decode(&self.aggregate_type, &self.event_type, self.payload.clone()) {
+            Ok(recorded) => Ok(Some(recorded)),
+            Err(DecodeError::Unknown { .. }) => {
+                tracing::warn!(aggregate_type = %self.aggregate_type, event_type = %self.event_type, seq = self.seq,
+                    "projector skips an entry of a kind it does not know");
+                Ok(None)
+            }
+            Err(e @ DecodeError::Malformed { .. }) => Err(ProjectionError::Decode(format!("seq {}: {e}", self.seq))),
+        }
+    }
+
+    /// The aggregate id as a UUID (every projected stream's ids are UUIDs).
+    pub fn aggregate_uuid(&self) -> Result<Uuid, ProjectionError> {
+        Uuid::parse_str(&self.aggregate_id).map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", self.seq)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,5 +136,59 @@ impl SortOrder {
             SortOrder::Asc => "ASC",
             SortOrder::Desc => "DESC",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(aggregate_type: &str, event_type: &str, payload: serde_json::Value) -> EventRecord {
+        EventRecord {
+            seq: 12,
+            tenant_id: Uuid::nil(),
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: Uuid::nil().to_string(),
+            event_type: event_type.into(),
+            payload,
+            actor: "alice".into(),
+            recorded_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_projector_reads_a_known_entry_as_its_typed_event() {
+        let e = record("Policy", "PolicyActivated", json!({"version": 2, "actor": "alice", "reason": null}));
+        assert!(matches!(e.decode(), Ok(Some(Recorded::Policy(aggregates::policy::PolicyEvent::PolicyActivated { version: 2, .. })))));
+    }
+
+    #[test]
+    fn a_projector_skips_an_entry_of_a_kind_it_does_not_know() {
+        assert!(matches!(record("Policy", "PolicyRenamed", json!({})).decode(), Ok(None)));
+    }
+
+    #[test]
+    fn a_bad_field_stops_a_projector_instead_of_becoming_a_default() {
+        for (aggregate_type, event_type, payload) in [
+            ("Policy", "PolicyActivated", json!({"version": "2", "actor": "alice", "reason": null})),
+            (
+                "ControlMapping",
+                "ControlMappingSet",
+                json!({"regulation": "soc2", "requirement_id": "CC6.1", "control_id": 7,
+                "relation": "subset", "rationale": "r", "actor": "a"}),
+            ),
+            ("Evidence", "EvidenceWithdrawn", json!({"actor": "a"})),
+        ] {
+            let decoded = record(aggregate_type, event_type, payload).decode();
+            assert!(matches!(&decoded, Err(ProjectionError::Decode(m)) if m.starts_with("seq 12: ")), "{event_type}: {decoded:?}");
+        }
+    }
+
+    #[test]
+    fn an_aggregate_id_that_is_not_a_uuid_is_an_error() {
+        let mut e = record("Evidence", "EvidenceWithdrawn", json!({}));
+        e.aggregate_id = "nope".into();
+        assert!(matches!(e.aggregate_uuid(), Err(ProjectionError::Decode(_))));
     }
 }

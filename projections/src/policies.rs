@@ -1,9 +1,13 @@
-//! The Policy read model: one row per policy and one per version.
+//! The Policy read model: one row per policy and one per version, projected from the
+//! typed Policy events (a bad field stops the projector; it is never stored as a default).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use aggregates::policy::PolicyEvent;
+use aggregates::{Recorded, RegoSource, Stream};
 
 use crate::{EventRecord, Page, ProjectionError, Projector, SortOrder};
 
@@ -193,23 +197,9 @@ pub async fn version(conn: &mut PgConnection, policy_id: Uuid, version: i32) -> 
 #[derive(Debug, Default)]
 pub struct PolicyProjector;
 
-fn field<'a>(e: &'a EventRecord, name: &str) -> Result<&'a serde_json::Value, ProjectionError> {
-    e.payload.get(name).ok_or_else(|| ProjectionError::Decode(format!("{} at seq {} has no {name}", e.event_type, e.seq)))
-}
-
-fn text(e: &EventRecord, name: &str) -> Result<String, ProjectionError> {
-    Ok(field(e, name)?.as_str().unwrap_or_default().to_owned())
-}
-
-fn int(e: &EventRecord, name: &str) -> Result<i32, ProjectionError> {
-    field(e, name)?
-        .as_i64()
-        .and_then(|v| i32::try_from(v).ok())
-        .ok_or_else(|| ProjectionError::Decode(format!("{name} at seq {} is not an integer", e.seq)))
-}
-
-fn policy_id(e: &EventRecord) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(&e.aggregate_id).map_err(|_| ProjectionError::Decode(format!("aggregate id at seq {} is not a UUID", e.seq)))
+/// A version number as the read model's columns hold it.
+fn column(e: &EventRecord, version: u32) -> Result<i32, ProjectionError> {
+    i32::try_from(version).map_err(|_| ProjectionError::Decode(format!("version at seq {} is out of range", e.seq)))
 }
 
 #[async_trait::async_trait]
@@ -219,7 +209,8 @@ impl Projector for PolicyProjector {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Policy"]
+        const TYPES: &[&str] = &[Stream::Policy.aggregate_type()];
+        TYPES
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -227,36 +218,39 @@ impl Projector for PolicyProjector {
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
-        let id = policy_id(e)?;
-        match e.event_type.as_str() {
-            "PolicyCreated" => {
+        let id = e.aggregate_uuid()?;
+        // Entries of other streams are not this projector's; unknown kinds are skipped.
+        let Some(Recorded::Policy(event)) = e.decode()? else { return Ok(()) };
+        match event {
+            PolicyEvent::PolicyCreated { name, description, version: v, rego, input_logging, input_mask, .. } => {
+                let mask = (!input_mask.is_empty()).then_some(sqlx::types::Json(input_mask));
                 sqlx::query(
                     "INSERT INTO gov_governance_policies (tenant_id, policy_id, name, description, status, latest_version, \
                      active_version, created_by, created_at, updated_at, last_seq, input_logging, input_mask) VALUES ($1, $2, $3, $4, 'draft', $5, NULL, $6, $7, $7, $8, $9, $10)",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
-                .bind(text(e, "name")?)
-                .bind(text(e, "description")?)
-                .bind(int(e, "version")?)
+                .bind(name.as_str())
+                .bind(description.as_str())
+                .bind(column(e, v)?)
                 .bind(&e.actor)
                 .bind(e.recorded_at)
                 .bind(e.seq)
-                .bind(e.payload.get("input_logging").and_then(|v| v.as_str()).unwrap_or("full"))
-                .bind(e.payload.get("input_mask"))
+                .bind(input_logging.as_str())
+                .bind(mask)
                 .execute(&mut *tx)
                 .await?;
-                insert_version(tx, e, id).await?;
+                insert_version(tx, e, id, column(e, v)?, &rego).await?;
             }
-            "PolicyVersionAdded" => {
-                update(tx, e, id, "latest_version = $4", Some(int(e, "version")?)).await?;
-                insert_version(tx, e, id).await?;
+            PolicyEvent::PolicyVersionAdded { version: v, rego, .. } => {
+                update(tx, e, id, "latest_version = $4", Some(column(e, v)?)).await?;
+                insert_version(tx, e, id, column(e, v)?, &rego).await?;
             }
-            "PolicyActivated" => update(tx, e, id, "status = 'active', active_version = $4", Some(int(e, "version")?)).await?,
-            "PolicyDeactivated" => update(tx, e, id, "status = 'inactive', active_version = NULL", None).await?,
-            "PolicyArchived" => update(tx, e, id, "status = 'archived'", None).await?,
-            // Unknown event types belong to newer code; skipping keeps old readers running.
-            other => tracing::warn!(event_type = other, seq = e.seq, "policy projector skips unknown event type"),
+            PolicyEvent::PolicyActivated { version: v, .. } => {
+                update(tx, e, id, "status = 'active', active_version = $4", Some(column(e, v)?)).await?
+            }
+            PolicyEvent::PolicyDeactivated { .. } => update(tx, e, id, "status = 'inactive', active_version = NULL", None).await?,
+            PolicyEvent::PolicyArchived { .. } => update(tx, e, id, "status = 'archived'", None).await?,
         }
         Ok(())
     }
@@ -272,15 +266,15 @@ async fn update(tx: &mut PgConnection, e: &EventRecord, id: Uuid, set: &str, val
     Ok(())
 }
 
-async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid) -> Result<(), ProjectionError> {
+async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid, version: i32, rego: &RegoSource) -> Result<(), ProjectionError> {
     sqlx::query(
         "INSERT INTO gov_governance_policy_versions (tenant_id, policy_id, version, rego, created_by, created_at, ledger_seq) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(e.tenant_id)
     .bind(id)
-    .bind(int(e, "version")?)
-    .bind(text(e, "rego")?)
+    .bind(version)
+    .bind(rego.as_str())
     .bind(&e.actor)
     .bind(e.recorded_at)
     .bind(e.seq)

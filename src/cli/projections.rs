@@ -1,6 +1,7 @@
 //! `governance-engine projections …`: where each read model and the Kafka relay stand,
 //! rebuilding one, and the operator's way past a ledger entry one cannot apply.
 
+use aggregates::facts::{ProjectionEntrySkipped, ProjectionName, SkipReason};
 use clap::Subcommand;
 
 use crate::app::{self, AppError};
@@ -129,9 +130,14 @@ async fn skip(projection: String, seq: i64, reason: String, actor: String, confi
     let result = async {
         let pools = app::pools(config, &urls).await?;
         let entry = pools.reader.entry(seq).await?.ok_or_else(|| AppError::Io(format!("--seq: the ledger has no entry {seq}")))?;
-        let fact = crate::projection::ProjectionEntrySkipped { projection: projection.clone(), seq, reason };
+        let fact = ProjectionEntrySkipped {
+            projection: ProjectionName::parse(&projection).map_err(|e| AppError::Io(format!("--projection: {e}")))?,
+            seq,
+            reason: SkipReason::parse(&reason).map_err(|e| AppError::Io(format!("--reason: {e}")))?,
+        };
+        let record = crate::projection::skip_entry(fact, entry.tenant_id, &actor)?;
         let (appender, handle) = crate::ledger::Appender::start(pools.writer.clone());
-        let appended = handle.append(vec![fact.entry(entry.tenant_id, &actor)]).await;
+        let appended = handle.append(vec![record]).await;
         drop(handle);
         appender.join().await;
         let at = match appended {

@@ -99,8 +99,8 @@ impl EmbeddedEngine {
 
 #[async_trait::async_trait]
 impl PolicyEngine for EmbeddedEngine {
-    fn kind(&self) -> &'static str {
-        "embedded"
+    fn kind(&self) -> aggregates::facts::EngineKind {
+        aggregates::facts::EngineKind::Embedded
     }
 
     async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {

@@ -96,8 +96,8 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
 
 #[async_trait::async_trait]
 pub trait PolicyEngine: Send + Sync + std::fmt::Debug {
-    /// `embedded` or `opa`.
-    fn kind(&self) -> &'static str;
+    /// `embedded` or `opa` (recorded in every decision record).
+    fn kind(&self) -> aggregates::facts::EngineKind;
     /// Compiles the source without keeping it; a compile error is located where possible.
     async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError>;
     /// Runs the module's `test_` rules; fails listing every test that is not true.

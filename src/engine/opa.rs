@@ -264,8 +264,8 @@ async fn query(engine: &OpaEngine, path: &str, input: &Value, timeout: Duration)
 
 #[async_trait::async_trait]
 impl PolicyEngine for OpaEngine {
-    fn kind(&self) -> &'static str {
-        "opa"
+    fn kind(&self) -> aggregates::facts::EngineKind {
+        aggregates::facts::EngineKind::Opa
     }
 
     async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {

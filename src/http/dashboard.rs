@@ -68,7 +68,8 @@ impl DashboardCache {
 #[async_trait::async_trait]
 impl crate::runtime::AppliedListener for DashboardCache {
     async fn applied(&self, entry: &ledger::LedgerEntry) {
-        if matches!(entry.aggregate_type.as_str(), "ComplianceWorkflow" | "Evidence" | "ControlMapping") {
+        use aggregates::Stream;
+        if matches!(Stream::of(&entry.aggregate_type), Some(Stream::ComplianceWorkflow | Stream::Evidence | Stream::ControlMapping)) {
             self.invalidate_tenant(entry.tenant_id);
         }
     }

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use aggregates::decision::{allowed, PolicyEvaluated, DECISION_AGGREGATE, POLICY_EVALUATED};
+use aggregates::compliance::Sha256 as Digest256;
+use aggregates::facts::decision::allowed;
+use aggregates::facts::{DecisionEvent, PolicyEvaluated, RulePath};
+use aggregates::{DecisionId, PolicyId};
 use ledger::format::canonical_json;
 use ledger::EntryMetadata;
 use projections::decisions::{self as read, DecisionCursor, DecisionFilter, DecisionPage, DecisionView};
@@ -78,15 +81,6 @@ pub struct EvaluateResponse {
     pub ledger_seq: i64,
 }
 
-fn valid_rule(rule: &str) -> bool {
-    !rule.is_empty()
-        && rule.len() <= 256
-        && rule.split('.').all(|seg| {
-            let mut chars = seg.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-}
-
 /// Evaluates the active version of a policy and records the decision in the ledger.
 /// Fails closed: when the engine is down or slower than the timeout, 503, never a decision.
 #[utoipa::path(post, path = "/policies/{id}/evaluate", tag = "evaluation", operation_id = "evaluate_policy",
@@ -126,14 +120,13 @@ pub async fn evaluate_by_name(
 /// names were claimed have none; for them the read model's only policy of that name
 /// answers (several: 409, evaluate them by id).
 async fn policy_named(state: &SharedState, caller: &Caller, name: &aggregates::PolicyName) -> Result<Uuid, ApiError> {
-    use aggregates::policy::name::{claim_id, NAME_CLAIM_AGGREGATE};
+    use aggregates::policy::name::{claim_id, NameClaimEvent, NAME_CLAIM_AGGREGATE};
     let claim = state.ledger.aggregate_events(NAME_CLAIM_AGGREGATE, &claim_id(caller.tenant_id, name)).await?;
     if let Some(entry) = claim.first() {
-        let id = serde_json::from_str::<serde_json::Value>(&entry.payload)
-            .ok()
-            .and_then(|p| p["policy_id"].as_str().and_then(|s| Uuid::parse_str(s).ok()))
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, format!("ledger entry {} is not a name claim", entry.seq)))?;
-        return Ok(id);
+        return match aggregates::Recorded::decode_text(&entry.aggregate_type, &entry.event_type, &entry.payload) {
+            Ok(aggregates::Recorded::PolicyNameClaim(NameClaimEvent::PolicyNameClaimed { policy_id, .. })) => Ok(policy_id.as_uuid()),
+            _ => Err(ApiError::new(ErrorCode::Internal, format!("ledger entry {} is not a name claim", entry.seq))),
+        };
     }
     let mut tx = state.tenant_tx(caller).await?;
     match projections::policies::ids_named(&mut tx, name.as_str()).await?.as_slice() {
@@ -161,11 +154,13 @@ fn rate_limit(state: &SharedState, caller: &Caller) -> Result<(), ApiError> {
 /// The one evaluation path of both routes: evaluates the policy's active version and
 /// records the decision in the ledger before answering.
 async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: EvaluateRequest) -> Result<Response, ApiError> {
-    if let Some(rule) = &req.rule {
-        if !valid_rule(rule) {
-            return Err(ApiError::invalid("rule must be a dot-separated path of identifiers, e.g. allow or limits.max"));
-        }
-    }
+    let rule = match req.rule.as_deref() {
+        Some(raw) => Some(
+            RulePath::parse(raw)
+                .map_err(|_| ApiError::invalid("rule must be a dot-separated path of identifiers, e.g. allow or limits.max"))?,
+        ),
+        None => None,
+    };
     let tenant = caller.tenant_id.as_uuid();
     let policy = state.runtime.get(tenant, policy_id).await?.ok_or_else(|| ApiError::not_found("policy"))?;
     let (Some(prepared), Some(version)) = (policy.prepared.clone(), policy.version) else {
@@ -176,17 +171,20 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     // The engine enforces the evaluation's own deadline (the embedded sandbox kills its
     // worker); this bounds the wait for a free worker on top of it.
     let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
-    let evaluation =
-        tokio::time::timeout(limit, crate::engine::on_behalf_of(tenant, prepared.evaluate(req.rule.as_deref(), &req.input))).await;
+    let evaluation = tokio::time::timeout(
+        limit,
+        crate::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), &req.input)),
+    )
+    .await;
     let engine = state.runtime.engine().kind();
     let result = match evaluation {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            crate::metrics::get().evaluation(engine, "error", started.elapsed());
+            crate::metrics::get().evaluation(engine.as_str(), "error", started.elapsed());
             return Err(e.into());
         }
         Err(_) => {
-            crate::metrics::get().evaluation(engine, "timeout", started.elapsed());
+            crate::metrics::get().evaluation(engine.as_str(), "timeout", started.elapsed());
             return Err(ApiError::new(
                 ErrorCode::PolicyEngineUnavailable,
                 format!("evaluation exceeded {} ms", state.config.eval_timeout.as_millis()),
@@ -200,45 +198,37 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         tracing::warn!(policy_id = %policy_id, latency_ms, "evaluation exceeded the 200 ms budget");
         warnings.push(format!("evaluation took {latency_ms:.1} ms, over the {BUDGET_MS} ms budget"));
     }
-    let decision_id = Uuid::now_v7();
+    let decision_id = DecisionId::generate();
     let allowed = allowed(result.as_ref());
     let outcome = match allowed {
         Some(true) => "allowed",
         Some(false) => "denied",
         None => "undefined",
     };
-    crate::metrics::get().evaluation(engine, outcome, elapsed);
+    crate::metrics::get().evaluation(engine.as_str(), outcome, elapsed);
     let record = PolicyEvaluated {
         decision_id,
-        policy_id,
+        policy_id: PolicyId::from_uuid(policy_id),
         policy_version: version,
-        engine: state.runtime.engine().kind().to_owned(),
-        rule: req.rule.clone(),
-        input_sha256: hex::encode(Sha256::digest(canonical_json(&req.input).as_bytes())),
+        engine,
+        rule,
+        input_sha256: Digest256::from_digest(Sha256::digest(canonical_json(&req.input).as_bytes()).into()),
         input: recorded_input(&policy, req.input),
         result: result.clone(),
         defined: result.is_some(),
         allowed,
         latency_ms,
     };
-    let payload = serde_json::to_value(&record).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let entry = NewEntry {
-        tenant_id: tenant,
-        aggregate_type: DECISION_AGGREGATE.to_owned(),
-        aggregate_id: decision_id.to_string(),
-        aggregate_seq: 1,
-        event_type: POLICY_EVALUATED.to_owned(),
-        event_version: "1".to_owned(),
-        payload: canonical_json(&payload),
-        metadata: EntryMetadata { actor: caller.subject.to_string(), request_id: Some(caller.request_id.clone()), ..Default::default() },
-    };
+    let metadata = EntryMetadata { actor: caller.subject.to_string(), request_id: Some(caller.request_id.clone()), ..Default::default() };
+    let entry = NewEntry::fact(tenant, record.aggregate_id(), &DecisionEvent::PolicyEvaluated(record), metadata)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     // No durable record, no decision: the caller gets 503, never an unrecorded answer.
     let appended = state.bus.record(vec![entry]).await?;
     let response = EvaluateResponse {
-        decision_id,
+        decision_id: decision_id.as_uuid(),
         policy_id,
         policy_version: version,
-        engine: state.runtime.engine().kind(),
+        engine: engine.as_str(),
         defined: result.is_some(),
         result: result.unwrap_or(serde_json::Value::Null),
         allowed: allowed.unwrap_or(false),
@@ -333,19 +323,4 @@ pub async fn get_decision(
     let mut tx = state.tenant_tx(&caller).await?;
     let d = read::get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("decision"))?;
     Ok(Json(d).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_rule;
-
-    #[test]
-    fn rule_paths_are_dot_separated_identifiers() {
-        for ok in ["allow", "deny_reasons", "limits.max.tokens", "_x"] {
-            assert!(valid_rule(ok), "{ok}");
-        }
-        for bad in ["", "a..b", "1a", "a/b", "a[0]", ".a", "a.", "allow; drop"] {
-            assert!(!valid_rule(bad), "{bad}");
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! `/api/v1/evidence`: streamed multipart upload into the content-addressed artifact
 //! store, the Evidence aggregate's commands, downloads that verify the hash first, and the
-//! auditor's evidence bundle of a workflow.
+//! auditor's evidence bundle of a workflow. The handlers parse input into domain types;
+//! the aggregate checks what evidence references (its workflow, a decision record, the
+//! superseding record) against the ledger ([`crate::references`]), never a read model.
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
@@ -11,9 +13,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use aggregates::compliance::{
-    Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, Submission,
+    Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, SubmitEvidence,
 };
-use aggregates::{Description, EvidenceId, Reason};
+use aggregates::{DecisionId, Description, EvidenceId, Reason, WorkflowId};
 use ledger::bundle::{BundleItem, EvidenceBundle};
 use ledger::export::{ExportEntry, ProofFile};
 use projections::evidence::{self as read, EvidenceSort, EvidenceView};
@@ -22,7 +24,7 @@ use projections::{Page, SortOrder};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::paging::{Listed, PageParams};
 use super::policies::wait_min_seq;
-use super::regulations::{csf_control, regulation, requirement_of, OFFICERS, READERS};
+use super::regulations::{csf_control, OFFICERS, READERS};
 use super::workflows::workflow_id;
 use super::SharedState;
 use crate::artifacts::{ArtifactError, Staged, Upload};
@@ -35,6 +37,7 @@ impl From<EvidenceError> for ApiError {
             EvidenceError::NotFound => ApiError::not_found("evidence"),
             EvidenceError::AlreadyExists | EvidenceError::Closed(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             EvidenceError::Invalid(m) => ApiError::validation(m.clone()),
+            EvidenceError::ReferenceUnavailable(r) => crate::references::unavailable_answer(r),
         }
     }
 }
@@ -189,45 +192,21 @@ async fn stream(mut upload: Upload, mut field: axum::extract::multipart::Field<'
     }
 }
 
-/// Checks the metadata against the workflow, the catalog and the artifact.
-async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, part: &ArtifactPart) -> Result<Submission, ApiError> {
+/// The metadata and the artifact as a submission command, in domain types. Whether the
+/// workflow and the decision exist for the tenant, the requirements are its regulation's
+/// and the outcome fits the decision is the aggregate's to decide, from the ledger.
+fn submission(caller: &Caller, m: EvidenceMetadata, part: &ArtifactPart) -> Result<SubmitEvidence, ApiError> {
     let staged = &part.staged;
-    let mut tx = state.tenant_tx(caller).await?;
-    let wf = projections::compliance::workflow(&mut tx, m.workflow_id)
-        .await?
-        .ok_or_else(|| ApiError::validation("workflow_id names no workflow"))?;
-    let declared = match m.outcome.as_deref() {
+    let outcome = match m.outcome.as_deref() {
         Some(raw) => Some(Outcome::parse(raw).ok_or_else(|| ApiError::validation(format!("unknown outcome {raw:?}")))?),
         None => None,
     };
-    // A decision reference shows what the decision was: allowed passes, anything else fails.
-    let decided = match m.decision_id {
-        Some(d) => {
-            let decision = projections::decisions::get(&mut tx, d)
-                .await?
-                .ok_or_else(|| ApiError::validation("decision_id names no decision record"))?;
-            Some(if decision.allowed { Outcome::Pass } else { Outcome::Fail })
-        }
-        None => None,
-    };
-    drop(tx);
-    let reg = regulation(&wf.regulation)?;
-    let requirement_ids = m.requirement_ids.iter().map(|raw| requirement_of(reg, raw)).collect::<Result<Vec<_>, _>>()?;
+    let requirement_ids = m.requirement_ids.iter().map(|raw| RequirementId::parse(raw)).collect::<Result<Vec<_>, _>>()?;
     let control_ids = m.control_ids.iter().map(|raw| csf_control(raw).map(|(id, _)| id)).collect::<Result<Vec<_>, _>>()?;
     let kind = EvidenceKind::ALL
         .into_iter()
         .find(|k| k.as_str() == m.kind)
         .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {:?}", m.kind)))?;
-    let outcome = match (decided, declared) {
-        (Some(d), Some(o)) if d != o => {
-            return Err(ApiError::validation(format!("the decision's outcome is {}, not {}", d.as_str(), o.as_str())))
-        }
-        (Some(d), _) => d,
-        (None, None) if kind == EvidenceKind::AutomatedTestResult => {
-            return Err(ApiError::validation("an automated_test_result needs its outcome: pass or fail"))
-        }
-        (None, o) => o.unwrap_or_default(),
-    };
     if let Some(declared) = &m.sha256 {
         let declared = Sha256::parse(declared)?;
         if declared != staged.sha256 {
@@ -238,10 +217,10 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
             .with_details(serde_json::json!({ "declared": declared.as_str(), "computed": staged.sha256.as_str() })));
         }
     }
-    Ok(Submission {
+    Ok(SubmitEvidence {
         evidence_id: EvidenceId::generate(),
         tenant_id: caller.tenant_id,
-        workflow_id: aggregates::WorkflowId::from_uuid(wf.workflow_id),
+        workflow_id: WorkflowId::from_uuid(m.workflow_id),
         requirement_ids,
         control_ids,
         kind,
@@ -254,7 +233,7 @@ async fn submission(state: &SharedState, caller: &Caller, m: EvidenceMetadata, p
             content_type: part.content_type.clone(),
             filename: part.filename.clone(),
         },
-        decision_id: m.decision_id,
+        decision_id: m.decision_id.map(DecisionId::from_uuid),
         outcome,
         actor: caller.subject.clone(),
     })
@@ -271,7 +250,7 @@ pub async fn upload(State(state): State<SharedState>, caller: Caller, request: R
     let staged = &part.staged;
     let result = async {
         let metadata = metadata.ok_or_else(|| ApiError::validation("the metadata part is missing"))?;
-        let s = submission(&state, &caller, metadata, &part).await?;
+        let s = submission(&caller, metadata, &part)?;
         // Store at the content address, then record. If recording fails, an artifact
         // that was not there before is removed again. (Identical bytes uploaded at the same
         // moment by a request that does record them could lose their object to this
@@ -279,7 +258,8 @@ pub async fn upload(State(state): State<SharedState>, caller: Caller, request: R
         let existed = state.artifacts.exists(&staged.sha256).await?;
         state.artifacts.commit(staged).await?;
         let id = s.evidence_id;
-        match state.bus.execute::<Evidence>(&id.to_string(), EvidenceCommand::Submit(Box::new(s)), &(), &caller.context()).await {
+        let command = EvidenceCommand::Submit(Box::new(s));
+        match state.bus.execute::<Evidence>(&id.to_string(), command, &services(&state), &caller.context()).await {
             Ok(appended) => Ok((id, appended.last().map(|a| a.seq).unwrap_or(0))),
             Err(e) => {
                 if !existed {
@@ -305,9 +285,14 @@ async fn read_after(state: &SharedState, caller: &Caller, id: EvidenceId, seq: i
     state.answer_after(seq, status, accepted, view(state, caller, id)).await
 }
 
+/// The Evidence aggregate's services: the ledger and the catalog.
+fn services(state: &SharedState) -> aggregates::compliance::EvidenceServices {
+    crate::references::evidence_services(state.ledger.clone())
+}
+
 /// Runs a command on existing evidence and answers with the record.
 pub(crate) async fn run(state: &SharedState, caller: &Caller, id: EvidenceId, command: EvidenceCommand) -> Result<Response, ApiError> {
-    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &(), &caller.context()).await?;
+    let appended = state.bus.execute::<Evidence>(&id.to_string(), command, &services(state), &caller.context()).await?;
     read_after(state, caller, id, appended.last().map(|a| a.seq).unwrap_or(0), StatusCode::OK).await
 }
 
@@ -447,7 +432,6 @@ pub async fn supersede(
     caller.require(OFFICERS)?;
     let id = evidence_id(&id)?;
     let by = EvidenceId::from_uuid(body.by);
-    view(&state, &caller, by).await.map_err(|_| ApiError::validation("by names no evidence record"))?;
     let reason = body.reason.as_deref().filter(|r| !r.trim().is_empty()).map(Reason::parse).transpose()?;
     let command = EvidenceCommand::Supersede { tenant_id: caller.tenant_id, by, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command).await

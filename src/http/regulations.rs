@@ -8,12 +8,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use aggregates::compliance::{ControlId, RegulationCode, Relation, RequirementId};
+use aggregates::facts::{ControlMappingEvent, LinkMark, MappingSet};
 use aggregates::Reason;
-use ledger::format::canonical_json;
 use ledger::EntryMetadata;
-use projections::compliance::{
-    self as read, CONTROL_MAPPING_AGGREGATE, CONTROL_MAPPING_NOT_APPLICABLE, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN, CONTROL_MAPPING_SET,
-};
+use projections::compliance as read;
 use projections::compliance_review::exclusions;
 use projections::{Page, SortOrder};
 
@@ -301,31 +299,25 @@ pub async fn set_mappings(
         let requirement = requirement_of(reg, &m.requirement_id)?;
         let (control, _) = csf_control(&m.control_id)?;
         let rationale = Reason::parse(&m.rationale)?;
-        let payload = serde_json::json!({
-            "regulation": reg.code.as_str(),
-            "requirement_id": requirement.as_str(),
-            "control_id": control.as_str(),
-            "relation": m.relation,
-            "rationale": rationale.as_str(),
-            "actor": caller.subject.as_str(),
-        });
-        entries.push(link_fact(&caller, CONTROL_MAPPING_SET, &payload));
+        let set = MappingSet {
+            regulation: reg.code,
+            requirement_id: requirement,
+            control_id: control,
+            relation: m.relation,
+            rationale,
+            actor: caller.subject.clone(),
+        };
+        entries.push(link_fact(&caller, &ControlMappingEvent::ControlMappingSet(set))?);
     }
     record(&state, reg, entries).await
 }
 
-/// A recorded fact about a requirement → control link (no aggregate decides it).
-fn link_fact(caller: &Caller, event_type: &str, payload: &serde_json::Value) -> NewEntry {
-    NewEntry {
-        tenant_id: caller.tenant_id.as_uuid(),
-        aggregate_type: CONTROL_MAPPING_AGGREGATE.to_owned(),
-        aggregate_id: uuid::Uuid::now_v7().to_string(),
-        aggregate_seq: 1,
-        event_type: event_type.to_owned(),
-        event_version: "1".to_owned(),
-        payload: canonical_json(payload),
-        metadata: EntryMetadata { actor: caller.subject.to_string(), request_id: Some(caller.request_id.clone()), ..Default::default() },
-    }
+/// The entry of a fact about a requirement → control link (no aggregate decides it), under
+/// a fresh id.
+fn link_fact(caller: &Caller, fact: &ControlMappingEvent) -> Result<NewEntry, ApiError> {
+    let metadata = EntryMetadata { actor: caller.subject.to_string(), request_id: Some(caller.request_id.clone()), ..Default::default() };
+    NewEntry::fact(caller.tenant_id.as_uuid(), uuid::Uuid::now_v7().to_string(), fact, metadata)
+        .map_err(|e| ApiError::new(crate::error::ErrorCode::Internal, e.to_string()))
 }
 
 /// Appends link facts and answers 201 once the read models have them (or the bound passed).
@@ -359,7 +351,7 @@ async fn named_link(
     reg: &Regulation,
     body: &LinkExclusion,
     marked: bool,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<LinkMark, ApiError> {
     let requirement = requirement_of(reg, &body.requirement_id)?;
     let (control, _) = csf_control(&body.control_id)?;
     let rationale = Reason::parse(&body.rationale)?;
@@ -372,13 +364,7 @@ async fn named_link(
         let state = if marked { "is not marked not applicable" } else { "is already marked not applicable" };
         return Err(ApiError::new(crate::error::ErrorCode::Conflict, format!("the link {requirement} → {control} {state}")));
     }
-    Ok(serde_json::json!({
-        "regulation": reg.code.as_str(),
-        "requirement_id": requirement.as_str(),
-        "control_id": control.as_str(),
-        "rationale": rationale.as_str(),
-        "actor": caller.subject.as_str(),
-    }))
+    Ok(LinkMark { regulation: reg.code, requirement_id: requirement, control_id: control, rationale, actor: caller.subject.clone() })
 }
 
 /// Marks a requirement → control link (e.g. a baseline analyst mapping) not applicable to
@@ -395,8 +381,8 @@ pub async fn exclude_link(
 ) -> Result<Response, ApiError> {
     caller.require(OFFICERS)?;
     let reg = regulation(&code)?;
-    let payload = named_link(&state, &caller, reg, &body, false).await?;
-    record(&state, reg, vec![link_fact(&caller, CONTROL_MAPPING_NOT_APPLICABLE, &payload)]).await
+    let mark = named_link(&state, &caller, reg, &body, false).await?;
+    record(&state, reg, vec![link_fact(&caller, &ControlMappingEvent::ControlMappingNotApplicable(mark))?]).await
 }
 
 /// Withdraws a not-applicable mark on a link, with a rationale recorded in the ledger.
@@ -411,6 +397,6 @@ pub async fn withdraw_link_exclusion(
 ) -> Result<Response, ApiError> {
     caller.require(OFFICERS)?;
     let reg = regulation(&code)?;
-    let payload = named_link(&state, &caller, reg, &body, true).await?;
-    record(&state, reg, vec![link_fact(&caller, CONTROL_MAPPING_NOT_APPLICABLE_WITHDRAWN, &payload)]).await
+    let mark = named_link(&state, &caller, reg, &body, true).await?;
+    record(&state, reg, vec![link_fact(&caller, &ControlMappingEvent::ControlMappingNotApplicableWithdrawn(mark))?]).await
 }

@@ -32,6 +32,29 @@ pub struct NewEntry {
     pub metadata: EntryMetadata,
 }
 
+impl NewEntry {
+    /// The entry that records a fact (a decision record, a link fact, a skip decision):
+    /// its stream's aggregate type, at aggregate_seq 1 of `aggregate_id`, its event type and
+    /// version, and its body as canonical JSON, exactly as aggregate events are encoded.
+    pub fn fact<F: aggregates::Fact>(
+        tenant_id: uuid::Uuid,
+        aggregate_id: String,
+        fact: &F,
+        metadata: EntryMetadata,
+    ) -> Result<Self, aggregates::LedgerEventError> {
+        Ok(Self {
+            tenant_id,
+            aggregate_type: F::AGGREGATE_TYPE.to_owned(),
+            aggregate_id,
+            aggregate_seq: 1,
+            event_type: fact.event_type(),
+            event_version: fact.event_version(),
+            payload: ledger::format::canonical_json(&fact.ledger_payload()?),
+            metadata,
+        })
+    }
+}
+
 /// Where an appended entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -63,6 +86,9 @@ pub enum LedgerError {
     #[error("ledger entry {seq} is unreadable: {reason}")]
     Corrupt { seq: i64, reason: String },
 }
+
+#[cfg(test)]
+mod fact_tests;
 
 impl From<sqlx::Error> for LedgerError {
     fn from(e: sqlx::Error) -> Self {

@@ -1,15 +1,18 @@
 //! The Evidence aggregate: one artifact submitted for a workflow and one or more
 //! requirements or controls, with an effective period distinct from its submission time.
-//! Nothing is ever edited: superseding and withdrawing are new events.
+//! Nothing is ever edited: superseding and withdrawing are new events. A submission's
+//! references (its workflow, a decision record) and a superseding record are checked
+//! against the ledger through [`EvidenceServices`] ([`super::submit`]).
 
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::codes::{ControlId, RequirementId, Sha256};
-use crate::ids::{Actor, Description, EvidenceId, Reason, TenantId, WorkflowId};
+use super::references::{EvidenceServices, ReferenceUnavailable};
+use super::submit::{SubmitEvidence, NO_SUPERSEDING_EVIDENCE};
+use crate::ids::{Actor, DecisionId, Description, EvidenceId, Reason, TenantId, WorkflowId};
 use crate::ledger_event::LedgerEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,7 +106,8 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvidenceCommand {
-    Submit(Box<Submission>),
+    Submit(Box<SubmitEvidence>),
+    /// `by`: evidence of the same tenant that replaces this one.
     Supersede {
         tenant_id: TenantId,
         by: EvidenceId,
@@ -137,7 +141,7 @@ pub struct Submission {
     pub valid_until: NaiveDate,
     pub artifact: Artifact,
     /// For `policy_decision_reference`: the decision this evidence points at.
-    pub decision_id: Option<Uuid>,
+    pub decision_id: Option<DecisionId>,
     /// Absent in records submitted before outcomes existed: those counted as passing.
     #[serde(default)]
     pub outcome: Outcome,
@@ -179,6 +183,9 @@ pub enum EvidenceError {
     Closed(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// The ledger could not answer for a reference; nothing was recorded.
+    #[error("cannot check the evidence's references: {0}")]
+    ReferenceUnavailable(ReferenceUnavailable),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -210,24 +217,12 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    fn decide(&self, command: EvidenceCommand) -> Result<EvidenceEvent, EvidenceError> {
+    async fn decide(&self, command: EvidenceCommand, services: &EvidenceServices) -> Result<EvidenceEvent, EvidenceError> {
         if let EvidenceCommand::Submit(s) = command {
             if self.status != EvidenceStatus::Uninitialized {
                 return Err(EvidenceError::AlreadyExists);
             }
-            if s.requirement_ids.is_empty() && s.control_ids.is_empty() {
-                return Err(EvidenceError::Invalid("evidence must name at least one requirement or control".into()));
-            }
-            if s.valid_until < s.valid_from {
-                return Err(EvidenceError::Invalid("valid_until is before valid_from".into()));
-            }
-            if s.kind == EvidenceKind::AutomatedTestResult && s.outcome == Outcome::Informational {
-                return Err(EvidenceError::Invalid("an automated_test_result passes or fails; it is not informational".into()));
-            }
-            if (s.kind == EvidenceKind::PolicyDecisionReference) != s.decision_id.is_some() {
-                return Err(EvidenceError::Invalid("decision_id is required for, and only for, kind policy_decision_reference".into()));
-            }
-            return Ok(EvidenceEvent::EvidenceSubmitted(*s));
+            return super::submit::decide(*s, services).await.map(EvidenceEvent::EvidenceSubmitted);
         }
         let tenant = match &command {
             EvidenceCommand::Supersede { tenant_id, .. }
@@ -235,6 +230,13 @@ impl Evidence {
             | EvidenceCommand::Review { tenant_id, .. } => *tenant_id,
             EvidenceCommand::Submit(_) => return Err(EvidenceError::AlreadyExists),
         };
+        // The superseding record must be the tenant's evidence, as the ledger holds it.
+        if let EvidenceCommand::Supersede { by, .. } = &command {
+            let replacement = services.references().evidence(*by).await.map_err(EvidenceError::ReferenceUnavailable)?;
+            if replacement.tenant_id != Some(tenant) {
+                return Err(EvidenceError::Invalid(NO_SUPERSEDING_EVIDENCE.into()));
+            }
+        }
         if self.tenant_id != Some(tenant) {
             return Err(EvidenceError::NotFound);
         }
@@ -260,10 +262,10 @@ impl Aggregate for Evidence {
     type Command = EvidenceCommand;
     type Event = EvidenceEvent;
     type Error = EvidenceError;
-    type Services = ();
+    type Services = EvidenceServices;
 
-    async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        let event = self.decide(command)?;
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        let event = self.decide(command, services).await?;
         sink.write(event, self).await;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 
+use super::references_tests::{services, submit};
 use super::tests::{actor, created, day, history_to, other_tenant, reason, submission, tenant};
 use super::*;
 use crate::ids::{Actor, EvidenceId, Reason};
@@ -173,20 +174,20 @@ fn a_not_applicable_mark_can_be_withdrawn_once_and_only_if_it_was_made() {
 fn an_auditor_verdict_is_recorded_on_active_evidence_only() {
     let s = submission();
     let review = |verdict| EvidenceCommand::Review { tenant_id: tenant(), verdict, actor: actor(), reason: reason() };
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given(vec![EvidenceEvent::EvidenceSubmitted(s.clone())])
         .when(review(Verdict::Rejected))
         .then_expect_events(vec![EvidenceEvent::EvidenceReviewed { verdict: Verdict::Rejected, actor: actor(), reason: reason() }]);
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given(vec![EvidenceEvent::EvidenceSubmitted(s.clone()), EvidenceEvent::EvidenceWithdrawn { actor: actor(), reason: reason() }])
         .when(review(Verdict::Accepted))
         .then_expect_error(EvidenceError::Closed("withdrawn"));
     let mut informational_test = s;
     informational_test.kind = EvidenceKind::AutomatedTestResult;
     informational_test.outcome = Outcome::Informational;
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given_no_previous_events()
-        .when(EvidenceCommand::Submit(Box::new(informational_test)))
+        .when(submit(informational_test))
         .then_expect_error(EvidenceError::Invalid("an automated_test_result passes or fails; it is not informational".into()));
 }
 

@@ -3,6 +3,7 @@
 use chrono::NaiveDate;
 use cqrs_es::test::TestFramework;
 
+use super::references_tests::{replacement, services, submit};
 use super::*;
 use crate::ids::{Actor, Description, EvidenceId, PolicyName, Reason, TenantId, WorkflowId};
 
@@ -149,20 +150,21 @@ pub(super) fn submission() -> Submission {
 #[test]
 fn evidence_is_submitted_once_then_superseded_or_withdrawn_and_never_changed_again() {
     let s = submission();
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given_no_previous_events()
-        .when(EvidenceCommand::Submit(Box::new(s.clone())))
+        .when(submit(s.clone()))
         .then_expect_events(vec![EvidenceEvent::EvidenceSubmitted(s.clone())]);
-    let by = EvidenceId::generate();
-    TestFramework::<Evidence>::with(())
+    // Evidence of the same tenant that the ledger holds.
+    let by = replacement();
+    TestFramework::<Evidence>::with(services())
         .given(vec![EvidenceEvent::EvidenceSubmitted(s.clone())])
         .when(EvidenceCommand::Supersede { tenant_id: tenant(), by, actor: actor(), reason: None })
         .then_expect_events(vec![EvidenceEvent::EvidenceSuperseded { by, actor: actor(), reason: None }]);
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given(vec![EvidenceEvent::EvidenceSubmitted(s.clone()), EvidenceEvent::EvidenceWithdrawn { actor: actor(), reason: reason() }])
         .when(EvidenceCommand::Supersede { tenant_id: tenant(), by, actor: actor(), reason: None })
         .then_expect_error(EvidenceError::Closed("withdrawn"));
-    TestFramework::<Evidence>::with(())
+    TestFramework::<Evidence>::with(services())
         .given(vec![EvidenceEvent::EvidenceSubmitted(s)])
         .when(EvidenceCommand::Withdraw { tenant_id: other_tenant(), actor: actor(), reason: reason() })
         .then_expect_error(EvidenceError::NotFound);
@@ -181,9 +183,9 @@ fn a_submission_needs_a_target_an_ordered_period_and_a_decision_only_for_decisio
         (reversed, "valid_until is before valid_from"),
         (reference, "decision_id is required for, and only for, kind policy_decision_reference"),
     ] {
-        TestFramework::<Evidence>::with(())
+        TestFramework::<Evidence>::with(services())
             .given_no_previous_events()
-            .when(EvidenceCommand::Submit(Box::new(s)))
+            .when(submit(s))
             .then_expect_error(EvidenceError::Invalid(message.into()));
     }
 }

@@ -66,6 +66,13 @@ impl WorkflowState {
         Self::STATES.into_iter().find(|s| s.as_str() == raw)
     }
 
+    /// Whether evidence may be submitted for a workflow in this state: every workflow that
+    /// exists, closed ones included (a certified workflow keeps the statuses it was
+    /// certified with; later evidence counts for the next certification).
+    pub fn accepts_evidence(self) -> bool {
+        self != Self::Uninitialized
+    }
+
     /// The states this one may move to. `certified` and `cancelled` are final.
     pub fn allowed(self) -> &'static [WorkflowState] {
         use WorkflowState::*;
@@ -261,6 +268,7 @@ pub enum WorkflowError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceWorkflow {
     pub tenant_id: Option<TenantId>,
+    pub regulation: Option<RegulationCode>,
     pub state: WorkflowState,
     pub scope: Option<Scope>,
     pub not_applicable: BTreeSet<RequirementId>,
@@ -404,8 +412,9 @@ impl Aggregate for ComplianceWorkflow {
     fn apply(&mut self, event: Self::Event) {
         use WorkflowEvent as E;
         match event {
-            E::WorkflowCreated { tenant_id, scope, .. } => {
+            E::WorkflowCreated { tenant_id, regulation, scope, .. } => {
                 self.tenant_id = Some(tenant_id);
+                self.regulation = Some(regulation);
                 self.scope = Some(scope);
                 self.state = WorkflowState::Draft;
             }

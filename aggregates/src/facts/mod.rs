@@ -1,0 +1,33 @@
+//! Facts: ledger entries that no aggregate decides. Each is appended once, at
+//! aggregate_seq 1 of its own aggregate id, and never changes, so there is no state to
+//! fold and no invariant to keep; but they are events all the same. They are typed here
+//! and encoded like aggregate events ([`LedgerEvent`]: the ledger body is the variant's
+//! fields), and every consumer decodes them through these types ([`crate::recorded`]).
+//!
+//! - [`decision`]: `PolicyEvaluated`, the record of one evaluation (`PolicyDecision`).
+//! - [`control_mapping`]: a tenant's requirement → control mappings and not-applicable
+//!   marks on links (`ControlMapping`).
+//! - [`projection_skip`]: an operator's decision that a projector skips an entry
+//!   (`ProjectionSkip`).
+
+pub mod control_mapping;
+pub mod decision;
+pub mod projection_skip;
+
+use cqrs_es::DomainEvent;
+
+use crate::ledger_event::LedgerEvent;
+
+pub use control_mapping::{ControlMappingEvent, LinkMark, MappingSet, CONTROL_MAPPING_AGGREGATE};
+pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
+pub use projection_skip::{ProjectionEntrySkipped, ProjectionName, ProjectionSkipEvent, SkipReason, SKIP_AGGREGATE};
+
+/// A fact's event enum: its ledger aggregate type, and (from [`DomainEvent`]) its
+/// `event_type` and `event_version`.
+pub trait Fact: DomainEvent + LedgerEvent {
+    /// The ledger's aggregate type of this fact's entries.
+    const AGGREGATE_TYPE: &'static str;
+}
+
+#[cfg(test)]
+mod tests;
