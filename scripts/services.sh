@@ -107,7 +107,7 @@ opa_start() {
   if ! alive opa; then
     log "opa: starting on $OPA_PORT (token authentication, restarted if it dies)"
     AUMOS_GOVERNANCE_OPA_TOKEN=$(opa_token) OPA_BIN="$CACHE/bin/opa" OPA_ADDR="127.0.0.1:$OPA_PORT" \
-      OPA_AUTHZ="$ROOT/opa/system/authz.rego" OPA_LOG="$RUN/opa.log" OPA_MEM_KB="${AUMOS_SERVICES_OPA_MEMORY_KB:-2097152}" \
+      OPA_AUTHZ="$ROOT/opa/system/authz.rego" OPA_LOG="$RUN/opa.log" OPA_MEM_KB="${AUMOS_SERVICES_OPA_MEMORY_KB:-4194304}" \
       nohup setsid bash -c '
         trap "kill \$child 2>/dev/null; exit 0" TERM INT
         while true; do
