@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use governance_engine::ledger::{Appender, NewEntry};
+use governance_engine::adapters::ledger::{Appender, NewEntry};
 use ledger::checkpoint::NoteSigner;
 use ledger::export::{ExportEntry, ExportLine};
 use ledger::format::{leaf_hash, GENESIS_HASH};

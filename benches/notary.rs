@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use governance_engine::ledger::notary::{Notary, NotaryConfig};
-use governance_engine::ledger::LedgerReader;
+use governance_engine::adapters::ledger::notary::{Notary, NotaryConfig};
+use governance_engine::adapters::ledger::LedgerReader;
 use ledger::checkpoint::NoteSigner;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};

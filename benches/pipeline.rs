@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governance_engine::ledger::{Appender, LedgerReader, NewEntry};
+use governance_engine::adapters::ledger::{Appender, LedgerReader, NewEntry};
 use ledger::EntryMetadata;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -191,8 +191,11 @@ async fn main() {
     let started = Instant::now();
     let mut replayed = 0i64;
     for p in projections::all() {
-        replayed = replayed
-            .max(governance_engine::rebuild::rebuild(&env("AUMOS_DATABASE_MIGRATION_URL"), &reader, p.as_ref(), &|_| {}).await.unwrap());
+        replayed = replayed.max(
+            governance_engine::application::rebuild::rebuild(&env("AUMOS_DATABASE_MIGRATION_URL"), &reader, p.as_ref(), &|_| {})
+                .await
+                .unwrap(),
+        );
     }
     let rebuild_per_s = events as f64 / started.elapsed().as_secs_f64();
 

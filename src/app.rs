@@ -11,25 +11,25 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::auth::{dev_key_paths, ensure_dev_keypair, TokenVerifier};
-use crate::commands::CommandBus;
+use crate::adapters::auth::{dev_key_paths, ensure_dev_keypair, TokenVerifier};
+use crate::adapters::devstack::LocalStack;
+use crate::adapters::http::{router, AppState};
+use crate::adapters::ledger::notary::{Notary, NotaryConfig};
+use crate::adapters::ledger::{Appender, LedgerReader};
+use crate::application::commands::CommandBus;
+use crate::application::runtime::PolicyRuntime;
 use crate::config::{Config, DatabaseUrls};
-use crate::devstack::LocalStack;
-use crate::http::{router, AppState};
-use crate::ledger::notary::{Notary, NotaryConfig};
-use crate::ledger::{Appender, LedgerReader};
-use crate::runtime::PolicyRuntime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    DevStack(#[from] crate::devstack::DevStackError),
+    DevStack(#[from] crate::adapters::devstack::DevStackError),
     #[error(transparent)]
-    Migrate(#[from] crate::migrate::MigrateError),
+    Migrate(#[from] crate::adapters::migrate::MigrateError),
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] crate::adapters::auth::AuthError),
     #[error("{context}: {source}")]
     Database {
         context: &'static str,
@@ -37,7 +37,7 @@ pub enum AppError {
         source: sqlx::Error,
     },
     #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
+    Ledger(#[from] crate::adapters::ledger::LedgerError),
     #[error("{0}")]
     Io(String),
     /// An auditor's input that cannot be used (unreadable file, bad key).
@@ -99,7 +99,7 @@ pub fn ensure_ledger_key(path: &std::path::Path) -> Result<(), AppError> {
         std::fs::create_dir_all(dir).map_err(|e| AppError::Io(format!("{}: {e}", dir.display())))?;
     }
     let pem = NoteSigner::generate_pem().map_err(|e| AppError::Io(e.to_string()))?;
-    crate::fsutil::write_private(path, pem.as_bytes()).map_err(|e| AppError::Io(format!("{}: {e}", path.display())))
+    crate::adapters::fsutil::write_private(path, pem.as_bytes()).map_err(|e| AppError::Io(format!("{}: {e}", path.display())))
 }
 
 /// The databases to use: the configured ones, or local clusters under the data directory
@@ -120,8 +120,8 @@ pub async fn migrate_all(urls: &DatabaseUrls) -> Result<(), AppError> {
     let missing = |var: &'static str| crate::config::ConfigError { var, message: "required by migrate".into() };
     let primary = urls.primary_migrator.as_ref().ok_or_else(|| missing("AUMOS_DATABASE_MIGRATION_URL"))?;
     let audit = urls.audit_admin.as_ref().ok_or_else(|| missing("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL"))?;
-    let p = crate::migrate::run("primary", primary.expose(), &crate::migrate::PRIMARY).await?;
-    let a = crate::migrate::run("audit", audit.expose(), &crate::migrate::AUDIT).await?;
+    let p = crate::adapters::migrate::run("primary", primary.expose(), &crate::adapters::migrate::PRIMARY).await?;
+    let a = crate::adapters::migrate::run("audit", audit.expose(), &crate::adapters::migrate::AUDIT).await?;
     tracing::info!(primary_applied = p, audit_applied = a, "migrations applied");
     Ok(())
 }
@@ -137,11 +137,11 @@ async fn pool(url: &str, size: u32, context: &'static str) -> Result<PgPool, App
 
 async fn verifier(config: &Config) -> Result<TokenVerifier, AppError> {
     if let Some(url) = &config.jwt.jwks_url {
-        let http = crate::tls::http_client(config)?
+        let http = crate::adapters::tls::http_client(config)?
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| AppError::Io(format!("JWKS client: {e}")))?;
-        let jwks = crate::jwks::Jwks::new(url.clone(), http, config.jwt.jwks_min_refresh, config.jwt.jwks_max_age);
+        let jwks = crate::adapters::jwks::Jwks::new(url.clone(), http, config.jwt.jwks_min_refresh, config.jwt.jwks_max_age);
         return Ok(TokenVerifier::from_jwks(jwks, &config.jwt).await);
     }
     let path = match &config.jwt.public_key_file {
@@ -223,17 +223,20 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let (appender, appender_handle) = Appender::start(writer);
     let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let http = crate::tls::http_client(&config)?
+    let http = crate::adapters::tls::http_client(&config)?
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| AppError::Io(format!("building the HTTP client: {e}")))?;
-    let engine = crate::engine::build(&config, http.clone());
+    let engine = crate::adapters::engine::build(&config, http.clone());
     let runtime = PolicyRuntime::new(engine.clone(), primary.clone());
     let opa_sync = match config.policy_engine {
         crate::config::PolicyEngineKind::Opa => {
-            let sync = Arc::new(crate::opa_sync::OpaSync::new(reader.clone(), crate::engine::opa_engine(&config, http.clone())));
+            let sync = Arc::new(crate::application::opa_sync::OpaSync::new(
+                reader.clone(),
+                crate::adapters::engine::opa_engine(&config, http.clone()),
+            ));
             let (task_sync, stop) = (sync.clone(), shutdown_rx.clone());
             tokio::spawn(async move { task_sync.run(Duration::from_secs(2), stop).await });
             Some(sync)
@@ -241,24 +244,34 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         crate::config::PolicyEngineKind::Embedded => None,
     };
     let projectors = projections::all();
-    let dashboards = crate::http::dashboard::DashboardCache::default();
-    let listeners: Vec<Arc<dyn crate::runtime::AppliedListener>> = vec![Arc::new(runtime.clone()), Arc::new(dashboards.clone())];
-    let artifacts =
-        crate::artifacts::ArtifactStore::from_location(config.evidence_bucket.as_deref(), &config.data_dir, config.evidence_max_bytes)
-            .map_err(|e| AppError::Io(e.to_string()))?;
-    let (watch, runners) =
-        crate::projection::start(projectors, listeners, reader.clone(), primary.clone(), appender_handle.head(), shutdown_rx.clone());
+    let dashboards = crate::adapters::http::dashboard::DashboardCache::default();
+    let listeners: Vec<Arc<dyn crate::application::runtime::AppliedListener>> =
+        vec![Arc::new(runtime.clone()), Arc::new(dashboards.clone())];
+    let artifacts = crate::adapters::artifacts::ArtifactStore::from_location(
+        config.evidence_bucket.as_deref(),
+        &config.data_dir,
+        config.evidence_max_bytes,
+    )
+    .map_err(|e| AppError::Io(e.to_string()))?;
+    let (watch, runners) = crate::application::projection::start(
+        projectors,
+        listeners,
+        reader.clone(),
+        primary.clone(),
+        appender_handle.head(),
+        shutdown_rx.clone(),
+    );
     let relay = match &config.kafka_bootstrap {
         Some(bootstrap) => {
             let relay = Arc::new(
-                crate::relay::KafkaRelay::new(
+                crate::adapters::relay::KafkaRelay::new(
                     bootstrap,
                     &config.kafka_security,
                     &config.kafka_topic_prefix,
                     reader.clone(),
                     primary.clone(),
                     &config.ledger.origin,
-                    crate::limits::kafka_message_max_bytes(config.ledger_entry_max_bytes),
+                    crate::application::limits::kafka_message_max_bytes(config.ledger_entry_max_bytes),
                     watch.stuck.clone(),
                 )
                 .map_err(|e| AppError::Io(format!("AUMOS_KAFKA_BOOTSTRAP_SERVERS: {e}")))?,
@@ -280,7 +293,10 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         artifacts,
         dashboards,
         health: Default::default(),
-        evaluate_limiter: crate::limits::TenantRateLimiter::new(config.evaluate_rate_per_tenant, config.evaluate_burst_per_tenant),
+        evaluate_limiter: crate::application::limits::TenantRateLimiter::new(
+            config.evaluate_rate_per_tenant,
+            config.evaluate_burst_per_tenant,
+        ),
         config,
         primary,
         ledger: reader,
@@ -298,7 +314,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         Some(maddr) => {
             let l = tokio::net::TcpListener::bind(maddr).await.map_err(|e| AppError::Io(format!("AUMOS_METRICS_ADDR {maddr}: {e}")))?;
             tracing::info!(addr = %maddr, "serving /metrics");
-            let (app, mut stop) = (crate::http::metrics_router(state.clone()), shutdown_rx_metrics);
+            let (app, mut stop) = (crate::adapters::http::metrics_router(state.clone()), shutdown_rx_metrics);
             Some(tokio::spawn(async move {
                 let _ = axum::serve(l, app)
                     .with_graceful_shutdown(async move {

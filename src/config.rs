@@ -105,7 +105,7 @@ pub struct Config {
     /// Prepended to every Kafka topic name (default: none).
     pub kafka_topic_prefix: String,
     /// TLS and SASL for every Kafka client (`AUMOS_KAFKA_SECURITY_PROTOCOL`, …).
-    pub kafka_security: crate::kafka::KafkaSecurity,
+    pub kafka_security: crate::adapters::kafka::KafkaSecurity,
     pub jwt: JwtConfig,
     pub otel_endpoint: Option<String>,
     /// Extra trusted CA certificates (PEM) for outgoing HTTPS (JWKS, OPA), on top of the
@@ -298,7 +298,7 @@ impl Config {
             evidence_bucket,
             kafka_bootstrap: env.get("AUMOS_KAFKA_BOOTSTRAP_SERVERS"),
             kafka_topic_prefix: env.get("AUMOS_KAFKA_TOPIC_PREFIX").unwrap_or_default(),
-            kafka_security: crate::kafka::KafkaSecurity::from_env(env)?,
+            kafka_security: crate::adapters::kafka::KafkaSecurity::from_env(env)?,
             jwt,
             otel_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             tls_ca_file: env.get("AUMOS_TLS_CA_FILE").map(PathBuf::from),
@@ -315,7 +315,7 @@ impl Config {
             request_body_limit: env.parse("AUMOS_HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?,
             ledger_entry_max_bytes: env.parse(
                 "AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES",
-                crate::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES,
+                crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES,
                 "a number of bytes",
             )?,
             ledger: LedgerConfig {

@@ -123,15 +123,15 @@ impl From<aggregates::IdError> for ApiError {
     }
 }
 
-impl From<crate::ledger::LedgerError> for ApiError {
-    fn from(e: crate::ledger::LedgerError) -> Self {
+impl From<crate::adapters::ledger::LedgerError> for ApiError {
+    fn from(e: crate::adapters::ledger::LedgerError) -> Self {
         ApiError::from(&e)
     }
 }
 
-impl From<&crate::ledger::LedgerError> for ApiError {
-    fn from(e: &crate::ledger::LedgerError) -> Self {
-        use crate::ledger::LedgerError;
+impl From<&crate::adapters::ledger::LedgerError> for ApiError {
+    fn from(e: &crate::adapters::ledger::LedgerError) -> Self {
+        use crate::adapters::ledger::LedgerError;
         match e {
             LedgerError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "the resource was changed concurrently; retry"),
             LedgerError::Unavailable(_) | LedgerError::Closed => {
@@ -141,12 +141,14 @@ impl From<&crate::ledger::LedgerError> for ApiError {
             LedgerError::Tree(_) => {
                 ApiError::new(ErrorCode::Internal, "the stored Merkle tree does not match the ledger; see the service log")
             }
-            &LedgerError::Refused(crate::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
+            &LedgerError::Refused(crate::application::limits::EntryRefused::TooLarge { bytes, max }) => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the record would be {bytes} bytes, over the ledger entry limit of {max} bytes; nothing was changed"),
             )
             .with_details(serde_json::json!({ "entry_bytes": bytes, "max_bytes": max })),
-            LedgerError::Refused(r @ crate::limits::EntryRefused::Text(_)) => ApiError::validation(format!("{r}; nothing was changed")),
+            LedgerError::Refused(r @ crate::application::limits::EntryRefused::Text(_)) => {
+                ApiError::validation(format!("{r}; nothing was changed"))
+            }
         }
     }
 }
@@ -176,9 +178,9 @@ pub fn database(e: sqlx::Error) -> ApiError {
     }
 }
 
-impl From<crate::engine::EngineError> for ApiError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::EngineError;
+impl From<crate::adapters::engine::EngineError> for ApiError {
+    fn from(e: crate::adapters::engine::EngineError) -> Self {
+        use crate::adapters::engine::EngineError;
         match e {
             EngineError::Compile(errors) => ApiError::new(ErrorCode::PolicyCompileFailed, "the policy does not compile")
                 .with_details(serde_json::json!({ "errors": errors })),
@@ -197,11 +199,13 @@ impl From<crate::engine::EngineError> for ApiError {
     }
 }
 
-impl From<std::sync::Arc<crate::runtime::RuntimeError>> for ApiError {
-    fn from(e: std::sync::Arc<crate::runtime::RuntimeError>) -> Self {
+impl From<std::sync::Arc<crate::application::runtime::RuntimeError>> for ApiError {
+    fn from(e: std::sync::Arc<crate::application::runtime::RuntimeError>) -> Self {
         match &*e {
-            crate::runtime::RuntimeError::Engine(engine) => engine.clone().into(),
-            crate::runtime::RuntimeError::Projection(_) => ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable"),
+            crate::application::runtime::RuntimeError::Engine(engine) => engine.clone().into(),
+            crate::application::runtime::RuntimeError::Projection(_) => {
+                ApiError::new(ErrorCode::DatabaseUnavailable, "the database is unavailable")
+            }
         }
     }
 }

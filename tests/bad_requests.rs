@@ -14,12 +14,18 @@ use uuid::Uuid;
 fn foreign_token(tenant: Uuid) -> String {
     // Signed by a key the service does not trust.
     let dir = std::env::temp_dir().join(format!("gov-foreign-{}", Uuid::new_v4()));
-    governance_engine::auth::ensure_dev_keypair(&dir).unwrap();
-    let pem = std::fs::read(governance_engine::auth::dev_key_paths(&dir).0).unwrap();
+    governance_engine::adapters::auth::ensure_dev_keypair(&dir).unwrap();
+    let pem = std::fs::read(governance_engine::adapters::auth::dev_key_paths(&dir).0).unwrap();
     let cfg = governance_engine::config::Config::from_process_env().unwrap().jwt;
-    let t =
-        governance_engine::auth::mint(&pem, &cfg, "mallory", &tenant.to_string(), &["governance:admin".into()], Duration::from_secs(600))
-            .unwrap();
+    let t = governance_engine::adapters::auth::mint(
+        &pem,
+        &cfg,
+        "mallory",
+        &tenant.to_string(),
+        &["governance:admin".into()],
+        Duration::from_secs(600),
+    )
+    .unwrap();
     let _ = std::fs::remove_dir_all(dir);
     t
 }
@@ -28,7 +34,7 @@ fn foreign_token(tenant: Uuid) -> String {
 fn expired_token(tenant: Uuid) -> String {
     let cfg = governance_engine::config::Config::from_process_env().unwrap().jwt;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let claims = governance_engine::auth::Claims {
+    let claims = governance_engine::adapters::auth::Claims {
         sub: "test-user".into(),
         tenant_id: tenant.to_string(),
         roles: vec!["governance:admin".into()],

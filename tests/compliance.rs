@@ -194,7 +194,7 @@ async fn bad_evidence_is_refused_with_422_or_413_and_nothing_is_stored_or_record
     let svc = Service::start(&[("AUMOS_GOVERNANCE_EVIDENCE_MAX_BYTES", "4096")]).await;
     let t = tenant(&svc);
     let w = t.workflow(&[]).await;
-    let store = governance_engine::artifacts::ArtifactStore::from_location(
+    let store = governance_engine::adapters::artifacts::ArtifactStore::from_location(
         Some(&var("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET")),
         std::path::Path::new("/tmp"),
         1 << 20,
@@ -233,7 +233,7 @@ async fn a_tampered_artifact_is_refused_on_download() {
     let w = t.workflow(&[]).await;
     let artifact = format!("original {}", Uuid::new_v4()).into_bytes();
     let (_, e) = t.upload(json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"}), &artifact).await;
-    let store = governance_engine::artifacts::ArtifactStore::from_location(
+    let store = governance_engine::adapters::artifacts::ArtifactStore::from_location(
         Some(&var("AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET")),
         std::path::Path::new("/tmp"),
         1 << 20,

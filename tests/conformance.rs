@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use conformance::cases::{self, Case, Want, EXCLUSIONS};
 use futures::StreamExt;
-use governance_engine::engine::embedded::EmbeddedEngine;
-use governance_engine::engine::opa::OpaEngine;
-use governance_engine::engine::{check_and_test, EngineError, PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::embedded::EmbeddedEngine;
+use governance_engine::adapters::engine::opa::OpaEngine;
+use governance_engine::adapters::engine::{check_and_test, EngineError, PolicyEngine, PolicyModule};
 use serde_json::{json, Value};
 
 const KNOWN_FAILURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/known-failures.txt");

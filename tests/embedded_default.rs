@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use governance_engine::devstack::Cluster;
+use governance_engine::adapters::devstack::Cluster;
 use reqwest::{Method, StatusCode};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;

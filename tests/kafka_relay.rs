@@ -164,7 +164,7 @@ async fn the_replication_consumer_names_the_first_forged_entry() {
     let mut reader = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
     let head: i64 = sqlx::query_scalar("SELECT max(seq) FROM gov_audit_trail_entries").fetch_one(&mut reader).await.unwrap();
     let pool = sqlx::PgPool::connect(&var("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL")).await.unwrap();
-    let entries = governance_engine::ledger::LedgerReader::new(pool).entries_after(0, head).await.unwrap();
+    let entries = governance_engine::adapters::ledger::LedgerReader::new(pool).entries_after(0, head).await.unwrap();
     let producer: rdkafka::producer::FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", var("AUMOS_KAFKA_BOOTSTRAP_SERVERS")).create().unwrap();
     let forged_seq = (head / 2).max(1);

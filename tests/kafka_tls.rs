@@ -49,7 +49,7 @@ impl Stack {
 
     fn finish(self) {
         if let Ok(stack) =
-            governance_engine::devstack::LocalStack::open_existing(&self.dir, std::path::Path::new("/usr/lib/postgresql/15/bin"))
+            governance_engine::adapters::devstack::LocalStack::open_existing(&self.dir, std::path::Path::new("/usr/lib/postgresql/15/bin"))
         {
             let _ = stack.stop_all();
         }

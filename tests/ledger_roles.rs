@@ -93,7 +93,7 @@ async fn an_insert_that_skips_a_seq_breaks_the_chain_or_forks_it_is_rejected() {
 /// On an empty ledger, the first entry must be seq 1 with the zero prev_hash.
 #[tokio::test]
 async fn the_genesis_entry_must_be_seq_one_with_the_zero_prev_hash() {
-    use governance_engine::devstack::Cluster;
+    use governance_engine::adapters::devstack::Cluster;
     use sqlx::Connection;
     let e = Embedded::start(&[]).await;
     let mut su = sqlx::PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use governance_engine::devstack::Cluster;
+use governance_engine::adapters::devstack::Cluster;
 use ledger::checkpoint::NoteSigner;
 use ledger::export::{ExportEntry, ExportLine, ProofFile};
 use ledger::LedgerEntry;

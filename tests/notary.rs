@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use governance_engine::devstack::Cluster;
+use governance_engine::adapters::devstack::Cluster;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};

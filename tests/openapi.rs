@@ -179,13 +179,13 @@ fn the_cli_prints_the_same_document_the_service_serves() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine")).arg("openapi").output().unwrap();
     assert!(out.status.success());
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let served = serde_json::to_value(governance_engine::http::document()).unwrap();
+    let served = serde_json::to_value(governance_engine::adapters::http::document()).unwrap();
     assert_eq!(doc, served);
 }
 
 #[test]
 fn every_operation_has_its_own_operation_id() {
-    let doc = serde_json::to_value(governance_engine::http::document()).unwrap();
+    let doc = serde_json::to_value(governance_engine::adapters::http::document()).unwrap();
     let mut seen = BTreeSet::new();
     for (method, path, op) in operations(&doc) {
         let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has an operationId")).to_owned();

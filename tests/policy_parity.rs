@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::var;
-use governance_engine::engine::embedded::EmbeddedEngine;
-use governance_engine::engine::opa::OpaEngine;
-use governance_engine::engine::{EngineError, PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::embedded::EmbeddedEngine;
+use governance_engine::adapters::engine::opa::OpaEngine;
+use governance_engine::adapters::engine::{EngineError, PolicyEngine, PolicyModule};
 use serde_json::{json, Value};
 
 /// Cases whose results differ between the engines, with the heading in
@@ -144,7 +144,7 @@ fn the_documented_list_of_missing_builtins_is_exact() {
     let out = std::process::Command::new(var("AUMOS_DEV_OPA_BIN")).args(["capabilities", "--current"]).output().unwrap();
     let caps: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ours: std::collections::HashSet<&str> =
-        regorus::unstable::BUILTINS.keys().copied().chain(governance_engine::engine::builtins::names()).collect();
+        regorus::unstable::BUILTINS.keys().copied().chain(governance_engine::adapters::engine::builtins::names()).collect();
     // Operators' function names, and the ones regorus evaluates without registering.
     let not_builtins = [
         "and", "or", "assign", "eq", "equal", "neq", "gt", "gte", "lt", "lte", "plus", "minus", "mul", "div", "rem", "print", "walk",

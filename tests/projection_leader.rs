@@ -68,7 +68,7 @@ async fn one_leader_per_projector_no_double_apply_and_failover() {
 /// by, its projectors (polling every 100 ms) open no new database connections.
 #[tokio::test]
 async fn a_standby_keeps_its_lock_connections_instead_of_opening_new_ones() {
-    use governance_engine::devstack::Cluster;
+    use governance_engine::adapters::devstack::Cluster;
     use sqlx::Connection;
     let e = Embedded::start(&[]).await;
     let data_dir = e.dir.display().to_string();

@@ -6,7 +6,7 @@ mod common;
 
 use common::tls::TestCa;
 use common::*;
-use governance_engine::devstack::{Cluster, LocalStack};
+use governance_engine::adapters::devstack::{Cluster, LocalStack};
 use reqwest::{Method, StatusCode};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governance_engine::engine::embedded::EmbeddedEngine;
-use governance_engine::engine::{PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::embedded::EmbeddedEngine;
+use governance_engine::adapters::engine::{PolicyEngine, PolicyModule};
 use serde_json::{json, Value};
 
 use super::support::pct;

@@ -90,7 +90,7 @@ enum Keys {
     /// One PEM public key, for the configured algorithm.
     Static { key: DecodingKey, alg: Algorithm },
     /// A JWKS endpoint: keys by `kid`, each with its own algorithm.
-    Jwks(Arc<crate::jwks::Jwks>),
+    Jwks(Arc<crate::adapters::jwks::Jwks>),
 }
 
 /// The algorithms a token may use: asymmetric only. `none` and HS* never verify, so an
@@ -147,7 +147,7 @@ impl TokenVerifier {
     }
 
     /// Keys from a JWKS endpoint (fetched now, and again for an unknown `kid`).
-    pub async fn from_jwks(jwks: crate::jwks::Jwks, cfg: &JwtConfig) -> Self {
+    pub async fn from_jwks(jwks: crate::adapters::jwks::Jwks, cfg: &JwtConfig) -> Self {
         let jwks = Arc::new(jwks);
         jwks.refresh(true).await;
         jwks.spawn_refresher();
@@ -229,7 +229,7 @@ pub fn ensure_dev_keypair(dir: &Path) -> Result<(), AuthError> {
     let signing = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
     let private_pem = signing.to_pkcs8_pem(LineEnding::LF).map_err(|e| AuthError::Key(e.to_string()))?;
     let public_pem = signing.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| AuthError::Key(e.to_string()))?;
-    crate::fsutil::write_private(&private, private_pem.as_bytes()).map_err(|e| io(e, &private))?;
+    crate::adapters::fsutil::write_private(&private, private_pem.as_bytes()).map_err(|e| io(e, &private))?;
     std::fs::write(&public, public_pem.as_bytes()).map_err(|e| io(e, &public))?;
     Ok(())
 }

@@ -178,7 +178,7 @@ impl LocalStack {
                     },
                 };
                 let json = serde_json::to_vec_pretty(&state).map_err(|e| DevStackError::Io(e.to_string()))?;
-                crate::fsutil::write_private(&state_file, &json).map_err(|e| io("writing stack.json", e))?;
+                crate::adapters::fsutil::write_private(&state_file, &json).map_err(|e| io("writing stack.json", e))?;
                 state
             }
         };
@@ -238,7 +238,7 @@ impl LocalStack {
         let data = self.data_dir(c);
         for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
             let path = data.join(name);
-            crate::fsutil::write_private(&path, text.as_bytes()).map_err(|e| io(name, e))?;
+            crate::adapters::fsutil::write_private(&path, text.as_bytes()).map_err(|e| io(name, e))?;
             if is_root() {
                 let mut chown = Command::new("chown");
                 chown.arg("postgres:postgres").arg(&path);

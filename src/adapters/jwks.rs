@@ -47,7 +47,7 @@ impl std::fmt::Debug for Jwks {
 }
 
 impl Jwks {
-    /// `http` must be the TLS-configured client of [`crate::tls::http_client`] (no
+    /// `http` must be the TLS-configured client of [`crate::adapters::tls::http_client`] (no
     /// redirects, the configured roots).
     pub fn new(url: String, http: reqwest::Client, min_refresh_interval: Duration, max_age: Duration) -> Self {
         Self {

@@ -276,7 +276,7 @@ impl ClientContext for ReportingContext {
             Seen::New => tracing::warn!(client = self.client, %error, reason, "Kafka client error"),
             Seen::Repeat => tracing::debug!(client = self.client, %error, reason, "Kafka client error"),
         }
-        crate::metrics::get().kafka_client_error(self.client, &code);
+        crate::adapters::metrics::get().kafka_client_error(self.client, &code);
     }
 }
 

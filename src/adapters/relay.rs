@@ -25,9 +25,9 @@ use tokio::sync::watch;
 
 use aggregates::{DecodeError, EventKind, Recorded};
 
-use crate::kafka::{KafkaSecurity, LastError, ReportingContext};
-use crate::leader::{LeaderTask, Pace};
-use crate::ledger::LedgerReader;
+use crate::adapters::kafka::{KafkaSecurity, LastError, ReportingContext};
+use crate::adapters::ledger::LedgerReader;
+use crate::application::leader::{LeaderTask, Pace};
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
 /// `ce_type` of an entry on the audit topic, and of a signed checkpoint (which the audit
@@ -109,7 +109,7 @@ pub enum RelayError {
     #[error("kafka: {0}")]
     Kafka(String),
     #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
+    Ledger(#[from] crate::adapters::ledger::LedgerError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot decode the entry: {0}")]
@@ -131,10 +131,10 @@ pub struct KafkaRelay {
     origin: String,
     lag: Arc<AtomicI64>,
     /// The largest message: the producer's `message.max.bytes` and the topics'
-    /// `max.message.bytes` (see [`crate::limits::kafka_message_max_bytes`]).
+    /// `max.message.bytes` (see [`crate::application::limits::kafka_message_max_bytes`]).
     message_max_bytes: usize,
     /// Where the relay is stuck, shown with the projectors'.
-    stuck: crate::projection::StuckBoard,
+    stuck: crate::application::projection::StuckBoard,
 }
 
 impl std::fmt::Debug for KafkaRelay {
@@ -153,7 +153,7 @@ impl KafkaRelay {
         primary: PgPool,
         origin: &str,
         message_max_bytes: usize,
-        stuck: crate::projection::StuckBoard,
+        stuck: crate::application::projection::StuckBoard,
     ) -> Result<Self, RelayError> {
         let last_error = LastError::default();
         let producer: FutureProducer<ReportingContext> = security
@@ -363,7 +363,7 @@ impl KafkaRelay {
             _ = shutdown.changed() => return,
         }
         let primary = self.primary.clone();
-        crate::leader::run(RelayRunner { relay: self, step: BATCH }, primary, wake, shutdown).await;
+        crate::application::leader::run(RelayRunner { relay: self, step: BATCH }, primary, wake, shutdown).await;
     }
 
     async fn measure_lag(&self) {
@@ -372,8 +372,10 @@ impl KafkaRelay {
         }
     }
 
-    async fn mark_stuck(&self, at: Option<&crate::projection::Stuck>) {
-        if let Err(e) = crate::projection::store_stuck(&self.primary, crate::projection::StuckTable::Relay, RELAY, at).await {
+    async fn mark_stuck(&self, at: Option<&crate::application::projection::Stuck>) {
+        if let Err(e) =
+            crate::application::projection::store_stuck(&self.primary, crate::application::projection::StuckTable::Relay, RELAY, at).await
+        {
             tracing::warn!(error = %e, "cannot store the relay's stuck mark");
         }
     }
@@ -392,7 +394,7 @@ impl KafkaRelay {
             self.lag.store(0, Ordering::Relaxed);
             return Ok(false);
         };
-        let skip = crate::projection::skipped(&self.reader, RELAY).await?;
+        let skip = crate::application::projection::skipped(&self.reader, RELAY).await?;
         self.publish(&batch, &skip).await?;
         sqlx::query("UPDATE gov_relay_positions SET position = $1, updated_at = now() WHERE relay = $2 AND position = $3")
             .bind(last)
@@ -451,7 +453,7 @@ impl LeaderTask for RelayRunner {
                 Pace::Again
             }
             Err((e, seq)) => {
-                let at = crate::projection::Stuck { seq, reason: e.to_string() };
+                let at = crate::application::projection::Stuck { seq, reason: e.to_string() };
                 if relay.stuck.set(RELAY, at.clone()) {
                     tracing::error!(seq, reason = %at.reason, "the Kafka relay cannot publish this ledger entry and retries it \
                         (at-least-once); if it can never be published, record a decision with \
@@ -524,7 +526,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_every_topic() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for (kind, topic) in domain_topics() {
             let event = kind.event_type();
             assert!(readme.contains(&format!("| {event} | {topic} |")), "README lists {event} → {topic}");

@@ -90,18 +90,18 @@ pub struct Catalog {
 
 fn file(code: RegulationCode) -> &'static str {
     match code {
-        RegulationCode::Soc2 => include_str!("../regulations/soc2.json"),
-        RegulationCode::Iso27001 => include_str!("../regulations/iso27001.json"),
-        RegulationCode::Hipaa => include_str!("../regulations/hipaa.json"),
-        RegulationCode::Iso42001 => include_str!("../regulations/iso42001.json"),
-        RegulationCode::EuAiAct => include_str!("../regulations/eu_ai_act.json"),
-        RegulationCode::Fedramp => include_str!("../regulations/fedramp.json"),
+        RegulationCode::Soc2 => include_str!("../../regulations/soc2.json"),
+        RegulationCode::Iso27001 => include_str!("../../regulations/iso27001.json"),
+        RegulationCode::Hipaa => include_str!("../../regulations/hipaa.json"),
+        RegulationCode::Iso42001 => include_str!("../../regulations/iso42001.json"),
+        RegulationCode::EuAiAct => include_str!("../../regulations/eu_ai_act.json"),
+        RegulationCode::Fedramp => include_str!("../../regulations/fedramp.json"),
     }
 }
 
 impl Catalog {
     fn load() -> Result<Self, String> {
-        let csf: CsfFile = serde_json::from_str(include_str!("../regulations/csf2.json")).map_err(|e| format!("csf2.json: {e}"))?;
+        let csf: CsfFile = serde_json::from_str(include_str!("../../regulations/csf2.json")).map_err(|e| format!("csf2.json: {e}"))?;
         let mut regulations = Vec::new();
         let mut by_control: HashMap<String, Vec<(RegulationCode, String)>> = HashMap::new();
         for code in RegulationCode::ALL {

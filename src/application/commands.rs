@@ -12,7 +12,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use ledger::format::canonical_json;
 use ledger::EntryMetadata;
 
-use crate::ledger::{Appended, AppenderHandle, LedgerError, LedgerReader, NewEntry};
+use crate::adapters::ledger::{Appended, AppenderHandle, LedgerError, LedgerReader, NewEntry};
 
 /// Who runs a command and in which request; recorded with every event it causes.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use aggregates::compliance::{
 use projections::compliance::WorkflowView;
 use projections::evidence::EvidenceView;
 
-use crate::catalog::{merged_controls, Catalog, TenantLink};
+use crate::application::catalog::{merged_controls, Catalog, TenantLink};
 
 /// One in-scope requirement of a workflow, with its derived status.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

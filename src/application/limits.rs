@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::ledger::NewEntry;
+use crate::adapters::ledger::NewEntry;
 
 /// Default of `AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES`: a decision whose 1 MiB input (the
 /// body limit) is echoed in its result still fits.

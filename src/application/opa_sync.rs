@@ -7,7 +7,7 @@
 //! the pass, unless the operator had the policies projector skip it, which this task
 //! honours too), and keeps just the active version of each policy in memory. The source of
 //! an activated version comes from the Policy aggregate's own fold of its events
-//! ([`crate::commands::load`]), as the command bus folds it. Each
+//! ([`crate::application::commands::load`]), as the command bus folds it. Each
 //! event takes effect at once: an activation uploads the new version and unloads the one it
 //! replaces; a deactivation or archival unloads. At start-up and then every
 //! [`RECONCILE_EVERY`] passes it also compares OPA's module list with the active set,
@@ -30,9 +30,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::engine::opa::OpaEngine;
-use crate::engine::{PolicyEngine, PolicyModule};
-use crate::ledger::LedgerReader;
+use crate::adapters::engine::opa::OpaEngine;
+use crate::adapters::engine::{PolicyEngine, PolicyModule};
+use crate::adapters::ledger::LedgerReader;
 
 /// A full comparison with OPA's module list every this many passes (and at the first).
 pub const RECONCILE_EVERY: u64 = 15;
@@ -89,7 +89,7 @@ impl OpaSync {
         if let Some(rego) = seen.get(&(id, version)) {
             return Ok(Some(rego.clone()));
         }
-        let (policy, _) = crate::commands::load::<Policy>(&self.reader, &id.to_string()).await.map_err(|e| e.to_string())?;
+        let (policy, _) = crate::application::commands::load::<Policy>(&self.reader, &id.to_string()).await.map_err(|e| e.to_string())?;
         Ok(policy.source(version).map(|rego| rego.as_str().to_owned()))
     }
 
@@ -114,8 +114,11 @@ impl OpaSync {
                         // An entry the operator had the policies projector skip is not part
                         // of any policy's state; any other bad entry fails the pass.
                         if skipped.is_none() {
-                            skipped =
-                                Some(crate::projection::skipped(&self.reader, PolicyProjector.name()).await.map_err(|e| e.to_string())?);
+                            skipped = Some(
+                                crate::application::projection::skipped(&self.reader, PolicyProjector.name())
+                                    .await
+                                    .map_err(|e| e.to_string())?,
+                            );
                         }
                         if skipped.as_ref().is_some_and(|s| s.contains(&e.seq)) {
                             continue;

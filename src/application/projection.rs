@@ -1,7 +1,7 @@
 //! The projection runner: tails the ledger by global seq (as the reader role) and applies
 //! each event to a read model in the primary database, in the same transaction that
 //! advances the projector's stored position, so every event takes effect exactly once.
-//! With several processes, one leads each projector (advisory lock, see [`crate::leader`]);
+//! With several processes, one leads each projector (advisory lock, see [`crate::application::leader`]);
 //! the others follow the stored position, so read-your-writes holds in every process.
 //!
 //! An entry a projector cannot apply (a poison pill written by an older version) stops
@@ -25,17 +25,21 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::leader::Pace;
-use crate::ledger::{LedgerError, LedgerReader};
-use crate::runtime::AppliedListener;
+use crate::adapters::ledger::{LedgerError, LedgerReader};
+use crate::application::leader::Pace;
+use crate::application::runtime::AppliedListener;
 
 const BATCH: i64 = 1000;
 
 /// The ledger entry that records an operator's skip decision, under the skipped entry's
 /// tenant; one per projection and seq (a second one conflicts).
-pub fn skip_entry(fact: ProjectionEntrySkipped, tenant_id: uuid::Uuid, actor: &str) -> Result<crate::ledger::NewEntry, LedgerError> {
+pub fn skip_entry(
+    fact: ProjectionEntrySkipped,
+    tenant_id: uuid::Uuid,
+    actor: &str,
+) -> Result<crate::adapters::ledger::NewEntry, LedgerError> {
     let metadata = ledger::EntryMetadata { actor: actor.to_owned(), ..Default::default() };
-    crate::ledger::NewEntry::fact(tenant_id, fact.aggregate_id(), &ProjectionSkipEvent::ProjectionEntrySkipped(fact), metadata)
+    crate::adapters::ledger::NewEntry::fact(tenant_id, fact.aggregate_id(), &ProjectionSkipEvent::ProjectionEntrySkipped(fact), metadata)
         .map_err(|e| LedgerError::Corrupt { seq: 0, reason: e.to_string() })
 }
 
@@ -178,7 +182,7 @@ pub fn start(
             skip: None,
             step: BATCH,
         };
-        tasks.push(tokio::spawn(crate::leader::run(runner, primary.clone(), wake.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(crate::application::leader::run(runner, primary.clone(), wake.clone(), shutdown.clone())));
     }
     (ProjectionWatch { positions, stuck }, tasks)
 }
@@ -212,7 +216,7 @@ struct Runner {
 const RETRY: Duration = Duration::from_millis(500);
 
 #[async_trait::async_trait]
-impl crate::leader::LeaderTask for Runner {
+impl crate::application::leader::LeaderTask for Runner {
     fn lock_name(&self) -> String {
         format!("gov-projection-{}", self.projector.name())
     }

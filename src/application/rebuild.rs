@@ -9,7 +9,7 @@
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
 //!
-//! Entries the operator decided to skip ([`crate::projection::ProjectionEntrySkipped`])
+//! Entries the operator decided to skip ([`crate::application::projection::ProjectionEntrySkipped`])
 //! are skipped here too, so a rebuild reproduces what the runner built.
 
 use std::collections::HashSet;
@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use projections::Projector;
 use sqlx::{Connection, PgConnection};
 
-use crate::ledger::LedgerReader;
-use crate::projection::apply_events;
+use crate::adapters::ledger::LedgerReader;
+use crate::application::projection::apply_events;
 
 const BATCH: i64 = 5000;
 
@@ -27,7 +27,7 @@ pub enum RebuildError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
+    Ledger(#[from] crate::adapters::ledger::LedgerError),
     #[error(transparent)]
     Projection(#[from] projections::ProjectionError),
 }
@@ -62,7 +62,7 @@ pub async fn rebuild(
     projector: &dyn Projector,
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
-    let skip = crate::projection::skipped(reader, projector.name()).await?;
+    let skip = crate::application::projection::skipped(reader, projector.name()).await?;
     let mut conn = PgConnection::connect(owner_url).await?;
     sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").execute(&mut conn).await?;
     for t in projector.tables() {

@@ -1,6 +1,6 @@
 //! The Evidence aggregate's services (cqrs-es `Services`) on the ledger and the catalog:
 //! the workflow and the superseding evidence folded from their events with the command
-//! bus's own fold ([`crate::commands::load`]), the decision record read from its ledger
+//! bus's own fold ([`crate::application::commands::load`]), the decision record read from its ledger
 //! entry and decoded as the typed fact, and the compiled-in catalog's requirements. Never
 //! a read model: a reference to something just recorded holds before any projector has
 //! applied it.
@@ -14,9 +14,9 @@ use aggregates::compliance::{
 use aggregates::facts::DecisionEvent;
 use aggregates::{DecisionId, EvidenceId, Recorded, Stream, TenantId, WorkflowId};
 
-use crate::catalog::Catalog;
-use crate::commands::load;
-use crate::ledger::{LedgerError, LedgerReader};
+use crate::adapters::ledger::{LedgerError, LedgerReader};
+use crate::application::catalog::Catalog;
+use crate::application::commands::load;
 
 fn unavailable(e: LedgerError) -> ReferenceUnavailable {
     ReferenceUnavailable(Arc::new(e))

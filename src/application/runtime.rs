@@ -13,7 +13,7 @@ use moka::future::Cache;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::engine::{EngineError, PolicyEngine, PolicyModule, PreparedPolicy};
+use crate::adapters::engine::{EngineError, PolicyEngine, PolicyModule, PreparedPolicy};
 
 /// A policy as evaluation sees it.
 #[derive(Debug, Clone)]

@@ -164,7 +164,7 @@ async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, Ap
 
 const PAGE: i64 = 10_000;
 
-async fn export(reader: &crate::ledger::LedgerReader, out: &Path) -> Result<Outcome, AppError> {
+async fn export(reader: &crate::adapters::ledger::LedgerReader, out: &Path) -> Result<Outcome, AppError> {
     let io = |e: std::io::Error| AppError::Io(format!("{}: {e}", out.display()));
     let checkpoints = reader.checkpoints().await?;
     let head = reader.head_seq().await?;
@@ -198,7 +198,7 @@ async fn export(reader: &crate::ledger::LedgerReader, out: &Path) -> Result<Outc
     Ok(Outcome::Ok(format!("exported {n} entries and {} checkpoints to {}", checkpoints.len(), out.display())))
 }
 
-async fn verify_database(reader: &crate::ledger::LedgerReader, v: &mut Verifier) -> Result<Result<(), VerifyError>, AppError> {
+async fn verify_database(reader: &crate::adapters::ledger::LedgerReader, v: &mut Verifier) -> Result<Result<(), VerifyError>, AppError> {
     for cp in reader.checkpoints().await? {
         if let Err(e) = v.checkpoint(&cp.to_export()) {
             return Ok(Err(e));

@@ -131,10 +131,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::EngineWorker(args) = &cli.command {
         // Before any configuration or runtime: the worker needs neither.
-        return crate::engine::sandbox::worker::run(args.memory_mb, args.cache_entries);
+        return crate::adapters::engine::sandbox::worker::run(args.memory_mb, args.cache_entries);
     }
     if let Command::Openapi = cli.command {
-        return match serde_json::to_string_pretty(&crate::http::document()) {
+        return match serde_json::to_string_pretty(&crate::adapters::http::document()) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS
@@ -152,7 +152,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _telemetry = crate::telemetry::init(config.otel_endpoint.as_deref());
+    let _telemetry = crate::adapters::telemetry::init(config.otel_endpoint.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -198,7 +198,7 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
         Command::Dev(DevCommand::Token(args)) => {
             let path = match &config.jwt.private_key_file {
                 Some(p) => p.clone(),
-                None => crate::auth::dev_key_paths(&app::secrets_dir(&config)).0,
+                None => crate::adapters::auth::dev_key_paths(&app::secrets_dir(&config)).0,
             };
             let pem = std::fs::read(&path).map_err(|e| {
                 app::AppError::Io(format!(
@@ -207,7 +207,7 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
                 ))
             })?;
             let tenant = aggregates::TenantId::parse(&args.tenant).map_err(|e| app::AppError::Io(format!("--tenant: {e}")))?;
-            let token = crate::auth::mint(
+            let token = crate::adapters::auth::mint(
                 &pem,
                 &config.jwt,
                 &args.subject,
@@ -223,13 +223,13 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
                 (Some(p), Some(a)) => Some((p, a)),
                 _ => None,
             };
-            let stack = crate::devstack::LocalStack::up(&args.dir, &config.pg_bin_dir, ports).await?;
+            let stack = crate::adapters::devstack::LocalStack::up(&args.dir, &config.pg_bin_dir, ports).await?;
             if args.migrate {
                 app::migrate_all(&stack.urls()).await?;
             }
             let keys = args.dir.canonicalize().map_err(|e| app::AppError::Io(e.to_string()))?.join("secrets");
-            crate::auth::ensure_dev_keypair(&keys)?;
-            let (private, public) = crate::auth::dev_key_paths(&keys);
+            crate::adapters::auth::ensure_dev_keypair(&keys)?;
+            let (private, public) = crate::adapters::auth::dev_key_paths(&keys);
             let ledger_key = keys.join(app::LEDGER_KEY_FILE);
             app::ensure_ledger_key(&ledger_key)?;
             println!("export AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE='{}'", ledger_key.display());
@@ -241,7 +241,7 @@ async fn run(command: Command, config: Config) -> Result<(), app::AppError> {
             Ok(())
         }
         Command::Dev(DevCommand::Down(args)) => {
-            let stack = crate::devstack::LocalStack::open_existing(&args.dir, &config.pg_bin_dir)?;
+            let stack = crate::adapters::devstack::LocalStack::open_existing(&args.dir, &config.pg_bin_dir)?;
             Ok(stack.stop_all()?)
         }
     }

@@ -44,9 +44,17 @@ pub async fn run(cmd: PolicyCommand, config: &Config) -> Result<String, AppError
     let token = match token {
         Some(t) => t,
         None => {
-            let key = config.jwt.private_key_file.clone().unwrap_or_else(|| crate::auth::dev_key_paths(&app::secrets_dir(config)).0);
+            let key =
+                config.jwt.private_key_file.clone().unwrap_or_else(|| crate::adapters::auth::dev_key_paths(&app::secrets_dir(config)).0);
             let pem = std::fs::read(&key).map_err(|e| io(format!("no --token and no development key at {}: {e}", key.display())))?;
-            crate::auth::mint(&pem, &config.jwt, "policy-import", &tenant.to_string(), &["policy:author".into()], Duration::from_secs(300))?
+            crate::adapters::auth::mint(
+                &pem,
+                &config.jwt,
+                "policy-import",
+                &tenant.to_string(),
+                &["policy:author".into()],
+                Duration::from_secs(300),
+            )?
         }
     };
     let base = url.unwrap_or_else(|| format!("http://{}", config.http_addr));

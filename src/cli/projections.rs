@@ -103,7 +103,7 @@ async fn rebuild(only: Option<String>, config: &Config) -> Result<String, AppErr
             let name = p.name();
             let started = std::time::Instant::now();
             let progress = |pos: i64| eprintln!("rebuild {name}: {pos} of {head} entries replayed");
-            let pos = crate::rebuild::rebuild(owner.expose(), &pools.reader, p.as_ref(), &progress)
+            let pos = crate::application::rebuild::rebuild(owner.expose(), &pools.reader, p.as_ref(), &progress)
                 .await
                 .map_err(|e| AppError::Io(format!("rebuilding {name}: {e}")))?;
             let secs = started.elapsed().as_secs_f64();
@@ -135,14 +135,14 @@ async fn skip(projection: String, seq: i64, reason: String, actor: String, confi
             seq,
             reason: SkipReason::parse(&reason).map_err(|e| AppError::Io(format!("--reason: {e}")))?,
         };
-        let record = crate::projection::skip_entry(fact, entry.tenant_id, &actor)?;
-        let (appender, handle) = crate::ledger::Appender::start(pools.writer.clone());
+        let record = crate::application::projection::skip_entry(fact, entry.tenant_id, &actor)?;
+        let (appender, handle) = crate::adapters::ledger::Appender::start(pools.writer.clone());
         let appended = handle.append(vec![record]).await;
         drop(handle);
         appender.join().await;
         let at = match appended {
             Ok(a) => a.first().map(|a| a.seq).unwrap_or(0),
-            Err(crate::ledger::LedgerError::Conflict { .. }) => {
+            Err(crate::adapters::ledger::LedgerError::Conflict { .. }) => {
                 return Err(AppError::Io(format!("{projection} already skips seq {seq}")));
             }
             Err(e) => return Err(e.into()),

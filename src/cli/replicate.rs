@@ -12,8 +12,8 @@ use ledger::verify::{Verifier, VerifyError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 
+use crate::adapters::relay::{AUDIT_TOPIC, CE_CHECKPOINT};
 use crate::app::AppError;
-use crate::relay::{AUDIT_TOPIC, CE_CHECKPOINT};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplicateArgs {
@@ -38,7 +38,7 @@ fn bad(seq: i64, reason: impl Into<String>) -> VerifyError {
     VerifyError { seq, reason: reason.into() }
 }
 
-pub fn run(args: ReplicateArgs, bootstrap: Option<&str>, security: &crate::kafka::KafkaSecurity) -> Result<Outcome, AppError> {
+pub fn run(args: ReplicateArgs, bootstrap: Option<&str>, security: &crate::adapters::kafka::KafkaSecurity) -> Result<Outcome, AppError> {
     let bootstrap = bootstrap.ok_or_else(|| AppError::Io("AUMOS_KAFKA_BOOTSTRAP_SERVERS: required by ledger replicate".into()))?;
     let mut v = Verifier::new(load_keys(&args.public_key)?);
     let consumer: BaseConsumer = security

@@ -188,7 +188,7 @@ pub fn token_for(tenant: Uuid, roles: &[&str], subject: &str, ttl: Duration) -> 
     let pem = std::fs::read(var("AUMOS_JWT_PRIVATE_KEY_FILE")).unwrap();
     let cfg = governance_engine::config::Config::from_process_env().unwrap().jwt;
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-    governance_engine::auth::mint(&pem, &cfg, subject, &tenant.to_string(), &roles, ttl).unwrap()
+    governance_engine::adapters::auth::mint(&pem, &cfg, subject, &tenant.to_string(), &roles, ttl).unwrap()
 }
 
 pub const ADMIN: &[&str] = &["governance:admin"];
@@ -251,7 +251,7 @@ pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) 
 pub struct Embedded {
     pub svc: Service,
     pub dir: std::path::PathBuf,
-    pub stack: governance_engine::devstack::LocalStack,
+    pub stack: governance_engine::adapters::devstack::LocalStack,
 }
 
 impl Embedded {
@@ -262,7 +262,8 @@ impl Embedded {
         env.extend_from_slice(extra);
         let svc = Service::spawn(&env, SHARED).await;
         let stack =
-            governance_engine::devstack::LocalStack::open_existing(&dir, std::path::Path::new("/usr/lib/postgresql/15/bin")).unwrap();
+            governance_engine::adapters::devstack::LocalStack::open_existing(&dir, std::path::Path::new("/usr/lib/postgresql/15/bin"))
+                .unwrap();
         Embedded { svc, dir, stack }
     }
 
@@ -274,10 +275,10 @@ impl Embedded {
         out.trim().to_owned()
     }
 
-    pub fn superuser_url(&self, c: governance_engine::devstack::Cluster) -> String {
+    pub fn superuser_url(&self, c: governance_engine::adapters::devstack::Cluster) -> String {
         let db = match c {
-            governance_engine::devstack::Cluster::Primary => governance_engine::devstack::PRIMARY_DB,
-            governance_engine::devstack::Cluster::Audit => governance_engine::devstack::AUDIT_DB,
+            governance_engine::adapters::devstack::Cluster::Primary => governance_engine::adapters::devstack::PRIMARY_DB,
+            governance_engine::adapters::devstack::Cluster::Audit => governance_engine::adapters::devstack::AUDIT_DB,
         };
         self.stack.superuser_url(c, db)
     }

@@ -121,7 +121,7 @@ pub fn load(dir: &Path) -> Vec<RawCase> {
 }
 
 fn package_of(module: &str) -> Option<String> {
-    governance_engine::engine::opa::declared_package(module)
+    governance_engine::adapters::engine::opa::declared_package(module)
 }
 
 /// The case as the service would run it, or the exclusion that applies.

@@ -12,7 +12,7 @@
 //! and refuses every `data` reference outside the shared libraries and every network or
 //! environment builtin in any spelling ([`super::source::forbidden_references`]), so a
 //! module, and the tests it runs at activation, see only `input` and their own rules.
-//! Versions that are no longer active are unloaded by [`crate::opa_sync`].
+//! Versions that are no longer active are unloaded by [`crate::application::opa_sync`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 use super::regulations::OFFICERS;
 use super::workflows::{run, view, workflow_id, workflow_statuses, WorkflowDetail};
 use super::SharedState;
-use crate::auth::Role;
+use crate::adapters::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 
 /// Only the auditor accepts, sends back and gives verdicts on evidence: the people who

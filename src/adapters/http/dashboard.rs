@@ -22,8 +22,8 @@ use projections::evidence::EvidenceView;
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
-use crate::catalog::TenantLink;
-use crate::compliance::{statuses, RegulationIndex};
+use crate::application::catalog::TenantLink;
+use crate::application::compliance::{statuses, RegulationIndex};
 use crate::error::{database, ApiError};
 
 /// Tenant, generation, filters, as-of day.
@@ -66,7 +66,7 @@ impl DashboardCache {
 /// "recent": they may lag by the cache's 15 s TTL, so that evaluation traffic does not
 /// keep the dashboard cold.
 #[async_trait::async_trait]
-impl crate::runtime::AppliedListener for DashboardCache {
+impl crate::application::runtime::AppliedListener for DashboardCache {
     async fn applied(&self, entry: &ledger::LedgerEntry) {
         use aggregates::Stream;
         if matches!(Stream::of(&entry.aggregate_type), Some(Stream::ComplianceWorkflow | Stream::Evidence | Stream::ControlMapping)) {

@@ -28,9 +28,9 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::paging::{Listed, PageParams};
 use super::policies::wait_min_seq;
 use super::SharedState;
-use crate::auth::Role;
+use crate::adapters::auth::Role;
+use crate::adapters::ledger::NewEntry;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::NewEntry;
 
 const EVALUATORS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::PolicyEvaluator];
 const DECISION_READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];
@@ -40,7 +40,7 @@ const BUDGET_MS: f64 = 200.0;
 /// What the decision record keeps of the input: nothing (`hash_only`), or the input with
 /// the policy's masked fields removed or hashed. Its `input_sha256` is always of the full
 /// input, so a caller holding the input can still prove it was the one decided on.
-fn recorded_input(policy: &crate::runtime::RuntimePolicy, mut input: serde_json::Value) -> Option<serde_json::Value> {
+fn recorded_input(policy: &crate::application::runtime::RuntimePolicy, mut input: serde_json::Value) -> Option<serde_json::Value> {
     if policy.hash_only_input {
         return None;
     }
@@ -142,7 +142,7 @@ async fn policy_named(state: &SharedState, caller: &Caller, name: &aggregates::P
 /// Refuses with 429 when the tenant's evaluation rate is spent.
 fn rate_limit(state: &SharedState, caller: &Caller) -> Result<(), ApiError> {
     if let Err(wait) = state.evaluate_limiter.check(caller.tenant_id.as_uuid()) {
-        crate::metrics::get().refused_by_rate_limit("evaluate");
+        crate::adapters::metrics::get().refused_by_rate_limit("evaluate");
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(ApiError::new(ErrorCode::RateLimited, "this tenant's evaluation rate limit is reached; retry later")
             .retry_after(seconds.max(1))
@@ -173,18 +173,18 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
     let evaluation = tokio::time::timeout(
         limit,
-        crate::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), &req.input)),
+        crate::adapters::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), &req.input)),
     )
     .await;
     let engine = state.runtime.engine().kind();
     let result = match evaluation {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            crate::metrics::get().evaluation(engine.as_str(), "error", started.elapsed());
+            crate::adapters::metrics::get().evaluation(engine.as_str(), "error", started.elapsed());
             return Err(e.into());
         }
         Err(_) => {
-            crate::metrics::get().evaluation(engine.as_str(), "timeout", started.elapsed());
+            crate::adapters::metrics::get().evaluation(engine.as_str(), "timeout", started.elapsed());
             return Err(ApiError::new(
                 ErrorCode::PolicyEngineUnavailable,
                 format!("evaluation exceeded {} ms", state.config.eval_timeout.as_millis()),
@@ -205,7 +205,7 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         Some(false) => "denied",
         None => "undefined",
     };
-    crate::metrics::get().evaluation(engine.as_str(), outcome, elapsed);
+    crate::adapters::metrics::get().evaluation(engine.as_str(), outcome, elapsed);
     let record = PolicyEvaluated {
         decision_id,
         policy_id: PolicyId::from_uuid(policy_id),

@@ -2,7 +2,7 @@
 //! store, the Evidence aggregate's commands, downloads that verify the hash first, and the
 //! auditor's evidence bundle of a workflow. The handlers parse input into domain types;
 //! the aggregate checks what evidence references (its workflow, a decision record, the
-//! superseding record) against the ledger ([`crate::references`]), never a read model.
+//! superseding record) against the ledger ([`crate::application::references`]), never a read model.
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
@@ -27,9 +27,9 @@ use super::policies::wait_min_seq;
 use super::regulations::{csf_control, OFFICERS, READERS};
 use super::workflows::workflow_id;
 use super::SharedState;
-use crate::artifacts::{ArtifactError, Staged, Upload};
+use crate::adapters::artifacts::{ArtifactError, Staged, Upload};
+use crate::application::limits::{check_json_text, check_text};
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{check_json_text, check_text};
 
 impl From<EvidenceError> for ApiError {
     fn from(e: EvidenceError) -> Self {
@@ -37,7 +37,7 @@ impl From<EvidenceError> for ApiError {
             EvidenceError::NotFound => ApiError::not_found("evidence"),
             EvidenceError::AlreadyExists | EvidenceError::Closed(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             EvidenceError::Invalid(m) => ApiError::validation(m.clone()),
-            EvidenceError::ReferenceUnavailable(r) => crate::references::unavailable_answer(r),
+            EvidenceError::ReferenceUnavailable(r) => crate::application::references::unavailable_answer(r),
         }
     }
 }
@@ -287,7 +287,7 @@ async fn read_after(state: &SharedState, caller: &Caller, id: EvidenceId, seq: i
 
 /// The Evidence aggregate's services: the ledger and the catalog.
 fn services(state: &SharedState) -> aggregates::compliance::EvidenceServices {
-    crate::references::evidence_services(state.ledger.clone())
+    crate::application::references::evidence_services(state.ledger.clone())
 }
 
 /// Runs a command on existing evidence and answers with the record.

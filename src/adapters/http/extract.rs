@@ -11,9 +11,9 @@ use aggregates::{Actor, TenantId};
 
 use super::middleware::RequestId;
 use super::SharedState;
-use crate::auth::Role;
+use crate::adapters::auth::Role;
+use crate::application::limits::{check_json_text, TextError};
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{check_json_text, TextError};
 
 /// A JSON body.
 #[derive(Debug)]
@@ -115,8 +115,8 @@ pub struct ReadParams {
 
 impl Caller {
     /// Who runs a command and in which request.
-    pub fn context(&self) -> crate::commands::CommandContext {
-        crate::commands::CommandContext {
+    pub fn context(&self) -> crate::application::commands::CommandContext {
+        crate::application::commands::CommandContext {
             tenant_id: self.tenant_id,
             actor: self.subject.clone(),
             request_id: Some(self.request_id.clone()),

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::extract::Caller;
 use super::SharedState;
-use crate::auth::Role;
+use crate::adapters::auth::Role;
 use crate::config::PolicyEngineKind;
 
 /// How long a readiness result is reused.

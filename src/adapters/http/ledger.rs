@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
 use super::SharedState;
-use crate::auth::Role;
+use crate::adapters::auth::Role;
+use crate::adapters::ledger::notary::NotaryError;
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::notary::NotaryError;
 
 const PROOF_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::ComplianceOfficer, Role::PolicyAuthor];
 const CHECKPOINTERS: &[Role] = &[Role::Admin, Role::Auditor];

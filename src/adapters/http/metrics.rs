@@ -28,12 +28,12 @@ pub async fn metrics(State(state): State<SharedState>, listener: Option<Extensio
     if let Err(e) = measure(&state).await {
         tracing::warn!(error = %e, "cannot measure the ledger lags for /metrics");
     }
-    ([(CONTENT_TYPE, TEXT_FORMAT)], crate::metrics::get().render()).into_response()
+    ([(CONTENT_TYPE, TEXT_FORMAT)], crate::adapters::metrics::get().render()).into_response()
 }
 
 /// Sets the gauges: ledger head, each projector's and the relay's lag, checkpoint age.
 async fn measure(state: &SharedState) -> Result<(), String> {
-    let m = crate::metrics::get();
+    let m = crate::adapters::metrics::get();
     let head = state.ledger.head_seq().await.map_err(|e| e.to_string())?;
     m.ledger_head.set(head);
     let mut consumers: Vec<(String, i64)> = state.projections.positions().into_iter().map(|(n, p)| (n.to_owned(), p)).collect();

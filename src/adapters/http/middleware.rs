@@ -58,7 +58,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID.clone(), v);
         }
-        crate::metrics::get().http_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
+        crate::adapters::metrics::get().http_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
         tracing::debug!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request done");
         response
     }

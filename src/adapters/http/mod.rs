@@ -24,12 +24,12 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::TokenVerifier;
-use crate::commands::CommandBus;
+use crate::adapters::auth::TokenVerifier;
+use crate::adapters::ledger::LedgerReader;
+use crate::application::commands::CommandBus;
+use crate::application::projection::ProjectionWatch;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::ledger::LedgerReader;
-use crate::projection::ProjectionWatch;
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -40,15 +40,15 @@ pub struct AppState {
     pub bus: CommandBus,
     pub verifier: TokenVerifier,
     pub projections: ProjectionWatch,
-    pub notary: Arc<crate::ledger::notary::Notary>,
-    pub runtime: crate::runtime::PolicyRuntime,
-    pub opa_sync: Option<Arc<crate::opa_sync::OpaSync>>,
-    pub relay: Option<Arc<crate::relay::KafkaRelay>>,
+    pub notary: Arc<crate::adapters::ledger::notary::Notary>,
+    pub runtime: crate::application::runtime::PolicyRuntime,
+    pub opa_sync: Option<Arc<crate::application::opa_sync::OpaSync>>,
+    pub relay: Option<Arc<crate::adapters::relay::KafkaRelay>>,
     pub kafka_bootstrap: Option<String>,
     pub http: reqwest::Client,
     /// Per-tenant evaluation rate limit.
-    pub evaluate_limiter: crate::limits::TenantRateLimiter,
-    pub artifacts: crate::artifacts::ArtifactStore,
+    pub evaluate_limiter: crate::application::limits::TenantRateLimiter,
+    pub artifacts: crate::adapters::artifacts::ArtifactStore,
     pub dashboards: dashboard::DashboardCache,
     /// The last readiness report (probes reuse it for a second).
     pub health: health::HealthCache,

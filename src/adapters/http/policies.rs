@@ -22,10 +22,10 @@ use projections::{Page, SortOrder};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::paging::{Listed, PageParams};
 use super::SharedState;
-use crate::auth::Role;
-use crate::engine::PolicyModule;
+use crate::adapters::auth::Role;
+use crate::adapters::engine::PolicyModule;
+use crate::adapters::ledger::{Appended, LedgerError};
 use crate::error::{ApiError, ErrorCode};
-use crate::ledger::{Appended, LedgerError};
 
 const WRITERS: &[Role] = &[Role::Admin, Role::PolicyAuthor];
 /// Who may read policies. Not `policy:evaluator`: those service accounts may only evaluate.
@@ -41,7 +41,7 @@ impl From<PolicyError> for ApiError {
             PolicyError::UnknownVersion { .. } => ApiError::validation(e.to_string()),
             PolicyError::AlreadyActive(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             // The engine's own error, with its own code (failed tests 422, engine down 503).
-            PolicyError::VersionRejected { reason, .. } => match reason.0.downcast_ref::<crate::engine::EngineError>() {
+            PolicyError::VersionRejected { reason, .. } => match reason.0.downcast_ref::<crate::adapters::engine::EngineError>() {
                 Some(engine) => engine.clone().into(),
                 None => ApiError::validation(e.to_string()),
             },
@@ -52,7 +52,7 @@ impl From<PolicyError> for ApiError {
 /// The Policy aggregate's activation check on the service's engine: the version compiles,
 /// its `test_` rules pass, and the engine has loaded it (queued under the tenant).
 struct EngineActivationCheck {
-    engine: std::sync::Arc<dyn crate::engine::PolicyEngine>,
+    engine: std::sync::Arc<dyn crate::adapters::engine::PolicyEngine>,
 }
 
 #[async_trait::async_trait]
@@ -60,11 +60,11 @@ impl ActivationCheck for EngineActivationCheck {
     async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected> {
         let engine = self.engine.as_ref();
         let check = async {
-            crate::engine::check_and_test(engine, rego.as_str()).await?;
+            crate::adapters::engine::check_and_test(engine, rego.as_str()).await?;
             let module = PolicyModule { policy_id: policy.as_uuid(), version, package: String::new(), rego: rego.as_str().to_owned() };
             engine.prepare(&module).await.map(|_| ())
         };
-        crate::engine::on_behalf_of(tenant.as_uuid(), check).await.map_err(|e| VersionRejected(std::sync::Arc::new(e)))
+        crate::adapters::engine::on_behalf_of(tenant.as_uuid(), check).await.map_err(|e| VersionRejected(std::sync::Arc::new(e)))
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(bo
         reason: optional_reason(body.reason)?,
         rego: rego.clone(),
     };
-    crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
+    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
     // The name claim and the policy are appended together: both, or neither. The claim
     // aggregate refuses a taken name; a racing claim of the same name loses at the append.
     let ctx = caller.context();
@@ -211,7 +211,7 @@ pub async fn add_version(
     let id = parse_id(&id)?;
     let rego = RegoSource::parse(&body.rego)?;
     let reason = optional_reason(body.reason)?;
-    crate::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
+    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
     let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }

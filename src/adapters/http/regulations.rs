@@ -18,10 +18,10 @@ use projections::{Page, SortOrder};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::paging::{Listed, PageParams};
 use super::SharedState;
-use crate::auth::Role;
-use crate::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
+use crate::adapters::auth::Role;
+use crate::adapters::ledger::NewEntry;
+use crate::application::catalog::{merged_controls, Catalog, ControlLink, CsfNode, Regulation, TenantLink};
 use crate::error::ApiError;
-use crate::ledger::NewEntry;
 
 /// Everyone with a role may read the catalog; the evaluator service accounts may not.
 pub(crate) const READERS: &[Role] = &[Role::Admin, Role::PolicyAuthor, Role::ComplianceOfficer, Role::Auditor];

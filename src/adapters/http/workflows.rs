@@ -24,8 +24,8 @@ use super::paging::{Listed, PageParams};
 use super::policies::wait_min_seq;
 use super::regulations::{regulation, requirement_of, tenant_links, OFFICERS, READERS};
 use super::SharedState;
-use crate::commands::CommandError;
-use crate::compliance::{statuses, RegulationIndex, RequirementStatusView};
+use crate::application::commands::CommandError;
+use crate::application::compliance::{statuses, RegulationIndex, RequirementStatusView};
 use crate::error::{ApiError, ErrorCode};
 
 impl From<WorkflowError> for ApiError {
@@ -149,7 +149,7 @@ pub async fn create(
 }
 
 /// Requirement ids of `reg`, without repeats; none: every requirement.
-fn scope_of(reg: &crate::catalog::Regulation, raw: &[String]) -> Result<Scope, ApiError> {
+fn scope_of(reg: &crate::application::catalog::Regulation, raw: &[String]) -> Result<Scope, ApiError> {
     let mut ids = Vec::with_capacity(raw.len());
     for r in raw {
         let id = requirement_of(reg, r)?;

@@ -43,14 +43,14 @@ impl AppenderHandle {
         }
         // What every read model and the relay can hold, checked before anything is written.
         for e in &entries {
-            crate::limits::check_entry(e, self.entry_max_bytes)?;
+            crate::application::limits::check_entry(e, self.entry_max_bytes)?;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request { entries, reply }).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
-    /// Refuses entries larger than `max` bytes (see [`crate::limits::entry_message_bytes`]).
+    /// Refuses entries larger than `max` bytes (see [`crate::application::limits::entry_message_bytes`]).
     pub fn with_entry_max_bytes(mut self, max: usize) -> Self {
         self.entry_max_bytes = max;
         self
@@ -74,7 +74,10 @@ impl Appender {
         let (tx, rx) = mpsc::channel::<Request>(4096);
         let (head_tx, head_rx) = watch::channel(0i64);
         let task = tokio::spawn(run(pool, rx, head_tx));
-        (Appender { task }, AppenderHandle { tx, head: head_rx, entry_max_bytes: crate::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES })
+        (
+            Appender { task },
+            AppenderHandle { tx, head: head_rx, entry_max_bytes: crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES },
+        )
     }
 
     /// Waits until every queued append has been committed or answered.
@@ -102,7 +105,7 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
         let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
             Ok(outcomes) => {
-                crate::metrics::get().ledger_append(size, started.elapsed());
+                crate::adapters::metrics::get().ledger_append(size, started.elapsed());
                 let mut top = None;
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
                     if let Ok(appended) = &outcome {

@@ -78,7 +78,7 @@ pub enum LedgerError {
     /// The entry is too large for the relay or holds text a read model cannot store;
     /// nothing was stored.
     #[error(transparent)]
-    Refused(#[from] crate::limits::EntryRefused),
+    Refused(#[from] crate::application::limits::EntryRefused),
     /// The stored Merkle tree nodes do not match the entries or the signed checkpoints.
     #[error("the stored Merkle tree is inconsistent: {0}")]
     Tree(String),

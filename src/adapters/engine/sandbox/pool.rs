@@ -20,8 +20,8 @@ use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use super::{Reply, Request, MAX_FRAME};
+use crate::adapters::engine::EngineError;
 use crate::config::SandboxConfig;
-use crate::engine::EngineError;
 
 /// How long a new worker may take to start.
 const STARTUP: Duration = Duration::from_secs(10);

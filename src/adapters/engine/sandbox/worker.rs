@@ -20,8 +20,8 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::Value;
 
 use super::{read_frame, write_frame, Reply, Request};
-use crate::engine::source::{parse_regorus_error, unsupported_calls};
-use crate::engine::CompileError;
+use crate::adapters::engine::source::{parse_regorus_error, unsupported_calls};
+use crate::adapters::engine::CompileError;
 
 /// Prepared modules kept by one worker: at most `entries`, and at most this many bytes of
 /// source together (a prepared module costs a multiple of its source).
@@ -106,7 +106,7 @@ impl Session {
     pub fn engine(budget: Duration) -> regorus::Engine {
         let mut e = regorus::Engine::new();
         e.set_strict_builtin_errors(false);
-        if let Err(err) = crate::engine::builtins::register(&mut e) {
+        if let Err(err) = crate::adapters::engine::builtins::register(&mut e) {
             tracing::error!(error = %err, "extension builtins are unavailable");
         }
         e.set_execution_timer_config(timer(budget));
@@ -117,7 +117,7 @@ impl Session {
     fn load(&self, rego: &str, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
         let mut e = Self::engine(budget);
         let package = e
-            .add_policy("policy.rego".into(), crate::engine::builtins::out_params_assigned(rego).into_owned())
+            .add_policy("policy.rego".into(), crate::adapters::engine::builtins::out_params_assigned(rego).into_owned())
             .map_err(|err| compile_error(&err))?;
         let errors: Vec<CompileError> = unsupported_calls(rego, Some(&self.builtins));
         if !errors.is_empty() {
@@ -165,7 +165,7 @@ impl Session {
                         Reply::Timeout(_) => {
                             return Reply::Timeout(format!("the policy's tests exceeded their {budget_ms} ms budget (at {test})"))
                         }
-                        Reply::Evaluation(e) => failed.push(format!("{test} ({})", crate::engine::EngineError::Evaluation(e))),
+                        Reply::Evaluation(e) => failed.push(format!("{test} ({})", crate::adapters::engine::EngineError::Evaluation(e))),
                         other => return other,
                     }
                 }
