@@ -28,8 +28,15 @@ fn rss_mib() -> f64 {
 /// Fills the ledger up to `target` entries with ~500-byte payloads; hashes are synthetic
 /// (the notary hashes what is stored, whatever it is).
 async fn fill_to(admin: &mut PgConnection, target: i64) {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM gov_audit_trail_entries").fetch_one(&mut *admin).await.unwrap();
+    let (head, head_hash): (i64, Vec<u8>) = sqlx::query_as(
+        "SELECT COALESCE(max(seq), 0), COALESCE((SELECT hash FROM gov_audit_trail_entries ORDER BY seq DESC LIMIT 1), decode(repeat('00', 32), 'hex')) \
+         FROM gov_audit_trail_entries",
+    )
+    .fetch_one(&mut *admin)
+    .await
+    .unwrap();
     let mut from = head + 1;
+    let mut prev_of_first = head_hash;
     while from <= target {
         let to = (from + 99_999).min(target);
         sqlx::query(
@@ -37,16 +44,24 @@ async fn fill_to(admin: &mut PgConnection, target: i64) {
              event_version, payload, actor, recorded_at, prev_hash, hash) \
              SELECT s, '00000000-0000-4000-8000-000000000001', 'Bench', 'bench-' || s, 1, 'Written', '1', \
                     json_build_object('decision_id', md5(s::text), 'input', repeat('x', 400)), 'bench', now(), \
-                    CASE WHEN s = 1 THEN decode(repeat('00', 32), 'hex') ELSE sha256(int8send(s - 1)) END, sha256(int8send(s)) \
+                    CASE WHEN s = $1 THEN $3 ELSE sha256(int8send(s - 1)) END, sha256(int8send(s)) \
              FROM generate_series($1::bigint, $2::bigint) AS s",
         )
         .bind(from)
         .bind(to)
+        .bind(&prev_of_first)
         .execute(&mut *admin)
         .await
         .unwrap();
+        prev_of_first = sha256_of(to);
         from = to + 1;
     }
+}
+
+/// The synthetic hash of entry `seq`, as the fill writes it: SHA-256 of its big-endian seq.
+fn sha256_of(seq: i64) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(seq.to_be_bytes()).to_vec()
 }
 
 async fn catch_up(reader: &LedgerReader, writer: &sqlx::PgPool, signer_pem: &str) -> (Duration, f64, i64) {
@@ -67,6 +82,9 @@ async fn main() {
     let pem = NoteSigner::generate_pem().unwrap();
     let small: i64 = std::env::var("BENCH_NOTARY_SMALL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let large: i64 = std::env::var("BENCH_NOTARY_LARGE").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    // The ledger bench may have appended real entries first: both sizes count from there.
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM gov_audit_trail_entries").fetch_one(&mut admin).await.unwrap();
+    let (small, large) = (head.max(small), head.max(small) + large);
     eprintln!("filling the ledger to {small} entries");
     fill_to(&mut admin, small).await;
     let (t_small, rss_small, n_small) = catch_up(&reader, &writer, &pem).await;
