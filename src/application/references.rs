@@ -68,6 +68,11 @@ pub fn evidence_services(reader: LedgerReader) -> EvidenceServices {
     EvidenceServices::new(Arc::new(LedgerReferences { reader }), Arc::new(CatalogRequirements))
 }
 
+/// The ComplianceWorkflow aggregate's services on this ledger.
+pub fn workflow_services(reader: LedgerReader) -> aggregates::compliance::WorkflowServices {
+    aggregates::compliance::WorkflowServices::new(Arc::new(LedgerReferences { reader }))
+}
+
 /// The API's answer when a reference could not be checked: the ledger error's own (503
 /// when the audit database is down).
 pub fn unavailable_answer(e: &ReferenceUnavailable) -> crate::error::ApiError {

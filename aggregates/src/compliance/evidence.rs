@@ -213,6 +213,8 @@ impl EvidenceStatus {
 pub struct Evidence {
     pub tenant_id: Option<TenantId>,
     pub evidence_id: Option<EvidenceId>,
+    /// The workflow the evidence was submitted to.
+    pub workflow_id: Option<WorkflowId>,
     pub status: EvidenceStatus,
 }
 
@@ -275,6 +277,7 @@ impl Aggregate for Evidence {
             EvidenceEvent::EvidenceSubmitted(s) => {
                 self.tenant_id = Some(s.tenant_id);
                 self.evidence_id = Some(s.evidence_id);
+                self.workflow_id = Some(s.workflow_id);
                 self.status = EvidenceStatus::Active;
             }
             EvidenceEvent::EvidenceSuperseded { .. } => self.status = EvidenceStatus::Superseded,

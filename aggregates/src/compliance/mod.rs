@@ -24,7 +24,7 @@ pub use references::{EvidenceReferences, EvidenceServices, RecordedDecision, Ref
 pub use review::{Certification, CertifiedStatus, Finding, WorkflowChange};
 pub use status::{contribution, derive, Contribution, Cover, Derived, RequirementStatus};
 pub use submit::SubmitEvidence;
-pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowState};
+pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowServices, WorkflowState};
 
 #[cfg(test)]
 mod references_tests;

@@ -81,7 +81,7 @@ fn decision_id(n: u8) -> DecisionId {
 pub(super) fn replacement() -> EvidenceId {
     EvidenceId::parse("55555555-5555-4555-8555-555555555555").unwrap()
 }
-fn foreign_evidence() -> EvidenceId {
+pub(super) fn foreign_evidence() -> EvidenceId {
     EvidenceId::parse("77777777-7777-4777-8777-777777777777").unwrap()
 }
 
@@ -140,6 +140,16 @@ fn services_of(ledger: StubLedger) -> EvidenceServices {
 /// The services of a ledger holding the tenant's draft SOC 2 workflow (see [`ledger_with`]).
 pub(super) fn services() -> EvidenceServices {
     services_of(ledger_with(vec![created()]))
+}
+
+/// The workflow's services on the same ledger.
+pub(super) fn workflow_services() -> super::WorkflowServices {
+    super::WorkflowServices::new(Arc::new(ledger_with(vec![created()])))
+}
+
+/// The workflow's services on a ledger that cannot be read.
+pub(super) fn workflow_services_down() -> super::WorkflowServices {
+    super::WorkflowServices::new(Arc::new(StubLedger { down: true, ..ledger_with(vec![created()]) }))
 }
 
 /// The command that submits `s`, declaring its outcome.

@@ -5,7 +5,7 @@
 use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 
-use super::references_tests::{services, submit};
+use super::references_tests::{foreign_evidence, replacement, services, submit, workflow_services, workflow_services_down};
 use super::tests::{actor, created, day, history_to, other_tenant, reason, submission, tenant};
 use super::*;
 use crate::ids::{Actor, EvidenceId, Reason};
@@ -39,17 +39,12 @@ fn sent_back(findings: &[Finding]) -> Vec<WorkflowEvent> {
     events
 }
 fn close(id: u128) -> WorkflowCommand {
-    WorkflowCommand::CloseFinding {
-        tenant_id: tenant(),
-        finding_id: Uuid::from_u128(id),
-        evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)),
-        actor: actor(),
-    }
+    WorkflowCommand::CloseFinding { tenant_id: tenant(), finding_id: Uuid::from_u128(id), evidence_id: replacement(), actor: actor() }
 }
 
 #[test]
 fn given_auditor_review_when_the_auditor_accepts_then_certified_with_the_recorded_statuses() {
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(history_to(WorkflowState::AuditorReview))
         .when(WorkflowCommand::Accept { tenant_id: tenant(), certification: certification(), reason: reason(), actor: actor() })
         .then_expect_events(vec![
@@ -65,7 +60,7 @@ fn given_auditor_review_when_the_auditor_accepts_then_certified_with_the_recorde
 
 #[test]
 fn accepting_needs_auditor_review_and_a_validity_after_the_day_of_certification() {
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(history_to(WorkflowState::InternalReview))
         .when(WorkflowCommand::Accept { tenant_id: tenant(), certification: certification(), reason: reason(), actor: actor() })
         .then_expect_error(WorkflowError::InvalidTransition {
@@ -75,7 +70,7 @@ fn accepting_needs_auditor_review_and_a_validity_after_the_day_of_certification(
         });
     let mut same_day = certification();
     same_day.valid_until = same_day.as_of;
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(history_to(WorkflowState::AuditorReview))
         .when(WorkflowCommand::Accept { tenant_id: tenant(), certification: same_day, reason: reason(), actor: actor() })
         .then_expect_error(WorkflowError::Invalid("a certification must be valid after the day it is granted".into()));
@@ -85,8 +80,8 @@ fn accepting_needs_auditor_review_and_a_validity_after_the_day_of_certification(
 fn given_auditor_review_when_sent_back_then_remediation_with_one_event_per_finding_and_none_without_findings() {
     let findings = vec![finding(1), finding(2)];
     let expected = sent_back(&findings)[history_to(WorkflowState::AuditorReview).len()..].to_vec();
-    Wf::with(()).given(history_to(WorkflowState::AuditorReview)).when(send_back(findings)).then_expect_events(expected);
-    Wf::with(())
+    Wf::with(workflow_services()).given(history_to(WorkflowState::AuditorReview)).when(send_back(findings)).then_expect_events(expected);
+    Wf::with(workflow_services())
         .given(history_to(WorkflowState::AuditorReview))
         .when(send_back(vec![]))
         .then_expect_error(WorkflowError::Invalid("sending back to remediation needs at least one finding".into()));
@@ -97,56 +92,69 @@ fn given_open_findings_then_remediation_cannot_move_on_until_each_is_closed_by_e
     let given = sent_back(&[finding(1), finding(2)]);
     let to_collection =
         WorkflowCommand::Transition { tenant_id: tenant(), to: WorkflowState::EvidenceCollection, reason: reason(), actor: actor() };
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(given.clone())
         .when(to_collection.clone())
         .then_expect_error(WorkflowError::OpenFindings(vec![Uuid::from_u128(1), Uuid::from_u128(2)]));
-    let closed = |id| WorkflowEvent::FindingClosed {
-        finding_id: Uuid::from_u128(id),
-        evidence_id: EvidenceId::from_uuid(Uuid::from_u128(99)),
-        actor: actor(),
-    };
-    Wf::with(()).given(given.clone()).when(close(1)).then_expect_events(vec![closed(1)]);
+    let closed = |id| WorkflowEvent::FindingClosed { finding_id: Uuid::from_u128(id), evidence_id: replacement(), actor: actor() };
+    Wf::with(workflow_services()).given(given.clone()).when(close(1)).then_expect_events(vec![closed(1)]);
     let mut both = given.clone();
     both.extend([closed(1), closed(2)]);
-    Wf::with(()).given(both.clone()).when(to_collection).then_expect_events(vec![WorkflowEvent::WorkflowStatusChanged {
+    Wf::with(workflow_services()).given(both.clone()).when(to_collection).then_expect_events(vec![WorkflowEvent::WorkflowStatusChanged {
         from: WorkflowState::Remediation,
         to: WorkflowState::EvidenceCollection,
         reason: reason(),
         actor: actor(),
     }]);
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(both)
         .when(close(1))
         .then_expect_error(WorkflowError::Invalid(format!("finding {} is already closed", Uuid::from_u128(1))));
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(given)
         .when(close(7))
         .then_expect_error(WorkflowError::Invalid(format!("finding {} is not a finding of this workflow", Uuid::from_u128(7))));
 }
 
 #[test]
+fn a_finding_is_closed_only_by_active_evidence_of_this_workflow_as_the_ledger_has_it() {
+    let given = sent_back(&[finding(1)]);
+    let with = |evidence_id: EvidenceId| WorkflowCommand::CloseFinding {
+        tenant_id: tenant(),
+        finding_id: Uuid::from_u128(1),
+        evidence_id,
+        actor: actor(),
+    };
+    let refused = WorkflowError::Invalid("evidence_id names no active evidence of this workflow".into());
+    // Another tenant's evidence, and evidence the ledger does not hold, are refused alike.
+    Wf::with(workflow_services()).given(given.clone()).when(with(foreign_evidence())).then_expect_error(refused.clone());
+    Wf::with(workflow_services()).given(given.clone()).when(with(EvidenceId::from_uuid(Uuid::from_u128(42)))).then_expect_error(refused);
+    // When the ledger cannot be read, nothing is decided.
+    let down = Wf::with(workflow_services_down()).given(given).when(with(replacement())).inspect_result();
+    assert!(matches!(down, Err(WorkflowError::ReferenceUnavailable(_))), "{down:?}");
+}
+
+#[test]
 fn scope_owner_and_due_date_change_while_open_with_a_reason_and_never_after_certification() {
     let change = WorkflowChange { scope: None, owner: Some(Actor::parse("new-owner").unwrap()), due_date: Some(day("2027-01-31")) };
     let cmd = |change: WorkflowChange| WorkflowCommand::Change { tenant_id: tenant(), change, reason: reason(), actor: actor() };
-    Wf::with(()).given(vec![created()]).when(cmd(change.clone())).then_expect_events(vec![WorkflowEvent::WorkflowChanged {
-        change: change.clone(),
-        reason: reason(),
-        actor: actor(),
-    }]);
-    Wf::with(())
+    Wf::with(workflow_services())
+        .given(vec![created()])
+        .when(cmd(change.clone()))
+        .then_expect_events(vec![WorkflowEvent::WorkflowChanged { change: change.clone(), reason: reason(), actor: actor() }]);
+    Wf::with(workflow_services())
         .given(history_to(WorkflowState::Certified))
         .when(cmd(change))
         .then_expect_error(WorkflowError::Invalid("the workflow is certified; its scope is closed".into()));
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(vec![created()])
         .when(cmd(WorkflowChange { scope: None, owner: None, due_date: None }))
         .then_expect_error(WorkflowError::Invalid("a change needs a scope, an owner or a due date".into()));
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(vec![created()])
         .when(cmd(WorkflowChange { scope: Some(Scope::Requirements { ids: vec![] }), owner: None, due_date: None }))
         .then_expect_error(WorkflowError::Invalid("a scope of listed requirements needs at least one".into()));
-    Wf::with(())
+    Wf::with(workflow_services())
         .given(vec![created()])
         .when(WorkflowCommand::Change {
             tenant_id: other_tenant(),
@@ -164,10 +172,10 @@ fn a_not_applicable_mark_can_be_withdrawn_once_and_only_if_it_was_made() {
         WorkflowCommand::WithdrawNotApplicable { tenant_id: tenant(), requirement_id: req.clone(), reason: reason(), actor: actor() };
     let marked = WorkflowEvent::RequirementMarkedNotApplicable { requirement_id: req.clone(), justification: reason(), actor: actor() };
     let withdrawn = WorkflowEvent::NotApplicableWithdrawn { requirement_id: req.clone(), reason: reason(), actor: actor() };
-    Wf::with(()).given(vec![created(), marked.clone()]).when(withdraw.clone()).then_expect_events(vec![withdrawn.clone()]);
+    Wf::with(workflow_services()).given(vec![created(), marked.clone()]).when(withdraw.clone()).then_expect_events(vec![withdrawn.clone()]);
     let not_marked = WorkflowError::Invalid("CC6.1 is not marked not applicable".into());
-    Wf::with(()).given(vec![created(), marked, withdrawn]).when(withdraw.clone()).then_expect_error(not_marked.clone());
-    Wf::with(()).given(vec![created()]).when(withdraw).then_expect_error(not_marked);
+    Wf::with(workflow_services()).given(vec![created(), marked, withdrawn]).when(withdraw.clone()).then_expect_error(not_marked.clone());
+    Wf::with(workflow_services()).given(vec![created()]).when(withdraw).then_expect_error(not_marked);
 }
 
 #[test]

@@ -79,7 +79,8 @@ fn every_transition_of_the_state_machine_is_allowed_exactly_as_drawn() {
     for (from, allowed) in expected {
         for target in WorkflowState::STATES {
             let given = history_to(*from);
-            let when = TestFramework::<ComplianceWorkflow>::with(()).given(given).when(to(target));
+            let when =
+                TestFramework::<ComplianceWorkflow>::with(super::references_tests::workflow_services()).given(given).when(to(target));
             if *from == AuditorReview && matches!(target, Certified | Remediation) {
                 when.then_expect_error(WorkflowError::AuditorDecides(target.as_str()));
             } else if allowed.contains(&target) {
@@ -97,7 +98,7 @@ fn every_transition_of_the_state_machine_is_allowed_exactly_as_drawn() {
 
 #[test]
 fn a_workflow_of_another_tenant_is_not_found() {
-    TestFramework::<ComplianceWorkflow>::with(())
+    TestFramework::<ComplianceWorkflow>::with(super::references_tests::workflow_services())
         .given(vec![created()])
         .when(WorkflowCommand::Transition { tenant_id: other_tenant(), to: WorkflowState::Scoping, reason: reason(), actor: actor() })
         .then_expect_error(WorkflowError::NotFound);
@@ -112,10 +113,15 @@ fn not_applicable_needs_an_open_workflow_and_an_in_scope_requirement() {
         justification: reason(),
         actor: actor(),
     };
-    TestFramework::<ComplianceWorkflow>::with(()).given(vec![created()]).when(mark(&req)).then_expect_events(vec![
-        WorkflowEvent::RequirementMarkedNotApplicable { requirement_id: req.clone(), justification: reason(), actor: actor() },
-    ]);
-    TestFramework::<ComplianceWorkflow>::with(())
+    TestFramework::<ComplianceWorkflow>::with(super::references_tests::workflow_services())
+        .given(vec![created()])
+        .when(mark(&req))
+        .then_expect_events(vec![WorkflowEvent::RequirementMarkedNotApplicable {
+            requirement_id: req.clone(),
+            justification: reason(),
+            actor: actor(),
+        }]);
+    TestFramework::<ComplianceWorkflow>::with(super::references_tests::workflow_services())
         .given(history_to(WorkflowState::Certified))
         .when(mark(&req))
         .then_expect_error(WorkflowError::Invalid("the workflow is certified; its scope is closed".into()));
@@ -123,7 +129,7 @@ fn not_applicable_needs_an_open_workflow_and_an_in_scope_requirement() {
     if let WorkflowEvent::WorkflowCreated { scope, .. } = &mut scoped {
         *scope = Scope::Requirements { ids: vec![RequirementId::parse("CC1.1").unwrap()] };
     }
-    TestFramework::<ComplianceWorkflow>::with(())
+    TestFramework::<ComplianceWorkflow>::with(super::references_tests::workflow_services())
         .given(vec![scoped])
         .when(mark(&req))
         .then_expect_error(WorkflowError::Invalid("CC6.1 is not in the workflow's scope".into()));

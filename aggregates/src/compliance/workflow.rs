@@ -263,10 +263,14 @@ pub enum WorkflowError {
     OpenFindings(Vec<Uuid>),
     #[error("{0}")]
     Invalid(String),
+    /// The ledger could not be read to check a reference; nothing was decided.
+    #[error(transparent)]
+    ReferenceUnavailable(super::references::ReferenceUnavailable),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceWorkflow {
+    pub workflow_id: Option<WorkflowId>,
     pub tenant_id: Option<TenantId>,
     pub regulation: Option<RegulationCode>,
     pub state: WorkflowState,
@@ -395,14 +399,49 @@ fn check_scope(scope: &Scope) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// The ComplianceWorkflow aggregate's services: the ledger, to check the evidence a
+/// command names.
+#[derive(Clone)]
+pub struct WorkflowServices {
+    references: std::sync::Arc<dyn super::references::EvidenceReferences>,
+}
+
+impl WorkflowServices {
+    pub fn new(references: std::sync::Arc<dyn super::references::EvidenceReferences>) -> Self {
+        Self { references }
+    }
+
+    async fn evidence(&self, id: EvidenceId) -> Result<super::evidence::Evidence, super::references::ReferenceUnavailable> {
+        self.references.evidence(id).await
+    }
+}
+
+impl std::fmt::Debug for WorkflowServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowServices").finish_non_exhaustive()
+    }
+}
+
 impl Aggregate for ComplianceWorkflow {
     const TYPE: &'static str = "ComplianceWorkflow";
     type Command = WorkflowCommand;
     type Event = WorkflowEvent;
     type Error = WorkflowError;
-    type Services = ();
+    type Services = WorkflowServices;
 
-    async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        // Closing a finding names evidence: it must be active evidence of this workflow, as
+        // the ledger has it (never a read model).
+        if let WorkflowCommand::CloseFinding { tenant_id, evidence_id, .. } = &command {
+            if self.tenant_id == Some(*tenant_id) {
+                let evidence = services.evidence(*evidence_id).await.map_err(WorkflowError::ReferenceUnavailable)?;
+                let ours =
+                    evidence.tenant_id == Some(*tenant_id) && evidence.workflow_id.is_some() && evidence.workflow_id == self.workflow_id;
+                if !ours || evidence.status != super::evidence::EvidenceStatus::Active {
+                    return Err(WorkflowError::Invalid("evidence_id names no active evidence of this workflow".into()));
+                }
+            }
+        }
         for event in self.decide(command)? {
             sink.write(event, self).await;
         }
@@ -412,7 +451,8 @@ impl Aggregate for ComplianceWorkflow {
     fn apply(&mut self, event: Self::Event) {
         use WorkflowEvent as E;
         match event {
-            E::WorkflowCreated { tenant_id, regulation, scope, .. } => {
+            E::WorkflowCreated { workflow_id, tenant_id, regulation, scope, .. } => {
+                self.workflow_id = Some(workflow_id);
                 self.tenant_id = Some(tenant_id);
                 self.regulation = Some(regulation);
                 self.scope = Some(scope);

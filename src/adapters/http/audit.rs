@@ -16,7 +16,7 @@ use aggregates::{Actor, EvidenceId, Reason};
 use super::evidence::{evidence_id, run as run_evidence};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::regulations::OFFICERS;
-use super::workflows::{run, view, workflow_id, workflow_statuses, WorkflowDetail};
+use super::workflows::{run, workflow_id, workflow_statuses, WorkflowDetail};
 use super::SharedState;
 use crate::adapters::auth::Role;
 use crate::error::{ApiError, ErrorCode};
@@ -153,13 +153,7 @@ pub async fn close_finding(
     caller.require(OFFICERS)?;
     let id = workflow_id(&id)?;
     let finding_id = Uuid::parse_str(&finding).map_err(|_| ApiError::not_found("finding"))?;
-    view(&state, &caller, id).await?;
-    let mut tx = state.tenant_tx(&caller).await?;
-    let evidence = projections::evidence::get(&mut tx, body.evidence_id).await?;
-    drop(tx);
-    if !evidence.is_some_and(|e| e.workflow_id == id.as_uuid() && e.status == "active") {
-        return Err(ApiError::validation("evidence_id names no active evidence of this workflow"));
-    }
+    // The aggregate checks the evidence against the ledger: active, of this workflow.
     let command = WorkflowCommand::CloseFinding {
         tenant_id: caller.tenant_id,
         finding_id,

@@ -40,6 +40,7 @@ impl From<WorkflowError> for ApiError {
                 ApiError::new(ErrorCode::Conflict, e.to_string()).with_details(serde_json::json!({ "open_findings": open }))
             }
             WorkflowError::Invalid(m) => ApiError::validation(m.clone()),
+            WorkflowError::ReferenceUnavailable(r) => crate::application::references::unavailable_answer(r),
         }
     }
 }
@@ -92,7 +93,8 @@ pub(crate) async fn run(
     command: WorkflowCommand,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let appended = state.bus.execute::<ComplianceWorkflow>(&id.to_string(), command, &(), &caller.context()).await?;
+    let services = crate::application::references::workflow_services(state.ledger.clone());
+    let appended = state.bus.execute::<ComplianceWorkflow>(&id.to_string(), command, &services, &caller.context()).await?;
     let seq = appended.last().map(|a| a.seq).unwrap_or(0);
     let accepted = serde_json::json!({ "workflow_id": id.as_uuid(), "ledger_seq": seq, "status": "accepted" });
     let read = async { detail(state, caller, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow")) };
