@@ -119,7 +119,7 @@ pub struct Page<T> {
 
 /// The row offset of a 1-based page.
 pub fn offset(page: u32, page_size: u32) -> i64 {
-    i64::from(page.saturating_sub(1)) * i64::from(page_size)
+    i64::from(page.saturating_sub(1)).saturating_mul(i64::from(page_size))
 }
 
 /// Sort direction of a list query.
@@ -183,6 +183,30 @@ mod tests {
             let decoded = record(aggregate_type, event_type, payload).decode();
             assert!(matches!(&decoded, Err(ProjectionError::Decode(m)) if m.starts_with("seq 12: ")), "{event_type}: {decoded:?}");
         }
+    }
+
+    #[test]
+    fn every_projector_has_its_own_name_and_tables_and_together_they_cover_every_aggregate_type() {
+        let all = super::all();
+        let names: std::collections::HashSet<_> = all.iter().map(|p| p.name()).collect();
+        assert_eq!(names.len(), all.len(), "positions are stored by name");
+        let mut tables = std::collections::HashSet::new();
+        for p in &all {
+            for t in p.tables() {
+                assert!(t.starts_with("gov_"), "{t}: platform tables are prefixed gov_");
+                assert!(tables.insert(*t), "{t} is rebuilt by one projector only");
+            }
+        }
+        for aggregate_type in ["Policy", "PolicyDecision", "ComplianceWorkflow", "Evidence", "ControlMapping"] {
+            assert!(all.iter().any(|p| p.handles(aggregate_type)), "nobody projects {aggregate_type}");
+        }
+    }
+
+    #[test]
+    fn pages_are_one_based_and_offsets_do_not_overflow() {
+        assert_eq!(super::offset(1, 50), 0);
+        assert_eq!(super::offset(3, 50), 100);
+        assert!(super::offset(u32::MAX, u32::MAX) > 0);
     }
 
     #[test]
