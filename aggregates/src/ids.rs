@@ -87,6 +87,18 @@ uuid_id!(
     "decision_id"
 );
 
+uuid_id!(
+    /// One replay of recorded decisions against a policy version.
+    ReplayId,
+    "replay_id"
+);
+
+impl ReplayId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
 impl WorkflowId {
     pub fn generate() -> Self {
         Self(Uuid::now_v7())

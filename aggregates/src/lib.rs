@@ -27,7 +27,9 @@ pub mod policy;
 pub mod recorded;
 
 pub use facts::Fact;
-pub use ids::{Actor, DecisionId, Description, EvidenceId, IdError, PolicyId, PolicyName, Reason, RegoSource, TenantId, WorkflowId};
+pub use ids::{
+    Actor, DecisionId, Description, EvidenceId, IdError, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId, WorkflowId,
+};
 pub use ledger_event::{LedgerEvent, LedgerEventError};
 pub use recorded::{DecodeError, EventKind, Recorded, Stream};
 

@@ -11,7 +11,7 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 
 use crate::compliance::{ComplianceWorkflow, Evidence, EvidenceEvent, WorkflowEvent};
-use crate::facts::{ControlMappingEvent, DecisionEvent, Fact, ProjectionSkipEvent};
+use crate::facts::{ControlMappingEvent, DecisionEvent, Fact, ProjectionSkipEvent, ReplayEvent};
 use crate::ledger_event::LedgerEvent;
 use crate::policy::name::{NameClaimEvent, PolicyNameClaim};
 use crate::policy::{Policy, PolicyEvent};
@@ -26,10 +26,11 @@ pub enum Stream {
     PolicyDecision,
     ControlMapping,
     ProjectionSkip,
+    PolicyReplay,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 7] = [
+    pub const ALL: [Stream; 8] = [
         Self::Policy,
         Self::PolicyNameClaim,
         Self::ComplianceWorkflow,
@@ -37,6 +38,7 @@ impl Stream {
         Self::PolicyDecision,
         Self::ControlMapping,
         Self::ProjectionSkip,
+        Self::PolicyReplay,
     ];
 
     /// The ledger's `aggregate_type`.
@@ -49,6 +51,7 @@ impl Stream {
             Self::PolicyDecision => DecisionEvent::AGGREGATE_TYPE,
             Self::ControlMapping => ControlMappingEvent::AGGREGATE_TYPE,
             Self::ProjectionSkip => ProjectionSkipEvent::AGGREGATE_TYPE,
+            Self::PolicyReplay => ReplayEvent::AGGREGATE_TYPE,
         }
     }
 
@@ -108,6 +111,7 @@ event_kinds! {
     ControlMappingNotApplicable: ControlMapping,
     ControlMappingNotApplicableWithdrawn: ControlMapping,
     ProjectionEntrySkipped: ProjectionSkip,
+    PolicyReplayed: PolicyReplay,
 }
 
 impl EventKind {
@@ -139,6 +143,7 @@ pub enum Recorded {
     Decision(DecisionEvent),
     ControlMapping(ControlMappingEvent),
     ProjectionSkip(ProjectionSkipEvent),
+    Replay(ReplayEvent),
 }
 
 impl Recorded {
@@ -155,6 +160,7 @@ impl Recorded {
             Stream::PolicyDecision => Self::Decision(DecisionEvent::from_ledger(event_type, payload).map_err(bad)?),
             Stream::ControlMapping => Self::ControlMapping(ControlMappingEvent::from_ledger(event_type, payload).map_err(bad)?),
             Stream::ProjectionSkip => Self::ProjectionSkip(ProjectionSkipEvent::from_ledger(event_type, payload).map_err(bad)?),
+            Stream::PolicyReplay => Self::Replay(ReplayEvent::from_ledger(event_type, payload).map_err(bad)?),
         })
     }
 
@@ -206,6 +212,7 @@ impl Recorded {
                 ControlMappingEvent::ControlMappingNotApplicableWithdrawn(_) => K::ControlMappingNotApplicableWithdrawn,
             },
             Self::ProjectionSkip(ProjectionSkipEvent::ProjectionEntrySkipped(_)) => K::ProjectionEntrySkipped,
+            Self::Replay(ReplayEvent::PolicyReplayed(_)) => K::PolicyReplayed,
         }
     }
 }

@@ -75,11 +75,28 @@ fn examples() -> Vec<Recorded> {
             rego: rego(),
             input_logging: InputLogging::HashOnly,
             input_mask: Default::default(),
+            control_checks: Default::default(),
             actor: actor(),
             reason: None,
         }),
-        Recorded::Policy(PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(), actor: actor(), reason: Some(reason()) }),
-        Recorded::Policy(PolicyEvent::PolicyActivated { version: 2, actor: actor(), reason: None }),
+        Recorded::Policy(PolicyEvent::PolicyVersionAdded {
+            version: 2,
+            rego: rego(),
+            control_checks: crate::policy::ControlChecks::new(vec![crate::policy::ControlCheck {
+                control_id: ControlId::parse("PR.AA-01").unwrap(),
+                rule: Some(RulePath::parse("allow").unwrap()),
+                pass_when: crate::policy::PassWhen::AllAllowed,
+            }])
+            .unwrap(),
+            actor: actor(),
+            reason: Some(reason()),
+        }),
+        Recorded::Policy(PolicyEvent::PolicyActivated {
+            version: 2,
+            replay_id: Some(ReplayId::from_uuid(Uuid::nil())),
+            actor: actor(),
+            reason: None,
+        }),
         Recorded::Policy(PolicyEvent::PolicyDeactivated { actor: actor(), reason: None }),
         Recorded::Policy(PolicyEvent::PolicyArchived { actor: actor(), reason: None }),
         Recorded::PolicyNameClaim(NameClaimEvent::PolicyNameClaimed {
@@ -158,6 +175,24 @@ fn examples() -> Vec<Recorded> {
             seq: 9,
             reason: SkipReason::parse("too large for the broker").unwrap(),
         })),
+        Recorded::Replay(ReplayEvent::PolicyReplayed(PolicyReplayed {
+            replay_id: ReplayId::from_uuid(Uuid::nil()),
+            policy_id: policy(),
+            version: 2,
+            engine: EngineKind::Embedded,
+            from: "2026-11-01T00:00:00Z".parse().unwrap(),
+            to: "2026-11-30T00:00:00Z".parse().unwrap(),
+            limit: Some(1000),
+            through_seq: 99,
+            first_seq: Some(3),
+            last_seq: Some(12),
+            read: 3,
+            replayed: 2,
+            skipped: 1,
+            changed: 1,
+            decisions_sha256: decision_set_sha256(&[3, 7, 12]),
+            report_sha256: Sha256::from_digest([2; 32]),
+        })),
     ]
 }
 
@@ -174,6 +209,7 @@ fn stored(r: &Recorded) -> (&'static str, String, String, Value) {
         Recorded::Decision(e) => parts(e),
         Recorded::ControlMapping(e) => parts(e),
         Recorded::ProjectionSkip(e) => parts(e),
+        Recorded::Replay(e) => parts(e),
     };
     (r.kind().stream().aggregate_type(), event_type, version, payload)
 }
@@ -200,7 +236,16 @@ fn the_ledger_streams_keep_their_aggregate_type_names() {
     let names: Vec<&str> = Stream::ALL.iter().map(|s| s.aggregate_type()).collect();
     assert_eq!(
         names,
-        ["Policy", "PolicyNameClaim", "ComplianceWorkflow", "Evidence", "PolicyDecision", "ControlMapping", "ProjectionSkip"]
+        [
+            "Policy",
+            "PolicyNameClaim",
+            "ComplianceWorkflow",
+            "Evidence",
+            "PolicyDecision",
+            "ControlMapping",
+            "ProjectionSkip",
+            "PolicyReplay"
+        ]
     );
 }
 

@@ -52,6 +52,7 @@ pub fn domain_topic(kind: EventKind) -> Option<&'static str> {
         K::PolicyArchived => "governance.policy.archived",
         K::PolicyNameClaimed => "governance.policy.name_claimed",
         K::PolicyEvaluated => "governance.policy.evaluated",
+        K::PolicyReplayed => "governance.policy.replayed",
         K::WorkflowCreated => "governance.compliance.workflow.created",
         K::WorkflowStatusChanged => "governance.compliance.workflow.status_changed",
         K::RequirementMarkedNotApplicable => "governance.compliance.requirement.marked_not_applicable",

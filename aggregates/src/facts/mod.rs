@@ -7,12 +7,15 @@
 //! - [`decision`]: `PolicyEvaluated`, the record of one evaluation (`PolicyDecision`).
 //! - [`control_mapping`]: a tenant's requirement → control mappings and not-applicable
 //!   marks on links (`ControlMapping`).
+//! - [`replay`]: `PolicyReplayed`, the report of one replay of recorded decisions
+//!   against a policy version (`PolicyReplay`).
 //! - [`projection_skip`]: an operator's decision that a projector skips an entry
 //!   (`ProjectionSkip`).
 
 pub mod control_mapping;
 pub mod decision;
 pub mod projection_skip;
+pub mod replay;
 
 use cqrs_es::DomainEvent;
 
@@ -21,6 +24,7 @@ use crate::ledger_event::LedgerEvent;
 pub use control_mapping::{ControlMappingEvent, LinkMark, MappingSet, CONTROL_MAPPING_AGGREGATE};
 pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
 pub use projection_skip::{ProjectionEntrySkipped, ProjectionName, ProjectionSkipEvent, SkipReason, SKIP_AGGREGATE};
+pub use replay::{decision_set_sha256, PolicyReplayed, ReplayEvent, REPLAY_AGGREGATE};
 
 /// A fact's event enum: its ledger aggregate type, and (from [`DomainEvent`]) its
 /// `event_type` and `event_version`.

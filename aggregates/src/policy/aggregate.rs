@@ -4,9 +4,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::services::{PolicyServices, VersionRejected};
+use super::services::{PolicyServices, ReplaySubject, VersionRejected};
 use super::{PolicyCommand, PolicyEvent};
-use crate::ids::{PolicyId, RegoSource, TenantId};
+use crate::ids::{PolicyId, RegoSource, ReplayId, TenantId};
 
 /// Where a policy is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,6 +60,9 @@ pub enum PolicyError {
     /// compile, its tests fail, or the engine could not check it).
     #[error("version {version} cannot become active: {reason}")]
     VersionRejected { version: u32, reason: VersionRejected },
+    /// The replay the activation names is not a replay of the version it activates.
+    #[error("replay {replay} is not a replay of version {version} of this policy")]
+    ReplayMismatch { replay: ReplayId, version: u32 },
 }
 
 impl std::fmt::Display for PolicyStatus {
@@ -103,7 +106,19 @@ impl Policy {
     }
 
     async fn decide(&self, command: PolicyCommand, services: &PolicyServices) -> Result<PolicyEvent, PolicyError> {
-        if let PolicyCommand::Create { policy_id, tenant_id, name, description, rego, input_logging, input_mask, actor, reason } = command {
+        if let PolicyCommand::Create {
+            policy_id,
+            tenant_id,
+            name,
+            description,
+            rego,
+            input_logging,
+            input_mask,
+            control_checks,
+            actor,
+            reason,
+        } = command
+        {
             if self.status != PolicyStatus::Uninitialized {
                 return Err(PolicyError::AlreadyExists);
             }
@@ -116,6 +131,7 @@ impl Policy {
                 rego,
                 input_logging,
                 input_mask,
+                control_checks,
                 actor,
                 reason,
             });
@@ -126,10 +142,10 @@ impl Policy {
         }
         Ok(match command {
             PolicyCommand::Create { .. } => return Err(PolicyError::AlreadyExists),
-            PolicyCommand::AddVersion { rego, actor, reason, .. } => {
-                PolicyEvent::PolicyVersionAdded { version: self.latest_version + 1, rego, actor, reason }
+            PolicyCommand::AddVersion { rego, control_checks, actor, reason, .. } => {
+                PolicyEvent::PolicyVersionAdded { version: self.latest_version + 1, rego, control_checks, actor, reason }
             }
-            PolicyCommand::Activate { version, actor, reason, .. } => {
+            PolicyCommand::Activate { version, replay_id, actor, reason, .. } => {
                 let version = version.unwrap_or(self.latest_version);
                 if version == 0 || version > self.latest_version {
                     return Err(PolicyError::UnknownVersion { requested: version, latest: self.latest_version });
@@ -140,11 +156,18 @@ impl Policy {
                 let (Some(policy), Some(tenant), Some(rego)) = (self.policy_id, self.tenant_id, self.source(version)) else {
                     return Err(PolicyError::UnknownVersion { requested: version, latest: self.latest_version });
                 };
+                if let Some(replay) = replay_id {
+                    let subject =
+                        services.replay_subject(tenant, replay).await.map_err(|reason| PolicyError::VersionRejected { version, reason })?;
+                    if subject != Some(ReplaySubject { policy_id: policy, version }) {
+                        return Err(PolicyError::ReplayMismatch { replay, version });
+                    }
+                }
                 services
                     .check_version(tenant, policy, version, rego)
                     .await
                     .map_err(|reason| PolicyError::VersionRejected { version, reason })?;
-                PolicyEvent::PolicyActivated { version, actor, reason }
+                PolicyEvent::PolicyActivated { version, replay_id, actor, reason }
             }
             PolicyCommand::Deactivate { actor, reason, .. } => PolicyEvent::PolicyDeactivated { actor, reason },
             PolicyCommand::Archive { actor, reason, .. } => PolicyEvent::PolicyArchived { actor, reason },

@@ -1,9 +1,10 @@
 //! Commands on the Policy aggregate. Every command carries the tenant it acts for (checked
 //! against the aggregate's owner), the actor and a reason, which end up in the ledger.
 
+use super::controls::ControlChecks;
 use super::mask::InputMask;
 use super::InputLogging;
-use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyCommand {
@@ -15,19 +16,23 @@ pub enum PolicyCommand {
         rego: RegoSource,
         input_logging: InputLogging,
         input_mask: InputMask,
+        control_checks: ControlChecks,
         actor: Actor,
         reason: Option<Reason>,
     },
     AddVersion {
         tenant_id: TenantId,
         rego: RegoSource,
+        control_checks: ControlChecks,
         actor: Actor,
         reason: Option<Reason>,
     },
-    /// `version: None` activates the newest version.
+    /// `version: None` activates the newest version. `replay_id` names a replay of
+    /// recorded decisions against that very version, which the activation records.
     Activate {
         tenant_id: TenantId,
         version: Option<u32>,
+        replay_id: Option<ReplayId>,
         actor: Actor,
         reason: Option<Reason>,
     },

@@ -4,8 +4,9 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::controls::ControlChecks;
 use super::mask::InputMask;
-use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
 use crate::ledger_event::LedgerEvent;
 
 /// What a decision record keeps of the evaluation input.
@@ -45,17 +46,29 @@ pub enum PolicyEvent {
         /// mask hash exactly as before the field existed).
         #[serde(default, skip_serializing_if = "InputMask::is_empty")]
         input_mask: InputMask,
+        /// The controls this version checks (absent when none, so events without checks
+        /// hash exactly as before the field existed).
+        #[serde(default, skip_serializing_if = "ControlChecks::is_empty")]
+        control_checks: ControlChecks,
         actor: Actor,
         reason: Option<Reason>,
     },
     PolicyVersionAdded {
         version: u32,
         rego: RegoSource,
+        /// The controls this version checks (absent when none, so events without checks
+        /// hash exactly as before the field existed).
+        #[serde(default, skip_serializing_if = "ControlChecks::is_empty")]
+        control_checks: ControlChecks,
         actor: Actor,
         reason: Option<Reason>,
     },
     PolicyActivated {
         version: u32,
+        /// The replay of recorded decisions the activation relied on, when it named one
+        /// (absent otherwise, so such events hash exactly as before the field existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replay_id: Option<ReplayId>,
         actor: Actor,
         reason: Option<Reason>,
     },

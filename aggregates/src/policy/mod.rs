@@ -10,12 +10,15 @@
 //! An active policy must be deactivated before it is archived, so that no caller is
 //! evaluating against a policy that silently disappears.
 //!
-//! [`services`]: what the aggregate asks of the engine before a version becomes active.
+//! [`services`]: what the aggregate asks of the engine before a version becomes active,
+//! and of the ledger about a replay an activation names.
+//! [`controls`]: the CSF controls a version checks (policies as continuous control checks).
 //! [`mask`]: which input fields decision records keep out (erasure by design).
 //! [`name`]: the PolicyNameClaim aggregate that keeps policy names unique per tenant.
 
 mod aggregate;
 mod commands;
+pub mod controls;
 mod events;
 pub mod mask;
 pub mod name;
@@ -23,8 +26,9 @@ pub mod services;
 
 pub use aggregate::{Policy, PolicyError, PolicyStatus};
 pub use commands::PolicyCommand;
+pub use controls::{ControlCheck, ControlChecks, PassWhen};
 pub use events::{InputLogging, PolicyEvent};
-pub use services::{ActivationCheck, PolicyServices, VersionRejected};
+pub use services::{ActivationCheck, PolicyServices, ReplaySubject, VersionRejected};
 
 #[cfg(test)]
 mod tests;

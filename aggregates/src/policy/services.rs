@@ -1,11 +1,13 @@
 //! What the Policy aggregate asks of the world outside the domain: whether a version may
 //! become active. The service answers with its policy engine (the version compiles, its
 //! `test_` rules pass and the engine has loaded it); the aggregate decides *which* version
-//! that is, from its own events, so an untested version can never become active.
+//! that is, from its own events, so an untested version can never become active. An
+//! activation that names a replay asks which policy and version that replay was of (the
+//! service reads the replay's fact from the ledger), and refuses a replay of anything else.
 
 use std::sync::Arc;
 
-use crate::ids::{PolicyId, RegoSource, TenantId};
+use crate::ids::{PolicyId, RegoSource, ReplayId, TenantId};
 
 /// Why a version may not become active. It wraps the engine's own error so the edge can
 /// answer with the engine's code (failed tests are 422, an engine that is down is 503).
@@ -24,6 +26,16 @@ impl PartialEq for VersionRejected {
 pub trait ActivationCheck: Send + Sync {
     /// `Ok` when `rego`, version `version` of `policy`, may become active.
     async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected>;
+    /// What the tenant's replay `replay` replayed; `Ok(None)` when the tenant has no such
+    /// replay. An error when the ledger cannot answer.
+    async fn replay_subject(&self, tenant: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected>;
+}
+
+/// The policy version a replay re-evaluated decisions against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySubject {
+    pub policy_id: PolicyId,
+    pub version: u32,
 }
 
 /// The Policy aggregate's services (cqrs-es `Aggregate::Services`).
@@ -45,6 +57,10 @@ impl PolicyServices {
         rego: &RegoSource,
     ) -> Result<(), VersionRejected> {
         self.activation.check_version(tenant, policy, version, rego).await
+    }
+
+    pub(super) async fn replay_subject(&self, tenant: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected> {
+        self.activation.replay_subject(tenant, replay).await
     }
 }
 

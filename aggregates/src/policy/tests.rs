@@ -3,7 +3,7 @@
 use cqrs_es::test::TestFramework;
 
 use super::*;
-use crate::ids::{Actor, Description, PolicyId, PolicyName, RegoSource, TenantId};
+use crate::ids::{Actor, Description, PolicyId, PolicyName, RegoSource, ReplayId, TenantId};
 
 type PolicyTest = TestFramework<Policy>;
 
@@ -13,6 +13,8 @@ type PolicyTest = TestFramework<Policy>;
 struct Engine {
     refuse: bool,
     checked: std::sync::Mutex<Vec<(u32, RegoSource)>>,
+    /// The replays the ledger knows, and what each replayed.
+    replays: Vec<(ReplayId, ReplaySubject)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,10 @@ impl ActivationCheck for Engine {
             return Err(VersionRejected(std::sync::Arc::new(TestsFailed)));
         }
         Ok(())
+    }
+
+    async fn replay_subject(&self, _: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected> {
+        Ok(self.replays.iter().find(|(id, _)| *id == replay).map(|(_, s)| *s))
     }
 }
 
@@ -64,15 +70,16 @@ fn created() -> PolicyEvent {
         rego: rego(1),
         input_logging: InputLogging::Full,
         input_mask: Default::default(),
+        control_checks: Default::default(),
         actor: actor(),
         reason: None,
     }
 }
 fn activated(version: u32) -> PolicyEvent {
-    PolicyEvent::PolicyActivated { version, actor: actor(), reason: None }
+    PolicyEvent::PolicyActivated { version, replay_id: None, actor: actor(), reason: None }
 }
 fn activate(version: Option<u32>) -> PolicyCommand {
-    PolicyCommand::Activate { tenant_id: tenant(), version, actor: actor(), reason: None }
+    PolicyCommand::Activate { tenant_id: tenant(), version, replay_id: None, actor: actor(), reason: None }
 }
 fn archive() -> PolicyCommand {
     PolicyCommand::Archive { tenant_id: tenant(), actor: actor(), reason: None }
@@ -90,6 +97,7 @@ fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
             rego: rego(1),
             input_logging: InputLogging::Full,
             input_mask: Default::default(),
+            control_checks: Default::default(),
             actor: actor(),
             reason: None,
         })
@@ -108,6 +116,7 @@ fn create_twice_is_rejected() {
             rego: rego(1),
             input_logging: InputLogging::Full,
             input_mask: Default::default(),
+            control_checks: Default::default(),
             actor: actor(),
             reason: None,
         })
@@ -117,15 +126,33 @@ fn create_twice_is_rejected() {
 #[test]
 fn add_version_numbers_the_new_version_after_the_newest() {
     PolicyTest::with(engine())
-        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
-        .when(PolicyCommand::AddVersion { tenant_id: tenant(), rego: rego(3), actor: actor(), reason: None })
-        .then_expect_events(vec![PolicyEvent::PolicyVersionAdded { version: 3, rego: rego(3), actor: actor(), reason: None }]);
+        .given(vec![
+            created(),
+            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+        ])
+        .when(PolicyCommand::AddVersion {
+            tenant_id: tenant(),
+            rego: rego(3),
+            control_checks: Default::default(),
+            actor: actor(),
+            reason: None,
+        })
+        .then_expect_events(vec![PolicyEvent::PolicyVersionAdded {
+            version: 3,
+            rego: rego(3),
+            control_checks: Default::default(),
+            actor: actor(),
+            reason: None,
+        }]);
 }
 
 #[test]
 fn activate_without_a_version_activates_the_newest() {
     PolicyTest::with(engine())
-        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .given(vec![
+            created(),
+            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+        ])
         .when(activate(None))
         .then_expect_events(vec![activated(2)]);
 }
@@ -134,7 +161,10 @@ fn activate_without_a_version_activates_the_newest() {
 fn activate_without_a_version_checks_the_newest_version_in_the_events_before_activating_it() {
     let (services, engine) = recording(false);
     PolicyTest::with(services)
-        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .given(vec![
+            created(),
+            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+        ])
         .when(activate(None))
         .then_expect_events(vec![activated(2)]);
     assert_eq!(*engine.checked.lock().unwrap(), vec![(2, rego(2))], "the engine checked exactly the version activated");
@@ -144,7 +174,10 @@ fn activate_without_a_version_checks_the_newest_version_in_the_events_before_act
 fn activate_with_a_version_checks_that_version_s_own_source() {
     let (services, engine) = recording(false);
     PolicyTest::with(services)
-        .given(vec![created(), PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), actor: actor(), reason: None }])
+        .given(vec![
+            created(),
+            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+        ])
         .when(activate(Some(1)))
         .then_expect_events(vec![activated(1)]);
     assert_eq!(*engine.checked.lock().unwrap(), vec![(1, rego(1))]);
@@ -255,4 +288,79 @@ fn a_created_event_without_input_logging_reads_as_full() {
         PolicyEvent::PolicyCreated { input_logging, .. } => assert_eq!(input_logging, InputLogging::Full),
         other => panic!("{other:?}"),
     }
+}
+
+fn replay_id(n: u8) -> ReplayId {
+    ReplayId::from_uuid(uuid::Uuid::from_bytes([n; 16]))
+}
+
+/// A policy with versions 1 and 2, and a ledger holding replay 1 (of version 2).
+fn with_replay_of_version_two() -> (PolicyServices, std::sync::Arc<Engine>, Vec<PolicyEvent>) {
+    let subject = ReplaySubject { policy_id: policy_id(), version: 2 };
+    let e = std::sync::Arc::new(Engine { replays: vec![(replay_id(1), subject)], ..Engine::default() });
+    let given = vec![
+        created(),
+        PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+    ];
+    (PolicyServices::new(e.clone()), e, given)
+}
+
+fn activate_after(version: u32, replay: ReplayId) -> PolicyCommand {
+    PolicyCommand::Activate { tenant_id: tenant(), version: Some(version), replay_id: Some(replay), actor: actor(), reason: None }
+}
+
+#[test]
+fn an_activation_naming_a_replay_of_that_version_records_the_replay() {
+    let (services, _, given) = with_replay_of_version_two();
+    PolicyTest::with(services).given(given).when(activate_after(2, replay_id(1))).then_expect_events(vec![PolicyEvent::PolicyActivated {
+        version: 2,
+        replay_id: Some(replay_id(1)),
+        actor: actor(),
+        reason: None,
+    }]);
+}
+
+#[test]
+fn an_activation_naming_a_replay_of_another_version_is_refused_before_the_engine_is_asked() {
+    let (services, engine, given) = with_replay_of_version_two();
+    PolicyTest::with(services)
+        .given(given)
+        .when(activate_after(1, replay_id(1)))
+        .then_expect_error(PolicyError::ReplayMismatch { replay: replay_id(1), version: 1 });
+    assert!(engine.checked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_activation_naming_a_replay_the_tenant_does_not_have_is_refused() {
+    let (services, _, given) = with_replay_of_version_two();
+    PolicyTest::with(services)
+        .given(given)
+        .when(activate_after(2, replay_id(9)))
+        .then_expect_error(PolicyError::ReplayMismatch { replay: replay_id(9), version: 2 });
+}
+
+#[test]
+fn a_version_records_the_controls_it_checks() {
+    let checks = ControlChecks::new(vec![ControlCheck {
+        control_id: crate::compliance::ControlId::parse("PR.AA-01").unwrap(),
+        rule: None,
+        pass_when: PassWhen::NoDeny,
+    }])
+    .unwrap();
+    PolicyTest::with(engine())
+        .given(vec![created()])
+        .when(PolicyCommand::AddVersion {
+            tenant_id: tenant(),
+            rego: rego(2),
+            control_checks: checks.clone(),
+            actor: actor(),
+            reason: None,
+        })
+        .then_expect_events(vec![PolicyEvent::PolicyVersionAdded {
+            version: 2,
+            rego: rego(2),
+            control_checks: checks,
+            actor: actor(),
+            reason: None,
+        }]);
 }

@@ -13,8 +13,10 @@ use uuid::Uuid;
 
 use aggregates::policy::mask::InputMask;
 use aggregates::policy::name::{claim_id, ClaimName, NameClaimError, PolicyNameClaim, NAME_CLAIM_AGGREGATE};
-use aggregates::policy::{ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, VersionRejected};
-use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource, TenantId};
+use aggregates::facts::{ReplayEvent, RulePath, REPLAY_AGGREGATE};
+use aggregates::policy::{ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, ReplaySubject, VersionRejected};
+use aggregates::policy::{ControlCheck, ControlChecks, PassWhen};
+use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
 use projections::policies::{self as read, PolicyListQuery, PolicySort, PolicyStatusFilter, VersionSort};
 use projections::policies::{PolicyVersionView, PolicyView};
 use projections::{Page, SortOrder};
@@ -40,6 +42,7 @@ impl From<PolicyError> for ApiError {
                 .with_details(serde_json::json!({ "status": from.as_str(), "allowed_transitions": allowed })),
             PolicyError::UnknownVersion { .. } => ApiError::validation(e.to_string()),
             PolicyError::AlreadyActive(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            PolicyError::ReplayMismatch { .. } => ApiError::validation(e.to_string()),
             // The engine's own error, with its own code (failed tests 422, engine down 503).
             PolicyError::VersionRejected { reason, .. } => match reason.0.downcast_ref::<crate::adapters::engine::EngineError>() {
                 Some(engine) => engine.clone().into(),
@@ -50,10 +53,17 @@ impl From<PolicyError> for ApiError {
 }
 
 /// The Policy aggregate's activation check on the service's engine: the version compiles,
-/// its `test_` rules pass, and the engine has loaded it (queued under the tenant).
+/// its `test_` rules pass, and the engine has loaded it (queued under the tenant). A replay
+/// the activation names is read from the ledger (its `PolicyReplayed` fact).
 struct EngineActivationCheck {
     engine: std::sync::Arc<dyn crate::adapters::engine::PolicyEngine>,
+    ledger: crate::adapters::ledger::LedgerReader,
 }
+
+/// The ledger could not say what a replay was of.
+#[derive(Debug, thiserror::Error)]
+#[error("the replay record could not be read: {0}")]
+struct ReplayUnreadable(String);
 
 #[async_trait::async_trait]
 impl ActivationCheck for EngineActivationCheck {
@@ -66,10 +76,52 @@ impl ActivationCheck for EngineActivationCheck {
         };
         crate::adapters::engine::on_behalf_of(tenant.as_uuid(), check).await.map_err(|e| VersionRejected(std::sync::Arc::new(e)))
     }
+
+    async fn replay_subject(&self, tenant: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected> {
+        let unreadable = |m: String| VersionRejected(std::sync::Arc::new(ReplayUnreadable(m)));
+        let entries = self.ledger.aggregate_events(REPLAY_AGGREGATE, &replay.to_string()).await.map_err(|e| unreadable(e.to_string()))?;
+        // Another tenant's replay is answered as none, like an unknown one.
+        let Some(entry) = entries.into_iter().find(|e| e.tenant_id == tenant.as_uuid()) else { return Ok(None) };
+        match aggregates::Recorded::decode_text(&entry.aggregate_type, &entry.event_type, &entry.payload) {
+            Ok(aggregates::Recorded::Replay(ReplayEvent::PolicyReplayed(r))) => {
+                Ok(Some(ReplaySubject { policy_id: r.policy_id, version: r.version }))
+            }
+            Ok(other) => Err(unreadable(format!("ledger entry {} is {:?}, not a replay", entry.seq, other.kind()))),
+            Err(e) => Err(unreadable(e.to_string())),
+        }
+    }
 }
 
 fn policy_services(state: &SharedState) -> PolicyServices {
-    PolicyServices::new(std::sync::Arc::new(EngineActivationCheck { engine: state.runtime.engine().clone() }))
+    PolicyServices::new(std::sync::Arc::new(EngineActivationCheck { engine: state.runtime.engine().clone(), ledger: state.ledger.clone() }))
+}
+
+/// One control a version checks, as a request names it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCheckBody {
+    /// A NIST CSF 2.0 subcategory of the catalog, e.g. `PR.AA-01`.
+    pub control_id: String,
+    /// Only decisions of this rule count (default: every decision of the version).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// When a day passes: `no_deny` (default: fails on any deny), `all_allowed` (every
+    /// decision allowed) or `decided` (a decision exists).
+    #[serde(default)]
+    pub pass_when: Option<PassWhen>,
+}
+
+/// The checks a request names, each control validated against the CSF 2.0 catalog.
+fn control_checks(body: Vec<ControlCheckBody>) -> Result<ControlChecks, ApiError> {
+    let checks = body
+        .into_iter()
+        .map(|c| {
+            let (control_id, _) = super::regulations::csf_control(&c.control_id)?;
+            let rule = c.rule.as_deref().map(RulePath::parse).transpose()?;
+            Ok(ControlCheck { control_id, rule, pass_when: c.pass_when.unwrap_or_default() })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(ControlChecks::new(checks)?)
 }
 
 fn optional_reason(r: Option<String>) -> Result<Option<Reason>, ApiError> {
@@ -136,6 +188,9 @@ pub struct CreatePolicy {
     /// `"sha256:<hex>"` (at most 64 paths), e.g. `{"remove": ["/user/ssn"], "hash": ["/user/email"]}`.
     #[serde(default)]
     pub input_mask: InputMask,
+    /// The CSF 2.0 controls version 1 checks: its decisions become system evidence for them.
+    #[serde(default)]
+    pub control_checks: Vec<ControlCheckBody>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -156,6 +211,7 @@ pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(bo
         description: Description::parse(&body.description)?,
         input_logging: body.input_logging,
         input_mask: body.input_mask.validate()?,
+        control_checks: control_checks(body.control_checks)?,
         actor: caller.subject.clone(),
         reason: optional_reason(body.reason)?,
         rego: rego.clone(),
@@ -194,6 +250,9 @@ fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct AddVersion {
     pub rego: String,
+    /// The CSF 2.0 controls this version checks: its decisions become system evidence for them.
+    #[serde(default)]
+    pub control_checks: Vec<ControlCheckBody>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -211,8 +270,9 @@ pub async fn add_version(
     let id = parse_id(&id)?;
     let rego = RegoSource::parse(&body.rego)?;
     let reason = optional_reason(body.reason)?;
+    let control_checks = control_checks(body.control_checks)?;
     crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
-    let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, actor: caller.subject.clone(), reason };
+    let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, control_checks, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 
@@ -222,6 +282,11 @@ pub struct Transition {
     /// Only for activate: the version (default: the newest).
     #[serde(default)]
     pub version: Option<u32>,
+    /// Only for activate: a replay of recorded decisions against that version
+    /// (`POST /policies/{id}/versions/{v}/replay`); the activation records it.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub replay_id: Option<ReplayId>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -254,7 +319,13 @@ pub async fn activate(
     let reason = optional_reason(t.reason)?;
     // The aggregate picks the version from the ledger (the newest when none is named) and
     // has the engine check and test exactly that version before it is activated.
-    let command = PolicyCommand::Activate { tenant_id: caller.tenant_id, version: t.version, actor: caller.subject.clone(), reason };
+    let command = PolicyCommand::Activate {
+        tenant_id: caller.tenant_id,
+        version: t.version,
+        replay_id: t.replay_id,
+        actor: caller.subject.clone(),
+        reason,
+    };
     run(&state, &caller, id, command, StatusCode::OK).await
 }
 
