@@ -288,6 +288,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     };
     let addr = config.http_addr;
     let bus = CommandBus::new(appender_handle, reader.clone());
+    let replays = crate::application::replay::Replayer::new(primary.clone(), reader.clone(), bus.clone(), runtime.engine().clone());
     let state = Arc::new(AppState {
         kafka_bootstrap: config.kafka_bootstrap.clone(),
         artifacts,
@@ -305,6 +306,7 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
         projections: watch,
         notary,
         runtime,
+        replays,
         opa_sync,
         relay: relay.as_ref().map(|(r, _)| r.clone()),
         http,

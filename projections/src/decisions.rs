@@ -113,6 +113,70 @@ pub async fn list(
     Ok(DecisionPage { items, page, page_size, total, next_after })
 }
 
+/// A recorded decision as a replay reads it: what was decided, on which input.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReplayRow {
+    pub decision_id: Uuid,
+    pub ledger_seq: i64,
+    pub policy_version: i32,
+    pub rule: Option<String>,
+    /// `None` when the policy keeps only the input's hash.
+    pub input: Option<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
+    pub defined: bool,
+}
+
+/// The decisions a replay of `policy_id` reads: decided within `[from, to]`, recorded at
+/// a ledger seq after `after` and at most `through`, in ledger order, at most `limit`.
+pub async fn replay_page(
+    conn: &mut PgConnection,
+    policy_id: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> Result<Vec<ReplayRow>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined FROM gov_policy_decisions \
+         WHERE policy_id = $1 AND decided_at >= $2 AND decided_at <= $3 AND ledger_seq > $4 AND ledger_seq <= $5 \
+         ORDER BY ledger_seq LIMIT $6",
+    )
+    .bind(policy_id)
+    .bind(from)
+    .bind(to)
+    .bind(after)
+    .bind(through)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// How many decisions [`replay_page`] would read in all (before any limit).
+pub async fn replay_count(
+    conn: &mut PgConnection,
+    policy_id: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    through: i64,
+) -> Result<i64, ProjectionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM gov_policy_decisions WHERE policy_id = $1 AND decided_at >= $2 AND decided_at <= $3 AND ledger_seq <= $4",
+    )
+    .bind(policy_id)
+    .bind(from)
+    .bind(to)
+    .bind(through)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The ledger seq the decisions read model has applied: every decision recorded at or
+/// before it is in `gov_policy_decisions`.
+pub async fn applied_through(conn: &mut PgConnection) -> Result<i64, ProjectionError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM gov_projection_positions WHERE projection = 'decisions'").fetch_optional(conn).await?;
+    Ok(position.unwrap_or(0))
+}
+
 #[derive(Debug, Default)]
 pub struct DecisionProjector;
 

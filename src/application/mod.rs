@@ -8,6 +8,8 @@
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models;
 //!   it reports a stuck projector and honours operators' recorded skips.
 //! - [`rebuild`]: rebuilds a read model from the ledger beside the live one, then swaps.
+//! - [`replay`]: replays recorded decisions against a policy version (impact analysis), as
+//!   background jobs that end in a `PolicyReplayed` fact.
 //! - [`leader`]: advisory-lock leadership and the one loop for leader-only tasks.
 //! - [`opa_sync`]: keeps the OPA sidecar holding exactly the active policy versions.
 //! - [`catalog`]: the compiled-in regulation → CSF 2.0 baseline; [`compliance`]: requirement
@@ -23,4 +25,5 @@ pub mod opa_sync;
 pub mod projection;
 pub mod rebuild;
 pub mod references;
+pub mod replay;
 pub mod runtime;

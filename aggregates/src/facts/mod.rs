@@ -24,7 +24,9 @@ use crate::ledger_event::LedgerEvent;
 pub use control_mapping::{ControlMappingEvent, LinkMark, MappingSet, CONTROL_MAPPING_AGGREGATE};
 pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
 pub use projection_skip::{ProjectionEntrySkipped, ProjectionName, ProjectionSkipEvent, SkipReason, SKIP_AGGREGATE};
-pub use replay::{decision_set_sha256, PolicyReplayed, ReplayEvent, REPLAY_AGGREGATE};
+pub use replay::{
+    decision_set_sha256, ChangeCounts, ChangeExample, ChangeKind, DecisionSet, PolicyReplayed, ReplayEvent, ReplayReport, REPLAY_AGGREGATE,
+};
 
 /// A fact's event enum: its ledger aggregate type, and (from [`DomainEvent`]) its
 /// `event_type` and `event_version`.

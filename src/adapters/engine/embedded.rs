@@ -38,6 +38,9 @@ impl Backend {
                             (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(rego)) => {
                                 s.handle(Request::Evaluate { key, rego: Some(rego.to_string()), rule, input, budget_ms })
                             }
+                            (Request::EvaluateMany { key, items, budget_ms, .. }, Some(rego)) => {
+                                s.handle(Request::EvaluateMany { key, rego: Some(rego.to_string()), items, budget_ms })
+                            }
                             _ => Reply::NeedSource,
                         },
                         reply => reply,
@@ -161,7 +164,32 @@ impl PreparedPolicy for EmbeddedPolicy {
             other => Err(unexpected(other)),
         }
     }
+
+    /// One worker round trip per batch; each item keeps its own deadline, and the batch's
+    /// hard deadline is their sum (capped), so a slow item cannot hold a worker for longer.
+    async fn evaluate_many(&self, items: Vec<(Option<String>, Value)>) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
+        let n = items.len();
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let budget = self.timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)).min(MAX_BATCH_BUDGET);
+        let request = Request::EvaluateMany { key: self.key.clone(), rego: None, items, budget_ms: millis(self.timeout) };
+        match self.backend.call(request, Some(self.source.clone()), budget).await? {
+            Reply::Values(replies) if replies.len() == n => Ok(replies
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Value(v) => Ok(v),
+                    other => Err(unexpected(other)),
+                })
+                .collect()),
+            Reply::Values(replies) => Err(EngineError::BadResponse(format!("{} replies to {n} items", replies.len()))),
+            other => Err(unexpected(other)),
+        }
+    }
 }
+
+/// The longest a batch of evaluations may hold a worker.
+const MAX_BATCH_BUDGET: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -92,6 +92,16 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     /// Evaluates `rule` (a dot-separated path inside the package; `None` for the whole
     /// package document). `Ok(None)` is an undefined result.
     async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError>;
+
+    /// Evaluates many (rule, input) pairs; one result per item, in order. `Err` when the
+    /// batch as a whole could not run. The default evaluates them one by one.
+    async fn evaluate_many(&self, items: Vec<(Option<String>, Value)>) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (rule, input) in &items {
+            out.push(self.evaluate(rule.as_deref(), input).await);
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait::async_trait]

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod paging;
 pub mod policies;
 pub mod regulations;
+pub mod replay;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub projections: ProjectionWatch,
     pub notary: Arc<crate::adapters::ledger::notary::Notary>,
     pub runtime: crate::application::runtime::PolicyRuntime,
+    /// Replays of recorded decisions (impact analysis before activation).
+    pub replays: crate::application::replay::Replayer,
     pub opa_sync: Option<Arc<crate::application::opa_sync::OpaSync>>,
     pub relay: Option<Arc<crate::adapters::relay::KafkaRelay>>,
     pub kafka_bootstrap: Option<String>,
@@ -90,6 +93,8 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(policies::activate))
         .routes(routes!(policies::deactivate))
         .routes(routes!(policies::archive))
+        .routes(routes!(replay::replay))
+        .routes(routes!(replay::get_replay))
         .routes(routes!(evaluate::evaluate))
         .routes(routes!(evaluate::evaluate_by_name))
         .routes(routes!(evaluate::list_decisions))

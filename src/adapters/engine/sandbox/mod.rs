@@ -36,6 +36,10 @@ pub enum Request {
     /// Evaluate a rule of a module known by `key` (the SHA-256 of its source). Without
     /// `rego` a worker that has not prepared the module answers [`Reply::NeedSource`].
     Evaluate { key: String, rego: Option<String>, rule: Option<String>, input: Value, budget_ms: u64 },
+    /// Evaluate many (rule, input) pairs of one module, each within `budget_ms`; answers
+    /// [`Reply::Values`], one reply per item in order (a batch amortises the round trip:
+    /// replays evaluate thousands of recorded decisions).
+    EvaluateMany { key: String, rego: Option<String>, items: Vec<(Option<String>, Value)>, budget_ms: u64 },
 }
 
 /// What a worker answers.
@@ -50,6 +54,8 @@ pub enum Reply {
     TestsFailed(Vec<String>),
     /// The result; `None` when undefined.
     Value(Option<Value>),
+    /// One reply per item of an [`Request::EvaluateMany`], in order.
+    Values(Vec<Reply>),
     NeedSource,
     Compile(Vec<CompileError>),
     Evaluation(String),

@@ -211,9 +211,11 @@ impl Worker {
     /// validation: a fresh worker does not make a sound policy miss its deadline.
     async fn run(&mut self, job: &mut Job, prepare: Duration) -> Result<Reply, Lost> {
         let reply = self.round(&job.request, tokio::time::Instant::now() + job.budget).await?;
-        if let (Reply::NeedSource, Request::Evaluate { rego, .. }, Some(source)) = (&reply, &mut job.request, &job.source) {
-            *rego = Some(source.to_string());
-            return self.round(&job.request, tokio::time::Instant::now() + prepare + job.budget).await;
+        if let (Reply::NeedSource, Some(source)) = (&reply, &job.source) {
+            if let Request::Evaluate { rego, .. } | Request::EvaluateMany { rego, .. } = &mut job.request {
+                *rego = Some(source.to_string());
+                return self.round(&job.request, tokio::time::Instant::now() + prepare + job.budget).await;
+            }
         }
         Ok(reply)
     }

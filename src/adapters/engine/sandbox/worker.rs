@@ -177,32 +177,45 @@ impl Session {
             }
             Request::Evaluate { key, rego, rule, input, budget_ms } => {
                 let budget = Duration::from_millis(budget_ms);
-                let position = self.cache.iter().position(|(k, ..)| *k == key);
-                let (engine, package) = match (position, rego) {
-                    (Some(i), _) => {
-                        let Some(entry) = self.cache.remove(i) else { return Reply::NeedSource };
-                        self.cache.push_back(entry);
-                        match self.cache.back() {
-                            Some((_, package, engine, _)) => (engine, package),
-                            None => return Reply::NeedSource,
-                        }
-                    }
-                    (None, None) => return Reply::NeedSource,
-                    (None, Some(rego)) => {
-                        let (engine, package) = match self.load(&rego, budget) {
-                            Ok(loaded) => loaded,
-                            Err(reply) => return reply,
-                        };
-                        self.remember(key, package, engine, rego.len());
-                        match self.cache.back() {
-                            Some((_, package, engine, _)) => (engine, package),
-                            None => return Reply::NeedSource,
-                        }
-                    }
+                match self.prepared(key, rego, budget) {
+                    Ok((engine, package)) => eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget),
+                    Err(reply) => reply,
+                }
+            }
+            Request::EvaluateMany { key, rego, items, budget_ms } => {
+                let budget = Duration::from_millis(budget_ms);
+                let (engine, package) = match self.prepared(key, rego, budget) {
+                    Ok(found) => found,
+                    Err(reply) => return reply,
                 };
-                eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget)
+                // Each item on its own budget, and a panic answers for its item only.
+                let replies = items
+                    .into_iter()
+                    .map(|(rule, input)| {
+                        catch_unwind(AssertUnwindSafe(|| eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget)))
+                            .unwrap_or_else(|payload| Reply::Panic(panic_message(payload.as_ref())))
+                    })
+                    .collect();
+                Reply::Values(replies)
             }
         }
+    }
+
+    /// The prepared module of `key`: from the cache, or compiled from `rego` (and cached);
+    /// [`Reply::NeedSource`] when neither has it.
+    fn prepared(&mut self, key: String, rego: Option<String>, budget: Duration) -> Result<(&regorus::Engine, &String), Reply> {
+        match self.cache.iter().position(|(k, ..)| *k == key) {
+            Some(i) => {
+                let entry = self.cache.remove(i).ok_or(Reply::NeedSource)?;
+                self.cache.push_back(entry);
+            }
+            None => {
+                let rego = rego.ok_or(Reply::NeedSource)?;
+                let (engine, package) = self.load(&rego, budget)?;
+                self.remember(key, package, engine, rego.len());
+            }
+        }
+        self.cache.back().map(|(_, package, engine, _)| (engine, package)).ok_or(Reply::NeedSource)
     }
 
     fn remember(&mut self, key: String, package: String, engine: regorus::Engine, len: usize) {
