@@ -28,6 +28,7 @@ fn every_subcommand_has_a_useful_help() {
         (vec!["ledger", "export", "--help"], "--out"),
         (vec!["ledger", "prove", "--help"], "--seq"),
         (vec!["policy", "import", "--help"], "--tenant"),
+        (vec!["policy", "replay", "--help"], "--version"),
         (vec!["projections", "status", "--help"], "lag"),
         (vec!["ledger", "verify-bundle", "--help"], "--artifacts"),
         (vec!["openapi", "--help"], "OpenAPI"),

@@ -118,7 +118,11 @@ async fn a_replay_counts_each_kind_of_change_is_recorded_with_its_report_hash_an
     ] {
         last = a.evaluate(&policy, rule, input).await;
     }
-    let (status, v) = a.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(json!({"rego": V2}))).await;
+    // Version 2 checks two controls: PR.AA-01 with its allow decisions (which change),
+    // DE.CM-01 with a rule no recorded decision evaluated.
+    let checks = json!([{"control_id": "PR.AA-01", "rule": "allow"}, {"control_id": "DE.CM-01", "rule": "audit"}]);
+    let (status, v) =
+        a.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(json!({"rego": V2, "control_checks": checks}))).await;
     assert!(status.is_success(), "{v}");
     a.projected(last).await;
     let decisions_before = decision_records(a.id).await;
@@ -141,6 +145,7 @@ async fn a_replay_counts_each_kind_of_change_is_recorded_with_its_report_hash_an
     assert_eq!(example("defined_to_undefined")["new_result"], Value::Null);
     assert!(r["first_seq"].as_i64().unwrap() < r["last_seq"].as_i64().unwrap());
     assert_eq!(r["last_seq"], last);
+    assert_eq!(report["controls_affected"], json!(["PR.AA-01"]), "{r}");
 
     // Recorded in the ledger: the served report is the recorded one, and its hash is the
     // SHA-256 of its canonical JSON.
@@ -250,5 +255,42 @@ async fn bad_replay_requests_are_clear_4xx_and_record_nothing() {
         svc.call(Method::POST, &format!("/api/v1/policies/{policy}/versions/1/replay"), Some(a.id), None, Some(&window())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(ledger_count_for(a.id).await, before, "a refused replay records nothing");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_replays_a_version_with_progress_and_prints_the_report() {
+    let svc = Service::start(&[]).await;
+    let a = Tenant::new(&svc);
+    let policy = a.active_policy("cli", V1, "full").await;
+    let mut last = 0;
+    for score in [0.9, 0.6, 0.1] {
+        last = a.evaluate(&policy, "allow", json!({"score": score})).await;
+    }
+    let (status, v) = a.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(json!({"rego": V2}))).await;
+    assert!(status.is_success(), "{v}");
+    a.projected(last).await;
+    let from = (Utc::now() - Duration::minutes(5)).to_rfc3339();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+        .args([
+            "policy",
+            "replay",
+            "--policy",
+            &policy,
+            "--version",
+            "2",
+            "--tenant",
+            &a.id.to_string(),
+            "--from",
+            &from,
+            "--url",
+            &svc.base,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!((r["report"]["read"].as_u64(), r["report"]["changed"]["allow_to_deny"].as_u64()), (Some(3), Some(1)), "{r}");
     svc.stop().await;
 }
