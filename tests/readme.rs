@@ -61,6 +61,14 @@ async fn the_readme_walkthrough_works_verbatim_on_the_embedded_default() {
     assert!(exported.starts_with("exported"), "{exported}");
     assert!(verified.starts_with("OK: "), "{verified}");
 
+    let lines = run("replay-walkthrough", &svc.base, &data_dir, &remove);
+    assert_eq!(lines.len(), 2, "the replay report and the activation: {lines:?}");
+    let (replay, activated) = (&lines[0], &lines[1]);
+    assert_eq!(replay["status"], "done", "{replay}");
+    assert_eq!(replay["report"]["changed"]["defined_to_undefined"], 1, "0.93 passes version 1, not version 2: {replay}");
+    assert_eq!(replay["report"]["controls_affected"], serde_json::json!(["PR.AA-01"]), "{replay}");
+    assert_eq!((activated["status"].as_str(), activated["active_version"].as_i64()), (Some("active"), Some(2)), "{activated}");
+
     let lines = run("compliance-walkthrough", &svc.base, &data_dir, &remove);
     assert_eq!(lines.len(), 3, "workflow, evidence and statuses: {lines:?}");
     assert_eq!((lines[0]["regulation"].as_str(), lines[0]["state"].as_str()), (Some("soc2"), Some("draft")));
