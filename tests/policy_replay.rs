@@ -294,3 +294,31 @@ async fn the_cli_replays_a_version_with_progress_and_prints_the_report() {
     assert_eq!((r["report"]["read"].as_u64(), r["report"]["changed"]["allow_to_deny"].as_u64()), (Some(3), Some(1)), "{r}");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_on_the_opa_engine_reports_what_the_embedded_engine_reports() {
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa")]).await;
+    let a = Tenant::new(&svc);
+    let policy = a.active_policy("on-opa", V1, "full").await;
+    let mut last = 0;
+    for (rule, input) in [
+        ("allow", json!({"score": 0.9})),
+        ("allow", json!({"score": 0.6})),
+        ("allow", json!({"score": 0.1, "vip": true})),
+        ("limit", json!({"tier": "silver"})),
+        ("limit", json!({"tier": "gold"})),
+    ] {
+        last = a.evaluate(&policy, rule, input).await;
+    }
+    let (status, v) = a.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(json!({"rego": V2}))).await;
+    assert!(status.is_success(), "{v}");
+    a.projected(last).await;
+    let r = a.replay(&policy, 2, window()).await;
+    assert_eq!(
+        r["report"]["changed"],
+        json!({"allow_to_deny": 1, "deny_to_allow": 1, "defined_to_undefined": 1, "other_change": 1, "error": 0}),
+        "{r}"
+    );
+    assert_eq!(r["report"]["unchanged"], 1, "{r}");
+    svc.stop().await;
+}

@@ -127,19 +127,26 @@ pub struct ReplayRow {
 }
 
 /// The decisions a replay of `policy_id` reads: decided within `[from, to]`, recorded at
-/// a ledger seq after `after` and at most `through`, in ledger order, at most `limit`.
+/// a ledger seq after `after` and at most `through`, in ledger order, at most `limit`, and
+/// no more rows than start within `max_bytes` of input (at least one), so a page of large
+/// inputs stays bounded in memory.
 pub async fn replay_page(
     conn: &mut PgConnection,
     policy_id: Uuid,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
-    after: i64,
-    through: i64,
+    (after, through): (i64, i64),
     limit: i64,
+    max_bytes: i64,
 ) -> Result<Vec<ReplayRow>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined FROM gov_policy_decisions \
-         WHERE policy_id = $1 AND decided_at >= $2 AND decided_at <= $3 AND ledger_seq > $4 AND ledger_seq <= $5 \
-         ORDER BY ledger_seq LIMIT $6",
+        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined FROM ( \
+           SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined, \
+                  coalesce(octet_length(input::text), 0) AS size, \
+                  sum(coalesce(octet_length(input::text), 0)) OVER (ORDER BY ledger_seq) AS running \
+             FROM gov_policy_decisions \
+            WHERE policy_id = $1 AND decided_at >= $2 AND decided_at <= $3 AND ledger_seq > $4 AND ledger_seq <= $5 \
+            ORDER BY ledger_seq LIMIT $6) page \
+         WHERE running - size < $7 ORDER BY ledger_seq",
     )
     .bind(policy_id)
     .bind(from)
@@ -147,6 +154,7 @@ pub async fn replay_page(
     .bind(after)
     .bind(through)
     .bind(limit)
+    .bind(max_bytes)
     .fetch_all(conn)
     .await?)
 }

@@ -42,8 +42,9 @@ pub const MAX_RUNNING: usize = 4;
 pub const KEEP_FAILED: usize = 256;
 /// The most decisions one replay may read.
 pub const MAX_LIMIT: u32 = 1_000_000;
-/// Decisions read from the read model at a time.
+/// Decisions read from the read model at a time, and the input bytes a page may hold.
 const PAGE: i64 = 2_000;
+const PAGE_BYTES: i64 = 16 * 1024 * 1024;
 /// Items per engine batch, and the input bytes one batch may carry.
 const BATCH_ITEMS: usize = 500;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -279,8 +280,8 @@ impl Replayer {
             }
             let mut tx = projections::tenant::begin(&self.primary, tenant).await?;
             let page_size = i64::try_from(left).unwrap_or(PAGE).min(PAGE);
-            let rows =
-                read::replay_page(&mut tx, spec.policy_id.as_uuid(), (spec.from, spec.to), after, job.through_seq, page_size).await?;
+            let (window, seqs) = ((spec.from, spec.to), (after, job.through_seq));
+            let rows = read::replay_page(&mut tx, spec.policy_id.as_uuid(), window, seqs, page_size, PAGE_BYTES).await?;
             tx.commit().await?;
             let Some(last) = rows.last() else { break };
             after = last.ledger_seq;
@@ -297,6 +298,11 @@ impl Replayer {
                 }
             }
             job.read.store(tally.report.read, Ordering::Relaxed);
+        }
+        // OPA may have dropped the module meanwhile (a restart, or its sync unloading a
+        // version that is not active), and then answers "undefined": such a replay is void.
+        if !on_behalf_of(tenant, self.engine.is_loaded(&module)).await? {
+            return Err(EngineError::Unavailable("the engine unloaded the version during the replay; replay again".into()).into());
         }
         let (first_seq, last_seq, decisions_sha256) = set.finish();
         let report = tally.finish();

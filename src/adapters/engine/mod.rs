@@ -86,6 +86,10 @@ pub struct PolicyModule {
     pub rego: String,
 }
 
+/// Evaluations of one [`PreparedPolicy::evaluate_many`] batch in flight at once, when the
+/// engine has no batch call of its own.
+pub const MANY_IN_FLIGHT: usize = 8;
+
 /// A policy compiled for evaluation: cheap to share, evaluated many times.
 #[async_trait::async_trait]
 pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
@@ -94,11 +98,13 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError>;
 
     /// Evaluates many (rule, input) pairs; one result per item, in order. `Err` when the
-    /// batch as a whole could not run. The default evaluates them one by one.
+    /// batch as a whole could not run. The default evaluates them one by one, at most
+    /// [`MANY_IN_FLIGHT`] at a time (for OPA: that many requests on its connection pool).
     async fn evaluate_many(&self, items: Vec<(Option<String>, Value)>) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
         let mut out = Vec::with_capacity(items.len());
-        for (rule, input) in &items {
-            out.push(self.evaluate(rule.as_deref(), input).await);
+        for chunk in items.chunks(MANY_IN_FLIGHT) {
+            let calls: Vec<_> = chunk.iter().map(|(rule, input)| self.evaluate(rule.as_deref(), input)).collect();
+            out.extend(futures::future::join_all(calls).await);
         }
         Ok(out)
     }
