@@ -7,25 +7,12 @@ mod common;
 
 use common::*;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::json;
 
 const PASSING: &str = "package gate\n\nallow if input.score >= 0.9\n\ntest_high_score_passes if allow with input as {\"score\": 0.95}\n";
 
 fn failing(n: usize) -> String {
     format!("{PASSING}\ntest_low_score_{n}_passes_too if allow with input as {{\"score\": 0.1}}\n")
-}
-
-struct Tenant<'a> {
-    svc: &'a Service,
-    id: Uuid,
-    tok: String,
-}
-
-impl Tenant<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
-    }
 }
 
 async fn activations(policy: &str) -> Vec<i64> {
@@ -47,8 +34,7 @@ fn ok(status: StatusCode) -> bool {
 #[tokio::test]
 async fn of_two_activations_decided_on_the_same_state_exactly_one_commits_and_the_other_is_409() {
     let svc = Service::start(&[]).await;
-    let id = Uuid::new_v4();
-    let t = Tenant { svc: &svc, id, tok: token(id, ADMIN) };
+    let t = Tenant::new(&svc);
     let (status, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "race", "rego": PASSING}))).await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
     let policy = p["policy_id"].as_str().unwrap().to_owned();
@@ -87,8 +73,7 @@ async fn of_two_activations_decided_on_the_same_state_exactly_one_commits_and_th
 #[tokio::test]
 async fn an_activation_racing_new_versions_only_ever_activates_a_version_whose_tests_ran() {
     let svc = Service::start(&[]).await;
-    let id = Uuid::new_v4();
-    let t = Tenant { svc: &svc, id, tok: token(id, ADMIN) };
+    let t = Tenant::new(&svc);
     let (status, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "race", "rego": PASSING}))).await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
     let policy = p["policy_id"].as_str().unwrap().to_owned();

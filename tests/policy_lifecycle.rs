@@ -11,24 +11,14 @@ use uuid::Uuid;
 
 const GATE: &str = "package gate\n\nallow if input.score >= 0.9\n\ntest_high_score_passes if allow with input as {\"score\": 0.95}\n";
 
-struct Tenant<'a> {
-    svc: &'a Service,
-    id: Uuid,
-    tok: String,
-}
-
 impl Tenant<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
-    }
     async fn create(&self, rego: &str) -> (StatusCode, Value) {
         self.call(Method::POST, "/api/v1/policies", Some(json!({"name": "gate", "rego": rego}))).await
     }
 }
 
 fn tenant(svc: &Service) -> Tenant<'_> {
-    let id = Uuid::new_v4();
-    Tenant { svc, id, tok: token(id, ADMIN) }
+    Tenant::new(svc)
 }
 
 #[tokio::test]

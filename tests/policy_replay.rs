@@ -16,22 +16,7 @@ use uuid::Uuid;
 const V1: &str = "package gate\n\ndefault allow := false\n\nallow if input.score >= 0.5\n\nlimit := 10\n";
 const V2: &str = "package gate\n\ndefault allow := false\n\nallow if input.score >= 0.7\n\nallow if input.vip\n\nlimit := 20 if input.tier == \"gold\"\n";
 
-struct Tenant<'a> {
-    svc: &'a Service,
-    id: Uuid,
-    tok: String,
-}
-
 impl Tenant<'_> {
-    fn new(svc: &Service) -> Tenant<'_> {
-        let id = Uuid::new_v4();
-        Tenant { svc, id, tok: token(id, ADMIN) }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
-    }
-
     /// Creates and activates a policy of `rego`; returns its id.
     async fn active_policy(&self, name: &str, rego: &str, input_logging: &str) -> String {
         let body = json!({"name": name, "rego": rego, "input_logging": input_logging});

@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(domain_topic(EventKind::ProjectionEntrySkipped), None, "an operator's skip is on the audit topic only");
         let distinct: std::collections::BTreeSet<&str> = topics().collect();
         assert_eq!(distinct.len(), domain_topics().count() + 1, "no two kinds share a topic");
-        assert_eq!(domain_topics().count(), 22);
+        assert_eq!(domain_topics().count(), 23);
     }
 
     fn entry(aggregate_type: &str, event_type: &str, payload: &str) -> LedgerEntry {

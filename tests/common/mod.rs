@@ -322,3 +322,22 @@ pub fn kafka_consumer(topics: &[&str]) -> rdkafka::consumer::BaseConsumer {
     consumer.subscribe(topics).unwrap();
     consumer
 }
+
+/// A fresh tenant with an admin token, calling one service. Test files add their own
+/// helpers in `impl Tenant<'_>` blocks.
+pub struct Tenant<'a> {
+    pub svc: &'a Service,
+    pub id: Uuid,
+    pub tok: String,
+}
+
+impl Tenant<'_> {
+    pub fn new(svc: &Service) -> Tenant<'_> {
+        let id = Uuid::new_v4();
+        Tenant { svc, id, tok: token(id, ADMIN) }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
+    }
+}
