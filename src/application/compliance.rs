@@ -1,6 +1,12 @@
 //! Requirement statuses of workflows: the catalog (merged with the tenant's mappings),
-//! the evidence read model and the pure derivation in `aggregates::compliance::status`.
-//! Shared by the workflow endpoints and the dashboard.
+//! the evidence read models (uploaded records and system evidence) and the pure
+//! derivation in `aggregates::compliance::status`. Shared by the workflow endpoints, the
+//! evidence bundle and the dashboard.
+//!
+//! System evidence belongs to the tenant, not to a workflow: a roll-up counts for every
+//! workflow of the tenant whose audit period includes its day, through the same control →
+//! requirement links as an uploaded record naming that control, with the day as its
+//! period and its outcome (`pass`/`fail`) as the record's outcome.
 
 use std::collections::HashMap;
 
@@ -13,6 +19,7 @@ use aggregates::compliance::{
 };
 use projections::compliance::WorkflowView;
 use projections::evidence::EvidenceView;
+use projections::system_evidence::SystemEvidenceView;
 
 use crate::application::catalog::{merged_controls, Catalog, TenantLink};
 
@@ -24,13 +31,42 @@ pub struct RequirementStatusView {
     /// `satisfied`, `expiring`, `expired`, `partial`, `missing` or `not_applicable`.
     #[schema(value_type = String)]
     pub status: RequirementStatus,
-    /// The active evidence that counts towards it (directly or through a control).
+    /// The active uploaded evidence that counts towards it (directly or through a control).
     pub evidence_ids: Vec<Uuid>,
+    /// The system evidence (kind `policy_evaluation`) that counts towards it: decisions of
+    /// policies that check a control it maps to, one roll-up per policy, control and day.
+    pub system_evidence: Vec<SystemEvidenceRef>,
     /// Days of the audit period no satisfying evidence covers, or a failed result marks.
     #[schema(value_type = Vec<Object>)]
     pub gaps: Vec<Period>,
     pub covered_until: Option<NaiveDate>,
     pub not_applicable_justification: Option<String>,
+}
+
+/// One roll-up of system evidence, as a requirement lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SystemEvidenceRef {
+    pub evidence_id: Uuid,
+    /// Always `policy_evaluation`.
+    pub kind: String,
+    pub policy_id: Uuid,
+    pub control_id: String,
+    pub day: NaiveDate,
+    /// `pass` or `fail`.
+    pub outcome: String,
+}
+
+impl From<&SystemEvidenceView> for SystemEvidenceRef {
+    fn from(v: &SystemEvidenceView) -> Self {
+        Self {
+            evidence_id: v.evidence_id,
+            kind: v.kind.clone(),
+            policy_id: v.policy_id,
+            control_id: v.control_id.clone(),
+            day: v.day,
+            outcome: v.outcome.clone(),
+        }
+    }
 }
 
 /// For each control, the requirements of one regulation it is linked to and through
@@ -55,6 +91,28 @@ impl RegulationIndex {
         }
         Self { code, by_control }
     }
+
+    /// The requirements `control` is linked to (not marked not applicable), with the
+    /// relation of each link.
+    pub fn requirements_of(&self, control: &str) -> &[(String, Option<Relation>)] {
+        self.by_control.get(control).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Whether a roll-up of system evidence counts for `workflow`: its day is in the audit
+/// period and its control reaches an in-scope requirement.
+pub fn system_evidence_counts(workflow: &WorkflowView, index: &RegulationIndex, v: &SystemEvidenceView) -> bool {
+    let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
+    (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)
+        && index.requirements_of(&v.control_id).iter().any(|(r, _)| in_scope(r))
+}
+
+/// How a roll-up counts for a requirement it reaches through `relation`: exactly as an
+/// uploaded record with its outcome and a one-day period (no verdict: an auditor reviews
+/// the decisions, not a record).
+fn system_cover(v: &SystemEvidenceView, relation: Option<Relation>) -> Cover {
+    let outcome = Outcome::parse(&v.outcome).unwrap_or(Outcome::Fail);
+    Cover { period: Period { start: v.day, end: v.day }, contribution: contribution(outcome, None, relation) }
 }
 
 /// How one evidence record counts for a requirement it reaches through `relation`.
@@ -65,12 +123,14 @@ fn cover(e: &EvidenceView, relation: Option<Relation>) -> Cover {
 }
 
 /// Statuses of every in-scope requirement of `workflow`. `evidence` may hold other
-/// workflows' records: only this workflow's active ones count. A certified workflow keeps
-/// the statuses recorded at its certification, whatever the evidence says since.
+/// workflows' records: only this workflow's active ones count. `system` is the tenant's
+/// system evidence: the roll-ups of days in the audit period count. A certified workflow
+/// keeps the statuses recorded at its certification, whatever the evidence says since.
 pub fn statuses(
     workflow: &WorkflowView,
     index: &RegulationIndex,
     evidence: &[&EvidenceView],
+    system: &[SystemEvidenceView],
     not_applicable: &HashMap<String, String>,
     as_of: NaiveDate,
     expiring_days: u32,
@@ -97,6 +157,12 @@ pub fn statuses(
             covering.entry(t).or_default().push((e.evidence_id, c));
         }
     }
+    let mut system_covering: HashMap<&str, Vec<(&SystemEvidenceView, Cover)>> = HashMap::new();
+    for v in system.iter().filter(|v| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)) {
+        for (requirement, relation) in index.requirements_of(&v.control_id) {
+            system_covering.entry(requirement.as_str()).or_default().push((v, system_cover(v, *relation)));
+        }
+    }
     let audit = Period { start: workflow.audit_period_start, end: workflow.audit_period_end };
     let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
     let certified: HashMap<&str, RequirementStatus> =
@@ -106,7 +172,8 @@ pub fn statuses(
         .filter(|q| in_scope(&q.id))
         .map(|q| {
             let found = covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let covers: Vec<Cover> = found.iter().map(|(_, c)| *c).collect();
+            let system_found = system_covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let covers: Vec<Cover> = found.iter().map(|(_, c)| *c).chain(system_found.iter().map(|(_, c)| *c)).collect();
             let justification = not_applicable.get(&q.id).cloned();
             let d = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
             RequirementStatusView {
@@ -114,6 +181,7 @@ pub fn statuses(
                 title: q.title.clone(),
                 status: certified.get(q.id.as_str()).copied().unwrap_or(d.status),
                 evidence_ids: found.iter().map(|(id, _)| *id).collect(),
+                system_evidence: system_found.iter().map(|(v, _)| SystemEvidenceRef::from(*v)).collect(),
                 gaps: d.gaps,
                 covered_until: d.covered_until,
                 not_applicable_justification: justification,

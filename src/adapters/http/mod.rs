@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod paging;
 pub mod policies;
 pub mod regulations;
+pub mod system_evidence;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -116,7 +117,8 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(regulations::exclude_link))
         .routes(routes!(regulations::withdraw_link_exclusion))
         .routes(routes!(workflows::requirements))
-        .routes(routes!(evidence::bundle))
+        .routes(routes!(system_evidence::bundle))
+        .routes(routes!(system_evidence::list))
         .routes(routes!(evidence::list))
         .routes(routes!(evidence::get))
         .routes(routes!(evidence::artifact))

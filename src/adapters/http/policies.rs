@@ -11,10 +11,12 @@ use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use aggregates::facts::{ReplayEvent, RulePath, REPLAY_AGGREGATE};
 use aggregates::policy::mask::InputMask;
 use aggregates::policy::name::{claim_id, ClaimName, NameClaimError, PolicyNameClaim, NAME_CLAIM_AGGREGATE};
-use aggregates::facts::{ReplayEvent, RulePath, REPLAY_AGGREGATE};
-use aggregates::policy::{ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, ReplaySubject, VersionRejected};
+use aggregates::policy::{
+    ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, ReplaySubject, VersionRejected,
+};
 use aggregates::policy::{ControlCheck, ControlChecks, PassWhen};
 use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
 use projections::policies::{self as read, PolicyListQuery, PolicySort, PolicyStatusFilter, VersionSort};
