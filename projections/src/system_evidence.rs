@@ -339,9 +339,8 @@ impl Projector for SystemEvidenceProjector {
                 }
                 Some(Recorded::Decision(DecisionEvent::PolicyEvaluated(d))) => {
                     let key = (d.policy_id.as_uuid(), d.policy_version);
-                    if !checks.contains_key(&key) {
-                        let loaded = load_checks(tx, key.0, key.1).await?;
-                        checks.insert(key, loaded);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = checks.entry(key) {
+                        slot.insert(load_checks(tx, key.0, key.1).await?);
                     }
                     let day = e.recorded_at.date_naive();
                     for c in checks.get(&key).into_iter().flatten().filter(|c| c.counts(d.rule.as_ref())) {
