@@ -353,3 +353,40 @@ impl Projector for SystemEvidenceProjector {
         run.write(tx, tenant).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(control: &str, pass_when: PassWhen) -> ControlCheck {
+        ControlCheck { control_id: ControlId::parse(control).unwrap_or_else(|e| panic!("{e}")), rule: None, pass_when }
+    }
+
+    #[test]
+    fn a_run_tallies_each_version_on_each_control_and_day_with_its_seq_range() {
+        let (policy, day) = (Uuid::from_u128(7), NaiveDate::from_ymd_opt(2026, 11, 29).unwrap_or_default());
+        let next = day.succ_opt().unwrap_or_default();
+        let (v1, v2) = (check("PR.AA-01", PassWhen::NoDeny), check("PR.AA-01", PassWhen::Decided));
+        let mut run = Run::default();
+        run.count(policy, &v1, 1, day, Some(true), 10);
+        run.count(policy, &v1, 1, day, Some(false), 12);
+        run.count(policy, &v2, 2, day, None, 15);
+        run.count(policy, &v1, 1, next, Some(true), 20);
+        assert_eq!(run.tallies.len(), 3, "one tally per version and day");
+        let first = run.tallies[&(policy, "PR.AA-01".to_owned(), day, 1)];
+        assert_eq!((first.tally.allowed, first.tally.denied, first.min_seq, first.max_seq), (1, 1, 10, 12));
+        assert_eq!(first.tally.pass_when, PassWhen::NoDeny, "judged by its own version's check");
+        let second = run.tallies[&(policy, "PR.AA-01".to_owned(), day, 2)];
+        assert_eq!((second.tally.undefined, second.tally.pass_when), (1, PassWhen::Decided));
+        assert_eq!(run.seqs.iter().map(|s| s.3).collect::<Vec<_>>(), vec![10, 12, 15, 20], "every counted decision is kept for proofs");
+        let tallies: Vec<VersionTally> = run.tallies.iter().filter(|(k, _)| k.2 == day).map(|(_, a)| a.tally).collect();
+        assert_eq!(day_outcome(&tallies), aggregates::compliance::Outcome::Fail, "version 1 denied under no_deny");
+    }
+
+    #[test]
+    fn the_projector_owns_four_gov_tables_and_reads_policies_and_decisions() {
+        let p = SystemEvidenceProjector;
+        assert!(p.tables().iter().all(|t| t.starts_with("gov_system_evidence")));
+        assert!(p.handles("Policy") && p.handles("PolicyDecision") && !p.handles("Evidence"));
+    }
+}
