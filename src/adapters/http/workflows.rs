@@ -1,5 +1,6 @@
 //! `/api/v1/compliance/workflows`: the ComplianceWorkflow aggregate's commands, its read
-//! model, the derived requirement statuses and the auditor's evidence bundle.
+//! model and the derived requirement statuses (from uploaded and system evidence); the
+//! auditor's evidence bundle is [`super::system_evidence::bundle`].
 
 use std::collections::HashMap;
 
