@@ -189,3 +189,109 @@ pub fn statuses(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::compliance::RequirementStatus;
+    use chrono::Datelike;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap_or_default()
+    }
+
+    fn workflow(start: NaiveDate, end: NaiveDate, scope: &[&str]) -> WorkflowView {
+        WorkflowView {
+            workflow_id: Uuid::from_u128(1),
+            regulation: "soc2".into(),
+            name: "w".into(),
+            scope_all: scope.is_empty(),
+            scope_requirements: scope.iter().map(|s| (*s).to_owned()).collect(),
+            owner: "o".into(),
+            audit_period_start: start,
+            audit_period_end: end,
+            due_date: end,
+            state: "draft".into(),
+            created_by: "o".into(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            last_seq: 1,
+            certification: None,
+            certified_until: None,
+        }
+    }
+
+    fn rollup(control: &str, on: NaiveDate, outcome: &str) -> SystemEvidenceView {
+        SystemEvidenceView {
+            evidence_id: Uuid::from_u128(u128::from(on.day())),
+            kind: "policy_evaluation".into(),
+            policy_id: Uuid::from_u128(9),
+            control_id: control.into(),
+            day: on,
+            allowed: 3,
+            denied: 0,
+            undefined: 0,
+            versions: vec![1],
+            min_seq: 10,
+            max_seq: 12,
+            outcome: outcome.into(),
+        }
+    }
+
+    fn cc61(wf: &WorkflowView, links: &[TenantLink], system: &[SystemEvidenceView], as_of: NaiveDate) -> RequirementStatusView {
+        let index = RegulationIndex::new(RegulationCode::Soc2, links);
+        let mut all = statuses(wf, &index, &[], system, &HashMap::new(), as_of, 30);
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    fn link(relation: &str, not_applicable: bool) -> TenantLink {
+        TenantLink {
+            regulation: "soc2".into(),
+            requirement_id: "CC6.1".into(),
+            control_id: "PR.AA-01".into(),
+            relation: relation.into(),
+            rationale: "r".into(),
+            not_applicable,
+        }
+    }
+
+    #[test]
+    fn passing_days_of_system_evidence_satisfy_a_requirement_mapped_to_their_control_and_a_failing_day_is_a_gap() {
+        let wf = workflow(day(27), day(28), &["CC6.1"]);
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass"), rollup("PR.AA-01", day(28), "pass")], day(29));
+        assert_eq!(s.status, RequirementStatus::Satisfied);
+        assert_eq!((s.evidence_ids.len(), s.system_evidence.len()), (0, 2));
+        assert!(s.system_evidence.iter().all(|e| e.kind == "policy_evaluation"));
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "fail"), rollup("PR.AA-01", day(28), "pass")], day(29));
+        assert_eq!((s.status, s.gaps), (RequirementStatus::Partial, vec![Period { start: day(27), end: day(27) }]));
+        // As with uploads, satisfying evidence that stops before the period's last day reads expired.
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass"), rollup("PR.AA-01", day(28), "fail")], day(29));
+        assert_eq!((s.status, s.gaps), (RequirementStatus::Expired, vec![Period { start: day(28), end: day(28) }]));
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass")], day(29));
+        assert_eq!(s.gaps, vec![Period { start: day(28), end: day(28) }], "a day without decisions is not covered");
+    }
+
+    #[test]
+    fn system_evidence_of_days_outside_the_audit_period_or_of_unmapped_controls_does_not_count() {
+        let wf = workflow(day(27), day(27), &["CC6.1"]);
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(26), "pass"), rollup("GV.OC-01", day(27), "pass")], day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Missing, 0));
+        let index = RegulationIndex::new(RegulationCode::Soc2, &[]);
+        assert!(!system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(26), "pass")));
+        assert!(system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(27), "pass")));
+        assert!(!system_evidence_counts(&workflow(day(27), day(27), &["CC1.1"]), &index, &rollup("PR.AA-01", day(27), "pass")));
+    }
+
+    #[test]
+    fn system_evidence_follows_the_tenants_links_like_uploaded_evidence() {
+        let wf = workflow(day(27), day(27), &["CC6.1"]);
+        let pass = [rollup("PR.AA-01", day(27), "pass")];
+        let s = cc61(&wf, &[link("superset", false)], &pass, day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Partial, 1), "a superset link only counts");
+        let s = cc61(&wf, &[link("", true)], &pass, day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Missing, 0), "a link marked not applicable carries nothing");
+        let s = cc61(&wf, &[], &pass, day(27));
+        assert_eq!(s.status, RequirementStatus::Expiring, "the period is still open and the day's evidence ends with it");
+    }
+}
