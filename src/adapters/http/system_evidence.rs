@@ -8,10 +8,13 @@
 //! deterministic sample (first, last, evenly spaced: `proof_sample`); all proofs lead to
 //! the bundle's one signed checkpoint.
 
+use std::collections::{BTreeSet, HashMap};
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -29,7 +32,7 @@ use super::regulations::{csf_control, regulation, tenant_links, READERS};
 use super::workflows::workflow_id;
 use super::SharedState;
 use crate::application::compliance::{system_evidence_counts, RegulationIndex};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The only sort key of the system evidence list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -90,6 +93,9 @@ pub async fn list(
     let mut tx = state.tenant_tx(&caller).await?;
     Ok(Json(read::page(&mut tx, &filter, (page.page, page.page_size), page.order_or(SortOrder::Desc)).await?).into_response())
 }
+
+/// Inclusion proofs computed at once for a bundle (each reads the ledger's tree nodes).
+const PROOF_CONCURRENCY: usize = 8;
 
 /// One proven decision of a roll-up.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -173,19 +179,26 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
     };
     let anchor = state.notary.inclusion(max, None).await?;
     let tree_size = anchor.checkpoint.tree_size;
+    // Every seq to prove (a decision may be counted for several controls: proven once),
+    // PROOF_CONCURRENCY at a time, each against the anchor's checkpoint.
+    let wanted: BTreeSet<i64> = evidence.iter().map(|e| e.ledger_seq).chain(sampled.iter().flat_map(|(_, s)| s.iter().copied())).collect();
+    let notary = &state.notary;
+    let proven: Vec<(i64, ProofFile)> = futures::stream::iter(wanted)
+        .map(|seq| async move { notary.inclusion(seq, Some(tree_size)).await.map(|p| (seq, proof_file(&p, seq, tree_size))) })
+        .buffered(PROOF_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let proofs: HashMap<i64, ProofFile> = proven.into_iter().collect();
+    let proof_of = |seq: i64| proofs.get(&seq).cloned().ok_or_else(|| ApiError::new(ErrorCode::Internal, format!("no proof of seq {seq}")));
     let mut items = Vec::with_capacity(evidence.len());
     for e in evidence {
-        let p = state.notary.inclusion(e.ledger_seq, Some(tree_size)).await?;
-        let proof = proof_file(&p, e.ledger_seq, tree_size);
+        let proof = proof_of(e.ledger_seq)?;
         items.push(BundleItem { evidence_id: e.evidence_id, status: e.status, sha256: e.sha256, ledger_seq: e.ledger_seq, proof });
     }
     let mut system_evidence = Vec::with_capacity(sampled.len());
     for (v, seqs) in sampled {
-        let mut proofs = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let p = state.notary.inclusion(seq, Some(tree_size)).await?;
-            proofs.push(DecisionProof { ledger_seq: seq, proof: proof_file(&p, seq, tree_size) });
-        }
+        let proofs =
+            seqs.into_iter().map(|seq| Ok(DecisionProof { ledger_seq: seq, proof: proof_of(seq)? })).collect::<Result<_, ApiError>>()?;
         let sampled = usize::try_from(v.decisions()).unwrap_or(usize::MAX) > PROOF_SAMPLE;
         system_evidence.push(SystemBundleItem { evidence: v, sampled, proofs });
     }
