@@ -52,6 +52,14 @@ async fn decisions_alone_satisfy_soc2_cc6_1_through_pr_aa_01_and_one_deny_makes_
     // While the one-day period is still open, a day's evidence runs out with the day.
     assert_eq!(requirement(&t.statuses_as_of(&w, &day).await, "CC6.1")["status"], "expiring");
 
+    // The dashboard counts the roll-up under its kind, and the requirement as satisfied.
+    let (status, dash) = t.call(Method::GET, &format!("/api/v1/compliance/dashboard?workflow_id={w}&as_of={}", next_day(&day)), None).await;
+    assert_eq!(status, StatusCode::OK, "{dash}");
+    assert_eq!(
+        (dash["evidence_by_kind"].clone(), dash["requirements_by_status"].clone()),
+        (json!({"policy_evaluation": 1}), json!({"satisfied": 1}))
+    );
+
     // The bundle proves each decision the roll-up counts (few: all of them).
     let (status, bundle) = t.call(Method::GET, &format!("/api/v1/compliance/workflows/{w}/evidence-bundle"), None).await;
     assert_eq!(status, StatusCode::OK, "{bundle}");
