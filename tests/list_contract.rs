@@ -51,7 +51,9 @@ async fn populate(svc: &Service, tenant: Uuid, tok: &str) -> (String, String) {
         assert_eq!(s, StatusCode::CREATED, "{p}");
         policy = p["policy_id"].as_str().unwrap().to_owned();
     }
-    let v2 = json!({"rego": "package test.gate\n\nallow if input.score > 0.7\n"});
+    // Version 2 checks two controls, so its decisions make two roll-ups of system evidence.
+    let v2 = json!({"rego": "package test.gate\n\nallow if input.score > 0.7\n",
+        "control_checks": [{"control_id": "PR.AA-01"}, {"control_id": "PR.AA-02"}]});
     let (s, _) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(tenant), Some(tok), Some(&v2)).await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(tok), None).await;

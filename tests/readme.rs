@@ -70,10 +70,15 @@ async fn the_readme_walkthrough_works_verbatim_on_the_embedded_default() {
     assert_eq!((activated["status"].as_str(), activated["active_version"].as_i64()), (Some("active"), Some(2)), "{activated}");
 
     let lines = run("compliance-walkthrough", &svc.base, &data_dir, &remove);
-    assert_eq!(lines.len(), 3, "workflow, evidence and statuses: {lines:?}");
+    assert_eq!(lines.len(), 5, "workflow, evidence, statuses, system evidence and the one-day statuses: {lines:?}");
     assert_eq!((lines[0]["regulation"].as_str(), lines[0]["state"].as_str()), (Some("soc2"), Some("draft")));
     assert_eq!((lines[1]["kind"].as_str(), lines[1]["content_type"].as_str()), (Some("configuration_export"), Some("text/csv")));
     assert_eq!(lines[2]["summary"], serde_json::json!({"satisfied": 2}), "one piece of evidence satisfies both criteria");
+    let (system, day) = (&lines[3], &lines[4]);
+    assert_eq!((system["total"].as_i64(), system["items"][0]["kind"].as_str()), (Some(1), Some("policy_evaluation")), "{system}");
+    assert_eq!((system["items"][0]["allowed"].as_i64(), system["items"][0]["outcome"].as_str()), (Some(2), Some("pass")));
+    assert_eq!(day["summary"], serde_json::json!({"satisfied": 1}), "the decisions alone satisfy CC6.1: {day}");
+    assert_eq!(day["items"][0]["system_evidence"][0]["evidence_id"], system["items"][0]["evidence_id"]);
     drop(svc);
     let _ = std::fs::remove_dir_all(dir);
 }

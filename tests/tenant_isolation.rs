@@ -122,7 +122,10 @@ struct Victim {
 async fn victim(svc: &Service) -> Victim {
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
-    let (_, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("victim"))).await;
+    // Its version checks a control, so its decision is also system evidence.
+    let mut body = policy_body("victim");
+    body["control_checks"] = serde_json::json!([{"control_id": "PR.AA-01"}]);
+    let (_, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&body)).await;
     let policy = created["policy_id"].as_str().unwrap().to_owned();
     let (status, _) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -244,6 +247,9 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
                 )
             }
             "/api/v1/decisions/{id}" => (vec![template.replace("{id}", &a.decision)], vec![]),
+            "/api/v1/system-evidence" => {
+                (vec![], vec![template.clone(), format!("{template}?policy_id={}&control=PR.AA-01&page_size=100", a.policy)])
+            }
             "/api/v1/ledger/entries/{seq}/proof" => (vec![template.replace("{seq}", &a.seq.to_string())], vec![]),
             other => panic!("no isolation case for GET {other}: add one"),
         };

@@ -14,6 +14,8 @@
 //! - [`compliance_review`]: what a workflow records after creation (changes, findings,
 //!   certification) and tenants' not-applicable marks on requirement → control links.
 //! - [`evidence`]: evidence records (`gov_evidence`).
+//! - [`system_evidence`]: decisions of policies that check CSF controls, rolled up per
+//!   control and UTC day (`gov_system_evidence*`).
 //! - [`Projector`]: the trait the projection runner drives.
 //!
 //! Projectors are idempotent per event: they run inside the transaction that advances
@@ -24,6 +26,7 @@ pub mod compliance_review;
 pub mod decisions;
 pub mod evidence;
 pub mod policies;
+pub mod system_evidence;
 pub mod tenant;
 
 use aggregates::{DecodeError, Recorded};
@@ -105,6 +108,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(decisions::DecisionProjector),
         std::sync::Arc::new(compliance::ComplianceProjector),
         std::sync::Arc::new(evidence::EvidenceProjector),
+        std::sync::Arc::new(system_evidence::SystemEvidenceProjector),
     ]
 }
 

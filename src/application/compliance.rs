@@ -1,6 +1,12 @@
 //! Requirement statuses of workflows: the catalog (merged with the tenant's mappings),
-//! the evidence read model and the pure derivation in `aggregates::compliance::status`.
-//! Shared by the workflow endpoints and the dashboard.
+//! the evidence read models (uploaded records and system evidence) and the pure
+//! derivation in `aggregates::compliance::status`. Shared by the workflow endpoints, the
+//! evidence bundle and the dashboard.
+//!
+//! System evidence belongs to the tenant, not to a workflow: a roll-up counts for every
+//! workflow of the tenant whose audit period includes its day, through the same control →
+//! requirement links as an uploaded record naming that control, with the day as its
+//! period and its outcome (`pass`/`fail`) as the record's outcome.
 
 use std::collections::HashMap;
 
@@ -13,6 +19,7 @@ use aggregates::compliance::{
 };
 use projections::compliance::WorkflowView;
 use projections::evidence::EvidenceView;
+use projections::system_evidence::SystemEvidenceView;
 
 use crate::application::catalog::{merged_controls, Catalog, TenantLink};
 
@@ -24,13 +31,42 @@ pub struct RequirementStatusView {
     /// `satisfied`, `expiring`, `expired`, `partial`, `missing` or `not_applicable`.
     #[schema(value_type = String)]
     pub status: RequirementStatus,
-    /// The active evidence that counts towards it (directly or through a control).
+    /// The active uploaded evidence that counts towards it (directly or through a control).
     pub evidence_ids: Vec<Uuid>,
+    /// The system evidence (kind `policy_evaluation`) that counts towards it: decisions of
+    /// policies that check a control it maps to, one roll-up per policy, control and day.
+    pub system_evidence: Vec<SystemEvidenceRef>,
     /// Days of the audit period no satisfying evidence covers, or a failed result marks.
     #[schema(value_type = Vec<Object>)]
     pub gaps: Vec<Period>,
     pub covered_until: Option<NaiveDate>,
     pub not_applicable_justification: Option<String>,
+}
+
+/// One roll-up of system evidence, as a requirement lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SystemEvidenceRef {
+    pub evidence_id: Uuid,
+    /// Always `policy_evaluation`.
+    pub kind: String,
+    pub policy_id: Uuid,
+    pub control_id: String,
+    pub day: NaiveDate,
+    /// `pass` or `fail`.
+    pub outcome: String,
+}
+
+impl From<&SystemEvidenceView> for SystemEvidenceRef {
+    fn from(v: &SystemEvidenceView) -> Self {
+        Self {
+            evidence_id: v.evidence_id,
+            kind: v.kind.clone(),
+            policy_id: v.policy_id,
+            control_id: v.control_id.clone(),
+            day: v.day,
+            outcome: v.outcome.clone(),
+        }
+    }
 }
 
 /// For each control, the requirements of one regulation it is linked to and through
@@ -55,6 +91,28 @@ impl RegulationIndex {
         }
         Self { code, by_control }
     }
+
+    /// The requirements `control` is linked to (not marked not applicable), with the
+    /// relation of each link.
+    pub fn requirements_of(&self, control: &str) -> &[(String, Option<Relation>)] {
+        self.by_control.get(control).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Whether a roll-up of system evidence counts for `workflow`: its day is in the audit
+/// period and its control reaches an in-scope requirement.
+pub fn system_evidence_counts(workflow: &WorkflowView, index: &RegulationIndex, v: &SystemEvidenceView) -> bool {
+    let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
+    (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)
+        && index.requirements_of(&v.control_id).iter().any(|(r, _)| in_scope(r))
+}
+
+/// How a roll-up counts for a requirement it reaches through `relation`: exactly as an
+/// uploaded record with its outcome and a one-day period (no verdict: an auditor reviews
+/// the decisions, not a record).
+fn system_cover(v: &SystemEvidenceView, relation: Option<Relation>) -> Cover {
+    let outcome = Outcome::parse(&v.outcome).unwrap_or(Outcome::Fail);
+    Cover { period: Period { start: v.day, end: v.day }, contribution: contribution(outcome, None, relation) }
 }
 
 /// How one evidence record counts for a requirement it reaches through `relation`.
@@ -65,12 +123,14 @@ fn cover(e: &EvidenceView, relation: Option<Relation>) -> Cover {
 }
 
 /// Statuses of every in-scope requirement of `workflow`. `evidence` may hold other
-/// workflows' records: only this workflow's active ones count. A certified workflow keeps
-/// the statuses recorded at its certification, whatever the evidence says since.
+/// workflows' records: only this workflow's active ones count. `system` is the tenant's
+/// system evidence: the roll-ups of days in the audit period count. A certified workflow
+/// keeps the statuses recorded at its certification, whatever the evidence says since.
 pub fn statuses(
     workflow: &WorkflowView,
     index: &RegulationIndex,
     evidence: &[&EvidenceView],
+    system: &[SystemEvidenceView],
     not_applicable: &HashMap<String, String>,
     as_of: NaiveDate,
     expiring_days: u32,
@@ -97,6 +157,12 @@ pub fn statuses(
             covering.entry(t).or_default().push((e.evidence_id, c));
         }
     }
+    let mut system_covering: HashMap<&str, Vec<(&SystemEvidenceView, Cover)>> = HashMap::new();
+    for v in system.iter().filter(|v| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)) {
+        for (requirement, relation) in index.requirements_of(&v.control_id) {
+            system_covering.entry(requirement.as_str()).or_default().push((v, system_cover(v, *relation)));
+        }
+    }
     let audit = Period { start: workflow.audit_period_start, end: workflow.audit_period_end };
     let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
     let certified: HashMap<&str, RequirementStatus> =
@@ -106,7 +172,8 @@ pub fn statuses(
         .filter(|q| in_scope(&q.id))
         .map(|q| {
             let found = covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let covers: Vec<Cover> = found.iter().map(|(_, c)| *c).collect();
+            let system_found = system_covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let covers: Vec<Cover> = found.iter().map(|(_, c)| *c).chain(system_found.iter().map(|(_, c)| *c)).collect();
             let justification = not_applicable.get(&q.id).cloned();
             let d = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
             RequirementStatusView {
@@ -114,10 +181,117 @@ pub fn statuses(
                 title: q.title.clone(),
                 status: certified.get(q.id.as_str()).copied().unwrap_or(d.status),
                 evidence_ids: found.iter().map(|(id, _)| *id).collect(),
+                system_evidence: system_found.iter().map(|(v, _)| SystemEvidenceRef::from(*v)).collect(),
                 gaps: d.gaps,
                 covered_until: d.covered_until,
                 not_applicable_justification: justification,
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::compliance::RequirementStatus;
+    use chrono::Datelike;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap_or_default()
+    }
+
+    fn workflow(start: NaiveDate, end: NaiveDate, scope: &[&str]) -> WorkflowView {
+        WorkflowView {
+            workflow_id: Uuid::from_u128(1),
+            regulation: "soc2".into(),
+            name: "w".into(),
+            scope_all: scope.is_empty(),
+            scope_requirements: scope.iter().map(|s| (*s).to_owned()).collect(),
+            owner: "o".into(),
+            audit_period_start: start,
+            audit_period_end: end,
+            due_date: end,
+            state: "draft".into(),
+            created_by: "o".into(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            last_seq: 1,
+            certification: None,
+            certified_until: None,
+        }
+    }
+
+    fn rollup(control: &str, on: NaiveDate, outcome: &str) -> SystemEvidenceView {
+        SystemEvidenceView {
+            evidence_id: Uuid::from_u128(u128::from(on.day())),
+            kind: "policy_evaluation".into(),
+            policy_id: Uuid::from_u128(9),
+            control_id: control.into(),
+            day: on,
+            allowed: 3,
+            denied: 0,
+            undefined: 0,
+            versions: vec![1],
+            min_seq: 10,
+            max_seq: 12,
+            outcome: outcome.into(),
+        }
+    }
+
+    fn cc61(wf: &WorkflowView, links: &[TenantLink], system: &[SystemEvidenceView], as_of: NaiveDate) -> RequirementStatusView {
+        let index = RegulationIndex::new(RegulationCode::Soc2, links);
+        let mut all = statuses(wf, &index, &[], system, &HashMap::new(), as_of, 30);
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    fn link(relation: &str, not_applicable: bool) -> TenantLink {
+        TenantLink {
+            regulation: "soc2".into(),
+            requirement_id: "CC6.1".into(),
+            control_id: "PR.AA-01".into(),
+            relation: relation.into(),
+            rationale: "r".into(),
+            not_applicable,
+        }
+    }
+
+    #[test]
+    fn passing_days_of_system_evidence_satisfy_a_requirement_mapped_to_their_control_and_a_failing_day_is_a_gap() {
+        let wf = workflow(day(27), day(28), &["CC6.1"]);
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass"), rollup("PR.AA-01", day(28), "pass")], day(29));
+        assert_eq!(s.status, RequirementStatus::Satisfied);
+        assert_eq!((s.evidence_ids.len(), s.system_evidence.len()), (0, 2));
+        assert!(s.system_evidence.iter().all(|e| e.kind == "policy_evaluation"));
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "fail"), rollup("PR.AA-01", day(28), "pass")], day(29));
+        assert_eq!((s.status, s.gaps), (RequirementStatus::Partial, vec![Period { start: day(27), end: day(27) }]));
+        // As with uploads, satisfying evidence that stops before the period's last day reads expired.
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass"), rollup("PR.AA-01", day(28), "fail")], day(29));
+        assert_eq!((s.status, s.gaps), (RequirementStatus::Expired, vec![Period { start: day(28), end: day(28) }]));
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(27), "pass")], day(29));
+        assert_eq!(s.gaps, vec![Period { start: day(28), end: day(28) }], "a day without decisions is not covered");
+    }
+
+    #[test]
+    fn system_evidence_of_days_outside_the_audit_period_or_of_unmapped_controls_does_not_count() {
+        let wf = workflow(day(27), day(27), &["CC6.1"]);
+        let s = cc61(&wf, &[], &[rollup("PR.AA-01", day(26), "pass"), rollup("GV.OC-01", day(27), "pass")], day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Missing, 0));
+        let index = RegulationIndex::new(RegulationCode::Soc2, &[]);
+        assert!(!system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(26), "pass")));
+        assert!(system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(27), "pass")));
+        assert!(!system_evidence_counts(&workflow(day(27), day(27), &["CC1.1"]), &index, &rollup("PR.AA-01", day(27), "pass")));
+    }
+
+    #[test]
+    fn system_evidence_follows_the_tenants_links_like_uploaded_evidence() {
+        let wf = workflow(day(27), day(27), &["CC6.1"]);
+        let pass = [rollup("PR.AA-01", day(27), "pass")];
+        let s = cc61(&wf, &[link("superset", false)], &pass, day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Partial, 1), "a superset link only counts");
+        let s = cc61(&wf, &[link("", true)], &pass, day(28));
+        assert_eq!((s.status, s.system_evidence.len()), (RequirementStatus::Missing, 0), "a link marked not applicable carries nothing");
+        let s = cc61(&wf, &[], &pass, day(27));
+        assert_eq!(s.status, RequirementStatus::Expiring, "the period is still open and the day's evidence ends with it");
+    }
 }

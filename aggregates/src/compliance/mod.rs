@@ -7,6 +7,8 @@
 //! - [`evidence`]: the Evidence aggregate; [`submit`]: the submission rules, decided from
 //!   the ledger through [`references`] (the aggregate's cqrs-es services).
 //! - [`status`]: requirement status derivation.
+//! - [`system_evidence`]: decisions of policies that check controls, rolled up per day
+//!   (how a day's outcome is decided, roll-up ids, which decisions a bundle proves).
 
 pub mod codes;
 pub mod evidence;
@@ -14,6 +16,7 @@ pub mod references;
 pub mod review;
 pub mod status;
 pub mod submit;
+pub mod system_evidence;
 pub mod workflow;
 
 pub use codes::{ControlId, RegulationCode, Relation, RequirementId, Sha256};
@@ -24,6 +27,7 @@ pub use references::{EvidenceReferences, EvidenceServices, RecordedDecision, Ref
 pub use review::{Certification, CertifiedStatus, Finding, WorkflowChange};
 pub use status::{contribution, derive, Contribution, Cover, Derived, RequirementStatus};
 pub use submit::SubmitEvidence;
+pub use system_evidence::{day_outcome, proof_sample, system_evidence_id, DecisionClass, VersionTally, SYSTEM_EVIDENCE_KIND};
 pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowServices, WorkflowState};
 
 #[cfg(test)]

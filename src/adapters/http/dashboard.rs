@@ -16,14 +16,14 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use aggregates::compliance::RegulationCode;
+use aggregates::compliance::{RegulationCode, SYSTEM_EVIDENCE_KIND};
 use projections::evidence::EvidenceView;
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
 use crate::application::catalog::TenantLink;
-use crate::application::compliance::{statuses, RegulationIndex};
+use crate::application::compliance::{statuses, system_evidence_counts, RegulationIndex};
 use crate::error::{database, ApiError};
 
 /// Tenant, generation, filters, as-of day.
@@ -102,7 +102,8 @@ pub struct Dashboard {
     /// Satisfied or expiring (still valid) over the applicable ones, in percent. Certified
     /// workflows count with the statuses they were certified with.
     pub coverage_percent: f64,
-    /// Active evidence by kind.
+    /// Active evidence by kind; `policy_evaluation` counts the system evidence roll-ups that
+    /// count for at least one of the workflows (each once).
     pub evidence_by_kind: BTreeMap<String, usize>,
     /// Active evidence whose `valid_until` falls within the expiring window (soonest first, at most 100).
     pub expiring_soon: Vec<ExpiringEvidence>,
@@ -158,6 +159,12 @@ async fn compute(
         workflows.retain(|x| x.workflow_id == w);
     }
     let evidence = projections::evidence::of_workflow(&mut tx, workflow, true).await?;
+    let first = workflows.iter().map(|w| w.audit_period_start).min();
+    let last = workflows.iter().map(|w| w.audit_period_end).max();
+    let system = match (first, last) {
+        (Some(first), Some(last)) => projections::system_evidence::of_days(&mut tx, first, last).await?,
+        _ => vec![],
+    };
     let na_rows = projections::compliance::not_applicable(&mut tx, workflow).await?;
     let since = Utc::now() - chrono::Duration::days(7);
     let decisions: Vec<(Uuid, Option<bool>, i64)> = sqlx::query_as(
@@ -182,13 +189,18 @@ async fn compute(
     let mut requirements_by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut workflows_by_state: BTreeMap<String, usize> = BTreeMap::new();
     let empty = HashMap::new();
+    // System evidence counts for every workflow whose period and scope it reaches; listed once.
+    let mut counted_system: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     for wf in &workflows {
         *workflows_by_state.entry(wf.state.clone()).or_default() += 1;
         let Ok(code) = RegulationCode::parse(&wf.regulation) else { continue };
         let index = indexes.entry(code).or_insert_with(|| RegulationIndex::new(code, &links_for(&links, code)));
         let ev = by_workflow.get(&wf.workflow_id).map(Vec::as_slice).unwrap_or(&[]);
-        for s in statuses(wf, index, ev, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window) {
+        for s in statuses(wf, index, ev, &system, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window) {
             *requirements_by_status.entry(s.status.as_str().to_owned()).or_default() += 1;
+        }
+        for v in system.iter().filter(|v| system_evidence_counts(wf, index, v)) {
+            counted_system.insert(v.evidence_id);
         }
     }
     let ready = ["satisfied", "expiring"].iter().map(|s| requirements_by_status.get(*s).copied().unwrap_or(0)).sum::<usize>();
@@ -200,6 +212,9 @@ async fn compute(
     let mut evidence_by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for e in &relevant {
         *evidence_by_kind.entry(e.kind.clone()).or_default() += 1;
+    }
+    if !counted_system.is_empty() {
+        evidence_by_kind.insert(SYSTEM_EVIDENCE_KIND.to_owned(), counted_system.len());
     }
     let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
     let mut expiring_soon: Vec<ExpiringEvidence> = relevant

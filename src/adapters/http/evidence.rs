@@ -1,6 +1,6 @@
 //! `/api/v1/evidence`: streamed multipart upload into the content-addressed artifact
-//! store, the Evidence aggregate's commands, downloads that verify the hash first, and the
-//! auditor's evidence bundle of a workflow. The handlers parse input into domain types;
+//! store, the Evidence aggregate's commands and downloads that verify the hash first (the
+//! auditor's evidence bundle of a workflow is [`super::system_evidence::bundle`]). The handlers parse input into domain types;
 //! the aggregate checks what evidence references (its workflow, a decision record, the
 //! superseding record) against the ledger ([`crate::application::references`]), never a read model.
 
@@ -16,8 +16,6 @@ use aggregates::compliance::{
     Artifact, Evidence, EvidenceCommand, EvidenceError, EvidenceKind, EvidenceStatus, Outcome, RequirementId, Sha256, SubmitEvidence,
 };
 use aggregates::{DecisionId, Description, EvidenceId, Reason, WorkflowId};
-use ledger::bundle::{BundleItem, EvidenceBundle};
-use ledger::export::{ExportEntry, ProofFile};
 use projections::evidence::{self as read, EvidenceSort, EvidenceView};
 use projections::{Page, SortOrder};
 
@@ -25,7 +23,6 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::paging::{Listed, PageParams};
 use super::policies::wait_min_seq;
 use super::regulations::{csf_control, OFFICERS, READERS};
-use super::workflows::workflow_id;
 use super::SharedState;
 use crate::adapters::artifacts::{ArtifactError, Staged, Upload};
 use crate::application::limits::{check_json_text, check_text};
@@ -459,51 +456,4 @@ pub async fn withdraw(
     let command =
         EvidenceCommand::Withdraw { tenant_id: caller.tenant_id, actor: caller.subject.clone(), reason: Reason::parse(&body.reason)? };
     run(&state, &caller, id, command).await
-}
-
-/// Every evidence record of a workflow with its artifact hash, ledger seq and an inclusion
-/// proof against one signed checkpoint.
-#[utoipa::path(get, path = "/compliance/workflows/{id}/evidence-bundle", tag = "compliance",
-    params(("id" = Uuid, Path, description = "The workflow id")), responses((status = 200, description = "The bundle", body = EvidenceBundle)))]
-pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
-    let id = workflow_id(&id)?;
-    let mut tx = state.tenant_tx(&caller).await?;
-    projections::compliance::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
-    let evidence = read::of_workflow(&mut tx, Some(id.as_uuid()), false).await?;
-    drop(tx);
-    let Some(max) = evidence.iter().map(|e| e.ledger_seq).max() else {
-        let latest = state.notary.latest().await.map_err(ApiError::from)?;
-        let (checkpoint, tree_size) = latest.map(|c| (c.note.clone(), c.tree_size)).unwrap_or_default();
-        let body = EvidenceBundle {
-            workflow_id: id.as_uuid(),
-            checkpoint,
-            tree_size,
-            verifier_key: state.notary.signer().verifier_key(),
-            items: vec![],
-        };
-        return Ok(Json(body).into_response());
-    };
-    let anchor = state.notary.inclusion(max, None).await?;
-    let tree_size = anchor.checkpoint.tree_size;
-    let mut items = Vec::with_capacity(evidence.len());
-    for e in evidence {
-        let p = state.notary.inclusion(e.ledger_seq, Some(tree_size)).await?;
-        let proof = ProofFile::InclusionProof {
-            entry: ExportEntry::from(&p.entry),
-            leaf_index: u64::try_from(e.ledger_seq - 1).unwrap_or(0),
-            tree_size: u64::try_from(tree_size).unwrap_or(0),
-            inclusion_proof: p.proof.iter().map(hex::encode).collect(),
-            checkpoint: p.checkpoint.note.clone(),
-        };
-        items.push(BundleItem { evidence_id: e.evidence_id, status: e.status, sha256: e.sha256, ledger_seq: e.ledger_seq, proof });
-    }
-    let body = EvidenceBundle {
-        workflow_id: id.as_uuid(),
-        checkpoint: anchor.checkpoint.note,
-        tree_size,
-        verifier_key: state.notary.signer().verifier_key(),
-        items,
-    };
-    Ok(Json(body).into_response())
 }

@@ -14,6 +14,7 @@ pub mod paging;
 pub mod policies;
 pub mod regulations;
 pub mod replay;
+pub mod system_evidence;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -121,7 +122,8 @@ fn routes(body_limit: usize, upload_limit: usize) -> OpenApiRouter<SharedState> 
         .routes(routes!(regulations::exclude_link))
         .routes(routes!(regulations::withdraw_link_exclusion))
         .routes(routes!(workflows::requirements))
-        .routes(routes!(evidence::bundle))
+        .routes(routes!(system_evidence::bundle))
+        .routes(routes!(system_evidence::list))
         .routes(routes!(evidence::list))
         .routes(routes!(evidence::get))
         .routes(routes!(evidence::artifact))

@@ -1,5 +1,6 @@
 //! `/api/v1/compliance/workflows`: the ComplianceWorkflow aggregate's commands, its read
-//! model, the derived requirement statuses and the auditor's evidence bundle.
+//! model and the derived requirement statuses (from uploaded and system evidence); the
+//! auditor's evidence bundle is [`super::system_evidence::bundle`].
 
 use std::collections::HashMap;
 
@@ -395,6 +396,7 @@ pub(crate) async fn workflow_statuses(
     let mut tx = state.tenant_tx(caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     let evidence = projections::evidence::of_workflow(&mut tx, Some(id.as_uuid()), true).await?;
+    let system = projections::system_evidence::of_days(&mut tx, wf.audit_period_start, wf.audit_period_end).await?;
     let na: HashMap<String, String> =
         read::not_applicable(&mut tx, Some(id.as_uuid())).await?.into_iter().map(|(_, v)| (v.requirement_id, v.justification)).collect();
     let code = regulation(&wf.regulation)?.code;
@@ -402,7 +404,7 @@ pub(crate) async fn workflow_statuses(
     drop(tx);
     let index = RegulationIndex::new(code, &links);
     let refs: Vec<_> = evidence.iter().collect();
-    let items = statuses(&wf, &index, &refs, &na, as_of, state.config.evidence_expiring_days);
+    let items = statuses(&wf, &index, &refs, &system, &na, as_of, state.config.evidence_expiring_days);
     Ok((wf, items))
 }
 
