@@ -81,6 +81,25 @@ async fn decisions_alone_satisfy_soc2_cc6_1_through_pr_aa_01_and_one_deny_makes_
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // The whole bundle verifies offline, system evidence included; a roll-up that claims
+    // another policy's decisions, or drops one of its decisions, does not.
+    let verify = |b: &Value| {
+        let file = std::env::temp_dir().join(format!("gov-system-bundle-{}-{}.json", t.id, Uuid::new_v4()));
+        std::fs::write(&file, b.to_string()).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args(["ledger", "verify-bundle", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = verify(&bundle);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 system-evidence roll-ups"), "{}", String::from_utf8_lossy(&out.stdout));
+    let mut foreign = bundle.clone();
+    foreign["system_evidence"][0]["policy_id"] = json!(Uuid::new_v4());
+    assert!(!verify(&foreign).status.success(), "a roll-up of another policy");
+    let mut partial = bundle.clone();
+    partial["system_evidence"][0]["proofs"].as_array_mut().unwrap().pop();
+    assert!(!verify(&partial).status.success(), "an unsampled roll-up missing a decision");
 
     // One deny under the default `no_deny` fails the day: CC6.1 is partial, with that day as its gap.
     let deny = t.decide(&policy, json!({"ok": false}), "allow").await;

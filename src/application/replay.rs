@@ -48,6 +48,8 @@ const PAGE_BYTES: i64 = 16 * 1024 * 1024;
 /// Items per engine batch, and the input bytes one batch may carry.
 const BATCH_ITEMS: usize = 500;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Batches evaluated at once (each on its own worker, within the tenant's share).
+const BATCHES_IN_FLIGHT: usize = 2;
 /// A batch the engine could not take (its queue full, a worker lost) is tried again this
 /// many times before the replay fails.
 const BATCH_ATTEMPTS: u32 = 4;
@@ -290,11 +292,17 @@ impl Replayer {
             }
             let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some()).collect();
             tally.skip(rows.len() - replayable.len());
-            for batch in batches(&replayable) {
-                let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone().unwrap_or(Value::Null))).collect();
-                let results = evaluate(tenant, prepared.as_ref(), items).await?;
-                for (row, result) in batch.iter().zip(results) {
-                    tally.add(row, result)?;
+            // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
+            // workers as the tenant's share allows; they are tallied in ledger order.
+            for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
+                let calls = group.iter().map(|batch| {
+                    let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone().unwrap_or(Value::Null))).collect();
+                    evaluate(tenant, prepared.as_ref(), items)
+                });
+                for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
+                    for (row, result) in batch.iter().zip(results?) {
+                        tally.add(row, result)?;
+                    }
                 }
             }
             job.read.store(tally.report.read, Ordering::Relaxed);

@@ -211,6 +211,7 @@ fn an_evidence_bundle_verifies_with_its_artifact_and_not_with_a_changed_one() {
             ledger_seq: 4,
             proof: ledger.inclusion_proof(4),
         }],
+        system_evidence: vec![],
     };
     let file = dir.join("bundle.json");
     std::fs::write(&file, serde_json::to_string(&bundle).unwrap()).unwrap();

@@ -6,6 +6,12 @@
 //! checkpoint). Verifying it needs the bundle, the ledger's verifier key and, optionally,
 //! the artifacts: each proof must verify, its entry must be the submission of that
 //! evidence with that hash, and each artifact must hash to it.
+//!
+//! For every roll-up of *system evidence* (a policy's decisions on one UTC day, counted for
+//! a control) it holds proofs of the decisions it summarises: all of them, or a sample
+//! that includes the first and the last. Each proof must verify against the same
+//! checkpoint, and its entry must be a `PolicyEvaluated` of that policy, recorded on that
+//! day, within the roll-up's seq range; an unsampled roll-up must prove every decision.
 
 use std::path::Path;
 
@@ -38,6 +44,55 @@ pub struct EvidenceBundle {
     /// The ledger's verifier key (auditors should pin theirs out of band).
     pub verifier_key: String,
     pub items: Vec<BundleItem>,
+    /// Roll-ups of policy decisions that count for the workflow (absent in bundles made
+    /// before system evidence existed).
+    #[serde(default)]
+    pub system_evidence: Vec<SystemEvidenceItem>,
+}
+
+/// One roll-up of system evidence, with proofs of the decisions it summarises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SystemEvidenceItem {
+    /// Stable across rebuilds: derived from tenant, policy, control and day.
+    pub evidence_id: Uuid,
+    /// Always `policy_evaluation`.
+    pub kind: String,
+    pub policy_id: Uuid,
+    /// The CSF 2.0 control the policy's versions check.
+    pub control_id: String,
+    /// The UTC day of the decisions' ledger time.
+    pub day: chrono::NaiveDate,
+    pub allowed: i64,
+    pub denied: i64,
+    pub undefined: i64,
+    /// The policy versions whose decisions count, ascending.
+    pub versions: Vec<i32>,
+    /// The ledger seqs of the first and last counted decision.
+    pub min_seq: i64,
+    pub max_seq: i64,
+    /// `pass` or `fail`.
+    pub outcome: String,
+    /// True when `proofs` is a sample (the first, the last and evenly spaced ones).
+    pub sampled: bool,
+    pub proofs: Vec<DecisionProof>,
+}
+
+impl SystemEvidenceItem {
+    /// How many decisions the roll-up counts.
+    pub fn decisions(&self) -> i64 {
+        self.allowed.saturating_add(self.denied).saturating_add(self.undefined)
+    }
+}
+
+/// One proven decision of a roll-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DecisionProof {
+    pub ledger_seq: i64,
+    /// The decision's `PolicyEvaluated` entry, its inclusion proof and the bundle's checkpoint.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub proof: ProofFile,
 }
 
 fn fail(seq: i64, reason: impl Into<String>) -> VerifyError {
@@ -87,11 +142,63 @@ pub fn verify_bundle(bundle: &EvidenceBundle, keys: &[VerifierKey], artifacts: O
             checked_files += 1;
         }
     }
+    let mut decisions = 0;
+    for item in &bundle.system_evidence {
+        decisions += verify_system_evidence(item, bundle.tree_size, keys)?;
+    }
     let artifacts = if artifacts.is_some() { format!(", {checked_files} artifacts match their recorded hashes") } else { String::new() };
+    let system = if bundle.system_evidence.is_empty() {
+        String::new()
+    } else {
+        format!(", and {} system-evidence roll-ups with {decisions} proven decisions", bundle.system_evidence.len())
+    };
     Ok(format!(
-        "OK: {} evidence records of workflow {} are in the ledger of {} entries{artifacts}",
+        "OK: {} evidence records{system} of workflow {} are in the ledger of {} entries{artifacts}",
         bundle.items.len(),
         bundle.workflow_id,
         bundle.tree_size
     ))
+}
+
+/// Checks one roll-up's proofs; returns how many decisions they prove.
+fn verify_system_evidence(item: &SystemEvidenceItem, tree_size: i64, keys: &[VerifierKey]) -> Result<usize, VerifyError> {
+    let id = item.evidence_id;
+    let seqs: Vec<i64> = item.proofs.iter().map(|p| p.ledger_seq).collect();
+    let complete = !item.sampled && i64::try_from(seqs.len()).unwrap_or(i64::MAX) == item.decisions();
+    let ends = seqs.first() == Some(&item.min_seq) && seqs.last() == Some(&item.max_seq);
+    if !(complete || item.sampled) || !ends || seqs.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(fail(
+            item.min_seq,
+            format!(
+                "system evidence {id}: the proofs must cover its {} decisions, or a sample from the first to the last",
+                item.decisions()
+            ),
+        ));
+    }
+    for p in &item.proofs {
+        let seq = p.ledger_seq;
+        verify_proof(&p.proof, keys)?;
+        let ProofFile::InclusionProof { entry, tree_size: proven_size, .. } = &p.proof else {
+            return Err(fail(seq, format!("system evidence {id}: expected an inclusion proof")));
+        };
+        if *proven_size != u64::try_from(tree_size).unwrap_or(0) {
+            return Err(fail(seq, format!("system evidence {id}: proved against another checkpoint")));
+        }
+        let payload: serde_json::Value =
+            serde_json::from_str(&entry.payload).map_err(|e| fail(seq, format!("system evidence {id}: payload: {e}")))?;
+        let day = chrono::DateTime::from_timestamp_micros(entry.recorded_at_micros).map(|t| t.date_naive());
+        let is_decision = entry.seq == seq
+            && entry.aggregate_type == "PolicyDecision"
+            && entry.event_type == "PolicyEvaluated"
+            && payload["policy_id"] == item.policy_id.to_string()
+            && (item.min_seq..=item.max_seq).contains(&seq)
+            && day == Some(item.day);
+        if !is_decision {
+            return Err(fail(
+                seq,
+                format!("system evidence {id}: the proven entry is not a decision of policy {} on {}", item.policy_id, item.day),
+            ));
+        }
+    }
+    Ok(item.proofs.len())
 }

@@ -15,12 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use aggregates::compliance::system_evidence::PROOF_SAMPLE;
 use aggregates::compliance::{proof_sample, Outcome};
-use ledger::bundle::{BundleItem, EvidenceBundle};
+use ledger::bundle::{BundleItem, DecisionProof, EvidenceBundle, SystemEvidenceItem};
 use ledger::export::{ExportEntry, ProofFile};
 use projections::system_evidence::{self as read, SystemEvidenceFilter, SystemEvidenceView};
 use projections::{Page, SortOrder};
@@ -97,38 +97,6 @@ pub async fn list(
 /// Inclusion proofs computed at once for a bundle (each reads the ledger's tree nodes).
 const PROOF_CONCURRENCY: usize = 8;
 
-/// One proven decision of a roll-up.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DecisionProof {
-    pub ledger_seq: i64,
-    /// The decision's `PolicyEvaluated` entry, its inclusion proof and the bundle's checkpoint.
-    #[schema(value_type = Object)]
-    pub proof: ProofFile,
-}
-
-/// A roll-up of system evidence in a bundle, with proofs of its decisions.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SystemBundleItem {
-    #[serde(flatten)]
-    pub evidence: SystemEvidenceView,
-    /// True when the proofs are a sample (more than 20 decisions): the first, the last and
-    /// evenly spaced ones in between.
-    pub sampled: bool,
-    pub proofs: Vec<DecisionProof>,
-}
-
-/// The auditor's bundle of a workflow: every uploaded record with the proof of its
-/// submission (`items`, checked by `ledger verify-bundle`) and the system evidence that
-/// counts for the workflow with proofs of the decisions it summarises
-/// (`system_evidence`; each proof checks with `ledger verify-proof`).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WorkflowBundle {
-    #[serde(flatten)]
-    #[schema(inline)]
-    pub bundle: EvidenceBundle,
-    pub system_evidence: Vec<SystemBundleItem>,
-}
-
 fn proof_file(p: &crate::adapters::ledger::notary::InclusionProof, seq: i64, tree_size: i64) -> ProofFile {
     ProofFile::InclusionProof {
         entry: ExportEntry::from(&p.entry),
@@ -143,7 +111,7 @@ fn proof_file(p: &crate::adapters::ledger::notary::InclusionProof, seq: i64, tre
 /// proof, and the system evidence that counts for it with proofs of its decisions (all
 /// when at most 20, else a sample), all against one signed checkpoint.
 #[utoipa::path(get, path = "/compliance/workflows/{id}/evidence-bundle", tag = "compliance",
-    params(("id" = Uuid, Path, description = "The workflow id")), responses((status = 200, description = "The bundle", body = WorkflowBundle)))]
+    params(("id" = Uuid, Path, description = "The workflow id")), responses((status = 200, description = "The bundle", body = EvidenceBundle)))]
 pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let id = workflow_id(&id)?;
@@ -174,8 +142,9 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
             tree_size,
             verifier_key: state.notary.signer().verifier_key(),
             items: vec![],
+            system_evidence: vec![],
         };
-        return Ok(Json(WorkflowBundle { bundle, system_evidence: vec![] }).into_response());
+        return Ok(Json(bundle).into_response());
     };
     let anchor = state.notary.inclusion(max, None).await?;
     let tree_size = anchor.checkpoint.tree_size;
@@ -200,7 +169,22 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
         let proofs =
             seqs.into_iter().map(|seq| Ok(DecisionProof { ledger_seq: seq, proof: proof_of(seq)? })).collect::<Result<_, ApiError>>()?;
         let sampled = usize::try_from(v.decisions()).unwrap_or(usize::MAX) > PROOF_SAMPLE;
-        system_evidence.push(SystemBundleItem { evidence: v, sampled, proofs });
+        system_evidence.push(SystemEvidenceItem {
+            evidence_id: v.evidence_id,
+            kind: v.kind,
+            policy_id: v.policy_id,
+            control_id: v.control_id,
+            day: v.day,
+            allowed: v.allowed,
+            denied: v.denied,
+            undefined: v.undefined,
+            versions: v.versions,
+            min_seq: v.min_seq,
+            max_seq: v.max_seq,
+            outcome: v.outcome,
+            sampled,
+            proofs,
+        });
     }
     let bundle = EvidenceBundle {
         workflow_id: id.as_uuid(),
@@ -208,6 +192,7 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
         tree_size,
         verifier_key: state.notary.signer().verifier_key(),
         items,
+        system_evidence,
     };
-    Ok(Json(WorkflowBundle { bundle, system_evidence }).into_response())
+    Ok(Json(bundle).into_response())
 }
