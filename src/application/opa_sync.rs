@@ -11,10 +11,15 @@
 //! event takes effect at once: an activation uploads the new version and unloads the one it
 //! replaces; a deactivation or archival unloads. At start-up and then every
 //! [`RECONCILE_EVERY`] passes it also compares OPA's module list with the active set,
-//! uploading what OPA lacks (a restart) and unloading every other service module (a
-//! version an evaluation re-uploaded just before it was replaced). Evaluation also
-//! re-uploads a module it finds missing, so the window between an OPA restart and the
-//! next reconciliation never turns into wrong answers. `/health/ready` reports the status.
+//! uploading what OPA lacks and unloading every other service module (a version an
+//! evaluation re-uploaded just before it was replaced).
+//!
+//! OPA restarts (its supervisor starts it again when a tenant's allocation bomb kills it):
+//! every pass reads the id OPA gave itself at start-up ([`OpaEngine::instance_id`], one
+//! small request) and reconciles at once when it changed, so a restarted OPA holds the
+//! active set again within one pass, not after the next periodic reconciliation.
+//! Evaluation also re-uploads a module it finds missing, so that window never turns into
+//! wrong answers. `/health/ready` reports the status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
@@ -46,6 +51,8 @@ pub struct SyncStatus {
     pub active_policies: usize,
     /// The ledger position the active set is folded up to.
     pub position: i64,
+    /// How many times this task saw OPA restarted (a new instance id) and reloaded it.
+    pub opa_restarts_seen: usize,
     pub reuploaded_last_sync: usize,
     pub reuploaded_total: usize,
     pub unloaded_total: usize,
@@ -59,6 +66,8 @@ pub struct Followed {
     position: i64,
     passes: u64,
     active: BTreeMap<Uuid, PolicyModule>,
+    /// OPA's instance id when this task last reconciled with it.
+    opa_instance: Option<String>,
 }
 
 #[derive(Debug)]
@@ -148,9 +157,17 @@ impl OpaSync {
     /// OPA's modules with the active set. Returns how many modules were uploaded.
     pub async fn sync_once(&self, followed: &mut Followed) -> Result<usize, String> {
         let first = followed.passes == 0;
+        // A different instance id: OPA restarted since the last reconciliation and lost
+        // every module. Reconcile now (the id is read before the listing, so a restart in
+        // between only makes the next pass reconcile once more).
+        let instance = self.engine.instance_id().await.map_err(|e| e.to_string())?;
+        let restarted = followed.opa_instance.as_ref().is_some_and(|seen| *seen != instance);
+        if restarted {
+            tracing::warn!(instance = %instance, "OPA restarted; uploading the active policies again");
+        }
         // OPA's list is taken before the ledger is read: every module in it was uploaded
         // after its activation was appended, so the fold below knows that activation.
-        let listing = if followed.passes.is_multiple_of(RECONCILE_EVERY) {
+        let listing = if restarted || followed.passes.is_multiple_of(RECONCILE_EVERY) {
             Some(self.engine.loaded_modules().await.map_err(|e| e.to_string())?)
         } else {
             None
@@ -185,6 +202,7 @@ impl OpaSync {
             let (up, down) = self.reconcile(listing, &followed.active).await?;
             uploaded += up;
             unloaded += down;
+            followed.opa_instance = Some(instance);
         }
         followed.passes += 1;
         if uploaded > 0 {
@@ -195,6 +213,7 @@ impl OpaSync {
             s.active_policies = followed.active.len();
             s.position = followed.position;
             s.reuploaded_last_sync = uploaded;
+            s.opa_restarts_seen += usize::from(restarted);
             s.reuploaded_total += uploaded;
             s.unloaded_total += unloaded;
             s.last_error = None;

@@ -160,6 +160,17 @@ impl OpaEngine {
         }
     }
 
+    /// The id OPA gave itself at start-up (`labels.id` in `GET /v1/config`, a random UUID
+    /// unless configured): a new id means OPA restarted and holds no policy.
+    pub async fn instance_id(&self) -> Result<String, EngineError> {
+        let request = self.request(reqwest::Method::GET, "/v1/config").timeout(Duration::from_secs(5));
+        let body = Self::json_answer(request, "a configuration read").await?;
+        body["result"]["labels"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| EngineError::BadResponse("OPA's configuration has no labels.id".into()))
+    }
+
     /// The ids of the policy-version modules OPA holds (scratch copies excluded).
     pub async fn loaded_modules(&self) -> Result<Vec<String>, EngineError> {
         let request = self.request(reqwest::Method::GET, "/v1/policies").timeout(Duration::from_secs(10));
