@@ -258,6 +258,9 @@ async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_get
     let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
     assert_eq!(status, StatusCode::OK, "{act}");
     let (recorded, restarts) = (ledger_count_for(a).await, opa_restarts());
+    // Let the OPA sync follow both activations (a pass every 2 s), so that after the crash
+    // it has no ledger change to act on: only its restart detection can bring OPA back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let (status, e) = evaluate(&svc, a, &ta, &id, "x").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "fail closed: {e}");
