@@ -2,9 +2,11 @@
 //! (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate endpoint with
 //! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
 //! in (b) and (c). Then the embedded sandbox's arms (benches/sandbox): its IPC cost, and
-//! the noisy neighbour. scripts/bench-policy.sh starts the services; this drives the load,
-//! prints a report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`)
-//! picks arms; default all.
+//! the noisy neighbour. Then `opa_load` (benches/opa_load): the time OPA takes to receive
+//! `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them, on a
+//! private OPA. scripts/bench-policy.sh starts the services; this drives the load, prints a
+//! report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks arms;
+//! default all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 
+mod opa_load;
 mod sandbox;
 mod support;
 use support::{env, post_json};
@@ -103,7 +106,7 @@ async fn main() {
     let (tenant, token) = (env("BENCH_TENANT"), env("BENCH_TOKEN"));
     println!("input size: {} bytes", input().to_string().len());
 
-    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy".into());
+    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy,opa_load".into());
     let on = |arm: &str| arms.split(',').any(|a| a.trim() == arm);
     let arm = |a: &Arm| json!({"rps": a.rps.round(), "p50_ms": (a.p50 * 1000.0).round() / 1000.0, "p99_ms": (a.p99 * 1000.0).round() / 1000.0, "errors": a.errors});
     let mut report = json!({
@@ -151,6 +154,11 @@ async fn main() {
         let b = (env("BENCH_TENANT_B"), env("BENCH_TOKEN_B"));
         report["noisy_neighbour"] = sandbox::noisy_neighbour(d / 2, &svc_embedded, (&tenant, &token), (&b.0, &b.1), CONCURRENCY).await;
     }
+    if on("opa_load") {
+        let n = std::env::var("BENCH_OPA_LOAD_N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
+        let opa_token = env("AUMOS_GOVERNANCE_OPA_TOKEN");
+        report["opa_load"] = opa_load::load(&env("BENCH_OPA_LOAD_URL"), &opa_token, &rego, n, 50).await;
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
@@ -161,7 +169,7 @@ async fn main() {
             println!("  {:<32} throughput vs (a): {:.2}", "", rps / raw);
         }
     }
-    for extra in ["embedded_ipc", "noisy_neighbour"] {
+    for extra in ["embedded_ipc", "noisy_neighbour", "opa_load"] {
         if !report[extra].is_null() {
             println!("  {extra}: {}", report[extra]);
         }
