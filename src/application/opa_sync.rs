@@ -19,11 +19,18 @@
 //! small request) and reconciles at once when it changed, so a restarted OPA holds the
 //! active set again within one pass, not after the next periodic reconciliation.
 //! Evaluation also re-uploads a module it finds missing, so that window never turns into
-//! wrong answers. `/health/ready` reports the status.
+//! wrong answers. With OPA's disk storage (scripts/services.sh, docker-compose.yml) a
+//! restarted OPA has usually compiled its persisted modules once at boot, and there is
+//! nothing left to upload.
+//!
+//! A scratch copy (a compile check or activation test in flight) lives for one request;
+//! one that OPA still holds [`SCRATCH_ORPHANED_AFTER`] after a reconciliation first saw it
+//! was orphaned (OPA died, or the process that made it did, mid-request; OPA's disk storage
+//! would keep it forever) and is removed. `/health/ready` reports the status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aggregates::policy::{Policy, PolicyEvent};
 use aggregates::{DecodeError, Recorded, Stream};
@@ -35,12 +42,16 @@ use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::adapters::engine::opa::OpaEngine;
+use crate::adapters::engine::opa::{OpaEngine, SCRATCH_PREFIX};
 use crate::adapters::engine::{PolicyEngine, PolicyModule};
 use crate::adapters::ledger::LedgerReader;
 
 /// A full comparison with OPA's module list every this many passes (and at the first).
 pub const RECONCILE_EVERY: u64 = 15;
+
+/// A scratch copy lives for one compile check or activation test (seconds); one OPA still
+/// holds this long after it was first seen is an orphan.
+pub const SCRATCH_ORPHANED_AFTER: Duration = Duration::from_secs(120);
 
 /// How many ledger sequence numbers one read covers.
 const WINDOW: i64 = 50_000;
@@ -68,6 +79,8 @@ pub struct Followed {
     active: BTreeMap<Uuid, PolicyModule>,
     /// OPA's instance id when this task last reconciled with it.
     opa_instance: Option<String>,
+    /// The scratch copies OPA held at the last reconciliation, and when each was first seen.
+    scratch_seen: HashMap<String, Instant>,
 }
 
 #[derive(Debug)]
@@ -199,7 +212,19 @@ impl OpaSync {
             }
         }
         if let Some(listing) = listing {
-            let (up, down) = self.reconcile(listing, &followed.active).await?;
+            let (scratch, listing): (Vec<String>, Vec<String>) = listing.into_iter().partition(|id| id.starts_with(SCRATCH_PREFIX));
+            let (up, mut down) = self.reconcile(listing, &followed.active).await?;
+            let mut seen = HashMap::new();
+            for id in scratch {
+                let first = followed.scratch_seen.get(&id).copied().unwrap_or_else(Instant::now);
+                if first.elapsed() >= SCRATCH_ORPHANED_AFTER {
+                    self.engine.unload(&id).await.map_err(|e| e.to_string())?;
+                    down += 1;
+                } else {
+                    seen.insert(id, first);
+                }
+            }
+            followed.scratch_seen = seen;
             uploaded += up;
             unloaded += down;
             followed.opa_instance = Some(instance);

@@ -171,19 +171,14 @@ impl OpaEngine {
             .ok_or_else(|| EngineError::BadResponse("OPA's configuration has no labels.id".into()))
     }
 
-    /// The ids of the policy-version modules OPA holds (scratch copies excluded).
+    /// The ids of the service's modules OPA holds: policy versions, and scratch copies
+    /// (ids under [`SCRATCH_PREFIX`]).
     pub async fn loaded_modules(&self) -> Result<Vec<String>, EngineError> {
         let request = self.request(reqwest::Method::GET, "/v1/policies").timeout(Duration::from_secs(10));
         let body = Self::json_answer(request, "a policy listing").await?;
         Ok(body["result"]
             .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| m["id"].as_str())
-                    .filter(|id| id.starts_with(MODULE_PREFIX) && !id.starts_with(SCRATCH_PREFIX))
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|ms| ms.iter().filter_map(|m| m["id"].as_str()).filter(|id| id.starts_with(MODULE_PREFIX)).map(str::to_owned).collect())
             .unwrap_or_default())
     }
 
@@ -237,7 +232,7 @@ impl OpaEngine {
 const TEST_BUDGET: Duration = Duration::from_secs(2);
 
 /// Where throwaway copies (compile checks, activation tests) are uploaded.
-const SCRATCH_PREFIX: &str = "aumos/scratch/";
+pub const SCRATCH_PREFIX: &str = "aumos/scratch/";
 
 fn data_path(package: &str, rule: Option<&str>) -> String {
     let mut path = package.replace('.', "/");
