@@ -115,13 +115,25 @@ opa_start() {
       OPA_CONFIG="$ROOT/opa/config.yaml" OPA_STORE="$RUN/opa-store" \
       nohup setsid bash -c '
         trap "kill \$child 2>/dev/null; exit 0" TERM INT
+        failed_starts=0
         while true; do
+          started=$SECONDS
           (ulimit -v "$OPA_MEM_KB"; exec "$OPA_BIN" run --server --addr "$OPA_ADDR" --log-level error \
             --config-file "$OPA_CONFIG" --set "storage.disk.directory=$OPA_STORE" \
             --authentication=token --authorization=basic "$OPA_AUTHZ") >>"$OPA_LOG" 2>&1 &
           child=$!
           wait $child
-          echo "opa exited ($?); restarting" >>"$OPA_LOG"
+          rc=$?
+          echo "opa exited ($rc); restarting" >>"$OPA_LOG"
+          # OPA that cannot start (exit 1 within seconds; a killed one exits 2 or by signal)
+          # three times in a row, e.g. a store it cannot open, starts without its stored
+          # policies: the store is a cache, the service uploads the active set again.
+          if (( rc == 1 && SECONDS - started < 5 )); then failed_starts=$((failed_starts + 1)); else failed_starts=0; fi
+          if (( failed_starts >= 3 )); then
+            rm -rf "$OPA_STORE.discarded"; mv "$OPA_STORE" "$OPA_STORE.discarded" 2>/dev/null
+            echo "opa: could not start 3 times; its disk storage was moved to $OPA_STORE.discarded" >>"$OPA_LOG"
+            failed_starts=0
+          fi
           sleep 0.2
         done' >/dev/null 2>&1 &
     echo $! >"$RUN/opa.pid"
