@@ -50,7 +50,13 @@ PY
   }
   held() { curl -fsS -H "Authorization: Bearer $AUMOS_GOVERNANCE_OPA_TOKEN" "http://127.0.0.1:$port/v1/policies" 2>/dev/null \
     | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["result"]))' 2>/dev/null || echo 0; }
-  wait_held() { while (( $(held) < n + 1 )); do sleep 0.05; done; }
+  wait_held() {
+    local deadline=$((SECONDS + 600))
+    while (( $(held) < n + 1 )); do
+      (( SECONDS < deadline )) || { echo "opa_load: OPA did not hold $n policies within 600 s ($DIR.opa-restart.log)" >&2; exit 1; }
+      sleep 0.05
+    done
+  }
   t0=$(date +%s.%N); start_opa "$mods"; wait_held; boot=$(echo "$(date +%s.%N) - $t0" | bc)
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true
   t0=$(date +%s.%N); start_opa; wait_held; restart=$(echo "$(date +%s.%N) - $t0" | bc)
