@@ -214,15 +214,10 @@ impl OpaSync {
         if let Some(listing) = listing {
             let (scratch, listing): (Vec<String>, Vec<String>) = listing.into_iter().partition(|id| id.starts_with(SCRATCH_PREFIX));
             let (up, mut down) = self.reconcile(listing, &followed.active).await?;
-            let mut seen = HashMap::new();
-            for id in scratch {
-                let first = followed.scratch_seen.get(&id).copied().unwrap_or_else(Instant::now);
-                if first.elapsed() >= SCRATCH_ORPHANED_AFTER {
-                    self.engine.unload(&id).await.map_err(|e| e.to_string())?;
-                    down += 1;
-                } else {
-                    seen.insert(id, first);
-                }
+            let (orphans, seen) = orphaned_scratch(&followed.scratch_seen, scratch, Instant::now());
+            for id in &orphans {
+                self.engine.unload(id).await.map_err(|e| e.to_string())?;
+                down += 1;
             }
             followed.scratch_seen = seen;
             uploaded += up;
@@ -283,6 +278,22 @@ impl OpaSync {
     }
 }
 
+/// Of the scratch copies OPA holds now, the orphans (first seen at least
+/// [`SCRATCH_ORPHANED_AFTER`] before `now`), and when each of the others was first seen.
+fn orphaned_scratch(seen: &HashMap<String, Instant>, held: Vec<String>, now: Instant) -> (Vec<String>, HashMap<String, Instant>) {
+    let mut orphans = Vec::new();
+    let mut still = HashMap::new();
+    for id in held {
+        let first = seen.get(&id).copied().unwrap_or(now);
+        if now.saturating_duration_since(first) >= SCRATCH_ORPHANED_AFTER {
+            orphans.push(id);
+        } else {
+            still.insert(id, first);
+        }
+    }
+    (orphans, still)
+}
+
 /// A Policy entry as its typed event: `None` for a kind this code does not know (newer
 /// code), an error for a bad field.
 fn decode(e: &LedgerEntry) -> Result<Option<PolicyEvent>, String> {
@@ -291,5 +302,30 @@ fn decode(e: &LedgerEntry) -> Result<Option<PolicyEvent>, String> {
         Ok(other) => Err(format!("seq {}: {:?} is not a Policy event", e.seq, other.kind())),
         Err(DecodeError::Unknown { .. }) => Ok(None),
         Err(err @ DecodeError::Malformed { .. }) => Err(format!("seq {}: {err}", e.seq)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_copy_is_an_orphan_only_once_it_has_been_held_for_the_whole_grace_period() {
+        let t0 = Instant::now();
+        let held = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // First sighting: nothing is an orphan, both are remembered from now.
+        let (orphans, seen) = orphaned_scratch(&HashMap::new(), held(&["a", "b"]), t0);
+        assert!(orphans.is_empty());
+        assert_eq!(seen.get("a"), Some(&t0));
+        // Just inside the grace period: still not; "b" went away (its request finished) and
+        // is forgotten; "c" is new.
+        let later = t0 + SCRATCH_ORPHANED_AFTER - Duration::from_secs(1);
+        let (orphans, seen) = orphaned_scratch(&seen, held(&["a", "c"]), later);
+        assert!(orphans.is_empty());
+        assert_eq!((seen.get("a"), seen.get("b"), seen.get("c")), (Some(&t0), None, Some(&later)));
+        // A copy held for the whole period is an orphan; a younger one is kept.
+        let (orphans, seen) = orphaned_scratch(&seen, held(&["a", "c"]), t0 + SCRATCH_ORPHANED_AFTER);
+        assert_eq!(orphans, vec!["a".to_owned()]);
+        assert_eq!(seen.keys().collect::<Vec<_>>(), vec!["c"]);
     }
 }
