@@ -2,11 +2,12 @@
 //! (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate endpoint with
 //! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
 //! in (b) and (c). Then the embedded sandbox's arms (benches/sandbox): its IPC cost, and
-//! the noisy neighbour. Then `opa_load` (benches/opa_load): the time OPA takes to receive
+//! the noisy neighbour. Then, only when `BENCH_ARMS` names it (500 uploads take about 25
+//! minutes), `opa_load` (benches/opa_load): the time OPA takes to receive
 //! `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them, on a
 //! private OPA. scripts/bench-policy.sh starts the services; this drives the load, prints a
 //! report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks arms;
-//! default all.
+//! default all but `opa_load`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -106,7 +107,7 @@ async fn main() {
     let (tenant, token) = (env("BENCH_TENANT"), env("BENCH_TOKEN"));
     println!("input size: {} bytes", input().to_string().len());
 
-    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy,opa_load".into());
+    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy".into());
     let on = |arm: &str| arms.split(',').any(|a| a.trim() == arm);
     let arm = |a: &Arm| json!({"rps": a.rps.round(), "p50_ms": (a.p50 * 1000.0).round() / 1000.0, "p99_ms": (a.p99 * 1000.0).round() / 1000.0, "errors": a.errors});
     let mut report = json!({

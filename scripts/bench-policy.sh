@@ -76,6 +76,8 @@ report.setdefault("opa_load", {})["restart"] = {
 json.dump(report, open(path, "w"), indent=2)
 PY
 }
+# A few seconds: part of every run, while the uploads in turn run only when BENCH_ARMS
+# names opa_load (500 take about 25 minutes).
 if [[ -z "${BENCH_ARMS:-}" || ",$BENCH_ARMS," == *,opa_load,* ]]; then
   opa_restart_from_disk
 fi
