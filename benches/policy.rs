@@ -3,9 +3,12 @@
 //! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
 //! in (b) and (c). Then the embedded sandbox's arms (benches/sandbox): its IPC cost, and
 //! the noisy neighbour; and the replay of recorded decisions (benches/replay,
-//! `replay_decisions_per_s`). scripts/bench-policy.sh starts the services; this drives the load,
-//! prints a report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`)
-//! picks arms; default all.
+//! `replay_decisions_per_s`). Then, only when `BENCH_ARMS` names it (500 uploads take about 25
+//! minutes), `opa_load` (benches/opa_load): the time OPA takes to receive
+//! `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them, on a
+//! private OPA. scripts/bench-policy.sh starts the services; this drives the load, prints a
+//! report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks arms;
+//! default all but `opa_load`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 
+mod opa_load;
 mod replay;
 mod sandbox;
 mod support;
@@ -158,6 +162,11 @@ async fn main() {
         report["replay_decisions_per_s"] = r["replay_decisions_per_s"].clone();
         report["replay"] = r;
     }
+    if on("opa_load") {
+        let n = std::env::var("BENCH_OPA_LOAD_N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
+        let opa_token = env("AUMOS_GOVERNANCE_OPA_TOKEN");
+        report["opa_load"] = opa_load::load(&env("BENCH_OPA_LOAD_URL"), &opa_token, &rego, n, 50).await;
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
@@ -168,7 +177,7 @@ async fn main() {
             println!("  {:<32} throughput vs (a): {:.2}", "", rps / raw);
         }
     }
-    for extra in ["embedded_ipc", "noisy_neighbour", "replay"] {
+    for extra in ["embedded_ipc", "noisy_neighbour", "replay", "opa_load"] {
         if !report[extra].is_null() {
             println!("  {extra}: {}", report[extra]);
         }

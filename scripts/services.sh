@@ -81,7 +81,9 @@ postgres_up() {
 
 # --- OPA ----------------------------------------------------------------------
 opa_install() {
-  if [[ ! -x "$CACHE/bin/opa" ]] || ! "$CACHE/bin/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then
+  # grep without -q: it reads all of `opa version`, which would otherwise die of SIGPIPE and
+  # (pipefail) fail the check at random, rebuilding OPA.
+  if [[ ! -x "$CACHE/bin/opa" ]] || ! "$CACHE/bin/opa" version 2>/dev/null | grep "${OPA_VERSION#v}" >/dev/null; then
     log "opa: building $OPA_VERSION with go install (cached in $CACHE/bin)"
     mkdir -p "$CACHE/bin" "$CACHE/gopath"
     GOBIN="$CACHE/bin" GOPATH="$CACHE/gopath" GOFLAGS=-modcacherw \
@@ -100,22 +102,38 @@ opa_token() {
 }
 
 # OPA runs under a supervisor loop: if a tenant's policy makes it die (out of memory), it
-# is started again at once, and the service uploads the active policies again. Its
-# address space is capped so that a runaway allocation kills OPA, not the machine.
+# is started again at once with the same flags, token and configuration. Its address space
+# is capped so that a runaway allocation kills OPA, not the machine. Its policies persist
+# in its disk storage ($RUN/opa-store, opa/config.yaml), so a restarted OPA compiles them
+# once at boot; the service notices the restart (OPA's instance id) and repairs the rest.
 opa_start() {
   opa_install
   if ! alive opa; then
     log "opa: starting on $OPA_PORT (token authentication, restarted if it dies)"
     AUMOS_GOVERNANCE_OPA_TOKEN=$(opa_token) OPA_BIN="$CACHE/bin/opa" OPA_ADDR="127.0.0.1:$OPA_PORT" \
       OPA_AUTHZ="$ROOT/opa/system/authz.rego" OPA_LOG="$RUN/opa.log" OPA_MEM_KB="${AUMOS_SERVICES_OPA_MEMORY_KB:-4194304}" \
+      OPA_CONFIG="$ROOT/opa/config.yaml" OPA_STORE="$RUN/opa-store" \
       nohup setsid bash -c '
         trap "kill \$child 2>/dev/null; exit 0" TERM INT
+        failed_starts=0
         while true; do
+          started=$SECONDS
           (ulimit -v "$OPA_MEM_KB"; exec "$OPA_BIN" run --server --addr "$OPA_ADDR" --log-level error \
+            --config-file "$OPA_CONFIG" --set "storage.disk.directory=$OPA_STORE" \
             --authentication=token --authorization=basic "$OPA_AUTHZ") >>"$OPA_LOG" 2>&1 &
           child=$!
           wait $child
-          echo "opa exited ($?); restarting" >>"$OPA_LOG"
+          rc=$?
+          echo "opa exited ($rc); restarting" >>"$OPA_LOG"
+          # OPA that cannot start (exit 1 within seconds; a killed one exits 2 or by signal)
+          # three times in a row, e.g. a store it cannot open, starts without its stored
+          # policies: the store is a cache, the service uploads the active set again.
+          if (( rc == 1 && SECONDS - started < 5 )); then failed_starts=$((failed_starts + 1)); else failed_starts=0; fi
+          if (( failed_starts >= 3 )); then
+            rm -rf "$OPA_STORE.discarded"; mv "$OPA_STORE" "$OPA_STORE.discarded" 2>/dev/null
+            echo "opa: could not start 3 times; its disk storage was moved to $OPA_STORE.discarded" >>"$OPA_LOG"
+            failed_starts=0
+          fi
           sleep 0.2
         done' >/dev/null 2>&1 &
     echo $! >"$RUN/opa.pid"

@@ -175,3 +175,44 @@ async fn a_tenant_flooding_the_engine_is_turned_away_while_another_tenant_is_ser
     assert_eq!(ledger_count_for(a.id).await, before, "no decision is recorded for a refused evaluation");
     svc.stop().await;
 }
+
+/// The sandbox's memory cap, alone: with one worker, a 256 MiB cap and budgets far above
+/// what any bomb needs to reach the cap, every allocation bomb is answered with the
+/// memory code (never the deadline's), and the single worker is replaced each time (the
+/// next request, on the same and only slot, is served). Nothing here races a clock.
+#[tokio::test]
+async fn the_worker_memory_cap_turns_every_allocation_bomb_into_the_resource_limit_error_and_the_worker_is_replaced() {
+    let svc = Service::start(&[
+        ("AUMOS_GOVERNANCE_ENGINE_WORKERS", "1"),
+        ("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", "256"),
+        ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "30000"),
+        ("AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS", "30000"),
+        ("AUMOS_HTTP_REQUEST_TIMEOUT_MS", "90000"),
+    ])
+    .await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let gate = b.active(GATE).await;
+    // Below the cap the same builtins answer: the cap, not the builtin, ends the bombs.
+    let fine = a.active("package fine\n\nx := count(numbers.range(1, 100000)) + count(sprintf(\"%0100000d\", [1]))\n").await;
+    assert_eq!(a.evaluate(&fine, "x", json!({})).await.1["result"], json!(100_000 + 100_000));
+    let bombs = [
+        ("numbers.range", At::Evaluate, "package p\n\nx := count(numbers.range(0, 1000000000000000))\n"),
+        ("sprintf 2 GB width", At::Evaluate, "package p\n\nx := sprintf(\"%02000000000d\", [1])\n"),
+        (
+            "concat growth",
+            At::Evaluate,
+            "package p\n\nx := count(concat(\"\", [sprintf(\"%01000000d\", [i]) | some i in numbers.range(1, 100000)]))\n",
+        ),
+        ("numbers.range in a test", At::Activation, "package p\n\ntest_x if count(numbers.range(0, 1000000000000000)) > 0\n"),
+    ];
+    for (name, at, rego) in bombs {
+        let started = std::time::Instant::now();
+        let (status, code) = attack(&a, name, at, rego, json!({})).await;
+        eprintln!("{name}: {status} {code} after {:?}", started.elapsed());
+        assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "policy_resource_limit_exceeded"), "{name}");
+        // The one slot's worker died with the bomb: these are served by its replacement.
+        bystander_is_unharmed(&b, &gate).await;
+        assert_eq!(a.evaluate(&fine, "x", json!({})).await.1["result"], json!(200_000), "{name}: the attacker's sound policy");
+    }
+    svc.stop().await;
+}

@@ -218,3 +218,84 @@ async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_a
     }
     another_tenant_is_unharmed(&svc).await;
 }
+
+/// Whether OPA holds a module (read with the service's OPA token, as the service does).
+async fn opa_holds(client: &reqwest::Client, module: &str) -> bool {
+    client
+        .get(format!("{}/v1/policies/{module}", var("AUMOS_GOVERNANCE_OPA_URL")))
+        .bearer_auth(var("AUMOS_GOVERNANCE_OPA_TOKEN"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[tokio::test]
+async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_holds_every_active_policy_again_without_an_evaluation() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // A budget well above the bomb's time to kill OPA: the answer comes from the crash.
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "3000")]).await;
+    // The bystander's policy is active before the attack.
+    let b = Uuid::new_v4();
+    let tb = token(b, ADMIN);
+    let (status, p) = create(&svc, b, &tb, "package bystander.before\n\nallow if input.ok\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let b_id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{b_id}/activate"), Some(b), Some(&tb), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    let b_module = format!("aumos/{}/v1", Uuid::parse_str(&b_id).unwrap().simple());
+    assert!(opa_holds(&svc.client, &b_module).await, "the activation uploaded the bystander's module");
+
+    // One expression that makes OPA allocate 5 GB at once (strings.Join sizes its result
+    // first), above OPA's 4 GiB address-space cap: the Go runtime aborts the process. No
+    // cancellation reaches inside a builtin call, so the hang-up cannot stop it.
+    let a = Uuid::new_v4();
+    let ta = token(a, ADMIN);
+    let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
+        x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
+    let (status, p) = create(&svc, a, &ta, bomb).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    let (recorded, restarts) = (ledger_count_for(a).await, opa_restarts());
+    // Let the OPA sync follow both activations (a pass every 2 s), so that after the crash
+    // it has no ledger change to act on: only its restart detection can bring OPA back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let (status, e) = evaluate(&svc, a, &ta, &id, "x").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "fail closed: {e}");
+    assert!(["policy_engine_unavailable", "policy_evaluation_timeout"].contains(&error_code(&e).as_str()), "{e}");
+    assert!(e.get("allowed").is_none() && e["error"].get("allowed").is_none(), "never an answer: {e}");
+    assert_eq!(ledger_count_for(a).await, recorded, "nothing is recorded for the bomb");
+    let died = Instant::now() + Duration::from_secs(10);
+    while opa_restarts() == restarts {
+        assert!(Instant::now() < died, "the bomb killed OPA (its supervisor logs each exit)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = svc.client.get(format!("{}/health/live", svc.base)).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK, "the service's process is alive");
+
+    // Nobody evaluates: the restarted OPA holds the bystander's module again (it compiled
+    // its disk storage at boot; had it lost that, the sync would upload it), and the sync
+    // noticed the restart (OPA's new instance id) and compared OPA with the active set.
+    let restarted = Instant::now();
+    loop {
+        let (_, ready) = svc.call(Method::GET, "/health/ready", Some(b), Some(&tb), None).await;
+        let seen = ready["details"]["opa_sync"]["opa_restarts_seen"].as_u64().unwrap_or(0);
+        if seen >= 1 && opa_holds(&svc.client, &b_module).await {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(12),
+            "within 12 s the restarted OPA holds the bystander's active policy and the sync saw the restart: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("the restarted OPA held the active policies again after {:?}", restarted.elapsed());
+    let body = json!({"input": {"ok": true}, "rule": "allow"});
+    let (status, r) = svc.call(Method::POST, &format!("/api/v1/policies/{b_id}/evaluate"), Some(b), Some(&tb), Some(&body)).await;
+    assert_eq!((status, &r["result"]), (StatusCode::OK, &json!(true)), "the bystander's policy answers normally: {r}");
+    another_tenant_is_unharmed(&svc).await;
+    let (status, ok) = evaluate(&svc, a, &ta, &id, "small").await;
+    assert_eq!((status, ok["result"].clone()), (StatusCode::OK, json!(1)), "the attacker's harmless rule answers: {ok}");
+}

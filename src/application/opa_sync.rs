@@ -11,14 +11,26 @@
 //! event takes effect at once: an activation uploads the new version and unloads the one it
 //! replaces; a deactivation or archival unloads. At start-up and then every
 //! [`RECONCILE_EVERY`] passes it also compares OPA's module list with the active set,
-//! uploading what OPA lacks (a restart) and unloading every other service module (a
-//! version an evaluation re-uploaded just before it was replaced). Evaluation also
-//! re-uploads a module it finds missing, so the window between an OPA restart and the
-//! next reconciliation never turns into wrong answers. `/health/ready` reports the status.
+//! uploading what OPA lacks and unloading every other service module (a version an
+//! evaluation re-uploaded just before it was replaced).
+//!
+//! OPA restarts (its supervisor starts it again when a tenant's allocation bomb kills it):
+//! every pass reads the id OPA gave itself at start-up ([`OpaEngine::instance_id`], one
+//! small request) and reconciles at once when it changed, so a restarted OPA holds the
+//! active set again within one pass, not after the next periodic reconciliation.
+//! Evaluation also re-uploads a module it finds missing, so that window never turns into
+//! wrong answers. With OPA's disk storage (scripts/services.sh, docker-compose.yml) a
+//! restarted OPA has usually compiled its persisted modules once at boot, and there is
+//! nothing left to upload.
+//!
+//! A scratch copy (a compile check or activation test in flight) lives for one request;
+//! one that OPA still holds [`SCRATCH_ORPHANED_AFTER`] after a reconciliation first saw it
+//! was orphaned (OPA died, or the process that made it did, mid-request; OPA's disk storage
+//! would keep it forever) and is removed. `/health/ready` reports the status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aggregates::policy::{Policy, PolicyEvent};
 use aggregates::{DecodeError, Recorded, Stream};
@@ -30,12 +42,16 @@ use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::adapters::engine::opa::OpaEngine;
+use crate::adapters::engine::opa::{OpaEngine, SCRATCH_PREFIX};
 use crate::adapters::engine::{PolicyEngine, PolicyModule};
 use crate::adapters::ledger::LedgerReader;
 
 /// A full comparison with OPA's module list every this many passes (and at the first).
 pub const RECONCILE_EVERY: u64 = 15;
+
+/// A scratch copy lives for one compile check or activation test (seconds); one OPA still
+/// holds this long after it was first seen is an orphan.
+pub const SCRATCH_ORPHANED_AFTER: Duration = Duration::from_secs(120);
 
 /// How many ledger sequence numbers one read covers.
 const WINDOW: i64 = 50_000;
@@ -46,6 +62,8 @@ pub struct SyncStatus {
     pub active_policies: usize,
     /// The ledger position the active set is folded up to.
     pub position: i64,
+    /// How many times this task saw OPA restarted (a new instance id) and reloaded it.
+    pub opa_restarts_seen: usize,
     pub reuploaded_last_sync: usize,
     pub reuploaded_total: usize,
     pub unloaded_total: usize,
@@ -59,6 +77,10 @@ pub struct Followed {
     position: i64,
     passes: u64,
     active: BTreeMap<Uuid, PolicyModule>,
+    /// OPA's instance id when this task last reconciled with it.
+    opa_instance: Option<String>,
+    /// The scratch copies OPA held at the last reconciliation, and when each was first seen.
+    scratch_seen: HashMap<String, Instant>,
 }
 
 #[derive(Debug)]
@@ -148,9 +170,17 @@ impl OpaSync {
     /// OPA's modules with the active set. Returns how many modules were uploaded.
     pub async fn sync_once(&self, followed: &mut Followed) -> Result<usize, String> {
         let first = followed.passes == 0;
+        // A different instance id: OPA restarted since the last reconciliation and lost
+        // every module. Reconcile now (the id is read before the listing, so a restart in
+        // between only makes the next pass reconcile once more).
+        let instance = self.engine.instance_id().await.map_err(|e| e.to_string())?;
+        let restarted = followed.opa_instance.as_ref().is_some_and(|seen| *seen != instance);
+        if restarted {
+            tracing::warn!(instance = %instance, "OPA restarted; uploading the active policies again");
+        }
         // OPA's list is taken before the ledger is read: every module in it was uploaded
         // after its activation was appended, so the fold below knows that activation.
-        let listing = if followed.passes.is_multiple_of(RECONCILE_EVERY) {
+        let listing = if restarted || followed.passes.is_multiple_of(RECONCILE_EVERY) {
             Some(self.engine.loaded_modules().await.map_err(|e| e.to_string())?)
         } else {
             None
@@ -182,9 +212,17 @@ impl OpaSync {
             }
         }
         if let Some(listing) = listing {
-            let (up, down) = self.reconcile(listing, &followed.active).await?;
+            let (scratch, listing): (Vec<String>, Vec<String>) = listing.into_iter().partition(|id| id.starts_with(SCRATCH_PREFIX));
+            let (up, mut down) = self.reconcile(listing, &followed.active).await?;
+            let (orphans, seen) = orphaned_scratch(&followed.scratch_seen, scratch, Instant::now());
+            for id in &orphans {
+                self.engine.unload(id).await.map_err(|e| e.to_string())?;
+                down += 1;
+            }
+            followed.scratch_seen = seen;
             uploaded += up;
             unloaded += down;
+            followed.opa_instance = Some(instance);
         }
         followed.passes += 1;
         if uploaded > 0 {
@@ -195,6 +233,7 @@ impl OpaSync {
             s.active_policies = followed.active.len();
             s.position = followed.position;
             s.reuploaded_last_sync = uploaded;
+            s.opa_restarts_seen += usize::from(restarted);
             s.reuploaded_total += uploaded;
             s.unloaded_total += unloaded;
             s.last_error = None;
@@ -239,6 +278,22 @@ impl OpaSync {
     }
 }
 
+/// Of the scratch copies OPA holds now, the orphans (first seen at least
+/// [`SCRATCH_ORPHANED_AFTER`] before `now`), and when each of the others was first seen.
+fn orphaned_scratch(seen: &HashMap<String, Instant>, held: Vec<String>, now: Instant) -> (Vec<String>, HashMap<String, Instant>) {
+    let mut orphans = Vec::new();
+    let mut still = HashMap::new();
+    for id in held {
+        let first = seen.get(&id).copied().unwrap_or(now);
+        if now.saturating_duration_since(first) >= SCRATCH_ORPHANED_AFTER {
+            orphans.push(id);
+        } else {
+            still.insert(id, first);
+        }
+    }
+    (orphans, still)
+}
+
 /// A Policy entry as its typed event: `None` for a kind this code does not know (newer
 /// code), an error for a bad field.
 fn decode(e: &LedgerEntry) -> Result<Option<PolicyEvent>, String> {
@@ -247,5 +302,30 @@ fn decode(e: &LedgerEntry) -> Result<Option<PolicyEvent>, String> {
         Ok(other) => Err(format!("seq {}: {:?} is not a Policy event", e.seq, other.kind())),
         Err(DecodeError::Unknown { .. }) => Ok(None),
         Err(err @ DecodeError::Malformed { .. }) => Err(format!("seq {}: {err}", e.seq)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_copy_is_an_orphan_only_once_it_has_been_held_for_the_whole_grace_period() {
+        let t0 = Instant::now();
+        let held = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // First sighting: nothing is an orphan, both are remembered from now.
+        let (orphans, seen) = orphaned_scratch(&HashMap::new(), held(&["a", "b"]), t0);
+        assert!(orphans.is_empty());
+        assert_eq!(seen.get("a"), Some(&t0));
+        // Just inside the grace period: still not; "b" went away (its request finished) and
+        // is forgotten; "c" is new.
+        let later = t0 + SCRATCH_ORPHANED_AFTER - Duration::from_secs(1);
+        let (orphans, seen) = orphaned_scratch(&seen, held(&["a", "c"]), later);
+        assert!(orphans.is_empty());
+        assert_eq!((seen.get("a"), seen.get("b"), seen.get("c")), (Some(&t0), None, Some(&later)));
+        // A copy held for the whole period is an orphan; a younger one is kept.
+        let (orphans, seen) = orphaned_scratch(&seen, held(&["a", "c"]), t0 + SCRATCH_ORPHANED_AFTER);
+        assert_eq!(orphans, vec!["a".to_owned()]);
+        assert_eq!(seen.keys().collect::<Vec<_>>(), vec!["c"]);
     }
 }

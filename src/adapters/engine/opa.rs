@@ -160,19 +160,25 @@ impl OpaEngine {
         }
     }
 
-    /// The ids of the policy-version modules OPA holds (scratch copies excluded).
+    /// The id OPA gave itself at start-up (`labels.id` in `GET /v1/config`, a random UUID
+    /// unless configured): a new id means OPA restarted and holds no policy.
+    pub async fn instance_id(&self) -> Result<String, EngineError> {
+        let request = self.request(reqwest::Method::GET, "/v1/config").timeout(Duration::from_secs(5));
+        let body = Self::json_answer(request, "a configuration read").await?;
+        body["result"]["labels"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| EngineError::BadResponse("OPA's configuration has no labels.id".into()))
+    }
+
+    /// The ids of the service's modules OPA holds: policy versions, and scratch copies
+    /// (ids under [`SCRATCH_PREFIX`]).
     pub async fn loaded_modules(&self) -> Result<Vec<String>, EngineError> {
         let request = self.request(reqwest::Method::GET, "/v1/policies").timeout(Duration::from_secs(10));
         let body = Self::json_answer(request, "a policy listing").await?;
         Ok(body["result"]
             .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| m["id"].as_str())
-                    .filter(|id| id.starts_with(MODULE_PREFIX) && !id.starts_with(SCRATCH_PREFIX))
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|ms| ms.iter().filter_map(|m| m["id"].as_str()).filter(|id| id.starts_with(MODULE_PREFIX)).map(str::to_owned).collect())
             .unwrap_or_default())
     }
 
@@ -226,7 +232,7 @@ impl OpaEngine {
 const TEST_BUDGET: Duration = Duration::from_secs(2);
 
 /// Where throwaway copies (compile checks, activation tests) are uploaded.
-const SCRATCH_PREFIX: &str = "aumos/scratch/";
+pub const SCRATCH_PREFIX: &str = "aumos/scratch/";
 
 fn data_path(package: &str, rule: Option<&str>) -> String {
     let mut path = package.replace('.', "/");
