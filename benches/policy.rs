@@ -158,9 +158,12 @@ async fn main() {
         report["noisy_neighbour"] = sandbox::noisy_neighbour(d / 2, &svc_embedded, (&tenant, &token), (&b.0, &b.1), CONCURRENCY).await;
     }
     if on("replay") {
-        let r = replay::arm(&svc_embedded, &tenant, &token, &rego, 3).await;
+        let r = replay::arm(&svc_embedded, &tenant, &token, &replay::model_promotion(&rego), 3).await;
         report["replay_decisions_per_s"] = r["replay_decisions_per_s"].clone();
         report["replay"] = r;
+        let r = replay::arm(&svc_embedded, &tenant, &token, &replay::simple_gate(), 3).await;
+        report["replay_simple_decisions_per_s"] = r["replay_decisions_per_s"].clone();
+        report["replay_simple"] = r;
     }
     if on("opa_load") {
         let n = std::env::var("BENCH_OPA_LOAD_N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
@@ -177,7 +180,7 @@ async fn main() {
             println!("  {:<32} throughput vs (a): {:.2}", "", rps / raw);
         }
     }
-    for extra in ["embedded_ipc", "noisy_neighbour", "replay", "opa_load"] {
+    for extra in ["embedded_ipc", "noisy_neighbour", "replay", "replay_simple", "opa_load"] {
         if !report[extra].is_null() {
             println!("  {extra}: {}", report[extra]);
         }

@@ -533,16 +533,30 @@ async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebui
     let (ok, status_out, err) = common::cli(&e.dir, &["projections", "status"]);
     assert!(ok, "{err}");
     assert!(status_out.lines().any(|l| l.contains("policies") && l.contains(&format!("STUCK at seq {poison}"))), "{status_out}");
+    // Both projectors that read Policy entries stop on it (policies, and the system
+    // evidence that reads a version's control checks), each logging it once.
+    assert_eq!(ready["details"]["stuck"]["system_evidence"]["seq"], json!(poison), "{ready}");
     let logged = svc.log().matches("the projector cannot apply this ledger entry").count();
-    assert_eq!(logged, 1, "one log line for one failure, however often it is retried");
+    assert_eq!(logged, 2, "one log line per stuck projector, however often it is retried");
 
-    // The operator's decision; nothing in the ledger is edited.
-    let (ok, out, err) = common::cli(
-        &e.dir,
-        &["projections", "skip", "--projection", "policies", "--seq", &poison.to_string(), "--reason", "NUL in the name (written by v0.9)"],
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains(&format!("policies skips seq {poison}")), "{out}");
+    // The operator's decisions, one per projector; nothing in the ledger is edited.
+    for projection in ["policies", "system_evidence"] {
+        let (ok, out, err) = common::cli(
+            &e.dir,
+            &[
+                "projections",
+                "skip",
+                "--projection",
+                projection,
+                "--seq",
+                &poison.to_string(),
+                "--reason",
+                "NUL in the name (written by v0.9)",
+            ],
+        );
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("{projection} skips seq {poison}")), "{out}");
+    }
     let (ok, _, err) =
         common::cli(&e.dir, &["projections", "skip", "--projection", "policies", "--seq", &poison.to_string(), "--reason", "again"]);
     assert!(!ok && err.contains("already skips"), "{err}");

@@ -43,6 +43,7 @@ fn body(method: &Method, path: &str) -> Option<Value> {
         "policies" => json!({"name": "roles", "rego": "package roles\nallow := true\n"}),
         "versions" => json!({"rego": "package roles\nallow := true\n"}),
         "evaluate" => json!({"input": {}}),
+        "replay" => json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}),
         "workflows" => {
             json!({"regulation": "soc2", "name": "r", "audit_period_start": "2026-01-01", "audit_period_end": "2026-02-01", "due_date": "2026-03-01"})
         }
@@ -72,7 +73,9 @@ async fn every_endpoint_admits_exactly_the_roles_the_table_lists() {
             .replace("{finding_id}", &Uuid::new_v4().to_string())
             .replace("{seq}", "1")
             .replace("{code}", "soc2")
-            .replace("{csf_id}", "PR.AA-01");
+            .replace("{csf_id}", "PR.AA-01")
+            .replace("{v}", "1")
+            .replace("{replay_id}", &Uuid::new_v4().to_string());
         let path = if path.ends_with("/consistency") { format!("{path}?from=1&to=1") } else { path };
         for role in ROLES.iter().copied().chain(std::iter::once("no-such-role")) {
             let tok = token(tenant, &[role]);

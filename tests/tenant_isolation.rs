@@ -117,6 +117,8 @@ struct Victim {
     seq: i64,
     workflow: String,
     evidence: String,
+    /// A finished replay of the policy's decisions.
+    replay: String,
 }
 
 async fn victim(svc: &Service) -> Victim {
@@ -140,6 +142,11 @@ async fn victim(svc: &Service) -> Victim {
     // Wait until the decision is readable, so B's empty answers below are not a lag.
     let (status, _) = svc.call(Method::GET, &format!("/api/v1/decisions/{decision}?min_seq={seq}"), Some(tenant), Some(&tok), None).await;
     assert_eq!(status, StatusCode::OK);
+    let window = serde_json::json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"});
+    let (status, replayed) =
+        svc.call(Method::POST, &format!("/api/v1/policies/{policy}/versions/1/replay"), Some(tenant), Some(&tok), Some(&window)).await;
+    assert!(status.is_success(), "{replayed}");
+    let replay = replayed["replay_id"].as_str().unwrap().to_owned();
     let wf = serde_json::json!({"regulation": "soc2", "name": "victim-wf", "scope": ["CC6.1"], "audit_period_start": "2026-01-01",
         "audit_period_end": "2026-06-30", "due_date": "2026-12-31"});
     let (status, created) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&wf)).await;
@@ -153,7 +160,7 @@ async fn victim(svc: &Service) -> Victim {
     let resp = svc.upload_evidence(tenant, &tok, &metadata, reqwest::multipart::Part::bytes(b"victim".to_vec())).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let evidence = resp.json::<serde_json::Value>().await.unwrap()["evidence_id"].as_str().unwrap().to_owned();
-    Victim { tenant, tok, policy, decision, seq, workflow, evidence }
+    Victim { tenant, tok, policy, decision, seq, workflow, evidence, replay }
 }
 
 /// Operations whose answers are not tenant data: the ledger's key and checkpoints cover
@@ -247,6 +254,9 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
                 )
             }
             "/api/v1/decisions/{id}" => (vec![template.replace("{id}", &a.decision)], vec![]),
+            "/api/v1/policies/{id}/replays/{replay_id}" => {
+                (vec![template.replace("{id}", &a.policy).replace("{replay_id}", &a.replay)], vec![])
+            }
             "/api/v1/system-evidence" => {
                 (vec![], vec![template.clone(), format!("{template}?policy_id={}&control=PR.AA-01&page_size=100", a.policy)])
             }

@@ -1,8 +1,10 @@
 //! The replay arm of `make bench-policy` (issue #17): a history of recorded decisions on
 //! the embedded service, replayed against a new version through the API, timed from the
-//! POST to the finished report (`replay_decisions_per_s`). Beside it, in the same run, the
-//! baseline: the same module evaluated in this process by the sandbox's own engine code
-//! (no IPC, no read model, no ledger), over the same inputs in batches.
+//! POST to the finished report. Beside it, in the same run, the baseline: the same module
+//! evaluated in this process by the sandbox's own engine code (no IPC, no read model, no
+//! ledger), over the same inputs in batches, on one thread. Two policies: the library's
+//! model-promotion gate with its ~1.2 KB input (`replay_decisions_per_s`), and a one-rule
+//! gate with a small input (`replay_simple_decisions_per_s`); every input is distinct.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,34 @@ use super::support::post_json;
 const HISTORY: usize = 20_000;
 const CONCURRENCY: usize = 16;
 
-fn input(i: usize) -> Value {
-    let mut v = super::input();
-    v["model"]["metrics"]["accuracy"] = json!(0.80 + (i % 20) as f64 / 100.0);
-    v
+/// What a replay arm replays: a policy, its version 2, and the i-th input.
+pub struct Case {
+    pub name: &'static str,
+    pub rego: String,
+    pub v2: String,
+    pub input: fn(usize) -> Value,
+}
+
+/// The library's model-promotion gate; version 2 raises the accuracy threshold.
+pub fn model_promotion(rego: &str) -> Case {
+    fn input(i: usize) -> Value {
+        let mut v = super::input();
+        v["model"]["metrics"]["accuracy"] = json!(0.80 + (i % 20) as f64 / 100.0);
+        v["context"]["run_id"] = json!(format!("run-{i}"));
+        v
+    }
+    let v2 = rego.replace("\"accuracy\": 0.9,", "\"accuracy\": 0.95,");
+    assert_ne!(v2, rego, "the bench policy's threshold moved; update the replacement");
+    Case { name: "bench-replay", rego: rego.to_owned(), v2, input }
+}
+
+/// A one-rule gate with a small input.
+pub fn simple_gate() -> Case {
+    fn input(i: usize) -> Value {
+        json!({"user": format!("user-{i}"), "score": (i % 100) as f64 / 100.0})
+    }
+    let rule = |t: &str| format!("package bench.gate\n\ndefault allow := false\n\nallow if input.score >= {t}\n");
+    Case { name: "bench-replay-simple", rego: rule("0.5"), v2: rule("0.7"), input }
 }
 
 async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, tenant: &str, token: &str, body: Option<&Value>) -> Value {
@@ -31,9 +57,10 @@ async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, tenant:
 }
 
 /// Records the history, then replays it `rounds` times; returns the arm's JSON.
-pub async fn arm(base: &str, tenant: &str, token: &str, rego: &str, rounds: usize) -> Value {
+pub async fn arm(base: &str, tenant: &str, token: &str, case: &Case, rounds: usize) -> Value {
+    let (rego, input) = (case.rego.as_str(), case.input);
     let c = reqwest::Client::new();
-    let p = post_json(&c, format!("{base}/api/v1/policies"), tenant, token, &json!({"name": "bench-replay", "rego": rego})).await;
+    let p = post_json(&c, format!("{base}/api/v1/policies"), tenant, token, &json!({"name": case.name, "rego": rego})).await;
     let id = p["policy_id"].as_str().unwrap_or_else(|| panic!("policy not created: {p}")).to_owned();
     let a = call(&c, reqwest::Method::POST, format!("{base}/api/v1/policies/{id}/activate"), tenant, token, None).await;
     assert_eq!(a["status"], "active", "{a}");
@@ -63,10 +90,8 @@ pub async fn arm(base: &str, tenant: &str, token: &str, rego: &str, rounds: usiz
         last = last.max(t.await.unwrap());
     }
     let recorded_s = started.elapsed().as_secs_f64();
-    // Version 2 raises the accuracy threshold: some recorded allows become denies.
-    let v2 = rego.replace("\"accuracy\": 0.9,", "\"accuracy\": 0.95,");
-    assert_ne!(v2, rego, "the bench policy's threshold moved; update the replacement");
-    let p = post_json(&c, format!("{base}/api/v1/policies/{id}/versions"), tenant, token, &json!({"rego": v2})).await;
+    // Version 2 raises a threshold: some recorded allows become denies.
+    let p = post_json(&c, format!("{base}/api/v1/policies/{id}/versions"), tenant, token, &json!({"rego": case.v2})).await;
     assert!(p["policy_id"].is_string() || p["ledger_seq"].is_i64(), "{p}");
     let page = call(&c, reqwest::Method::GET, format!("{base}/api/v1/decisions?min_seq={last}&page_size=1"), tenant, token, None).await;
     assert!(page["items"].is_array(), "{page}");

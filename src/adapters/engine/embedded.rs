@@ -257,6 +257,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_answers_each_item_on_its_own_input_and_a_panic_answers_only_for_its_item() {
+        let p = prepared("package b\n\nallow if input.score > 0.5\nn := strings.count(input.s, \"\")\nlevel := input.score * 10\n").await;
+        let item = |rule: &str, input: Value| (Some(rule.to_owned()), input);
+        let out = p
+            .evaluate_many(vec![
+                item("allow", json!({"score": 0.9})),
+                item("level", json!({"score": 0.9})),
+                item("n", json!({"s": "abc"})),
+                item("allow", json!({"score": 0.1})),
+                item("level", json!({"score": 0.2})),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out[0], Ok(Some(json!(true))));
+        assert_eq!(out[1], Ok(Some(json!(9))));
+        assert!(matches!(&out[2], Err(EngineError::Fault(m)) if m.contains("panicked")), "{:?}", out[2]);
+        assert_eq!(out[3], Ok(None), "no value of an earlier item's input is kept");
+        assert_eq!(out[4], Ok(Some(json!(2))));
+    }
+
+    #[tokio::test]
     async fn a_panicking_builtin_is_contained_and_the_session_keeps_answering() {
         let p = prepared("package p\n\nn := strings.count(input.s, \"\")\nok := true\n").await;
         match p.evaluate(Some("n"), &json!({"s": "abc"})).await {

@@ -66,7 +66,12 @@ fn to_json(v: regorus::Value) -> Reply {
 
 /// Evaluates on a clone of a prepared engine (a clone is cheap; re-preparing is not).
 fn eval(prepared: &regorus::Engine, package: &str, rule: Option<&str>, input: regorus::Value, budget: Duration) -> Reply {
-    let mut e = prepared.clone();
+    eval_on(&mut prepared.clone(), package, rule, input, budget)
+}
+
+/// Evaluates on an engine of the prepared module, which may have evaluated before: regorus
+/// cleans its evaluation state at every query, and the input and the timer are set anew.
+fn eval_on(e: &mut regorus::Engine, package: &str, rule: Option<&str>, input: regorus::Value, budget: Duration) -> Reply {
     e.set_execution_timer_config(timer(budget));
     e.set_input(input);
     match rule {
@@ -188,14 +193,20 @@ impl Session {
                     Ok(found) => found,
                     Err(reply) => return reply,
                 };
-                // Each item on its own budget, and a panic answers for its item only.
-                let replies = items
-                    .into_iter()
-                    .map(|(rule, input)| {
-                        catch_unwind(AssertUnwindSafe(|| eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget)))
-                            .unwrap_or_else(|payload| Reply::Panic(panic_message(payload.as_ref())))
-                    })
-                    .collect();
+                // One clone for the batch, each item on its own budget; a panic answers for
+                // its item only, and the clone it may have left half-changed is replaced.
+                let mut e = engine.clone();
+                let mut replies = Vec::with_capacity(items.len());
+                for (rule, input) in items {
+                    let input = regorus::Value::from(input);
+                    match catch_unwind(AssertUnwindSafe(|| eval_on(&mut e, package, rule.as_deref(), input, budget))) {
+                        Ok(reply) => replies.push(reply),
+                        Err(payload) => {
+                            replies.push(Reply::Panic(panic_message(payload.as_ref())));
+                            e = engine.clone();
+                        }
+                    }
+                }
                 Reply::Values(replies)
             }
         }
