@@ -90,6 +90,11 @@ impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for Listed<F> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| ApiError::invalid(e.to_string()))?;
+        // A filter with text no read model holds (NUL) matches nothing and the database
+        // refuses it: 422 here, never a failed query.
+        for (key, value) in &pairs {
+            crate::application::limits::check_text(value).map_err(|e| ApiError::validation(format!("query parameter {key}: {e}")))?;
+        }
         let (shared, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| SHARED.contains(&k.as_str()));
         let encode = |v: &[(String, String)]| serde_urlencoded::to_string(v).map_err(|e| ApiError::invalid(e.to_string()));
         let p: PageParams = serde_urlencoded::from_str(&encode(&shared)?)
