@@ -4,8 +4,9 @@
 //! - [`ids`]: parsed identifiers and bounded strings (`TenantId`, `PolicyId`, `Actor`, ...).
 //!   Every value that crosses the domain boundary is parsed once, here, by a fallible
 //!   constructor, so the rest of the code never re-validates.
-//! - [`facts`]: ledger entries no aggregate decides (decision records, a tenant's
-//!   control-mapping facts, an operator's projection skips), typed and encoded like events.
+//! - [`facts`]: ledger entries no aggregate decides (decision records, replay reports, a
+//!   tenant's control-mapping facts, an operator's projection skips), typed and encoded
+//!   like events.
 //! - [`recorded`]: any ledger entry decoded into its typed event or fact ([`Recorded`]),
 //!   with [`EventKind`] naming every kind; the one decode every consumer uses.
 //! - [`compliance`]: regulation codes, CSF 2.0 control ids, the ComplianceWorkflow and
@@ -13,6 +14,8 @@
 //! - [`policy`]: the Policy aggregate (commands, events, state machine) built on
 //!   `cqrs_es::Aggregate`.
 //! - [`ledger_event`]: how an event becomes a ledger payload and back.
+//! - [`services`]: the one error an aggregate's services return when the outside world
+//!   cannot answer or refuses (the adapter's own error, carried to the edge).
 //!
 //! Nothing in this crate performs I/O: no HTTP, SQL or Kafka. Adapters in the service
 //! crate persist the events this crate emits (to the ledger) and project them (to read
@@ -25,6 +28,7 @@ pub mod ids;
 pub mod ledger_event;
 pub mod policy;
 pub mod recorded;
+pub mod services;
 
 pub use facts::Fact;
 pub use ids::{

@@ -13,17 +13,8 @@ use super::workflow::ComplianceWorkflow;
 use crate::facts::PolicyEvaluated;
 use crate::ids::{DecisionId, EvidenceId, TenantId, WorkflowId};
 
-/// The ledger could not answer; it wraps the adapter's own error so the edge can answer
-/// with its code (503 when the audit database is down).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ReferenceUnavailable(pub Arc<dyn std::error::Error + Send + Sync>);
-
-impl PartialEq for ReferenceUnavailable {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.to_string() == other.0.to_string()
-    }
-}
+/// The ledger could not answer (503 when the audit database is down).
+pub use crate::services::ServiceError as ReferenceUnavailable;
 
 /// A decision record as the ledger holds it, with the tenant its entry belongs to.
 #[derive(Debug, Clone, PartialEq)]

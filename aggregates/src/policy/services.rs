@@ -9,17 +9,9 @@ use std::sync::Arc;
 
 use crate::ids::{PolicyId, RegoSource, ReplayId, TenantId};
 
-/// Why a version may not become active. It wraps the engine's own error so the edge can
-/// answer with the engine's code (failed tests are 422, an engine that is down is 503).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct VersionRejected(pub Arc<dyn std::error::Error + Send + Sync>);
-
-impl PartialEq for VersionRejected {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.to_string() == other.0.to_string()
-    }
-}
+/// Why a version may not become active: the engine's own error (it does not compile, its
+/// tests fail, the engine is down), or a ledger that cannot say what a replay was of.
+pub use crate::services::ServiceError as VersionRejected;
 
 /// Checks a version before it becomes active.
 #[async_trait::async_trait]
