@@ -82,7 +82,9 @@ async fn drive(name: &str, d: Duration, make: Arc<dyn Fn(&reqwest::Client) -> re
 
 async fn activate(base: &str, tenant: &str, token: &str, rego: &str) -> String {
     let c = reqwest::Client::new();
-    let p = post_json(&c, format!("{base}/api/v1/policies"), tenant, token, &json!({"name": "bench", "rego": rego})).await;
+    // Names are unique per tenant, and several arms activate policies for the same tenant.
+    let name = format!("bench-{}", uuid::Uuid::new_v4());
+    let p = post_json(&c, format!("{base}/api/v1/policies"), tenant, token, &json!({"name": name, "rego": rego})).await;
     let id = p["policy_id"].as_str().expect("policy created").to_owned();
     let r = c.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(token).header("X-Tenant-ID", tenant).send().await.unwrap();
     assert!(r.status().is_success(), "activation failed: {}", r.text().await.unwrap());
