@@ -124,6 +124,8 @@ pub struct ReplayRow {
     pub input: Option<serde_json::Value>,
     pub result: Option<serde_json::Value>,
     pub defined: bool,
+    /// The input's size in bytes (its JSON text).
+    pub input_bytes: i64,
 }
 
 /// The decisions a replay of `policy_id` reads: decided within `[from, to]`, recorded at
@@ -139,7 +141,7 @@ pub async fn replay_page(
     max_bytes: i64,
 ) -> Result<Vec<ReplayRow>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined FROM ( \
+        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined, size::bigint AS input_bytes FROM ( \
            SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined, \
                   coalesce(octet_length(input::text), 0) AS size, \
                   sum(coalesce(octet_length(input::text), 0)) OVER (ORDER BY ledger_seq) AS running \

@@ -345,7 +345,7 @@ fn batches<'a>(rows: &[&'a ReplayRow]) -> Vec<Vec<&'a ReplayRow>> {
     let mut out: Vec<Vec<&ReplayRow>> = vec![];
     let mut bytes = 0;
     for r in rows {
-        let size = r.input.as_ref().map_or(0, |v| v.to_string().len());
+        let size = usize::try_from(r.input_bytes).unwrap_or(0);
         match out.last_mut() {
             Some(b) if b.len() < BATCH_ITEMS && bytes + size <= BATCH_BYTES => {
                 bytes += size;
