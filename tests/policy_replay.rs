@@ -307,3 +307,55 @@ async fn a_replay_on_the_opa_engine_reports_what_the_embedded_engine_reports() {
     assert_eq!(r["report"]["unchanged"], 1, "{r}");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn another_tenant_is_served_while_a_tenant_replays_a_long_history() {
+    let svc = Service::start(&[]).await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let noisy = a.active_policy("long", V1, "full").await;
+    // A history of 800 decisions, recorded 16 at a time.
+    let mut last = 0;
+    for round in 0..50 {
+        let calls = (0..16).map(|i| a.evaluate(&noisy, "allow", json!({"score": (round * 16 + i) as f64 / 800.0})));
+        last = futures::future::join_all(calls).await.into_iter().max().unwrap().max(last);
+    }
+    let (status, v) = a.call(Method::POST, &format!("/api/v1/policies/{noisy}/versions"), Some(json!({"rego": V2}))).await;
+    assert!(status.is_success(), "{v}");
+    a.projected(last).await;
+    let bystander = b.active_policy("bystander", V1, "full").await;
+    let replay = a.replay(&noisy, 2, window());
+    let served = async {
+        for _ in 0..20 {
+            b.evaluate(&bystander, "allow", json!({"score": 0.9})).await;
+        }
+        b.replay(&bystander, 1, window()).await
+    };
+    let (r, own) = tokio::join!(replay, served);
+    assert_eq!(r["report"]["read"], 800, "{r}");
+    assert_eq!(own["status"], "done", "B's own replay runs beside A's: {own}");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_control_checks_are_refused_with_422_and_record_nothing() {
+    let svc = Service::start(&[]).await;
+    let a = Tenant::new(&svc);
+    let before = ledger_count_for(a.id).await;
+    let many: Vec<Value> = (1..=33).map(|n| json!({"control_id": format!("PR.DS-{n:02}")})).collect();
+    for checks in [
+        json!([{"control_id": "PR.AA-99"}]),
+        json!([{"control_id": "XX.AA-01"}]),
+        json!([{"control_id": "PR.AA-01\u{0000}"}]),
+        json!([{"control_id": "PR.AA-01"}, {"control_id": "PR.AA-01"}]),
+        json!([{"control_id": "PR.AA-01", "pass_when": "sometimes"}]),
+        json!([{"control_id": "PR.AA-01", "rule": "allow; drop"}]),
+        json!([{"control_id": "PR.AA-01", "extra": true}]),
+        Value::Array(many),
+    ] {
+        let (status, e) =
+            a.call(Method::POST, "/api/v1/policies", Some(json!({"name": "hostile", "rego": V1, "control_checks": checks}))).await;
+        assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST, "{checks}: {status} {e}");
+    }
+    assert_eq!(ledger_count_for(a.id).await, before, "nothing recorded");
+    svc.stop().await;
+}
