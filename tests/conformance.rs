@@ -21,7 +21,9 @@ use conformance::cases::{self, Case, Want, EXCLUSIONS};
 use futures::StreamExt;
 use governance_engine::adapters::engine::embedded::EmbeddedEngine;
 use governance_engine::adapters::engine::opa::OpaEngine;
-use governance_engine::adapters::engine::{check_and_test, EngineError, PolicyEngine, PolicyModule};
+use aggregates::policy::{DataDocument, ExtraModules, VersionSource};
+use aggregates::RegoSource;
+use governance_engine::adapters::engine::{check_and_test, EngineError, PolicyEngine, PolicyModule, PolicySource};
 use serde_json::{json, Value};
 
 const KNOWN_FAILURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/known-failures.txt");
@@ -49,15 +51,14 @@ fn show(v: &Option<Value>) -> String {
 
 /// Runs one case as the service does: validate and test, prepare, evaluate.
 async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyModule>) {
-    if case.modules.len() > 1 {
-        return (Outcome::Refused("needs several modules in one policy version".into()), None);
-    }
-    if case.data.is_some() {
-        return (Outcome::Refused("needs a data document".into()), None);
-    }
-    let rego = &case.modules[0];
-    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), rego: rego.clone() };
-    let validated = match check_and_test(engine, rego).await {
+    // As the API takes it: the main module, further modules and the data document, each
+    // checked by the same domain types.
+    let source = match version_source(case) {
+        Ok(source) => source,
+        Err(e) => return (Outcome::Refused(format!("refused: {e}")), None),
+    };
+    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: source.clone() };
+    let validated = match check_and_test(engine, &source).await {
         Ok(_) => engine.prepare(&module).await.map(Some),
         Err(e) => Err(e),
     };
@@ -86,11 +87,19 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
     (outcome, Some(module))
 }
 
+/// The case's version as the service's domain types accept it.
+fn version_source(case: &Case) -> Result<PolicySource, aggregates::IdError> {
+    let rego = RegoSource::parse(&case.modules[0])?;
+    let modules = ExtraModules::parse(case.modules[1..].iter().map(|m| RegoSource::parse(m)).collect::<Result<_, _>>()?)?;
+    let data = DataDocument::from_value(case.data.clone().unwrap_or_default())?;
+    Ok(PolicySource::of(&VersionSource { rego, modules, data }))
+}
+
 /// Removes what a case uploaded to OPA (so later uploads do not recompile it all).
-async fn unload(http: &reqwest::Client, base: &str, module: &PolicyModule) {
-    let url = format!("{base}/v1/policies/aumos/{}/v{}", module.policy_id.simple(), module.version);
-    let token = common::var("AUMOS_GOVERNANCE_OPA_TOKEN");
-    let _ = http.delete(url).bearer_auth(token).timeout(Duration::from_secs(10)).send().await;
+async fn unload(opa: &OpaEngine, module: &PolicyModule) {
+    for id in OpaEngine::module_ids(module).iter().rev() {
+        let _ = opa.unload(id).await;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -101,20 +110,18 @@ struct Tally {
     failed_cases: BTreeMap<String, String>,
 }
 
-async fn run_all(engine: Arc<dyn PolicyEngine>, cases: &[Case], concurrency: usize, opa_base: Option<&str>) -> Tally {
-    let http = reqwest::Client::new();
+async fn run_all(engine: Arc<dyn PolicyEngine>, cases: &[Case], concurrency: usize, opa: Option<&OpaEngine>) -> Tally {
     let results: Vec<(String, Outcome)> = futures::stream::iter(cases.iter())
         .map(|case| {
             let engine = engine.clone();
-            let http = http.clone();
             let owned = case.clone();
             async move {
                 // A panic inside an engine is a divergence of that case, not the end of the run.
                 let (outcome, module) = tokio::spawn(async move { run(engine.as_ref(), &owned).await })
                     .await
                     .unwrap_or_else(|e| (Outcome::Divergent(format!("the engine panicked: {e}")), None));
-                if let (Some(base), Some(module)) = (opa_base, module) {
-                    unload(&http, base, &module).await;
+                if let (Some(opa), Some(module)) = (opa, module) {
+                    unload(opa, &module).await;
                 }
                 (case.note.clone(), outcome)
             }
@@ -177,17 +184,17 @@ async fn opa_conformance_cases_that_passed_before_still_pass_on_both_engines() {
     let opa = OpaEngine::new(reqwest::Client::new(), &base, timeout)
         .with_token(Some(governance_engine::config::Secret::new(common::var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
     #[allow(clippy::type_complexity)]
-    let engines: Vec<(&str, Arc<dyn PolicyEngine>, usize, Option<&str>)> = vec![
+    let engines: Vec<(&str, Arc<dyn PolicyEngine>, usize, Option<&OpaEngine>)> = vec![
         ("embedded", Arc::new(EmbeddedEngine::new(timeout)), 2, None),
         // OPA recompiles every loaded module on each upload: a few cases at a time keep the
         // scratch modules few.
-        ("opa", Arc::new(opa), 8, Some(base.as_str())),
+        ("opa", Arc::new(opa.clone()), 8, Some(&opa)),
     ];
     let mut report = serde_json::Map::new();
     let mut failures = BTreeSet::new();
-    for (name, engine, concurrency, opa_base) in engines {
+    for (name, engine, concurrency, opa) in engines {
         let started = std::time::Instant::now();
-        let tally = run_all(engine, &counted, concurrency, opa_base).await;
+        let tally = run_all(engine, &counted, concurrency, opa).await;
         eprintln!(
             "{name}: {} of {} counted cases pass ({} refused, {} divergent, {excluded_total} excluded) in {:.1?}",
             tally.passed,

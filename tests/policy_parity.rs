@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::var;
 use governance_engine::adapters::engine::embedded::EmbeddedEngine;
 use governance_engine::adapters::engine::opa::OpaEngine;
-use governance_engine::adapters::engine::{EngineError, PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::{EngineError, PolicyEngine, PolicyModule, PolicySource};
 use serde_json::{json, Value};
 
 /// Cases whose results differ between the engines, with the heading in
@@ -26,7 +26,7 @@ const DOCUMENTED_DIFFERENCES: &[(&str, &str)] = &[
 ];
 
 fn module(rego: &str) -> PolicyModule {
-    PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), rego: rego.to_owned() }
+    PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: PolicySource::single(rego) }
 }
 
 async fn both(rego: &str, rule: Option<&str>, input: &Value) -> (Result<Option<Value>, EngineError>, Result<Option<Value>, EngineError>) {
@@ -176,7 +176,7 @@ async fn every_missing_builtin_is_rejected_by_the_embedded_engine_at_validation(
     let engine = EmbeddedEngine::new(Duration::from_secs(1));
     for name in doc[start..start + len].split_whitespace() {
         let rego = format!("package t\n\nx := {name}(input.a)\n");
-        match engine.check(&rego).await {
+        match engine.check(&PolicySource::single(rego.as_str())).await {
             Err(EngineError::Compile(errors)) => assert_eq!((errors[0].row, errors[0].col), (Some(3), Some(6)), "{name}"),
             other => panic!("{name}: expected a compile error, got {other:?}"),
         }

@@ -67,6 +67,8 @@ fn examples() -> Vec<Recorded> {
     };
     vec![
         Recorded::Policy(PolicyEvent::PolicyCreated {
+            data: Default::default(),
+            modules: Default::default(),
             policy_id: policy(),
             tenant_id: tenant(),
             name: PolicyName::parse("gate").unwrap(),
@@ -80,6 +82,8 @@ fn examples() -> Vec<Recorded> {
             reason: None,
         }),
         Recorded::Policy(PolicyEvent::PolicyVersionAdded {
+            data: Default::default(),
+            modules: Default::default(),
             version: 2,
             rego: rego(),
             control_checks: crate::policy::ControlChecks::new(vec![crate::policy::ControlCheck {

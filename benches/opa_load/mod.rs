@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use governance_engine::adapters::engine::opa::OpaEngine;
-use governance_engine::adapters::engine::{PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::{PolicyEngine, PolicyModule, PolicySource};
 use governance_engine::config::Secret;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ pub async fn load(opa: &str, token: &str, rego: &str, n: usize, step: usize) -> 
         policy_id: uuid::Uuid::new_v4(),
         version: 1 + (i % 3) as u32,
         package: String::new(),
-        rego: rego.to_owned(),
+        source: PolicySource::single(rego),
     };
     let started = Instant::now();
     let mut marks = Vec::new();

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use governance_engine::adapters::engine::embedded::EmbeddedEngine;
-use governance_engine::adapters::engine::{PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::{PolicyEngine, PolicyModule, PolicySource};
 use serde_json::{json, Value};
 
 use super::support::post_json;
@@ -117,7 +117,7 @@ pub async fn arm(base: &str, tenant: &str, token: &str, case: &Case, rounds: usi
     let median = runs[runs.len() / 2];
     // The baseline: the same module and inputs, in this process, in batches of 500.
     let engine = EmbeddedEngine::new(Duration::from_millis(200));
-    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), rego: rego.to_owned() };
+    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: PolicySource::single(rego) };
     let prepared = engine.prepare(&module).await.unwrap();
     let items: Vec<(Option<String>, Value)> = (0..HISTORY).map(|i| (Some("allow".to_owned()), input(i))).collect();
     let t = Instant::now();

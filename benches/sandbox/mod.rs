@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governance_engine::adapters::engine::embedded::EmbeddedEngine;
-use governance_engine::adapters::engine::{PolicyEngine, PolicyModule};
+use governance_engine::adapters::engine::{PolicyEngine, PolicyModule, PolicySource};
 use serde_json::{json, Value};
 
 use super::support::pct;
@@ -37,7 +37,7 @@ fn figures((p50, p99, errors): (f64, f64, usize)) -> Value {
 
 /// In-process vs one worker process: the same module, input and rule.
 pub async fn ipc(d: Duration, rego: &str, input: &Value) -> Value {
-    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), rego: rego.to_owned() };
+    let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: PolicySource::single(rego) };
     let mut config = governance_engine::config::Config::from_env(&governance_engine::config::Env(&|_| None)).unwrap();
     config.sandbox.workers = 1;
     config.sandbox.workers_per_tenant = 1;

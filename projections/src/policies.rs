@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use aggregates::policy::PolicyEvent;
-use aggregates::{Recorded, RegoSource, Stream};
+use aggregates::policy::{PolicyEvent, VersionSource};
+use aggregates::{Recorded, Stream};
 
 use crate::{EventRecord, Page, ProjectionError, Projector, SortOrder};
 
@@ -36,7 +36,16 @@ pub struct PolicyView {
 pub struct PolicyVersionView {
     pub policy_id: Uuid,
     pub version: i32,
+    /// The main module: it declares the policy's package.
     pub rego: String,
+    /// Further modules of the version (absent when none).
+    #[schema(value_type = Option<Vec<String>>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modules: Option<sqlx::types::Json<aggregates::policy::ExtraModules>>,
+    /// The version's data document (absent when none).
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<sqlx::types::Json<aggregates::policy::DataDocument>>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub ledger_seq: i64,
@@ -141,7 +150,7 @@ pub async fn versions_page(
         .fetch_one(&mut *conn)
         .await?;
     let sql = format!(
-        "SELECT policy_id, version, rego, created_by, created_at, ledger_seq FROM gov_governance_policy_versions \
+        "SELECT policy_id, version, rego, modules, data, created_by, created_at, ledger_seq FROM gov_governance_policy_versions \
          WHERE policy_id = $1 ORDER BY version {} LIMIT $2 OFFSET $3",
         order.sql()
     );
@@ -167,13 +176,15 @@ pub struct PolicyRuntimeView {
     pub input_logging: String,
     pub input_mask: Option<sqlx::types::Json<aggregates::policy::mask::InputMask>>,
     pub rego: Option<String>,
+    pub modules: Option<sqlx::types::Json<aggregates::policy::ExtraModules>>,
+    pub data: Option<sqlx::types::Json<aggregates::policy::DataDocument>>,
     pub last_seq: i64,
 }
 
 /// Reads a policy's runtime view (tenant-scoped transaction).
 pub async fn runtime_view(conn: &mut PgConnection, policy_id: Uuid) -> Result<Option<PolicyRuntimeView>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT p.policy_id, p.status, p.active_version, p.input_logging, p.input_mask, v.rego, p.last_seq FROM gov_governance_policies p \
+        "SELECT p.policy_id, p.status, p.active_version, p.input_logging, p.input_mask, v.rego, v.modules, v.data, p.last_seq FROM gov_governance_policies p \
          LEFT JOIN gov_governance_policy_versions v ON v.tenant_id = p.tenant_id AND v.policy_id = p.policy_id AND v.version = p.active_version \
          WHERE p.policy_id = $1",
     )
@@ -185,7 +196,7 @@ pub async fn runtime_view(conn: &mut PgConnection, policy_id: Uuid) -> Result<Op
 /// One version's Rego.
 pub async fn version(conn: &mut PgConnection, policy_id: Uuid, version: i32) -> Result<Option<PolicyVersionView>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT policy_id, version, rego, created_by, created_at, ledger_seq FROM gov_governance_policy_versions WHERE policy_id = $1 AND version = $2",
+        "SELECT policy_id, version, rego, modules, data, created_by, created_at, ledger_seq FROM gov_governance_policy_versions WHERE policy_id = $1 AND version = $2",
     )
     .bind(policy_id)
     .bind(version)
@@ -222,7 +233,7 @@ impl Projector for PolicyProjector {
         // Entries of other streams are not this projector's; unknown kinds are skipped.
         let Some(Recorded::Policy(event)) = e.decode()? else { return Ok(()) };
         match event {
-            PolicyEvent::PolicyCreated { name, description, version: v, rego, input_logging, input_mask, .. } => {
+            PolicyEvent::PolicyCreated { name, description, version: v, rego, modules, data, input_logging, input_mask, .. } => {
                 let mask = (!input_mask.is_empty()).then_some(sqlx::types::Json(input_mask));
                 sqlx::query(
                     "INSERT INTO gov_governance_policies (tenant_id, policy_id, name, description, status, latest_version, \
@@ -240,11 +251,11 @@ impl Projector for PolicyProjector {
                 .bind(mask)
                 .execute(&mut *tx)
                 .await?;
-                insert_version(tx, e, id, column(e, v)?, &rego).await?;
+                insert_version(tx, e, id, column(e, v)?, VersionSource { rego, modules, data }).await?;
             }
-            PolicyEvent::PolicyVersionAdded { version: v, rego, .. } => {
+            PolicyEvent::PolicyVersionAdded { version: v, rego, modules, data, .. } => {
                 update(tx, e, id, "latest_version = $4", Some(column(e, v)?)).await?;
-                insert_version(tx, e, id, column(e, v)?, &rego).await?;
+                insert_version(tx, e, id, column(e, v)?, VersionSource { rego, modules, data }).await?;
             }
             PolicyEvent::PolicyActivated { version: v, .. } => {
                 update(tx, e, id, "status = 'active', active_version = $4", Some(column(e, v)?)).await?
@@ -266,10 +277,11 @@ async fn update(tx: &mut PgConnection, e: &EventRecord, id: Uuid, set: &str, val
     Ok(())
 }
 
-async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid, version: i32, rego: &RegoSource) -> Result<(), ProjectionError> {
+async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid, version: i32, source: VersionSource) -> Result<(), ProjectionError> {
+    let VersionSource { rego, modules, data } = source;
     sqlx::query(
-        "INSERT INTO gov_governance_policy_versions (tenant_id, policy_id, version, rego, created_by, created_at, ledger_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO gov_governance_policy_versions (tenant_id, policy_id, version, rego, created_by, created_at, ledger_seq, modules, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(e.tenant_id)
     .bind(id)
@@ -278,6 +290,8 @@ async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid, versio
     .bind(&e.actor)
     .bind(e.recorded_at)
     .bind(e.seq)
+    .bind((!modules.is_empty()).then_some(sqlx::types::Json(modules)))
+    .bind((!data.is_empty()).then_some(sqlx::types::Json(data)))
     .execute(tx)
     .await?;
     Ok(())

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use aggregates::policy::{Policy, PolicyEvent};
+use aggregates::policy::{Policy, PolicyEvent, VersionSource};
 use aggregates::{DecodeError, Recorded, Stream};
 use ledger::LedgerEntry;
 // The policies projector's skip decisions are OPA sync's too: both follow the Policy events.
@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::adapters::engine::opa::{OpaEngine, SCRATCH_PREFIX};
-use crate::adapters::engine::{PolicyEngine, PolicyModule};
+use crate::adapters::engine::{PolicyEngine, PolicyModule, PolicySource};
 use crate::adapters::ledger::LedgerReader;
 
 /// A full comparison with OPA's module list every this many passes (and at the first).
@@ -105,14 +105,14 @@ impl OpaSync {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// The rego of one version, from this window's events or else the Policy aggregate
+    /// What one version holds, from this window's events or else the Policy aggregate
     /// folded from its events.
-    async fn rego_of(&self, id: Uuid, version: u32, seen: &HashMap<(Uuid, u32), String>) -> Result<Option<String>, String> {
-        if let Some(rego) = seen.get(&(id, version)) {
-            return Ok(Some(rego.clone()));
+    async fn source_of(&self, id: Uuid, version: u32, seen: &HashMap<(Uuid, u32), PolicySource>) -> Result<Option<PolicySource>, String> {
+        if let Some(source) = seen.get(&(id, version)) {
+            return Ok(Some(source.clone()));
         }
         let (policy, _) = crate::application::commands::load::<Policy>(&self.reader, &id.to_string()).await.map_err(|e| e.to_string())?;
-        Ok(policy.source(version).map(|rego| rego.as_str().to_owned()))
+        Ok(policy.source(version).map(PolicySource::of))
     }
 
     /// Reads the Policy events after the followed position, in order.
@@ -150,12 +150,15 @@ impl OpaSync {
                 };
                 match event {
                     None => {}
-                    Some(PolicyEvent::PolicyCreated { version, rego, .. } | PolicyEvent::PolicyVersionAdded { version, rego, .. }) => {
-                        seen.insert((id, version), rego.as_str().to_owned());
+                    Some(
+                        PolicyEvent::PolicyCreated { version, rego, modules, data, .. }
+                        | PolicyEvent::PolicyVersionAdded { version, rego, modules, data, .. },
+                    ) => {
+                        seen.insert((id, version), PolicySource::of(&VersionSource { rego, modules, data }));
                     }
                     Some(PolicyEvent::PolicyActivated { version, .. }) => {
-                        if let Some(rego) = self.rego_of(id, version, &seen).await? {
-                            changes.push(Change::Activate(PolicyModule { policy_id: id, version, package: String::new(), rego }));
+                        if let Some(source) = self.source_of(id, version, &seen).await? {
+                            changes.push(Change::Activate(PolicyModule { policy_id: id, version, package: String::new(), source }));
                         }
                     }
                     Some(PolicyEvent::PolicyDeactivated { .. } | PolicyEvent::PolicyArchived { .. }) => changes.push(Change::Stop(id)),
@@ -201,7 +204,9 @@ impl OpaSync {
                 continue;
             }
             if let Some(old) = previous.filter(|old| Some(old.version) != followed.active.get(&id).map(|m| m.version)) {
-                self.engine.unload(&OpaEngine::module_id(&old)).await.map_err(|e| e.to_string())?;
+                for module_id in OpaEngine::module_ids(&old) {
+                    self.engine.unload(&module_id).await.map_err(|e| e.to_string())?;
+                }
                 unloaded += 1;
             }
             if let Some(m) = followed.active.get(&id) {
@@ -245,9 +250,9 @@ impl OpaSync {
     /// Makes OPA's service modules exactly the active set: (uploaded, unloaded).
     async fn reconcile(&self, listing: Vec<String>, active: &BTreeMap<Uuid, PolicyModule>) -> Result<(usize, usize), String> {
         let loaded: HashSet<String> = listing.into_iter().collect();
-        let wanted: HashSet<String> = active.values().map(OpaEngine::module_id).collect();
+        let wanted: HashSet<String> = active.values().flat_map(OpaEngine::module_ids).collect();
         let mut uploaded = 0;
-        for m in active.values().filter(|m| !loaded.contains(&OpaEngine::module_id(m))) {
+        for m in active.values().filter(|m| !OpaEngine::module_ids(m).iter().all(|id| loaded.contains(id))) {
             self.engine.prepare(m).await.map_err(|e| e.to_string())?;
             uploaded += 1;
         }

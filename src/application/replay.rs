@@ -32,7 +32,7 @@ use ledger::format::canonical_json;
 use ledger::EntryMetadata;
 use projections::decisions::{self as read, ReplayRow};
 
-use crate::adapters::engine::{on_behalf_of, EngineError, PolicyEngine, PolicyModule, PreparedPolicy};
+use crate::adapters::engine::{on_behalf_of, EngineError, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 use crate::adapters::ledger::{LedgerError, LedgerReader, NewEntry};
 use crate::application::commands::CommandBus;
 
@@ -132,7 +132,7 @@ struct Jobs {
 
 /// The policy's versions, as its events in the ledger have them.
 struct Versions {
-    sources: Vec<String>,
+    sources: Vec<PolicySource>,
     checks: Vec<ControlChecks>,
 }
 
@@ -252,9 +252,9 @@ impl Replayer {
         let mut v = Versions { sources: vec![], checks: vec![] };
         for e in &entries {
             match Recorded::decode_text(&e.aggregate_type, &e.event_type, &e.payload) {
-                Ok(Recorded::Policy(PolicyEvent::PolicyCreated { rego, control_checks, .. }))
-                | Ok(Recorded::Policy(PolicyEvent::PolicyVersionAdded { rego, control_checks, .. })) => {
-                    v.sources.push(rego.as_str().to_owned());
+                Ok(Recorded::Policy(PolicyEvent::PolicyCreated { rego, modules, data, control_checks, .. }))
+                | Ok(Recorded::Policy(PolicyEvent::PolicyVersionAdded { rego, modules, data, control_checks, .. })) => {
+                    v.sources.push(PolicySource::of(&aggregates::policy::VersionSource { rego, modules, data }));
                     v.checks.push(control_checks);
                 }
                 Ok(_) => {}
@@ -268,8 +268,8 @@ impl Replayer {
         let spec = &job.spec;
         let tenant = spec.tenant.as_uuid();
         let index = usize::try_from(spec.version).unwrap_or(usize::MAX).saturating_sub(1);
-        let rego = versions.sources.get(index).cloned().unwrap_or_default();
-        let module = PolicyModule { policy_id: spec.policy_id.as_uuid(), version: spec.version, package: String::new(), rego };
+        let source = versions.sources.get(index).cloned().unwrap_or_default();
+        let module = PolicyModule { policy_id: spec.policy_id.as_uuid(), version: spec.version, package: String::new(), source };
         let prepared = on_behalf_of(tenant, self.engine.prepare(&module)).await?;
         let mut tally = Tally::new(spec.version, versions);
         let mut set = DecisionSet::default();

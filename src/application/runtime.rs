@@ -13,7 +13,7 @@ use moka::future::Cache;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::adapters::engine::{EngineError, PolicyEngine, PolicyModule, PreparedPolicy};
+use crate::adapters::engine::{EngineError, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 
 /// A policy as evaluation sees it.
 #[derive(Debug, Clone)]
@@ -72,7 +72,12 @@ impl PolicyRuntime {
         let version = view.active_version.and_then(|v| u32::try_from(v).ok());
         let prepared = match (view.status.as_str(), version, &view.rego) {
             ("active", Some(version), Some(rego)) => {
-                let module = PolicyModule { policy_id, version, package: String::new(), rego: rego.clone() };
+                let mut source = PolicySource::single(rego.clone());
+                if let Some(modules) = &view.modules {
+                    source.modules.extend(modules.0.iter().map(|m| m.as_str().to_owned()));
+                }
+                source.data = view.data.as_ref().and_then(|d| d.0.to_value());
+                let module = PolicyModule { policy_id, version, package: String::new(), source };
                 Some(self.engine.prepare(&module).await?)
             }
             _ => None,

@@ -4,9 +4,10 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
+use super::bundle::VersionSource;
 use super::services::{PolicyServices, ReplaySubject, VersionRejected};
 use super::{PolicyCommand, PolicyEvent};
-use crate::ids::{PolicyId, RegoSource, ReplayId, TenantId};
+use crate::ids::{PolicyId, ReplayId, TenantId};
 
 /// Where a policy is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,8 +82,8 @@ pub struct Policy {
     pub status: PolicyStatus,
     pub latest_version: u32,
     pub active_version: Option<u32>,
-    /// The source of version `n` at index `n - 1`.
-    pub versions: Vec<RegoSource>,
+    /// What version `n` holds, at index `n - 1`.
+    pub versions: Vec<VersionSource>,
 }
 
 impl Policy {
@@ -100,7 +101,7 @@ impl Policy {
     }
 
     /// The source of `version`, if the policy has it.
-    pub fn source(&self, version: u32) -> Option<&RegoSource> {
+    pub fn source(&self, version: u32) -> Option<&VersionSource> {
         let index = usize::try_from(version).ok()?.checked_sub(1)?;
         self.versions.get(index)
     }
@@ -112,6 +113,8 @@ impl Policy {
             name,
             description,
             rego,
+            modules,
+            data,
             input_logging,
             input_mask,
             control_checks,
@@ -129,6 +132,8 @@ impl Policy {
                 description,
                 version: 1,
                 rego,
+                modules,
+                data,
                 input_logging,
                 input_mask,
                 control_checks,
@@ -142,8 +147,8 @@ impl Policy {
         }
         Ok(match command {
             PolicyCommand::Create { .. } => return Err(PolicyError::AlreadyExists),
-            PolicyCommand::AddVersion { rego, control_checks, actor, reason, .. } => {
-                PolicyEvent::PolicyVersionAdded { version: self.latest_version + 1, rego, control_checks, actor, reason }
+            PolicyCommand::AddVersion { rego, modules, data, control_checks, actor, reason, .. } => {
+                PolicyEvent::PolicyVersionAdded { version: self.latest_version + 1, rego, modules, data, control_checks, actor, reason }
             }
             PolicyCommand::Activate { version, replay_id, actor, reason, .. } => {
                 let version = version.unwrap_or(self.latest_version);
@@ -190,16 +195,16 @@ impl Aggregate for Policy {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            PolicyEvent::PolicyCreated { policy_id, tenant_id, version, rego, .. } => {
+            PolicyEvent::PolicyCreated { policy_id, tenant_id, version, rego, modules, data, .. } => {
                 self.policy_id = Some(policy_id);
                 self.tenant_id = Some(tenant_id);
                 self.status = PolicyStatus::Draft;
                 self.latest_version = version;
-                self.versions.push(rego);
+                self.versions.push(VersionSource { rego, modules, data });
             }
-            PolicyEvent::PolicyVersionAdded { version, rego, .. } => {
+            PolicyEvent::PolicyVersionAdded { version, rego, modules, data, .. } => {
                 self.latest_version = version;
-                self.versions.push(rego);
+                self.versions.push(VersionSource { rego, modules, data });
             }
             PolicyEvent::PolicyActivated { version, .. } => {
                 self.status = PolicyStatus::Active;

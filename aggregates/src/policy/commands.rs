@@ -1,6 +1,7 @@
 //! Commands on the Policy aggregate. Every command carries the tenant it acts for (checked
 //! against the aggregate's owner), the actor and a reason, which end up in the ledger.
 
+use super::bundle::{DataDocument, ExtraModules};
 use super::controls::ControlChecks;
 use super::mask::InputMask;
 use super::InputLogging;
@@ -14,6 +15,8 @@ pub enum PolicyCommand {
         name: PolicyName,
         description: Description,
         rego: RegoSource,
+        modules: ExtraModules,
+        data: DataDocument,
         input_logging: InputLogging,
         input_mask: InputMask,
         control_checks: ControlChecks,
@@ -23,6 +26,8 @@ pub enum PolicyCommand {
     AddVersion {
         tenant_id: TenantId,
         rego: RegoSource,
+        modules: ExtraModules,
+        data: DataDocument,
         control_checks: ControlChecks,
         actor: Actor,
         reason: Option<Reason>,

@@ -4,6 +4,7 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::bundle::{DataDocument, ExtraModules};
 use super::controls::ControlChecks;
 use super::mask::InputMask;
 use crate::ids::{Actor, Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
@@ -38,6 +39,12 @@ pub enum PolicyEvent {
         description: Description,
         version: u32,
         rego: RegoSource,
+        /// Further modules of the version and its data document (absent when none, so
+        /// events without them hash exactly as before the fields existed).
+        #[serde(default, skip_serializing_if = "ExtraModules::is_empty")]
+        modules: ExtraModules,
+        #[serde(default, skip_serializing_if = "DataDocument::is_empty")]
+        data: DataDocument,
         /// Whether decision records keep the input or only its hash (absent in events
         /// written before the field existed: `full`).
         #[serde(default)]
@@ -56,6 +63,12 @@ pub enum PolicyEvent {
     PolicyVersionAdded {
         version: u32,
         rego: RegoSource,
+        /// Further modules of the version and its data document (absent when none, so
+        /// events without them hash exactly as before the fields existed).
+        #[serde(default, skip_serializing_if = "ExtraModules::is_empty")]
+        modules: ExtraModules,
+        #[serde(default, skip_serializing_if = "DataDocument::is_empty")]
+        data: DataDocument,
         /// The controls this version checks (absent when none, so events without checks
         /// hash exactly as before the field existed).
         #[serde(default, skip_serializing_if = "ControlChecks::is_empty")]

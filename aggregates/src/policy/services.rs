@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::ids::{PolicyId, RegoSource, ReplayId, TenantId};
+use super::bundle::VersionSource;
+use crate::ids::{PolicyId, ReplayId, TenantId};
 
 /// Why a version may not become active: the engine's own error (it does not compile, its
 /// tests fail, the engine is down), or a ledger that cannot say what a replay was of.
@@ -16,8 +17,8 @@ pub use crate::services::ServiceError as VersionRejected;
 /// Checks a version before it becomes active.
 #[async_trait::async_trait]
 pub trait ActivationCheck: Send + Sync {
-    /// `Ok` when `rego`, version `version` of `policy`, may become active.
-    async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected>;
+    /// `Ok` when `source`, version `version` of `policy`, may become active.
+    async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, source: &VersionSource) -> Result<(), VersionRejected>;
     /// What the tenant's replay `replay` replayed; `Ok(None)` when the tenant has no such
     /// replay. An error when the ledger cannot answer.
     async fn replay_subject(&self, tenant: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected>;
@@ -46,9 +47,9 @@ impl PolicyServices {
         tenant: TenantId,
         policy: PolicyId,
         version: u32,
-        rego: &RegoSource,
+        source: &VersionSource,
     ) -> Result<(), VersionRejected> {
-        self.activation.check_version(tenant, policy, version, rego).await
+        self.activation.check_version(tenant, policy, version, source).await
     }
 
     pub(super) async fn replay_subject(&self, tenant: TenantId, replay: ReplayId) -> Result<Option<ReplaySubject>, VersionRejected> {

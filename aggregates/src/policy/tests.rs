@@ -12,7 +12,7 @@ type PolicyTest = TestFramework<Policy>;
 #[derive(Debug, Default)]
 struct Engine {
     refuse: bool,
-    checked: std::sync::Mutex<Vec<(u32, RegoSource)>>,
+    checked: std::sync::Mutex<Vec<(u32, VersionSource)>>,
     /// The replays the ledger knows, and what each replayed.
     replays: Vec<(ReplayId, ReplaySubject)>,
 }
@@ -23,8 +23,8 @@ struct TestsFailed;
 
 #[async_trait::async_trait]
 impl ActivationCheck for Engine {
-    async fn check_version(&self, _: TenantId, _: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected> {
-        self.checked.lock().unwrap().push((version, rego.clone()));
+    async fn check_version(&self, _: TenantId, _: PolicyId, version: u32, source: &VersionSource) -> Result<(), VersionRejected> {
+        self.checked.lock().unwrap().push((version, source.clone()));
         if self.refuse {
             return Err(VersionRejected(std::sync::Arc::new(TestsFailed)));
         }
@@ -62,6 +62,8 @@ fn rego(n: u32) -> RegoSource {
 }
 fn created() -> PolicyEvent {
     PolicyEvent::PolicyCreated {
+        data: Default::default(),
+        modules: Default::default(),
         policy_id: policy_id(),
         tenant_id: tenant(),
         name: PolicyName::parse("gate").unwrap(),
@@ -90,6 +92,8 @@ fn create_on_an_empty_stream_emits_policy_created_as_version_one() {
     PolicyTest::with(engine())
         .given_no_previous_events()
         .when(PolicyCommand::Create {
+            data: Default::default(),
+            modules: Default::default(),
             policy_id: policy_id(),
             tenant_id: tenant(),
             name: PolicyName::parse("gate").unwrap(),
@@ -109,6 +113,8 @@ fn create_twice_is_rejected() {
     PolicyTest::with(engine())
         .given(vec![created()])
         .when(PolicyCommand::Create {
+            data: Default::default(),
+            modules: Default::default(),
             policy_id: policy_id(),
             tenant_id: tenant(),
             name: PolicyName::parse("gate").unwrap(),
@@ -128,9 +134,19 @@ fn add_version_numbers_the_new_version_after_the_newest() {
     PolicyTest::with(engine())
         .given(vec![
             created(),
-            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+            PolicyEvent::PolicyVersionAdded {
+                data: Default::default(),
+                modules: Default::default(),
+                version: 2,
+                rego: rego(2),
+                control_checks: Default::default(),
+                actor: actor(),
+                reason: None,
+            },
         ])
         .when(PolicyCommand::AddVersion {
+            data: Default::default(),
+            modules: Default::default(),
             tenant_id: tenant(),
             rego: rego(3),
             control_checks: Default::default(),
@@ -138,6 +154,8 @@ fn add_version_numbers_the_new_version_after_the_newest() {
             reason: None,
         })
         .then_expect_events(vec![PolicyEvent::PolicyVersionAdded {
+            data: Default::default(),
+            modules: Default::default(),
             version: 3,
             rego: rego(3),
             control_checks: Default::default(),
@@ -151,7 +169,15 @@ fn activate_without_a_version_activates_the_newest() {
     PolicyTest::with(engine())
         .given(vec![
             created(),
-            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+            PolicyEvent::PolicyVersionAdded {
+                data: Default::default(),
+                modules: Default::default(),
+                version: 2,
+                rego: rego(2),
+                control_checks: Default::default(),
+                actor: actor(),
+                reason: None,
+            },
         ])
         .when(activate(None))
         .then_expect_events(vec![activated(2)]);
@@ -163,11 +189,23 @@ fn activate_without_a_version_checks_the_newest_version_in_the_events_before_act
     PolicyTest::with(services)
         .given(vec![
             created(),
-            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+            PolicyEvent::PolicyVersionAdded {
+                data: Default::default(),
+                modules: Default::default(),
+                version: 2,
+                rego: rego(2),
+                control_checks: Default::default(),
+                actor: actor(),
+                reason: None,
+            },
         ])
         .when(activate(None))
         .then_expect_events(vec![activated(2)]);
-    assert_eq!(*engine.checked.lock().unwrap(), vec![(2, rego(2))], "the engine checked exactly the version activated");
+    assert_eq!(
+        *engine.checked.lock().unwrap(),
+        vec![(2, VersionSource::single(rego(2)))],
+        "the engine checked exactly the version activated"
+    );
 }
 
 #[test]
@@ -176,11 +214,43 @@ fn activate_with_a_version_checks_that_version_s_own_source() {
     PolicyTest::with(services)
         .given(vec![
             created(),
-            PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+            PolicyEvent::PolicyVersionAdded {
+                data: Default::default(),
+                modules: Default::default(),
+                version: 2,
+                rego: rego(2),
+                control_checks: Default::default(),
+                actor: actor(),
+                reason: None,
+            },
         ])
         .when(activate(Some(1)))
         .then_expect_events(vec![activated(1)]);
-    assert_eq!(*engine.checked.lock().unwrap(), vec![(1, rego(1))]);
+    assert_eq!(*engine.checked.lock().unwrap(), vec![(1, VersionSource::single(rego(1)))]);
+}
+
+#[test]
+fn activation_checks_the_version_s_further_modules_and_data_document_with_its_main_module() {
+    let (services, engine) = recording(false);
+    let lib = RegoSource::parse("package lib\nlimit := data.limits.max\n").unwrap();
+    let modules = ExtraModules::parse(vec![lib]).unwrap();
+    let data = DataDocument::from_value(serde_json::json!({"limits": {"max": 3}})).unwrap();
+    PolicyTest::with(services)
+        .given(vec![
+            created(),
+            PolicyEvent::PolicyVersionAdded {
+                version: 2,
+                rego: rego(2),
+                modules: modules.clone(),
+                data: data.clone(),
+                control_checks: Default::default(),
+                actor: actor(),
+                reason: None,
+            },
+        ])
+        .when(activate(Some(2)))
+        .then_expect_events(vec![activated(2)]);
+    assert_eq!(*engine.checked.lock().unwrap(), vec![(2, VersionSource { rego: rego(2), modules, data })]);
 }
 
 #[test]
@@ -300,7 +370,15 @@ fn with_replay_of_version_two() -> (PolicyServices, std::sync::Arc<Engine>, Vec<
     let e = std::sync::Arc::new(Engine { replays: vec![(replay_id(1), subject)], ..Engine::default() });
     let given = vec![
         created(),
-        PolicyEvent::PolicyVersionAdded { version: 2, rego: rego(2), control_checks: Default::default(), actor: actor(), reason: None },
+        PolicyEvent::PolicyVersionAdded {
+            data: Default::default(),
+            modules: Default::default(),
+            version: 2,
+            rego: rego(2),
+            control_checks: Default::default(),
+            actor: actor(),
+            reason: None,
+        },
     ];
     (PolicyServices::new(e.clone()), e, given)
 }
@@ -350,6 +428,8 @@ fn a_version_records_the_controls_it_checks() {
     PolicyTest::with(engine())
         .given(vec![created()])
         .when(PolicyCommand::AddVersion {
+            data: Default::default(),
+            modules: Default::default(),
             tenant_id: tenant(),
             rego: rego(2),
             control_checks: checks.clone(),
@@ -357,6 +437,8 @@ fn a_version_records_the_controls_it_checks() {
             reason: None,
         })
         .then_expect_events(vec![PolicyEvent::PolicyVersionAdded {
+            data: Default::default(),
+            modules: Default::default(),
             version: 2,
             rego: rego(2),
             control_checks: checks,

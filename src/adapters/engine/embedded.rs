@@ -13,8 +13,7 @@ use serde_json::Value;
 use super::sandbox::pool::{Pool, WorkerCommand};
 use super::sandbox::worker::Session;
 use super::sandbox::{module_key, Reply, Request};
-use super::source::test_rules;
-use super::{current_tenant, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
+use super::{current_tenant, version_tests, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 
 /// Where requests run.
 #[derive(Debug, Clone)]
@@ -26,7 +25,7 @@ enum Backend {
 }
 
 impl Backend {
-    async fn call(&self, request: Request, source: Option<Arc<str>>, budget: Duration) -> Result<Reply, EngineError> {
+    async fn call(&self, request: Request, source: Option<Arc<PolicySource>>, budget: Duration) -> Result<Reply, EngineError> {
         match self {
             Backend::Pool(pool) => pool.call(current_tenant(), request, source, budget).await,
             Backend::InProcess(session) => {
@@ -35,11 +34,11 @@ impl Backend {
                     let mut s = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match s.handle(request.clone()) {
                         Reply::NeedSource => match (request, source) {
-                            (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(rego)) => {
-                                s.handle(Request::Evaluate { key, rego: Some(rego.to_string()), rule, input, budget_ms })
+                            (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(source)) => {
+                                s.handle(Request::Evaluate { key, source: Some(PolicySource::clone(&source)), rule, input, budget_ms })
                             }
-                            (Request::EvaluateMany { key, items, budget_ms, .. }, Some(rego)) => {
-                                s.handle(Request::EvaluateMany { key, rego: Some(rego.to_string()), items, budget_ms })
+                            (Request::EvaluateMany { key, items, budget_ms, .. }, Some(source)) => {
+                                s.handle(Request::EvaluateMany { key, source: Some(PolicySource::clone(&source)), items, budget_ms })
                             }
                             _ => Reply::NeedSource,
                         },
@@ -106,18 +105,18 @@ impl PolicyEngine for EmbeddedEngine {
         aggregates::facts::EngineKind::Embedded
     }
 
-    async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {
-        match self.backend.call(Request::Check { rego: rego.to_owned() }, None, self.test_timeout).await? {
-            Reply::Checked { package } => Ok(ModuleInfo { package, tests: test_rules(rego) }),
+    async fn check(&self, source: &PolicySource) -> Result<ModuleInfo, EngineError> {
+        match self.backend.call(Request::Check { source: source.clone() }, None, self.test_timeout).await? {
+            Reply::Checked { package } => Ok(ModuleInfo { package, tests: version_tests(source) }),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError> {
+    async fn run_tests(&self, source: &PolicySource, info: &ModuleInfo) -> Result<(), EngineError> {
         if info.tests.is_empty() {
             return Ok(());
         }
-        let request = Request::Test { rego: rego.to_owned(), tests: info.tests.clone(), budget_ms: millis(self.test_timeout) };
+        let request = Request::Test { source: source.clone(), tests: info.tests.clone(), budget_ms: millis(self.test_timeout) };
         match self.backend.call(request, None, self.test_timeout).await? {
             Reply::TestsPassed => Ok(()),
             other => Err(unexpected(other)),
@@ -129,8 +128,8 @@ impl PolicyEngine for EmbeddedEngine {
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
         Ok(Arc::new(EmbeddedPolicy {
             backend: self.backend.clone(),
-            key: module_key(&module.rego),
-            source: Arc::from(module.rego.as_str()),
+            key: module_key(&module.source),
+            source: Arc::new(module.source.clone()),
             timeout: self.timeout,
         }))
     }
@@ -145,7 +144,7 @@ impl PolicyEngine for EmbeddedEngine {
 pub struct EmbeddedPolicy {
     backend: Backend,
     key: String,
-    source: Arc<str>,
+    source: Arc<PolicySource>,
     timeout: Duration,
 }
 
@@ -154,7 +153,7 @@ impl PreparedPolicy for EmbeddedPolicy {
     async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
         let request = Request::Evaluate {
             key: self.key.clone(),
-            rego: None,
+            source: None,
             rule: rule.map(str::to_owned),
             input: input.clone(),
             budget_ms: millis(self.timeout),
@@ -173,7 +172,7 @@ impl PreparedPolicy for EmbeddedPolicy {
             return Ok(vec![]);
         }
         let budget = self.timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)).min(MAX_BATCH_BUDGET);
-        let request = Request::EvaluateMany { key: self.key.clone(), rego: None, items, budget_ms: millis(self.timeout) };
+        let request = Request::EvaluateMany { key: self.key.clone(), source: None, items, budget_ms: millis(self.timeout) };
         match self.backend.call(request, Some(self.source.clone()), budget).await? {
             Reply::Values(replies) if replies.len() == n => Ok(replies
                 .into_iter()
@@ -201,7 +200,7 @@ mod tests {
     }
 
     async fn prepared(rego: &str) -> Arc<dyn PreparedPolicy> {
-        let module = PolicyModule { policy_id: uuid::Uuid::nil(), version: 1, package: String::new(), rego: rego.into() };
+        let module = PolicyModule { policy_id: uuid::Uuid::nil(), version: 1, package: String::new(), source: PolicySource::single(rego) };
         engine().prepare(&module).await.unwrap()
     }
 
@@ -225,7 +224,7 @@ mod tests {
             ("package a\n\nallow if crypto.x509.parse_certificates(input.c)\n", 3),
             ("package a\n\nallow if http.send({\"method\": \"get\", \"url\": \"http://x\"}).status_code == 200\n", 3),
         ] {
-            match engine().check(src).await {
+            match engine().check(&PolicySource::single(src)).await {
                 Err(EngineError::Compile(errors)) => assert_eq!(errors[0].row, Some(row), "{src}: {errors:?}"),
                 other => panic!("{src}: expected a compile error, got {other:?}"),
             }
@@ -235,7 +234,7 @@ mod tests {
     #[tokio::test]
     async fn check_reports_the_package_and_tests() {
         let info =
-            engine().check("package gate.v1\n\nallow if input.ok\ntest_allow if allow with input as {\"ok\": true}\n").await.unwrap();
+            engine().check(&PolicySource::single("package gate.v1\n\nallow if input.ok\ntest_allow if allow with input as {\"ok\": true}\n")).await.unwrap();
         assert_eq!(info, ModuleInfo { package: "gate.v1".into(), tests: vec!["test_allow".into()] });
     }
 
@@ -243,8 +242,9 @@ mod tests {
     async fn run_tests_lists_every_failing_test() {
         let src = "package t\n\nallow if input.ok\ntest_ok if allow with input as {\"ok\": true}\ntest_wrong if allow with input as {\"ok\": false}\ntest_also_wrong if false\n";
         let e = engine();
-        let info = e.check(src).await.unwrap();
-        match e.run_tests(src, &info).await {
+        let src = PolicySource::single(src);
+        let info = e.check(&src).await.unwrap();
+        match e.run_tests(&src, &info).await {
             Err(EngineError::TestsFailed(f)) => assert_eq!(f, vec!["test_wrong", "test_also_wrong"]),
             other => panic!("{other:?}"),
         }

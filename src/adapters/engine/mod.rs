@@ -68,13 +68,56 @@ pub fn current_tenant() -> uuid::Uuid {
     TENANT.try_with(|t| *t).unwrap_or_default()
 }
 
-/// What validation learned about a module.
+/// What validation learned about a version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
-    /// The package the source declares, without `data.` (e.g. `gate.v1`).
+    /// The package the main module declares, without `data.` (e.g. `gate.v1`).
     pub package: String,
-    /// Names of its `test_` rules.
+    /// Its `test_` rules ([`version_tests`]).
     pub tests: Vec<String>,
+}
+
+/// What an engine runs for one policy version: its modules, the main one first (its
+/// package is the policy's, and rule paths are read inside it), and its data document,
+/// which only this version's modules see under `data`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
+pub struct PolicySource {
+    pub modules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl PolicySource {
+    /// One module, no data.
+    pub fn single(rego: impl Into<String>) -> Self {
+        Self { modules: vec![rego.into()], data: None }
+    }
+
+    /// What a version recorded in the ledger holds.
+    pub fn of(v: &aggregates::policy::VersionSource) -> Self {
+        let mut modules = vec![v.rego.as_str().to_owned()];
+        modules.extend(v.modules.iter().map(|m| m.as_str().to_owned()));
+        Self { modules, data: v.data.to_value() }
+    }
+
+    /// The main module.
+    pub fn main(&self) -> &str {
+        self.modules.first().map_or("", String::as_str)
+    }
+
+    /// Bytes of source and data together (a worker's cache accounts for them).
+    pub fn size(&self) -> usize {
+        self.modules.iter().map(String::len).sum::<usize>() + self.data.as_ref().map_or(0, |d| d.to_string().len())
+    }
+
+    /// The name a module is known by in errors: `policy.rego` for the main one,
+    /// `modules[i]` for the `i`-th further one (0-based, as the API lists them).
+    pub fn module_name(index: usize) -> String {
+        match index {
+            0 => "policy.rego".to_owned(),
+            i => format!("modules[{}]", i - 1),
+        }
+    }
 }
 
 /// One version of a policy, ready to be prepared.
@@ -83,7 +126,7 @@ pub struct PolicyModule {
     pub policy_id: uuid::Uuid,
     pub version: u32,
     pub package: String,
-    pub rego: String,
+    pub source: PolicySource,
 }
 
 /// Evaluations of one [`PreparedPolicy::evaluate_many`] batch in flight at once, when the
@@ -114,21 +157,36 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
 pub trait PolicyEngine: Send + Sync + std::fmt::Debug {
     /// `embedded` or `opa` (recorded in every decision record).
     fn kind(&self) -> aggregates::facts::EngineKind;
-    /// Compiles the source without keeping it; a compile error is located where possible.
-    async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError>;
-    /// Runs the module's `test_` rules; fails listing every test that is not true.
-    async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError>;
+    /// Compiles the version without keeping it; a compile error is located where possible.
+    async fn check(&self, source: &PolicySource) -> Result<ModuleInfo, EngineError>;
+    /// Runs the version's `test_` rules; fails listing every test that is not true.
+    async fn run_tests(&self, source: &PolicySource, info: &ModuleInfo) -> Result<(), EngineError>;
     /// Prepares a module for evaluation (for OPA: uploads it).
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError>;
     /// Whether a prepared module is still loaded (OPA may have restarted).
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError>;
 }
 
-/// Runs both checks an activation needs: the source compiles, and its tests pass.
-pub async fn check_and_test(engine: &dyn PolicyEngine, rego: &str) -> Result<ModuleInfo, EngineError> {
-    let info = engine.check(rego).await?;
-    engine.run_tests(rego, &info).await?;
+/// Runs both checks an activation needs: the version compiles, and its tests pass.
+pub async fn check_and_test(engine: &dyn PolicyEngine, source: &PolicySource) -> Result<ModuleInfo, EngineError> {
+    let info = engine.check(source).await?;
+    engine.run_tests(source, &info).await?;
     Ok(info)
+}
+
+/// The `test_` rules of every module of a version: by name for the main module's (as they
+/// are evaluated inside the policy's package), as `data.<package>.<name>` for the others'.
+pub fn version_tests(source: &PolicySource) -> Vec<String> {
+    let mut tests = Vec::new();
+    for (i, module) in source.modules.iter().enumerate() {
+        let names = source::test_rules(module);
+        if i == 0 {
+            tests.extend(names);
+        } else if let Some(package) = opa::declared_package(module) {
+            tests.extend(names.into_iter().map(|n| format!("data.{package}.{n}")));
+        }
+    }
+    tests
 }
 
 /// Builds the configured engine.

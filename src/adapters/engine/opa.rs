@@ -20,8 +20,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::Value;
 
-use super::source::{forbidden_references, test_rules, unsupported_calls, SHARED_LIBRARIES};
-use super::{CompileError, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PreparedPolicy};
+use super::source::{forbidden_references, unsupported_calls, SHARED_LIBRARIES};
+use super::{version_tests, CompileError, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 
 static PACKAGE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^([ \t]*)package[ \t]+([^\s#]+)").ok());
 
@@ -57,6 +57,48 @@ fn namespaced(rego: &str, prefix: &str) -> Option<String> {
     let whole = caps.get(0)?;
     let package = caps.get(2)?.as_str().trim_start_matches("data.");
     Some(format!("{}{}package {prefix}.{package}{}", &rego[..whole.start()], caps.get(1)?.as_str(), &rego[whole.end()..]))
+}
+
+/// Confines a module to its version's namespace: its package moves under `prefix` (as
+/// [`namespaced`]) and every reference to `data` becomes one to `data.<prefix>`, so the
+/// module reads its own version's modules and data document and nothing else. (A `data`
+/// that this token scan cannot see, e.g. inside a template string, is caught by the check
+/// on OPA's own parse of the result.) Rows stay; columns after a `data` on its line shift.
+pub fn confined(rego: &str, prefix: &str) -> Option<String> {
+    let body = namespaced(rego, prefix)?;
+    let code = super::source::code_only(&body);
+    let glued = |c: Option<char>| c.is_some_and(|c| c == '_' || c.is_alphanumeric());
+    let mut out = String::with_capacity(body.len() + 64);
+    let mut last = 0;
+    for (at, _) in code.match_indices("data") {
+        let before = code[..at].chars().next_back();
+        if glued(before) || before == Some('.') || glued(code[at + 4..].chars().next()) {
+            continue;
+        }
+        out.push_str(&body[last..at + 4]);
+        out.push('.');
+        out.push_str(prefix);
+        last = at + 4;
+    }
+    out.push_str(&body[last..]);
+    Some(out)
+}
+
+/// A compile error in a further module names it.
+fn in_module(index: usize, e: EngineError) -> EngineError {
+    match e {
+        EngineError::Compile(mut errors) if index > 0 => {
+            for err in &mut errors {
+                err.message = format!("{}: {}", PolicySource::module_name(index), err.message);
+            }
+            EngineError::Compile(errors)
+        }
+        other => other,
+    }
+}
+
+fn no_package(index: usize) -> EngineError {
+    in_module(index, EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))
 }
 
 fn unavailable(e: &reqwest::Error) -> EngineError {
@@ -129,16 +171,19 @@ impl OpaEngine {
         resp.json().await.map_err(|_| EngineError::BadResponse(format!("OPA's answer to {what} is not JSON")))
     }
 
-    /// Parses the source with OPA's parser and refuses what a tenant may not reference.
-    /// `Ok(false)`: OPA's parser could not read it (the upload then locates the error).
-    async fn refuse_forbidden_references(&self, rego: &str) -> Result<bool, EngineError> {
+    /// Parses a confined module with OPA's parser and refuses what a tenant may not
+    /// reference: `data` outside the shared libraries and the version's own namespace
+    /// `own`, and the forbidden builtins. `Ok(false)`: OPA's parser could not read it (the
+    /// upload then locates the error).
+    async fn refuse_forbidden_references(&self, rego: &str, own: &str) -> Result<bool, EngineError> {
         let query = serde_json::json!({"query": "ast := rego.parse_module(\"policy.rego\", input.src)", "input": {"src": rego}});
         let request = self.request(reqwest::Method::POST, "/v1/query").json(&query).timeout(self.timeout.max(Duration::from_secs(5)));
         let body = Self::json_answer(request, "a parse").await?;
         let Some(ast) = body["result"].get(0).map(|r| &r["ast"]) else {
             return Ok(false);
         };
-        let errors = forbidden_references(ast, rego, SHARED_LIBRARIES);
+        let allowed: Vec<&str> = SHARED_LIBRARIES.iter().copied().chain(std::iter::once(own)).collect();
+        let errors = forbidden_references(ast, rego, &allowed);
         if errors.is_empty() {
             Ok(true)
         } else {
@@ -146,17 +191,72 @@ impl OpaEngine {
         }
     }
 
-    /// Removes a version's module from OPA (a version that is no longer active).
+    /// Removes one of the service's modules from OPA (of a version that is no longer
+    /// active, or a scratch copy); with a version's main module goes its data document.
     pub async fn unload(&self, module_id: &str) -> Result<(), EngineError> {
+        self.remove(&format!("/v1/policies/{module_id}"), "a policy removal").await?;
+        if let Some(path) = data_document_of(module_id) {
+            self.remove(&format!("/v1/data/{path}"), "a data removal").await?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, path: &str, what: &str) -> Result<(), EngineError> {
+        let resp = self.request(reqwest::Method::DELETE, path).timeout(Duration::from_secs(5)).send().await.map_err(|e| unavailable(&e))?;
+        match resp.status() {
+            s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
+            s => Err(EngineError::BadResponse(format!("OPA answered {s} to {what}"))),
+        }
+    }
+
+    /// Puts a version's data document under its namespace (before its modules, which
+    /// read it).
+    async fn put_data(&self, prefix: &str, data: &Value) -> Result<(), EngineError> {
         let resp = self
-            .request(reqwest::Method::DELETE, &format!("/v1/policies/{module_id}"))
-            .timeout(Duration::from_secs(5))
+            .request(reqwest::Method::PUT, &format!("/v1/data/{}", prefix.replace('.', "/")))
+            .json(data)
+            .timeout(self.timeout.max(Duration::from_secs(5)))
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
         match resp.status() {
-            s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
-            s => Err(EngineError::BadResponse(format!("OPA answered {s} to a policy removal"))),
+            s if s.is_success() => Ok(()),
+            s if s == reqwest::StatusCode::BAD_REQUEST || s == reqwest::StatusCode::CONFLICT => {
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                let message = format!("data: {}", body["message"].as_str().unwrap_or("OPA refused the data document"));
+                Err(EngineError::Compile(vec![CompileError { message, row: None, col: None }]))
+            }
+            s => Err(EngineError::BadResponse(format!("OPA answered {s} to a data upload"))),
+        }
+    }
+
+    /// Uploads a version: its data document, then its modules, further ones first (a main
+    /// module usually calls their functions, and OPA compiles every upload against what it
+    /// holds). A module OPA refuses is tried again after the others, until a round uploads
+    /// nothing more; then its errors are the answer.
+    async fn upload(&self, version: &Confined) -> Result<(), EngineError> {
+        if let Some(data) = &version.data {
+            self.put_data(&version.prefix, data).await?;
+        }
+        let mut pending: Vec<usize> = (1..version.bodies.len()).chain(std::iter::once(0)).collect();
+        loop {
+            let mut refused = Vec::new();
+            let mut last_error = None;
+            for &i in &pending {
+                match self.put(&version.ids[i], &version.bodies[i]).await {
+                    Ok(()) => {}
+                    Err(e @ EngineError::Compile(_)) => {
+                        refused.push(i);
+                        last_error = Some(in_module(i, e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match last_error {
+                None => return Ok(()),
+                Some(e) if refused.len() == pending.len() => return Err(e),
+                Some(_) => pending = refused,
+            }
         }
     }
 
@@ -186,6 +286,13 @@ impl OpaEngine {
         format!("aumos_policies.p{}_v{}", module.policy_id.simple(), module.version)
     }
 
+    /// The OPA module ids of every module of a version: the main one's is
+    /// [`OpaEngine::module_id`], a further module's adds `/m<i>`.
+    pub fn module_ids(module: &PolicyModule) -> Vec<String> {
+        let main = Self::module_id(module);
+        (0..module.source.modules.len().max(1)).map(|i| if i == 0 { main.clone() } else { format!("{main}/m{i}") }).collect()
+    }
+
     /// Uploads a module; 400 from OPA is a compile error.
     async fn put(&self, id: &str, rego: &str) -> Result<(), EngineError> {
         let resp = self
@@ -213,18 +320,48 @@ impl OpaEngine {
         }
     }
 
-    /// Uploads a throwaway copy under a random namespace, runs `f`, removes it.
-    async fn with_scratch<T>(&self, rego: &str, f: impl AsyncFnOnce(&str) -> Result<T, EngineError>) -> Result<T, EngineError> {
-        let scratch = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 0, package: String::new(), rego: String::new() };
-        let id = format!("{SCRATCH_PREFIX}{}", scratch.policy_id.simple());
-        let prefix = Self::prefix(&scratch).replacen("aumos_policies", "aumos_scratch", 1);
-        let body = namespaced(rego, &prefix)
-            .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
-        self.put(&id, &body).await?;
-        let package = declared_package(rego).unwrap_or_default();
-        let result = f(&format!("{prefix}.{package}")).await;
-        self.delete(&id).await;
+    /// Uploads a throwaway copy under a random namespace, runs `f` with the main
+    /// package's path there, removes it.
+    async fn with_scratch<T>(&self, source: &PolicySource, f: impl AsyncFnOnce(&str) -> Result<T, EngineError>) -> Result<T, EngineError> {
+        let id = uuid::Uuid::new_v4();
+        let prefix = format!("aumos_scratch.p{}_v0", id.simple());
+        let main = format!("{SCRATCH_PREFIX}{}", id.simple());
+        let ids = (0..source.modules.len()).map(|i| if i == 0 { main.clone() } else { format!("{main}/m{i}") }).collect();
+        let version = Confined::new(source, prefix, ids)?;
+        let uploaded = self.upload(&version).await;
+        let result = match uploaded {
+            Ok(()) => f(&format!("{}.{}", version.prefix, version.package)).await,
+            Err(e) => Err(e),
+        };
+        for id in version.ids.iter().rev() {
+            self.delete(id).await;
+        }
         result
+    }
+}
+
+/// A version as uploaded to OPA: each module confined to the version's namespace.
+#[derive(Debug, Clone)]
+struct Confined {
+    /// The namespace (`aumos_policies.p<id>_v<n>`, or a scratch one).
+    prefix: String,
+    /// The main module's package, inside the namespace.
+    package: String,
+    /// Module ids, in the order of the version's modules.
+    ids: Vec<String>,
+    /// The modules' confined sources (the main one carries the loaded marker when prepared).
+    bodies: Vec<String>,
+    data: Option<Value>,
+}
+
+impl Confined {
+    fn new(source: &PolicySource, prefix: String, ids: Vec<String>) -> Result<Self, EngineError> {
+        let mut bodies = Vec::with_capacity(source.modules.len());
+        for (i, rego) in source.modules.iter().enumerate() {
+            bodies.push(confined(rego, &prefix).ok_or_else(|| no_package(i))?);
+        }
+        let package = declared_package(source.main()).ok_or_else(|| no_package(0))?;
+        Ok(Self { prefix, package, ids, bodies, data: source.data.clone() })
     }
 }
 
@@ -233,6 +370,17 @@ const TEST_BUDGET: Duration = Duration::from_secs(2);
 
 /// Where throwaway copies (compile checks, activation tests) are uploaded.
 pub const SCRATCH_PREFIX: &str = "aumos/scratch/";
+
+/// The data document that goes with a module id, when it is a version's main module:
+/// `aumos/<id>/v<n>` → `aumos_policies/p<id>_v<n>`, `aumos/scratch/<id>` → `aumos_scratch/p<id>_v0`.
+fn data_document_of(module_id: &str) -> Option<String> {
+    if let Some(id) = module_id.strip_prefix(SCRATCH_PREFIX) {
+        return (!id.contains('/')).then(|| format!("aumos_scratch/p{id}_v0"));
+    }
+    let (id, version) = module_id.strip_prefix(MODULE_PREFIX)?.split_once('/')?;
+    let n = version.strip_prefix('v')?;
+    (n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty()).then(|| format!("aumos_policies/p{id}_v{n}"))
+}
 
 fn data_path(package: &str, rule: Option<&str>) -> String {
     let mut path = package.replace('.', "/");
@@ -274,24 +422,33 @@ impl PolicyEngine for OpaEngine {
         aggregates::facts::EngineKind::Opa
     }
 
-    async fn check(&self, rego: &str) -> Result<ModuleInfo, EngineError> {
-        let errors = unsupported_calls(rego, None);
-        if !errors.is_empty() {
-            return Err(EngineError::Compile(errors));
+    async fn check(&self, source: &PolicySource) -> Result<ModuleInfo, EngineError> {
+        if source.modules.is_empty() {
+            return Err(no_package(0));
         }
-        let analysed = self.refuse_forbidden_references(rego).await?;
-        self.with_scratch(rego, async |_| Ok(())).await?;
+        // Every module is checked confined to a namespace of its own, as it will run.
+        let own = "aumos_check.p0_v0";
+        let mut analysed = true;
+        for (i, rego) in source.modules.iter().enumerate() {
+            let errors = unsupported_calls(rego, None);
+            if !errors.is_empty() {
+                return Err(in_module(i, EngineError::Compile(errors)));
+            }
+            let body = confined(rego, own).ok_or_else(|| no_package(i))?;
+            analysed &= self.refuse_forbidden_references(&body, own).await.map_err(|e| in_module(i, e))?;
+        }
+        self.with_scratch(source, async |_| Ok(())).await?;
         if !analysed {
             // It compiles, yet OPA's parser builtin could not read it: refuse rather than
             // run what was not checked.
             let message = "the policy could not be analysed for forbidden references".to_owned();
             return Err(EngineError::Compile(vec![CompileError { message, row: None, col: None }]));
         }
-        let package = declared_package(rego).unwrap_or_default();
-        Ok(ModuleInfo { package, tests: test_rules(rego) })
+        let package = declared_package(source.main()).unwrap_or_default();
+        Ok(ModuleInfo { package, tests: version_tests(source) })
     }
 
-    async fn run_tests(&self, rego: &str, info: &ModuleInfo) -> Result<(), EngineError> {
+    async fn run_tests(&self, source: &PolicySource, info: &ModuleInfo) -> Result<(), EngineError> {
         if info.tests.is_empty() {
             return Ok(());
         }
@@ -300,11 +457,17 @@ impl PolicyEngine for OpaEngine {
         // stop (the request is dropped, which cancels its evaluation) and the answer is 503.
         let budget = self.timeout.max(self.test_budget);
         let failed = self
-            .with_scratch(rego, async |package| {
+            .with_scratch(source, async |package| {
+                let namespace = package.strip_suffix(&format!(".{}", info.package)).unwrap_or(package);
                 let run = async {
                     let mut failed = Vec::new();
                     for test in &tests {
-                        match query(self, &data_path(package, Some(test)), &Value::Null, budget).await {
+                        // A further module's test is named `data.<package>.<name>`.
+                        let path = match test.strip_prefix("data.") {
+                            Some(path) => data_path(&format!("{namespace}.{path}"), None),
+                            None => data_path(package, Some(test)),
+                        };
+                        match query(self, &path, &Value::Null, budget).await {
                             Ok(Some(Value::Bool(true))) => {}
                             Ok(_) => failed.push(test.clone()),
                             Err(e @ (EngineError::Unavailable(_) | EngineError::Timeout(_))) => return Err(e),
@@ -326,15 +489,14 @@ impl PolicyEngine for OpaEngine {
     }
 
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
-        let prefix = Self::prefix(module);
-        let body = namespaced(&module.rego, &prefix)
-            .ok_or_else(|| EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))?;
+        let mut version = Confined::new(&module.source, Self::prefix(module), Self::module_ids(module))?;
         // A marker rule tells "undefined" apart from "OPA lost the module" (a restart).
-        let body = format!("{body}\n{LOADED_MARKER} := true\n");
-        let id = Self::module_id(module);
-        self.put(&id, &body).await?;
-        let package = declared_package(&module.rego).unwrap_or_default();
-        Ok(Arc::new(OpaPolicy { engine: self.clone(), id, body, package: format!("{prefix}.{package}") }))
+        if let Some(main) = version.bodies.first_mut() {
+            main.push_str(&format!("\n{LOADED_MARKER} := true\n"));
+        }
+        self.upload(&version).await?;
+        let package = format!("{}.{}", version.prefix, version.package);
+        Ok(Arc::new(OpaPolicy { engine: self.clone(), version, package }))
     }
 
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError> {
@@ -351,12 +513,11 @@ impl PolicyEngine for OpaEngine {
 /// The rule every uploaded module carries, so a missing module is detectable.
 const LOADED_MARKER: &str = "aumos_module_loaded";
 
-/// A module uploaded to OPA.
+/// A version uploaded to OPA.
 #[derive(Debug)]
 pub struct OpaPolicy {
     engine: OpaEngine,
-    id: String,
-    body: String,
+    version: Confined,
     package: String,
 }
 
@@ -386,8 +547,8 @@ impl PreparedPolicy for OpaPolicy {
                 doc
             }));
         }
-        tracing::warn!(module = %self.id, "OPA lost the policy module (restart?); uploading it again");
-        self.engine.put(&self.id, &self.body).await?;
+        tracing::warn!(module = %self.version.ids.first().map_or("", String::as_str), "OPA lost the policy module (restart?); uploading it again");
+        self.engine.upload(&self.version).await?;
         let retried = self.query(rule, input).await?;
         Ok(retried.map(|mut doc| {
             if rule.is_none() {

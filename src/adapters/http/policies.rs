@@ -17,7 +17,7 @@ use aggregates::policy::name::{claim_id, ClaimName, NameClaimError, PolicyNameCl
 use aggregates::policy::{
     ActivationCheck, InputLogging, Policy, PolicyCommand, PolicyError, PolicyServices, ReplaySubject, VersionRejected,
 };
-use aggregates::policy::{ControlCheck, ControlChecks, PassWhen};
+use aggregates::policy::{ControlCheck, ControlChecks, DataDocument, ExtraModules, PassWhen, VersionSource};
 use aggregates::{Description, PolicyId, PolicyName, Reason, RegoSource, ReplayId, TenantId};
 use projections::policies::{self as read, PolicyListQuery, PolicySort, PolicyStatusFilter, VersionSort};
 use projections::policies::{PolicyVersionView, PolicyView};
@@ -27,7 +27,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, ReadParams};
 use super::paging::{Listed, PageParams};
 use super::SharedState;
 use crate::adapters::auth::Role;
-use crate::adapters::engine::PolicyModule;
+use crate::adapters::engine::{PolicyModule, PolicySource};
 use crate::adapters::ledger::{Appended, LedgerError};
 use crate::error::{ApiError, ErrorCode};
 
@@ -69,11 +69,12 @@ struct ReplayUnreadable(String);
 
 #[async_trait::async_trait]
 impl ActivationCheck for EngineActivationCheck {
-    async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, rego: &RegoSource) -> Result<(), VersionRejected> {
+    async fn check_version(&self, tenant: TenantId, policy: PolicyId, version: u32, source: &VersionSource) -> Result<(), VersionRejected> {
         let engine = self.engine.as_ref();
+        let source = PolicySource::of(source);
         let check = async {
-            crate::adapters::engine::check_and_test(engine, rego.as_str()).await?;
-            let module = PolicyModule { policy_id: policy.as_uuid(), version, package: String::new(), rego: rego.as_str().to_owned() };
+            crate::adapters::engine::check_and_test(engine, &source).await?;
+            let module = PolicyModule { policy_id: policy.as_uuid(), version, package: String::new(), source: source.clone() };
             engine.prepare(&module).await.map(|_| ())
         };
         crate::adapters::engine::on_behalf_of(tenant.as_uuid(), check).await.map_err(|e| VersionRejected(std::sync::Arc::new(e)))
@@ -181,8 +182,17 @@ pub struct CreatePolicy {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Rego source (at most 256 KiB), e.g. `package aumos.x\n\ndefault allow := false`.
+    /// Rego source (at most 256 KiB), e.g. `package aumos.x\n\ndefault allow := false`:
+    /// the main module, whose package is the policy's.
     pub rego: String,
+    /// Further modules of version 1 (at most 15, each at most 256 KiB), in any packages;
+    /// only this version sees them, under `data.<package>`.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Version 1's data document: a JSON object (at most 1 MiB) its modules read under `data`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
     /// `full` (default) or `hash_only`: what decision records keep of the input.
     #[serde(default)]
     pub input_logging: InputLogging,
@@ -202,7 +212,7 @@ pub struct CreatePolicy {
     responses((status = 201, description = "Created", body = PolicyView), (status = 202, description = "Recorded; the read model has not caught up yet", body = Accepted)))]
 pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(body): ApiJson<CreatePolicy>) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
-    let rego = RegoSource::parse(&body.rego)?;
+    let source = version_source(&body.rego, &body.modules, body.data)?;
     let id = PolicyId::generate();
     let name = PolicyName::parse(&body.name)?;
     let claim = ClaimName { tenant_id: caller.tenant_id, name: name.clone(), policy_id: id };
@@ -216,9 +226,11 @@ pub async fn create(State(state): State<SharedState>, caller: Caller, ApiJson(bo
         control_checks: control_checks(body.control_checks)?,
         actor: caller.subject.clone(),
         reason: optional_reason(body.reason)?,
-        rego: rego.clone(),
+        rego: source.rego.clone(),
+        modules: source.modules.clone(),
+        data: source.data.clone(),
     };
-    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
+    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(&PolicySource::of(&source))).await?;
     // The name claim and the policy are appended together: both, or neither. The claim
     // aggregate refuses a taken name; a racing claim of the same name loses at the append.
     let ctx = caller.context();
@@ -243,6 +255,16 @@ impl From<NameClaimError> for ApiError {
     }
 }
 
+/// A version's main module, further modules and data document, each checked.
+fn version_source(rego: &str, modules: &[String], data: Option<serde_json::Value>) -> Result<VersionSource, ApiError> {
+    let modules = modules.iter().map(|m| RegoSource::parse(m)).collect::<Result<Vec<_>, _>>()?;
+    Ok(VersionSource {
+        rego: RegoSource::parse(rego)?,
+        modules: ExtraModules::parse(modules)?,
+        data: DataDocument::from_value(data.unwrap_or_default())?,
+    })
+}
+
 fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
     // A malformed id cannot name any policy: 404, like an id of another tenant.
     PolicyId::parse(raw).map_err(|_| ApiError::not_found("policy"))
@@ -251,7 +273,15 @@ fn parse_id(raw: &str) -> Result<PolicyId, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddVersion {
+    /// The main module (its package is the policy's).
     pub rego: String,
+    /// Further modules of the version (at most 15), as for create.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// The version's data document (a JSON object, at most 1 MiB), as for create.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
     /// The CSF 2.0 controls this version checks: its decisions become system evidence for them.
     #[serde(default)]
     pub control_checks: Vec<ControlCheckBody>,
@@ -270,11 +300,13 @@ pub async fn add_version(
 ) -> Result<Response, ApiError> {
     caller.require(WRITERS)?;
     let id = parse_id(&id)?;
-    let rego = RegoSource::parse(&body.rego)?;
+    let VersionSource { rego, modules, data } = version_source(&body.rego, &body.modules, body.data)?;
     let reason = optional_reason(body.reason)?;
     let control_checks = control_checks(body.control_checks)?;
-    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(rego.as_str())).await?;
-    let command = PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, control_checks, actor: caller.subject.clone(), reason };
+    let source = PolicySource::of(&VersionSource { rego: rego.clone(), modules: modules.clone(), data: data.clone() });
+    crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(&source)).await?;
+    let command =
+        PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, modules, data, control_checks, actor: caller.subject.clone(), reason };
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 

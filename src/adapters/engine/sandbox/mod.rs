@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::CompileError;
+use super::{CompileError, PolicySource};
 
 /// The largest frame either side accepts (a request carries at most a source and an input).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -29,17 +29,17 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// What the service asks a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    /// Compile and analyse a source; answers [`Reply::Checked`].
-    Check { rego: String },
-    /// Compile a source and run these `test_` rules, all within `budget_ms` together.
-    Test { rego: String, tests: Vec<String>, budget_ms: u64 },
-    /// Evaluate a rule of a module known by `key` (the SHA-256 of its source). Without
-    /// `rego` a worker that has not prepared the module answers [`Reply::NeedSource`].
-    Evaluate { key: String, rego: Option<String>, rule: Option<String>, input: Value, budget_ms: u64 },
+    /// Compile and analyse a version; answers [`Reply::Checked`].
+    Check { source: PolicySource },
+    /// Compile a version and run these `test_` rules, all within `budget_ms` together.
+    Test { source: PolicySource, tests: Vec<String>, budget_ms: u64 },
+    /// Evaluate a rule of a version known by `key` ([`module_key`]). Without `source` a
+    /// worker that has not prepared the version answers [`Reply::NeedSource`].
+    Evaluate { key: String, source: Option<PolicySource>, rule: Option<String>, input: Value, budget_ms: u64 },
     /// Evaluate many (rule, input) pairs of one module, each within `budget_ms`; answers
     /// [`Reply::Values`], one reply per item in order (a batch amortises the round trip:
     /// replays evaluate thousands of recorded decisions).
-    EvaluateMany { key: String, rego: Option<String>, items: Vec<(Option<String>, Value)>, budget_ms: u64 },
+    EvaluateMany { key: String, source: Option<PolicySource>, items: Vec<(Option<String>, Value)>, budget_ms: u64 },
 }
 
 /// What a worker answers.
@@ -89,8 +89,10 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(body))
 }
 
-/// The key a worker caches a prepared module under: the SHA-256 of its source.
-pub fn module_key(rego: &str) -> String {
+/// The key a worker caches a prepared version under: the SHA-256 of its JSON encoding
+/// (its modules in order and its data document).
+pub fn module_key(source: &PolicySource) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(rego.as_bytes()))
+    let encoded = serde_json::to_vec(source).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&encoded))
 }

@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use super::{Reply, Request, MAX_FRAME};
-use crate::adapters::engine::EngineError;
+use crate::adapters::engine::{EngineError, PolicySource};
 use crate::config::SandboxConfig;
 
 /// How long a new worker may take to start.
@@ -41,7 +41,7 @@ struct Job {
     tenant: Uuid,
     request: Request,
     /// For an evaluation: the source, sent only when the worker asks for it.
-    source: Option<Arc<str>>,
+    source: Option<Arc<PolicySource>>,
     budget: Duration,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Reply, EngineError>>,
@@ -212,8 +212,8 @@ impl Worker {
     async fn run(&mut self, job: &mut Job, prepare: Duration) -> Result<Reply, Lost> {
         let reply = self.round(&job.request, tokio::time::Instant::now() + job.budget).await?;
         if let (Reply::NeedSource, Some(source)) = (&reply, &job.source) {
-            if let Request::Evaluate { rego, .. } | Request::EvaluateMany { rego, .. } = &mut job.request {
-                *rego = Some(source.to_string());
+            if let Request::Evaluate { source: wanted, .. } | Request::EvaluateMany { source: wanted, .. } = &mut job.request {
+                *wanted = Some(PolicySource::clone(source));
                 return self.round(&job.request, tokio::time::Instant::now() + prepare + job.budget).await;
             }
         }
@@ -233,7 +233,7 @@ impl Pool {
 
     /// Queues `request` for `tenant` and waits for its reply. `budget` is the hard
     /// deadline once a worker has taken it; the wait for a worker is bounded separately.
-    pub async fn call(&self, tenant: Uuid, request: Request, source: Option<Arc<str>>, budget: Duration) -> Result<Reply, EngineError> {
+    pub async fn call(&self, tenant: Uuid, request: Request, source: Option<Arc<PolicySource>>, budget: Duration) -> Result<Reply, EngineError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut s = self.shared.lock();
@@ -333,7 +333,7 @@ mod tests {
         let (reply, _) = oneshot::channel();
         Job {
             tenant,
-            request: Request::Check { rego: String::new() },
+            request: Request::Check { source: PolicySource::default() },
             source: None,
             budget: Duration::ZERO,
             enqueued: Instant::now(),

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{read_frame, write_frame, Reply, Request};
 use crate::adapters::engine::source::{parse_regorus_error, unsupported_calls};
-use crate::adapters::engine::CompileError;
+use crate::adapters::engine::{CompileError, PolicySource};
 
 /// Prepared modules kept by one worker: at most `entries`, and at most this many bytes of
 /// source together (a prepared module costs a multiple of its source).
@@ -118,19 +118,39 @@ impl Session {
         e
     }
 
-    /// Adds and prepares a module; returns the engine and the package (without `data.`).
-    fn load(&self, rego: &str, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
+    /// Adds and prepares a version's modules and data; returns the engine and the main
+    /// module's package (without `data.`). An error in a further module names it.
+    fn load(&self, source: &PolicySource, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
         let mut e = Self::engine(budget);
-        let package = e
-            .add_policy("policy.rego".into(), crate::adapters::engine::builtins::out_params_assigned(rego).into_owned())
-            .map_err(|err| compile_error(&err))?;
-        let errors: Vec<CompileError> = unsupported_calls(rego, Some(&self.builtins));
-        if !errors.is_empty() {
-            return Err(Reply::Compile(errors));
+        let in_module = |i: usize, mut errors: Vec<CompileError>| {
+            if i > 0 {
+                for err in &mut errors {
+                    err.message = format!("{}: {}", PolicySource::module_name(i), err.message);
+                }
+            }
+            Reply::Compile(errors)
+        };
+        let mut package = String::new();
+        for (i, rego) in source.modules.iter().enumerate() {
+            let rewritten = crate::adapters::engine::builtins::out_params_assigned(rego).into_owned();
+            let declared = e.add_policy(format!("module{i}.rego"), rewritten).map_err(|err| in_module(i, vec![parse_regorus_error(&err.to_string())]))?;
+            let errors: Vec<CompileError> = unsupported_calls(rego, Some(&self.builtins));
+            if !errors.is_empty() {
+                return Err(in_module(i, errors));
+            }
+            if i == 0 {
+                package = declared.strip_prefix("data.").unwrap_or(&declared).to_owned();
+            }
+        }
+        if package.is_empty() {
+            return Err(Reply::Compile(vec![CompileError { message: "a policy version needs a module".into(), row: None, col: None }]));
+        }
+        if let Some(data) = &source.data {
+            e.add_data(regorus::Value::from(data.clone())).map_err(|err| Reply::Compile(vec![CompileError { message: format!("data: {err}"), row: None, col: None }]))?;
         }
         // Preparing analyses every rule: unsafe variables, recursion, bad references.
         e.eval_query("true".into(), false).map_err(|err| compile_error(&err))?;
-        Ok((e, package.strip_prefix("data.").unwrap_or(&package).to_owned()))
+        Ok((e, package))
     }
 
     /// Answers one request; a panic anywhere inside becomes [`Reply::Panic`].
@@ -147,13 +167,13 @@ impl Session {
 
     fn dispatch(&mut self, request: Request) -> Reply {
         match request {
-            Request::Check { rego } => match self.load(&rego, Duration::from_secs(3600)) {
+            Request::Check { source } => match self.load(&source, Duration::from_secs(3600)) {
                 Ok((_, package)) => Reply::Checked { package },
                 Err(reply) => reply,
             },
-            Request::Test { rego, tests, budget_ms } => {
+            Request::Test { source, tests, budget_ms } => {
                 let deadline = Instant::now() + Duration::from_millis(budget_ms);
-                let (engine, package) = match self.load(&rego, Duration::from_millis(budget_ms)) {
+                let (engine, package) = match self.load(&source, Duration::from_millis(budget_ms)) {
                     Ok(loaded) => loaded,
                     Err(reply) => return reply,
                 };
@@ -164,7 +184,12 @@ impl Session {
                     if left.is_zero() {
                         return Reply::Timeout(format!("the policy's tests exceeded their {budget_ms} ms budget"));
                     }
-                    match eval(&engine, &package, Some(test), regorus::Value::Null, left) {
+                    // A test of another module is named by its whole path (`data.<package>.<name>`).
+                    let (package, name) = match test.strip_prefix("data.").and_then(|p| p.rsplit_once('.')) {
+                        Some((other, name)) => (other, name),
+                        None => (package.as_str(), test.as_str()),
+                    };
+                    match eval(&engine, package, Some(name), regorus::Value::Null, left) {
                         Reply::Value(Some(Value::Bool(true))) => {}
                         Reply::Value(_) => failed.push(test.clone()),
                         Reply::Timeout(_) => {
@@ -180,16 +205,16 @@ impl Session {
                     Reply::TestsFailed(failed)
                 }
             }
-            Request::Evaluate { key, rego, rule, input, budget_ms } => {
+            Request::Evaluate { key, source, rule, input, budget_ms } => {
                 let budget = Duration::from_millis(budget_ms);
-                match self.prepared(key, rego, budget) {
+                match self.prepared(key, source, budget) {
                     Ok((engine, package)) => eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget),
                     Err(reply) => reply,
                 }
             }
-            Request::EvaluateMany { key, rego, items, budget_ms } => {
+            Request::EvaluateMany { key, source, items, budget_ms } => {
                 let budget = Duration::from_millis(budget_ms);
-                let (engine, package) = match self.prepared(key, rego, budget) {
+                let (engine, package) = match self.prepared(key, source, budget) {
                     Ok(found) => found,
                     Err(reply) => return reply,
                 };
@@ -212,18 +237,18 @@ impl Session {
         }
     }
 
-    /// The prepared module of `key`: from the cache, or compiled from `rego` (and cached);
-    /// [`Reply::NeedSource`] when neither has it.
-    fn prepared(&mut self, key: String, rego: Option<String>, budget: Duration) -> Result<(&regorus::Engine, &String), Reply> {
+    /// The prepared version of `key`: from the cache, or compiled from `source` (and
+    /// cached); [`Reply::NeedSource`] when neither has it.
+    fn prepared(&mut self, key: String, source: Option<PolicySource>, budget: Duration) -> Result<(&regorus::Engine, &String), Reply> {
         match self.cache.iter().position(|(k, ..)| *k == key) {
             Some(i) => {
                 let entry = self.cache.remove(i).ok_or(Reply::NeedSource)?;
                 self.cache.push_back(entry);
             }
             None => {
-                let rego = rego.ok_or(Reply::NeedSource)?;
-                let (engine, package) = self.load(&rego, budget)?;
-                self.remember(key, package, engine, rego.len());
+                let source = source.ok_or(Reply::NeedSource)?;
+                let (engine, package) = self.load(&source, budget)?;
+                self.remember(key, package, engine, source.size());
             }
         }
         self.cache.back().map(|(_, package, engine, _)| (engine, package)).ok_or(Reply::NeedSource)
