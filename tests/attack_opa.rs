@@ -91,7 +91,7 @@ async fn bystander_round(svc: &Service) -> Result<(), (StatusCode, Value)> {
 }
 
 #[tokio::test]
-async fn network_environment_and_other_tenants_data_are_refused_in_every_spelling_and_nothing_is_recorded() {
+async fn network_and_environment_builtins_are_refused_in_every_spelling_and_data_references_reach_only_the_version_s_own_tree() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let svc = opa_service().await;
     // The victim: another tenant's active policy the attacks try to reach.
@@ -110,15 +110,6 @@ async fn network_environment_and_other_tenants_data_are_refused_in_every_spellin
         "ips := net.lookup_ip_addr(\"localhost\")",
         "env := opa.runtime().env",
         "token := opa.runtime()[\"env\"].AUMOS_GOVERNANCE_OPA_TOKEN",
-        "import data.aumos_policies\n\nleak := aumos_policies",
-        "import data.aumos_policies as all\n\nleak := all",
-        "leak := data.aumos_policies",
-        "leak contains k if {\n  some k\n  data[k]\n}",
-        "leak := data",
-        "leak := data.system.authz",
-        "leak := data.aumos_scratch",
-        "test_probe if count(data.aumos_policies) > 0",
-        "test_oracle if data.aumos_policies[_][_].secret.answer == \"victim's rule\"",
     ];
     for body in attacks {
         let rego = format!("package probe\n\n{body}\n");
@@ -129,6 +120,48 @@ async fn network_environment_and_other_tenants_data_are_refused_in_every_spellin
         assert!(!messages.contains("victim's rule"), "nothing of the victim comes back: {e}");
     }
     assert_eq!(ledger_count_for(a).await, 0, "no attack left a ledger entry");
+
+    // Every `data` reference is confined to the version's own namespace: reaching for
+    // other tenants' modules, OPA's own policies or scratch copies reads nothing but the
+    // version's own tree (or is refused), and a test cannot be made an oracle.
+    let confined = [
+        "import data.aumos_policies\n\nleak := aumos_policies",
+        "import data.aumos_policies as all\n\nleak := all",
+        "leak := data.aumos_policies",
+        "leak contains k if {\n  some k\n  data[k]\n}",
+        "leak := data",
+        "leak := data.system.authz",
+        "leak := data.aumos_scratch",
+        "leak := {\"up\": data.aumos_policies[_]}",
+        "leak := $\"{data.aumos_policies}\"",
+        "test_probe if count(data.aumos_policies) > 0",
+        "test_oracle if data.aumos_policies[_][_].secret.answer == \"victim's rule\"",
+    ];
+    for body in confined {
+        let rego = format!("package probe\n\n{body}\n");
+        let (status, p) = create(&svc, a, &ta, &rego).await;
+        assert!(!p.to_string().contains("victim's rule"), "nothing of the victim comes back: {p}");
+        if status != StatusCode::CREATED {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{rego}: {p}");
+            continue;
+        }
+        let id = p["policy_id"].as_str().unwrap();
+        let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
+        assert!(!act.to_string().contains("victim's rule"), "{act}");
+        if rego.contains("test_") {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a test over other tenants' modules finds nothing, so fails: {act}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "{rego}: {act}");
+        let (status, r) = evaluate(&svc, a, &ta, id, "leak").await;
+        assert_eq!(status, StatusCode::OK, "{rego}: {r}");
+        assert!(!r.to_string().contains("victim's rule") && !r.to_string().contains("secret"), "{rego}: {r}");
+        let leaked = &r["result"];
+        assert!(
+            leaked.is_null() || leaked == &json!([]) || leaked == &json!({}) || leaked == &json!(["probe"]),
+            "only the version's own tree: {rego}: {r}"
+        );
+    }
 
     // Harmless neighbours of the refused spellings still work.
     let (status, p) = create(&svc, a, &ta, "package probe\n\nhttp := {\"x\": 1}\n\nallow if input.data.x == http.x\n").await;

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::policy::{DataDocument, ExtraModules, VersionSource};
+use aggregates::RegoSource;
 use conformance::cases::{self, Case, Want, EXCLUSIONS};
 use futures::StreamExt;
 use governance_engine::adapters::engine::embedded::EmbeddedEngine;
 use governance_engine::adapters::engine::opa::OpaEngine;
-use aggregates::policy::{DataDocument, ExtraModules, VersionSource};
-use aggregates::RegoSource;
 use governance_engine::adapters::engine::{check_and_test, EngineError, PolicyEngine, PolicyModule, PolicySource};
 use serde_json::{json, Value};
 
@@ -74,7 +74,7 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
     let got = prepared.evaluate(case.rule.as_deref(), &case.input).await;
     let outcome = match (&case.want, got) {
         (Want::Value(want), Ok(got)) => match (want, &got) {
-            (Some(w), Some(g)) if cases::same(w, g) => Outcome::Passed,
+            (Some(w), Some(g)) if cases::same_result(w, g, case.unordered) => Outcome::Passed,
             (None, None) => Outcome::Passed,
             _ => Outcome::Divergent(format!("answered {} where OPA answers {}", show(&got), show(want))),
         },

@@ -277,7 +277,13 @@ async fn update(tx: &mut PgConnection, e: &EventRecord, id: Uuid, set: &str, val
     Ok(())
 }
 
-async fn insert_version(tx: &mut PgConnection, e: &EventRecord, id: Uuid, version: i32, source: VersionSource) -> Result<(), ProjectionError> {
+async fn insert_version(
+    tx: &mut PgConnection,
+    e: &EventRecord,
+    id: Uuid,
+    version: i32,
+    source: VersionSource,
+) -> Result<(), ProjectionError> {
     let VersionSource { rego, modules, data } = source;
     sqlx::query(
         "INSERT INTO gov_governance_policy_versions (tenant_id, policy_id, version, rego, created_by, created_at, ledger_seq, modules, data) \

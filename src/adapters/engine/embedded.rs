@@ -233,8 +233,10 @@ mod tests {
 
     #[tokio::test]
     async fn check_reports_the_package_and_tests() {
-        let info =
-            engine().check(&PolicySource::single("package gate.v1\n\nallow if input.ok\ntest_allow if allow with input as {\"ok\": true}\n")).await.unwrap();
+        let info = engine()
+            .check(&PolicySource::single("package gate.v1\n\nallow if input.ok\ntest_allow if allow with input as {\"ok\": true}\n"))
+            .await
+            .unwrap();
         assert_eq!(info, ModuleInfo { package: "gate.v1".into(), tests: vec!["test_allow".into()] });
     }
 

@@ -241,22 +241,26 @@ impl OpaEngine {
         let mut pending: Vec<usize> = (1..version.bodies.len()).chain(std::iter::once(0)).collect();
         loop {
             let mut refused = Vec::new();
-            let mut last_error = None;
+            let mut errors = Vec::new();
             for &i in &pending {
                 match self.put(&version.ids[i], &version.bodies[i]).await {
                     Ok(()) => {}
                     Err(e @ EngineError::Compile(_)) => {
                         refused.push(i);
-                        last_error = Some(in_module(i, e));
+                        if let EngineError::Compile(found) = in_module(i, e) {
+                            errors.extend(found);
+                        }
                     }
                     Err(e) => return Err(e),
                 }
             }
-            match last_error {
-                None => return Ok(()),
-                Some(e) if refused.len() == pending.len() => return Err(e),
-                Some(_) => pending = refused,
+            if refused.is_empty() {
+                return Ok(());
             }
+            if refused.len() == pending.len() {
+                return Err(EngineError::Compile(errors));
+            }
+            pending = refused;
         }
     }
 
@@ -571,6 +575,25 @@ mod tests {
         let out = namespaced(src, "aumos_policies.pabc_v2").unwrap();
         assert_eq!(out, "# gate\npackage aumos_policies.pabc_v2.model.gate\n\nallow if true\n");
         assert_eq!(declared_package(src).as_deref(), Some("model.gate"));
+    }
+
+    #[test]
+    fn every_data_reference_moves_into_the_version_s_namespace_but_fields_strings_and_comments_do_not() {
+        let src = "package gate\nimport data.lib\n# data.x in a comment\nallow if data.allowed[input.m]\nall := data\nf := input.data.x\nmsg := \"data.y\"\nmetadata := 1\nd := data[k] with data.z as 1\n";
+        let out = confined(src, "aumos_policies.pab_v1").unwrap();
+        assert_eq!(
+            out,
+            "package aumos_policies.pab_v1.gate\nimport data.aumos_policies.pab_v1.lib\n# data.x in a comment\nallow if data.aumos_policies.pab_v1.allowed[input.m]\nall := data.aumos_policies.pab_v1\nf := input.data.x\nmsg := \"data.y\"\nmetadata := 1\nd := data.aumos_policies.pab_v1[k] with data.aumos_policies.pab_v1.z as 1\n"
+        );
+    }
+
+    #[test]
+    fn only_a_version_s_main_module_id_carries_its_data_document() {
+        assert_eq!(data_document_of("aumos/abc/v3").as_deref(), Some("aumos_policies/pabc_v3"));
+        assert_eq!(data_document_of("aumos/abc/v3/m1"), None);
+        assert_eq!(data_document_of("aumos/scratch/abc").as_deref(), Some("aumos_scratch/pabc_v0"));
+        assert_eq!(data_document_of("aumos/scratch/abc/m2"), None);
+        assert_eq!(data_document_of("other/abc/v3"), None);
     }
 
     #[test]

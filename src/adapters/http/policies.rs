@@ -305,8 +305,15 @@ pub async fn add_version(
     let control_checks = control_checks(body.control_checks)?;
     let source = PolicySource::of(&VersionSource { rego: rego.clone(), modules: modules.clone(), data: data.clone() });
     crate::adapters::engine::on_behalf_of(caller.tenant_id.as_uuid(), state.runtime.engine().check(&source)).await?;
-    let command =
-        PolicyCommand::AddVersion { tenant_id: caller.tenant_id, rego, modules, data, control_checks, actor: caller.subject.clone(), reason };
+    let command = PolicyCommand::AddVersion {
+        tenant_id: caller.tenant_id,
+        rego,
+        modules,
+        data,
+        control_checks,
+        actor: caller.subject.clone(),
+        reason,
+    };
     run(&state, &caller, id, command, StatusCode::CREATED).await
 }
 

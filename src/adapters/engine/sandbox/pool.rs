@@ -233,7 +233,13 @@ impl Pool {
 
     /// Queues `request` for `tenant` and waits for its reply. `budget` is the hard
     /// deadline once a worker has taken it; the wait for a worker is bounded separately.
-    pub async fn call(&self, tenant: Uuid, request: Request, source: Option<Arc<PolicySource>>, budget: Duration) -> Result<Reply, EngineError> {
+    pub async fn call(
+        &self,
+        tenant: Uuid,
+        request: Request,
+        source: Option<Arc<PolicySource>>,
+        budget: Duration,
+    ) -> Result<Reply, EngineError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut s = self.shared.lock();

@@ -1,0 +1,115 @@
+//! A policy version as an OPA bundle holds it: a main module, further modules and a data
+//! document, recorded with the version and seen by that version only, on both engines.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const MAIN: &str = "package gate\n\nimport data.lib\n\n\
+    default allow := false\n\n\
+    allow if {\n  input.model in data.allowed_models\n  input.tokens <= lib.max_tokens\n}\n\n\
+    reasons contains r if {\n  not input.model in data.allowed_models\n  r := lib.reason(input.model)\n}\n\n\
+    test_allows_a_listed_model if allow with input as {\"model\": \"m1\", \"tokens\": 1}\n";
+const LIB: &str = "package lib\n\nmax_tokens := data.limits.tokens\n\nreason(m) := sprintf(\"model %s is not allowed\", [m])\n\n\
+    test_limit if max_tokens == 100\n";
+
+fn data() -> Value {
+    json!({"allowed_models": ["m1", "m2"], "limits": {"tokens": 100}})
+}
+
+impl Tenant<'_> {
+    async fn create(&self, body: Value) -> (StatusCode, Value) {
+        let mut body = body;
+        body["name"] = json!(format!("bundle-{}", uuid::Uuid::new_v4()));
+        self.call(Method::POST, "/api/v1/policies", Some(body)).await
+    }
+
+    async fn activate(&self, id: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await
+    }
+
+    async fn evaluate(&self, id: &str, rule: &str, input: Value) -> Value {
+        let (status, r) =
+            self.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(json!({"rule": rule, "input": input}))).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        r["result"].clone()
+    }
+}
+
+async fn modules_and_data_are_recorded_served_and_evaluated(svc: &Service) {
+    let t = Tenant::new(svc);
+    let (status, p) = t.create(json!({"rego": MAIN, "modules": [LIB], "data": data()})).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+
+    let (status, page) = t.call(Method::GET, &format!("/api/v1/policies/{id}/versions"), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let v = &page["items"][0];
+    assert_eq!(v["modules"], json!([LIB]), "the version serves its further modules: {v}");
+    assert_eq!(v["data"], data(), "and its data document: {v}");
+
+    let (status, a) = t.activate(&id).await;
+    assert_eq!(status, StatusCode::OK, "the tests of both modules pass: {a}");
+    assert_eq!(t.evaluate(&id, "allow", json!({"model": "m2", "tokens": 50})).await, json!(true));
+    assert_eq!(t.evaluate(&id, "allow", json!({"model": "m2", "tokens": 500})).await, json!(false), "the limit comes from the data");
+    assert_eq!(t.evaluate(&id, "reasons", json!({"model": "x9", "tokens": 1})).await, json!(["model x9 is not allowed"]));
+
+    // A new version with other data: the new data answers, the old version kept its own.
+    let body = json!({"rego": MAIN, "modules": [LIB], "data": {"allowed_models": ["x9"], "limits": {"tokens": 100}}});
+    let (status, v2) = t.call(Method::POST, &format!("/api/v1/policies/{id}/versions"), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let (status, a) = t.activate(&id).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "version 2's own test fails against its own data: {a}");
+    assert!(a.to_string().contains("test_allows_a_listed_model"), "{a}");
+    assert_eq!(t.evaluate(&id, "allow", json!({"model": "m1", "tokens": 1})).await, json!(true), "version 1 stays active");
+
+    // Another policy, of this tenant or another, sees none of it.
+    for other in [&t, &Tenant::new(svc)] {
+        let (status, q) = other.create(json!({"rego": "package gate\n\nleak := data.allowed_models\nlib := data.lib.max_tokens\n"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{q}");
+        let qid = q["policy_id"].as_str().unwrap().to_owned();
+        assert_eq!(other.activate(&qid).await.0, StatusCode::OK);
+        assert_eq!(other.evaluate(&qid, "leak", json!({})).await, Value::Null, "another version's data is not in this one's tree");
+        assert_eq!(other.evaluate(&qid, "lib", json!({})).await, Value::Null, "nor its modules");
+    }
+}
+
+async fn bad_modules_and_data_get_a_clear_4xx_and_record_nothing(svc: &Service) {
+    let t = Tenant::new(svc);
+    let before = ledger_count_for(t.id).await;
+    let too_many: Vec<String> = (0..16).map(|i| format!("package m{i}\n\nx := {i}\n")).collect();
+    let cases = [
+        (json!({"rego": MAIN, "modules": [LIB], "data": [1, 2]}), "data"),
+        (json!({"rego": MAIN, "modules": [LIB], "data": "allowed"}), "data"),
+        (json!({"rego": MAIN, "modules": too_many, "data": data()}), "modules"),
+        (json!({"rego": MAIN, "modules": [""], "data": data()}), "rego"),
+        (json!({"rego": MAIN, "modules": ["package lib\n\nmax_tokens := \n"], "data": data()}), "modules[0]"),
+        (json!({"rego": MAIN, "modules": [LIB, "package other\n\nallow if http.send({}).status_code == 200\n"]}), "modules[1]"),
+        (json!({"rego": MAIN, "modules": [LIB], "data": {"k\u{0}": 1}}), "NUL"),
+        (json!({"rego": MAIN, "modules": [LIB], "data": {"blob": "x".repeat(1024 * 1024 + 1)}}), "data"),
+    ];
+    for (body, names) in cases {
+        let (status, e) = t.create(body.clone()).await;
+        assert!(status.is_client_error(), "{names}: {status} {e}");
+        assert!(e["error"]["code"].is_string() && e["error"]["request_id"].is_string(), "a JSON error: {e}");
+        assert!(e.to_string().contains(names) || status == StatusCode::PAYLOAD_TOO_LARGE, "the error names {names}: {e}");
+    }
+    assert_eq!(ledger_count_for(t.id).await, before, "nothing was recorded");
+}
+
+#[tokio::test]
+async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluated_on_the_embedded_engine() {
+    let svc = Service::start(&[]).await;
+    modules_and_data_are_recorded_served_and_evaluated(&svc).await;
+    bad_modules_and_data_get_a_clear_4xx_and_record_nothing(&svc).await;
+}
+
+#[tokio::test]
+async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluated_on_opa() {
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa")]).await;
+    modules_and_data_are_recorded_served_and_evaluated(&svc).await;
+    bad_modules_and_data_get_a_clear_4xx_and_record_nothing(&svc).await;
+}
