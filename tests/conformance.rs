@@ -65,11 +65,14 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
     let prepared = match (validated, &case.want) {
         (Ok(Some(p)), _) => p,
         (Ok(None), _) => unreachable!(),
-        (Err(EngineError::Compile(_) | EngineError::TestsFailed(_)), Want::Error { compile: true, .. }) => return (Outcome::Passed, None),
-        (Err(e @ (EngineError::Compile(_) | EngineError::TestsFailed(_))), _) => {
-            return (Outcome::Refused(format!("refused: {}", brief(&e))), None)
+        // A refused upload may have left some of the version's modules in OPA: unloaded too.
+        (Err(EngineError::Compile(_) | EngineError::TestsFailed(_)), Want::Error { compile: true, .. }) => {
+            return (Outcome::Passed, Some(module))
         }
-        (Err(e), _) => return (Outcome::Divergent(format!("validation failed: {}", brief(&e))), None),
+        (Err(e @ (EngineError::Compile(_) | EngineError::TestsFailed(_))), _) => {
+            return (Outcome::Refused(format!("refused: {}", brief(&e))), Some(module))
+        }
+        (Err(e), _) => return (Outcome::Divergent(format!("validation failed: {}", brief(&e))), Some(module)),
     };
     let got = prepared.evaluate(case.rule.as_deref(), &case.input).await;
     let outcome = match (&case.want, got) {
@@ -97,9 +100,7 @@ fn version_source(case: &Case) -> Result<PolicySource, aggregates::IdError> {
 
 /// Removes what a case uploaded to OPA (so later uploads do not recompile it all).
 async fn unload(opa: &OpaEngine, module: &PolicyModule) {
-    for id in OpaEngine::module_ids(module).iter().rev() {
-        let _ = opa.unload(id).await;
-    }
+    let _ = opa.unload_all(&OpaEngine::module_ids(module)).await;
 }
 
 #[derive(Debug, Default)]

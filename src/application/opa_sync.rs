@@ -204,9 +204,7 @@ impl OpaSync {
                 continue;
             }
             if let Some(old) = previous.filter(|old| Some(old.version) != followed.active.get(&id).map(|m| m.version)) {
-                for module_id in OpaEngine::module_ids(&old) {
-                    self.engine.unload(&module_id).await.map_err(|e| e.to_string())?;
-                }
+                self.engine.unload_all(&OpaEngine::module_ids(&old)).await.map_err(|e| e.to_string())?;
                 unloaded += 1;
             }
             if let Some(m) = followed.active.get(&id) {
@@ -220,10 +218,8 @@ impl OpaSync {
             let (scratch, listing): (Vec<String>, Vec<String>) = listing.into_iter().partition(|id| id.starts_with(SCRATCH_PREFIX));
             let (up, mut down) = self.reconcile(listing, &followed.active).await?;
             let (orphans, seen) = orphaned_scratch(&followed.scratch_seen, scratch, Instant::now());
-            for id in &orphans {
-                self.engine.unload(id).await.map_err(|e| e.to_string())?;
-                down += 1;
-            }
+            self.engine.unload_all(&orphans).await.map_err(|e| e.to_string())?;
+            down += orphans.len();
             followed.scratch_seen = seen;
             uploaded += up;
             unloaded += down;
@@ -256,12 +252,9 @@ impl OpaSync {
             self.engine.prepare(m).await.map_err(|e| e.to_string())?;
             uploaded += 1;
         }
-        let mut unloaded = 0;
-        for id in loaded.difference(&wanted) {
-            self.engine.unload(id).await.map_err(|e| e.to_string())?;
-            unloaded += 1;
-        }
-        Ok((uploaded, unloaded))
+        let unwanted: Vec<String> = loaded.difference(&wanted).cloned().collect();
+        self.engine.unload_all(&unwanted).await.map_err(|e| e.to_string())?;
+        Ok((uploaded, unwanted.len()))
     }
 
     pub async fn run(&self, every: Duration, mut shutdown: watch::Receiver<bool>) {

@@ -4,6 +4,7 @@
 //! [`EngineError`], never an "allow".
 
 pub mod builtins;
+pub mod confine;
 pub mod embedded;
 pub mod opa;
 pub mod sandbox;

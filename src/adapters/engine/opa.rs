@@ -14,16 +14,15 @@
 //! module, and the tests it runs at activation, see only `input` and their own rules.
 //! Versions that are no longer active are unloaded by [`crate::application::opa_sync`].
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
 use serde_json::Value;
 
+pub use super::confine::declared_package;
+use super::confine::{confined, data_document_of, in_module, no_package, stub, Confined};
 use super::source::{forbidden_references, unsupported_calls, SHARED_LIBRARIES};
 use super::{version_tests, CompileError, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
-
-static PACKAGE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^([ \t]*)package[ \t]+([^\s#]+)").ok());
 
 #[derive(Debug, Clone)]
 pub struct OpaEngine {
@@ -38,68 +37,6 @@ pub struct OpaEngine {
 
 /// The id prefix of every module the service uploads for an active version.
 pub const MODULE_PREFIX: &str = "aumos/";
-
-/// The package a source declares (without `data.`).
-pub fn declared_package(rego: &str) -> Option<String> {
-    PACKAGE
-        .as_ref()?
-        .captures(&super::source::code_only(rego))
-        .and_then(|c| c.get(2))
-        .map(|m| m.as_str().trim_start_matches("data.").to_owned())
-}
-
-/// Moves the module's package under `prefix` (the line keeps its number, so error
-/// locations stay true).
-fn namespaced(rego: &str, prefix: &str) -> Option<String> {
-    let re = PACKAGE.as_ref()?;
-    let code = super::source::code_only(rego);
-    let caps = re.captures(&code)?;
-    let whole = caps.get(0)?;
-    let package = caps.get(2)?.as_str().trim_start_matches("data.");
-    Some(format!("{}{}package {prefix}.{package}{}", &rego[..whole.start()], caps.get(1)?.as_str(), &rego[whole.end()..]))
-}
-
-/// Confines a module to its version's namespace: its package moves under `prefix` (as
-/// [`namespaced`]) and every reference to `data` becomes one to `data.<prefix>`, so the
-/// module reads its own version's modules and data document and nothing else. (A `data`
-/// that this token scan cannot see, e.g. inside a template string, is caught by the check
-/// on OPA's own parse of the result.) Rows stay; columns after a `data` on its line shift.
-pub fn confined(rego: &str, prefix: &str) -> Option<String> {
-    let body = namespaced(rego, prefix)?;
-    let code = super::source::code_only(&body);
-    let glued = |c: Option<char>| c.is_some_and(|c| c == '_' || c.is_alphanumeric());
-    let mut out = String::with_capacity(body.len() + 64);
-    let mut last = 0;
-    for (at, _) in code.match_indices("data") {
-        let before = code[..at].chars().next_back();
-        if glued(before) || before == Some('.') || glued(code[at + 4..].chars().next()) {
-            continue;
-        }
-        out.push_str(&body[last..at + 4]);
-        out.push('.');
-        out.push_str(prefix);
-        last = at + 4;
-    }
-    out.push_str(&body[last..]);
-    Some(out)
-}
-
-/// A compile error in a further module names it.
-fn in_module(index: usize, e: EngineError) -> EngineError {
-    match e {
-        EngineError::Compile(mut errors) if index > 0 => {
-            for err in &mut errors {
-                err.message = format!("{}: {}", PolicySource::module_name(index), err.message);
-            }
-            EngineError::Compile(errors)
-        }
-        other => other,
-    }
-}
-
-fn no_package(index: usize) -> EngineError {
-    in_module(index, EngineError::Compile(vec![CompileError { message: "no package declaration".into(), row: None, col: None }]))
-}
 
 fn unavailable(e: &reqwest::Error) -> EngineError {
     if e.is_timeout() {
@@ -193,6 +130,8 @@ impl OpaEngine {
 
     /// Removes one of the service's modules from OPA (of a version that is no longer
     /// active, or a scratch copy); with a version's main module goes its data document.
+    /// OPA refuses (a compile error) to remove a module whose functions another still
+    /// calls: [`OpaEngine::unload_all`] removes modules that may depend on one another.
     pub async fn unload(&self, module_id: &str) -> Result<(), EngineError> {
         self.remove(&format!("/v1/policies/{module_id}"), "a policy removal").await?;
         if let Some(path) = data_document_of(module_id) {
@@ -201,10 +140,51 @@ impl OpaEngine {
         Ok(())
     }
 
+    /// Removes modules that may call each other's functions: one OPA refuses to remove is
+    /// tried again after the others; when a round removes nothing, each module left is
+    /// first replaced by its stub, which calls nothing, and then removed.
+    pub async fn unload_all(&self, ids: &[String]) -> Result<(), EngineError> {
+        let mut pending: Vec<String> = ids.to_vec();
+        let mut stubbed = false;
+        loop {
+            let mut refused = Vec::new();
+            let mut last = None;
+            for id in &pending {
+                match self.unload(id).await {
+                    Ok(()) => {}
+                    Err(e @ EngineError::Compile(_)) => {
+                        refused.push(id.clone());
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(error) = last else { return Ok(()) };
+            if refused.len() == pending.len() {
+                if stubbed {
+                    return Err(error);
+                }
+                stubbed = true;
+                for id in &refused {
+                    let request = self.request(reqwest::Method::GET, &format!("/v1/policies/{id}")).timeout(Duration::from_secs(5));
+                    let held = Self::json_answer(request, "a policy read").await?;
+                    if let Some(stand_in) = held["result"]["raw"].as_str().and_then(stub) {
+                        let _ = self.put(id, &stand_in).await;
+                    }
+                }
+            }
+            pending = refused;
+        }
+    }
+
     async fn remove(&self, path: &str, what: &str) -> Result<(), EngineError> {
         let resp = self.request(reqwest::Method::DELETE, path).timeout(Duration::from_secs(5)).send().await.map_err(|e| unavailable(&e))?;
         match resp.status() {
             s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
+            reqwest::StatusCode::BAD_REQUEST => {
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                Err(EngineError::Compile(compile_errors(&body)))
+            }
             s => Err(EngineError::BadResponse(format!("OPA answered {s} to {what}"))),
         }
     }
@@ -232,13 +212,16 @@ impl OpaEngine {
 
     /// Uploads a version: its data document, then its modules, further ones first (a main
     /// module usually calls their functions, and OPA compiles every upload against what it
-    /// holds). A module OPA refuses is tried again after the others, until a round uploads
-    /// nothing more; then its errors are the answer.
+    /// holds). A module OPA refuses is tried again after the others. When a round uploads
+    /// nothing more, the modules left may call each other's functions: their stubs go up
+    /// first, once ([`stub`]), and each real module then replaces its own. When that does
+    /// not help either, the errors of the last round are the answer.
     async fn upload(&self, version: &Confined) -> Result<(), EngineError> {
         if let Some(data) = &version.data {
             self.put_data(&version.prefix, data).await?;
         }
         let mut pending: Vec<usize> = (1..version.bodies.len()).chain(std::iter::once(0)).collect();
+        let mut stubbed = false;
         loop {
             let mut refused = Vec::new();
             let mut errors = Vec::new();
@@ -258,7 +241,16 @@ impl OpaEngine {
                 return Ok(());
             }
             if refused.len() == pending.len() {
-                return Err(EngineError::Compile(errors));
+                if stubbed || refused.len() < 2 {
+                    return Err(EngineError::Compile(errors));
+                }
+                stubbed = true;
+                for &i in &refused {
+                    if let Some(stand_in) = stub(&version.bodies[i]) {
+                        // A stub OPA refuses changes nothing: the real module's error stands.
+                        let _ = self.put(&version.ids[i], &stand_in).await;
+                    }
+                }
             }
             pending = refused;
         }
@@ -318,9 +310,10 @@ impl OpaEngine {
         Err(EngineError::BadResponse(format!("OPA answered {status} to a policy upload")))
     }
 
-    async fn delete(&self, id: &str) {
-        if let Err(e) = self.unload(id).await {
-            tracing::warn!(module = id, error = %e, "could not remove a scratch module from OPA");
+    /// Removes a version's modules, logging (not failing on) what OPA keeps.
+    async fn delete(&self, ids: &[String]) {
+        if let Err(e) = self.unload_all(ids).await {
+            tracing::warn!(modules = ?ids, error = %e, "could not remove modules from OPA");
         }
     }
 
@@ -337,35 +330,8 @@ impl OpaEngine {
             Ok(()) => f(&format!("{}.{}", version.prefix, version.package)).await,
             Err(e) => Err(e),
         };
-        for id in version.ids.iter().rev() {
-            self.delete(id).await;
-        }
+        self.delete(&version.ids).await;
         result
-    }
-}
-
-/// A version as uploaded to OPA: each module confined to the version's namespace.
-#[derive(Debug, Clone)]
-struct Confined {
-    /// The namespace (`aumos_policies.p<id>_v<n>`, or a scratch one).
-    prefix: String,
-    /// The main module's package, inside the namespace.
-    package: String,
-    /// Module ids, in the order of the version's modules.
-    ids: Vec<String>,
-    /// The modules' confined sources (the main one carries the loaded marker when prepared).
-    bodies: Vec<String>,
-    data: Option<Value>,
-}
-
-impl Confined {
-    fn new(source: &PolicySource, prefix: String, ids: Vec<String>) -> Result<Self, EngineError> {
-        let mut bodies = Vec::with_capacity(source.modules.len());
-        for (i, rego) in source.modules.iter().enumerate() {
-            bodies.push(confined(rego, &prefix).ok_or_else(|| no_package(i))?);
-        }
-        let package = declared_package(source.main()).ok_or_else(|| no_package(0))?;
-        Ok(Self { prefix, package, ids, bodies, data: source.data.clone() })
     }
 }
 
@@ -374,17 +340,6 @@ const TEST_BUDGET: Duration = Duration::from_secs(2);
 
 /// Where throwaway copies (compile checks, activation tests) are uploaded.
 pub const SCRATCH_PREFIX: &str = "aumos/scratch/";
-
-/// The data document that goes with a module id, when it is a version's main module:
-/// `aumos/<id>/v<n>` → `aumos_policies/p<id>_v<n>`, `aumos/scratch/<id>` → `aumos_scratch/p<id>_v0`.
-fn data_document_of(module_id: &str) -> Option<String> {
-    if let Some(id) = module_id.strip_prefix(SCRATCH_PREFIX) {
-        return (!id.contains('/')).then(|| format!("aumos_scratch/p{id}_v0"));
-    }
-    let (id, version) = module_id.strip_prefix(MODULE_PREFIX)?.split_once('/')?;
-    let n = version.strip_prefix('v')?;
-    (n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty()).then(|| format!("aumos_policies/p{id}_v{n}"))
-}
 
 fn data_path(package: &str, rule: Option<&str>) -> String {
     let mut path = package.replace('.', "/");
@@ -498,7 +453,11 @@ impl PolicyEngine for OpaEngine {
         if let Some(main) = version.bodies.first_mut() {
             main.push_str(&format!("\n{LOADED_MARKER} := true\n"));
         }
-        self.upload(&version).await?;
+        if let Err(e) = self.upload(&version).await {
+            // What was uploaded of a version OPA refused must not stay.
+            self.delete(&version.ids).await;
+            return Err(e);
+        }
         let package = format!("{}.{}", version.prefix, version.package);
         Ok(Arc::new(OpaPolicy { engine: self.clone(), version, package }))
     }
@@ -568,39 +527,6 @@ impl PreparedPolicy for OpaPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_package_moves_under_the_namespace_and_keeps_its_line() {
-        let src = "# gate\npackage model.gate\n\nallow if true\n";
-        let out = namespaced(src, "aumos_policies.pabc_v2").unwrap();
-        assert_eq!(out, "# gate\npackage aumos_policies.pabc_v2.model.gate\n\nallow if true\n");
-        assert_eq!(declared_package(src).as_deref(), Some("model.gate"));
-    }
-
-    #[test]
-    fn every_data_reference_moves_into_the_version_s_namespace_but_fields_strings_and_comments_do_not() {
-        let src = "package gate\nimport data.lib\n# data.x in a comment\nallow if data.allowed[input.m]\nall := data\nf := input.data.x\nmsg := \"data.y\"\nmetadata := 1\nd := data[k] with data.z as 1\n";
-        let out = confined(src, "aumos_policies.pab_v1").unwrap();
-        assert_eq!(
-            out,
-            "package aumos_policies.pab_v1.gate\nimport data.aumos_policies.pab_v1.lib\n# data.x in a comment\nallow if data.aumos_policies.pab_v1.allowed[input.m]\nall := data.aumos_policies.pab_v1\nf := input.data.x\nmsg := \"data.y\"\nmetadata := 1\nd := data.aumos_policies.pab_v1[k] with data.aumos_policies.pab_v1.z as 1\n"
-        );
-    }
-
-    #[test]
-    fn only_a_version_s_main_module_id_carries_its_data_document() {
-        assert_eq!(data_document_of("aumos/abc/v3").as_deref(), Some("aumos_policies/pabc_v3"));
-        assert_eq!(data_document_of("aumos/abc/v3/m1"), None);
-        assert_eq!(data_document_of("aumos/scratch/abc").as_deref(), Some("aumos_scratch/pabc_v0"));
-        assert_eq!(data_document_of("aumos/scratch/abc/m2"), None);
-        assert_eq!(data_document_of("other/abc/v3"), None);
-    }
-
-    #[test]
-    fn a_package_word_in_a_comment_or_string_is_not_the_declaration() {
-        let src = "# package fake\npackage real\nmsg := \"package nope\"\n";
-        assert_eq!(declared_package(src).as_deref(), Some("real"));
-    }
 
     #[test]
     fn opa_compile_errors_keep_their_locations() {
