@@ -82,3 +82,18 @@ async fn the_readme_walkthrough_works_verbatim_on_the_embedded_default() {
     drop(svc);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn no_document_holds_a_merge_conflict_marker() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut docs = vec![format!("{root}/README.md")];
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap().flatten() {
+        docs.push(entry.path().display().to_string());
+    }
+    for doc in docs.iter().filter(|d| d.ends_with(".md")) {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for marker in ["<<<<<<< ", ">>>>>>> "] {
+            assert!(!text.lines().any(|l| l.starts_with(marker)), "{doc} holds a merge conflict marker ({marker})");
+        }
+    }
+}

@@ -2,6 +2,12 @@
 //! Agent sidecar over its REST API. Both sit behind [`PolicyEngine`], so the HTTP layer
 //! neither knows nor cares which one runs, and both fail closed: every error is an
 //! [`EngineError`], never an "allow".
+//!
+//! A version is a [`PolicySource`]: its modules (the main one first) and its data document.
+//! - [`embedded`]: regorus in the [`sandbox`] worker processes, with the OPA builtins it
+//!   lacks from [`builtins`]; [`source`]: static checks on Rego text and OPA's AST.
+//! - [`opa`]: the OPA sidecar over REST; [`confine`]: how each version gets a namespace of
+//!   its own in OPA's shared data tree.
 
 pub mod builtins;
 pub mod confine;
