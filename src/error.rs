@@ -55,6 +55,7 @@ error_codes! {
     PolicyEvaluationTimeout => "policy_evaluation_timeout", SERVICE_UNAVAILABLE;
     PolicyResourceLimitExceeded => "policy_resource_limit_exceeded", UNPROCESSABLE_ENTITY;
     PolicyEngineOverloaded => "policy_engine_overloaded", SERVICE_UNAVAILABLE;
+    PolicyEngineQuarantined => "policy_engine_quarantined", SERVICE_UNAVAILABLE;
     PolicyEngineFault => "policy_engine_fault", SERVICE_UNAVAILABLE;
     ArtifactStoreUnavailable => "artifact_store_unavailable", SERVICE_UNAVAILABLE;
     ArtifactCorrupt => "artifact_corrupt", INTERNAL_SERVER_ERROR;
@@ -195,6 +196,7 @@ impl From<crate::adapters::engine::EngineError> for ApiError {
             EngineError::ResourceLimit(m) => ApiError::new(ErrorCode::PolicyResourceLimitExceeded, m),
             EngineError::Overloaded(m) => ApiError::new(ErrorCode::PolicyEngineOverloaded, m).retry_after(1),
             EngineError::Fault(m) => ApiError::new(ErrorCode::PolicyEngineFault, m),
+            EngineError::Quarantined(m, seconds) => ApiError::new(ErrorCode::PolicyEngineQuarantined, m).retry_after(seconds),
         }
     }
 }

@@ -336,3 +336,42 @@ async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_hol
     let (status, ok) = evaluate(&svc, a, &ta, &id, "small").await;
     assert_eq!((status, ok["result"].clone()), (StatusCode::OK, json!(1)), "the attacker's harmless rule answers: {ok}");
 }
+
+#[tokio::test]
+async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_reaches_opa_while_others_are_served() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "3000")]).await;
+    let a = Uuid::new_v4();
+    let ta = token(a, ADMIN);
+    let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
+        x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
+    let (status, p) = create(&svc, a, &ta, bomb).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+
+    for kill in 1..=2 {
+        let restarts = opa_restarts();
+        let (status, e) = evaluate(&svc, a, &ta, &id, "x").await;
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_unavailable"), "kill {kill}: {e}");
+        let died = Instant::now() + Duration::from_secs(10);
+        while opa_restarts() == restarts {
+            assert!(Instant::now() < died, "kill {kill}: the bomb killed OPA");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // OPA is back for everyone before the next attempt.
+        another_tenant_is_unharmed(&svc).await;
+    }
+
+    // Blamed for two deaths: refused before anything reaches OPA, even its harmless rule.
+    let restarts = opa_restarts();
+    for rule in ["x", "small"] {
+        let (status, e) = evaluate(&svc, a, &ta, &id, rule).await;
+        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_quarantined"), "{e}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(opa_restarts(), restarts, "the quarantined tenant's queries never reached OPA");
+    another_tenant_is_unharmed(&svc).await;
+    svc.stop().await;
+}

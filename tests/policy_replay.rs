@@ -323,6 +323,33 @@ async fn another_tenant_is_served_while_a_tenant_replays_a_long_history() {
     assert!(status.is_success(), "{v}");
     a.projected(last).await;
     let bystander = b.active_policy("bystander", V1, "full").await;
+    // One running replay per tenant: a second one asked meanwhile is 429 with Retry-After.
+    let path = format!("/api/v1/policies/{noisy}/versions/2/replay");
+    let (first, second) = tokio::join!(a.call(Method::POST, &path, Some(window())), async {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let resp = svc
+            .client
+            .post(format!("{}{path}", svc.base))
+            .bearer_auth(&a.tok)
+            .header("X-Tenant-ID", a.id.to_string())
+            .json(&window())
+            .send()
+            .await
+            .unwrap();
+        let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        (resp.status(), retry, resp.json::<Value>().await.unwrap())
+    });
+    assert_eq!(first.0, StatusCode::ACCEPTED, "{}", first.1);
+    assert_eq!((second.0, second.1.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("1")), "{}", second.2);
+    assert_eq!(second.2["error"]["code"], "rate_limited", "{}", second.2);
+    let first_id = first.1["replay_id"].as_str().unwrap().to_owned();
+    for _ in 0..400 {
+        let (_, r) = a.call(Method::GET, &format!("/api/v1/policies/{noisy}/replays/{first_id}"), None).await;
+        if r["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let replay = a.replay(&noisy, 2, window());
     let served = async {
         for _ in 0..20 {

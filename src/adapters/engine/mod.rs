@@ -7,8 +7,10 @@
 //! - [`embedded`]: regorus in the [`sandbox`] worker processes, with the OPA builtins it
 //!   lacks from [`builtins`]; [`source`]: static checks on Rego text and OPA's AST.
 //! - [`opa`]: the OPA sidecar over REST; [`confine`]: how each version gets a namespace of
-//!   its own in OPA's shared data tree.
+//!   its own in OPA's shared data tree; [`breaker`]: a tenant whose queries kill OPA is
+//!   quarantined.
 
+pub mod breaker;
 pub mod builtins;
 pub mod confine;
 pub mod embedded;
@@ -57,6 +59,10 @@ pub enum EngineError {
     /// The engine panicked; the panic was contained.
     #[error("policy engine fault: {0}")]
     Fault(String),
+    /// The tenant's queries killed OPA repeatedly; they are refused for a while
+    /// ([`breaker`]). The seconds left.
+    #[error("policy engine refuses this tenant for now: {0}")]
+    Quarantined(String, u64),
 }
 
 tokio::task_local! {

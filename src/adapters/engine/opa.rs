@@ -33,6 +33,8 @@ pub struct OpaEngine {
     token: Option<crate::config::Secret>,
     /// For all tests of one activation together.
     test_budget: Duration,
+    /// Quarantines a tenant whose queries kill OPA (shared by every clone).
+    breaker: Arc<super::breaker::Breaker>,
 }
 
 /// The id prefix of every module the service uploads for an active version.
@@ -69,7 +71,7 @@ fn compile_errors(body: &Value) -> Vec<CompileError> {
 
 impl OpaEngine {
     pub fn new(http: reqwest::Client, base: &str, timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_owned(), timeout, token: None, test_budget: TEST_BUDGET }
+        Self { http, base: base.trim_end_matches('/').to_owned(), timeout, token: None, test_budget: TEST_BUDGET, breaker: Arc::default() }
     }
 
     /// The time all tests of one activation get together (`AUMOS_GOVERNANCE_POLICY_TEST_TIMEOUT_MS`).
@@ -256,6 +258,11 @@ impl OpaEngine {
         }
     }
 
+    /// Tenants quarantined for killing OPA ([`super::breaker`]).
+    pub fn quarantined(&self) -> Vec<uuid::Uuid> {
+        self.breaker.quarantined()
+    }
+
     /// The id OPA gave itself at start-up (`labels.id` in `GET /v1/config`, a random UUID
     /// unless configured): a new id means OPA restarted and holds no policy.
     pub async fn instance_id(&self) -> Result<String, EngineError> {
@@ -350,15 +357,31 @@ fn data_path(package: &str, rule: Option<&str>) -> String {
     path
 }
 
-/// Queries `POST /v1/data/<path>`, insisting on a JSON object as the answer.
+/// Queries `POST /v1/data/<path>`, insisting on a JSON object as the answer. The query is
+/// the current tenant's: refused while it is quarantined, and blamed if OPA dies under it
+/// ([`super::breaker`]).
 async fn query(engine: &OpaEngine, path: &str, input: &Value, timeout: Duration) -> Result<Option<Value>, EngineError> {
-    let resp = engine
+    let flight = engine.breaker.admit(super::current_tenant()).map_err(|left| {
+        let message = format!("queries of this tenant killed OPA repeatedly; refused for {} s more", left.as_secs());
+        EngineError::Quarantined(message, left.as_secs().max(1))
+    })?;
+    let sent = engine
         .request(reqwest::Method::POST, &format!("/v1/data/{path}"))
         .json(&serde_json::json!({ "input": input }))
         .timeout(timeout)
         .send()
-        .await
-        .map_err(|e| unavailable(&e))?;
+        .await;
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(e) => {
+            // Not a timeout (the service dropped it) nor a refused connection (OPA was
+            // already down): OPA dropped the connection under this query.
+            if !e.is_timeout() && !e.is_connect() {
+                engine.breaker.died(&flight);
+            }
+            return Err(unavailable(&e));
+        }
+    };
     let status = resp.status();
     let body: Value = match resp.json().await {
         Ok(v) => v,
