@@ -323,10 +323,10 @@ async fn another_tenant_is_served_while_a_tenant_replays_a_long_history() {
     assert!(status.is_success(), "{v}");
     a.projected(last).await;
     let bystander = b.active_policy("bystander", V1, "full").await;
-    // One running replay per tenant: a second one asked meanwhile is 429 with Retry-After.
+    // One running replay per tenant: of two asked at once, one runs and the other is 429
+    // with Retry-After (whichever registers second).
     let path = format!("/api/v1/policies/{noisy}/versions/2/replay");
-    let (first, second) = tokio::join!(a.call(Method::POST, &path, Some(window())), async {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let post = || async {
         let resp = svc
             .client
             .post(format!("{}{path}", svc.base))
@@ -338,11 +338,13 @@ async fn another_tenant_is_served_while_a_tenant_replays_a_long_history() {
             .unwrap();
         let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
         (resp.status(), retry, resp.json::<Value>().await.unwrap())
-    });
-    assert_eq!(first.0, StatusCode::ACCEPTED, "{}", first.1);
-    assert_eq!((second.0, second.1.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("1")), "{}", second.2);
-    assert_eq!(second.2["error"]["code"], "rate_limited", "{}", second.2);
-    let first_id = first.1["replay_id"].as_str().unwrap().to_owned();
+    };
+    let (first, second) = tokio::join!(post(), post());
+    let (ran, refused) = if first.0 == StatusCode::TOO_MANY_REQUESTS { (second, first) } else { (first, second) };
+    assert!(ran.0 == StatusCode::OK || ran.0 == StatusCode::ACCEPTED, "one replay runs: {}", ran.2);
+    assert_eq!((refused.0, refused.1.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("1")), "{}", refused.2);
+    assert_eq!(refused.2["error"]["code"], "rate_limited", "{}", refused.2);
+    let first_id = ran.2["replay_id"].as_str().unwrap().to_owned();
     for _ in 0..400 {
         let (_, r) = a.call(Method::GET, &format!("/api/v1/policies/{noisy}/replays/{first_id}"), None).await;
         if r["status"] != "running" {
