@@ -368,7 +368,12 @@ async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_
     let restarts = opa_restarts();
     for rule in ["x", "small"] {
         let (status, e) = evaluate(&svc, a, &ta, &id, rule).await;
-        assert_eq!((status, error_code(&e).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_quarantined"), "{e}");
+        let blamed: Vec<&str> = svc.log().lines().filter(|l| l.contains("OPA died")).map(|l| &l[..l.len().min(300)]).collect::<Vec<_>>();
+        assert_eq!(
+            (status, error_code(&e).as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "policy_engine_quarantined"),
+            "{e}; blamed: {blamed:?}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(opa_restarts(), restarts, "the quarantined tenant's queries never reached OPA");

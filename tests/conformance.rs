@@ -181,9 +181,11 @@ async fn opa_conformance_cases_that_passed_before_still_pass_on_both_engines() {
         EXCLUSIONS.iter().map(|(key, reason)| json!({"reason": reason, "count": excluded.get(key).copied().unwrap_or(0)})).collect();
 
     let timeout = Duration::from_secs(10);
-    let base = common::var("AUMOS_GOVERNANCE_OPA_URL");
-    let opa = OpaEngine::new(reqwest::Client::new(), &base, timeout)
-        .with_token(Some(governance_engine::config::Secret::new(common::var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
+    // An OPA of its own: every upload compiles all the modules OPA holds, so the other
+    // tests' policies in the shared OPA would only slow the run down.
+    let server = common::opa::Opa::start().await;
+    let opa = OpaEngine::new(reqwest::Client::new(), &server.url(), timeout)
+        .with_token(Some(governance_engine::config::Secret::new(server.token.clone())));
     #[allow(clippy::type_complexity)]
     let engines: Vec<(&str, Arc<dyn PolicyEngine>, usize, Option<&OpaEngine>)> = vec![
         ("embedded", Arc::new(EmbeddedEngine::new(timeout)), 2, None),

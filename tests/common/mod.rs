@@ -2,6 +2,7 @@
 //! `scripts/services.sh up` starts (`make test` does that and exports their settings).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod opa;
 pub mod tls;
 
 use std::process::{Child, Command, Stdio};

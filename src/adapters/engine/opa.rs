@@ -258,6 +258,12 @@ impl OpaEngine {
         }
     }
 
+    /// Whether OPA does not answer its health endpoint (at once).
+    async fn is_down(&self) -> bool {
+        let health = self.http.get(format!("{}/health", self.base)).timeout(Duration::from_millis(500)).send().await;
+        !health.is_ok_and(|r| r.status().is_success())
+    }
+
     /// Tenants quarantined for killing OPA ([`super::breaker`]).
     pub fn quarantined(&self) -> Vec<uuid::Uuid> {
         self.breaker.quarantined()
@@ -375,8 +381,9 @@ async fn query(engine: &OpaEngine, path: &str, input: &Value, timeout: Duration)
         Ok(resp) => resp,
         Err(e) => {
             // Not a timeout (the service dropped it) nor a refused connection (OPA was
-            // already down): OPA dropped the connection under this query.
-            if !e.is_timeout() && !e.is_connect() {
+            // already down): the connection broke under this query. OPA died if it no
+            // longer answers (a pooled connection OPA closed before is not a death).
+            if !e.is_timeout() && !e.is_connect() && engine.is_down().await {
                 engine.breaker.died(&flight);
             }
             return Err(unavailable(&e));
