@@ -4,7 +4,9 @@
 //! that fails makes its expression undefined rather than failing the query.
 
 mod crypto;
+mod jose;
 mod jwt;
+mod jwt_verify;
 mod net;
 mod strings;
 
@@ -20,8 +22,17 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name))
 }
 
-/// Registers every extension on a freshly built engine.
+/// The widest line a module may have: OPA has no such limit, and its own cases hold keys,
+/// certificates and tokens as single string literals of several thousand columns. (The
+/// module's size stays bounded by regorus's limit on file bytes, which this keeps.)
+const MAX_COLUMNS: u32 = 1 << 20;
+
+/// Registers every extension on a freshly built engine, and lets its lines be as long as
+/// OPA allows.
 pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
+    let mut limits = regorus::utils::limits::PolicyLengthConfig::default();
+    limits.max_col = std::num::NonZeroU32::new(MAX_COLUMNS).ok_or("no column limit")?;
+    engine.set_policy_length_config(limits);
     for (name, nargs, f) in ALL.iter().flat_map(|group| group.iter()) {
         let f = *f;
         engine
@@ -44,11 +55,17 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
                 continue;
             }
             let open = start + pattern.len() - 1;
-            let Some((commas, close)) = top_level_commas(&code, open) else { continue };
+            let Some((mut commas, close)) = top_level_commas(&code, open) else { continue };
+            // A trailing comma (`f(a, out,)`) separates nothing.
+            if commas.last().is_some_and(|&c| code[c + 1..close].trim().is_empty()) {
+                commas.pop();
+            }
             if commas.len() == usize::from(*nargs) {
                 if let Some(&last) = commas.last() {
-                    let out = src[last + 1..close].trim();
-                    edits.push((last, close + 1, format!(") = {out}")));
+                    let out = src[last + 1..close].trim().trim_end_matches(',').trim_end();
+                    // The line breaks the call spanned stay, so later rows keep their numbers.
+                    let breaks = "\n".repeat(src[last..close].matches('\n').count());
+                    edits.push((last, close + 1, format!(") = {out}{breaks}")));
                 }
             }
         }
@@ -114,11 +131,22 @@ mod tests {
     }
 
     #[test]
+    fn a_module_may_hold_a_string_literal_wider_than_regorus_allows_by_default() {
+        let mut e = regorus::Engine::new();
+        register(&mut e).unwrap();
+        let long = "k".repeat(5000);
+        e.add_policy("p.rego".into(), format!("package p\ns := \"{long}\"\n")).unwrap();
+        assert_eq!(e.eval_rule("data.p.s".into()).unwrap(), Value::from(long));
+    }
+
+    #[test]
     fn out_parameter_calls_become_assignments_in_place() {
         let src = "package p\nx if {\n\tcrypto.md5(\"a,(b)\", y)\n\ty == 1\n}\nz := crypto.md5(\"c\")\n";
         assert_eq!(out_params_assigned(src), "package p\nx if {\n\tcrypto.md5(\"a,(b)\") = y\n\ty == 1\n}\nz := crypto.md5(\"c\")\n");
         let mut e = regorus::Engine::new();
         register(&mut e).unwrap();
+        let src = "package p\nf(x) := y if {\n\tcrypto.md5(\n\t\tx,\n\t\ty,\n\t)\n}\nz := 1\n";
+        assert_eq!(out_params_assigned(src), "package p\nf(x) := y if {\n\tcrypto.md5(\n\t\tx) = y\n\n\n}\nz := 1\n", "rows stay");
         let src = "package p\nh contains y if crypto.md5(\"\", y)\n";
         e.add_policy("p.rego".into(), out_params_assigned(src).into_owned()).unwrap();
         assert_eq!(

@@ -1,0 +1,564 @@
+//! Keys and signatures for the `io.jwt.*` builtins, as OPA v1.20.2 reads and checks them
+//! (`topdown/tokens.go`, with lestrrat-go/jwx for JWKs and signatures): a PEM certificate or
+//! public key, a JWK or a JWK set; RSA (PKCS#1 v1.5 and PSS), ECDSA (P-256, P-384, P-521),
+//! Ed25519 and HMAC, all RustCrypto.
+//!
+//! Limits that keep hostile keys cheap: RSA moduli of 1,024 to 16,384 bits (Go, as OPA is
+//! built, refuses RSA keys under 1,024 bits), at most 64 keys in a set.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts;
+use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use x509_cert::der::{Decode, Encode};
+
+const RSA_MIN_BITS: usize = 1024;
+const RSA_MAX_BITS: usize = 16384;
+const MAX_KEYS: usize = 64;
+
+/// A public key (or the public half of a private one).
+#[derive(Clone)]
+pub enum Public {
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// Key material as Go holds it after parsing: a public key, a private key, or a secret.
+#[derive(Clone)]
+pub enum Material {
+    Public(Public),
+    Private(Box<Private>),
+    Secret(Vec<u8>),
+}
+
+#[derive(Clone)]
+pub enum Private {
+    Rsa(RsaPrivateKey),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl Private {
+    fn public(&self) -> Public {
+        match self {
+            Private::Rsa(k) => Public::Rsa(k.to_public_key()),
+            Private::P256(k) => Public::P256(*k.verifying_key()),
+            Private::P384(k) => Public::P384(*k.verifying_key()),
+            Private::P521(k) => Public::P521(p521::ecdsa::VerifyingKey::from(k)),
+            Private::Ed25519(k) => Public::Ed25519(k.verifying_key()),
+        }
+    }
+}
+
+/// A key to verify with, and the `alg` and `kid` its JWK names (empty when none).
+#[derive(Clone)]
+pub struct Key {
+    pub alg: String,
+    pub kid: String,
+    pub material: Material,
+}
+
+/// The algorithms OPA knows (`tokenAlgorithms`).
+pub const ALGORITHMS: &[&str] =
+    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512", "EdDSA"];
+
+/// Go's `base64.RawURLEncoding`-after-padding as OPA's `base64url.decode` does it: padding
+/// is added when missing, line breaks are skipped, non-zero trailing bits are accepted.
+pub fn b64url(s: &str) -> Option<Vec<u8>> {
+    const URL: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true).with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let mut s = s.to_owned();
+    if !s.ends_with('=') {
+        match s.len() % 4 {
+            0 => {}
+            2 => s.push_str("=="),
+            3 => s.push('='),
+            _ => return None,
+        }
+    }
+    s.retain(|c| c != '\r' && c != '\n');
+    URL.decode(s).ok()
+}
+
+/// base64url without padding, as JWS writes its parts.
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The first PEM block in `data` and what follows it, as Go's `pem.Decode` finds them.
+fn pem_decode(data: &str) -> Option<(String, Vec<u8>, &str)> {
+    fn line(s: &str) -> (&str, &str) {
+        let (l, rest) = s.split_once('\n').unwrap_or((s, ""));
+        (l.strip_suffix('\r').unwrap_or(l).trim_end_matches([' ', '\t']), rest)
+    }
+    const BEGIN: &str = "-----BEGIN ";
+    const END: &str = "\n-----END ";
+    let mut rest = data;
+    loop {
+        let end = rest.find(END)?;
+        let trailer = end + END.len();
+        let Some(begin) = rest[..end].rfind(BEGIN) else {
+            rest = &rest[trailer..];
+            continue;
+        };
+        if begin > 0 && !rest[..begin].ends_with('\n') {
+            rest = &rest[trailer..];
+            continue;
+        }
+        let (type_line, mut body) = line(&rest[begin + BEGIN.len()..]);
+        let Some(kind) = type_line.strip_suffix("-----") else {
+            rest = &rest[trailer..];
+            continue;
+        };
+        // Headers (`Key: value` lines) are skipped, as Go keeps them aside.
+        let mut headers = false;
+        loop {
+            let (l, next) = line(body);
+            if body.is_empty() || !l.contains(':') {
+                break;
+            }
+            headers = true;
+            body = next;
+        }
+        let Some(end_at) = body.find(&END[1..]) else { return None };
+        if headers && end_at == 0 {
+            rest = &rest[trailer..];
+            continue;
+        }
+        let after = &body[end_at + END.len() - 1..];
+        let (end_line, remainder) = line(after);
+        if end_line.strip_prefix(kind).and_then(|t| t.strip_suffix("-----")) != Some("") {
+            rest = &rest[trailer..];
+            continue;
+        }
+        let b64: String = body[..end_at].chars().filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n')).collect();
+        let Ok(bytes) = STANDARD.decode(b64) else {
+            rest = &rest[trailer..];
+            continue;
+        };
+        return Some((kind.to_owned(), bytes, remainder));
+    }
+}
+
+fn rsa_public(n: BigUint, e: BigUint) -> Option<RsaPublicKey> {
+    RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).ok()
+}
+
+/// A DER `SubjectPublicKeyInfo`, as Go's `x509.ParsePKIXPublicKey`.
+fn spki(der: &[u8]) -> Option<Public> {
+    if let Ok(info) = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(der) {
+        if info.algorithm.oid == rsa::pkcs1::ALGORITHM_OID {
+            let key = rsa::pkcs1::RsaPublicKey::from_der(info.subject_public_key.raw_bytes()).ok()?;
+            let n = BigUint::from_bytes_be(key.modulus.as_bytes());
+            let e = BigUint::from_bytes_be(key.public_exponent.as_bytes());
+            return rsa_public(n, e).map(Public::Rsa);
+        }
+    }
+    if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
+        return Some(Public::P256(k));
+    }
+    if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_der(der) {
+        return Some(Public::P384(k));
+    }
+    if let Ok(k) = p521::PublicKey::from_public_key_der(der) {
+        return p521::ecdsa::VerifyingKey::from_affine(*k.as_affine()).ok().map(Public::P521);
+    }
+    ed25519_dalek::VerifyingKey::from_public_key_der(der).ok().map(Public::Ed25519)
+}
+
+/// The keys of a `cert` argument: one PEM certificate or public key, or a JWK (set).
+pub fn keys_from_cert_or_jwk(text: &str) -> Option<Vec<Key>> {
+    if let Some((kind, der, rest)) = pem_decode(text) {
+        if !rest.is_empty() {
+            return None;
+        }
+        let public = match kind.as_str() {
+            "CERTIFICATE" => {
+                let cert = x509_cert::Certificate::from_der(&der).ok()?;
+                spki(&cert.tbs_certificate.subject_public_key_info.to_der().ok()?)?
+            }
+            "PUBLIC KEY" => spki(&der)?,
+            _ => return None,
+        };
+        return Some(vec![Key { alg: String::new(), kid: String::new(), material: Material::Public(public) }]);
+    }
+    let keys = jwk_set(text)?;
+    // Keys naming an algorithm OPA does not know are skipped.
+    Some(keys.into_iter().filter(|k| k.alg.is_empty() || ALGORITHMS.contains(&k.alg.as_str())).collect())
+}
+
+/// A JWK or a JWK set (`{"keys": [...]}`), as jwx parses them.
+pub fn jwk_set(text: &str) -> Option<Vec<Key>> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    match v.get("keys") {
+        Some(serde_json::Value::Array(keys)) if keys.len() <= MAX_KEYS => keys.iter().map(jwk).collect(),
+        Some(_) => None,
+        None => Some(vec![jwk(&v)?]),
+    }
+}
+
+/// A JWK member holding base64url (jwx also accepts standard base64, padded or not).
+fn member(v: &serde_json::Value, name: &str) -> Option<Vec<u8>> {
+    let s = v.get(name)?.as_str()?;
+    let trimmed = s.trim_end_matches('=');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .ok()
+}
+
+fn uint(v: &serde_json::Value, name: &str) -> Option<BigUint> {
+    member(v, name).map(|b| BigUint::from_bytes_be(&b))
+}
+
+fn text(v: &serde_json::Value, name: &str) -> Option<String> {
+    match v.get(name) {
+        None => Some(String::new()),
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(_) => None,
+    }
+}
+
+fn jwk(v: &serde_json::Value) -> Option<Key> {
+    let (alg, kid) = (text(v, "alg")?, text(v, "kid")?);
+    let private = v.get("d").is_some();
+    let material = match v.get("kty")?.as_str()? {
+        "RSA" => {
+            let (n, e) = (uint(v, "n")?, uint(v, "e")?);
+            if private {
+                let (p, q) = (uint(v, "p"), uint(v, "q"));
+                let primes = p.zip(q).map(|(p, q)| vec![p, q]).unwrap_or_default();
+                if n.bits() > RSA_MAX_BITS {
+                    return None;
+                }
+                let key = RsaPrivateKey::from_components(n, e, uint(v, "d")?, primes).ok()?;
+                Material::Private(Box::new(Private::Rsa(key)))
+            } else {
+                Material::Public(Public::Rsa(rsa_public(n, e)?))
+            }
+        }
+        "EC" => {
+            let (x, y) = (member(v, "x")?, member(v, "y")?);
+            let d = if private { Some(member(v, "d")?) } else { None };
+            ec(v.get("crv")?.as_str()?, &x, &y, d.as_deref())?
+        }
+        "OKP" => {
+            if v.get("crv")?.as_str()? != "Ed25519" {
+                return None;
+            }
+            let x: [u8; 32] = member(v, "x")?.try_into().ok()?;
+            let public = ed25519_dalek::VerifyingKey::from_bytes(&x).ok()?;
+            if private {
+                let d: [u8; 32] = member(v, "d")?.try_into().ok()?;
+                let key = ed25519_dalek::SigningKey::from_bytes(&d);
+                if key.verifying_key() != public {
+                    return None;
+                }
+                Material::Private(Box::new(Private::Ed25519(key)))
+            } else {
+                Material::Public(Public::Ed25519(public))
+            }
+        }
+        "oct" => Material::Secret(member(v, "k")?),
+        _ => return None,
+    };
+    Some(Key { alg, kid, material })
+}
+
+fn sec1(x: &[u8], y: &[u8], size: usize) -> Option<Vec<u8>> {
+    if x.len() > size || y.len() > size {
+        return None;
+    }
+    let mut point = vec![4u8];
+    point.extend(std::iter::repeat_n(0, size - x.len()));
+    point.extend_from_slice(x);
+    point.extend(std::iter::repeat_n(0, size - y.len()));
+    point.extend_from_slice(y);
+    Some(point)
+}
+
+fn ec(crv: &str, x: &[u8], y: &[u8], d: Option<&[u8]>) -> Option<Material> {
+    let material = match crv {
+        "P-256" => {
+            let public = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1(x, y, 32)?).ok()?;
+            match d {
+                Some(d) => {
+                    let key = p256::ecdsa::SigningKey::from_slice(d).ok()?;
+                    (key.verifying_key() == &public).then_some(Material::Private(Box::new(Private::P256(key))))?
+                }
+                None => Material::Public(Public::P256(public)),
+            }
+        }
+        "P-384" => {
+            let public = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1(x, y, 48)?).ok()?;
+            match d {
+                Some(d) => {
+                    let key = p384::ecdsa::SigningKey::from_slice(d).ok()?;
+                    (key.verifying_key() == &public).then_some(Material::Private(Box::new(Private::P384(key))))?
+                }
+                None => Material::Public(Public::P384(public)),
+            }
+        }
+        "P-521" => {
+            let public = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1(x, y, 66)?).ok()?;
+            match d {
+                Some(d) => {
+                    let key = p521::ecdsa::SigningKey::from_slice(d).ok()?;
+                    (p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false) == public.to_encoded_point(false))
+                        .then_some(Material::Private(Box::new(Private::P521(key))))?
+                }
+                None => Material::Public(Public::P521(public)),
+            }
+        }
+        _ => return None,
+    };
+    Some(material)
+}
+
+/// The hash an algorithm names, by the length of its number.
+fn digest(alg: &str, message: &[u8]) -> Option<Vec<u8>> {
+    Some(match alg.get(2..)? {
+        "256" => Sha256::digest(message).to_vec(),
+        "384" => Sha384::digest(message).to_vec(),
+        "512" => Sha512::digest(message).to_vec(),
+        _ => return None,
+    })
+}
+
+fn pkcs1v15(alg: &str) -> Option<Pkcs1v15Sign> {
+    Some(match alg {
+        "RS256" => Pkcs1v15Sign::new::<Sha256>(),
+        "RS384" => Pkcs1v15Sign::new::<Sha384>(),
+        "RS512" => Pkcs1v15Sign::new::<Sha512>(),
+        _ => return None,
+    })
+}
+
+fn pss(alg: &str, salt: usize) -> Option<Pss> {
+    Some(match alg {
+        "PS256" => Pss::new_with_salt::<Sha256>(salt),
+        "PS384" => Pss::new_with_salt::<Sha384>(salt),
+        "PS512" => Pss::new_with_salt::<Sha512>(salt),
+        _ => return None,
+    })
+}
+
+/// The salt length a PSS signature was made with, as Go's `PSSSaltLengthAuto` finds it:
+/// the encoded message's data block, unmasked, is zeros, `0x01`, then the salt.
+fn pss_salt_length(key: &RsaPublicKey, alg: &str, signature: &[u8]) -> Option<usize> {
+    let k_len = key.size();
+    if signature.len() != k_len {
+        return None;
+    }
+    let m = BigUint::from_bytes_be(signature).modpow(key.e(), key.n()).to_bytes_be();
+    let em_bits = key.n().bits() - 1;
+    let em_len = em_bits.div_ceil(8);
+    if m.len() > em_len {
+        return None;
+    }
+    let em: Vec<u8> = std::iter::repeat_n(0, em_len - m.len()).chain(m).collect();
+    let h_len = digest(alg, b"")?.len();
+    let db_len = em_len.checked_sub(h_len + 1)?;
+    if em.last() != Some(&0xBC) {
+        return None;
+    }
+    let (masked, h) = (&em[..db_len], &em[db_len..db_len + h_len]);
+    // MGF1 with the algorithm's hash.
+    let mut mask = Vec::with_capacity(db_len + h_len);
+    let mut counter = 0u32;
+    while mask.len() < db_len {
+        mask.extend(digest(alg, &[h, &counter.to_be_bytes()[..]].concat())?);
+        counter += 1;
+    }
+    let mut db: Vec<u8> = masked.iter().zip(&mask).map(|(a, b)| a ^ b).collect();
+    db[0] &= 0xFF >> (8 * em_len - em_bits);
+    let separator = db.iter().position(|b| *b == 0x01)?;
+    Some(db_len - separator - 1)
+}
+
+/// An ECDSA prehash no shorter than half the curve's field (RustCrypto's minimum); the
+/// leading zeros keep its value, which is what Go's `ecdsa.Verify` reads.
+fn prehash(digest: &[u8], field: usize) -> Vec<u8> {
+    let mut out = vec![0; (field / 2 + 1).saturating_sub(digest.len())];
+    out.extend_from_slice(digest);
+    out
+}
+
+/// `r || s`, each half of `signature`, as fixed-size field elements.
+fn scalars(signature: &[u8], size: usize, exact: bool) -> Option<Vec<u8>> {
+    if exact && signature.len() != 2 * size {
+        return None;
+    }
+    let (r, s) = signature.split_at(signature.len() / 2);
+    let pad = |x: &[u8]| -> Option<Vec<u8>> {
+        let x = &x[x.iter().take_while(|b| **b == 0).count()..];
+        (x.len() <= size).then(|| std::iter::repeat_n(0, size - x.len()).chain(x.iter().copied()).collect())
+    };
+    Some([pad(r)?, pad(s)?].concat())
+}
+
+/// How an ECDSA signature is laid out: JWS's fixed-size `r || s` (jwx), or two halves of
+/// any length (OPA's own `io.jwt.verify_es*`).
+#[derive(Clone, Copy)]
+pub enum EcLayout {
+    Fixed,
+    Halves,
+}
+
+/// Whether `signature` is `public`'s signature of `message` under `alg`. PSS signatures
+/// are checked with the salt as long as the hash (`salt: None`, as jwx does) or any salt
+/// length (`Some(())`, Go's `PSSSaltLengthAuto`, as OPA's `io.jwt.verify_ps*`).
+pub fn verify_public(public: &Public, alg: &str, message: &[u8], signature: &[u8], layout: EcLayout, any_salt: bool) -> bool {
+    let check = || -> Option<bool> {
+        match (public, alg.get(..2)?) {
+            (Public::Rsa(k), "RS") => {
+                let hashed = digest(alg, message)?;
+                Some(k.n().bits() >= RSA_MIN_BITS && k.verify(pkcs1v15(alg)?, &hashed, signature).is_ok())
+            }
+            (Public::Rsa(k), "PS") => {
+                let hashed = digest(alg, message)?;
+                if k.n().bits() < RSA_MIN_BITS {
+                    return Some(false);
+                }
+                let h_len = hashed.len();
+                if k.verify(pss(alg, h_len)?, &hashed, signature).is_ok() {
+                    return Some(true);
+                }
+                if !any_salt {
+                    return Some(false);
+                }
+                let salt = pss_salt_length(k, alg, signature)?;
+                Some(salt != h_len && k.verify(pss(alg, salt)?, &hashed, signature).is_ok())
+            }
+            (Public::P256(k), "ES") => {
+                use p256::ecdsa::signature::hazmat::PrehashVerifier;
+                let sig = p256::ecdsa::Signature::from_slice(&scalars(signature, 32, matches!(layout, EcLayout::Fixed))?).ok()?;
+                Some(k.verify_prehash(&prehash(&digest(alg, message)?, 32), &sig).is_ok())
+            }
+            (Public::P384(k), "ES") => {
+                use p384::ecdsa::signature::hazmat::PrehashVerifier;
+                let sig = p384::ecdsa::Signature::from_slice(&scalars(signature, 48, matches!(layout, EcLayout::Fixed))?).ok()?;
+                Some(k.verify_prehash(&prehash(&digest(alg, message)?, 48), &sig).is_ok())
+            }
+            (Public::P521(k), "ES") => {
+                use p521::ecdsa::signature::hazmat::PrehashVerifier;
+                let sig = p521::ecdsa::Signature::from_slice(&scalars(signature, 66, matches!(layout, EcLayout::Fixed))?).ok()?;
+                Some(k.verify_prehash(&prehash(&digest(alg, message)?, 66), &sig).is_ok())
+            }
+            (Public::Ed25519(k), "Ed") if alg == "EdDSA" => {
+                use ed25519_dalek::Verifier;
+                let sig = ed25519_dalek::Signature::from_slice(signature).ok()?;
+                Some(k.verify(message, &sig).is_ok())
+            }
+            _ => Some(false),
+        }
+    };
+    check().unwrap_or(false)
+}
+
+fn hmac_of(alg: &str, secret: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+    fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(secret).ok()?;
+        m.update(message);
+        Some(m.finalize().into_bytes().to_vec())
+    }
+    match alg {
+        "HS256" => mac::<Hmac<Sha256>>(secret, message),
+        "HS384" => mac::<Hmac<Sha384>>(secret, message),
+        "HS512" => mac::<Hmac<Sha512>>(secret, message),
+        _ => None,
+    }
+}
+
+/// jwx's `jwsbb.Verify`: any key material, the algorithm from the token's header.
+pub fn verify(material: &Material, alg: &str, message: &[u8], signature: &[u8]) -> bool {
+    match material {
+        Material::Secret(secret) => hmac_of(alg, secret, message).is_some_and(|m| {
+            use subtle::ConstantTimeEq;
+            m.len() == signature.len() && bool::from(m.ct_eq(signature))
+        }),
+        Material::Public(p) => verify_public(p, alg, message, signature, EcLayout::Fixed, false),
+        Material::Private(k) => verify_public(&k.public(), alg, message, signature, EcLayout::Fixed, false),
+    }
+}
+
+/// jwx's `jwsbb.Sign` (deterministic for HMAC, RSA PKCS#1 v1.5 and Ed25519; randomised
+/// for ECDSA and PSS, as in OPA).
+pub fn sign(material: &Material, alg: &str, message: &[u8]) -> Option<Vec<u8>> {
+    let mut rng = rand_core::OsRng;
+    match material {
+        Material::Secret(secret) => hmac_of(alg, secret, message),
+        Material::Public(_) => None,
+        Material::Private(key) => match (key.as_ref(), alg.get(..2)?) {
+            (Private::Rsa(k), "RS") if k.n().bits() >= RSA_MIN_BITS => k.sign(pkcs1v15(alg)?, &digest(alg, message)?).ok(),
+            (Private::Rsa(k), "PS") if k.n().bits() >= RSA_MIN_BITS => {
+                let hashed = digest(alg, message)?;
+                k.sign_with_rng(&mut rng, pss(alg, hashed.len())?, &hashed).ok()
+            }
+            (Private::P256(k), "ES") => {
+                use p256::ecdsa::signature::hazmat::RandomizedPrehashSigner;
+                let sig: p256::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, &prehash(&digest(alg, message)?, 32)).ok()?;
+                Some(sig.to_bytes().to_vec())
+            }
+            (Private::P384(k), "ES") => {
+                use p384::ecdsa::signature::hazmat::RandomizedPrehashSigner;
+                let sig: p384::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, &prehash(&digest(alg, message)?, 48)).ok()?;
+                Some(sig.to_bytes().to_vec())
+            }
+            (Private::P521(k), "ES") => {
+                use p521::ecdsa::signature::hazmat::RandomizedPrehashSigner;
+                let sig: p521::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, &prehash(&digest(alg, message)?, 66)).ok()?;
+                Some(sig.to_bytes().to_vec())
+            }
+            (Private::Ed25519(k), "Ed") if alg == "EdDSA" => {
+                use ed25519_dalek::Signer;
+                Some(k.sign(message).to_bytes().to_vec())
+            }
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pss_signature_with_any_salt_verifies_where_go_detects_the_salt_and_jws_wants_the_hash_length() {
+        let key = RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
+        let public = Public::Rsa(key.to_public_key());
+        let hashed = Sha256::digest(b"a.b");
+        for salt in [0, 5, 32] {
+            let sig = key.sign_with_rng(&mut rand_core::OsRng, Pss::new_with_salt::<Sha256>(salt), &hashed).unwrap();
+            assert!(verify_public(&public, "PS256", b"a.b", &sig, EcLayout::Fixed, true), "salt {salt}");
+            assert_eq!(verify_public(&public, "PS256", b"a.b", &sig, EcLayout::Fixed, false), salt == 32, "salt {salt}");
+            assert!(!verify_public(&public, "PS256", b"a.c", &sig, EcLayout::Fixed, true));
+        }
+        let small = RsaPrivateKey::new(&mut rand_core::OsRng, 768).unwrap();
+        let sig = small.sign(Pkcs1v15Sign::new::<Sha256>(), &hashed).unwrap();
+        assert!(!verify_public(&Public::Rsa(small.to_public_key()), "RS256", b"a.b", &sig, EcLayout::Fixed, false), "under 1,024 bits");
+    }
+
+    #[test]
+    fn pem_blocks_are_found_as_go_finds_them_and_trailing_data_is_reported() {
+        let (kind, bytes, rest) = pem_decode("junk\n-----BEGIN PUBLIC KEY-----\nAAEC\n-----END PUBLIC KEY-----\n").unwrap();
+        assert_eq!((kind.as_str(), bytes, rest), ("PUBLIC KEY", vec![0, 1, 2], ""));
+        assert_eq!(pem_decode("-----BEGIN A-----\nAAEC\n-----END A-----\nmore").unwrap().2, "more");
+        assert!(pem_decode("-----BEGIN A-----\nAAEC\n-----END B-----\n").is_none());
+        assert!(keys_from_cert_or_jwk("-----BEGIN PUBLIC KEY-----\nAAEC\n-----END PUBLIC KEY-----\n").is_none(), "not a key");
+        assert_eq!(b64url("YQ"), Some(b"a".to_vec()));
+        assert_eq!(b64url("YR"), Some(b"a".to_vec()), "trailing bits are ignored, as in Go");
+        assert_eq!(b64url("Y"), None);
+    }
+}
