@@ -9,6 +9,7 @@ mod jwt;
 mod jwt_verify;
 mod net;
 mod strings;
+mod template;
 
 use regorus::Value;
 
@@ -39,13 +40,36 @@ pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
             .add_extension((*name).to_owned(), *nargs, Box::new(move |args: Vec<Value>| Ok(f(&args).unwrap_or(Value::Undefined))))
             .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
     }
+    // What template strings are rewritten into (not a name a policy may call): its error
+    // (several values) fails the query, as in OPA.
+    engine
+        .add_extension(
+            "internal.template_string".to_owned(),
+            1,
+            Box::new(|args: Vec<Value>| Ok(template::template_string(&args).map_err(BuiltinError)?)),
+        )
+        .map_err(|e| format!("cannot register template strings: {e}"))?;
     Ok(())
 }
 
-/// Rewrites calls in OPA's out-parameter form, `f(a, b, out)`, into `f(a, b) = out` for
-/// these builtins (regorus accepts that form only for its own). The call keeps its row and
-/// column.
+/// An error a builtin reports (failing the query rather than leaving it undefined).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BuiltinError(String);
+
+/// The source rewrites that run before regorus parses a module, none of which moves a row:
+/// template strings (`$"…{x}…"`) become calls ([`template`]), then calls in OPA's
+/// out-parameter form, `f(a, b, out)`, become `f(a, b) = out` for these builtins (regorus
+/// accepts that form only for its own).
 pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
+    match template::rewrite(src) {
+        std::borrow::Cow::Borrowed(s) => out_params(s),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(out_params(&s).into_owned()),
+    }
+}
+
+/// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.
+fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
     let code = super::source::code_only(src);
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     for (name, nargs, _) in ALL.iter().flat_map(|group| group.iter()) {
