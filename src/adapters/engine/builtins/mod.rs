@@ -10,13 +10,14 @@ mod jwt_verify;
 mod net;
 mod strings;
 mod template;
+mod uri;
 
 use regorus::Value;
 
 /// A builtin: its OPA name, its number of arguments, and the function.
 type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 
-const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS];
+const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
