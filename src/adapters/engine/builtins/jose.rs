@@ -3,8 +3,10 @@
 //! public key, a JWK or a JWK set; RSA (PKCS#1 v1.5 and PSS), ECDSA (P-256, P-384, P-521),
 //! Ed25519 and HMAC, all RustCrypto.
 //!
-//! Limits that keep hostile keys cheap: RSA moduli of 1,024 to 16,384 bits (Go, as OPA is
-//! built, refuses RSA keys under 1,024 bits), at most 64 keys in a set.
+//! Limits that keep hostile keys cheap: RSA public moduli of 1,024 to 16,384 bits (Go, as
+//! OPA is built, refuses RSA keys under 1,024 bits), private RSA keys (JWKs) of at most 4,096
+//! bits (signing with a larger one would hold a worker for seconds), at most 64 keys in a
+//! set. Beyond these the builtin is undefined where OPA would still answer.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -18,12 +20,16 @@ use x509_cert::der::{Decode, Encode};
 
 const RSA_MIN_BITS: usize = 1024;
 const RSA_MAX_BITS: usize = 16384;
+const RSA_MAX_PRIVATE_BITS: usize = 4096;
 const MAX_KEYS: usize = 64;
 
 /// A public key (or the public half of a private one).
 #[derive(Clone)]
 pub enum Public {
     Rsa(RsaPublicKey),
+    /// An RSA key Go parses but will not verify with (under 1,024 bits, a bad exponent) or
+    /// one too large to check here: no signature verifies.
+    UnusableRsa,
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
@@ -151,8 +157,8 @@ fn pem_decode(data: &str) -> Option<(String, Vec<u8>, &str)> {
     }
 }
 
-fn rsa_public(n: BigUint, e: BigUint) -> Option<RsaPublicKey> {
-    RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).ok()
+fn rsa_public(n: BigUint, e: BigUint) -> Public {
+    RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).map_or(Public::UnusableRsa, Public::Rsa)
 }
 
 /// A DER `SubjectPublicKeyInfo`, as Go's `x509.ParsePKIXPublicKey`.
@@ -162,7 +168,10 @@ fn spki(der: &[u8]) -> Option<Public> {
             let key = rsa::pkcs1::RsaPublicKey::from_der(info.subject_public_key.raw_bytes()).ok()?;
             let n = BigUint::from_bytes_be(key.modulus.as_bytes());
             let e = BigUint::from_bytes_be(key.public_exponent.as_bytes());
-            return rsa_public(n, e).map(Public::Rsa);
+            if key.modulus.as_bytes().iter().all(|b| *b == 0) || key.public_exponent.as_bytes().iter().all(|b| *b == 0) {
+                return None;
+            }
+            return Some(rsa_public(n, e));
         }
     }
     if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
@@ -230,22 +239,61 @@ fn text(v: &serde_json::Value, name: &str) -> Option<String> {
     }
 }
 
+/// Algorithms jwx knows besides OPA's (a JWK naming one of them is skipped, not refused).
+const OTHER_JWX_ALGORITHMS: &[&str] = &[
+    "ES256K",
+    "Ed25519",
+    "none",
+    "RSA1_5",
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
+    "dir",
+    "A128GCM",
+    "A192GCM",
+    "A256GCM",
+    "A128CBC-HS256",
+    "A192CBC-HS384",
+    "A256CBC-HS512",
+];
+
 fn jwk(v: &serde_json::Value) -> Option<Key> {
     let (alg, kid) = (text(v, "alg")?, text(v, "kid")?);
+    if !alg.is_empty() && !ALGORITHMS.contains(&alg.as_str()) && !OTHER_JWX_ALGORITHMS.contains(&alg.as_str()) {
+        return None;
+    }
     let private = v.get("d").is_some();
     let material = match v.get("kty")?.as_str()? {
         "RSA" => {
-            let (n, e) = (uint(v, "n")?, uint(v, "e")?);
+            let (n, e) = (member(v, "n")?, member(v, "e")?);
+            if n.is_empty() || e.is_empty() {
+                return None;
+            }
+            let (n, e) = (BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e));
             if private {
                 let (p, q) = (uint(v, "p"), uint(v, "q"));
                 let primes = p.zip(q).map(|(p, q)| vec![p, q]).unwrap_or_default();
-                if n.bits() > RSA_MAX_BITS {
+                if n.bits() > RSA_MAX_PRIVATE_BITS {
                     return None;
                 }
                 let key = RsaPrivateKey::from_components(n, e, uint(v, "d")?, primes).ok()?;
                 Material::Private(Box::new(Private::Rsa(key)))
             } else {
-                Material::Public(Public::Rsa(rsa_public(n, e)?))
+                Material::Public(rsa_public(n, e))
             }
         }
         "EC" => {
@@ -270,7 +318,7 @@ fn jwk(v: &serde_json::Value) -> Option<Key> {
                 Material::Public(Public::Ed25519(public))
             }
         }
-        "oct" => Material::Secret(member(v, "k")?),
+        "oct" => Material::Secret(member(v, "k").filter(|k| !k.is_empty())?),
         _ => return None,
     };
     Some(Key { alg, kid, material })

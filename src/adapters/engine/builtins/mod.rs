@@ -17,11 +17,19 @@ use regorus::Value;
 /// A builtin: its OPA name, its number of arguments, and the function.
 type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 
+/// A builtin that may also fail the query, where OPA's implementation fails hard.
+type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
+
 const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name))
+    ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name)).chain(jwt::FALLIBLE.iter().map(|(name, _, _)| *name))
+}
+
+/// Every builtin's name and number of arguments.
+fn arities() -> impl Iterator<Item = (&'static str, u8)> {
+    ALL.iter().flat_map(|group| group.iter().map(|(name, n, _)| (*name, *n))).chain(jwt::FALLIBLE.iter().map(|(name, n, _)| (*name, *n)))
 }
 
 /// The widest line a module may have: OPA has no such limit, and its own cases hold keys,
@@ -39,6 +47,16 @@ pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
         let f = *f;
         engine
             .add_extension((*name).to_owned(), *nargs, Box::new(move |args: Vec<Value>| Ok(f(&args).unwrap_or(Value::Undefined))))
+            .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
+    }
+    for (name, nargs, f) in jwt::FALLIBLE {
+        let f = *f;
+        engine
+            .add_extension(
+                (*name).to_owned(),
+                *nargs,
+                Box::new(move |args: Vec<Value>| Ok(f(&args).map_err(BuiltinError)?.unwrap_or(Value::Undefined))),
+            )
             .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
     }
     // What template strings are rewritten into (not a name a policy may call): its error
@@ -73,7 +91,7 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
 fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
     let code = super::source::code_only(src);
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for (name, nargs, _) in ALL.iter().flat_map(|group| group.iter()) {
+    for (name, nargs) in arities() {
         let pattern = format!("{name}(");
         for (start, _) in code.match_indices(&pattern) {
             if code[..start].chars().next_back().is_some_and(|c| c == '.' || c.is_alphanumeric() || c == '_') {
@@ -85,7 +103,7 @@ fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
             if commas.last().is_some_and(|&c| code[c + 1..close].trim().is_empty()) {
                 commas.pop();
             }
-            if commas.len() == usize::from(*nargs) {
+            if commas.len() == usize::from(nargs) {
                 if let Some(&last) = commas.last() {
                     let out = src[last + 1..close].trim().trim_end_matches(',').trim_end();
                     // The line breaks the call spanned stay, so later rows keep their numbers.
