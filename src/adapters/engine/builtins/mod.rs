@@ -9,6 +9,7 @@ mod jwt;
 mod jwt_verify;
 mod net;
 mod strings;
+mod syntax;
 mod template;
 mod uri;
 
@@ -77,14 +78,20 @@ pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
 struct BuiltinError(String);
 
 /// The source rewrites that run before regorus parses a module, none of which moves a row:
-/// template strings (`$"…{x}…"`) become calls ([`template`]), then calls in OPA's
+/// template strings (`$"…{x}…"`) become calls ([`template`]), negated bodies (`not {…}`)
+/// become tests that the body has no solution ([`syntax`]), then calls in OPA's
 /// out-parameter form, `f(a, b, out)`, become `f(a, b) = out` for these builtins (regorus
 /// accepts that form only for its own).
 pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
-    match template::rewrite(src) {
-        std::borrow::Cow::Borrowed(s) => out_params(s),
-        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(out_params(&s).into_owned()),
+    use std::borrow::Cow;
+    /// Applies `f` to what the previous rewrites produced.
+    fn then<'a>(prev: Cow<'a, str>, f: fn(&str) -> Cow<'_, str>) -> Cow<'a, str> {
+        match prev {
+            Cow::Borrowed(s) => f(s),
+            Cow::Owned(s) => Cow::Owned(f(&s).into_owned()),
+        }
     }
+    then(then(template::rewrite(src), syntax::not_bodies), out_params)
 }
 
 /// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.
