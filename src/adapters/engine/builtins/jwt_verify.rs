@@ -60,7 +60,7 @@ impl Constraints {
             c.time = now_ns();
         }
         // Exactly one of `cert` and `secret`.
-        (c.keys.is_some() != !c.secret.is_empty()).then_some(c)
+        (c.keys.is_some() == c.secret.is_empty()).then_some(c)
     }
 
     /// Whether a key the constraints trust signed the token (`tokenConstraints.verify`).

@@ -8,6 +8,7 @@ mod jose;
 mod jwt;
 mod jwt_verify;
 mod net;
+mod signatures;
 mod strings;
 mod syntax;
 mod template;
@@ -41,9 +42,8 @@ const MAX_COLUMNS: u32 = 1 << 20;
 /// Registers every extension on a freshly built engine, and lets its lines be as long as
 /// OPA allows.
 pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
-    let mut limits = regorus::utils::limits::PolicyLengthConfig::default();
-    limits.max_col = std::num::NonZeroU32::new(MAX_COLUMNS).ok_or("no column limit")?;
-    engine.set_policy_length_config(limits);
+    let max_col = std::num::NonZeroU32::new(MAX_COLUMNS).ok_or("no column limit")?;
+    engine.set_policy_length_config(regorus::utils::limits::PolicyLengthConfig { max_col, ..Default::default() });
     for (name, nargs, f) in ALL.iter().flat_map(|group| group.iter()) {
         let f = *f;
         engine
@@ -97,7 +97,9 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
 /// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.
 fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
     let code = super::source::code_only(src);
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut pairs = None;
+    // (from the last comma, to after the `)`): replaced by `) = out`.
+    let mut edits: Vec<(usize, usize)> = Vec::new();
     for (name, nargs) in arities() {
         let pattern = format!("{name}(");
         for (start, _) in code.match_indices(&pattern) {
@@ -105,17 +107,15 @@ fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
                 continue;
             }
             let open = start + pattern.len() - 1;
-            let Some((mut commas, close)) = top_level_commas(&code, open) else { continue };
+            let pairs = pairs.get_or_insert_with(|| syntax::brackets(&code));
+            let Some((close, commas)) = pairs.get(&open) else { continue };
+            let close = *close;
             // A trailing comma (`f(a, out,)`) separates nothing.
-            if commas.last().is_some_and(|&c| code[c + 1..close].trim().is_empty()) {
-                commas.pop();
-            }
+            let trailing = commas.last().is_some_and(|&c| code[c + 1..close].trim().is_empty());
+            let commas = &commas[..commas.len() - usize::from(trailing)];
             if commas.len() == usize::from(nargs) {
                 if let Some(&last) = commas.last() {
-                    let out = src[last + 1..close].trim().trim_end_matches(',').trim_end();
-                    // The line breaks the call spanned stay, so later rows keep their numbers.
-                    let breaks = "\n".repeat(src[last..close].matches('\n').count());
-                    edits.push((last, close + 1, format!(") = {out}{breaks}")));
+                    edits.push((last, close + 1));
                 }
             }
         }
@@ -124,40 +124,20 @@ fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(src);
     }
     edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = src.to_owned();
-    for (from, to, text) in edits {
-        out.replace_range(from..to, &text);
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// The offsets of the top-level commas of the call whose `(` is at `open`, and of its `)`.
-fn top_level_commas(code: &str, open: usize) -> Option<(Vec<usize>, usize)> {
-    let mut depth = 0usize;
-    let mut commas = Vec::new();
-    let mut in_string = None;
-    for (i, c) in code[open..].char_indices() {
-        let at = open + i;
-        if let Some(q) = in_string {
-            if c == q {
-                in_string = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '`' => in_string = Some(c),
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some((commas, at));
-                }
-            }
-            ',' if depth == 1 => commas.push(at),
-            _ => {}
+    let mut out_src = src.to_owned();
+    // A call whose out-parameter holds another such call overlaps it: the inner one is
+    // rewritten, the outer one left for regorus to refuse.
+    let mut before = usize::MAX;
+    for (from, to) in edits {
+        if to <= before {
+            let out = src[from + 1..to - 1].trim().trim_end_matches(',').trim_end();
+            // The line breaks the call spanned stay, so later rows keep their numbers.
+            let breaks = "\n".repeat(src[from..to].matches('\n').count());
+            out_src.replace_range(from..to, &format!(") = {out}{breaks}"));
+            before = from;
         }
     }
-    None
+    std::borrow::Cow::Owned(out_src)
 }
 
 /// The string argument, or `None` (a type error: the expression is undefined).
@@ -193,6 +173,13 @@ mod tests {
     fn out_parameter_calls_become_assignments_in_place() {
         let src = "package p\nx if {\n\tcrypto.md5(\"a,(b)\", y)\n\ty == 1\n}\nz := crypto.md5(\"c\")\n";
         assert_eq!(out_params_assigned(src), "package p\nx if {\n\tcrypto.md5(\"a,(b)\") = y\n\ty == 1\n}\nz := crypto.md5(\"c\")\n");
+        let nested = "package p\nx := crypto.md5(\"a\", crypto.md5(\"b\", y))\n";
+        assert_eq!(out_params_assigned(nested), "package p\nx := crypto.md5(\"a\", crypto.md5(\"b\") = y)\n");
+        let deep = format!("package p\nx := {}1{}\n", "crypto.md5(".repeat(20_000), ", y)".repeat(20_000));
+        let deeper = format!("package p\nx := {}y{}\n", "crypto.md5(\"a\", ".repeat(20_000), ")".repeat(20_000));
+        let started = std::time::Instant::now();
+        let _ = (out_params_assigned(&deep), out_params_assigned(&deeper));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "linear in the module's size");
         let mut e = regorus::Engine::new();
         register(&mut e).unwrap();
         let src = "package p\nf(x) := y if {\n\tcrypto.md5(\n\t\tx,\n\t\ty,\n\t)\n}\nz := 1\n";

@@ -1,20 +1,11 @@
 //! `strings.split_n`: the first `n` parts of a string split by a separator (the last `-n`
-//! when `n` is negative), as OPA v1.20 defines it; and `strings.count`, in place of
-//! regorus's (which panics on an empty substring and counts overlapping matches), as Go's
-//! `strings.Count`.
+//! when `n` is negative), as OPA v1.20 defines it.
 
 use regorus::Value;
 
 use super::{string, Builtin};
 
-pub const BUILTINS: &[Builtin] = &[("strings.split_n", 3, split_n), ("strings.count", 2, count)];
-
-/// Non-overlapping occurrences; an empty substring occurs between every two characters and
-/// at both ends (Go's `strings.Count`).
-fn count(a: &[Value]) -> Option<Value> {
-    let (s, sub) = (string(&a[0])?, string(&a[1])?);
-    Some(Value::from(s.matches(sub).count()))
-}
+pub const BUILTINS: &[Builtin] = &[("strings.split_n", 3, split_n)];
 
 fn split_n(a: &[Value]) -> Option<Value> {
     let (s, sep) = (string(&a[0])?, string(&a[1])?);
@@ -34,15 +25,6 @@ mod tests {
     fn split(s: &str, sep: &str, n: i64) -> Vec<String> {
         let v = split_n(&[s.into(), sep.into(), n.into()]).unwrap();
         v.as_array().unwrap().iter().map(|x| x.as_string().unwrap().to_string()).collect()
-    }
-
-    #[test]
-    fn count_finds_non_overlapping_occurrences_and_an_empty_substring_around_every_character() {
-        let n = |s: &str, sub: &str| count(&[s.into(), sub.into()]).unwrap();
-        assert_eq!(n("11111", "11"), Value::from(2));
-        assert_eq!(n("héllo", ""), Value::from(6));
-        assert_eq!(n("", ""), Value::from(1));
-        assert_eq!(count(&[Value::from(1), "".into()]), None);
     }
 
     #[test]

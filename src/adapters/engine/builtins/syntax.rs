@@ -4,24 +4,31 @@
 //! move.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-/// The offset of the bracket that closes the one at `open` in `code` (strings and comments
-/// already blanked).
-fn closing(code: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, &c) in code.iter().enumerate().skip(open) {
+/// For every bracket of `code` (strings and comments already blanked), the offset of the
+/// bracket that closes it and of the commas directly inside it; found in one pass, so that
+/// rewriting stays linear in the module's size however its brackets nest.
+pub fn brackets(code: &str) -> HashMap<usize, (usize, Vec<usize>)> {
+    let mut open: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut out = HashMap::new();
+    for (i, c) in code.bytes().enumerate() {
         match c {
-            b'{' | b'[' | b'(' => depth += 1,
-            b'}' | b']' | b')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return (c == b'}').then_some(i);
+            b'(' | b'[' | b'{' => open.push((i, Vec::new())),
+            b')' | b']' | b'}' => {
+                if let Some((at, commas)) = open.pop() {
+                    out.insert(at, (i, commas));
+                }
+            }
+            b',' => {
+                if let Some((_, commas)) = open.last_mut() {
+                    commas.push(i);
                 }
             }
             _ => {}
         }
     }
-    None
+    out
 }
 
 /// Rewrites every `not {body}` into `[1 | body] == []`.
@@ -31,6 +38,7 @@ pub fn not_bodies(src: &str) -> Cow<'_, str> {
     }
     let code = super::super::source::code_only(src);
     let bytes = code.as_bytes();
+    let mut pairs = None;
     let mut edits: Vec<(usize, usize, &str)> = Vec::new();
     for (at, _) in code.match_indices("not") {
         let glued_before = code[..at].chars().next_back().is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric());
@@ -40,7 +48,8 @@ pub fn not_bodies(src: &str) -> Cow<'_, str> {
             continue;
         }
         let open = at + 3 + gap;
-        let Some(close) = closing(bytes, open) else { return Cow::Borrowed(src) };
+        let pairs = pairs.get_or_insert_with(|| brackets(&code));
+        let Some(&(close, _)) = pairs.get(&open).filter(|(close, _)| bytes[*close] == b'}') else { return Cow::Borrowed(src) };
         edits.push((at, open + 1 - at, "[1 |"));
         edits.push((close, 1, "] == []"));
     }
