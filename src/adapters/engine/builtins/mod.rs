@@ -7,6 +7,7 @@ mod crypto;
 mod jose;
 mod jwt;
 mod jwt_verify;
+mod logic;
 mod net;
 mod signatures;
 mod strings;
@@ -91,7 +92,7 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
             Cow::Owned(s) => Cow::Owned(f(&s).into_owned()),
         }
     }
-    then(then(template::rewrite(src), syntax::not_bodies), out_params)
+    then(then(then(template::rewrite(src), syntax::not_bodies), logic::rewrite), out_params)
 }
 
 /// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.
