@@ -84,24 +84,34 @@ fn close_of(code: &[u8], open: usize, e: usize) -> Option<usize> {
     None
 }
 
-fn parse(code: &[u8], s: usize, e: usize, word: &str) -> Option<Node> {
+/// Groups and negations nest at most this deep (as regorus's own expression depth).
+const MAX_DEPTH: usize = 32;
+
+fn parse(code: &[u8], s: usize, e: usize, word: &str, depth: usize) -> Option<Node> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
     let (s, e) = trim(code, s, e);
     let (next, make): (&str, fn(Vec<Node>) -> Node) = if word == "or" { ("and", Node::Or) } else { ("", Node::And) };
     let cuts = split(code, s, e, word);
+    // Each `or` nests the rewrite once more: a long chain would grow it quadratically.
+    if cuts.len() >= MAX_DEPTH {
+        return None;
+    }
     if cuts.is_empty() {
-        return if next.is_empty() { unary(code, s, e) } else { parse(code, s, e, next) };
+        return if next.is_empty() { unary(code, s, e, depth) } else { parse(code, s, e, next, depth) };
     }
     let mut parts = Vec::new();
     let mut from = s;
     for cut in cuts.into_iter().chain(std::iter::once(e)) {
-        let part = if next.is_empty() { unary(code, from, cut)? } else { parse(code, from, cut, next)? };
+        let part = if next.is_empty() { unary(code, from, cut, depth)? } else { parse(code, from, cut, next, depth)? };
         parts.push(part);
         from = cut + word.len();
     }
     Some(make(parts))
 }
 
-fn unary(code: &[u8], s: usize, e: usize) -> Option<Node> {
+fn unary(code: &[u8], s: usize, e: usize, depth: usize) -> Option<Node> {
     let (s, e) = trim(code, s, e);
     if s >= e {
         return None;
@@ -109,11 +119,11 @@ fn unary(code: &[u8], s: usize, e: usize) -> Option<Node> {
     if keyword(code, s, "not") {
         let (gs, ge) = trim(code, s + 3, e);
         if code.get(gs) == Some(&b'(') && close_of(code, gs, e) == Some(ge - 1) {
-            return Some(Node::Not(Box::new(parse(code, gs + 1, ge - 1, "or")?)));
+            return Some(Node::Not(Box::new(parse(code, gs + 1, ge - 1, "or", depth + 1)?)));
         }
     }
     match code[s] {
-        b'(' if close_of(code, s, e) == Some(e - 1) => parse(code, s + 1, e - 1, "or"),
+        b'(' if close_of(code, s, e) == Some(e - 1) => parse(code, s + 1, e - 1, "or", depth + 1),
         // An explicit body spans the whole operand; braces that do not are a value, which
         // OPA refuses as an operand.
         b'{' if close_of(code, s, e) == Some(e - 1) => Some(Node::Body(s + 1, e - 1)),
@@ -128,19 +138,24 @@ fn unary(code: &[u8], s: usize, e: usize) -> Option<Node> {
     }
 }
 
-fn emit(src: &str, node: &Node, counter: &mut usize) -> String {
+fn emit(src: &str, node: &Node, counter: &mut usize, depth: usize) -> String {
     match node {
         Node::Simple(s, e) => format!("[1 | {}]", &src[*s..*e]),
-        Node::Body(s, e) => format!("[1 | {}]", rewrite(&src[*s..*e])),
-        Node::Not(x) => format!("[1 | {} == []]", emit(src, x, counter)),
-        Node::And(xs) => format!("[1 | {}]", xs.iter().map(|x| format!("{} != []", emit(src, x, counter))).collect::<Vec<_>>().join("; ")),
+        Node::Body(s, e) => format!("[1 | {}]", rewrite_at(&src[*s..*e], depth + 1)),
+        Node::Not(x) => format!("[1 | {} == []]", emit(src, x, counter, depth)),
+        Node::And(xs) => {
+            format!("[1 | {}]", xs.iter().map(|x| format!("{} != []", emit(src, x, counter, depth))).collect::<Vec<_>>().join("; "))
+        }
         Node::Or(xs) => {
-            let mut acc = emit(src, &xs[0], counter);
+            let mut acc = emit(src, &xs[0], counter, depth);
             for x in &xs[1..] {
                 let n = *counter;
                 *counter += 1;
                 let (l, r) = (format!("__aumos_or_l{n}"), format!("__aumos_or_r{n}"));
-                acc = format!("[1 | {l} := {acc}; {r} := [1 | {l} == []; {} != []]; count({l}) + count({r}) > 0]", emit(src, x, counter));
+                acc = format!(
+                    "[1 | {l} := {acc}; {r} := [1 | {l} == []; {} != []]; count({l}) + count({r}) > 0]",
+                    emit(src, x, counter, depth)
+                );
             }
             acc
         }
@@ -217,7 +232,12 @@ fn imported(code: &str) -> (bool, bool) {
 
 /// Rewrites every statement with `and` or `or` (see the module's documentation).
 pub fn rewrite(src: &str) -> Cow<'_, str> {
-    if !src.contains("and") && !src.contains("or") {
+    rewrite_at(src, 0)
+}
+
+/// `rewrite` inside `depth` explicit operand bodies (bounded, as groups are).
+fn rewrite_at(src: &str, depth: usize) -> Cow<'_, str> {
+    if depth > MAX_DEPTH || (!src.contains("and") && !src.contains("or")) {
         return Cow::Borrowed(src);
     }
     let code_text = super::super::source::code_only(src);
@@ -242,9 +262,9 @@ pub fn rewrite(src: &str) -> Cow<'_, str> {
             continue;
         }
         let Some((start, end, withs)) = statement(code, i) else { return Cow::Borrowed(src) };
-        let Some(tree) = parse(code, start, withs, "or") else { return Cow::Borrowed(src) };
+        let Some(tree) = parse(code, start, withs, "or", 0) else { return Cow::Borrowed(src) };
         let original = &src[start..end];
-        let mut text = format!("{} != []", emit(src, &tree, &mut counter));
+        let mut text = format!("{} != []", emit(src, &tree, &mut counter, depth));
         if withs < end {
             text.push(' ');
             text.push_str(src[withs..end].trim());
@@ -301,5 +321,11 @@ mod tests {
         ] {
             assert_eq!(rewrite(src), src);
         }
+        let deep = format!("package t\nimport future.keywords\np if {}a or b{}\n", "(".repeat(100_000), ")".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert_eq!(rewrite(&deep), deep, "too deep: left for regorus to refuse");
+        let long = format!("package t\nimport future.keywords\np if {}true\n", "false or ".repeat(50_000));
+        assert_eq!(rewrite(&long), long, "too long a chain: left for regorus to refuse");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
