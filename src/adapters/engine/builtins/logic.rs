@@ -138,23 +138,24 @@ fn unary(code: &[u8], s: usize, e: usize, depth: usize) -> Option<Node> {
     }
 }
 
-fn emit(src: &str, node: &Node, counter: &mut usize, depth: usize) -> String {
+fn emit(src: &str, node: &Node, counter: &mut usize, depth: usize, ops: (bool, bool)) -> String {
     match node {
         Node::Simple(s, e) => format!("[1 | {}]", &src[*s..*e]),
-        Node::Body(s, e) => format!("[1 | {}]", rewrite_at(&src[*s..*e], depth + 1)),
-        Node::Not(x) => format!("[1 | {} == []]", emit(src, x, counter, depth)),
+        Node::Body(s, e) => format!("[1 | {}]", rewrite_at(&src[*s..*e], depth + 1, ops)),
+        Node::Not(x) => format!("[1 | {} == []]", emit(src, x, counter, depth, ops)),
         Node::And(xs) => {
-            format!("[1 | {}]", xs.iter().map(|x| format!("{} != []", emit(src, x, counter, depth))).collect::<Vec<_>>().join("; "))
+            format!("[1 | {}]", xs.iter().map(|x| format!("{} != []", emit(src, x, counter, depth, ops))).collect::<Vec<_>>().join("; "))
         }
         Node::Or(xs) => {
-            let mut acc = emit(src, &xs[0], counter, depth);
+            let mut acc = emit(src, &xs[0], counter, depth, ops);
             for x in &xs[1..] {
                 let n = *counter;
                 *counter += 1;
-                let (l, r) = (format!("__aumos_or_l{n}"), format!("__aumos_or_r{n}"));
+                // Unique across nested bodies, each rewritten with its own counter.
+                let (l, r) = (format!("__aumos_or_l{depth}_{n}"), format!("__aumos_or_r{depth}_{n}"));
                 acc = format!(
                     "[1 | {l} := {acc}; {r} := [1 | {l} == []; {} != []]; count({l}) + count({r}) > 0]",
-                    emit(src, x, counter, depth)
+                    emit(src, x, counter, depth, ops)
                 );
             }
             acc
@@ -232,16 +233,19 @@ fn imported(code: &str) -> (bool, bool) {
 
 /// Rewrites every statement with `and` or `or` (see the module's documentation).
 pub fn rewrite(src: &str) -> Cow<'_, str> {
-    rewrite_at(src, 0)
+    if !src.contains("and") && !src.contains("or") {
+        return Cow::Borrowed(src);
+    }
+    let ops = imported(&super::super::source::code_only(src));
+    rewrite_at(src, 0, ops)
 }
 
 /// `rewrite` inside `depth` explicit operand bodies (bounded, as groups are).
-fn rewrite_at(src: &str, depth: usize) -> Cow<'_, str> {
+fn rewrite_at(src: &str, depth: usize, (and, or): (bool, bool)) -> Cow<'_, str> {
     if depth > MAX_DEPTH || (!src.contains("and") && !src.contains("or")) {
         return Cow::Borrowed(src);
     }
     let code_text = super::super::source::code_only(src);
-    let (and, or) = imported(&code_text);
     if !and && !or {
         return Cow::Borrowed(src);
     }
@@ -264,13 +268,18 @@ fn rewrite_at(src: &str, depth: usize) -> Cow<'_, str> {
         let Some((start, end, withs)) = statement(code, i) else { return Cow::Borrowed(src) };
         let Some(tree) = parse(code, start, withs, "or", 0) else { return Cow::Borrowed(src) };
         let original = &src[start..end];
-        let mut text = format!("{} != []", emit(src, &tree, &mut counter, depth));
+        let mut text = format!("{} != []", emit(src, &tree, &mut counter, depth, (and, or)));
         if withs < end {
             text.push(' ');
             text.push_str(src[withs..end].trim());
         }
         let missing = original.matches('\n').count().saturating_sub(text.matches('\n').count());
         text.push_str(&"\n".repeat(missing));
+        // A statement found earlier inside one of this statement's explicit bodies is
+        // rewritten with it.
+        while edits.last().is_some_and(|e| e.0 >= start) {
+            edits.pop();
+        }
         edits.push((start, end, text));
         i = end.max(i + 1);
     }
@@ -307,6 +316,9 @@ mod tests {
         assert_eq!(rewrite(src).lines().count(), src.lines().count());
         let src = "package t\nimport future.keywords\n\np := x if {\n  x := 2\n  { x := 1; x > 0 } or input.y\n}\n";
         assert_eq!(eval(src, serde_json::json!({})), regorus::Value::from(2));
+        let src = "package t\nimport future.keywords\np if {\n  { input.a or input.b } and { input.c or { input.d and input.a } }\n}\n";
+        assert_eq!(eval(src, serde_json::json!({"b": true, "d": true, "a": true})), regorus::Value::from(true));
+        assert_eq!(eval(src, serde_json::json!({"b": true, "d": true})), regorus::Value::Undefined);
         let src = "package t\nimport future.keywords\n\np if input.x > 0 or input.y > 0 with input as {\"x\": 0, \"y\": 1}\n";
         assert_eq!(eval(src, serde_json::json!({})), regorus::Value::from(true));
     }
