@@ -130,7 +130,13 @@ fn unary(code: &[u8], s: usize, e: usize, depth: usize) -> Option<Node> {
         b'{' => None,
         _ => {
             let text = &code[s..e];
-            let assigns = split(code, s, e, ":=").len() + split(code, s, e, "some").len() + split(code, s, e, "every").len();
+            // An assignment, a declaration, or a wildcard (which nothing outside binds): OPA
+            // refuses these in an implicit operand, whose variables must be bound outside.
+            let assigns = split(code, s, e, ":=").len()
+                + split(code, s, e, "some").len()
+                + split(code, s, e, "every").len()
+                // (a wildcard inside a comprehension is the comprehension's own)
+                + (s..e).filter(|&i| !text.contains(&b'|') && keyword(code, i, "_")).count();
             (assigns == 0 && !text.contains(&b'\n') || text.contains(&b'(') || text.contains(&b'[') || text.contains(&b'{'))
                 .then_some(Node::Simple(s, e))
                 .filter(|_| assigns == 0)
@@ -329,6 +335,7 @@ mod tests {
             "package t\nimport future.keywords\np if x := 1 and true\n",
             "package t\nimport future.keywords\np := [1, true or false]\n",
             "package t\nimport future.keywords\np if f(true or false)\n",
+            "package t\nimport future.keywords\np if { input.xs[_] > 0 or false }\n",
             "package t\np if input.and or true\n",
         ] {
             assert_eq!(rewrite(src), src);
