@@ -15,7 +15,12 @@ use regex::Regex;
 use super::CompileError;
 
 static CALL: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\(").ok());
-static DEFINITION: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)\s*\(").ok());
+/// A function's head at the start of a line, `default` or not, its name a reference
+/// (`f`, `p.q.f`, `foo["bar"]`).
+static DEFINITION: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^(?:default[ \t]+)?([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\["[^"\n]*"\])*)[ \t]*\("#).ok()
+});
+static BRACKETED_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r#"\["([A-Za-z_][A-Za-z0-9_]*)"\]"#).ok());
 static TEST_RULE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?m)^(test_[A-Za-z0-9_]*)\b").ok());
 
 /// Keywords that may be followed by a parenthesis without being calls.
@@ -99,7 +104,12 @@ fn location(src: &str, offset: usize) -> (u32, u32) {
 pub fn unsupported_calls(src: &str, builtins: Option<&HashSet<&str>>) -> Vec<CompileError> {
     let (Some(call), Some(definition)) = (CALL.as_ref(), DEFINITION.as_ref()) else { return Vec::new() };
     let code = code_only(src);
-    let defined: HashSet<&str> = definition.captures_iter(&code).filter_map(|c| c.get(1).map(|m| m.as_str())).collect();
+    // Names as written in the source (string keys are blank in `code`), `["k"]` read as `.k`.
+    let defined: HashSet<String> = definition
+        .captures_iter(&code)
+        .filter_map(|c| c.get(1).and_then(|m| src.get(m.range())))
+        .map(|name| BRACKETED_KEY.as_ref().map_or_else(|| name.to_owned(), |re| re.replace_all(name, ".$1").into_owned()))
+        .collect();
     let mut errors = Vec::new();
     for caps in call.captures_iter(&code) {
         let Some(m) = caps.get(1) else { continue };
@@ -255,11 +265,11 @@ mod tests {
 
     #[test]
     fn unknown_functions_are_rejected_but_builtins_user_functions_and_strings_are_not() {
-        let src = "package a\n\nf(x) := x\n\n# crypto.x509.parse(x) in a comment\nallow if {\n  count(input.xs) > f(1)\n  object.get(input, \"k\", 0) == 0\n  msg := \"io.jwt.decode(t)\"\n  io.jwt.decode_verify(input.t, {})\n}\n";
+        let src = "package a\n\nf(x) := x\n\n# crypto.x509.parse(x) in a comment\nallow if {\n  count(input.xs) > f(1)\n  object.get(input, \"k\", 0) == 0\n  msg := \"io.jwt.decode(t)\"\n  graphql.parse(input.t, {})\n}\n";
         let errs = unsupported_calls(src, Some(&builtins()));
         assert!(unsupported_calls(src, None).is_empty(), "without a builtin list only http.send counts");
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].message.contains("io.jwt.decode"));
+        assert!(errs[0].message.contains("graphql.parse"));
         assert_eq!(errs[0].row, Some(10));
     }
 
@@ -271,6 +281,14 @@ mod tests {
     }
     fn reference(parts: &[serde_json::Value]) -> serde_json::Value {
         serde_json::json!({"type": "ref", "value": parts})
+    }
+
+    #[test]
+    fn functions_defined_by_default_or_under_a_reference_head_are_the_module_s_own() {
+        let src = "package a\n\ndefault f(_) := 1\ndefault p.q.r.g(x) := 100\np.q.r.g(x) := x if x == 2\nfoo[\"bar\"](x) := x + 1\ncontains.k(x) := x\n\nallow if {\n  f(1) == p.q.r.g(3)\n  foo.bar(2) == contains.k(3)\n  foo.baz(1)\n}\n";
+        let errs = unsupported_calls(src, Some(&builtins()));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.ends_with("function foo.baz"), "{errs:?}");
     }
 
     #[test]

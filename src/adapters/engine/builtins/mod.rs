@@ -4,51 +4,119 @@
 //! that fails makes its expression undefined rather than failing the query.
 
 mod crypto;
+mod jose;
 mod jwt;
+mod jwt_verify;
+mod logic;
 mod net;
+mod signatures;
 mod strings;
+mod syntax;
+mod template;
+mod uri;
 
 use regorus::Value;
 
 /// A builtin: its OPA name, its number of arguments, and the function.
 type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 
-const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS];
+/// A builtin that may also fail the query, where OPA's implementation fails hard.
+type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
+
+const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name))
+    ALL.iter().flat_map(|group| group.iter().map(|(name, _, _)| *name)).chain(jwt::FALLIBLE.iter().map(|(name, _, _)| *name))
 }
 
-/// Registers every extension on a freshly built engine.
+/// Every builtin's name and number of arguments.
+fn arities() -> impl Iterator<Item = (&'static str, u8)> {
+    ALL.iter().flat_map(|group| group.iter().map(|(name, n, _)| (*name, *n))).chain(jwt::FALLIBLE.iter().map(|(name, n, _)| (*name, *n)))
+}
+
+/// The widest line a module may have: OPA has no such limit, and its own cases hold keys,
+/// certificates and tokens as single string literals of several thousand columns. (The
+/// module's size stays bounded by regorus's limit on file bytes, which this keeps.)
+const MAX_COLUMNS: u32 = 1 << 20;
+
+/// Registers every extension on a freshly built engine, and lets its lines be as long as
+/// OPA allows.
 pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
+    let max_col = std::num::NonZeroU32::new(MAX_COLUMNS).ok_or("no column limit")?;
+    engine.set_policy_length_config(regorus::utils::limits::PolicyLengthConfig { max_col, ..Default::default() });
     for (name, nargs, f) in ALL.iter().flat_map(|group| group.iter()) {
         let f = *f;
         engine
             .add_extension((*name).to_owned(), *nargs, Box::new(move |args: Vec<Value>| Ok(f(&args).unwrap_or(Value::Undefined))))
             .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
     }
+    for (name, nargs, f) in jwt::FALLIBLE {
+        let f = *f;
+        engine
+            .add_extension(
+                (*name).to_owned(),
+                *nargs,
+                Box::new(move |args: Vec<Value>| Ok(f(&args).map_err(BuiltinError)?.unwrap_or(Value::Undefined))),
+            )
+            .map_err(|e| format!("cannot register builtin {name}: {e}"))?;
+    }
+    // What template strings are rewritten into (not a name a policy may call): its error
+    // (several values) fails the query, as in OPA.
+    engine
+        .add_extension(
+            "internal.template_string".to_owned(),
+            1,
+            Box::new(|args: Vec<Value>| Ok(template::template_string(&args).map_err(BuiltinError)?)),
+        )
+        .map_err(|e| format!("cannot register template strings: {e}"))?;
     Ok(())
 }
 
-/// Rewrites calls in OPA's out-parameter form, `f(a, b, out)`, into `f(a, b) = out` for
-/// these builtins (regorus accepts that form only for its own). The call keeps its row and
-/// column.
+/// An error a builtin reports (failing the query rather than leaving it undefined).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BuiltinError(String);
+
+/// The source rewrites that run before regorus parses a module, none of which moves a row:
+/// template strings (`$"…{x}…"`) become calls ([`template`]), negated bodies (`not {…}`)
+/// become tests that the body has no solution ([`syntax`]), then calls in OPA's
+/// out-parameter form, `f(a, b, out)`, become `f(a, b) = out` for these builtins (regorus
+/// accepts that form only for its own).
 pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    /// Applies `f` to what the previous rewrites produced.
+    fn then<'a>(prev: Cow<'a, str>, f: fn(&str) -> Cow<'_, str>) -> Cow<'a, str> {
+        match prev {
+            Cow::Borrowed(s) => f(s),
+            Cow::Owned(s) => Cow::Owned(f(&s).into_owned()),
+        }
+    }
+    then(then(then(template::rewrite(src), syntax::not_bodies), logic::rewrite), out_params)
+}
+
+/// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.
+fn out_params(src: &str) -> std::borrow::Cow<'_, str> {
     let code = super::source::code_only(src);
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for (name, nargs, _) in ALL.iter().flat_map(|group| group.iter()) {
+    let mut pairs = None;
+    // (from the last comma, to after the `)`): replaced by `) = out`.
+    let mut edits: Vec<(usize, usize)> = Vec::new();
+    for (name, nargs) in arities() {
         let pattern = format!("{name}(");
         for (start, _) in code.match_indices(&pattern) {
             if code[..start].chars().next_back().is_some_and(|c| c == '.' || c.is_alphanumeric() || c == '_') {
                 continue;
             }
             let open = start + pattern.len() - 1;
-            let Some((commas, close)) = top_level_commas(&code, open) else { continue };
-            if commas.len() == usize::from(*nargs) {
+            let pairs = pairs.get_or_insert_with(|| syntax::brackets(&code));
+            let Some((close, commas)) = pairs.get(&open) else { continue };
+            let close = *close;
+            // A trailing comma (`f(a, out,)`) separates nothing.
+            let trailing = commas.last().is_some_and(|&c| code[c + 1..close].trim().is_empty());
+            let commas = &commas[..commas.len() - usize::from(trailing)];
+            if commas.len() == usize::from(nargs) {
                 if let Some(&last) = commas.last() {
-                    let out = src[last + 1..close].trim();
-                    edits.push((last, close + 1, format!(") = {out}")));
+                    edits.push((last, close + 1));
                 }
             }
         }
@@ -57,40 +125,20 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(src);
     }
     edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = src.to_owned();
-    for (from, to, text) in edits {
-        out.replace_range(from..to, &text);
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// The offsets of the top-level commas of the call whose `(` is at `open`, and of its `)`.
-fn top_level_commas(code: &str, open: usize) -> Option<(Vec<usize>, usize)> {
-    let mut depth = 0usize;
-    let mut commas = Vec::new();
-    let mut in_string = None;
-    for (i, c) in code[open..].char_indices() {
-        let at = open + i;
-        if let Some(q) = in_string {
-            if c == q {
-                in_string = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '`' => in_string = Some(c),
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some((commas, at));
-                }
-            }
-            ',' if depth == 1 => commas.push(at),
-            _ => {}
+    let mut out_src = src.to_owned();
+    // A call whose out-parameter holds another such call overlaps it: the inner one is
+    // rewritten, the outer one left for regorus to refuse.
+    let mut before = usize::MAX;
+    for (from, to) in edits {
+        if to <= before {
+            let out = src[from + 1..to - 1].trim().trim_end_matches(',').trim_end();
+            // The line breaks the call spanned stay, so later rows keep their numbers.
+            let breaks = "\n".repeat(src[from..to].matches('\n').count());
+            out_src.replace_range(from..to, &format!(") = {out}{breaks}"));
+            before = from;
         }
     }
-    None
+    std::borrow::Cow::Owned(out_src)
 }
 
 /// The string argument, or `None` (a type error: the expression is undefined).
@@ -114,11 +162,29 @@ mod tests {
     }
 
     #[test]
+    fn a_module_may_hold_a_string_literal_wider_than_regorus_allows_by_default() {
+        let mut e = regorus::Engine::new();
+        register(&mut e).unwrap();
+        let long = "k".repeat(5000);
+        e.add_policy("p.rego".into(), format!("package p\ns := \"{long}\"\n")).unwrap();
+        assert_eq!(e.eval_rule("data.p.s".into()).unwrap(), Value::from(long));
+    }
+
+    #[test]
     fn out_parameter_calls_become_assignments_in_place() {
         let src = "package p\nx if {\n\tcrypto.md5(\"a,(b)\", y)\n\ty == 1\n}\nz := crypto.md5(\"c\")\n";
         assert_eq!(out_params_assigned(src), "package p\nx if {\n\tcrypto.md5(\"a,(b)\") = y\n\ty == 1\n}\nz := crypto.md5(\"c\")\n");
+        let nested = "package p\nx := crypto.md5(\"a\", crypto.md5(\"b\", y))\n";
+        assert_eq!(out_params_assigned(nested), "package p\nx := crypto.md5(\"a\", crypto.md5(\"b\") = y)\n");
+        let deep = format!("package p\nx := {}1{}\n", "crypto.md5(".repeat(20_000), ", y)".repeat(20_000));
+        let deeper = format!("package p\nx := {}y{}\n", "crypto.md5(\"a\", ".repeat(20_000), ")".repeat(20_000));
+        let started = std::time::Instant::now();
+        let _ = (out_params_assigned(&deep), out_params_assigned(&deeper));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "linear in the module's size");
         let mut e = regorus::Engine::new();
         register(&mut e).unwrap();
+        let src = "package p\nf(x) := y if {\n\tcrypto.md5(\n\t\tx,\n\t\ty,\n\t)\n}\nz := 1\n";
+        assert_eq!(out_params_assigned(src), "package p\nf(x) := y if {\n\tcrypto.md5(\n\t\tx) = y\n\n\n}\nz := 1\n", "rows stay");
         let src = "package p\nh contains y if crypto.md5(\"\", y)\n";
         e.add_policy("p.rego".into(), out_params_assigned(src).into_owned()).unwrap();
         assert_eq!(
