@@ -24,8 +24,6 @@ pub const THRESHOLD: usize = 2;
 pub const WINDOW: Duration = Duration::from_secs(600);
 /// How long a quarantine lasts.
 pub const QUARANTINE: Duration = Duration::from_secs(600);
-/// Connection losses this close together are one death of OPA.
-const ONE_DEATH: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct State {
@@ -33,7 +31,9 @@ struct State {
     next: u64,
     /// Queries in flight: their tenant.
     inflight: BTreeMap<u64, Uuid>,
-    last_death: Option<Instant>,
+    /// `next` when OPA last died: the queries admitted up to it were in flight then, and
+    /// their connection losses are that same death.
+    death_mark: u64,
     /// When each tenant was blamed, within the window.
     deaths: HashMap<Uuid, Vec<Instant>>,
     /// Quarantined tenants: until when.
@@ -73,15 +73,15 @@ impl Breaker {
     }
 
     /// OPA dropped this query's connection mid-request: OPA died. The first report of a
-    /// death blames the oldest query then in flight; later reports of the same death are
-    /// ignored. Returns the tenant quarantined by it, if any.
-    pub fn died(&self, _query: &InFlight<'_>) -> Option<Uuid> {
+    /// death blames the oldest query then in flight; the reports of the other queries that
+    /// were in flight then are the same death. Returns the tenant quarantined by it, if any.
+    pub fn died(&self, query: &InFlight<'_>) -> Option<Uuid> {
         let now = Instant::now();
         let mut s = self.state();
-        if s.last_death.is_some_and(|d| now.saturating_duration_since(d) < ONE_DEATH) {
+        if query.id <= s.death_mark {
             return None;
         }
-        s.last_death = Some(now);
+        s.death_mark = s.next;
         let blamed = s.inflight.values().next().copied().filter(|t| !t.is_nil())?;
         s.deaths.retain(|_, times| {
             times.retain(|t| now.saturating_duration_since(*t) < WINDOW);
@@ -127,7 +127,6 @@ mod tests {
             assert_eq!(b.died(&other), if death + 1 == THRESHOLD { Some(bomber) } else { None });
             assert_eq!(b.died(&bomb), None, "one death is blamed once");
             drop((bomb, other));
-            b.state().last_death = None; // the next death comes later
         }
         assert!(b.admit(bomber).is_err_and(|left| left > QUARANTINE - Duration::from_secs(5)), "the bomber waits out its quarantine");
         assert!(b.admit(bystander).is_ok(), "the bystander, never the oldest, is served");
@@ -136,12 +135,24 @@ mod tests {
     }
 
     #[test]
+    fn a_query_admitted_after_a_death_reports_a_new_one_however_soon() {
+        let b = Breaker::default();
+        let t = Uuid::new_v4();
+        let first = b.admit(t).unwrap();
+        let late = b.admit(t).unwrap();
+        assert_eq!(b.died(&first), None);
+        assert_eq!(b.died(&late), None, "in flight at the first death: the same death");
+        drop((first, late));
+        let again = b.admit(t).unwrap();
+        assert_eq!(b.died(&again), Some(t), "admitted after it: a second death, at once");
+    }
+
+    #[test]
     fn the_service_s_own_queries_are_never_blamed() {
         let b = Breaker::default();
         for _ in 0..THRESHOLD + 1 {
             let own = b.admit(Uuid::nil()).unwrap();
             assert_eq!(b.died(&own), None);
-            b.state().last_death = None;
         }
         assert!(b.admit(Uuid::nil()).is_ok());
     }
