@@ -257,6 +257,20 @@ async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_a
 }
 
 /// Whether OPA holds a module (read with the service's OPA token, as the service does).
+/// An active policy whose rule `x` makes OPA allocate 5 GB at once (strings.Join sizes
+/// its result first), above OPA's 4 GiB address-space cap: the Go runtime aborts the
+/// process. Its rule `small` is harmless.
+async fn active_bomb(svc: &Service, a: Uuid, ta: &str) -> String {
+    let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
+        x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
+    let (status, p) = create(svc, a, ta, bomb).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(ta), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    id
+}
+
 async fn opa_holds(client: &reqwest::Client, module: &str) -> bool {
     client
         .get(format!("{}/v1/policies/{module}", var("AUMOS_GOVERNANCE_OPA_URL")))
@@ -287,13 +301,7 @@ async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_hol
     // cancellation reaches inside a builtin call, so the hang-up cannot stop it.
     let a = Uuid::new_v4();
     let ta = token(a, ADMIN);
-    let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
-        x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
-    let (status, p) = create(&svc, a, &ta, bomb).await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    let id = p["policy_id"].as_str().unwrap().to_owned();
-    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
-    assert_eq!(status, StatusCode::OK, "{act}");
+    let id = active_bomb(&svc, a, &ta).await;
     let (recorded, restarts) = (ledger_count_for(a).await, opa_restarts());
     // Let the OPA sync follow both activations (a pass every 2 s), so that after the crash
     // it has no ledger change to act on: only its restart detection can bring OPA back.
@@ -343,13 +351,7 @@ async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_
     let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "3000")]).await;
     let a = Uuid::new_v4();
     let ta = token(a, ADMIN);
-    let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
-        x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
-    let (status, p) = create(&svc, a, &ta, bomb).await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    let id = p["policy_id"].as_str().unwrap().to_owned();
-    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(&ta), None).await;
-    assert_eq!(status, StatusCode::OK, "{act}");
+    let id = active_bomb(&svc, a, &ta).await;
 
     for kill in 1..=2 {
         let restarts = opa_restarts();

@@ -132,18 +132,7 @@ fn create_twice_is_rejected() {
 #[test]
 fn add_version_numbers_the_new_version_after_the_newest() {
     PolicyTest::with(engine())
-        .given(vec![
-            created(),
-            PolicyEvent::PolicyVersionAdded {
-                data: Default::default(),
-                modules: Default::default(),
-                version: 2,
-                rego: rego(2),
-                control_checks: Default::default(),
-                actor: actor(),
-                reason: None,
-            },
-        ])
+        .given(vec![created(), version_added(2)])
         .when(PolicyCommand::AddVersion {
             data: Default::default(),
             modules: Default::default(),
@@ -166,41 +155,26 @@ fn add_version_numbers_the_new_version_after_the_newest() {
 
 #[test]
 fn activate_without_a_version_activates_the_newest() {
-    PolicyTest::with(engine())
-        .given(vec![
-            created(),
-            PolicyEvent::PolicyVersionAdded {
-                data: Default::default(),
-                modules: Default::default(),
-                version: 2,
-                rego: rego(2),
-                control_checks: Default::default(),
-                actor: actor(),
-                reason: None,
-            },
-        ])
-        .when(activate(None))
-        .then_expect_events(vec![activated(2)]);
+    PolicyTest::with(engine()).given(vec![created(), version_added(2)]).when(activate(None)).then_expect_events(vec![activated(2)]);
+}
+
+/// Version `n` added, of `rego(n)`, with nothing else.
+fn version_added(n: u32) -> PolicyEvent {
+    PolicyEvent::PolicyVersionAdded {
+        version: n,
+        rego: rego(n),
+        modules: Default::default(),
+        data: Default::default(),
+        control_checks: Default::default(),
+        actor: actor(),
+        reason: None,
+    }
 }
 
 #[test]
 fn activate_without_a_version_checks_the_newest_version_in_the_events_before_activating_it() {
     let (services, engine) = recording(false);
-    PolicyTest::with(services)
-        .given(vec![
-            created(),
-            PolicyEvent::PolicyVersionAdded {
-                data: Default::default(),
-                modules: Default::default(),
-                version: 2,
-                rego: rego(2),
-                control_checks: Default::default(),
-                actor: actor(),
-                reason: None,
-            },
-        ])
-        .when(activate(None))
-        .then_expect_events(vec![activated(2)]);
+    PolicyTest::with(services).given(vec![created(), version_added(2)]).when(activate(None)).then_expect_events(vec![activated(2)]);
     assert_eq!(
         *engine.checked.lock().unwrap(),
         vec![(2, VersionSource::single(rego(2)))],
@@ -211,21 +185,7 @@ fn activate_without_a_version_checks_the_newest_version_in_the_events_before_act
 #[test]
 fn activate_with_a_version_checks_that_version_s_own_source() {
     let (services, engine) = recording(false);
-    PolicyTest::with(services)
-        .given(vec![
-            created(),
-            PolicyEvent::PolicyVersionAdded {
-                data: Default::default(),
-                modules: Default::default(),
-                version: 2,
-                rego: rego(2),
-                control_checks: Default::default(),
-                actor: actor(),
-                reason: None,
-            },
-        ])
-        .when(activate(Some(1)))
-        .then_expect_events(vec![activated(1)]);
+    PolicyTest::with(services).given(vec![created(), version_added(2)]).when(activate(Some(1))).then_expect_events(vec![activated(1)]);
     assert_eq!(*engine.checked.lock().unwrap(), vec![(1, VersionSource::single(rego(1)))]);
 }
 
@@ -368,18 +328,7 @@ fn replay_id(n: u8) -> ReplayId {
 fn with_replay_of_version_two() -> (PolicyServices, std::sync::Arc<Engine>, Vec<PolicyEvent>) {
     let subject = ReplaySubject { policy_id: policy_id(), version: 2 };
     let e = std::sync::Arc::new(Engine { replays: vec![(replay_id(1), subject)], ..Engine::default() });
-    let given = vec![
-        created(),
-        PolicyEvent::PolicyVersionAdded {
-            data: Default::default(),
-            modules: Default::default(),
-            version: 2,
-            rego: rego(2),
-            control_checks: Default::default(),
-            actor: actor(),
-            reason: None,
-        },
-    ];
+    let given = vec![created(), version_added(2)];
     (PolicyServices::new(e.clone()), e, given)
 }
 
