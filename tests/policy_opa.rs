@@ -259,6 +259,25 @@ async fn a_version_that_is_no_longer_active_is_unloaded_from_opa() {
     e.finish().await;
 }
 
+/// The embedded engine's list of OPA's builtins (which tells an author that a function it
+/// lacks runs on the OPA engine) is the installed OPA's own.
+#[test]
+fn the_list_of_opa_builtins_is_the_installed_opa_s_own() {
+    use governance_engine::adapters::engine::opa_builtins::OPA_BUILTINS;
+    let out = Command::new(var("AUMOS_DEV_OPA_BIN")).args(["capabilities", "--current"]).output().unwrap();
+    let caps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut theirs: Vec<&str> = caps["builtins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .filter(|n| !n.starts_with("internal.") && n.chars().any(|c| c.is_alphabetic()))
+        .collect();
+    theirs.sort_unstable();
+    theirs.dedup();
+    assert_eq!(OPA_BUILTINS, theirs.as_slice());
+}
+
 /// OPA's capabilities document marks the builtins that reach outside an evaluation; each
 /// must be refused to tenants or known to be harmless, so an OPA upgrade that adds one
 /// fails here until it is classified.

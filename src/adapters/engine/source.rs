@@ -129,7 +129,15 @@ pub fn unsupported_calls(src: &str, builtins: Option<&HashSet<&str>>) -> Vec<Com
                 col: Some(col),
             });
         } else if builtins.is_some_and(|b| !b.contains(name)) && !super::builtins::names().any(|n| n == name) {
-            errors.push(CompileError { message: format!("unknown or unsupported function {name}"), row: Some(row), col: Some(col) });
+            let message = if super::opa_builtins::OPA_BUILTINS.contains(&name) {
+                format!(
+                    "unknown or unsupported function {name}: an OPA builtin the embedded engine does not have; \
+                     the OPA engine (AUMOS_GOVERNANCE_POLICY_ENGINE=opa) runs it"
+                )
+            } else {
+                format!("unknown or unsupported function {name}")
+            };
+            errors.push(CompileError { message, row: Some(row), col: Some(col) });
         }
     }
     errors
@@ -271,6 +279,14 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].message.contains("graphql.parse"));
         assert_eq!(errs[0].row, Some(10));
+    }
+
+    #[test]
+    fn a_missing_function_that_opa_has_is_said_to_run_on_the_opa_engine() {
+        let errs = unsupported_calls("package a\n\nx := graphql.is_valid(input.q, input.s)\ny := no.such.fn(1)\n", Some(&builtins()));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("graphql.is_valid") && errs[0].message.contains("the OPA engine"), "{errs:?}");
+        assert_eq!(errs[1].message, "unknown or unsupported function no.such.fn");
     }
 
     fn var(v: &str) -> serde_json::Value {
