@@ -331,8 +331,10 @@ async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_hol
             break;
         }
         assert!(
-            restarted.elapsed() < Duration::from_secs(12),
-            "within 12 s the restarted OPA holds the bystander's active policy and the sync saw the restart: {ready}"
+            // OPA reopens its disk store after a crash; after several kills in a row (the
+            // quarantine test) that took longer than 12 s on this shared 2-core machine.
+            restarted.elapsed() < Duration::from_secs(30),
+            "within 30 s the restarted OPA holds the bystander's active policy and the sync saw the restart: {ready}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -380,6 +382,8 @@ async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(opa_restarts(), restarts, "the quarantined tenant's queries never reached OPA");
+    let (_, ready) = svc.call(Method::GET, "/health/ready", Some(a), Some(&ta), None).await;
+    assert_eq!(ready["details"]["engine_quarantined_tenants"], json!([a]), "an admin sees the quarantine: {ready}");
     another_tenant_is_unharmed(&svc).await;
     svc.stop().await;
 }

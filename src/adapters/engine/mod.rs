@@ -179,6 +179,10 @@ pub trait PolicyEngine: Send + Sync + std::fmt::Debug {
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError>;
     /// Whether a prepared module is still loaded (OPA may have restarted).
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError>;
+    /// Tenants whose queries this engine refuses for now ([`breaker`]; OPA only).
+    fn quarantined(&self) -> Vec<uuid::Uuid> {
+        Vec::new()
+    }
 }
 
 /// Runs both checks an activation needs: the version compiles, and its tests pass.

@@ -264,11 +264,6 @@ impl OpaEngine {
         !health.is_ok_and(|r| r.status().is_success())
     }
 
-    /// Tenants quarantined for killing OPA ([`super::breaker`]).
-    pub fn quarantined(&self) -> Vec<uuid::Uuid> {
-        self.breaker.quarantined()
-    }
-
     /// The id OPA gave itself at start-up (`labels.id` in `GET /v1/config`, a random UUID
     /// unless configured): a new id means OPA restarted and holds no policy.
     pub async fn instance_id(&self) -> Result<String, EngineError> {
@@ -490,6 +485,11 @@ impl PolicyEngine for OpaEngine {
         }
         let package = format!("{}.{}", version.prefix, version.package);
         Ok(Arc::new(OpaPolicy { engine: self.clone(), version, package }))
+    }
+
+    /// Tenants quarantined for killing OPA ([`super::breaker`]).
+    fn quarantined(&self) -> Vec<uuid::Uuid> {
+        self.breaker.quarantined()
     }
 
     async fn is_loaded(&self, module: &PolicyModule) -> Result<bool, EngineError> {

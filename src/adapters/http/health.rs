@@ -142,5 +142,7 @@ fn details(state: &SharedState, report: &Report) -> Value {
     if let Some(sync) = &state.opa_sync {
         d["opa_sync"] = serde_json::to_value(sync.status()).unwrap_or_default();
     }
+    // Tenants refused by the OPA breaker for now (docs/SECURITY.md).
+    d["engine_quarantined_tenants"] = json!(state.runtime.engine().quarantined());
     d
 }
