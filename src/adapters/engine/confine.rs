@@ -105,12 +105,7 @@ fn template_expressions(code: &str, src: &str) -> Vec<std::ops::Range<usize>> {
 /// A compile error in a further module names it.
 pub(super) fn in_module(index: usize, e: EngineError) -> EngineError {
     match e {
-        EngineError::Compile(mut errors) if index > 0 => {
-            for err in &mut errors {
-                err.message = format!("{}: {}", PolicySource::module_name(index), err.message);
-            }
-            EngineError::Compile(errors)
-        }
+        EngineError::Compile(errors) => EngineError::Compile(PolicySource::errors_in(index, errors)),
         other => other,
     }
 }

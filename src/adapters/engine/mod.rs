@@ -132,6 +132,17 @@ impl PolicySource {
             i => format!("modules[{}]", i - 1),
         }
     }
+
+    /// Compile errors of module `index`: those of a further module are prefixed with its
+    /// name (the main module's keep their message, as with a single module).
+    pub fn errors_in(index: usize, mut errors: Vec<CompileError>) -> Vec<CompileError> {
+        if index > 0 {
+            for err in &mut errors {
+                err.message = format!("{}: {}", Self::module_name(index), err.message);
+            }
+        }
+        errors
+    }
 }
 
 /// One version of a policy, ready to be prepared.

@@ -293,8 +293,7 @@ impl OpaEngine {
     /// The OPA module ids of every module of a version: the main one's is
     /// [`OpaEngine::module_id`], a further module's adds `/m<i>`.
     pub fn module_ids(module: &PolicyModule) -> Vec<String> {
-        let main = Self::module_id(module);
-        (0..module.source.modules.len().max(1)).map(|i| if i == 0 { main.clone() } else { format!("{main}/m{i}") }).collect()
+        version_ids(&Self::module_id(module), module.source.modules.len())
     }
 
     /// Uploads a module; 400 from OPA is a compile error.
@@ -331,8 +330,7 @@ impl OpaEngine {
         let id = uuid::Uuid::new_v4();
         let prefix = format!("aumos_scratch.p{}_v0", id.simple());
         let main = format!("{SCRATCH_PREFIX}{}", id.simple());
-        let ids = (0..source.modules.len()).map(|i| if i == 0 { main.clone() } else { format!("{main}/m{i}") }).collect();
-        let version = Confined::new(source, prefix, ids)?;
+        let version = Confined::new(source, prefix, version_ids(&main, source.modules.len()))?;
         let uploaded = self.upload(&version).await;
         let result = match uploaded {
             Ok(()) => f(&format!("{}.{}", version.prefix, version.package)).await,
@@ -341,6 +339,12 @@ impl OpaEngine {
         self.delete(&version.ids).await;
         result
     }
+}
+
+/// The module ids of a version of `n` modules whose main module's id is `main`: further
+/// modules add `/m<i>`.
+fn version_ids(main: &str, n: usize) -> Vec<String> {
+    (0..n.max(1)).map(|i| if i == 0 { main.to_owned() } else { format!("{main}/m{i}") }).collect()
 }
 
 /// The time all tests of one activation get together, unless configured.

@@ -146,14 +146,7 @@ impl Session {
     /// module's package (without `data.`). An error in a further module names it.
     fn load(&self, source: &PolicySource, budget: Duration) -> Result<(regorus::Engine, String), Reply> {
         let mut e = Self::engine(budget);
-        let in_module = |i: usize, mut errors: Vec<CompileError>| {
-            if i > 0 {
-                for err in &mut errors {
-                    err.message = format!("{}: {}", PolicySource::module_name(i), err.message);
-                }
-            }
-            Reply::Compile(errors)
-        };
+        let in_module = |i: usize, errors: Vec<CompileError>| Reply::Compile(PolicySource::errors_in(i, errors));
         let mut package = String::new();
         for (i, rego) in source.modules.iter().enumerate() {
             let rewritten = crate::adapters::engine::builtins::out_params_assigned(rego).into_owned();
