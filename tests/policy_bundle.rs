@@ -100,11 +100,46 @@ async fn bad_modules_and_data_get_a_clear_4xx_and_record_nothing(svc: &Service) 
     assert_eq!(ledger_count_for(t.id).await, before, "nothing was recorded");
 }
 
+/// The most work one version can ask of an engine's upload: 15 further modules whose
+/// functions call the next module's in a ring (on OPA, no upload order works, so each goes
+/// up as a stub first). It is accepted and answers (on OPA it may instead fail closed at the
+/// request deadline), and another tenant evaluating all the while is served every time.
+async fn a_ring_of_sixteen_modules_is_accepted_while_another_tenant_stays_served(svc: &Service, may_time_out: bool) {
+    let (t, bystander) = (Tenant::new(svc), Tenant::new(svc));
+    let (status, b) = bystander.create(json!({"rego": "package b\n\nallow if input.ok\n"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let bid = b["policy_id"].as_str().unwrap().to_owned();
+    assert_eq!(bystander.activate(&bid).await.0, StatusCode::OK);
+    let ring: Vec<String> = (0..15).map(|i| format!("package lib{i}\n\nf(x) := data.lib{}.g(x)\n\ng(x) := x\n", (i + 1) % 15)).collect();
+    let hostile = async {
+        let (status, p) = t.create(json!({"rego": "package gate\n\nallow if data.lib0.f(true)\n", "modules": ring})).await;
+        if may_time_out && status == StatusCode::SERVICE_UNAVAILABLE {
+            // OPA compiles everything it holds at each of the ~50 uploads of the check: on a
+            // busy OPA that can pass the request deadline. It fails closed, recording nothing.
+            assert_eq!(p["error"]["code"], "request_timeout", "{p}");
+            assert_eq!(ledger_count_for(t.id).await, 0, "nothing was recorded");
+            return;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{p}");
+        let id = p["policy_id"].as_str().unwrap().to_owned();
+        let (status, a) = t.activate(&id).await;
+        assert_eq!(status, StatusCode::OK, "{a}");
+        assert_eq!(t.evaluate(&id, "allow", json!({})).await, json!(true));
+    };
+    let served = async {
+        for _ in 0..20 {
+            assert_eq!(bystander.evaluate(&bid, "allow", json!({"ok": true})).await, json!(true));
+        }
+    };
+    tokio::join!(hostile, served);
+}
+
 #[tokio::test]
 async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluated_on_the_embedded_engine() {
     let svc = Service::start(&[]).await;
     modules_and_data_are_recorded_served_and_evaluated(&svc).await;
     bad_modules_and_data_get_a_clear_4xx_and_record_nothing(&svc).await;
+    a_ring_of_sixteen_modules_is_accepted_while_another_tenant_stays_served(&svc, false).await;
 }
 
 #[tokio::test]
@@ -112,4 +147,5 @@ async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluate
     let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa")]).await;
     modules_and_data_are_recorded_served_and_evaluated(&svc).await;
     bad_modules_and_data_get_a_clear_4xx_and_record_nothing(&svc).await;
+    a_ring_of_sixteen_modules_is_accepted_while_another_tenant_stays_served(&svc, true).await;
 }
