@@ -79,6 +79,9 @@ pub struct Followed {
     active: BTreeMap<Uuid, PolicyModule>,
     /// OPA's instance id when this task last reconciled with it.
     opa_instance: Option<String>,
+    /// The last restarted instance counted in the status (a pass that fails before it
+    /// reconciles sees the same restart again).
+    restart_counted: Option<String>,
     /// The scratch copies OPA held at the last reconciliation, and when each was first seen.
     scratch_seen: HashMap<String, Instant>,
 }
@@ -180,6 +183,13 @@ impl OpaSync {
         let restarted = followed.opa_instance.as_ref().is_some_and(|seen| *seen != instance);
         if restarted {
             tracing::warn!(instance = %instance, "OPA restarted; uploading the active policies again");
+            // Shown at once: the repair below may take a while when OPA lost its store.
+            if followed.restart_counted.as_ref() != Some(&instance) {
+                followed.restart_counted = Some(instance.clone());
+                if let Ok(mut s) = self.status.write() {
+                    s.opa_restarts_seen += 1;
+                }
+            }
         }
         // OPA's list is taken before the ledger is read: every module in it was uploaded
         // after its activation was appended, so the fold below knows that activation.
@@ -234,7 +244,6 @@ impl OpaSync {
             s.active_policies = followed.active.len();
             s.position = followed.position;
             s.reuploaded_last_sync = uploaded;
-            s.opa_restarts_seen += usize::from(restarted);
             s.reuploaded_total += uploaded;
             s.unloaded_total += unloaded;
             s.last_error = None;
