@@ -17,11 +17,10 @@ use ledger::{EntryMetadata, LedgerEntry};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
-const WRITERS: usize = 8;
+mod support;
+use support::{env, histogram};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench-ledger`"))
-}
+const WRITERS: usize = 8;
 
 fn seconds() -> Duration {
     Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15))
@@ -216,9 +215,14 @@ async fn main() {
     eprintln!("plain single-row INSERTs: {WRITERS} writers, {}s", d.as_secs());
     let plain = plain_inserts(d).await;
     eprintln!("ledger appends through the group-commit appender: {WRITERS} writers, {}s", d.as_secs());
+    // The appender records each batch's commit time and size in the process's metrics.
+    let metrics = || governance_engine::adapters::metrics::get().render();
+    let before = metrics();
     let ledger = ledger_appends(d, 1).await;
+    let mid = metrics();
     eprintln!("ledger appends with 8 writers x 16 requests in flight each, {}s", d.as_secs());
     let busy = ledger_appends(d, 16).await;
+    let (appends_8, appends_128) = (histogram::appends(&before, &mid), histogram::appends(&mid, &metrics()));
     let verify = verify_speed(std::env::var("BENCH_VERIFY_ENTRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000));
     let report = serde_json::json!({
         "ledger_events_per_s": ledger.per_s.round(),
@@ -231,6 +235,9 @@ async fn main() {
         "ledger_128_in_flight_events_per_s": busy.per_s.round(),
         "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
         "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
+        "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
+        "ledger_batches": appends_8,
+        "ledger_128_in_flight_batches": appends_128,
         "verify_entries_per_s": verify.round(),
         "writers": WRITERS,
         "seconds_per_arm": d.as_secs(),
@@ -249,7 +256,15 @@ async fn main() {
         ledger.p99_ms,
         ledger.per_s / plain.per_s
     );
-    println!("  ledger, 128 in flight {:>6.0} entries/s p50 {:>6.3} ms  p99 {:>6.3} ms", busy.per_s, busy.p50_ms, busy.p99_ms);
+    println!(
+        "  ledger, 128 in flight {:>6.0} entries/s p50 {:>6.3} ms  p99 {:>6.3} ms  ratio {:.2}x",
+        busy.per_s,
+        busy.p50_ms,
+        busy.p99_ms,
+        busy.per_s / plain.per_s
+    );
+    println!("  batches, 8 writers:     {}", report["ledger_batches"]);
+    println!("  batches, 128 in flight: {}", report["ledger_128_in_flight_batches"]);
     println!("  offline verify    {verify:>9.0} entries/s");
     println!("  wrote target/bench/ledger.json");
 }

@@ -1,27 +1,33 @@
-//! `make bench-policy`: the same policy and ~1 KB input, the same concurrency, three arms:
-//! (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate endpoint with
-//! engine=opa, (c) our evaluate endpoint with engine=embedded; durable decision records on
-//! in (b) and (c). Then the embedded sandbox's arms (benches/sandbox): its IPC cost, and
-//! the noisy neighbour; and the replay of recorded decisions (benches/replay,
-//! `replay_decisions_per_s`). Then, only when `BENCH_ARMS` names it (500 uploads take about 25
-//! minutes), `opa_load` (benches/opa_load): the time OPA takes to receive
-//! `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them, on a
-//! private OPA. scripts/bench-policy.sh starts the services; this drives the load, prints a
-//! report and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks arms;
-//! default all but `opa_load`.
+//! `make bench-policy`: the same policy and ~1 KB input, at 16 and 64 concurrent clients
+//! (`BENCH_CLIENTS`): (0) the load generator against a static endpoint (its own ceiling,
+//! benches/generator), (a) raw `POST /v1/data/...` on the OPA server, (b) our evaluate
+//! endpoint with engine=opa, (c) our evaluate endpoint with engine=embedded; durable
+//! decision records on in (b) and (c), with the appender's batch commit time and size read
+//! from the service's `/metrics` before and after each arm. Each arm also reports the CPU the
+//! generator used and how busy the machine was. Then the embedded sandbox's arms
+//! (benches/sandbox): its IPC cost, and the noisy neighbour; and the replay of recorded
+//! decisions (benches/replay, `replay_decisions_per_s`). Then, only when `BENCH_ARMS` names
+//! it (500 uploads take about 25 minutes), `opa_load` (benches/opa_load): the time OPA takes
+//! to receive `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them,
+//! on a private OPA. scripts/bench-policy.sh starts the services; this drives the load,
+//! prints a table and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks
+//! arms; default all but `opa_load`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 
+mod generator;
 mod opa_load;
 mod replay;
 mod sandbox;
 mod support;
+use generator::{drive, Arm, MakeRequest};
+use support::histogram;
 use support::{env, post_json};
 
 fn input() -> Value {
@@ -35,49 +41,10 @@ fn input() -> Value {
     })
 }
 
-struct Arm {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    errors: usize,
-}
-
-async fn drive(name: &str, d: Duration, make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>) -> Arm {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).tcp_nodelay(true).build().unwrap();
-    // Warm up connections and caches.
-    for _ in 0..50 {
-        let _ = make(&client).send().await.unwrap().bytes().await;
-    }
-    eprintln!("{name}: {CONCURRENCY} concurrent clients for {} s", d.as_secs());
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, make) = (client.clone(), make.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0usize);
-            while start.elapsed() < d {
-                let t = Instant::now();
-                match make(&client).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await.unwrap();
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
-    let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() - 1) as f64 * p).round() as usize] };
-    Arm { rps: all.len() as f64 / elapsed, p50: pct(0.5), p99: pct(0.99), errors }
+/// An answer of the size and shape of an evaluate answer, for the static endpoint.
+fn static_answer() -> Value {
+    json!({"decision_id": uuid::Uuid::new_v4(), "policy_id": uuid::Uuid::new_v4(), "policy_version": 1, "allowed": true, "result": true,
+           "engine": "embedded", "seq": 123_456, "entry_hash": "0".repeat(64), "evaluated_at": "2026-11-29T10:00:00.000000Z"})
 }
 
 async fn activate(base: &str, tenant: &str, token: &str, rego: &str) -> String {
@@ -91,12 +58,7 @@ async fn activate(base: &str, tenant: &str, token: &str, rego: &str) -> String {
     id
 }
 
-fn evaluate_arm(
-    base: String,
-    tenant: String,
-    token: String,
-    id: String,
-) -> Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> {
+fn evaluate_arm(base: String, tenant: String, token: String, id: String) -> MakeRequest {
     let body = json!({"input": input(), "rule": "allow"});
     Arc::new(move |c: &reqwest::Client| {
         c.post(format!("{base}/api/v1/policies/{id}/evaluate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).json(&body)
@@ -111,16 +73,33 @@ async fn main() {
     let (tenant, token) = (env("BENCH_TENANT"), env("BENCH_TOKEN"));
     println!("input size: {} bytes", input().to_string().len());
 
-    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "raw,opa,embedded,ipc,noisy,replay".into());
+    let arms = std::env::var("BENCH_ARMS").unwrap_or_else(|_| "generator,raw,opa,embedded,ipc,noisy,replay".into());
     let on = |arm: &str| arms.split(',').any(|a| a.trim() == arm);
-    let arm = |a: &Arm| json!({"rps": a.rps.round(), "p50_ms": (a.p50 * 1000.0).round() / 1000.0, "p99_ms": (a.p99 * 1000.0).round() / 1000.0, "errors": a.errors});
     let mut report = json!({
         "concurrency": CONCURRENCY, "seconds_per_arm": d.as_secs(), "input_bytes": input().to_string().len(),
         "policy": "opa/model_promotion.rego", "rule": "allow", "decision_records": "durable (ledger, fsync on) in engine_opa and engine_embedded",
     });
-    let mut lines = Vec::new();
+    let clients: Vec<usize> = std::env::var("BENCH_CLIENTS")
+        .unwrap_or_else(|_| format!("{CONCURRENCY},64"))
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    // Today's keys hold the 16-client figures; other client counts add `_c<N>`.
+    let key = |name: &str, c: usize| if c == CONCURRENCY { name.to_owned() } else { format!("{name}_c{c}") };
+    let mut rows: Vec<(&str, Arm)> = Vec::new();
+    // The generator against a static endpoint: the most it can send here.
+    if on("generator") {
+        let url = generator::static_server(static_answer());
+        let body = json!({"input": input(), "rule": "allow"});
+        for &c in &clients {
+            let (url, body) = (url.clone(), body.clone());
+            let g = drive("generator, static endpoint", c, d, Arc::new(move |cl: &reqwest::Client| cl.post(&url).json(&body))).await;
+            report[key("generator_static", c)] = g.json();
+            rows.push(("(0) generator, static endpoint", g));
+        }
+    }
     // (a) raw OPA, same module, same query.
-    let raw = if on("raw") {
+    if on("raw") {
         // OPA's API requires the service's token (scripts/services.sh exports it).
         let opa_token = env("AUMOS_GOVERNANCE_OPA_TOKEN");
         let r = reqwest::Client::new()
@@ -131,26 +110,32 @@ async fn main() {
             .await
             .unwrap();
         assert!(r.status().is_success());
-        let raw_body = json!({"input": input()});
-        let raw_url = format!("{opa}/v1/data/aumos/model_promotion/allow");
-        let raw = drive("raw OPA", d, Arc::new(move |c: &reqwest::Client| c.post(&raw_url).bearer_auth(&opa_token).json(&raw_body))).await;
-        report["raw_opa"] = arm(&raw);
-        lines.push(("(a) raw OPA", raw.rps, raw.p50, raw.p99, raw.errors));
-        Some(raw.rps)
-    } else {
-        None
-    };
-    if on("opa") {
-        let id = activate(&svc_opa, &tenant, &token, &rego).await;
-        let b = drive("evaluate, engine=opa", d, evaluate_arm(svc_opa.clone(), tenant.clone(), token.clone(), id)).await;
-        report["engine_opa"] = arm(&b);
-        lines.push(("(b) evaluate, engine=opa", b.rps, b.p50, b.p99, b.errors));
+        for &c in &clients {
+            let (raw_body, raw_url, opa_token) =
+                (json!({"input": input()}), format!("{opa}/v1/data/aumos/model_promotion/allow"), opa_token.clone());
+            let raw =
+                drive("raw OPA", c, d, Arc::new(move |cl: &reqwest::Client| cl.post(&raw_url).bearer_auth(&opa_token).json(&raw_body)))
+                    .await;
+            report[key("raw_opa", c)] = raw.json();
+            rows.push(("(a) raw OPA", raw));
+        }
     }
-    if on("embedded") {
-        let id = activate(&svc_embedded, &tenant, &token, &rego).await;
-        let c = drive("evaluate, engine=embedded", d, evaluate_arm(svc_embedded.clone(), tenant.clone(), token.clone(), id)).await;
-        report["engine_embedded"] = arm(&c);
-        lines.push(("(c) evaluate, engine=embedded", c.rps, c.p50, c.p99, c.errors));
+    for (arm_name, label, base, engine) in [
+        ("opa", "(b) evaluate, engine=opa", &svc_opa, "engine_opa"),
+        ("embedded", "(c) evaluate, engine=embedded", &svc_embedded, "engine_embedded"),
+    ] {
+        if !on(arm_name) {
+            continue;
+        }
+        let id = activate(base, &tenant, &token, &rego).await;
+        for &c in &clients {
+            let before = histogram::scrape(base).await;
+            let run = drive(label, c, d, evaluate_arm(base.clone(), tenant.clone(), token.clone(), id.clone())).await;
+            let mut figures = run.json();
+            figures["ledger_appends"] = histogram::appends(&before, &histogram::scrape(base).await);
+            report[key(engine, c)] = figures;
+            rows.push((label, run));
+        }
     }
     if on("ipc") {
         report["embedded_ipc"] = sandbox::ipc(d / 2, &rego, &input()).await;
@@ -175,11 +160,28 @@ async fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    println!("\npolicy evaluation benchmark ({CONCURRENCY} concurrent clients, {} s per arm)", d.as_secs());
-    for (name, rps, p50, p99, errors) in &lines {
-        println!("  {name:<32} {rps:>8.0} req/s  p50 {p50:>6.3} ms  p99 {p99:>6.3} ms  errors {errors}");
-        if let Some(raw) = raw {
-            println!("  {:<32} throughput vs (a): {:.2}", "", rps / raw);
+    println!("\npolicy evaluation benchmark ({} s per arm; cores: generator's CPU use, busy: the machine's)", d.as_secs());
+    println!(
+        "  {:<32} {:>7} {:>9} {:>9} {:>9} {:>7} {:>6} {:>5} {:>6}",
+        "arm", "clients", "req/s", "p50 ms", "p99 ms", "vs (a)", "errors", "cores", "busy"
+    );
+    for (name, a) in &rows {
+        let raw = rows.iter().find(|(n, r)| n.starts_with("(a)") && r.clients == a.clients).map(|(_, r)| r.rps);
+        let ratio = raw.filter(|r| *r > 0.0).map_or("-".to_owned(), |r| format!("{:.2}", a.rps / r));
+        println!(
+            "  {name:<32} {:>7} {:>9.0} {:>9.3} {:>9.3} {ratio:>7} {:>6} {:>5.2} {:>5.0}%",
+            a.clients,
+            a.rps,
+            a.p50,
+            a.p99,
+            a.errors,
+            a.generator_cores,
+            a.machine_busy * 100.0
+        );
+    }
+    for engine in ["engine_opa", "engine_embedded"] {
+        if !report[engine]["ledger_appends"].is_null() {
+            println!("  {engine} ledger appends ({CONCURRENCY} clients): {}", report[engine]["ledger_appends"]);
         }
     }
     for extra in ["embedded_ipc", "noisy_neighbour", "replay", "replay_simple", "opa_load"] {

@@ -1,6 +1,8 @@
 //! What the benchmark programs share: reading their settings and percentiles.
 #![allow(dead_code)]
 
+pub mod histogram;
+
 use serde_json::Value;
 
 /// A required setting that the benchmark's script exports.

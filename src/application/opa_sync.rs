@@ -77,11 +77,8 @@ pub struct Followed {
     position: i64,
     passes: u64,
     active: BTreeMap<Uuid, PolicyModule>,
-    /// OPA's instance id when this task last reconciled with it.
+    /// OPA's instance id when this task last read it (at the start of each pass).
     opa_instance: Option<String>,
-    /// The last restarted instance counted in the status (a pass that fails before it
-    /// reconciles sees the same restart again).
-    restart_counted: Option<String>,
     /// The scratch copies OPA held at the last reconciliation, and when each was first seen.
     scratch_seen: HashMap<String, Instant>,
 }
@@ -176,19 +173,18 @@ impl OpaSync {
     /// OPA's modules with the active set. Returns how many modules were uploaded.
     pub async fn sync_once(&self, followed: &mut Followed) -> Result<usize, String> {
         let first = followed.passes == 0;
-        // A different instance id: OPA restarted since the last reconciliation and lost
-        // every module. Reconcile now (the id is read before the listing, so a restart in
-        // between only makes the next pass reconcile once more).
+        // A different instance id: OPA restarted since the last pass and lost every module
+        // it did not read back from its disk store. Reconcile now (the id is read before the
+        // listing, so a restart in between makes the next pass reconcile once more). The
+        // id is kept at once: a pass that fails after this point is followed by a full
+        // reconciliation anyway (see `run`), and each restart is counted once.
         let instance = self.engine.instance_id().await.map_err(|e| e.to_string())?;
-        let restarted = followed.opa_instance.as_ref().is_some_and(|seen| *seen != instance);
+        let restarted = followed.opa_instance.replace(instance.clone()).is_some_and(|seen| seen != instance);
         if restarted {
             tracing::warn!(instance = %instance, "OPA restarted; uploading the active policies again");
             // Shown at once: the repair below may take a while when OPA lost its store.
-            if followed.restart_counted.as_ref() != Some(&instance) {
-                followed.restart_counted = Some(instance.clone());
-                if let Ok(mut s) = self.status.write() {
-                    s.opa_restarts_seen += 1;
-                }
+            if let Ok(mut s) = self.status.write() {
+                s.opa_restarts_seen += 1;
             }
         }
         // OPA's list is taken before the ledger is read: every module in it was uploaded
@@ -233,7 +229,6 @@ impl OpaSync {
             followed.scratch_seen = seen;
             uploaded += up;
             unloaded += down;
-            followed.opa_instance = Some(instance);
         }
         followed.passes += 1;
         if uploaded > 0 {

@@ -1,0 +1,120 @@
+//! The load generator's own cost, so that no arm's figure is mistaken for the service's
+//! when it is the generator's:
+//! - [`Load::drive`] runs N concurrent clients for a while and, beside throughput and
+//!   latency, measures the CPU this process used (cores) and how busy the whole machine was;
+//! - [`static_server`] answers every POST with a fixed body of the size of an evaluate
+//!   answer, from one thread: the `generator` arm drives it exactly as the other arms drive
+//!   the service, which gives the most this generator can send on this machine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Builds one request of an arm (a fresh one for each send).
+pub type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// One arm's figures.
+#[derive(Debug, Clone)]
+pub struct Arm {
+    pub clients: usize,
+    pub rps: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub errors: usize,
+    /// CPU used by this process (the generator), in cores.
+    pub generator_cores: f64,
+    /// The share of all the machine's cores that were busy (0..=1).
+    pub machine_busy: f64,
+}
+
+impl Arm {
+    pub fn json(&self) -> Value {
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        json!({"clients": self.clients, "rps": self.rps.round(), "p50_ms": r3(self.p50), "p99_ms": r3(self.p99), "errors": self.errors,
+               "generator_cores": (self.generator_cores * 100.0).round() / 100.0, "machine_busy": (self.machine_busy * 100.0).round() / 100.0})
+    }
+}
+
+/// CPU seconds this process has used (all threads): utime + stime from /proc/self/stat, in
+/// USER_HZ ticks (100 per second on Linux).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line; here (after the state, field 3) 11 and 12.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// The machine's (busy, total) ticks over all cores, from /proc/stat.
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let total: f64 = cpu.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+/// Drives `make` with `clients` concurrent clients for `d` (after 50 warm-up requests).
+pub async fn drive(name: &str, clients: usize, d: Duration, make: MakeRequest) -> Arm {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build().unwrap();
+    for _ in 0..50 {
+        let _ = make(&client).send().await.unwrap().bytes().await;
+    }
+    eprintln!("{name}: {clients} concurrent clients for {} s", d.as_secs());
+    let (cpu0, (busy0, total0)) = (own_cpu_seconds(), machine_ticks());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, make) = (client.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while start.elapsed() < d {
+                let t = Instant::now();
+                match make(&client).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (cpu1, (busy1, total1)) = (own_cpu_seconds(), machine_ticks());
+    let (rps, p50, p99) = (all.len() as f64 / elapsed, super::support::pct(&mut all, 0.5), super::support::pct(&mut all, 0.99));
+    let machine_busy = if total1 > total0 { (busy1 - busy0) / (total1 - total0) } else { 0.0 };
+    Arm { clients, rps, p50, p99, errors, generator_cores: (cpu1 - cpu0) / elapsed, machine_busy }
+}
+
+/// Starts a server on its own thread (one core at most) that answers every request with
+/// `body`; returns its base URL.
+pub fn static_server(body: Value) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = Arc::new(serde_json::to_vec(&body).unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(move || {
+                let body = body.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_ref().clone()) }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
