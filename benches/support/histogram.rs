@@ -63,8 +63,8 @@ pub async fn scrape(base: &str) -> String {
 /// What the service's group-commit appender did between two scrapes: batches, their
 /// commit time (ms) and their size (entries).
 pub fn appends(before: &str, after: &str) -> Value {
-    let time = "ledger_append_duration_seconds";
-    let size = "ledger_append_batch_entries";
+    let time = "aumos_governance_ledger_append_duration_seconds";
+    let size = "aumos_governance_ledger_append_batch_entries";
     json!({
         "batch_commit_ms": Histogram::parse(after, time).since(&Histogram::parse(before, time)).summary(1000.0),
         "batch_entries": Histogram::parse(after, size).since(&Histogram::parse(before, size)).summary(1.0),

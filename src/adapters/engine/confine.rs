@@ -42,12 +42,7 @@ pub(super) fn namespaced(rego: &str, prefix: &str) -> Option<String> {
 /// on OPA's own parse of the result.) Rows stay; columns after a `data` on its line shift.
 pub fn confined(rego: &str, prefix: &str) -> Option<String> {
     let body = namespaced(rego, prefix)?;
-    let mut code = super::source::code_only(&body);
-    // The expressions inside template strings are code too (their own strings blanked).
-    for r in template_expressions(&code, &body) {
-        let expression = super::source::code_only(&body[r.clone()]);
-        code.replace_range(r, &expression);
-    }
+    let code = code_with_templates(&body, 0);
     let glued = |c: Option<char>| c.is_some_and(|c| c == '_' || c.is_alphanumeric());
     let mut out = String::with_capacity(body.len() + 64);
     let mut last = 0;
@@ -65,13 +60,37 @@ pub fn confined(rego: &str, prefix: &str) -> Option<String> {
     Some(out)
 }
 
+/// How deep template strings nested in template expressions are scanned; a `data`
+/// deeper down stays blanked here, and the check on OPA's parse refuses it.
+const TEMPLATE_DEPTH: usize = 16;
+
+/// `code_only(src)` (the same bytes, comments and strings blanked), except that the
+/// expressions inside template strings are code too, at every nesting level down to
+/// [`TEMPLATE_DEPTH`].
+fn code_with_templates(src: &str, depth: usize) -> String {
+    let mut code = super::source::code_only(src);
+    if depth < TEMPLATE_DEPTH {
+        for r in template_expressions(&code, src) {
+            let expression = code_with_templates(&src[r.clone()], depth + 1);
+            code.replace_range(r, &expression);
+        }
+    }
+    code
+}
+
 /// Byte ranges of the expressions inside template strings (`$"… {expr} …"` and
 /// `` $`… {expr} …` ``), which `code_only` blanks with the rest of the string. `code` is
 /// `code_only(src)`: the same bytes, comments and strings blanked.
 fn template_expressions(code: &str, src: &str) -> Vec<std::ops::Range<usize>> {
     let bytes = src.as_bytes();
     let mut out = Vec::new();
+    // A `$` inside a template already scanned belongs to a nested one, which the caller
+    // scans within that template's expression (scanning it here too would be exponential).
+    let mut scanned_to = 0;
     for (at, _) in code.match_indices('$') {
+        if at < scanned_to {
+            continue;
+        }
         let Some(&quote) = bytes.get(at + 1).filter(|q| **q == b'"' || **q == b'`') else { continue };
         let mut i = at + 2;
         while i < bytes.len() && bytes[i] != quote {
@@ -98,6 +117,7 @@ fn template_expressions(code: &str, src: &str) -> Vec<std::ops::Range<usize>> {
                 _ => i += 1,
             }
         }
+        scanned_to = i;
     }
     out
 }
@@ -246,6 +266,19 @@ mod tests {
             confined(src, "ns").unwrap(),
             "package ns.t\nmsg := $\"data {data.ns.a} and {concat(\"data\", [data.ns.b])} \\{data}\"\n"
         );
+    }
+
+    #[test]
+    fn data_references_in_template_strings_nested_in_template_expressions_move_too() {
+        let src = "package t\np := $`{$\"{data.a}\"}\n{$`{$\"{data.b}\"}\nbaz`}`\n";
+        assert_eq!(confined(src, "ns").unwrap(), "package ns.t\np := $`{$\"{data.ns.a}\"}\n{$`{$\"{data.ns.b}\"}\nbaz`}`\n");
+    }
+
+    #[test]
+    fn thousands_of_nested_template_strings_are_confined_without_exponential_rescans_or_deep_recursion() {
+        let deep = (0..5000).fold("data.a".to_owned(), |inner, _| format!("$\"{{{inner}}}\""));
+        let out = confined(&format!("package t\np := {deep}\n"), "ns").unwrap();
+        assert!(out.contains("{data.ns.a}") && !out.contains("{data.a}"), "{out}");
     }
 
     #[test]
