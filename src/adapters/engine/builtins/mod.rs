@@ -1,9 +1,15 @@
 //! OPA builtins regorus lacks, added as regorus extensions: pure functions with a clear
 //! OPA specification, each backed by a well-kept crate (RustCrypto hashes and HMAC, ipnet,
-//! base64). As in OPA with strict builtin errors off (its REST API's default), a builtin
+//! base64) or ported from the Go code OPA runs (`regex.globs_match` from
+//! glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
+//! (`array.flatten`), `crypto`, `globs` (`regex.globs_match`), `jwt`/`jwt_verify`/`jose`/
+//! `signatures` (`io.jwt.*`), `net`, `strings`, `uri`; `logic`, `syntax` and `template`
+//! hold the source rewrites. As in OPA with strict builtin errors off (its REST API's default), a builtin
 //! that fails makes its expression undefined rather than failing the query.
 
+mod array;
 mod crypto;
+mod globs;
 mod jose;
 mod jwt;
 mod jwt_verify;
@@ -23,7 +29,8 @@ type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 /// A builtin that may also fail the query, where OPA's implementation fails hard.
 type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
 
-const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
+const ALL: &[&[Builtin]] =
+    &[array::BUILTINS, crypto::BUILTINS, globs::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
