@@ -1,11 +1,13 @@
 //! OPA builtins regorus lacks, added as regorus extensions: pure functions with a clear
-//! OPA specification, each backed by a well-kept crate (RustCrypto hashes and HMAC, ipnet,
-//! base64) or ported from the Go code OPA runs (`regex.globs_match` from
-//! glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
-//! (`array.flatten`), `crypto`, `globs` (`regex.globs_match`), `jwt`/`jwt_verify`/`jose`/
-//! `signatures` (`io.jwt.*`), `net`, `strings`, `uri`; `logic`, `syntax` and `template`
-//! hold the source rewrites. As in OPA with strict builtin errors off (its REST API's default), a builtin
-//! that fails makes its expression undefined rather than failing the query.
+//! OPA specification, each backed by a well-kept crate (RustCrypto hashes, HMAC, keys and
+//! signatures, ipnet, base64) or ported from the Go code OPA runs (`regex.globs_match`
+//! from glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
+//! (`array.flatten`), `crypto` (digests, HMAC), `globs` (`regex.globs_match`), `keys`
+//! (`crypto.x509.parse_rsa_private_key`, `crypto.parse_private_keys`), `jwt`, `jwt_verify`,
+//! `jose` and `signatures` (`io.jwt.*`), `net`, `strings`, `uri`; `logic`, `syntax` and
+//! `template` hold source rewrites. As in OPA with strict builtin errors off (its REST
+//! API's default), a builtin that fails makes its expression undefined rather than failing
+//! the query.
 
 mod array;
 mod crypto;
@@ -13,6 +15,7 @@ mod globs;
 mod jose;
 mod jwt;
 mod jwt_verify;
+mod keys;
 mod logic;
 mod net;
 mod signatures;
@@ -30,7 +33,7 @@ type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
 
 const ALL: &[&[Builtin]] =
-    &[array::BUILTINS, crypto::BUILTINS, globs::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
+    &[array::BUILTINS, crypto::BUILTINS, globs::BUILTINS, keys::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
