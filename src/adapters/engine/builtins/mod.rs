@@ -4,10 +4,10 @@
 //! from glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
 //! (`array.flatten`), `crypto` (digests, HMAC), `globs` (`regex.globs_match`), `keys`
 //! (`crypto.x509.parse_rsa_private_key`, `crypto.parse_private_keys`), `jwt`, `jwt_verify`,
-//! `jose` and `signatures` (`io.jwt.*`), `net`, `strings`, `uri`; `logic`, `syntax` and
-//! `template` hold source rewrites. As in OPA with strict builtin errors off (its REST
-//! API's default), a builtin that fails makes its expression undefined rather than failing
-//! the query.
+//! `jose` and `signatures` (`io.jwt.*`), `net`, `providers` (`providers.aws.sign_req`),
+//! `strings`, `uri`; `logic`, `syntax` and `template` hold source rewrites. As in OPA with
+//! strict builtin errors off (its REST API's default), a builtin that fails makes its
+//! expression undefined rather than failing the query.
 
 mod array;
 mod crypto;
@@ -18,6 +18,7 @@ mod jwt_verify;
 mod keys;
 mod logic;
 mod net;
+mod providers;
 mod signatures;
 mod strings;
 mod syntax;
@@ -32,8 +33,17 @@ type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 /// A builtin that may also fail the query, where OPA's implementation fails hard.
 type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
 
-const ALL: &[&[Builtin]] =
-    &[array::BUILTINS, crypto::BUILTINS, globs::BUILTINS, keys::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
+const ALL: &[&[Builtin]] = &[
+    array::BUILTINS,
+    crypto::BUILTINS,
+    globs::BUILTINS,
+    keys::BUILTINS,
+    net::BUILTINS,
+    providers::BUILTINS,
+    jwt::BUILTINS,
+    strings::BUILTINS,
+    uri::BUILTINS,
+];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {
