@@ -101,7 +101,7 @@ pub fn b64url_encode(bytes: &[u8]) -> String {
 }
 
 /// The first PEM block in `data` and what follows it, as Go's `pem.Decode` finds them.
-fn pem_decode(data: &str) -> Option<(String, Vec<u8>, &str)> {
+pub(super) fn pem_decode(data: &str) -> Option<(String, Vec<u8>, &str)> {
     fn line(s: &str) -> (&str, &str) {
         let (l, rest) = s.split_once('\n').unwrap_or((s, ""));
         (l.strip_suffix('\r').unwrap_or(l).trim_end_matches([' ', '\t']), rest)

@@ -176,7 +176,7 @@ fn verify_asymmetric(a: &[Value], alg: &str) -> Option<Value> {
 
 /// A Rego value as Go's `json.Marshal` writes OPA's values: object keys sorted, sets as
 /// arrays, `<`, `>`, `&`, U+2028 and U+2029 escaped.
-fn go_json(v: &Value) -> Option<String> {
+pub(super) fn go_json(v: &Value) -> Option<String> {
     let text = v.to_json_str().ok()?;
     let compact: serde_json::Value = serde_json::from_str(&text).ok()?;
     let out = serde_json::to_string(&compact).ok()?;

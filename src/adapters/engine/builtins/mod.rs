@@ -1,14 +1,24 @@
 //! OPA builtins regorus lacks, added as regorus extensions: pure functions with a clear
-//! OPA specification, each backed by a well-kept crate (RustCrypto hashes and HMAC, ipnet,
-//! base64). As in OPA with strict builtin errors off (its REST API's default), a builtin
-//! that fails makes its expression undefined rather than failing the query.
+//! OPA specification, each backed by a well-kept crate (RustCrypto hashes, HMAC, keys and
+//! signatures, ipnet, base64) or ported from the Go code OPA runs (`regex.globs_match`
+//! from glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
+//! (`array.flatten`), `crypto` (digests, HMAC), `globs` (`regex.globs_match`), `keys`
+//! (`crypto.x509.parse_rsa_private_key`, `crypto.parse_private_keys`), `jwt`, `jwt_verify`,
+//! `jose` and `signatures` (`io.jwt.*`), `net`, `providers` (`providers.aws.sign_req`),
+//! `strings`, `uri`; `logic`, `syntax` and `template` hold source rewrites. As in OPA with
+//! strict builtin errors off (its REST API's default), a builtin that fails makes its
+//! expression undefined rather than failing the query.
 
+mod array;
 mod crypto;
+mod globs;
 mod jose;
 mod jwt;
 mod jwt_verify;
+mod keys;
 mod logic;
 mod net;
+mod providers;
 mod signatures;
 mod strings;
 mod syntax;
@@ -23,7 +33,17 @@ type Builtin = (&'static str, u8, fn(&[Value]) -> Option<Value>);
 /// A builtin that may also fail the query, where OPA's implementation fails hard.
 type Fallible = (&'static str, u8, fn(&[Value]) -> Result<Option<Value>, String>);
 
-const ALL: &[&[Builtin]] = &[crypto::BUILTINS, net::BUILTINS, jwt::BUILTINS, strings::BUILTINS, uri::BUILTINS];
+const ALL: &[&[Builtin]] = &[
+    array::BUILTINS,
+    crypto::BUILTINS,
+    globs::BUILTINS,
+    keys::BUILTINS,
+    net::BUILTINS,
+    providers::BUILTINS,
+    jwt::BUILTINS,
+    strings::BUILTINS,
+    uri::BUILTINS,
+];
 
 /// The names this module adds (so validation does not take them for missing builtins).
 pub fn names() -> impl Iterator<Item = &'static str> {

@@ -246,6 +246,28 @@ fn parse(raw: &str) -> Option<Url> {
     Some(url)
 }
 
+/// What `providers.aws.sign_req` reads of a URL (Go's `url.Parse`): the host as written,
+/// the path as Go's `URL.EscapedPath` gives it, and the raw query.
+pub(super) fn host_path_query(raw: &str) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let url = parse(raw)?;
+    // `EscapedPath`: the path as written when it is a valid encoding of the path.
+    let valid = |s: &[u8]| {
+        s.iter().all(|&c| {
+            matches!(c, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' | b'[' | b']' | b'%')
+                || !should_escape(c, Mode::Path)
+        })
+    };
+    let path = if !url.raw_path.is_empty() && valid(&url.raw_path) && unescape(&url.raw_path, Mode::Path).as_deref() == Some(&url.path[..])
+    {
+        url.raw_path.clone()
+    } else if url.path == b"*" {
+        url.path.clone()
+    } else {
+        escape(&url.path, Mode::Path)
+    };
+    Some((url.host, path, url.raw_query))
+}
+
 /// Go's `splitHostPort`: the hostname (without IPv6 brackets) and a numeric port.
 fn split_host_port(host: &[u8]) -> (&[u8], &[u8]) {
     let (mut h, mut port) = (host, &b""[..]);
