@@ -1,7 +1,9 @@
 //! The projection runner: tails the ledger by global seq (as the reader role) and applies
 //! each event to a read model in the primary database, in the same transaction that
 //! advances the projector's stored position, so every event takes effect exactly once.
-//! With several processes, one leads each projector (advisory lock, see [`crate::application::leader`]);
+//! Each step covers the next seqs up to the head but reads only the entries of the
+//! aggregate types its projector handles (a decision's payload is not read by the
+//! policies projector). With several processes, one leads each projector (advisory lock, see [`crate::application::leader`]);
 //! the others follow the stored position, so read-your-writes holds in every process.
 //!
 //! An entry a projector cannot apply (a poison pill written by an older version) stops
@@ -272,19 +274,32 @@ impl crate::application::leader::LeaderTask for Runner {
                 }
             },
         };
-        let batch = match self.reader.entries_after(pos, self.step).await {
-            Ok(batch) => batch,
+        // The next `step` seqs (the chain is gapless and commits in seq order, so every seq
+        // up to the head is there), but only the entries of the types this projector
+        // handles: the others' payloads are neither read nor decoded.
+        let read = async {
+            let upto = self.reader.head_seq().await?.min(pos.saturating_add(self.step));
+            if upto <= pos {
+                return Ok((upto, Vec::new()));
+            }
+            Ok::<_, crate::adapters::ledger::LedgerError>((
+                upto,
+                self.reader.events_of_types_between(self.projector.aggregate_types(), pos, upto).await?,
+            ))
+        };
+        let (upto, batch) = match read.await {
+            Ok(read) => read,
             Err(e) => {
                 self.skip = Some(skip_set);
                 tracing::warn!(projection = name, error = %e, "cannot read the ledger; retrying");
                 return Pace::Retry(RETRY);
             }
         };
-        if batch.is_empty() {
+        if upto <= pos {
             self.skip = Some(skip_set);
             return Pace::Idle(IDLE_POLL);
         }
-        match apply_batch(self.projector.as_ref(), &self.primary, pos, &batch, &skip_set).await {
+        match apply_batch(self.projector.as_ref(), &self.primary, pos, upto, &batch, &skip_set).await {
             Ok(Some(last)) => {
                 for entry in batch.iter().filter(|e| self.projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
                     for l in &self.listeners {
@@ -318,7 +333,9 @@ impl crate::application::leader::LeaderTask for Runner {
                 Pace::Again
             }
             Err(e) => {
-                let at = Stuck { seq: batch[0].seq, reason: e.to_string() };
+                // One seq at a time: the entry that fails (or, with none to apply, the seq
+                // whose position update failed).
+                let at = Stuck { seq: batch.first().map_or(upto, |e| e.seq), reason: e.to_string() };
                 if self.stuck.set(name, at.clone()) {
                     tracing::error!(projection = name, seq = at.seq, reason = %at.reason,
                         "the projector cannot apply this ledger entry and retries it; if it can never apply, \
@@ -336,10 +353,14 @@ impl crate::application::leader::LeaderTask for Runner {
 
 /// Applies a batch and advances the position from `from` in one transaction. Returns the
 /// new position, or `None` if the stored position was no longer `from`.
+/// Applies `batch` (the entries of seqs `from + 1 ..= upto` that the projector handles) and
+/// moves the position from `from` to `upto`, in one transaction: `None` when another runner
+/// moved the position first.
 async fn apply_batch(
     projector: &dyn Projector,
     primary: &PgPool,
     from: i64,
+    upto: i64,
     batch: &[LedgerEntry],
     skip: &HashSet<i64>,
 ) -> Result<Option<i64>, projections::ProjectionError> {
@@ -349,7 +370,7 @@ async fn apply_batch(
     // for the WAL flush buys nothing here (the ledger is the durable copy).
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     apply_events(projector, &mut tx, batch, skip).await?;
-    let last = batch.last().map(|e| e.seq).unwrap_or(from);
+    let last = upto;
     let moved =
         sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
             .bind(last)
