@@ -245,11 +245,16 @@ impl Walk {
         self.step()
     }
 
-    fn normal(&mut self, g1: &[Token], g2: &[Token]) -> Result<bool, String> {
+    /// Runs `f` one nesting level down (bounded by `enter`).
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<bool, String>) -> Result<bool, String> {
         self.enter()?;
-        let found = self.normal_inner(g1, g2);
+        let found = f(self);
         self.depth -= 1;
         found
+    }
+
+    fn normal(&mut self, g1: &[Token], g2: &[Token]) -> Result<bool, String> {
+        self.nested(|s| s.normal_inner(g1, g2))
     }
 
     fn normal_inner(&mut self, g1: &[Token], g2: &[Token]) -> Result<bool, String> {
@@ -288,10 +293,7 @@ impl Walk {
     }
 
     fn star(&mut self, starred: &[Token], other: &[Token]) -> Result<bool, String> {
-        self.enter()?;
-        let found = self.star_inner(starred, other);
-        self.depth -= 1;
-        found
+        self.nested(|s| s.star_inner(starred, other))
     }
 
     fn star_inner(&mut self, starred: &[Token], other: &[Token]) -> Result<bool, String> {
