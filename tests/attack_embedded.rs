@@ -139,6 +139,13 @@ async fn every_hostile_policy_is_refused_with_its_code_and_harms_no_other_tenant
         assert!(codes.contains(&code.as_str()), "{name}: {status} {code}, expected one of {codes:?}");
         bystander_is_unharmed(&b, &gate).await;
     }
+    // A glob intersection whose search explodes (5,000 stars on each side) stops at its
+    // bound inside the builtin: OPA's semantics for a builtin error (undefined), so the
+    // decision is recorded as undefined and never allowed; the bystander is served.
+    let globs = a.active("package p\n\nx := regex.globs_match(concat(\"\", [\"a*\" | some i in numbers.range(1, 5000)]), concat(\"\", [\"*b\" | some i in numbers.range(1, 5000)]))\n").await;
+    let (status, r) = a.evaluate(&globs, "x", json!({})).await;
+    assert_eq!((status, &r["defined"], &r["allowed"]), (StatusCode::OK, &json!(false), &json!(false)), "{r}");
+    bystander_is_unharmed(&b, &gate).await;
     // The attacker itself is not locked out: its own sound policy still evaluates.
     let ok = a.active(GATE).await;
     assert_eq!(a.evaluate(&ok, "allow", json!({"score": 0.9})).await.0, StatusCode::OK);

@@ -134,6 +134,8 @@ async fn network_and_environment_builtins_are_refused_in_every_spelling_and_data
         "leak := data.aumos_scratch",
         "leak := {\"up\": data.aumos_policies[_]}",
         "leak := $\"{data.aumos_policies}\"",
+        "leak := $\"{$\"{data.aumos_policies}\"}\"",
+        "leak := $`{$\"{data.aumos_policies}\"}`",
         "test_probe if count(data.aumos_policies) > 0",
         "test_oracle if data.aumos_policies[_][_].secret.answer == \"victim's rule\"",
     ];
