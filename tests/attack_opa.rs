@@ -262,15 +262,20 @@ async fn runaway_evaluations_and_tests_answer_503_record_nothing_and_leave_opa_a
 /// An active policy whose rule `x` makes OPA allocate 5 GB at once (strings.Join sizes
 /// its result first), above OPA's 4 GiB address-space cap: the Go runtime aborts the
 /// process. Its rule `small` is harmless.
+/// Creates and activates a policy of tenant `t`; its id.
+async fn active(svc: &Service, t: Uuid, token: &str, rego: &str) -> String {
+    let (status, p) = create(svc, t, token, rego).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(t), Some(token), None).await;
+    assert_eq!(status, StatusCode::OK, "{act}");
+    id
+}
+
 async fn active_bomb(svc: &Service, a: Uuid, ta: &str) -> String {
     let bomb = "package bomb\n\nmb := sprintf(\"%01000000d\", [0])\n\n\
         x := count(concat(\"\", [mb | some i in numbers.range(1, 5000)]))\n\nsmall := 1\n";
-    let (status, p) = create(svc, a, ta, bomb).await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    let id = p["policy_id"].as_str().unwrap().to_owned();
-    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), Some(a), Some(ta), None).await;
-    assert_eq!(status, StatusCode::OK, "{act}");
-    id
+    active(svc, a, ta, bomb).await
 }
 
 async fn opa_holds(client: &reqwest::Client, module: &str) -> bool {
@@ -290,11 +295,7 @@ async fn an_allocation_bomb_that_kills_opa_answers_503_and_the_restarted_opa_hol
     // The bystander's policy is active before the attack.
     let b = Uuid::new_v4();
     let tb = token(b, ADMIN);
-    let (status, p) = create(&svc, b, &tb, "package bystander.before\n\nallow if input.ok\n").await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    let b_id = p["policy_id"].as_str().unwrap().to_owned();
-    let (status, act) = svc.call(Method::POST, &format!("/api/v1/policies/{b_id}/activate"), Some(b), Some(&tb), None).await;
-    assert_eq!(status, StatusCode::OK, "{act}");
+    let b_id = active(&svc, b, &tb, "package bystander.before\n\nallow if input.ok\n").await;
     let b_module = format!("aumos/{}/v1", Uuid::parse_str(&b_id).unwrap().simple());
     assert!(opa_holds(&svc.client, &b_module).await, "the activation uploaded the bystander's module");
 
