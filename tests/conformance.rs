@@ -74,7 +74,7 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
         }
         (Err(e), _) => return (Outcome::Divergent(format!("validation failed: {}", brief(&e))), Some(module)),
     };
-    let got = prepared.evaluate(case.rule.as_deref(), &case.input).await;
+    let got = prepared.evaluate(case.rule.as_deref(), case.input.as_ref()).await;
     let outcome = match (&case.want, got) {
         (Want::Value(want), Ok(got)) => match (want, &got) {
             (Some(w), Some(g)) if cases::same_result(w, g, case.unordered) => Outcome::Passed,

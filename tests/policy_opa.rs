@@ -81,6 +81,17 @@ async fn opa_compiles_activates_and_evaluates_and_tenants_packages_never_collide
     assert_eq!(whole["result"], json!({"allow": true, "reasons": ["a"]}), "the whole package, without the service's marker: {whole}");
     let (_, undefined) = evaluate(&svc, a, &ta, &pa, json!({"input": {}, "rule": "missing"})).await;
     assert_eq!((undefined["defined"].clone(), undefined["result"].clone()), (json!(false), Value::Null));
+
+    // Without an input OPA's `input` is undefined; an input of `null` is `null`.
+    let (c, tc) = {
+        let c = Uuid::new_v4();
+        (c, token(c, ADMIN))
+    };
+    let probe = active_policy(&svc, c, &tc, "package probe\n\nseen := input\n").await;
+    let (status, none) = evaluate(&svc, c, &tc, &probe, json!({"rule": "seen"})).await;
+    assert_eq!((status, none["defined"].clone()), (StatusCode::OK, json!(false)), "{none}");
+    let (_, null) = evaluate(&svc, c, &tc, &probe, json!({"rule": "seen", "input": null})).await;
+    assert_eq!((null["defined"].clone(), null["result"].clone()), (json!(true), Value::Null), "{null}");
 }
 
 #[tokio::test]

@@ -36,11 +36,11 @@ async fn both(rego: &str, rule: Option<&str>, input: &Value) -> (Result<Option<V
         .with_token(Some(governance_engine::config::Secret::new(var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
     let m = module(rego);
     let e = match embedded.prepare(&m).await {
-        Ok(p) => p.evaluate(rule, input).await,
+        Ok(p) => p.evaluate(rule, Some(input)).await,
         Err(err) => Err(err),
     };
     let o = match opa.prepare(&m).await {
-        Ok(p) => p.evaluate(rule, input).await,
+        Ok(p) => p.evaluate(rule, Some(input)).await,
         Err(err) => Err(err),
     };
     (e, o)

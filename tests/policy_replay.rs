@@ -184,6 +184,37 @@ async fn hash_only_decisions_are_skipped_and_a_limit_bounds_what_is_read() {
 }
 
 #[tokio::test]
+async fn a_decision_made_without_an_input_is_recorded_as_such_and_replayed_without_one() {
+    let svc = Service::start(&[]).await;
+    let a = Tenant::new(&svc);
+    let policy = a.active_policy("probe", "package probe\n\nseen := input\n", "full").await;
+    // No input: the policy's `input` is undefined; a `null` input is `null`.
+    let (status, none) = a.call(Method::POST, &format!("/api/v1/policies/{policy}/evaluate"), Some(json!({"rule": "seen"}))).await;
+    assert_eq!(status, StatusCode::OK, "{none}");
+    assert_eq!((none["defined"].clone(), none["result"].clone()), (json!(false), Value::Null), "{none}");
+    let null = a.evaluate(&policy, "seen", Value::Null).await;
+    let (status, d) =
+        a.call(Method::GET, &format!("/api/v1/decisions/{}?min_seq={null}", none["decision_id"].as_str().unwrap()), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["input_sha256"], hex::encode(Sha256::digest(b"")), "no input: the SHA-256 of zero bytes: {d}");
+    assert_eq!(d["input"], Value::Null);
+    let record = ledger_payload(none["decision_id"].as_str().unwrap(), "PolicyEvaluated").await;
+    assert_eq!(record["input_sha256"], d["input_sha256"]);
+
+    // Version 2 tells the two apart: replayed without an input, the first changes.
+    let v2 = "package probe\n\nseen := input\n\nseen := \"absent\" if not input\n";
+    let (status, v) = a.call(Method::POST, &format!("/api/v1/policies/{policy}/versions"), Some(json!({"rego": v2}))).await;
+    assert!(status.is_success(), "{v}");
+    let r = a.replay(&policy, 2, window()).await;
+    let report = &r["report"];
+    assert_eq!((report["replayed"].as_u64(), report["skipped"].as_u64(), report["unchanged"].as_u64()), (Some(2), Some(0), Some(1)), "{r}");
+    assert_eq!(report["changed"]["other_change"], 1, "{r}");
+    let example = report["examples"].as_array().unwrap().iter().find(|x| x["kind"] == "other_change").cloned().unwrap();
+    assert_eq!((example["old_result"].clone(), example["new_result"].clone()), (Value::Null, json!("absent")), "{r}");
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn a_tenant_replays_only_its_own_policies_and_reads_only_its_own_replays() {
     let svc = Service::start(&[]).await;
     let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));

@@ -119,7 +119,7 @@ pub async fn arm(base: &str, tenant: &str, token: &str, case: &Case, rounds: usi
     let engine = EmbeddedEngine::new(Duration::from_millis(200));
     let module = PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: PolicySource::single(rego) };
     let prepared = engine.prepare(&module).await.unwrap();
-    let items: Vec<(Option<String>, Value)> = (0..HISTORY).map(|i| (Some("allow".to_owned()), input(i))).collect();
+    let items: Vec<(Option<String>, Option<Value>)> = (0..HISTORY).map(|i| (Some("allow".to_owned()), Some(input(i)))).collect();
     let t = Instant::now();
     for chunk in items.chunks(500) {
         let out = prepared.evaluate_many(chunk.to_vec()).await.unwrap();

@@ -49,9 +49,9 @@ pub async fn ipc(d: Duration, rego: &str, input: &Value) -> Value {
     for (name, engine) in engines {
         let p = engine.prepare(&module).await.unwrap();
         for _ in 0..100 {
-            p.evaluate(Some("allow"), input).await.unwrap();
+            p.evaluate(Some("allow"), Some(input)).await.unwrap();
         }
-        let r = sequential(d, || async { p.evaluate(Some("allow"), input).await.is_ok() }).await;
+        let r = sequential(d, || async { p.evaluate(Some("allow"), Some(input)).await.is_ok() }).await;
         eprintln!("engine {name}: p50 {:.3} ms p99 {:.3} ms", r.0, r.1);
         out.insert(name.to_owned(), figures(r));
     }

@@ -120,13 +120,20 @@ pub struct ReplayRow {
     pub ledger_seq: i64,
     pub policy_version: i32,
     pub rule: Option<String>,
-    /// `None` when the policy keeps only the input's hash.
+    /// `None` when the policy keeps only the input's hash, or when there was no input. A
+    /// record's `input` is `null` both when it keeps none and when the input was `null`;
+    /// the input's hash tells them apart (an input of `null` is read as `null`).
     pub input: Option<serde_json::Value>,
+    /// Whether the caller gave an input (`false`: the policy saw `input` undefined).
+    pub input_given: bool,
     pub result: Option<serde_json::Value>,
     pub defined: bool,
     /// The input's size in bytes (its JSON text).
     pub input_bytes: i64,
 }
+
+/// The `input_sha256` of an input of `null` (the SHA-256 of `null`).
+const NULL_INPUT_SHA256: &str = "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b";
 
 /// The decisions a replay of `policy_id` reads: decided within `[from, to]`, recorded at
 /// a ledger seq after `after` and at most `through`, in ledger order, at most `limit`, and
@@ -141,8 +148,11 @@ pub async fn replay_page(
     max_bytes: i64,
 ) -> Result<Vec<ReplayRow>, ProjectionError> {
     Ok(sqlx::query_as(
-        "SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined, size::bigint AS input_bytes FROM ( \
-           SELECT decision_id, ledger_seq, policy_version, rule, input, result, defined, \
+        "SELECT decision_id, ledger_seq, policy_version, rule, \
+                CASE WHEN input IS NULL AND input_sha256 = $9 THEN 'null'::json ELSE input END AS input, \
+                input_sha256 <> $8 AS input_given, result, defined, \
+                size::bigint AS input_bytes FROM ( \
+           SELECT decision_id, ledger_seq, policy_version, rule, input, input_sha256, result, defined, \
                   coalesce(octet_length(input::text), 0) AS size, \
                   sum(coalesce(octet_length(input::text), 0)) OVER (ORDER BY ledger_seq) AS running \
              FROM gov_policy_decisions \
@@ -157,6 +167,8 @@ pub async fn replay_page(
     .bind(through)
     .bind(limit)
     .bind(max_bytes)
+    .bind(aggregates::facts::NO_INPUT_SHA256)
+    .bind(NULL_INPUT_SHA256)
     .fetch_all(conn)
     .await?)
 }

@@ -290,13 +290,15 @@ impl Replayer {
             for r in &rows {
                 set.push(r.ledger_seq);
             }
-            let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some()).collect();
+            // A decision made without an input is replayed without one; a `hash_only`
+            // record keeps no input to replay.
+            let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some() || !r.input_given).collect();
             tally.skip(rows.len() - replayable.len());
             // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
             // workers as the tenant's share allows; they are tallied in ledger order.
             for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
                 let calls = group.iter().map(|batch| {
-                    let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone().unwrap_or(Value::Null))).collect();
+                    let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone())).collect();
                     evaluate(tenant, prepared.as_ref(), items)
                 });
                 for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
@@ -365,7 +367,7 @@ fn batches<'a>(rows: &[&'a ReplayRow]) -> Vec<Vec<&'a ReplayRow>> {
 async fn evaluate(
     tenant: uuid::Uuid,
     prepared: &dyn PreparedPolicy,
-    items: Vec<(Option<String>, Value)>,
+    items: Vec<(Option<String>, Option<Value>)>,
 ) -> Result<Vec<Result<Option<Value>, EngineError>>, ReplayError> {
     let mut attempt = 0;
     loop {

@@ -54,7 +54,8 @@ pub struct Case {
     pub note: String,
     pub modules: Vec<String>,
     pub data: Option<Value>,
-    pub input: Value,
+    /// `None`: the case gives no input (OPA's `input` is undefined).
+    pub input: Option<Value>,
     /// The rule path inside the package (`None`: the whole package document).
     pub rule: Option<String>,
     pub want: Want,
@@ -169,9 +170,9 @@ pub fn express(raw: &RawCase) -> Result<Case, &'static str> {
         .ok_or("query")?;
     let rule = path.strip_prefix(&package).and_then(|r| r.strip_prefix('.')).map(str::to_owned);
     let input = match (&raw.input, &raw.input_term) {
-        (Some(v), _) => v.clone(),
-        (None, Some(term)) => serde_json::from_str(term).map_err(|_| "input-term")?,
-        (None, None) => Value::Null,
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(term)) => Some(serde_json::from_str(term).map_err(|_| "input-term")?),
+        (None, None) => None,
     };
     let want = match (&raw.want_result, &raw.want_error_code, &raw.want_error) {
         (Some(rows), _, _) => Want::Value(rows.first().and_then(|r| r.get("x").cloned())),

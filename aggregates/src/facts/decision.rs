@@ -93,7 +93,8 @@ pub struct PolicyEvaluated {
     pub engine: EngineKind,
     /// The rule path evaluated; `None` for the whole package document.
     pub rule: Option<RulePath>,
-    /// SHA-256 (hex) of the input's canonical JSON.
+    /// SHA-256 (hex) of the input's canonical JSON; [`NO_INPUT_SHA256`] when the caller
+    /// gave no input (the policy's `input` was undefined).
     pub input_sha256: Sha256,
     /// The input itself, unless the policy keeps only its hash.
     pub input: Option<serde_json::Value>,
@@ -103,7 +104,16 @@ pub struct PolicyEvaluated {
     pub latency_ms: f64,
 }
 
+/// The `input_sha256` of a decision made without an input: the SHA-256 of zero bytes. It is
+/// never the hash of an input, because a canonical JSON text is never empty.
+pub const NO_INPUT_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 impl PolicyEvaluated {
+    /// Whether the caller gave an input (`false`: the policy saw `input` undefined).
+    pub fn had_input(&self) -> bool {
+        self.input_sha256.as_str() != NO_INPUT_SHA256
+    }
+
     /// The entry's aggregate id: the decision's own.
     pub fn aggregate_id(&self) -> String {
         self.decision_id.to_string()
@@ -162,6 +172,12 @@ mod tests {
         assert_eq!(allowed(Some(&json!({"allow": "yes"}))), None);
         assert_eq!(allowed(Some(&json!(["allow"]))), None);
         assert_eq!(allowed(None), None, "undefined is never allowed");
+    }
+
+    #[test]
+    fn the_no_input_digest_is_the_sha256_of_zero_bytes() {
+        use sha2::Digest;
+        assert_eq!(NO_INPUT_SHA256, hex::encode(sha2::Sha256::digest(b"")));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use cqrs_es::DomainEvent;
 use crate::ledger_event::LedgerEvent;
 
 pub use control_mapping::{ControlMappingEvent, LinkMark, MappingSet, CONTROL_MAPPING_AGGREGATE};
-pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
+pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE, NO_INPUT_SHA256};
 pub use projection_skip::{ProjectionEntrySkipped, ProjectionName, ProjectionSkipEvent, SkipReason, SKIP_AGGREGATE};
 pub use replay::{
     decision_set_sha256, ChangeCounts, ChangeExample, ChangeKind, DecisionSet, PolicyReplayed, ReplayEvent, ReplayReport, REPLAY_AGGREGATE,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::sandbox::pool::{Pool, WorkerCommand};
 use super::sandbox::worker::Session;
-use super::sandbox::{module_key, Reply, Request};
+use super::sandbox::{module_key, Item, Reply, Request};
 use super::{current_tenant, version_tests, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 
 /// Where requests run.
@@ -150,12 +150,12 @@ pub struct EmbeddedPolicy {
 
 #[async_trait::async_trait]
 impl PreparedPolicy for EmbeddedPolicy {
-    async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
         let request = Request::Evaluate {
             key: self.key.clone(),
             source: None,
             rule: rule.map(str::to_owned),
-            input: input.clone(),
+            input: input.cloned(),
             budget_ms: millis(self.timeout),
         };
         match self.backend.call(request, Some(self.source.clone()), self.timeout).await? {
@@ -166,12 +166,16 @@ impl PreparedPolicy for EmbeddedPolicy {
 
     /// One worker round trip per batch; each item keeps its own deadline, and the batch's
     /// hard deadline is their sum (capped), so a slow item cannot hold a worker for longer.
-    async fn evaluate_many(&self, items: Vec<(Option<String>, Value)>) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
+    async fn evaluate_many(
+        &self,
+        items: Vec<(Option<String>, Option<Value>)>,
+    ) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
         let n = items.len();
         if n == 0 {
             return Ok(vec![]);
         }
         let budget = self.timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)).min(MAX_BATCH_BUDGET);
+        let items = items.into_iter().map(|(rule, input)| Item { rule, input }).collect();
         let request = Request::EvaluateMany { key: self.key.clone(), source: None, items, budget_ms: millis(self.timeout) };
         match self.backend.call(request, Some(self.source.clone()), budget).await? {
             Reply::Values(replies) if replies.len() == n => Ok(replies
@@ -207,13 +211,24 @@ mod tests {
     #[tokio::test]
     async fn evaluates_a_rule_the_whole_package_and_nested_paths() {
         let p = prepared("package gate.v1\n\nallow if input.score > 0.5\nlimits := {\"max\": {\"tokens\": 10}}\n").await;
-        assert_eq!(p.evaluate(Some("allow"), &json!({"score": 0.7})).await.unwrap(), Some(json!(true)));
-        assert_eq!(p.evaluate(Some("allow"), &json!({"score": 0.1})).await.unwrap(), None, "undefined, not false");
-        assert_eq!(p.evaluate(Some("limits.max.tokens"), &json!({})).await.unwrap(), Some(json!(10)));
+        assert_eq!(p.evaluate(Some("allow"), Some(&json!({"score": 0.7}))).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("allow"), Some(&json!({"score": 0.1}))).await.unwrap(), None, "undefined, not false");
+        assert_eq!(p.evaluate(Some("limits.max.tokens"), Some(&json!({}))).await.unwrap(), Some(json!(10)));
         assert_eq!(
-            p.evaluate(None, &json!({"score": 0.7})).await.unwrap(),
+            p.evaluate(None, Some(&json!({"score": 0.7}))).await.unwrap(),
             Some(json!({"allow": true, "limits": {"max": {"tokens": 10}}}))
         );
+    }
+
+    #[tokio::test]
+    async fn without_an_input_the_policy_s_input_is_undefined_and_a_null_input_is_null() {
+        let p = prepared("package i\n\nseen := input\ngiven if { _ = input }\n").await;
+        assert_eq!(p.evaluate(Some("seen"), None).await.unwrap(), None);
+        assert_eq!(p.evaluate(Some("given"), None).await.unwrap(), None);
+        assert_eq!(p.evaluate(Some("seen"), Some(&Value::Null)).await.unwrap(), Some(Value::Null));
+        assert_eq!(p.evaluate(Some("given"), Some(&Value::Null)).await.unwrap(), Some(json!(true)));
+        let many = p.evaluate_many(vec![(Some("seen".into()), None), (Some("seen".into()), Some(Value::Null))]).await.unwrap();
+        assert_eq!(many, vec![Ok(None), Ok(Some(Value::Null))]);
     }
 
     #[tokio::test]
@@ -255,13 +270,13 @@ mod tests {
     #[tokio::test]
     async fn a_failing_builtin_is_undefined_as_in_opa_not_an_error() {
         let p = prepared("package b\n\nn := to_number(input.s)\n").await;
-        assert_eq!(p.evaluate(Some("n"), &json!({"s": "not a number"})).await.unwrap(), None);
+        assert_eq!(p.evaluate(Some("n"), Some(&json!({"s": "not a number"}))).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn a_batch_answers_each_item_on_its_own_input_and_a_panic_answers_only_for_its_item() {
         let p = prepared("package b\n\nallow if input.score > 0.5\nn := strings.count(input.s, \"\")\nlevel := input.score * 10\n").await;
-        let item = |rule: &str, input: Value| (Some(rule.to_owned()), input);
+        let item = |rule: &str, input: Value| (Some(rule.to_owned()), Some(input));
         let out = p
             .evaluate_many(vec![
                 item("allow", json!({"score": 0.9})),
@@ -282,10 +297,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_builtin_is_contained_and_the_session_keeps_answering() {
         let p = prepared("package p\n\nn := strings.count(input.s, \"\")\nok := true\n").await;
-        match p.evaluate(Some("n"), &json!({"s": "abc"})).await {
+        match p.evaluate(Some("n"), Some(&json!({"s": "abc"}))).await {
             Err(EngineError::Fault(m)) => assert!(m.contains("panicked"), "{m}"),
             other => panic!("expected a contained panic, got {other:?}"),
         }
-        assert_eq!(p.evaluate(Some("ok"), &json!({})).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("ok"), Some(&json!({}))).await.unwrap(), Some(json!(true)));
     }
 }

@@ -163,16 +163,21 @@ pub const MANY_IN_FLIGHT: usize = 8;
 #[async_trait::async_trait]
 pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     /// Evaluates `rule` (a dot-separated path inside the package; `None` for the whole
-    /// package document). `Ok(None)` is an undefined result.
-    async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError>;
+    /// package document) on `input` (`None`: no input, so the policy's `input` is
+    /// undefined, as in OPA's API when a query carries none). `Ok(None)` is an undefined
+    /// result.
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError>;
 
     /// Evaluates many (rule, input) pairs; one result per item, in order. `Err` when the
     /// batch as a whole could not run. The default evaluates them one by one, at most
     /// [`MANY_IN_FLIGHT`] at a time (for OPA: that many requests on its connection pool).
-    async fn evaluate_many(&self, items: Vec<(Option<String>, Value)>) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
+    async fn evaluate_many(
+        &self,
+        items: Vec<(Option<String>, Option<Value>)>,
+    ) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MANY_IN_FLIGHT) {
-            let calls: Vec<_> = chunk.iter().map(|(rule, input)| self.evaluate(rule.as_deref(), input)).collect();
+            let calls: Vec<_> = chunk.iter().map(|(rule, input)| self.evaluate(rule.as_deref(), input.as_ref())).collect();
             out.extend(futures::future::join_all(calls).await);
         }
         Ok(out)

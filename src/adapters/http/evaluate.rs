@@ -53,11 +53,19 @@ fn recorded_input(policy: &crate::application::runtime::RuntimePolicy, mut input
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateRequest {
-    /// Any JSON value; the policy sees it as `input`.
-    pub input: serde_json::Value,
+    /// Any JSON value; the policy sees it as `input`. Absent: the policy's `input` is
+    /// undefined (as in OPA's API; `null` is an input of `null`), and the record's
+    /// `input_sha256` is the SHA-256 of zero bytes.
+    #[serde(default, deserialize_with = "given")]
+    pub input: Option<serde_json::Value>,
     /// A dot-separated path inside the policy's package; absent: the whole package.
     #[serde(default)]
     pub rule: Option<String>,
+}
+
+/// A field that is present, whatever its value (`null` included): `Some`.
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The answer to an evaluation. `result` is always present (`null` when undefined), and
@@ -173,7 +181,7 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
     let evaluation = tokio::time::timeout(
         limit,
-        crate::adapters::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), &req.input)),
+        crate::adapters::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), req.input.as_ref())),
     )
     .await;
     let engine = state.runtime.engine().kind();
@@ -212,8 +220,11 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         policy_version: version,
         engine,
         rule,
-        input_sha256: Digest256::from_digest(Sha256::digest(canonical_json(&req.input).as_bytes()).into()),
-        input: recorded_input(&policy, req.input),
+        input_sha256: Digest256::from_digest(match &req.input {
+            Some(input) => Sha256::digest(canonical_json(input).as_bytes()).into(),
+            None => Sha256::digest(b"").into(),
+        }),
+        input: req.input.and_then(|input| recorded_input(&policy, input)),
         result: result.clone(),
         defined: result.is_some(),
         allowed,

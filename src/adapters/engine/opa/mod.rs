@@ -211,14 +211,19 @@ fn data_path(package: &str, rule: Option<&str>) -> String {
 /// Queries `POST /v1/data/<path>`, insisting on a JSON object as the answer. The query is
 /// the current tenant's: refused while it is quarantined, and blamed if OPA dies under it
 /// ([`super::breaker`]).
-async fn query(engine: &OpaEngine, path: &str, input: &Value, timeout: Duration) -> Result<Option<Value>, EngineError> {
+/// Queries `path` on `input`; without one, the body carries no `input` and OPA's `input`
+/// is undefined.
+async fn query(engine: &OpaEngine, path: &str, input: Option<&Value>, timeout: Duration) -> Result<Option<Value>, EngineError> {
     let flight = engine.breaker.admit(super::current_tenant()).map_err(|left| {
         let message = format!("queries of this tenant killed OPA repeatedly; refused for {} s more", left.as_secs());
         EngineError::Quarantined(message, left.as_secs().max(1))
     })?;
     let sent = engine
         .request(reqwest::Method::POST, &format!("/v1/data/{path}"))
-        .json(&serde_json::json!({ "input": input }))
+        .json(&match input {
+            Some(input) => serde_json::json!({ "input": input }),
+            None => serde_json::json!({}),
+        })
         .timeout(timeout)
         .send()
         .await;
@@ -301,7 +306,7 @@ impl PolicyEngine for OpaEngine {
                             Some(path) => data_path(&format!("{namespace}.{path}"), None),
                             None => data_path(package, Some(test)),
                         };
-                        match query(self, &path, &Value::Null, budget).await {
+                        match query(self, &path, None, budget).await {
                             Ok(Some(Value::Bool(true))) => {}
                             Ok(_) => failed.push(test.clone()),
                             Err(e @ (EngineError::Unavailable(_) | EngineError::Timeout(_))) => return Err(e),
@@ -365,14 +370,14 @@ pub struct OpaPolicy {
 }
 
 impl OpaPolicy {
-    async fn query(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
+    async fn query(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
         query(&self.engine, &data_path(&self.package, rule), input, self.engine.timeout).await
     }
 }
 
 #[async_trait::async_trait]
 impl PreparedPolicy for OpaPolicy {
-    async fn evaluate(&self, rule: Option<&str>, input: &Value) -> Result<Option<Value>, EngineError> {
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
         let result = self.query(rule, input).await?;
         if result.is_some() && rule.is_some() {
             return Ok(result);
@@ -380,7 +385,7 @@ impl PreparedPolicy for OpaPolicy {
         // Undefined (or a package document without its marker): is the module still there?
         let loaded = match (&result, rule) {
             (Some(doc), None) => doc.get(LOADED_MARKER).is_some(),
-            _ => self.query(Some(LOADED_MARKER), &Value::Null).await? == Some(Value::Bool(true)),
+            _ => self.query(Some(LOADED_MARKER), None).await? == Some(Value::Bool(true)),
         };
         if loaded {
             return Ok(result.map(|mut doc| {

@@ -35,11 +35,33 @@ pub enum Request {
     Test { source: PolicySource, tests: Vec<String>, budget_ms: u64 },
     /// Evaluate a rule of a version known by `key` ([`module_key`]). Without `source` a
     /// worker that has not prepared the version answers [`Reply::NeedSource`].
-    Evaluate { key: String, source: Option<PolicySource>, rule: Option<String>, input: Value, budget_ms: u64 },
+    /// Without `input` the policy's `input` is undefined (an input of `null` is `null`).
+    Evaluate {
+        key: String,
+        source: Option<PolicySource>,
+        rule: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "given")]
+        input: Option<Value>,
+        budget_ms: u64,
+    },
     /// Evaluate many (rule, input) pairs of one module, each within `budget_ms`; answers
     /// [`Reply::Values`], one reply per item in order (a batch amortises the round trip:
     /// replays evaluate thousands of recorded decisions).
-    EvaluateMany { key: String, source: Option<PolicySource>, items: Vec<(Option<String>, Value)>, budget_ms: u64 },
+    EvaluateMany { key: String, source: Option<PolicySource>, items: Vec<Item>, budget_ms: u64 },
+}
+
+/// One item of a [`Request::EvaluateMany`]: a rule and an input, which may be absent (a
+/// `null` input stays `null`: absence is the field's absence, not a `null`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "given")]
+    pub input: Option<Value>,
+}
+
+/// A field that is present, whatever its value (`null` included): `Some`.
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// What a worker answers.
@@ -95,4 +117,24 @@ pub fn module_key(source: &PolicySource) -> String {
     use sha2::Digest;
     let encoded = serde_json::to_vec(source).unwrap_or_default();
     hex::encode(sha2::Sha256::digest(&encoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_absent_input_and_a_null_input_stay_apart_on_the_wire() {
+        for input in [None, Some(Value::Null), Some(json!({"a": 1}))] {
+            let item = Item { rule: Some("allow".into()), input: input.clone() };
+            let back: Item = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
+            assert_eq!(back, item, "{input:?}");
+            let request = Request::Evaluate { key: "k".into(), source: None, rule: None, input: input.clone(), budget_ms: 1 };
+            match serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap() {
+                Request::Evaluate { input: back, .. } => assert_eq!(back, input),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

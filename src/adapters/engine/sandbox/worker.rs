@@ -64,6 +64,11 @@ fn to_json(v: regorus::Value) -> Reply {
     }
 }
 
+/// The policy's `input`: undefined when the caller gave none.
+fn input_value(input: Option<serde_json::Value>) -> regorus::Value {
+    input.map_or(regorus::Value::Undefined, regorus::Value::from)
+}
+
 /// Evaluates on a clone of a prepared engine (a clone is cheap; re-preparing is not).
 fn eval(prepared: &regorus::Engine, package: &str, rule: Option<&str>, input: regorus::Value, budget: Duration) -> Reply {
     eval_on(&mut prepared.clone(), package, rule, input, budget)
@@ -219,7 +224,7 @@ impl Session {
                         Some((other, name)) => (other, name),
                         None => (package.as_str(), test.as_str()),
                     };
-                    match eval(&engine, package, Some(name), regorus::Value::Null, left) {
+                    match eval(&engine, package, Some(name), regorus::Value::Undefined, left) {
                         Reply::Value(Some(Value::Bool(true))) => {}
                         Reply::Value(_) => failed.push(test.clone()),
                         Reply::Timeout(_) => {
@@ -238,7 +243,7 @@ impl Session {
             Request::Evaluate { key, source, rule, input, budget_ms } => {
                 let budget = Duration::from_millis(budget_ms);
                 match self.prepared(key, source, budget) {
-                    Ok((engine, package)) => eval(engine, package, rule.as_deref(), regorus::Value::from(input), budget),
+                    Ok((engine, package)) => eval(engine, package, rule.as_deref(), input_value(input), budget),
                     Err(reply) => reply,
                 }
             }
@@ -252,8 +257,8 @@ impl Session {
                 // its item only, and the clone it may have left half-changed is replaced.
                 let mut e = engine.clone();
                 let mut replies = Vec::with_capacity(items.len());
-                for (rule, input) in items {
-                    let input = regorus::Value::from(input);
+                for super::Item { rule, input } in items {
+                    let input = input_value(input);
                     match catch_unwind(AssertUnwindSafe(|| eval_on(&mut e, package, rule.as_deref(), input, budget))) {
                         Ok(reply) => replies.push(reply),
                         Err(payload) => {
