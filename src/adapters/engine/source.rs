@@ -91,7 +91,7 @@ pub fn code_only(src: &str) -> String {
     out
 }
 
-fn location(src: &str, offset: usize) -> (u32, u32) {
+pub fn location(src: &str, offset: usize) -> (u32, u32) {
     let before = &src[..offset];
     let row = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;

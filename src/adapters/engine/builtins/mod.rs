@@ -1,10 +1,12 @@
-//! OPA builtins regorus lacks, added as regorus extensions: pure functions with a clear
+//! OPA builtins regorus lacks, or answers differently from OPA (`strings.count`,
+//! `numbers.range_step`: an extension is looked up before a builtin), added as regorus
+//! extensions: pure functions with a clear
 //! OPA specification, each backed by a well-kept crate (RustCrypto hashes, HMAC, keys and
 //! signatures, ipnet, base64) or ported from the Go code OPA runs (`regex.globs_match`
 //! from glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
 //! (`array.flatten`), `crypto` (digests, HMAC), `globs` (`regex.globs_match`), `keys`
 //! (`crypto.x509.parse_rsa_private_key`, `crypto.parse_private_keys`), `jwt`, `jwt_verify`,
-//! `jose` and `signatures` (`io.jwt.*`), `net`, `providers` (`providers.aws.sign_req`),
+//! `jose` and `signatures` (`io.jwt.*`), `net`, `numbers` (`numbers.range_step`), `providers` (`providers.aws.sign_req`),
 //! `strings`, `uri`; `logic`, `syntax` and `template` hold source rewrites. As in OPA with
 //! strict builtin errors off (its REST API's default), a builtin that fails makes its
 //! expression undefined rather than failing the query.
@@ -18,12 +20,14 @@ mod jwt_verify;
 mod keys;
 mod logic;
 mod net;
+mod numbers;
 mod providers;
 mod signatures;
 mod strings;
 mod syntax;
 mod template;
 mod uri;
+mod walk;
 
 use regorus::Value;
 
@@ -39,6 +43,7 @@ const ALL: &[&[Builtin]] = &[
     globs::BUILTINS,
     keys::BUILTINS,
     net::BUILTINS,
+    numbers::BUILTINS,
     providers::BUILTINS,
     jwt::BUILTINS,
     strings::BUILTINS,
@@ -93,6 +98,11 @@ pub fn register(engine: &mut regorus::Engine) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a rewritten module still holds a one-argument `walk` call ([`walk::values_left`]).
+pub fn walk_values_left(rewritten: &str) -> Vec<usize> {
+    walk::values_left(rewritten)
+}
+
 /// An error a builtin reports (failing the query rather than leaving it undefined).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -100,7 +110,8 @@ struct BuiltinError(String);
 
 /// The source rewrites that run before regorus parses a module, none of which moves a row:
 /// template strings (`$"…{x}…"`) become calls ([`template`]), negated bodies (`not {…}`)
-/// become tests that the body has no solution ([`syntax`]), then calls in OPA's
+/// become tests that the body has no solution ([`syntax`]), `[path, value] := walk(x)`
+/// becomes the relation `walk(x, [path, value])` ([`walk`]), then calls in OPA's
 /// out-parameter form, `f(a, b, out)`, become `f(a, b) = out` for these builtins (regorus
 /// accepts that form only for its own).
 pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
@@ -112,7 +123,7 @@ pub fn out_params_assigned(src: &str) -> std::borrow::Cow<'_, str> {
             Cow::Owned(s) => Cow::Owned(f(&s).into_owned()),
         }
     }
-    then(then(then(template::rewrite(src), syntax::not_bodies), logic::rewrite), out_params)
+    then(then(then(then(template::rewrite(src), syntax::not_bodies), logic::rewrite), walk::rewrite), out_params)
 }
 
 /// `f(a, b, out)` as `f(a, b) = out`; the call keeps its row and column.

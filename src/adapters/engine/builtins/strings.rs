@@ -1,11 +1,20 @@
 //! `strings.split_n`: the first `n` parts of a string split by a separator (the last `-n`
-//! when `n` is negative), as OPA v1.20 defines it.
+//! when `n` is negative), as OPA v1.20 defines it. `strings.count` as OPA counts (Go's
+//! `strings.Count`: occurrences that do not overlap, and the number of characters plus one
+//! for an empty needle), where regorus's own builtin counts overlapping windows and panics
+//! on an empty needle.
 
 use regorus::Value;
 
 use super::{string, Builtin};
 
-pub const BUILTINS: &[Builtin] = &[("strings.split_n", 3, split_n)];
+pub const BUILTINS: &[Builtin] = &[("strings.split_n", 3, split_n), ("strings.count", 2, count)];
+
+fn count(a: &[Value]) -> Option<Value> {
+    let (s, needle) = (string(&a[0])?, string(&a[1])?);
+    let n = if needle.is_empty() { s.chars().count() + 1 } else { s.matches(needle).count() };
+    Some(Value::from(u64::try_from(n).ok()?))
+}
 
 fn split_n(a: &[Value]) -> Option<Value> {
     let (s, sep) = (string(&a[0])?, string(&a[1])?);
@@ -25,6 +34,17 @@ mod tests {
     fn split(s: &str, sep: &str, n: i64) -> Vec<String> {
         let v = split_n(&[s.into(), sep.into(), n.into()]).unwrap();
         v.as_array().unwrap().iter().map(|x| x.as_string().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn count_counts_occurrences_that_do_not_overlap_as_go_does() {
+        let count = |s: &str, n: &str| count(&[s.into(), n.into()]).and_then(|v| v.as_u64().ok());
+        assert_eq!(count("cheese", "e"), Some(3));
+        assert_eq!(count("aaaa", "aa"), Some(2), "not the 3 overlapping windows");
+        assert_eq!(count("five", ""), Some(5), "characters plus one");
+        assert_eq!(count("héllo", ""), Some(6), "characters, not bytes");
+        assert_eq!(count("", ""), Some(1));
+        assert_eq!(super::count(&[Value::from(1), "a".into()]), None);
     }
 
     #[test]

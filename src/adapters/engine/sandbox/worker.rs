@@ -155,6 +155,23 @@ impl Session {
         let mut package = String::new();
         for (i, rego) in source.modules.iter().enumerate() {
             let rewritten = crate::adapters::engine::builtins::out_params_assigned(rego).into_owned();
+            let walks: Vec<CompileError> = crate::adapters::engine::builtins::walk_values_left(&rewritten)
+                .into_iter()
+                .map(|at| {
+                    let (row, col) = crate::adapters::engine::source::location(&rewritten, at);
+                    CompileError {
+                        message: "walk(x) used as a value is supported by the embedded engine only as a statement of its own, \
+                                  `[path, value] := walk(x)`, or as walk(x, [path, value]); the OPA engine \
+                                  (AUMOS_GOVERNANCE_POLICY_ENGINE=opa) supports every form"
+                            .into(),
+                        row: Some(row),
+                        col: Some(col),
+                    }
+                })
+                .collect();
+            if !walks.is_empty() {
+                return Err(in_module(i, walks));
+            }
             let declared = e
                 .add_policy(format!("module{i}.rego"), rewritten)
                 .map_err(|err| in_module(i, vec![parse_regorus_error(&err.to_string())]))?;
