@@ -89,6 +89,8 @@ async fn bad_modules_and_data_get_a_clear_4xx_and_record_nothing(svc: &Service) 
         (json!({"rego": MAIN, "modules": ["package lib\n\nmax_tokens := \n"], "data": data()}), "modules[0]"),
         (json!({"rego": MAIN, "modules": [LIB, "package other\n\nallow if http.send({}).status_code == 200\n"]}), "modules[1]"),
         (json!({"rego": MAIN, "modules": [LIB], "data": {"k\u{0}": 1}}), "NUL"),
+        // Data where a rule is: OPA's server refuses it, and so does the embedded engine.
+        (json!({"rego": MAIN, "modules": [LIB], "data": {"lib": {"max_tokens": 5}}}), "conflicting rule for data path"),
         (json!({"rego": MAIN, "modules": [LIB], "data": {"blob": "x".repeat(1024 * 1024 + 1)}}), "data"),
     ];
     for (body, names) in cases {

@@ -57,7 +57,38 @@ pub fn confined(rego: &str, prefix: &str) -> Option<String> {
         last = at + 4;
     }
     out.push_str(&body[last..]);
-    Some(out)
+    Some(metadata_paths_unconfined(out, prefix))
+}
+
+/// `rego.metadata.chain()` answers each annotation's path, which on OPA now starts with
+/// the version's namespace: every call becomes a comprehension that drops those segments,
+/// so the chain reads as the author wrote the package (rows stay).
+fn metadata_paths_unconfined(rego: String, prefix: &str) -> String {
+    const CALL: &str = "rego.metadata.chain(";
+    if !rego.contains(CALL) {
+        return rego;
+    }
+    let code = code_with_templates(&rego, 0);
+    let segments = prefix.split('.').count();
+    let mut out = String::with_capacity(rego.len() + 256);
+    let mut last = 0;
+    for (at, _) in code.match_indices(CALL) {
+        let glued = code[..at].chars().next_back().is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric());
+        let rest = &code[at + CALL.len()..];
+        let gap = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        if glued || !rest[gap..].starts_with(')') {
+            continue;
+        }
+        let end = at + CALL.len() + gap + 1;
+        out.push_str(&rego[last..at]);
+        out.push_str(&format!(
+            "[__aumos_entry | some __aumos_link in rego.metadata.chain(); __aumos_entry := object.union(__aumos_link, \
+             {{\"path\": array.slice(__aumos_link.path, {segments}, count(__aumos_link.path))}})]"
+        ));
+        last = end;
+    }
+    out.push_str(&rego[last..]);
+    out
 }
 
 /// How deep template strings nested in template expressions are scanned; a `data`
@@ -225,6 +256,17 @@ fn arity(after_open: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_chains_drop_the_namespace_from_their_paths() {
+        let src = "package t\n\np := x if {\n\tx := rego.metadata.chain()\n}\nq := \"rego.metadata.chain()\"\n";
+        let out = confined(src, "aumos_policies.pab_v1").unwrap();
+        assert!(out.contains("x := [__aumos_entry | some __aumos_link in rego.metadata.chain(); "), "{out}");
+        assert!(out.contains("array.slice(__aumos_link.path, 2, count(__aumos_link.path))"), "{out}");
+        assert!(out.contains("q := \"rego.metadata.chain()\""), "a string stays: {out}");
+        assert_eq!(out.lines().count(), src.lines().count(), "rows stay");
+        assert!(!confined("package t\n\np := my.rego.metadata.chain()\n", "aumos_policies.pab_v1").unwrap().contains("__aumos"));
+    }
 
     #[test]
     fn the_package_moves_under_the_namespace_and_keeps_its_line() {

@@ -109,7 +109,8 @@ impl OpaEngine {
         if !status.is_success() {
             return Err(EngineError::BadResponse(format!("OPA answered {status} to {what}")));
         }
-        resp.json().await.map_err(|_| EngineError::BadResponse(format!("OPA's answer to {what} is not JSON")))
+        let text = resp.text().await.map_err(|e| unavailable(&e))?;
+        serde_json::from_str(&finite_numbers(&text)).map_err(|_| EngineError::BadResponse(format!("OPA's answer to {what} is not JSON")))
     }
 
     /// Parses a confined module with OPA's parser and refuses what a tenant may not
@@ -409,9 +410,55 @@ impl PreparedPolicy for OpaPolicy {
     }
 }
 
+/// OPA's JSON may hold a number no 64-bit float holds (a policy's literal `2e308`, in a
+/// parsed module), which serde_json refuses. The service reads such answers for their
+/// structure (a module's references), never for those numbers: each is read as `0`.
+fn finite_numbers(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let (mut out, mut copied, mut i, mut in_string) = (None::<String>, 0, 0, false);
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (true, b'\\') => i += 2,
+            (true, b'"') | (false, b'"') => {
+                in_string = !in_string;
+                i += 1;
+            }
+            (false, b'-' | b'0'..=b'9') => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    i += 1;
+                }
+                if !text[start..i].parse::<f64>().is_ok_and(f64::is_finite) {
+                    let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    o.push_str(&text[copied..start]);
+                    o.push('0');
+                    copied = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_no_float_holds_are_read_as_zero_and_nothing_else_changes() {
+        let text = r#"{"a": 2e308, "b": [-1e999, 1.5, 99999999999999999999], "c": "2e308 \" 1e999", "d": -0.5e-3}"#;
+        let v: Value = serde_json::from_str(&finite_numbers(text)).unwrap();
+        assert_eq!(v, serde_json::json!({"a": 0, "b": [0, 1.5, 1e20], "c": "2e308 \" 1e999", "d": -0.0005}));
+        assert!(matches!(finite_numbers(r#"{"a": [1, 2.5e10, "x"]}"#), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn opa_compile_errors_keep_their_locations() {

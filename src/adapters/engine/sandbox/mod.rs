@@ -10,9 +10,12 @@
 //!   tenants, at most `workers_per_tenant` busy for one tenant, and a hard deadline per
 //!   request: past it, or when the worker dies (memory cap, stack), the worker is killed
 //!   with SIGKILL and replaced, and the caller gets its own error code.
+//! - [`conflicts`]: rules where the version's data document holds a value, refused as
+//!   OPA's server refuses them.
 //!
 //! Limits and their variables: docs/policy-engines.md ("The sandbox").
 
+mod conflicts;
 pub mod pool;
 pub mod worker;
 

@@ -197,6 +197,10 @@ impl Session {
             return Err(Reply::Compile(vec![CompileError { message: "a policy version needs a module".into(), row: None, col: None }]));
         }
         if let Some(data) = &source.data {
+            let conflicts = super::conflicts::data_conflicts(&mut e, data);
+            if let Some(&(first, _)) = conflicts.first() {
+                return Err(in_module(first, conflicts.into_iter().filter(|(m, _)| *m == first).map(|(_, e)| e).collect()));
+            }
             e.add_data(regorus::Value::from(data.clone()))
                 .map_err(|err| Reply::Compile(vec![CompileError { message: format!("data: {err}"), row: None, col: None }]))?;
         }
