@@ -1,15 +1,16 @@
 //! OPA builtins regorus lacks, or answers differently from OPA (`strings.count`,
 //! `numbers.range_step`: an extension is looked up before a builtin), added as regorus
-//! extensions: pure functions with a clear
-//! OPA specification, each backed by a well-kept crate (RustCrypto hashes, HMAC, keys and
-//! signatures, ipnet, base64) or ported from the Go code OPA runs (`regex.globs_match`
-//! from glob-intersection, `uri.parse` from `net/url`). One file per family: `array`
-//! (`array.flatten`), `crypto` (digests, HMAC), `globs` (`regex.globs_match`), `keys`
-//! (`crypto.x509.parse_rsa_private_key`, `crypto.parse_private_keys`), `jwt`, `jwt_verify`,
-//! `jose` and `signatures` (`io.jwt.*`), `net`, `numbers` (`numbers.range_step`), `providers` (`providers.aws.sign_req`),
-//! `strings`, `uri`; `logic`, `syntax` and `template` hold source rewrites. As in OPA with
-//! strict builtin errors off (its REST API's default), a builtin that fails makes its
-//! expression undefined rather than failing the query.
+//! extensions: pure functions with a clear OPA specification, each backed by a well-kept
+//! crate (RustCrypto hashes, HMAC, keys and signatures, ipnet, base64) or ported from the
+//! Go code OPA runs (`regex.globs_match` from glob-intersection, `uri.parse` from
+//! `net/url`). One file per family: `array` (`array.flatten`), `crypto` (digests, HMAC),
+//! `globs` (`regex.globs_match`), `keys` (`crypto.x509.parse_rsa_private_key`,
+//! `crypto.parse_private_keys`), `jwt`, `jwt_verify`, `jose` and `signatures`
+//! (`io.jwt.*`), `net`, `numbers` (`numbers.range_step`), `providers`
+//! (`providers.aws.sign_req`), `strings`, `uri`; `logic`, `syntax`, `template` and `walk`
+//! hold source rewrites. As in OPA with strict builtin errors off (its REST API's
+//! default), a builtin that fails makes its expression undefined rather than failing the
+//! query.
 
 mod array;
 mod crypto;
