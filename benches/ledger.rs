@@ -212,6 +212,12 @@ fn verify_speed(n: u64) -> f64 {
 #[tokio::main]
 async fn main() {
     let d = seconds();
+    let entries = std::env::var("BENCH_VERIFY_ENTRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    if std::env::var("BENCH_LEDGER_ONLY").as_deref() == Ok("verify") {
+        // Only the offline verifier (no database): for profiling it.
+        println!("offline verify {:.0} entries/s", verify_speed(entries));
+        return;
+    }
     eprintln!("plain single-row INSERTs: {WRITERS} writers, {}s", d.as_secs());
     let plain = plain_inserts(d).await;
     eprintln!("ledger appends through the group-commit appender: {WRITERS} writers, {}s", d.as_secs());
@@ -223,7 +229,7 @@ async fn main() {
     eprintln!("ledger appends with 8 writers x 16 requests in flight each, {}s", d.as_secs());
     let busy = ledger_appends(d, 16).await;
     let (appends_8, appends_128) = (histogram::appends(&before, &mid), histogram::appends(&mid, &metrics()));
-    let verify = verify_speed(std::env::var("BENCH_VERIFY_ENTRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000));
+    let verify = verify_speed(entries);
     let report = serde_json::json!({
         "ledger_events_per_s": ledger.per_s.round(),
         "ledger_p50_ms": (ledger.p50_ms * 1000.0).round() / 1000.0,

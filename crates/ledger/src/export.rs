@@ -116,10 +116,15 @@ impl ExportLine {
     /// Parses one line. Entry lines (which the exporter writes with `kind` first) skip
     /// serde's buffering of internally tagged enums, which would halve verify speed.
     pub fn parse(line: &str) -> Result<Self, serde_json::Error> {
-        if line.starts_with(r#"{"kind":"entry","#) {
-            return serde_json::from_str::<ExportEntry>(line).map(ExportLine::Entry);
+        Self::parse_bytes(line.as_bytes())
+    }
+
+    /// [`ExportLine::parse`] of a line's bytes (UTF-8 is checked as it is parsed).
+    pub fn parse_bytes(line: &[u8]) -> Result<Self, serde_json::Error> {
+        if line.starts_with(br#"{"kind":"entry","#) {
+            return serde_json::from_slice::<ExportEntry>(line).map(ExportLine::Entry);
         }
-        serde_json::from_str(line)
+        serde_json::from_slice(line)
     }
 }
 

@@ -59,23 +59,37 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
 /// The canonical bytes of one entry (format v1).
 pub fn encode_entry(f: &EntryFields<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + f.payload.len());
-    put_bytes(&mut out, ENTRY_TAG_V1);
+    encode_entry_into(&mut out, f);
+    out
+}
+
+/// Both hashes of an entry from its fields, `(entry hash, leaf hash)`, encoding it once
+/// behind the leaf's `0x00` prefix so each digest runs over one contiguous slice.
+pub fn entry_and_leaf_hash(f: &EntryFields<'_>) -> ([u8; 32], [u8; 32]) {
+    let mut leaf = Vec::with_capacity(161 + f.payload.len());
+    leaf.push(0u8);
+    encode_entry_into(&mut leaf, f);
+    (Sha256::digest(&leaf[1..]).into(), Sha256::digest(&leaf).into())
+}
+
+/// Appends the canonical bytes of one entry (format v1) to `out`.
+fn encode_entry_into(out: &mut Vec<u8>, f: &EntryFields<'_>) {
+    put_bytes(out, ENTRY_TAG_V1);
     out.extend_from_slice(&f.seq.to_be_bytes());
-    put_bytes(&mut out, f.tenant_id.as_bytes());
-    put_bytes(&mut out, f.aggregate_type.as_bytes());
-    put_bytes(&mut out, f.aggregate_id.as_bytes());
+    put_bytes(out, f.tenant_id.as_bytes());
+    put_bytes(out, f.aggregate_type.as_bytes());
+    put_bytes(out, f.aggregate_id.as_bytes());
     out.extend_from_slice(&f.aggregate_seq.to_be_bytes());
-    put_bytes(&mut out, f.event_type.as_bytes());
-    put_bytes(&mut out, f.event_version.as_bytes());
-    put_bytes(&mut out, f.payload.as_bytes());
-    put_bytes(&mut out, f.actor.as_bytes());
-    put_opt(&mut out, f.request_id);
-    put_opt(&mut out, f.trace_id);
-    put_opt(&mut out, f.causation_id);
-    put_opt(&mut out, f.correlation_id);
+    put_bytes(out, f.event_type.as_bytes());
+    put_bytes(out, f.event_version.as_bytes());
+    put_bytes(out, f.payload.as_bytes());
+    put_bytes(out, f.actor.as_bytes());
+    put_opt(out, f.request_id);
+    put_opt(out, f.trace_id);
+    put_opt(out, f.causation_id);
+    put_opt(out, f.correlation_id);
     out.extend_from_slice(&micros(f.recorded_at).to_be_bytes());
     out.extend_from_slice(f.prev_hash);
-    out
 }
 
 /// The chain hash: SHA-256 over the canonical bytes (which end with `prev_hash`).
@@ -164,6 +178,13 @@ mod tests {
     fn leaf_and_chain_hashes_are_domain_separated() {
         let enc = encode_entry(&fields(&GENESIS_HASH));
         assert_ne!(leaf_hash(&enc), entry_hash(&enc));
+    }
+
+    #[test]
+    fn both_hashes_at_once_are_the_hashes_of_the_encoding() {
+        let prev = [7u8; 32];
+        let encoded = encode_entry(&fields(&prev));
+        assert_eq!(entry_and_leaf_hash(&fields(&prev)), (entry_hash(&encoded), leaf_hash(&encoded)));
     }
 
     #[test]

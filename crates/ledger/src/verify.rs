@@ -45,6 +45,59 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// What the verifier needs of one entry, computed from the entry alone (so that many can
+/// be computed at once, on several threads, and fed in seq order): its seq, its link, its
+/// recorded hash, whether that hash is its contents', and its Merkle leaf hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryDigest {
+    pub seq: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    pub hash_matches: bool,
+    pub leaf: [u8; 32],
+}
+
+impl EntryDigest {
+    fn of_encoded(seq: i64, prev_hash: [u8; 32], hash: [u8; 32], encoded: &[u8]) -> Self {
+        Self { seq, prev_hash, hash, hash_matches: crate::format::entry_hash(encoded) == hash, leaf: leaf_hash(encoded) }
+    }
+
+    /// An export line's entry, hashed from its fields as given (no re-formatting).
+    pub fn of_export(e: &ExportEntry) -> Result<Self, VerifyError> {
+        let hex32 = |field: &str, text: &str| -> Result<[u8; 32], VerifyError> {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(text, &mut out).map_err(|_| fail(e.seq, format!("{field} is not 32 bytes of hex")))?;
+            Ok(out)
+        };
+        let (prev_hash, hash) = (hex32("prev_hash", &e.prev_hash)?, hex32("hash", &e.hash)?);
+        let recorded_at = chrono::TimeZone::timestamp_micros(&chrono::Utc, e.recorded_at_micros)
+            .single()
+            .ok_or_else(|| fail(e.seq, "recorded_at_micros is out of range"))?;
+        let (seq, aggregate_seq) = match (u64::try_from(e.seq), u64::try_from(e.aggregate_seq)) {
+            (Ok(s), Ok(a)) => (s, a),
+            _ => return Err(fail(e.seq, "negative seq")),
+        };
+        let (content_hash, leaf) = crate::format::entry_and_leaf_hash(&crate::format::EntryFields {
+            seq,
+            tenant_id: &e.tenant_id,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            aggregate_seq,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            payload: &e.payload,
+            actor: &e.actor,
+            request_id: e.request_id.as_deref(),
+            trace_id: e.trace_id.as_deref(),
+            causation_id: e.causation_id.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            recorded_at,
+            prev_hash: &prev_hash,
+        });
+        Ok(Self { seq: e.seq, prev_hash, hash, hash_matches: content_hash == hash, leaf })
+    }
+}
+
 /// Feeds entries in seq order and checkpoints in any order, then [`Verifier::finish`].
 #[derive(Debug)]
 pub struct Verifier {
@@ -72,45 +125,18 @@ impl Verifier {
     }
 
     pub fn entry(&mut self, e: &LedgerEntry) -> Result<(), VerifyError> {
-        self.check(e.seq, &e.prev_hash, &e.hash, &e.encode())
+        self.digest(&EntryDigest::of_encoded(e.seq, e.prev_hash, e.hash, &e.encode()))
     }
 
     /// An export line's entry, hashed from its fields as given (no re-formatting).
     pub fn export_entry(&mut self, e: &ExportEntry) -> Result<(), VerifyError> {
-        let hex32 = |field: &str, text: &str| -> Result<[u8; 32], VerifyError> {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(text, &mut out).map_err(|_| fail(e.seq, format!("{field} is not 32 bytes of hex")))?;
-            Ok(out)
-        };
-        let (prev_hash, hash) = (hex32("prev_hash", &e.prev_hash)?, hex32("hash", &e.hash)?);
-        let recorded_at = chrono::TimeZone::timestamp_micros(&chrono::Utc, e.recorded_at_micros)
-            .single()
-            .ok_or_else(|| fail(e.seq, "recorded_at_micros is out of range"))?;
-        let (seq, aggregate_seq) = match (u64::try_from(e.seq), u64::try_from(e.aggregate_seq)) {
-            (Ok(s), Ok(a)) => (s, a),
-            _ => return Err(fail(e.seq, "negative seq")),
-        };
-        let encoded = crate::format::encode_entry(&crate::format::EntryFields {
-            seq,
-            tenant_id: &e.tenant_id,
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            aggregate_seq,
-            event_type: &e.event_type,
-            event_version: &e.event_version,
-            payload: &e.payload,
-            actor: &e.actor,
-            request_id: e.request_id.as_deref(),
-            trace_id: e.trace_id.as_deref(),
-            causation_id: e.causation_id.as_deref(),
-            correlation_id: e.correlation_id.as_deref(),
-            recorded_at,
-            prev_hash: &prev_hash,
-        });
-        self.check(e.seq, &prev_hash, &hash, &encoded)
+        self.digest(&EntryDigest::of_export(e)?)
     }
 
-    fn check(&mut self, seq: i64, prev_hash: &[u8; 32], hash: &[u8; 32], encoded: &[u8]) -> Result<(), VerifyError> {
+    /// The next entry, from its digest: in seq order, linked to the previous one, its
+    /// recorded hash that of its contents; then a leaf of the tree.
+    pub fn digest(&mut self, d: &EntryDigest) -> Result<(), VerifyError> {
+        let EntryDigest { seq, prev_hash, hash, hash_matches, leaf } = *d;
         let expected_seq = self.hashes.len() as i64 + 1;
         if seq != expected_seq {
             let why = if seq > expected_seq {
@@ -121,9 +147,9 @@ impl Verifier {
             return Err(fail(expected_seq, why));
         }
         let prev = self.hashes.last().copied().unwrap_or(GENESIS_HASH);
-        if *prev_hash != prev {
+        if prev_hash != prev {
             // An entry inserted before this one leaves this one pointing past it.
-            if self.hashes.len() >= 2 && *prev_hash == self.hashes[self.hashes.len() - 2] {
+            if self.hashes.len() >= 2 && prev_hash == self.hashes[self.hashes.len() - 2] {
                 return Err(fail(
                     seq - 1,
                     "this entry is not part of the chain: the next entry links to the one before it (inserted entry)",
@@ -131,11 +157,11 @@ impl Verifier {
             }
             return Err(fail(seq, "prev_hash does not match the previous entry's hash (broken chain)"));
         }
-        if crate::format::entry_hash(encoded) != *hash {
+        if !hash_matches {
             return Err(fail(seq, "hash does not match the entry's contents (altered entry)"));
         }
-        self.tree.push(leaf_hash(encoded));
-        self.hashes.push(*hash);
+        self.tree.push(leaf);
+        self.hashes.push(hash);
         Ok(())
     }
 
