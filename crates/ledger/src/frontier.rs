@@ -49,8 +49,20 @@ impl Frontier {
 
     /// Appends a leaf; returns the complete subtrees it completes, the leaf itself first.
     pub fn push(&mut self, leaf: Hash) -> Vec<Node> {
+        let mut done = Vec::new();
+        self.grow(leaf, |node| done.push(node));
+        done
+    }
+
+    /// Appends a leaf, keeping only the right edge (no list of completed subtrees).
+    pub fn append(&mut self, leaf: Hash) {
+        self.grow(leaf, |_| {});
+    }
+
+    /// Appends a leaf; `completed` sees each complete subtree it completes, the leaf first.
+    fn grow(&mut self, leaf: Hash, mut completed: impl FnMut(Node)) {
         let index = self.size;
-        let mut done = vec![(0, index, leaf)];
+        completed((0, index, leaf));
         let (mut level, mut hash) = (0u32, leaf);
         while let Some(&(l, left)) = self.edge.last() {
             if l != level {
@@ -59,11 +71,10 @@ impl Frontier {
             self.edge.pop();
             hash = node_hash(&left, &hash);
             level += 1;
-            done.push((level, index >> level, hash));
+            completed((level, index >> level, hash));
         }
         self.edge.push((level, hash));
         self.size += 1;
-        done
     }
 
     /// The root of the tree (RFC 6962 MTH).

@@ -9,10 +9,13 @@
 //! - [`checkpoint`]: C2SP signed notes over tlog checkpoints (Ed25519): signing, verifier
 //!   keys, verification.
 //! - [`export`]: the JSON Lines export format and the self-contained proof file.
-//! - [`verify`]: the streaming [`verify::Verifier`] of a whole ledger, and the proof-file check.
+//! - [`verify`]: the streaming [`verify::Verifier`] of a whole ledger (O(log n) memory: the
+//!   tree's right edge; each checkpoint checked when the entries reach it), and the
+//!   proof-file check.
 //! - [`bundle`]: the compliance evidence bundle and its offline check.
 //! - [`offline`]: the auditor's commands on files (`verify`, `verify-proof`,
-//!   `verify-bundle`), shared by `ledger-verify` and `governance-engine ledger`.
+//!   `verify-bundle`), shared by `ledger-verify` and `governance-engine ledger`; an export is
+//!   parsed and hashed by one worker per core, in chunks, and checked in order.
 //!
 //! Nothing here touches a database or the network. The service (`governance-engine`) adds
 //! the appender, reader and notary on top; `ledger-verify` is built from this crate alone.

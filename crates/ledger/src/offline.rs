@@ -323,6 +323,17 @@ mod tests {
         assert_eq!(e.seq, 4501, "{e}");
         assert!(e.reason.starts_with(&format!("line {}:", at + 1)), "{e}");
 
+        // A checkpoint moved after later entries: an export lists each one right after the
+        // entry that completes it, and the verifier keeps no tree to look back into.
+        let mut lines: Vec<&str> = text.lines().collect();
+        let cp = lines.iter().position(|l| l.contains("\"tree_size\":2000,")).unwrap();
+        let moved = lines.remove(cp);
+        let after = lines.iter().position(|l| l.contains("\"seq\":2500,")).unwrap() + 1;
+        lines.insert(after, moved);
+        let e = verify(&(lines.join("\n") + "\n"), &signer, "late").unwrap_err();
+        assert_eq!(e.seq, 2000, "{e}");
+        assert!(e.reason.contains("comes after entry 2500"), "{e}");
+
         // Entries missing from the middle.
         let cut: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":3001,")).collect();
         let e = verify(&(cut.join("\n") + "\n"), &signer, "missing").unwrap_err();

@@ -2,9 +2,12 @@
 //! checkpoint and their signatures, and the consistency between successive checkpoints.
 //! It needs no database and no service configuration: an export and trusted public keys.
 
+use std::collections::BTreeMap;
+
 use crate::checkpoint::{verify_checkpoint, VerifierKey};
 use crate::export::{decode_hashes, ExportCheckpoint, ExportEntry, ProofFile};
 use crate::format::{leaf_hash, GENESIS_HASH};
+use crate::frontier::Frontier;
 use crate::merkle::{verify_consistency, verify_inclusion, MerkleTree};
 use crate::LedgerEntry;
 
@@ -98,20 +101,50 @@ impl EntryDigest {
     }
 }
 
-/// Feeds entries in seq order and checkpoints in any order, then [`Verifier::finish`].
+/// Every leaf and entry hash, kept only by a verifier that follows a stream in which a
+/// checkpoint may come after its entries and an old entry may come again
+/// ([`Verifier::keeping_history`]).
+#[derive(Debug, Default)]
+struct History {
+    tree: MerkleTree,
+    hashes: Vec<[u8; 32]>,
+}
+
+/// Feeds entries in seq order and checkpoints, then [`Verifier::finish`]. A checkpoint is
+/// checked when the entries reach its size: given before (an auditor's kept notes, the
+/// database's checkpoints) or right after the entry that completes it (an export's
+/// order), so the verifier keeps only the tree's right edge, O(log n) memory whatever the
+/// ledger's size. With every leaf at hand, a checkpoint whose root is that of the first
+/// `tree_size` entries is consistent with every earlier one.
 #[derive(Debug)]
 pub struct Verifier {
     keys: Vec<VerifierKey>,
-    tree: MerkleTree,
-    /// Hash of every entry so far (index = seq - 1), to diagnose inserted entries.
-    hashes: Vec<[u8; 32]>,
-    checkpoints: Vec<(u64, [u8; 32], String)>,
     origin: Option<String>,
+    /// The right edge of the tree of the entries verified so far.
+    frontier: Frontier,
+    /// The hashes of the last two entries (the chain's link, and an inserted entry's
+    /// diagnosis); the genesis hash before there are any.
+    last: [[u8; 32]; 2],
+    history: Option<History>,
+    /// Signed roots of checkpoints the entries have not reached yet, by tree size.
+    pending: BTreeMap<u64, Vec<[u8; 32]>>,
+    /// Checkpoints verified so far, and the largest size among them.
+    verified: u64,
+    largest: u64,
 }
 
 impl Verifier {
     pub fn new(keys: Vec<VerifierKey>) -> Self {
-        Self { keys, tree: MerkleTree::new(), hashes: Vec::new(), checkpoints: Vec::new(), origin: None }
+        Self {
+            keys,
+            origin: None,
+            frontier: Frontier::new(),
+            last: [GENESIS_HASH; 2],
+            history: None,
+            pending: BTreeMap::new(),
+            verified: 0,
+            largest: 0,
+        }
     }
 
     /// Expects the ledger to have exactly this origin in every checkpoint.
@@ -120,8 +153,15 @@ impl Verifier {
         self
     }
 
+    /// Keeps every leaf and entry hash (memory that grows with the ledger), so that a
+    /// checkpoint may come after its entries and [`Verifier::hash_of`] answers.
+    pub fn keeping_history(mut self) -> Self {
+        self.history = Some(History::default());
+        self
+    }
+
     pub fn entries(&self) -> u64 {
-        self.tree.size()
+        self.frontier.size()
     }
 
     pub fn entry(&mut self, e: &LedgerEntry) -> Result<(), VerifyError> {
@@ -134,10 +174,12 @@ impl Verifier {
     }
 
     /// The next entry, from its digest: in seq order, linked to the previous one, its
-    /// recorded hash that of its contents; then a leaf of the tree.
+    /// recorded hash that of its contents; then a leaf of the tree, and the checkpoints of
+    /// the size it reaches are checked.
     pub fn digest(&mut self, d: &EntryDigest) -> Result<(), VerifyError> {
         let EntryDigest { seq, prev_hash, hash, hash_matches, leaf } = *d;
-        let expected_seq = self.hashes.len() as i64 + 1;
+        let size = self.frontier.size();
+        let expected_seq = size as i64 + 1;
         if seq != expected_seq {
             let why = if seq > expected_seq {
                 format!("expected seq {expected_seq}, found {seq}: entries are missing")
@@ -146,10 +188,9 @@ impl Verifier {
             };
             return Err(fail(expected_seq, why));
         }
-        let prev = self.hashes.last().copied().unwrap_or(GENESIS_HASH);
-        if prev_hash != prev {
+        if prev_hash != self.last[1] {
             // An entry inserted before this one leaves this one pointing past it.
-            if self.hashes.len() >= 2 && prev_hash == self.hashes[self.hashes.len() - 2] {
+            if size >= 2 && prev_hash == self.last[0] {
                 return Err(fail(
                     seq - 1,
                     "this entry is not part of the chain: the next entry links to the one before it (inserted entry)",
@@ -160,12 +201,45 @@ impl Verifier {
         if !hash_matches {
             return Err(fail(seq, "hash does not match the entry's contents (altered entry)"));
         }
-        self.tree.push(leaf);
-        self.hashes.push(hash);
+        self.frontier.append(leaf);
+        self.last = [self.last[1], hash];
+        if let Some(h) = &mut self.history {
+            h.tree.push(leaf);
+            h.hashes.push(hash);
+        }
+        match self.pending.remove(&(size + 1)) {
+            Some(roots) => roots.iter().try_for_each(|root| self.check_root(size + 1, root)),
+            None => Ok(()),
+        }
+    }
+
+    /// Compares a signed root with the root of the first `size` entries (all verified).
+    fn check_root(&mut self, size: u64, root: &[u8; 32]) -> Result<(), VerifyError> {
+        let computed = if size == self.frontier.size() {
+            self.frontier.root()
+        } else {
+            let late = || {
+                fail(
+                    size as i64,
+                    format!(
+                        "the checkpoint at tree size {size} comes after entry {}: an export lists each checkpoint right after the entry that completes it",
+                        self.frontier.size()
+                    ),
+                )
+            };
+            let tree = self.history.as_ref().map(|h| &h.tree).ok_or_else(late)?;
+            tree.root(size).map_err(|e| fail(size as i64, e.to_string()))?
+        };
+        if &computed != root {
+            return Err(fail(size as i64, format!("the Merkle root of the first {size} entries does not match the signed checkpoint")));
+        }
+        self.verified += 1;
+        self.largest = self.largest.max(size);
         Ok(())
     }
 
-    /// Records a checkpoint; its signature is checked now, its root at [`finish`](Verifier::finish).
+    /// Records a checkpoint: its signature is checked now, its root when the entries
+    /// reach its size (at once, if they have).
     pub fn checkpoint(&mut self, c: &ExportCheckpoint) -> Result<(), VerifyError> {
         self.note_at(&c.note, i64::try_from(c.tree_size).ok()).map(|_| ())
     }
@@ -185,79 +259,46 @@ impl Verifier {
                 return Err(fail(size_hint, format!("checkpoint origin {:?} is not {origin:?}", cp.origin)));
             }
         }
-        self.checkpoints.push((cp.tree_size, cp.root, note.to_owned()));
+        if cp.tree_size > self.frontier.size() {
+            self.pending.entry(cp.tree_size).or_default().push(cp.root);
+        } else {
+            self.check_root(cp.tree_size, &cp.root)?;
+        }
         Ok(cp.tree_size)
     }
 
-    /// Checks, as entries stream in, every checkpoint the tree has now reached (each is
-    /// checked once). Returns how many checkpoints have been verified so far.
-    pub fn verify_reached(&mut self) -> Result<u64, VerifyError> {
-        self.checkpoints.sort_by_key(|c| c.0);
-        let size = self.tree.size();
-        let mut verified = 0;
-        for (cp_size, root, _) in &self.checkpoints {
-            if *cp_size > size {
-                break;
-            }
-            let computed = self.tree.root(*cp_size).map_err(|e| fail(*cp_size as i64, e.to_string()))?;
-            if &computed != root {
-                return Err(fail(
-                    *cp_size as i64,
-                    format!("the Merkle root of the first {cp_size} entries does not match the signed checkpoint"),
-                ));
-            }
-            verified += 1;
-        }
-        Ok(verified)
+    /// How many checkpoints have been verified so far (each when the entries reached it).
+    pub fn verified_checkpoints(&self) -> u64 {
+        self.verified
     }
 
     /// The hash of the last verified entry.
     pub fn head_hash(&self) -> [u8; 32] {
-        self.hashes.last().copied().unwrap_or(GENESIS_HASH)
+        self.last[1]
     }
 
-    /// The hash of entry `seq`, if verified.
+    /// The hash of entry `seq`, if verified and the history is kept.
     pub fn hash_of(&self, seq: i64) -> Option<[u8; 32]> {
-        usize::try_from(seq - 1).ok().and_then(|i| self.hashes.get(i)).copied()
+        let h = self.history.as_ref()?;
+        usize::try_from(seq - 1).ok().and_then(|i| h.hashes.get(i)).copied()
     }
 
-    pub fn finish(mut self) -> Result<Summary, VerifyError> {
-        self.checkpoints.sort_by_key(|c| c.0);
-        let size = self.tree.size();
-        let mut previous: Option<(u64, [u8; 32])> = None;
-        for (cp_size, root, _) in &self.checkpoints {
-            if *cp_size > size {
-                return Err(fail(
-                    size as i64 + 1,
-                    format!("the signed checkpoint at tree size {cp_size} covers entries that are missing: the log ends at seq {size} (truncated)"),
-                ));
-            }
-            let computed = self.tree.root(*cp_size).map_err(|e| fail(*cp_size as i64, e.to_string()))?;
-            if &computed != root {
-                return Err(fail(
-                    *cp_size as i64,
-                    format!("the Merkle root of the first {cp_size} entries does not match the signed checkpoint"),
-                ));
-            }
-            if let Some((p_size, p_root)) = previous {
-                if p_size > 0 && p_size < *cp_size {
-                    let proof = self.tree.consistency_proof(p_size, *cp_size).map_err(|e| fail(*cp_size as i64, e.to_string()))?;
-                    if !verify_consistency(p_size, *cp_size, &p_root, root, &proof) {
-                        return Err(fail(*cp_size as i64, format!("checkpoint {cp_size} is not consistent with checkpoint {p_size}")));
-                    }
-                } else if p_size == *cp_size && p_root != *root {
-                    return Err(fail(*cp_size as i64, "two checkpoints of the same size disagree (fork)"));
-                }
-            }
-            previous = Some((*cp_size, *root));
+    pub fn finish(self) -> Result<Summary, VerifyError> {
+        let size = self.frontier.size();
+        if let Some(cp_size) = self.pending.keys().next() {
+            return Err(fail(
+                size as i64 + 1,
+                format!(
+                    "the signed checkpoint at tree size {cp_size} covers entries that are missing: the log ends at seq {size} (truncated)"
+                ),
+            ));
         }
-        let root = self.tree.root(size).map_err(|e| fail(size as i64, e.to_string()))?;
         Ok(Summary {
             entries: size,
-            checkpoints: self.checkpoints.len() as u64,
-            head_hash: self.hashes.last().copied().unwrap_or(GENESIS_HASH),
-            root,
-            largest_checkpoint: self.checkpoints.last().map(|c| c.0).unwrap_or(0),
+            checkpoints: self.verified,
+            head_hash: self.last[1],
+            root: self.frontier.root(),
+            largest_checkpoint: self.largest,
         })
     }
 }
@@ -296,5 +337,63 @@ pub fn verify_proof(proof: &ProofFile, keys: &[VerifierKey]) -> Result<String, V
             }
             Ok(format!("the ledger of {} entries extends the ledger of {} entries", b.tree_size, a.tree_size))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::NoteSigner;
+    use crate::format::{entry_hash, leaf_hash};
+
+    /// `n` chained digests and the tree of their leaves.
+    fn chain(n: i64) -> (Vec<EntryDigest>, MerkleTree) {
+        let (mut out, mut tree, mut prev) = (Vec::new(), MerkleTree::new(), GENESIS_HASH);
+        for seq in 1..=n {
+            let encoded = format!("entry {seq} after {}", hex::encode(prev)).into_bytes();
+            let hash = entry_hash(&encoded);
+            out.push(EntryDigest { seq, prev_hash: prev, hash, hash_matches: true, leaf: leaf_hash(&encoded) });
+            tree.push(leaf_hash(&encoded));
+            prev = hash;
+        }
+        (out, tree)
+    }
+
+    #[test]
+    fn a_checkpoint_is_checked_when_the_entries_reach_it_and_a_late_one_needs_the_history() {
+        let signer = NoteSigner::from_pem("t.example/log", &NoteSigner::generate_pem().unwrap()).unwrap();
+        let key = || vec![VerifierKey::parse(&signer.verifier_key()).unwrap()];
+        let (digests, tree) = chain(10);
+        let note = |size: u64, root: &[u8; 32]| signer.sign_checkpoint("t.example/log", size, root);
+
+        // Given first, checked at size 4: a wrong root names size 4 even though later
+        // entries are fine.
+        let mut v = Verifier::new(key());
+        v.note(&note(4, &tree.root(5).unwrap())).unwrap();
+        let e = digests.iter().try_for_each(|d| v.digest(d)).unwrap_err();
+        assert_eq!((e.seq, e.reason.contains("does not match")), (4, true), "{e}");
+
+        // A right one is counted; the summary's root is the whole tree's.
+        let mut v = Verifier::new(key());
+        v.note(&note(4, &tree.root(4).unwrap())).unwrap();
+        digests.iter().try_for_each(|d| v.digest(d)).unwrap();
+        v.note(&note(10, &tree.root(10).unwrap())).unwrap();
+        let summary = v.finish().unwrap();
+        assert_eq!((summary.checkpoints, summary.largest_checkpoint, summary.root), (2, 10, tree.root(10).unwrap()));
+
+        // After its entries: refused without the history, checked with it.
+        let mut v = Verifier::new(key());
+        digests.iter().try_for_each(|d| v.digest(d)).unwrap();
+        assert!(v.note(&note(6, &tree.root(6).unwrap())).unwrap_err().reason.contains("comes after entry 10"));
+        let mut v = Verifier::new(key()).keeping_history();
+        digests.iter().try_for_each(|d| v.digest(d)).unwrap();
+        v.note(&note(6, &tree.root(6).unwrap())).unwrap();
+        assert_eq!(v.hash_of(3), Some(digests[2].hash));
+
+        // Beyond the entries: truncated.
+        let mut v = Verifier::new(key());
+        v.note(&note(12, &tree.root(10).unwrap())).unwrap();
+        digests.iter().try_for_each(|d| v.digest(d)).unwrap();
+        assert_eq!(v.finish().unwrap_err().seq, 11);
     }
 }
