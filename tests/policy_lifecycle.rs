@@ -200,7 +200,10 @@ async fn evaluate_answers_typed_results_and_refuses_inactive_and_foreign_policie
     assert_eq!(r["result"]["allow"], json!(true), "whole package: {r}");
     assert_eq!(r["allowed"], json!(true));
 
-    for bad in [json!({"rule": "allow"}), json!({"input": {}, "rule": "a/b"}), json!({"input": {}, "extra": 1})] {
+    // No input is OPA's undefined `input` (not an error): the rule is undefined here.
+    let (status, r) = t.call(Method::POST, &eval, Some(json!({"rule": "allow"}))).await;
+    assert_eq!((status, r["defined"].clone(), r["allowed"].clone()), (StatusCode::OK, json!(false), json!(false)), "{r}");
+    for bad in [json!({"input": {}, "rule": "a/b"}), json!({"input": {}, "extra": 1}), json!({"input": {}, "rule": 7})] {
         let (status, e) = t.call(Method::POST, &eval, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
     }

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use crate::adapters::ledger::LedgerReader;
 use crate::application::projection::apply_events;
 
+/// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,27 +33,28 @@ pub enum RebuildError {
     Projection(#[from] projections::ProjectionError),
 }
 
+/// Replays the ledger from `pos` to `upto` (at most the head) into `conn`, a window of
+/// [`BATCH`] seqs at a time; only the entries of the types the projector handles are read
+/// (the chain is gapless, so every seq up to the head is there). Returns the position
+/// reached.
 async fn replay(
     conn: &mut PgConnection,
     reader: &LedgerReader,
     projector: &dyn Projector,
     mut pos: i64,
-    upto: Option<i64>,
+    upto: i64,
     skip: &HashSet<i64>,
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
-    loop {
-        let limit = match upto {
-            Some(u) if u <= pos => return Ok(pos),
-            Some(u) => BATCH.min(u - pos),
-            None => BATCH,
-        };
-        let batch = reader.entries_after(pos, limit).await?;
-        let Some(last) = batch.last().map(|e| e.seq) else { return Ok(pos) };
+    let upto = upto.min(reader.head_seq().await?);
+    while pos < upto {
+        let end = upto.min(pos.saturating_add(BATCH));
+        let batch = reader.events_of_types_between(projector.aggregate_types(), pos, end).await?;
         apply_events(projector, conn, &batch, skip).await?;
-        pos = last;
+        pos = end;
         progress(pos);
     }
+    Ok(pos)
 }
 
 /// Rebuilds one projector's tables; returns the position the swapped tables reflect.
@@ -80,7 +82,7 @@ pub async fn rebuild(
     let mut pos = 0;
     loop {
         let mut tx = conn.begin().await?;
-        let next = replay(&mut tx, reader, projector, pos, Some(pos + BATCH * 4), &skip, progress).await?;
+        let next = replay(&mut tx, reader, projector, pos, pos + BATCH * 4, &skip, progress).await?;
         tx.commit().await?;
         if next == pos {
             break;
@@ -101,7 +103,7 @@ pub async fn rebuild(
         .bind(projector.name())
         .fetch_one(&mut *tx)
         .await?;
-    let target = replay(&mut tx, reader, projector, pos, Some(live_pos.max(pos)), &skip, progress).await?.max(pos);
+    let target = replay(&mut tx, reader, projector, pos, live_pos.max(pos), &skip, progress).await?.max(pos);
     for t in projector.tables() {
         sqlx::raw_sql(&format!("DROP TABLE public.{t}; ALTER TABLE gov_rebuild.{t} SET SCHEMA public")).execute(&mut *tx).await?;
     }
