@@ -27,6 +27,20 @@ async fn checksums() -> Vec<(String, i64, String)> {
     out
 }
 
+/// The read models' non-unique indexes, by name: a rebuild builds them after its replay,
+/// under the live names.
+async fn secondary_indexes() -> Vec<(String, String)> {
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+           JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+          WHERE n.nspname = 'public' AND t.relname LIKE 'gov\\_%' AND NOT i.indisunique ORDER BY 1",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_a_gap() {
     let svc = Service::start(&[]).await;
@@ -108,6 +122,8 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
             seen
         })
     };
+    let indexes = secondary_indexes().await;
+    assert!(indexes.len() >= 4, "{indexes:?}");
     let out = tokio::task::spawn_blocking(|| {
         std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine")).args(["projections", "rebuild"]).output().unwrap()
     })
@@ -121,6 +137,7 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
 
     let after = checksums().await;
     assert_eq!(before, after, "rebuilt tables equal the incremental ones, row for row");
+    assert_eq!(secondary_indexes().await, indexes, "the same secondary indexes, under the same names");
     assert!(before[2].1 >= 2000, "thousands of events: {before:?}");
 
     // The service keeps projecting onto the swapped tables.

@@ -4,7 +4,9 @@
 //!
 //! 1. As the schema owner, create `gov_rebuild.<table>` like each live table (indexes,
 //!    constraints, RLS policy, grants).
-//! 2. Replay the ledger into them (`search_path = gov_rebuild, public`), in batches.
+//! 2. Replay the ledger into them (`search_path = gov_rebuild, public`), in batches, without
+//!    their secondary indexes (those no constraint or upsert needs), which are then built
+//!    once, under the live indexes' names.
 //! 3. In one transaction: lock the live tables, catch up to the live runner's position,
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
@@ -31,12 +33,14 @@ pub enum RebuildError {
     Ledger(#[from] crate::adapters::ledger::LedgerError),
     #[error(transparent)]
     Projection(#[from] projections::ProjectionError),
+    #[error("an index definition the rebuild cannot place: {0}")]
+    Index(String),
 }
 
 /// Replays the ledger from `pos` to `upto` (at most the head) into `conn`, a window of
-/// [`BATCH`] seqs at a time; only the entries of the types the projector handles are read
-/// (the chain is gapless, so every seq up to the head is there). Returns the position
-/// reached.
+/// [`BATCH`] seqs at a time, the next window read while one is applied; only the entries
+/// of the types the projector handles are read (the chain is gapless, so every seq up to
+/// the head is there). Returns the position reached.
 async fn replay(
     conn: &mut PgConnection,
     reader: &LedgerReader,
@@ -47,14 +51,47 @@ async fn replay(
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
     let upto = upto.min(reader.head_seq().await?);
-    while pos < upto {
-        let end = upto.min(pos.saturating_add(BATCH));
-        let batch = reader.events_of_types_between(projector.aggregate_types(), pos, end).await?;
-        apply_events(projector, conn, &batch, skip).await?;
+    let types = projector.aggregate_types();
+    // The window after `from`, read while the previous one is applied (the audit cluster
+    // reads as the primary writes).
+    let read = |from: i64| async move {
+        if from >= upto {
+            return Ok::<_, crate::adapters::ledger::LedgerError>(None);
+        }
+        let end = upto.min(from.saturating_add(BATCH));
+        Ok(Some((end, reader.events_of_types_between(types, from, end).await?)))
+    };
+    let mut current = read(pos).await?;
+    while let Some((end, batch)) = current.take() {
+        let (applied, next) = futures::join!(apply_events(projector, conn, &batch, skip), read(end));
+        applied?;
         pos = end;
         progress(pos);
+        current = next?;
     }
     Ok(pos)
+}
+
+/// The indexes of `schema.table` that back no constraint and are not unique (so no insert
+/// or upsert relies on them): `(name, CREATE INDEX statement)`.
+async fn secondary_indexes(conn: &mut PgConnection, schema: &str, table: &str) -> Result<Vec<(String, String)>, RebuildError> {
+    Ok(sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+           JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
+           JOIN pg_namespace n ON n.oid = t.relnamespace \
+          WHERE n.nspname = $1 AND t.relname = $2 AND NOT i.indisunique \
+            AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+          ORDER BY c.relname",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// An identifier quoted for SQL.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Rebuilds one projector's tables; returns the position the swapped tables reflect.
@@ -77,6 +114,11 @@ pub async fn rebuild(
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );
         sqlx::raw_sql(&ddl).execute(&mut conn).await?;
+        // Indexes that no constraint or upsert needs are built once, after the bulk of
+        // the replay, rather than kept up to date row by row.
+        for index in secondary_indexes(&mut conn, "gov_rebuild", t).await? {
+            sqlx::raw_sql(&format!("DROP INDEX gov_rebuild.{}", quoted(&index.0))).execute(&mut conn).await?;
+        }
     }
     sqlx::raw_sql("SET search_path = gov_rebuild, public; SET synchronous_commit = off").execute(&mut conn).await?;
     let mut pos = 0;
@@ -88,6 +130,19 @@ pub async fn rebuild(
             break;
         }
         pos = next;
+    }
+
+    // The live table's secondary indexes, under their own names, on the rebuilt table.
+    for t in projector.tables() {
+        for (name, definition) in secondary_indexes(&mut conn, "public", t).await? {
+            // Qualified (`ON public.t`) unless the live table is visible unqualified.
+            let Some((head, tail)) =
+                definition.split_once(&format!(" ON public.{t} ")).or_else(|| definition.split_once(&format!(" ON {t} ")))
+            else {
+                return Err(RebuildError::Index(format!("{name}: {definition}")));
+            };
+            sqlx::raw_sql(&format!("{head} ON gov_rebuild.{t} {tail}")).execute(&mut conn).await?;
+        }
     }
 
     // The swap.
