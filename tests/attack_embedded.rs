@@ -122,6 +122,7 @@ async fn every_hostile_policy_is_refused_with_its_code_and_harms_no_other_tenant
         ("numbers.range allocation", At::Evaluate, format!("package p\n\nx := {huge_range}\n"), json!({}), LIMITS),
         ("numbers.range in a test", At::Activation, format!("package p\n\ntest_x if {huge_range} > 0\n"), json!({}), LIMITS),
         ("object.subset of an empty array (a regorus panic)", At::Evaluate, "package p\n\nx := object.subset(input.a, [])\n".into(), json!({"a": [1]}), &["policy_engine_fault"]),
+        ("numbers.range_step allocation", At::Evaluate, "package p\n\nx := count(numbers.range_step(0, 1000000000000000, 1))\n".into(), json!({}), LIMITS),
         ("units.parse huge exponent", At::Evaluate, "package p\n\nx := units.parse(input.s)\n".into(), json!({"s": "1e999999999"}), LIMITS),
         ("sprintf width", At::Evaluate, "package p\n\nx := sprintf(\"%0999999999999d\", [1])\n".into(), json!({}), &["policy_engine_fault"]),
         ("sprintf 2 GB width", At::Evaluate, "package p\n\nx := sprintf(\"%02000000000d\", [1])\n".into(), json!({}), LIMITS),
@@ -144,6 +145,16 @@ async fn every_hostile_policy_is_refused_with_its_code_and_harms_no_other_tenant
     let globs = a.active("package p\n\nx := regex.globs_match(concat(\"\", [\"a*\" | some i in numbers.range(1, 5000)]), concat(\"\", [\"*b\" | some i in numbers.range(1, 5000)]))\n").await;
     let (status, r) = a.evaluate(&globs, "x", json!({})).await;
     assert_eq!((status, &r["defined"], &r["allowed"]), (StatusCode::OK, &json!(false), &json!(false)), "{r}");
+    bystander_is_unharmed(&b, &gate).await;
+    // Ten thousand `walk(x)` values where no rewrite applies (rule heads): refused at
+    // validation, the first few located, the rest counted; nothing recorded.
+    let walks: String = (0..10_000).map(|i| format!("w{i} := walk(input)\n")).collect();
+    let before = ledger_count_for(a.id).await;
+    let (status, e) = a.create(&format!("package p\n\n{walks}")).await;
+    assert_eq!((status, error_code(&e).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "policy_compile_failed"), "{e}");
+    let errors = e["error"]["details"]["errors"].as_array().unwrap();
+    assert!(errors.len() <= 11 && errors.last().unwrap()["message"].as_str().unwrap().contains("more such calls"), "{errors:?}");
+    assert_eq!(ledger_count_for(a.id).await, before);
     bystander_is_unharmed(&b, &gate).await;
     // Builtins that panicked in regorus answer as OPA does: a count, and undefined for an
     // error (a negative step).

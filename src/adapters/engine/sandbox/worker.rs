@@ -69,6 +69,9 @@ fn input_value(input: Option<serde_json::Value>) -> regorus::Value {
     input.map_or(regorus::Value::Undefined, regorus::Value::from)
 }
 
+/// The most errors of one kind a refused module reports one by one.
+const MAX_REPORTED: usize = 10;
+
 /// Evaluates on a clone of a prepared engine (a clone is cheap; re-preparing is not).
 fn eval(prepared: &regorus::Engine, package: &str, rule: Option<&str>, input: regorus::Value, budget: Duration) -> Reply {
     eval_on(&mut prepared.clone(), package, rule, input, budget)
@@ -155,9 +158,13 @@ impl Session {
         let mut package = String::new();
         for (i, rego) in source.modules.iter().enumerate() {
             let rewritten = crate::adapters::engine::builtins::out_params_assigned(rego).into_owned();
-            let walks: Vec<CompileError> = crate::adapters::engine::builtins::walk_values_left(&rewritten)
-                .into_iter()
-                .map(|at| {
+            // The first few are enough to locate the problem (a hostile module may hold
+            // tens of thousands).
+            let left = crate::adapters::engine::builtins::walk_values_left(&rewritten);
+            let walks: Vec<CompileError> = left
+                .iter()
+                .take(MAX_REPORTED)
+                .map(|&at| {
                     let (row, col) = crate::adapters::engine::source::location(&rewritten, at);
                     CompileError {
                         message: "walk(x) used as a value is supported by the embedded engine only as a statement of its own, \
@@ -168,6 +175,11 @@ impl Session {
                         col: Some(col),
                     }
                 })
+                .chain((left.len() > MAX_REPORTED).then(|| CompileError {
+                    message: format!("and {} more such calls", left.len() - MAX_REPORTED),
+                    row: None,
+                    col: None,
+                }))
                 .collect();
             if !walks.is_empty() {
                 return Err(in_module(i, walks));
