@@ -155,6 +155,12 @@ pub struct PolicyModule {
     pub source: PolicySource,
 }
 
+/// Reads an optional `input` field (with `#[serde(default)]`): present, whatever its value
+/// (`null` included), is `Some`; absent is `None`, OPA's undefined input.
+pub fn given_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Evaluations of one [`PreparedPolicy::evaluate_many`] batch in flight at once, when the
 /// engine has no batch call of its own.
 pub const MANY_IN_FLIGHT: usize = 8;

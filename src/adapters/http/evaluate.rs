@@ -56,16 +56,11 @@ pub struct EvaluateRequest {
     /// Any JSON value; the policy sees it as `input`. Absent: the policy's `input` is
     /// undefined (as in OPA's API; `null` is an input of `null`), and the record's
     /// `input_sha256` is the SHA-256 of zero bytes.
-    #[serde(default, deserialize_with = "given")]
+    #[serde(default, deserialize_with = "crate::adapters::engine::given_input")]
     pub input: Option<serde_json::Value>,
     /// A dot-separated path inside the policy's package; absent: the whole package.
     #[serde(default)]
     pub rule: Option<String>,
-}
-
-/// A field that is present, whatever its value (`null` included): `Some`.
-fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The answer to an evaluation. `result` is always present (`null` when undefined), and

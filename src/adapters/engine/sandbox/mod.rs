@@ -43,7 +43,7 @@ pub enum Request {
         key: String,
         source: Option<PolicySource>,
         rule: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "given")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::given_input")]
         input: Option<Value>,
         budget_ms: u64,
     },
@@ -58,13 +58,8 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub rule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "given")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::given_input")]
     pub input: Option<Value>,
-}
-
-/// A field that is present, whatever its value (`null` included): `Some`.
-fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
 }
 
 /// What a worker answers.
