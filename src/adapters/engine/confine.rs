@@ -192,7 +192,7 @@ pub(super) struct Confined {
 /// OPA: OPA's compile time grows faster than linearly in them (measured on OPA v1.20.2:
 /// 100 calls 0.08 s, 300 calls 1.9 s, 1,000 calls over 60 s), and one compile holds every
 /// tenant's uploads back, so the limit is checked before anything is sent.
-pub(super) const MAX_METADATA_CALLS: usize = 32;
+pub(super) const MAX_METADATA_CALLS: usize = 8;
 
 /// Refuses a version that calls `rego.metadata.*` more than [`MAX_METADATA_CALLS`] times,
 /// locating the first call over the limit.
