@@ -264,6 +264,46 @@ impl Replayer {
         Ok(v)
     }
 
+    /// The page of decisions after `after` (at most `left`, [`PAGE`] and [`PAGE_BYTES`]).
+    async fn page(&self, job: &Job, after: i64, left: u64) -> Result<Vec<ReplayRow>, ReplayError> {
+        let spec = &job.spec;
+        let mut tx = projections::tenant::begin(&self.primary, spec.tenant.as_uuid()).await?;
+        let page_size = i64::try_from(left).unwrap_or(PAGE).min(PAGE);
+        let (window, seqs) = ((spec.from, spec.to), (after, job.through_seq));
+        let rows = read::replay_page(&mut tx, spec.policy_id.as_uuid(), window, seqs, page_size, PAGE_BYTES).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Replays one page and tallies it, in ledger order.
+    async fn evaluate_page(
+        &self,
+        tenant: uuid::Uuid,
+        prepared: &dyn PreparedPolicy,
+        rows: &[ReplayRow],
+        tally: &mut Tally<'_>,
+        set: &mut DecisionSet,
+    ) -> Result<(), ReplayError> {
+        for r in rows {
+            set.push(r.ledger_seq);
+        }
+        // A decision made without an input is replayed without one; a `hash_only`
+        // record keeps no input to replay.
+        let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some() || !r.input_given).collect();
+        tally.skip(rows.len() - replayable.len());
+        // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
+        // workers as the tenant's share allows; they are tallied in ledger order.
+        for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
+            let calls = group.iter().map(|batch| evaluate(tenant, prepared, batch));
+            for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
+                for (row, result) in batch.iter().zip(results?) {
+                    tally.add(row, result)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn run(&self, id: ReplayId, job: &Job, versions: &Versions) -> Result<(i64, PolicyReplayed), ReplayError> {
         let spec = &job.spec;
         let tenant = spec.tenant.as_uuid();
@@ -273,41 +313,24 @@ impl Replayer {
         let prepared = on_behalf_of(tenant, self.engine.prepare(&module)).await?;
         let mut tally = Tally::new(spec.version, versions);
         let mut set = DecisionSet::default();
-        let mut after = 0;
         let limit = u64::from(spec.limit.unwrap_or(MAX_LIMIT));
-        loop {
-            let left = limit.saturating_sub(tally.report.read);
-            if left == 0 {
-                break;
-            }
-            let mut tx = projections::tenant::begin(&self.primary, tenant).await?;
-            let page_size = i64::try_from(left).unwrap_or(PAGE).min(PAGE);
-            let (window, seqs) = ((spec.from, spec.to), (after, job.through_seq));
-            let rows = read::replay_page(&mut tx, spec.policy_id.as_uuid(), window, seqs, page_size, PAGE_BYTES).await?;
-            tx.commit().await?;
-            let Some(last) = rows.last() else { break };
-            after = last.ledger_seq;
-            for r in &rows {
-                set.push(r.ledger_seq);
-            }
-            // A decision made without an input is replayed without one; a `hash_only`
-            // record keeps no input to replay.
-            let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some() || !r.input_given).collect();
-            tally.skip(rows.len() - replayable.len());
-            // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
-            // workers as the tenant's share allows; they are tallied in ledger order.
-            for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
-                let calls = group.iter().map(|batch| {
-                    let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone())).collect();
-                    evaluate(tenant, prepared.as_ref(), items)
-                });
-                for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
-                    for (row, result) in batch.iter().zip(results?) {
-                        tally.add(row, result)?;
-                    }
+        // The next page is read while this one is evaluated.
+        let mut rows = self.page(job, 0, limit).await?;
+        let mut fetched = 0u64;
+        while let Some(last) = rows.last().map(|r| r.ledger_seq) {
+            fetched = fetched.saturating_add(u64::try_from(rows.len()).unwrap_or(u64::MAX));
+            let left = limit.saturating_sub(fetched);
+            let next = async {
+                if left == 0 {
+                    Ok(Vec::new())
+                } else {
+                    self.page(job, last, left).await
                 }
-            }
+            };
+            let (next, evaluated) = tokio::join!(next, self.evaluate_page(tenant, prepared.as_ref(), &rows, &mut tally, &mut set));
+            evaluated?;
             job.read.store(tally.report.read, Ordering::Relaxed);
+            rows = next?;
         }
         // OPA may have dropped the module meanwhile (a restart, or its sync unloading a
         // version that is not active), and then answers "undefined": such a replay is void.
@@ -367,12 +390,14 @@ fn batches<'a>(rows: &[&'a ReplayRow]) -> Vec<Vec<&'a ReplayRow>> {
 async fn evaluate(
     tenant: uuid::Uuid,
     prepared: &dyn PreparedPolicy,
-    items: Vec<(Option<String>, Option<Value>)>,
+    batch: &[&ReplayRow],
 ) -> Result<Vec<Result<Option<Value>, EngineError>>, ReplayError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match on_behalf_of(tenant, prepared.evaluate_many(items.clone())).await {
+        // The items are built from the rows at each attempt: the engine consumes them.
+        let items = batch.iter().map(|r| (r.rule.clone(), r.input.clone())).collect();
+        match on_behalf_of(tenant, prepared.evaluate_many(items)).await {
             Ok(results) => return Ok(results),
             Err(e @ (EngineError::Overloaded(_) | EngineError::Unavailable(_) | EngineError::Timeout(_))) if attempt < BATCH_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "replay batch refused; trying again");

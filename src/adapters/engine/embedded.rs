@@ -32,14 +32,14 @@ impl Backend {
                 let session = session.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut s = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match s.handle(request.clone()) {
+                    match s.handle(request.clone().decoded()) {
                         Reply::NeedSource => match (request, source) {
-                            (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(source)) => {
-                                s.handle(Request::Evaluate { key, source: Some(PolicySource::clone(&source)), rule, input, budget_ms })
-                            }
-                            (Request::EvaluateMany { key, items, budget_ms, .. }, Some(source)) => {
-                                s.handle(Request::EvaluateMany { key, source: Some(PolicySource::clone(&source)), items, budget_ms })
-                            }
+                            (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(source)) => s.handle(
+                                Request::Evaluate { key, source: Some(PolicySource::clone(&source)), rule, input, budget_ms }.decoded(),
+                            ),
+                            (Request::EvaluateMany { key, items, budget_ms, .. }, Some(source)) => s.handle(
+                                Request::EvaluateMany { key, source: Some(PolicySource::clone(&source)), items, budget_ms }.decoded(),
+                            ),
                             _ => Reply::NeedSource,
                         },
                         reply => reply,

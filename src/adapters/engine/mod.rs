@@ -157,8 +157,8 @@ pub struct PolicyModule {
 
 /// Reads an optional `input` field (with `#[serde(default)]`): present, whatever its value
 /// (`null` included), is `Some`; absent is `None`, OPA's undefined input.
-pub fn given_input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    <Value as serde::Deserialize>::deserialize(d).map(Some)
+pub fn given_input<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Evaluations of one [`PreparedPolicy::evaluate_many`] batch in flight at once, when the

@@ -29,9 +29,12 @@ use super::{CompileError, PolicySource};
 /// The largest frame either side accepts (a request carries at most a source and an input).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
-/// What the service asks a worker.
+/// What the service asks a worker. The service sends inputs as JSON values; a worker
+/// decodes them straight into regorus's values (`Request<regorus::Value>`, [`WorkerRequest`]),
+/// through the same deserializer regorus's own conversion uses, without a copy in between.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Request {
+#[serde(bound(deserialize = "I: Deserialize<'de>"))]
+pub enum Request<I = Value> {
     /// Compile and analyse a version; answers [`Reply::Checked`].
     Check { source: PolicySource },
     /// Compile a version and run these `test_` rules, all within `budget_ms` together.
@@ -44,22 +47,46 @@ pub enum Request {
         source: Option<PolicySource>,
         rule: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::given_input")]
-        input: Option<Value>,
+        input: Option<I>,
         budget_ms: u64,
     },
     /// Evaluate many (rule, input) pairs of one module, each within `budget_ms`; answers
     /// [`Reply::Values`], one reply per item in order (a batch amortises the round trip:
     /// replays evaluate thousands of recorded decisions).
-    EvaluateMany { key: String, source: Option<PolicySource>, items: Vec<Item>, budget_ms: u64 },
+    EvaluateMany { key: String, source: Option<PolicySource>, items: Vec<Item<I>>, budget_ms: u64 },
+}
+
+/// A request as a worker decodes it.
+pub type WorkerRequest = Request<regorus::Value>;
+
+impl Request {
+    /// The request as a worker would decode it (for a session in this process).
+    pub fn decoded(self) -> WorkerRequest {
+        let decode = |input: Option<Value>| input.map(regorus::Value::from);
+        match self {
+            Request::Check { source } => Request::Check { source },
+            Request::Test { source, tests, budget_ms } => Request::Test { source, tests, budget_ms },
+            Request::Evaluate { key, source, rule, input, budget_ms } => {
+                Request::Evaluate { key, source, rule, input: decode(input), budget_ms }
+            }
+            Request::EvaluateMany { key, source, items, budget_ms } => Request::EvaluateMany {
+                key,
+                source,
+                items: items.into_iter().map(|Item { rule, input }| Item { rule, input: decode(input) }).collect(),
+                budget_ms,
+            },
+        }
+    }
 }
 
 /// One item of a [`Request::EvaluateMany`]: a rule and an input, which may be absent (a
 /// `null` input stays `null`: absence is the field's absence, not a `null`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
+#[serde(bound(deserialize = "I: Deserialize<'de>"))]
+pub struct Item<I = Value> {
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::given_input")]
-    pub input: Option<Value>,
+    pub input: Option<I>,
 }
 
 /// What a worker answers.
@@ -132,6 +159,27 @@ mod tests {
             match serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap() {
                 Request::Evaluate { input: back, .. } => assert_eq!(back, input),
                 other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_worker_decodes_each_input_into_the_value_regorus_would_convert_it_to() {
+        let inputs = [
+            None,
+            Some(Value::Null),
+            Some(json!({"a": [1, 2.5, -3, 1e300, 18446744073709551615u64, "x\u{e9}"], "b": {"c": true, "": null}})),
+        ];
+        for input in inputs {
+            let expected = input.clone().map(regorus::Value::from);
+            let item = Item { rule: Some("allow".into()), input: input.clone() };
+            let request = Request::EvaluateMany { key: "k".into(), source: None, items: vec![item], budget_ms: 1 };
+            let wire: WorkerRequest = serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
+            for decoded in [wire, request.decoded()] {
+                match decoded {
+                    Request::EvaluateMany { items, .. } => assert_eq!(items[0].input, expected, "{input:?}"),
+                    other => panic!("{other:?}"),
+                }
             }
         }
     }

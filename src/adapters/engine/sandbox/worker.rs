@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::Value;
 
-use super::{read_frame, write_frame, Reply, Request};
+use super::{read_frame, write_frame, Reply, WorkerRequest as Request};
 use crate::adapters::engine::source::{parse_regorus_error, unsupported_calls};
 use crate::adapters::engine::{CompileError, PolicySource};
 
@@ -74,8 +74,8 @@ fn to_json(v: regorus::Value) -> Reply {
 }
 
 /// The policy's `input`: undefined when the caller gave none.
-fn input_value(input: Option<serde_json::Value>) -> regorus::Value {
-    input.map_or(regorus::Value::Undefined, regorus::Value::from)
+fn input_value(input: Option<regorus::Value>) -> regorus::Value {
+    input.unwrap_or(regorus::Value::Undefined)
 }
 
 /// The most errors of one kind a refused module reports one by one.
