@@ -243,8 +243,9 @@ async fn decisions_of(t: &Tenant<'_>, id: &str, min_seq: i64) -> Vec<Value> {
 async fn every_evaluation_leaves_exactly_one_decision_record_even_a_hundred_at_once() {
     let svc = Service::start(&[]).await;
     let t = tenant(&svc);
-    let (_, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "pii", "rego": GATE, "input_logging": "hash_only"}))).await;
-    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let (status, p) =
+        t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "pii", "rego": GATE, "input_logging": "hash_only"}))).await;
+    let id = p["policy_id"].as_str().unwrap_or_else(|| panic!("{status} {p}")).to_owned();
     t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
     let eval = format!("/api/v1/policies/{id}/evaluate");
     let calls = (0..100).map(|i| {

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aggregates::facts::{ProjectionEntrySkipped, ProjectionSkipEvent, SKIP_AGGREGATE};
 use aggregates::{DecodeError, Recorded};
@@ -181,6 +181,9 @@ pub fn start(
             stuck: stuck.clone(),
             reached: tx,
             position: None,
+            stored: None,
+            wake: wake.clone(),
+            head_read: None,
             skip: None,
             step: BATCH,
         };
@@ -209,6 +212,14 @@ struct Runner {
     reached: watch::Sender<i64>,
     /// The leader's position, once loaded; `None` makes the next step reload it.
     position: Option<i64>,
+    /// The position as stored, and when it was stored. `position` runs ahead of it only
+    /// over seqs holding no entry this projector handles, for at most
+    /// [`STORE_POSITION_EVERY`] while entries keep coming; an idle step stores it.
+    stored: Option<(i64, Instant)>,
+    /// The highest seq this process's appender committed (see [`Runner::head`]).
+    wake: watch::Receiver<i64>,
+    /// When the ledger's head was last read from the database.
+    head_read: Option<Instant>,
     /// The operator's skip decisions (reloaded after every failure).
     skip: Option<HashSet<i64>>,
     /// The batch size: one entry at a time after a failure, to find the entry that fails.
@@ -216,6 +227,12 @@ struct Runner {
 }
 
 const RETRY: Duration = Duration::from_millis(500);
+
+/// How long a leader may keep a position it moved over entries of other projectors only
+/// without storing it. Storing it costs a transaction on the primary; at a thousand
+/// decisions a second, every projector that handles none of them stored one per append.
+/// Standbys (other processes) see the stored position, so this bounds how far behind it is.
+const STORE_POSITION_EVERY: Duration = Duration::from_millis(100);
 
 #[async_trait::async_trait]
 impl crate::application::leader::LeaderTask for Runner {
@@ -226,12 +243,14 @@ impl crate::application::leader::LeaderTask for Runner {
     async fn elected(&mut self) {
         tracing::info!(projection = self.projector.name(), "this process now runs the projector");
         self.position = None;
+        self.stored = None;
     }
 
     /// Another process leads: follow its progress for read-your-writes, and tell this
     /// process's listeners (caches) what the leader applied.
     async fn follow(&mut self) -> Pace {
         self.position = None;
+        self.stored = None;
         if let Ok(p) = load_position(&self.primary, self.projector.name()).await {
             let seen = *self.reached.borrow();
             if p > seen && !self.listeners.is_empty() && seen > 0 {
@@ -254,8 +273,11 @@ impl crate::application::leader::LeaderTask for Runner {
             Some(p) => p,
             None => match load_position(&self.primary, name).await {
                 Ok(p) => {
-                    self.reached.send_replace(p);
+                    // Never backwards: this process may have seen the projector pass seqs
+                    // it had not stored yet (they held nothing for it).
+                    self.reached.send_if_modified(|r| std::mem::replace(r, p.max(*r)) < p);
                     self.position = Some(p);
+                    self.stored = Some((p, Instant::now()));
                     p
                 }
                 Err(e) => {
@@ -277,8 +299,16 @@ impl crate::application::leader::LeaderTask for Runner {
         // The next `step` seqs (the chain is gapless and commits in seq order, so every seq
         // up to the head is there), but only the entries of the types this projector
         // handles: the others' payloads are neither read nor decoded.
+        let head = match self.head(pos).await {
+            Ok(head) => head,
+            Err(e) => {
+                self.skip = Some(skip_set);
+                tracing::warn!(projection = name, error = %e, "cannot read the ledger's head; retrying");
+                return Pace::Retry(RETRY);
+            }
+        };
         let read = async {
-            let upto = self.reader.head_seq().await?.min(pos.saturating_add(self.step));
+            let upto = head.min(pos.saturating_add(self.step));
             if upto <= pos {
                 return Ok((upto, Vec::new()));
             }
@@ -295,11 +325,21 @@ impl crate::application::leader::LeaderTask for Runner {
                 return Pace::Retry(RETRY);
             }
         };
-        if upto <= pos {
+        let (stored, stored_at) = self.stored.unwrap_or((pos, Instant::now()));
+        if upto <= pos && stored == pos {
             self.skip = Some(skip_set);
             return Pace::Idle(IDLE_POLL);
         }
-        match apply_batch(self.projector.as_ref(), &self.primary, pos, upto, &batch, &skip_set).await {
+        // Nothing to apply: the position moves in memory (read-your-writes in this process
+        // waits on `reached`), and is stored when due or when the projector idles.
+        if upto > pos && batch.is_empty() && stored_at.elapsed() < STORE_POSITION_EVERY {
+            self.position = Some(upto);
+            self.reached.send_replace(upto);
+            self.skip = Some(skip_set);
+            return Pace::Again;
+        }
+        let upto = upto.max(pos);
+        match apply_batch(self.projector.as_ref(), &self.primary, stored, upto, &batch, &skip_set).await {
             Ok(Some(last)) => {
                 for entry in batch.iter().filter(|e| self.projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
                     for l in &self.listeners {
@@ -307,6 +347,7 @@ impl crate::application::leader::LeaderTask for Runner {
                     }
                 }
                 self.position = Some(last);
+                self.stored = Some((last, Instant::now()));
                 self.reached.send_replace(last);
                 self.skip = Some(skip_set);
                 if self.step == 1 {
@@ -323,6 +364,7 @@ impl crate::application::leader::LeaderTask for Runner {
             // Another runner advanced the position first: reload it.
             Ok(None) => {
                 self.position = None;
+                self.stored = None;
                 self.skip = Some(skip_set);
                 Pace::Again
             }
@@ -348,6 +390,25 @@ impl crate::application::leader::LeaderTask for Runner {
                 Pace::Retry(RETRY)
             }
         }
+    }
+}
+
+impl Runner {
+    /// The seq to read up to: the highest seq this process committed, when it is past
+    /// `pos` (every seq below a committed one is committed: the chain commits in seq
+    /// order); else the database's head, read at most once per [`IDLE_POLL`], which is how
+    /// other processes' appends are seen. Before, every projector read the head at every
+    /// step, three statements on the audit database per append and projector.
+    async fn head(&mut self, pos: i64) -> Result<i64, crate::adapters::ledger::LedgerError> {
+        let local = *self.wake.borrow();
+        if local > pos {
+            return Ok(local);
+        }
+        if self.head_read.is_some_and(|at| at.elapsed() < IDLE_POLL) {
+            return Ok(pos);
+        }
+        self.head_read = Some(Instant::now());
+        self.reader.head_seq().await
     }
 }
 
