@@ -51,9 +51,10 @@ fn evaluation_error(e: &dyn std::fmt::Display) -> Reply {
 }
 
 /// How many of regorus's work units (a statement, a loop step, a rule) pass between two
-/// reads of the clock. Reading it at every unit cost a quarter of an evaluation of the
-/// model-promotion gate (12.7k against 17.4k evaluations/s at 16); a unit is small, so
-/// the budget is overrun by microseconds, and the pool's deadline kill stays the backstop.
+/// reads of the clock. Reading it at every unit cost about a tenth of an evaluation of the
+/// model-promotion gate (one thread: 9.6k–11.9k against 11.6k–13.0k evaluations/s at 16);
+/// a unit is small, so the budget is overrun by microseconds, and the pool's deadline
+/// kill stays the backstop.
 const TIMER_CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(16) {
     Some(n) => n,
     None => NonZeroU32::MIN,
