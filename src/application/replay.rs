@@ -275,35 +275,6 @@ impl Replayer {
         Ok(rows)
     }
 
-    /// Replays one page and tallies it, in ledger order.
-    async fn evaluate_page(
-        &self,
-        tenant: uuid::Uuid,
-        prepared: &dyn PreparedPolicy,
-        rows: &[ReplayRow],
-        tally: &mut Tally<'_>,
-        set: &mut DecisionSet,
-    ) -> Result<(), ReplayError> {
-        for r in rows {
-            set.push(r.ledger_seq);
-        }
-        // A decision made without an input is replayed without one; a `hash_only`
-        // record keeps no input to replay.
-        let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some() || !r.input_given).collect();
-        tally.skip(rows.len() - replayable.len());
-        // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
-        // workers as the tenant's share allows; they are tallied in ledger order.
-        for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
-            let calls = group.iter().map(|batch| evaluate(tenant, prepared, batch));
-            for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
-                for (row, result) in batch.iter().zip(results?) {
-                    tally.add(row, result)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     async fn run(&self, id: ReplayId, job: &Job, versions: &Versions) -> Result<(i64, PolicyReplayed), ReplayError> {
         let spec = &job.spec;
         let tenant = spec.tenant.as_uuid();
@@ -327,7 +298,7 @@ impl Replayer {
                     self.page(job, last, left).await
                 }
             };
-            let (next, evaluated) = tokio::join!(next, self.evaluate_page(tenant, prepared.as_ref(), &rows, &mut tally, &mut set));
+            let (next, evaluated) = tokio::join!(next, evaluate_page(tenant, prepared.as_ref(), &rows, &mut tally, &mut set));
             evaluated?;
             job.read.store(tally.report.read, Ordering::Relaxed);
             rows = next?;
@@ -383,6 +354,34 @@ fn batches<'a>(rows: &[&'a ReplayRow]) -> Vec<Vec<&'a ReplayRow>> {
         }
     }
     out
+}
+
+/// Replays one page and tallies it, in ledger order.
+async fn evaluate_page(
+    tenant: uuid::Uuid,
+    prepared: &dyn PreparedPolicy,
+    rows: &[ReplayRow],
+    tally: &mut Tally<'_>,
+    set: &mut DecisionSet,
+) -> Result<(), ReplayError> {
+    for r in rows {
+        set.push(r.ledger_seq);
+    }
+    // A decision made without an input is replayed without one; a `hash_only`
+    // record keeps no input to replay.
+    let replayable: Vec<&ReplayRow> = rows.iter().filter(|r| r.input.is_some() || !r.input_given).collect();
+    tally.skip(rows.len() - replayable.len());
+    // Up to BATCHES_IN_FLIGHT batches at once: the pool runs them on as many
+    // workers as the tenant's share allows; they are tallied in ledger order.
+    for group in batches(&replayable).chunks(BATCHES_IN_FLIGHT) {
+        let calls = group.iter().map(|batch| evaluate(tenant, prepared, batch));
+        for (batch, results) in group.iter().zip(futures::future::join_all(calls).await) {
+            for (row, result) in batch.iter().zip(results?) {
+                tally.add(row, result)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One batch on the engine, under the tenant, tried again when the engine could not take
