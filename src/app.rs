@@ -222,6 +222,9 @@ async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier,
     let Pools { primary, writer, reader } = pools;
     let (appender, appender_handle) = Appender::start(writer);
     let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
+    // This process's tailing readers (projectors, relay) take what its appender just
+    // committed from memory instead of reading it back.
+    let reader = reader.with_recent(appender_handle.recent());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let http = crate::adapters::tls::http_client(&config)?
         .pool_idle_timeout(Duration::from_secs(90))

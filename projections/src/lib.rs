@@ -108,7 +108,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(decisions::DecisionProjector),
         std::sync::Arc::new(compliance::ComplianceProjector),
         std::sync::Arc::new(evidence::EvidenceProjector),
-        std::sync::Arc::new(system_evidence::SystemEvidenceProjector),
+        std::sync::Arc::new(system_evidence::SystemEvidenceProjector::default()),
     ]
 }
 

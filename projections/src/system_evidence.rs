@@ -303,7 +303,42 @@ async fn load_checks(tx: &mut PgConnection, policy: Uuid, version: u32) -> Resul
 
 /// Builds the system evidence read model.
 #[derive(Debug, Default)]
-pub struct SystemEvidenceProjector;
+pub struct SystemEvidenceProjector {
+    /// The control checks of policy versions as read back, by (tenant, policy, version),
+    /// so a run of decisions does not read them again in every transaction. A version's
+    /// checks are fixed by its ledger entry, and its decisions come after that entry, so an
+    /// answer read stays true, "none" included (a read within a transaction that rolls back
+    /// saw rows the retry writes again, the same). Bounded: emptied when it holds
+    /// [`CHECKS_HELD`] versions.
+    known: std::sync::Mutex<HashMap<(Uuid, Uuid, u32), Vec<ControlCheck>>>,
+}
+
+/// How many policy versions' checks [`SystemEvidenceProjector`] holds at most.
+const CHECKS_HELD: usize = 10_000;
+
+impl SystemEvidenceProjector {
+    /// A version's checks: held, or read (then held).
+    async fn checks_of(
+        &self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        policy: Uuid,
+        version: u32,
+    ) -> Result<Vec<ControlCheck>, ProjectionError> {
+        let key = (tenant, policy, version);
+        if let Some(held) = self.known.lock().ok().and_then(|k| k.get(&key).cloned()) {
+            return Ok(held);
+        }
+        let read = load_checks(tx, policy, version).await?;
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= CHECKS_HELD {
+                known.clear();
+            }
+            known.insert(key, read.clone());
+        }
+        Ok(read)
+    }
+}
 
 #[async_trait::async_trait]
 impl Projector for SystemEvidenceProjector {
@@ -339,8 +374,9 @@ impl Projector for SystemEvidenceProjector {
                 }
                 Some(Recorded::Decision(DecisionEvent::PolicyEvaluated(d))) => {
                     let key = (d.policy_id.as_uuid(), d.policy_version);
+                    // Checks recorded in this run come first: they are not committed yet.
                     if let std::collections::hash_map::Entry::Vacant(slot) = checks.entry(key) {
-                        slot.insert(load_checks(tx, key.0, key.1).await?);
+                        slot.insert(self.checks_of(tx, tenant, key.0, key.1).await?);
                     }
                     let day = e.recorded_at.date_naive();
                     for c in checks.get(&key).into_iter().flatten().filter(|c| c.counts(d.rule.as_ref())) {
@@ -385,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_projector_owns_four_gov_tables_and_reads_policies_and_decisions() {
-        let p = SystemEvidenceProjector;
+        let p = SystemEvidenceProjector::default();
         assert!(p.tables().iter().all(|t| t.starts_with("gov_system_evidence")));
         assert!(p.handles("Policy") && p.handles("PolicyDecision") && !p.handles("Evidence"));
     }

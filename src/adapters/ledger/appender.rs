@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::recent::RecentEntries;
 use super::{Appended, LedgerError, NewEntry};
 
 /// Upper bound of entries in one transaction: keeps a commit well under a millisecond
@@ -26,6 +27,7 @@ struct Request {
 pub struct AppenderHandle {
     tx: mpsc::Sender<Request>,
     head: watch::Receiver<i64>,
+    recent: RecentEntries,
     entry_max_bytes: usize,
 }
 
@@ -60,6 +62,12 @@ impl AppenderHandle {
     pub fn head(&self) -> watch::Receiver<i64> {
         self.head.clone()
     }
+
+    /// The entries this process committed last (see [`RecentEntries`]); they are held
+    /// there before [`AppenderHandle::head`] moves past them.
+    pub fn recent(&self) -> RecentEntries {
+        self.recent.clone()
+    }
 }
 
 /// The appender task. Dropping every [`AppenderHandle`] lets it drain its queue and stop;
@@ -73,10 +81,11 @@ impl Appender {
     pub fn start(pool: PgPool) -> (Appender, AppenderHandle) {
         let (tx, rx) = mpsc::channel::<Request>(4096);
         let (head_tx, head_rx) = watch::channel(0i64);
-        let task = tokio::spawn(run(pool, rx, head_tx));
+        let recent = RecentEntries::default();
+        let task = tokio::spawn(run(pool, rx, head_tx, recent.clone()));
         (
             Appender { task },
-            AppenderHandle { tx, head: head_rx, entry_max_bytes: crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES },
+            AppenderHandle { tx, head: head_rx, recent, entry_max_bytes: crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES },
         )
     }
 
@@ -88,7 +97,7 @@ impl Appender {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<i64>) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<i64>, recent: RecentEntries) {
     let mut cached: Option<Head> = None;
     while let Some(first) = rx.recv().await {
         let mut size = first.entries.len();
@@ -104,8 +113,9 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
         }
         let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
-            Ok(outcomes) => {
+            Ok((outcomes, stored)) => {
                 crate::adapters::metrics::get().ledger_append(size, started.elapsed());
+                recent.committed(stored);
                 let mut top = None;
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
                     if let Ok(appended) = &outcome {
@@ -133,48 +143,6 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
     }
 }
 
-/// Column arrays for one multi-row INSERT … SELECT FROM UNNEST.
-#[derive(Default)]
-struct Columns {
-    seq: Vec<i64>,
-    tenant: Vec<uuid::Uuid>,
-    agg_type: Vec<String>,
-    agg_id: Vec<String>,
-    agg_seq: Vec<i64>,
-    event_type: Vec<String>,
-    event_version: Vec<String>,
-    payload: Vec<String>,
-    actor: Vec<String>,
-    request_id: Vec<Option<String>>,
-    trace_id: Vec<Option<String>>,
-    causation_id: Vec<Option<String>>,
-    correlation_id: Vec<Option<String>>,
-    recorded_at: Vec<DateTime<Utc>>,
-    prev_hash: Vec<Vec<u8>>,
-    hash: Vec<Vec<u8>>,
-}
-
-impl Columns {
-    fn push(&mut self, e: LedgerEntry) {
-        self.seq.push(e.seq);
-        self.tenant.push(e.tenant_id);
-        self.agg_type.push(e.aggregate_type);
-        self.agg_id.push(e.aggregate_id);
-        self.agg_seq.push(e.aggregate_seq);
-        self.event_type.push(e.event_type);
-        self.event_version.push(e.event_version);
-        self.payload.push(e.payload);
-        self.actor.push(e.metadata.actor);
-        self.request_id.push(e.metadata.request_id);
-        self.trace_id.push(e.metadata.trace_id);
-        self.causation_id.push(e.metadata.causation_id);
-        self.correlation_id.push(e.metadata.correlation_id);
-        self.recorded_at.push(e.recorded_at);
-        self.prev_hash.push(e.prev_hash.to_vec());
-        self.hash.push(e.hash.to_vec());
-    }
-}
-
 type Outcomes = Vec<Result<Vec<Appended>, LedgerError>>;
 
 /// The chain head this appender last committed or read: (seq, hash).
@@ -187,15 +155,15 @@ type Head = (i64, [u8; 32]);
 /// the insert trigger takes the append lock and checks that the batch extends the head).
 /// If another process appended meanwhile, or an entry conflicts, that statement fails as
 /// a whole and the careful path runs: lock, read the head and the conflicts, insert.
-async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head>) -> Result<Outcomes, sqlx::Error> {
+async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head>) -> Result<(Outcomes, Vec<LedgerEntry>), sqlx::Error> {
     if let Some(head) = *cached {
         let rejected = claimed_twice(batch, &[]);
         if !rejected.iter().any(|r| *r) {
-            let (cols, outcomes, new_head) = plan(batch, head, &rejected);
-            match insert(pool, &cols).await {
+            let (entries, outcomes, new_head) = plan(batch, head, &rejected);
+            match insert(pool, &entries).await {
                 Ok(()) => {
                     *cached = Some(new_head);
-                    return Ok(outcomes);
+                    return Ok((outcomes, entries));
                 }
                 Err(e) if is_stale_or_conflict(&e) => {}
                 Err(e) => {
@@ -213,9 +181,9 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
     loop {
         attempt += 1;
         match commit_carefully(pool, batch).await {
-            Ok((outcomes, head)) => {
+            Ok((outcomes, entries, head)) => {
                 *cached = Some(head);
-                return Ok(outcomes);
+                return Ok((outcomes, entries));
             }
             Err(e) if attempt < CAREFUL_ATTEMPTS && is_stale_or_conflict(&e) => continue,
             Err(e) => return Err(e),
@@ -226,7 +194,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
 /// How often the careful path reads the head again after losing a race for a seq.
 const CAREFUL_ATTEMPTS: u32 = 8;
 
-async fn commit_carefully(pool: &PgPool, batch: &[Request]) -> Result<(Outcomes, Head), sqlx::Error> {
+async fn commit_carefully(pool: &PgPool, batch: &[Request]) -> Result<(Outcomes, Vec<LedgerEntry>, Head), sqlx::Error> {
     let all: Vec<&NewEntry> = batch.iter().flat_map(|r| r.entries.iter()).collect();
     let types: Vec<&str> = all.iter().map(|e| e.aggregate_type.as_str()).collect();
     let ids: Vec<&str> = all.iter().map(|e| e.aggregate_id.as_str()).collect();
@@ -242,12 +210,12 @@ async fn commit_carefully(pool: &PgPool, batch: &[Request]) -> Result<(Outcomes,
     let head_hash: [u8; 32] =
         head_hash.as_slice().try_into().map_err(|_| sqlx::Error::Protocol("ledger head hash is not 32 bytes".into()))?;
     let rejected = claimed_twice(batch, &conflicts);
-    let (cols, outcomes, new_head) = plan(batch, (head_seq, head_hash), &rejected);
-    if !cols.seq.is_empty() {
-        insert(&mut *tx, &cols).await?;
+    let (entries, outcomes, new_head) = plan(batch, (head_seq, head_hash), &rejected);
+    if !entries.is_empty() {
+        insert(&mut *tx, &entries).await?;
     }
     tx.commit().await?;
-    Ok((outcomes, new_head))
+    Ok((outcomes, entries, new_head))
 }
 
 /// The insert failed because the head moved (chain check) or an aggregate position is
@@ -284,11 +252,11 @@ fn claimed_twice(batch: &[Request], conflicts: &[i32]) -> Vec<bool> {
 }
 
 /// Assigns seqs and hashes from `head` to the requests that are not rejected.
-fn plan(batch: &[Request], head: Head, rejected: &[bool]) -> (Columns, Outcomes, Head) {
+fn plan(batch: &[Request], head: Head, rejected: &[bool]) -> (Vec<LedgerEntry>, Outcomes, Head) {
     let (mut seq, mut prev) = head;
     // One timestamp per batch, at PostgreSQL's microsecond precision so it reads back equal.
     let recorded_at = Utc::now().trunc_subsecs(6);
-    let mut cols = Columns::default();
+    let mut entries = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     for (ri, req) in batch.iter().enumerate() {
         if rejected[ri] {
@@ -319,14 +287,23 @@ fn plan(batch: &[Request], head: Head, rejected: &[bool]) -> (Columns, Outcomes,
             entry.hash = entry.computed_hash();
             appended.push(Appended { seq, hash: entry.hash, recorded_at });
             prev = entry.hash;
-            cols.push(entry);
+            entries.push(entry);
         }
         outcomes.push(Ok(appended));
     }
-    (cols, outcomes, (seq, prev))
+    (entries, outcomes, (seq, prev))
 }
 
-async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, cols: &Columns) -> Result<(), sqlx::Error> {
+/// One multi-row INSERT … SELECT FROM UNNEST of the entries' columns (borrowed, not copied).
+async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, entries: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+    let col = |f: fn(&LedgerEntry) -> &str| entries.iter().map(f).collect::<Vec<&str>>();
+    let opt = |f: fn(&LedgerEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<Option<&str>>>();
+    let seq: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let tenant: Vec<uuid::Uuid> = entries.iter().map(|e| e.tenant_id).collect();
+    let agg_seq: Vec<i64> = entries.iter().map(|e| e.aggregate_seq).collect();
+    let recorded_at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.recorded_at).collect();
+    let prev_hash: Vec<&[u8]> = entries.iter().map(|e| e.prev_hash.as_slice()).collect();
+    let hash: Vec<&[u8]> = entries.iter().map(|e| e.hash.as_slice()).collect();
     sqlx::query(
         "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, \
          event_version, payload, actor, request_id, trace_id, causation_id, correlation_id, recorded_at, prev_hash, hash) \
@@ -335,22 +312,22 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, cols: &Columns) -> Res
          $12::text[], $13::text[], $14::timestamptz[], $15::bytea[], $16::bytea[]) \
          AS u(s, t, at, ai, aseq, et, ev, p, a, r, tr, ca, co, ra, ph, h)",
     )
-    .bind(&cols.seq)
-    .bind(&cols.tenant)
-    .bind(&cols.agg_type)
-    .bind(&cols.agg_id)
-    .bind(&cols.agg_seq)
-    .bind(&cols.event_type)
-    .bind(&cols.event_version)
-    .bind(&cols.payload)
-    .bind(&cols.actor)
-    .bind(&cols.request_id)
-    .bind(&cols.trace_id)
-    .bind(&cols.causation_id)
-    .bind(&cols.correlation_id)
-    .bind(&cols.recorded_at)
-    .bind(&cols.prev_hash)
-    .bind(&cols.hash)
+    .bind(&seq)
+    .bind(&tenant)
+    .bind(col(|e| &e.aggregate_type))
+    .bind(col(|e| &e.aggregate_id))
+    .bind(&agg_seq)
+    .bind(col(|e| &e.event_type))
+    .bind(col(|e| &e.event_version))
+    .bind(col(|e| &e.payload))
+    .bind(col(|e| &e.metadata.actor))
+    .bind(opt(|e| e.metadata.request_id.as_deref()))
+    .bind(opt(|e| e.metadata.trace_id.as_deref()))
+    .bind(opt(|e| e.metadata.causation_id.as_deref()))
+    .bind(opt(|e| e.metadata.correlation_id.as_deref()))
+    .bind(&recorded_at)
+    .bind(&prev_hash)
+    .bind(&hash)
     .execute(executor)
     .await?;
     Ok(())
@@ -403,23 +380,23 @@ mod tests {
     fn the_plan_numbers_from_the_head_chains_each_hash_to_the_previous_and_skips_losers() {
         let batch = vec![request(vec![entry("a", 1), entry("a", 2)]), request(vec![entry("b", 1)]), request(vec![entry("c", 1)])];
         let head = (41, [9u8; 32]);
-        let (cols, outcomes, new_head) = plan(&batch, head, &[false, true, false]);
-        assert_eq!(cols.seq, vec![42, 43, 44], "the loser takes no seq");
-        assert_eq!(cols.prev_hash[0], vec![9u8; 32], "the first entry links to the head");
-        assert_eq!(cols.prev_hash[1], cols.hash[0]);
-        assert_eq!(cols.prev_hash[2], cols.hash[1]);
-        assert_eq!(new_head, (44, cols.hash[2].clone().try_into().unwrap()));
+        let (entries, outcomes, new_head) = plan(&batch, head, &[false, true, false]);
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![42, 43, 44], "the loser takes no seq");
+        assert_eq!(entries[0].prev_hash, [9u8; 32], "the first entry links to the head");
+        assert_eq!(entries[1].prev_hash, entries[0].hash);
+        assert_eq!(entries[2].prev_hash, entries[1].hash);
+        assert_eq!(new_head, (44, entries[2].hash));
         assert!(matches!(&outcomes[1], Err(LedgerError::Conflict { aggregate_id, .. }) if aggregate_id == "b"));
         let first: Vec<i64> = outcomes[0].as_ref().unwrap().iter().map(|a| a.seq).collect();
         assert_eq!(first, vec![42, 43]);
         assert_eq!(outcomes[2].as_ref().unwrap()[0].seq, 44);
-        assert!(cols.recorded_at.iter().all(|t| *t == cols.recorded_at[0]), "one timestamp per batch");
+        assert!(entries.iter().all(|e| e.recorded_at == entries[0].recorded_at), "one timestamp per batch");
     }
 
     #[test]
     fn every_planned_hash_is_the_entry_s_canonical_hash() {
         let batch = vec![request(vec![entry("a", 1)])];
-        let (cols, outcomes, _) = plan(&batch, (0, ledger::format::GENESIS_HASH), &[false]);
+        let (entries, outcomes, _) = plan(&batch, (0, ledger::format::GENESIS_HASH), &[false]);
         let stored = LedgerEntry {
             seq: 1,
             tenant_id: uuid::Uuid::nil(),
@@ -430,11 +407,12 @@ mod tests {
             event_version: "1".into(),
             payload: "{}".into(),
             metadata: ledger::EntryMetadata { actor: "alice".into(), ..Default::default() },
-            recorded_at: cols.recorded_at[0],
+            recorded_at: entries[0].recorded_at,
             prev_hash: ledger::format::GENESIS_HASH,
             hash: [0; 32],
         };
-        assert_eq!(cols.hash[0], stored.computed_hash().to_vec());
+        assert_eq!(entries[0].hash, stored.computed_hash());
+        assert_eq!(entries[0], LedgerEntry { hash: stored.computed_hash(), ..stored.clone() }, "the entry kept is the one stored");
         assert_eq!(outcomes[0].as_ref().unwrap()[0].hash, stored.computed_hash());
     }
 }

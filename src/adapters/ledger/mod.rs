@@ -2,6 +2,8 @@
 //!
 //! - [`appender`]: the group-commit appender, connected as `gov_ledger_writer`.
 //! - [`reader`]: reads entries and checkpoints, connected as `gov_ledger_reader`.
+//! - [`recent`]: the entries this process committed last, in memory, so its tailing
+//!   readers need not read them back ([`LedgerReader::with_recent`]).
 //! - [`notary`]: keeps the Merkle tree in memory, signs checkpoints, answers proofs.
 //!
 //! The writer can only append and the reader can only read; neither can change history.
@@ -11,12 +13,14 @@
 pub mod appender;
 pub mod notary;
 pub mod reader;
+pub mod recent;
 
 use chrono::{DateTime, Utc};
 use ledger::EntryMetadata;
 
 pub use appender::{Appender, AppenderHandle};
 pub use reader::LedgerReader;
+pub use recent::RecentEntries;
 
 /// An entry to append. `seq`, `recorded_at` and the hashes are assigned by the appender.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,7 @@
-//! Reads the ledger as `gov_ledger_reader` (SELECT only).
+//! Reads the ledger as `gov_ledger_reader` (SELECT only). With [`LedgerReader::with_recent`],
+//! the tail reads ([`LedgerReader::entries_after`], [`LedgerReader::events_of_types_between`])
+//! are answered from this process's recently committed entries when they hold the whole
+//! range, and from the database otherwise.
 
 use std::collections::HashMap;
 
@@ -7,6 +10,7 @@ use ledger::{EntryMetadata, LedgerEntry};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
+use super::recent::RecentEntries;
 use super::LedgerError;
 
 const COLUMNS: &str = "seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
@@ -15,6 +19,7 @@ const COLUMNS: &str = "seq, tenant_id, aggregate_type, aggregate_id, aggregate_s
 #[derive(Debug, Clone)]
 pub struct LedgerReader {
     pool: PgPool,
+    recent: Option<RecentEntries>,
 }
 
 fn hash32(row: &PgRow, column: &str, seq: i64) -> Result<[u8; 32], LedgerError> {
@@ -48,7 +53,14 @@ fn entry(row: &PgRow) -> Result<LedgerEntry, LedgerError> {
 
 impl LedgerReader {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, recent: None }
+    }
+
+    /// This reader, answering tail reads from `recent` (this process's appender's
+    /// committed entries) when it holds them.
+    pub fn with_recent(mut self, recent: RecentEntries) -> Self {
+        self.recent = Some(recent);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -65,6 +77,9 @@ impl LedgerReader {
 
     /// Up to `limit` entries with seq greater than `after`, in seq order.
     pub async fn entries_after(&self, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        if let Some(held) = self.recent.as_ref().and_then(|r| r.after(after, limit)) {
+            return Ok(held);
+        }
         let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq > $1 ORDER BY seq LIMIT $2");
         let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(entry).collect()
@@ -195,6 +210,9 @@ impl LedgerReader {
 
     /// Events of the given aggregate types with seq in (after, upto], in seq order.
     pub async fn events_of_types_between(&self, types: &[&str], after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        if let Some(held) = self.recent.as_ref().and_then(|r| r.between(Some(types), after, upto)) {
+            return Ok(held);
+        }
         let sql =
             format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = ANY($1) AND seq > $2 AND seq <= $3 ORDER BY seq");
         let rows = sqlx::query(&sql).bind(types).bind(after).bind(upto).fetch_all(&self.pool).await?;
