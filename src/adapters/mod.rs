@@ -1,7 +1,8 @@
 //! Adapters: everything that talks to the world outside the process.
 //!
 //! - [`http`]: the axum API (routes, extractors, request middleware, OpenAPI).
-//! - [`ledger`]: the only code that touches the audit database (appender, reader, notary).
+//! - [`ledger`]: the only code that touches the audit database (appender, reader, the
+//!   appender's recent entries, notary).
 //!   The formats, proofs and offline verifier are the `ledger` crate (`crates/ledger`).
 //! - [`engine`]: the policy engines behind one trait; the embedded one runs tenants' Rego in
 //!   sandboxed worker processes (`engine::sandbox`, the hidden `engine-worker` subcommand).

@@ -10,10 +10,15 @@
 //! - The producer is idempotent; the position (in the primary database) advances only
 //!   after the broker acknowledged every message up to it. One process relays at a time
 //!   (advisory lock), so a crash replays from the last acknowledged seq.
+//!
+//! - [`leader`]: the leader-only loop (one step per batch, what it keeps between steps).
+//! - this module: topics, ids, headers, publishing entries and checkpoints.
+
+mod leader;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::SecondsFormat;
 use ledger::export::{ExportEntry, ExportLine};
@@ -21,13 +26,11 @@ use ledger::LedgerEntry;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use aggregates::{DecodeError, EventKind, Recorded};
 
 use crate::adapters::kafka::{KafkaSecurity, LastError, ReportingContext};
 use crate::adapters::ledger::LedgerReader;
-use crate::application::leader::{LeaderTask, Pace};
 
 pub const AUDIT_TOPIC: &str = "governance.audit.entry.written";
 /// `ce_type` of an entry on the audit topic, and of a signed checkpoint (which the audit
@@ -37,29 +40,6 @@ pub const CE_CHECKPOINT: &str = "com.aumos.governance.audit.checkpoint.signed";
 const RELAY: &str = "kafka";
 const CHECKPOINT_RELAY: &str = "kafka-checkpoints";
 const BATCH: i64 = 1000;
-/// How often the leading relay looks for new signed checkpoints to publish.
-const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
-/// How often the leading relay reads the ledger's head for its lag gauge.
-const LAG_POLL: Duration = Duration::from_millis(500);
-/// The least time between two batches of a relay that keeps up (as the projectors'
-/// `COALESCE`): under load, one batch carries the entries appended meanwhile.
-const COALESCE: Duration = Duration::from_millis(5);
-
-/// What the leading relay keeps between steps instead of reading it again at each one
-/// (before, each append cost the relay eight statements: its two positions, the
-/// checkpoints, the skip decisions and the head). All of it is read again after any
-/// failure, and when this process becomes the leader.
-#[derive(Debug, Default)]
-struct Kept {
-    /// The position as this leader stored it.
-    position: Option<i64>,
-    /// The operator's skip decisions for the relay.
-    skip: Option<std::collections::HashSet<i64>>,
-    /// When checkpoints were last looked for.
-    checkpoints_at: Option<Instant>,
-    /// When the head was last read for the lag gauge.
-    head_at: Option<Instant>,
-}
 
 /// The domain topic of each kind of entry, named `governance.<domain>.<noun>.<verb>`
 /// (the README lists them). A function of the decoded kind, exhaustive: every event and
@@ -378,156 +358,6 @@ impl KafkaRelay {
         }
         await_all(deliveries).await
     }
-
-    /// Relays until `shutdown`; only while this process holds the relay lock.
-    pub async fn run(self: Arc<Self>, wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
-        // A broker that does not answer (or refuses the client) must not hold up shutdown.
-        tokio::select! {
-            _ = self.ensure_topics() => {}
-            _ = shutdown.changed() => return,
-        }
-        let primary = self.primary.clone();
-        let runner = RelayRunner { relay: self, step: BATCH, kept: Kept::default(), caught_up_at: None };
-        crate::application::leader::run(runner, primary, wake, shutdown).await;
-    }
-
-    async fn measure_lag(&self) {
-        if let (Ok(pos), Ok(head)) = (self.position().await, self.reader.head_seq().await) {
-            self.lag.store(head - pos, Ordering::Relaxed);
-        }
-    }
-
-    async fn mark_stuck(&self, at: Option<&crate::application::projection::Stuck>) {
-        if let Err(e) =
-            crate::application::projection::store_stuck(&self.primary, crate::application::projection::StuckTable::Relay, RELAY, at).await
-        {
-            tracing::warn!(error = %e, "cannot store the relay's stuck mark");
-        }
-    }
-
-    /// Relays up to `limit` entries; returns how many it relayed (0: nothing to relay), or
-    /// the error with the first seq of the batch that failed (then `kept` is forgotten).
-    async fn step(&self, kept: &mut Kept, limit: i64) -> Result<usize, (RelayError, i64)> {
-        let pos = match kept.position {
-            Some(p) => p,
-            None => {
-                let p = self.position().await.map_err(|e| (e.into(), 0))?;
-                kept.position = Some(p);
-                p
-            }
-        };
-        let result = self.step_from(kept, pos, limit).await;
-        if result.is_err() {
-            *kept = Kept::default();
-        }
-        result.map_err(|e| (e, pos + 1))
-    }
-
-    async fn step_from(&self, kept: &mut Kept, pos: i64, limit: i64) -> Result<usize, RelayError> {
-        if kept.checkpoints_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_POLL) {
-            self.publish_checkpoints(pos).await?;
-            kept.checkpoints_at = Some(Instant::now());
-        }
-        let batch = self.reader.entries_after(pos, limit).await?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
-            self.lag.store(0, Ordering::Relaxed);
-            return Ok(0);
-        };
-        let skip = match kept.skip.take() {
-            Some(skip) => skip,
-            None => crate::application::projection::skipped(&self.reader, RELAY).await?,
-        };
-        let published = self.publish(&batch, &skip).await;
-        kept.skip = Some(skip);
-        published?;
-        let moved = sqlx::query("UPDATE gov_relay_positions SET position = $1, updated_at = now() WHERE relay = $2 AND position = $3")
-            .bind(last)
-            .bind(RELAY)
-            .bind(pos)
-            .execute(&self.primary)
-            .await?
-            .rows_affected();
-        // Not moved: the stored position is not the one kept (read it again).
-        kept.position = (moved == 1).then_some(last);
-        if kept.head_at.is_none_or(|at| at.elapsed() >= LAG_POLL) {
-            let head = self.reader.head_seq().await.unwrap_or(last);
-            self.lag.store(head - last, Ordering::Relaxed);
-            kept.head_at = Some(Instant::now());
-        }
-        Ok(batch.len())
-    }
-}
-
-/// The relay as a leader-only task.
-struct RelayRunner {
-    relay: Arc<KafkaRelay>,
-    /// The batch size: one entry at a time after a failure, to find the entry that fails.
-    step: i64,
-    /// What is kept between steps while this process leads.
-    kept: Kept,
-    /// When a batch last brought the relay up to the head (see [`COALESCE`]).
-    caught_up_at: Option<Instant>,
-}
-
-#[async_trait::async_trait]
-impl LeaderTask for RelayRunner {
-    fn lock_name(&self) -> String {
-        "gov-kafka-relay".to_owned()
-    }
-
-    async fn elected(&mut self) {
-        tracing::info!("this process now runs the Kafka relay");
-        self.kept = Kept::default();
-    }
-
-    async fn follow(&mut self) -> Pace {
-        self.kept = Kept::default();
-        self.relay.measure_lag().await;
-        Pace::Idle(Duration::from_millis(500))
-    }
-
-    async fn lead(&mut self) -> Pace {
-        if let Some(since) = self.caught_up_at.map(|at| at.elapsed()) {
-            if since < COALESCE {
-                return Pace::Retry(COALESCE - since);
-            }
-        }
-        let relay = &self.relay;
-        match relay.step(&mut self.kept, self.step).await {
-            Ok(relayed) => {
-                let moved = relayed > 0;
-                // Fewer than a full batch: it reached the head.
-                self.caught_up_at = (moved && i64::try_from(relayed).unwrap_or(i64::MAX) < self.step).then(Instant::now);
-                if self.step == 1 && moved {
-                    self.step = BATCH;
-                    if relay.stuck.clear(RELAY) {
-                        tracing::info!("the Kafka relay moves again");
-                        relay.mark_stuck(None).await;
-                    }
-                }
-                if moved {
-                    Pace::Again
-                } else {
-                    Pace::Idle(Duration::from_millis(100))
-                }
-            }
-            Err((e, _)) if self.step > 1 => {
-                tracing::debug!(error = %e, "Kafka relay batch failed; relaying one entry at a time");
-                self.step = 1;
-                Pace::Again
-            }
-            Err((e, seq)) => {
-                let at = crate::application::projection::Stuck { seq, reason: e.to_string() };
-                if relay.stuck.set(RELAY, at.clone()) {
-                    tracing::error!(seq, reason = %at.reason, "the Kafka relay cannot publish this ledger entry and retries it \
-                        (at-least-once); if it can never be published, record a decision with \
-                        `governance-engine projections skip --projection kafka`");
-                    relay.mark_stuck(Some(&at)).await;
-                }
-                Pace::Idle(Duration::from_millis(500))
-            }
-        }
-    }
 }
 
 /// Waits for every acknowledgement; the first failure fails the batch.
@@ -543,63 +373,4 @@ async fn await_all(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> Result
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_domain_event_and_fact_has_a_topic_in_the_naming_scheme() {
-        for kind in EventKind::ALL.iter().copied().filter(|k| *k != EventKind::ProjectionEntrySkipped) {
-            let topic = domain_topic(kind).unwrap_or_else(|| panic!("{kind:?} has no topic"));
-            let parts: Vec<&str> = topic.split('.').collect();
-            assert!(parts[0] == "governance" && (3..=4).contains(&parts.len()), "{topic}");
-        }
-        assert_eq!(domain_topic(EventKind::ProjectionEntrySkipped), None, "an operator's skip is on the audit topic only");
-        let distinct: std::collections::BTreeSet<&str> = topics().collect();
-        assert_eq!(distinct.len(), domain_topics().count() + 1, "no two kinds share a topic");
-        assert_eq!(domain_topics().count(), 23);
-    }
-
-    fn entry(aggregate_type: &str, event_type: &str, payload: &str) -> LedgerEntry {
-        LedgerEntry {
-            seq: 7,
-            tenant_id: uuid::Uuid::nil(),
-            aggregate_type: aggregate_type.into(),
-            aggregate_id: "a".into(),
-            aggregate_seq: 1,
-            event_type: event_type.into(),
-            event_version: "1".into(),
-            payload: payload.into(),
-            metadata: ledger::EntryMetadata::default(),
-            recorded_at: chrono::Utc::now(),
-            prev_hash: [0; 32],
-            hash: [0; 32],
-        }
-    }
-
-    #[test]
-    fn an_entry_goes_to_its_decoded_kinds_topic_an_unknown_kind_to_none_and_a_bad_field_is_an_error() {
-        let activated = entry("Policy", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":2}"#);
-        assert_eq!(entry_topic(&activated).unwrap(), Some(("governance.policy.activated", EventKind::PolicyActivated)));
-        let newer = entry("Policy", "PolicyRenamed", r#"{"name":"x"}"#);
-        assert_eq!(entry_topic(&newer).unwrap(), None);
-        let elsewhere = entry("Evidence", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":2}"#);
-        assert_eq!(entry_topic(&elsewhere).unwrap(), None, "the kind is the stream's, not the event name alone");
-        let bad = entry("Policy", "PolicyActivated", r#"{"actor":"alice","reason":null,"version":"2"}"#);
-        assert!(matches!(entry_topic(&bad), Err(RelayError::Decode(_))));
-    }
-
-    #[test]
-    fn the_readme_lists_every_topic() {
-        let readme = include_str!("../../README.md");
-        for (kind, topic) in domain_topics() {
-            let event = kind.event_type();
-            assert!(readme.contains(&format!("| {event} | {topic} |")), "README lists {event} → {topic}");
-        }
-    }
-
-    #[test]
-    fn ce_ids_are_stable_and_distinct_per_topic() {
-        assert_eq!(ce_id("o", 7, AUDIT_TOPIC), ce_id("o", 7, AUDIT_TOPIC));
-        assert_ne!(ce_id("o", 7, AUDIT_TOPIC), ce_id("o", 7, "governance.policy.created"));
-    }
-}
+mod tests;
