@@ -74,6 +74,11 @@ async fn main() {
             let until = today + chrono::Days::new((i % 400) as u64) - chrono::Days::new(60);
             let metadata = json!({"workflow_id": w, "control_ids": [CONTROLS[i % CONTROLS.len()], CONTROLS[(i * 7 + 3) % CONTROLS.len()]],
                 "kind": KINDS[i % KINDS.len()], "valid_from": "2025-06-01", "valid_until": until.to_string()});
+            // An automated test result says whether it passed (most do).
+            let mut metadata = metadata;
+            if KINDS[i % KINDS.len()] == "automated_test_result" {
+                metadata["outcome"] = json!(if i % 10 == 3 { "fail" } else { "pass" });
+            }
             async move {
                 let form = reqwest::multipart::Form::new()
                     .text("metadata", metadata.to_string())

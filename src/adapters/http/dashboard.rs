@@ -24,7 +24,7 @@ use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
 use crate::application::catalog::TenantLink;
 use crate::application::compliance::{statuses, system_evidence_counts, RegulationIndex};
-use crate::error::{database, ApiError};
+use crate::error::{database, ApiError, ErrorCode};
 
 /// Tenant, generation, filters, as-of day.
 type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
@@ -36,6 +36,10 @@ type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
 pub struct DashboardCache {
     cache: moka::future::Cache<Key, Arc<Dashboard>>,
     generations: moka::sync::Cache<Uuid, Arc<std::sync::atomic::AtomicU64>>,
+    /// Blocking threads computing dashboards at once: at most one per core, so cold
+    /// dashboards (CPU-bound, up to a second for a large tenant) never take more than the
+    /// machine's cores, whatever the number of requests for different filters.
+    computing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for DashboardCache {
@@ -48,7 +52,8 @@ impl Default for DashboardCache {
     fn default() -> Self {
         let cache = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(15)).build();
         let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
-        Self { cache, generations }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }
 }
 
@@ -176,6 +181,32 @@ async fn compute(
     .map_err(database)?;
     let links = tenant_links(&mut tx, code).await?;
     drop(tx);
+    // Hundreds of thousands of requirement statuses for a large tenant: computed on a
+    // blocking thread, so the runtime's workers keep serving every other request.
+    let read = Read { workflows, evidence, system, na_rows, decisions, links };
+    let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
+    let permit = state.dashboards.computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _computing = permit;
+        summarize(read, code, workflow, as_of, window)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))
+}
+
+/// What [`compute`] reads from the read models, for [`summarize`].
+struct Read {
+    workflows: Vec<projections::compliance::WorkflowView>,
+    evidence: Vec<EvidenceView>,
+    system: Vec<projections::system_evidence::SystemEvidenceView>,
+    na_rows: Vec<(Uuid, projections::compliance::NotApplicableView)>,
+    decisions: Vec<(Uuid, Option<bool>, i64)>,
+    links: Vec<TenantLink>,
+}
+
+/// The dashboard of what was read (CPU only, no I/O).
+fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, as_of: NaiveDate, window: u32) -> Dashboard {
+    let Read { workflows, evidence, system, na_rows, decisions, links } = read;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
     for (w, v) in na_rows {
@@ -239,7 +270,7 @@ async fn compute(
             None => c.undefined += n,
         }
     }
-    Ok(Dashboard {
+    Dashboard {
         as_of,
         regulation: code.map(|c| c.as_str().to_owned()),
         workflow_id: workflow,
@@ -250,7 +281,7 @@ async fn compute(
         expiring_soon,
         workflows_by_state,
         recent_decisions: counts.into_values().collect(),
-    })
+    }
 }
 
 fn links_for(links: &[TenantLink], code: RegulationCode) -> Vec<TenantLink> {
