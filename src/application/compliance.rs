@@ -122,11 +122,24 @@ fn cover(e: &EvidenceView, relation: Option<Relation>) -> Cover {
     Cover { period: Period { start: e.valid_from, end: e.valid_until }, contribution: contribution(outcome, verdict, relation) }
 }
 
-/// Statuses of every in-scope requirement of `workflow`. `evidence` may hold other
-/// workflows' records: only this workflow's active ones count. `system` is the tenant's
-/// system evidence: the roll-ups of days in the audit period count. A certified workflow
-/// keeps the statuses recorded at its certification, whatever the evidence says since.
-pub fn statuses(
+/// One in-scope requirement of a workflow as judged: what reaches it and its status.
+struct Judged<'a> {
+    requirement: &'a crate::application::catalog::Requirement,
+    found: &'a [(Uuid, Cover)],
+    system_found: &'a [(&'a SystemEvidenceView, Cover)],
+    justification: Option<&'a String>,
+    status: RequirementStatus,
+    derived: aggregates::compliance::Derived,
+}
+
+/// Judges every in-scope requirement of `workflow` and hands each to `each`: the one
+/// derivation behind [`statuses`] (the views) and [`count_statuses`] (the dashboard's
+/// counts). `evidence` may hold other workflows' records: only this workflow's active ones
+/// count. `system` is the tenant's system evidence: the roll-ups of days in the audit
+/// period count. A certified workflow keeps the statuses recorded at its certification,
+/// whatever the evidence says since.
+#[allow(clippy::too_many_arguments)]
+fn judge(
     workflow: &WorkflowView,
     index: &RegulationIndex,
     evidence: &[&EvidenceView],
@@ -134,8 +147,9 @@ pub fn statuses(
     not_applicable: &HashMap<String, String>,
     as_of: NaiveDate,
     expiring_days: u32,
-) -> Vec<RequirementStatusView> {
-    let Some(reg) = Catalog::get().regulation(index.code) else { return vec![] };
+    mut each: impl FnMut(Judged<'_>),
+) {
+    let Some(reg) = Catalog::get().regulation(index.code) else { return };
     let mut covering: HashMap<&str, Vec<(Uuid, Cover)>> = HashMap::new();
     for e in evidence.iter().filter(|e| e.workflow_id == workflow.workflow_id && e.status == "active") {
         // A requirement the record names directly is reached without a relation; one it
@@ -167,27 +181,64 @@ pub fn statuses(
     let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
     let certified: HashMap<&str, RequirementStatus> =
         workflow.certification.iter().flat_map(|c| c.statuses.iter().map(|s| (s.requirement_id.as_str(), s.status))).collect();
-    reg.requirements
-        .iter()
-        .filter(|q| in_scope(&q.id))
-        .map(|q| {
-            let found = covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let system_found = system_covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let covers: Vec<Cover> = found.iter().map(|(_, c)| *c).chain(system_found.iter().map(|(_, c)| *c)).collect();
-            let justification = not_applicable.get(&q.id).cloned();
-            let d = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
-            RequirementStatusView {
-                requirement_id: q.id.clone(),
-                title: q.title.clone(),
-                status: certified.get(q.id.as_str()).copied().unwrap_or(d.status),
-                evidence_ids: found.iter().map(|(id, _)| *id).collect(),
-                system_evidence: system_found.iter().map(|(v, _)| SystemEvidenceRef::from(*v)).collect(),
-                gaps: d.gaps,
-                covered_until: d.covered_until,
-                not_applicable_justification: justification,
-            }
-        })
-        .collect()
+    let mut covers: Vec<Cover> = Vec::new();
+    for q in reg.requirements.iter().filter(|q| in_scope(&q.id)) {
+        let found = covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let system_found = system_covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        covers.clear();
+        covers.extend(found.iter().map(|(_, c)| *c).chain(system_found.iter().map(|(_, c)| *c)));
+        let justification = not_applicable.get(&q.id);
+        let derived = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
+        let status = certified.get(q.id.as_str()).copied().unwrap_or(derived.status);
+        each(Judged { requirement: q, found, system_found, justification, status, derived });
+    }
+}
+
+/// Statuses of every in-scope requirement of `workflow` (see [`judge`]).
+pub fn statuses(
+    workflow: &WorkflowView,
+    index: &RegulationIndex,
+    evidence: &[&EvidenceView],
+    system: &[SystemEvidenceView],
+    not_applicable: &HashMap<String, String>,
+    as_of: NaiveDate,
+    expiring_days: u32,
+) -> Vec<RequirementStatusView> {
+    let mut views = Vec::new();
+    judge(workflow, index, evidence, system, not_applicable, as_of, expiring_days, |j| {
+        views.push(RequirementStatusView {
+            requirement_id: j.requirement.id.clone(),
+            title: j.requirement.title.clone(),
+            status: j.status,
+            evidence_ids: j.found.iter().map(|(id, _)| *id).collect(),
+            system_evidence: j.system_found.iter().map(|(v, _)| SystemEvidenceRef::from(*v)).collect(),
+            gaps: j.derived.gaps,
+            covered_until: j.derived.covered_until,
+            not_applicable_justification: j.justification.cloned(),
+        });
+    });
+    views
+}
+
+/// How many in-scope requirements of `workflow` have each status (indexed as
+/// [`RequirementStatus::ALL`]): the same judgement as [`statuses`], without building the
+/// views (a dashboard counts hundreds of thousands of them).
+pub fn count_statuses(
+    workflow: &WorkflowView,
+    index: &RegulationIndex,
+    evidence: &[&EvidenceView],
+    system: &[SystemEvidenceView],
+    not_applicable: &HashMap<String, String>,
+    as_of: NaiveDate,
+    expiring_days: u32,
+) -> [usize; RequirementStatus::ALL.len()] {
+    let mut counts = [0; RequirementStatus::ALL.len()];
+    judge(workflow, index, evidence, system, not_applicable, as_of, expiring_days, |j| {
+        if let Some(i) = RequirementStatus::ALL.iter().position(|s| *s == j.status) {
+            counts[i] += 1;
+        }
+    });
+    counts
 }
 
 #[cfg(test)]
@@ -281,6 +332,32 @@ mod tests {
         assert!(!system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(26), "pass")));
         assert!(system_evidence_counts(&wf, &index, &rollup("PR.AA-01", day(27), "pass")));
         assert!(!system_evidence_counts(&workflow(day(27), day(27), &["CC1.1"]), &index, &rollup("PR.AA-01", day(27), "pass")));
+    }
+
+    #[test]
+    fn the_dashboards_counts_are_the_statuses_of_the_views_counted() {
+        // The whole of SOC 2, with system evidence passing, failing and out of the period,
+        // a requirement marked not applicable, at three as-of days.
+        let wf = workflow(day(20), day(28), &[]);
+        let index = RegulationIndex::new(RegulationCode::Soc2, &[]);
+        let system = [
+            rollup("PR.AA-01", day(21), "pass"),
+            rollup("PR.AA-05", day(22), "fail"),
+            rollup("GV.OC-01", day(19), "pass"),
+            rollup("DE.CM-01", day(28), "pass"),
+        ];
+        let na = HashMap::from([("CC1.1".to_owned(), "not here".to_owned())]);
+        for as_of in [day(21), day(28), day(30)] {
+            let views = statuses(&wf, &index, &[], &system, &na, as_of, 30);
+            assert!(views.len() > 30, "every SOC 2 requirement is in scope");
+            let mut expected = [0usize; RequirementStatus::ALL.len()];
+            for v in &views {
+                let i = RequirementStatus::ALL.iter().position(|s| *s == v.status).unwrap_or(0);
+                expected[i] += 1;
+            }
+            assert_eq!(count_statuses(&wf, &index, &[], &system, &na, as_of, 30), expected, "as of {as_of}");
+            assert!(expected.iter().filter(|n| **n > 0).count() >= 3, "several statuses occur: {expected:?}");
+        }
     }
 
     #[test]

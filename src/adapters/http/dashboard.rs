@@ -16,14 +16,14 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use aggregates::compliance::{RegulationCode, SYSTEM_EVIDENCE_KIND};
+use aggregates::compliance::{RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
 use projections::evidence::EvidenceView;
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
 use crate::application::catalog::TenantLink;
-use crate::application::compliance::{statuses, system_evidence_counts, RegulationIndex};
+use crate::application::compliance::{count_statuses, system_evidence_counts, RegulationIndex};
 use crate::error::{database, ApiError, ErrorCode};
 
 /// Tenant, generation, filters, as-of day.
@@ -217,7 +217,7 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         by_workflow.entry(e.workflow_id).or_default().push(e);
     }
     let mut indexes: HashMap<RegulationCode, RegulationIndex> = HashMap::new();
-    let mut requirements_by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut status_counts = [0usize; RequirementStatus::ALL.len()];
     let mut workflows_by_state: BTreeMap<String, usize> = BTreeMap::new();
     let empty = HashMap::new();
     // System evidence counts for every workflow whose period and scope it reaches; listed once.
@@ -227,13 +227,17 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         let Ok(code) = RegulationCode::parse(&wf.regulation) else { continue };
         let index = indexes.entry(code).or_insert_with(|| RegulationIndex::new(code, &links_for(&links, code)));
         let ev = by_workflow.get(&wf.workflow_id).map(Vec::as_slice).unwrap_or(&[]);
-        for s in statuses(wf, index, ev, &system, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window) {
-            *requirements_by_status.entry(s.status.as_str().to_owned()).or_default() += 1;
+        let counted = count_statuses(wf, index, ev, &system, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window);
+        for (total, n) in status_counts.iter_mut().zip(counted) {
+            *total += n;
         }
         for v in system.iter().filter(|v| system_evidence_counts(wf, index, v)) {
             counted_system.insert(v.evidence_id);
         }
     }
+    // Only the statuses that occur, by name.
+    let requirements_by_status: BTreeMap<String, usize> =
+        RequirementStatus::ALL.iter().zip(status_counts).filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str().to_owned(), n)).collect();
     let ready = ["satisfied", "expiring"].iter().map(|s| requirements_by_status.get(*s).copied().unwrap_or(0)).sum::<usize>();
     let applicable = requirements_by_status.iter().filter(|(k, _)| k.as_str() != "not_applicable").map(|(_, v)| v).sum::<usize>();
     let coverage_percent = if applicable == 0 { 0.0 } else { (ready as f64 * 1000.0 / applicable as f64).round() / 10.0 };
