@@ -132,23 +132,26 @@ struct Judged<'a> {
     derived: aggregates::compliance::Derived,
 }
 
-/// Judges every in-scope requirement of `workflow` and hands each to `each`: the one
-/// derivation behind [`statuses`] (the views) and [`count_statuses`] (the dashboard's
-/// counts). `evidence` may hold other workflows' records: only this workflow's active ones
-/// count. `system` is the tenant's system evidence: the roll-ups of days in the audit
-/// period count. A certified workflow keeps the statuses recorded at its certification,
-/// whatever the evidence says since.
-#[allow(clippy::too_many_arguments)]
-fn judge(
-    workflow: &WorkflowView,
-    index: &RegulationIndex,
-    evidence: &[&EvidenceView],
-    system: &[SystemEvidenceView],
-    not_applicable: &HashMap<String, String>,
-    as_of: NaiveDate,
-    expiring_days: u32,
-    mut each: impl FnMut(Judged<'_>),
-) {
+/// What a workflow's requirements are judged on. `evidence` may hold other workflows'
+/// records: only this workflow's active ones count. `system` is the tenant's system
+/// evidence: the roll-ups of days in the audit period count.
+#[derive(Debug, Clone, Copy)]
+pub struct Judging<'a> {
+    pub workflow: &'a WorkflowView,
+    pub index: &'a RegulationIndex,
+    pub evidence: &'a [&'a EvidenceView],
+    pub system: &'a [SystemEvidenceView],
+    pub not_applicable: &'a HashMap<String, String>,
+    pub as_of: NaiveDate,
+    pub expiring_days: u32,
+}
+
+/// Judges every in-scope requirement and hands each to `each`: the one derivation behind
+/// [`statuses`] (the views) and [`count_statuses`] (the dashboard's counts). A certified
+/// workflow keeps the statuses recorded at its certification, whatever the evidence says
+/// since.
+fn judge(j: Judging<'_>, mut each: impl FnMut(Judged<'_>)) {
+    let Judging { workflow, index, evidence, system, not_applicable, as_of, expiring_days } = j;
     let Some(reg) = Catalog::get().regulation(index.code) else { return };
     let mut covering: HashMap<&str, Vec<(Uuid, Cover)>> = HashMap::new();
     for e in evidence.iter().filter(|e| e.workflow_id == workflow.workflow_id && e.status == "active") {
@@ -194,18 +197,10 @@ fn judge(
     }
 }
 
-/// Statuses of every in-scope requirement of `workflow` (see [`judge`]).
-pub fn statuses(
-    workflow: &WorkflowView,
-    index: &RegulationIndex,
-    evidence: &[&EvidenceView],
-    system: &[SystemEvidenceView],
-    not_applicable: &HashMap<String, String>,
-    as_of: NaiveDate,
-    expiring_days: u32,
-) -> Vec<RequirementStatusView> {
+/// Statuses of every in-scope requirement of a workflow (see [`judge`]).
+pub fn statuses(j: Judging<'_>) -> Vec<RequirementStatusView> {
     let mut views = Vec::new();
-    judge(workflow, index, evidence, system, not_applicable, as_of, expiring_days, |j| {
+    judge(j, |j| {
         views.push(RequirementStatusView {
             requirement_id: j.requirement.id.clone(),
             title: j.requirement.title.clone(),
@@ -220,20 +215,12 @@ pub fn statuses(
     views
 }
 
-/// How many in-scope requirements of `workflow` have each status (indexed as
+/// How many in-scope requirements of a workflow have each status (indexed as
 /// [`RequirementStatus::ALL`]): the same judgement as [`statuses`], without building the
 /// views (a dashboard counts hundreds of thousands of them).
-pub fn count_statuses(
-    workflow: &WorkflowView,
-    index: &RegulationIndex,
-    evidence: &[&EvidenceView],
-    system: &[SystemEvidenceView],
-    not_applicable: &HashMap<String, String>,
-    as_of: NaiveDate,
-    expiring_days: u32,
-) -> [usize; RequirementStatus::ALL.len()] {
+pub fn count_statuses(j: Judging<'_>) -> [usize; RequirementStatus::ALL.len()] {
     let mut counts = [0; RequirementStatus::ALL.len()];
-    judge(workflow, index, evidence, system, not_applicable, as_of, expiring_days, |j| {
+    judge(j, |j| {
         if let Some(i) = RequirementStatus::ALL.iter().position(|s| *s == j.status) {
             counts[i] += 1;
         }
@@ -291,7 +278,9 @@ mod tests {
 
     fn cc61(wf: &WorkflowView, links: &[TenantLink], system: &[SystemEvidenceView], as_of: NaiveDate) -> RequirementStatusView {
         let index = RegulationIndex::new(RegulationCode::Soc2, links);
-        let mut all = statuses(wf, &index, &[], system, &HashMap::new(), as_of, 30);
+        let na = HashMap::new();
+        let mut all =
+            statuses(Judging { workflow: wf, index: &index, evidence: &[], system, not_applicable: &na, as_of, expiring_days: 30 });
         assert_eq!(all.len(), 1);
         all.remove(0)
     }
@@ -348,14 +337,15 @@ mod tests {
         ];
         let na = HashMap::from([("CC1.1".to_owned(), "not here".to_owned())]);
         for as_of in [day(21), day(28), day(30)] {
-            let views = statuses(&wf, &index, &[], &system, &na, as_of, 30);
+            let j = Judging { workflow: &wf, index: &index, evidence: &[], system: &system, not_applicable: &na, as_of, expiring_days: 30 };
+            let views = statuses(j);
             assert!(views.len() > 30, "every SOC 2 requirement is in scope");
             let mut expected = [0usize; RequirementStatus::ALL.len()];
             for v in &views {
                 let i = RequirementStatus::ALL.iter().position(|s| *s == v.status).unwrap_or(0);
                 expected[i] += 1;
             }
-            assert_eq!(count_statuses(&wf, &index, &[], &system, &na, as_of, 30), expected, "as of {as_of}");
+            assert_eq!(count_statuses(j), expected, "as of {as_of}");
             assert!(expected.iter().filter(|n| **n > 0).count() >= 3, "several statuses occur: {expected:?}");
         }
     }

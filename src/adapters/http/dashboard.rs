@@ -23,7 +23,7 @@ use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
 use crate::application::catalog::TenantLink;
-use crate::application::compliance::{count_statuses, system_evidence_counts, RegulationIndex};
+use crate::application::compliance::{count_statuses, system_evidence_counts, Judging, RegulationIndex};
 use crate::error::{database, ApiError, ErrorCode};
 
 /// Tenant, generation, filters, as-of day.
@@ -227,7 +227,9 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         let Ok(code) = RegulationCode::parse(&wf.regulation) else { continue };
         let index = indexes.entry(code).or_insert_with(|| RegulationIndex::new(code, &links_for(&links, code)));
         let ev = by_workflow.get(&wf.workflow_id).map(Vec::as_slice).unwrap_or(&[]);
-        let counted = count_statuses(wf, index, ev, &system, na.get(&wf.workflow_id).unwrap_or(&empty), as_of, window);
+        let not_applicable = na.get(&wf.workflow_id).unwrap_or(&empty);
+        let counted =
+            count_statuses(Judging { workflow: wf, index, evidence: ev, system: &system, not_applicable, as_of, expiring_days: window });
         for (total, n) in status_counts.iter_mut().zip(counted) {
             *total += n;
         }

@@ -26,7 +26,7 @@ use super::policies::wait_min_seq;
 use super::regulations::{regulation, requirement_of, tenant_links, OFFICERS, READERS};
 use super::SharedState;
 use crate::application::commands::CommandError;
-use crate::application::compliance::{statuses, RegulationIndex, RequirementStatusView};
+use crate::application::compliance::{statuses, Judging, RegulationIndex, RequirementStatusView};
 use crate::error::{ApiError, ErrorCode};
 
 impl From<WorkflowError> for ApiError {
@@ -404,7 +404,9 @@ pub(crate) async fn workflow_statuses(
     drop(tx);
     let index = RegulationIndex::new(code, &links);
     let refs: Vec<_> = evidence.iter().collect();
-    let items = statuses(&wf, &index, &refs, &system, &na, as_of, state.config.evidence_expiring_days);
+    let expiring_days = state.config.evidence_expiring_days;
+    let items =
+        statuses(Judging { workflow: &wf, index: &index, evidence: &refs, system: &system, not_applicable: &na, as_of, expiring_days });
     Ok((wf, items))
 }
 
