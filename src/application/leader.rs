@@ -86,6 +86,34 @@ impl Contender {
     }
 }
 
+/// The least time between two batches of a leader that keeps up with the head (a
+/// projector, the relay). Under load, the entries appended meanwhile go in one batch
+/// instead of one each: at a thousand decisions a second, every decision cost each
+/// projector that records decisions a transaction of five statements. Idle, it adds
+/// nothing (the last batch is older); a backlog is worked off without pause. It bounds
+/// the added lag.
+pub const COALESCE: Duration = Duration::from_millis(5);
+
+/// When a leader's last batch brought it up to the head (see [`COALESCE`]).
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    caught_up_at: Option<Instant>,
+}
+
+impl Coalescer {
+    /// The pause before the next batch, while the last one that reached the head is
+    /// younger than [`COALESCE`].
+    pub fn pause(&self) -> Option<Pace> {
+        let since = self.caught_up_at?.elapsed();
+        (since < COALESCE).then(|| Pace::Retry(COALESCE - since))
+    }
+
+    /// Records a batch just done: whether it held entries and reached the head.
+    pub fn done(&mut self, reached_head: bool) {
+        self.caught_up_at = reached_head.then(Instant::now);
+    }
+}
+
 /// What a leader-only task wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -151,6 +179,21 @@ pub async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leader_pauses_only_after_a_batch_that_reached_the_head_and_not_longer_than_coalesce() {
+        let mut c = super::Coalescer::default();
+        assert_eq!(c.pause(), None, "nothing done yet: no pause");
+        c.done(false);
+        assert_eq!(c.pause(), None, "a backlog is worked off without pause");
+        c.done(true);
+        match c.pause() {
+            Some(super::Pace::Retry(d)) => assert!(d <= super::COALESCE && !d.is_zero(), "{d:?}"),
+            other => panic!("a caught-up leader pauses: {other:?}"),
+        }
+        std::thread::sleep(super::COALESCE);
+        assert_eq!(c.pause(), None, "the pause is over once COALESCE has passed");
+    }
+
     #[test]
     fn lock_keys_are_stable_and_distinct() {
         assert_eq!(super::key("policies"), super::key("policies"));

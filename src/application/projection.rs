@@ -186,7 +186,7 @@ pub fn start(
             head_read: None,
             skip: None,
             step: BATCH,
-            caught_up_at: None,
+            coalescer: Default::default(),
         };
         tasks.push(tokio::spawn(crate::application::leader::run(runner, primary.clone(), wake.clone(), shutdown.clone())));
     }
@@ -225,17 +225,9 @@ struct Runner {
     skip: Option<HashSet<i64>>,
     /// The batch size: one entry at a time after a failure, to find the entry that fails.
     step: i64,
-    /// When this leader last applied a batch that brought it up to the head (see
-    /// [`COALESCE`]).
-    caught_up_at: Option<Instant>,
+    /// Spaces the transactions of a leader that keeps up (see [`crate::application::leader::COALESCE`]).
+    coalescer: crate::application::leader::Coalescer,
 }
-
-/// The least time between two transactions of a leader that keeps up with the head. Under
-/// load, the entries appended meanwhile go in one transaction instead of one each: at a
-/// thousand decisions a second, every decision cost each projector that records decisions
-/// a transaction of five statements. Idle, it adds nothing (the last apply is older); a
-/// backlog is applied without pause. It bounds the added projection lag.
-const COALESCE: Duration = Duration::from_millis(5);
 
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -280,10 +272,8 @@ impl crate::application::leader::LeaderTask for Runner {
 
     async fn lead(&mut self) -> Pace {
         let name = self.projector.name();
-        if let Some(since) = self.caught_up_at.map(|at| at.elapsed()) {
-            if since < COALESCE {
-                return Pace::Retry(COALESCE - since);
-            }
+        if let Some(pause) = self.coalescer.pause() {
+            return pause;
         }
         let pos = match self.position {
             Some(p) => p,
@@ -371,7 +361,7 @@ impl crate::application::leader::LeaderTask for Runner {
                 self.position = Some(last);
                 self.stored = Some((last, Instant::now()));
                 self.reached.send_replace(last);
-                self.caught_up_at = (!batch.is_empty() && last >= head).then(Instant::now);
+                self.coalescer.done(!batch.is_empty() && last >= head);
                 self.skip = Some(skip_set);
                 if self.step == 1 {
                     self.step = BATCH;

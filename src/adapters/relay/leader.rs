@@ -15,9 +15,6 @@ use crate::application::leader::{LeaderTask, Pace};
 const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 /// How often the leading relay reads the ledger's head for its lag gauge.
 const LAG_POLL: Duration = Duration::from_millis(500);
-/// The least time between two batches of a relay that keeps up (as the projectors'
-/// `COALESCE`): under load, one batch carries the entries appended meanwhile.
-const COALESCE: Duration = Duration::from_millis(5);
 
 /// What the leading relay keeps between steps instead of reading it again at each one
 /// (before, each append cost the relay eight statements: its two positions, the
@@ -44,7 +41,7 @@ impl KafkaRelay {
             _ = shutdown.changed() => return,
         }
         let primary = self.primary.clone();
-        let runner = RelayRunner { relay: self, step: BATCH, kept: Kept::default(), caught_up_at: None };
+        let runner = RelayRunner { relay: self, step: BATCH, kept: Kept::default(), coalescer: Default::default() };
         crate::application::leader::run(runner, primary, wake, shutdown).await;
     }
 
@@ -122,8 +119,8 @@ struct RelayRunner {
     step: i64,
     /// What is kept between steps while this process leads.
     kept: Kept,
-    /// When a batch last brought the relay up to the head (see [`COALESCE`]).
-    caught_up_at: Option<Instant>,
+    /// Spaces the batches of a relay that keeps up (see [`crate::application::leader::COALESCE`]).
+    coalescer: crate::application::leader::Coalescer,
 }
 
 #[async_trait::async_trait]
@@ -144,17 +141,15 @@ impl LeaderTask for RelayRunner {
     }
 
     async fn lead(&mut self) -> Pace {
-        if let Some(since) = self.caught_up_at.map(|at| at.elapsed()) {
-            if since < COALESCE {
-                return Pace::Retry(COALESCE - since);
-            }
+        if let Some(pause) = self.coalescer.pause() {
+            return pause;
         }
         let relay = &self.relay;
         match relay.step(&mut self.kept, self.step).await {
             Ok(relayed) => {
                 let moved = relayed > 0;
                 // Fewer than a full batch: it reached the head.
-                self.caught_up_at = (moved && i64::try_from(relayed).unwrap_or(i64::MAX) < self.step).then(Instant::now);
+                self.coalescer.done(moved && i64::try_from(relayed).unwrap_or(i64::MAX) < self.step);
                 if self.step == 1 && moved {
                     self.step = BATCH;
                     if relay.stuck.clear(RELAY) {
