@@ -14,7 +14,6 @@ use ledger::format::{leaf_hash, GENESIS_HASH};
 use ledger::merkle::MerkleTree;
 use ledger::verify::Verifier;
 use ledger::{EntryMetadata, LedgerEntry};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
 mod support;
@@ -107,7 +106,8 @@ async fn plain_inserts(d: Duration) -> Run {
 }
 
 async fn ledger_appends(d: Duration, in_flight: usize) -> Run {
-    let pool = PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap();
+    // The service's own pool settings (no ping before each statement).
+    let pool = governance_engine::app::pool(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL"), 4, "bench ledger writer").await.unwrap();
     let (appender, handle) = Appender::start(pool);
     let start = Instant::now();
     let mut tasks = Vec::new();

@@ -240,3 +240,39 @@ async fn the_worker_memory_cap_turns_every_allocation_bomb_into_the_resource_lim
     }
     svc.stop().await;
 }
+
+/// Evaluations of one tenant waiting together go to its worker together (written at once,
+/// answered one by one): each is answered with its own input's result, and one that meets
+/// a limit among them costs only itself: those before and after it are answered normally
+/// (after a worker killed at a limit, those it had not started run on its replacement).
+#[tokio::test]
+async fn evaluations_sent_to_a_worker_together_each_get_their_own_answer_and_one_over_a_limit_fails_alone() {
+    const DOUBLE: &str = "package pipelined\n\ndouble := input.n * 2 if not input.spin\n\ndouble := x if {\n\tinput.spin\n\t\
+                          x := sum([1 | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000)])\n}\n";
+    let svc = Service::start(&[
+        ("AUMOS_GOVERNANCE_ENGINE_WORKERS", "2"),
+        ("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", "500"),
+        ("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"),
+        ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let a = Tenant::new(&svc);
+    let id = a.active(DOUBLE).await;
+    let before = ledger_count_for(a.id).await;
+    let (n, slow) = (240, 97);
+    let calls = (0..n).map(|i| {
+        let input = if i == slow { json!({"spin": true}) } else { json!({ "n": i }) };
+        let (a, id) = (&a, &id);
+        async move { (i, a.evaluate(id, "double", input).await) }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for (i, (status, body)) in &answers {
+        if *i == slow {
+            assert!(LIMITS.contains(&error_code(body).as_str()), "the slow one meets a limit: {status} {body}");
+        } else {
+            assert_eq!((*status, &body["result"]), (StatusCode::OK, &json!(i * 2)), "evaluation {i}: {body}");
+        }
+    }
+    assert_eq!(ledger_count_for(a.id).await - before, n - 1, "one decision per answered evaluation");
+    svc.stop().await;
+}

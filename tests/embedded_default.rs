@@ -56,7 +56,16 @@ async fn embedded_default_serves_and_a_dead_audit_cluster_fails_commands_with_50
     let (status, body) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body("must-not-exist"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "ledger_unavailable");
-    let status = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().status();
+    // Readiness reuses its last report for up to a second (CACHE_FOR): the start-up probe's
+    // report may still be that fresh.
+    let mut status = StatusCode::OK;
+    for _ in 0..30 {
+        status = svc.client.get(format!("{}/health/ready", svc.base)).send().await.unwrap().status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "readiness reports the dead audit cluster");
     assert_eq!(policy_rows(&primary).await, rows_before, "the primary database is unchanged");
 

@@ -143,20 +143,24 @@ pub trait LeaderTask: Send {
 pub async fn run<T: LeaderTask>(mut task: T, pool: PgPool, mut wake: watch::Receiver<i64>, mut shutdown: watch::Receiver<bool>) {
     let mut contender = Contender::new(&task.lock_name());
     while !*shutdown.borrow() {
-        let pace = match contender.contend(&pool).await {
+        let (pace, standby) = match contender.contend(&pool).await {
             Ok(Role::Elected) => {
                 task.elected().await;
-                task.lead().await
+                (task.lead().await, false)
             }
-            Ok(Role::Leader) => task.lead().await,
-            Ok(Role::Standby) => task.follow().await,
+            Ok(Role::Leader) => (task.lead().await, false),
+            Ok(Role::Standby) => (task.follow().await, true),
             Err(e) => {
                 tracing::warn!(lock = %task.lock_name(), error = %e, "cannot try the leader lock; retrying");
-                Pace::Retry(RETRY_AFTER)
+                (Pace::Retry(RETRY_AFTER), false)
             }
         };
         match pace {
             Pace::Again => {}
+            // A standby is not woken by this process's appends: it has nothing to apply,
+            // and each wake cost it a lock attempt and a read of the leader's progress, for
+            // every task, at every append. It follows at its own pace.
+            Pace::Idle(d) if standby => pause(&mut shutdown, d).await,
             Pace::Idle(d) => {
                 tokio::select! {
                     _ = wake.changed() => {}
