@@ -94,6 +94,34 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Rebuilds several projectors at once, each on its own connection (their tables and
+/// positions are their own); returns each one's position and time, in the given order.
+/// The first error is returned once every rebuild has stopped; the tables of a rebuild
+/// that failed were not swapped in.
+pub async fn rebuild_all(
+    owner_url: &str,
+    reader: &LedgerReader,
+    projectors: &[std::sync::Arc<dyn Projector>],
+    progress: &(dyn Fn(&'static str, i64) + Sync),
+) -> Result<Vec<(i64, std::time::Duration)>, RebuildError> {
+    // The schema once, first: creating it or changing its grants from several
+    // connections at once fails ("tuple concurrently updated").
+    let mut conn = PgConnection::connect(owner_url).await?;
+    create_schema(&mut conn).await?;
+    conn.close().await?;
+    let runs = projectors.iter().map(|p| async move {
+        let started = std::time::Instant::now();
+        let name = p.name();
+        rebuild_one(owner_url, reader, p.as_ref(), &|pos| progress(name, pos)).await.map(|pos| (pos, started.elapsed()))
+    });
+    futures::future::join_all(runs).await.into_iter().collect()
+}
+
+async fn create_schema(conn: &mut PgConnection) -> Result<(), RebuildError> {
+    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// Rebuilds one projector's tables; returns the position the swapped tables reflect.
 pub async fn rebuild(
     owner_url: &str,
@@ -101,9 +129,21 @@ pub async fn rebuild(
     projector: &dyn Projector,
     progress: &dyn Fn(i64),
 ) -> Result<i64, RebuildError> {
+    let mut conn = PgConnection::connect(owner_url).await?;
+    create_schema(&mut conn).await?;
+    conn.close().await?;
+    rebuild_one(owner_url, reader, projector, progress).await
+}
+
+/// [`rebuild`] once the schema `gov_rebuild` exists.
+async fn rebuild_one(
+    owner_url: &str,
+    reader: &LedgerReader,
+    projector: &dyn Projector,
+    progress: &dyn Fn(i64),
+) -> Result<i64, RebuildError> {
     let skip = crate::application::projection::skipped(reader, projector.name()).await?;
     let mut conn = PgConnection::connect(owner_url).await?;
-    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").execute(&mut conn).await?;
     for t in projector.tables() {
         // Table names are compile-time constants of the projectors, never input.
         let ddl = format!(

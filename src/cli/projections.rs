@@ -98,17 +98,19 @@ async fn rebuild(only: Option<String>, config: &Config) -> Result<String, AppErr
         if chosen.is_empty() {
             return Err(AppError::Io(format!("--projection: no projector named {:?}", only.unwrap_or_default())));
         }
-        let mut out = Vec::new();
-        for p in chosen {
-            let name = p.name();
-            let started = std::time::Instant::now();
-            let progress = |pos: i64| eprintln!("rebuild {name}: {pos} of {head} entries replayed");
-            let pos = crate::application::rebuild::rebuild(owner.expose(), &pools.reader, p.as_ref(), &progress)
-                .await
-                .map_err(|e| AppError::Io(format!("rebuilding {name}: {e}")))?;
-            let secs = started.elapsed().as_secs_f64();
-            out.push(format!("rebuilt {name} up to seq {pos} in {secs:.1} s ({:.0} entries/s)", pos as f64 / secs.max(1e-9)));
-        }
+        // The projectors are rebuilt at once, each on its own connection.
+        let progress = |name: &'static str, pos: i64| eprintln!("rebuild {name}: {pos} of {head} entries replayed");
+        let done = crate::application::rebuild::rebuild_all(owner.expose(), &pools.reader, &chosen, &progress)
+            .await
+            .map_err(|e| AppError::Io(format!("rebuilding: {e}")))?;
+        let out: Vec<String> = chosen
+            .iter()
+            .zip(done)
+            .map(|(p, (pos, took))| {
+                let secs = took.as_secs_f64();
+                format!("rebuilt {} up to seq {pos} in {secs:.1} s ({:.0} entries/s)", p.name(), pos as f64 / secs.max(1e-9))
+            })
+            .collect();
         Ok(out.join("\n"))
     }
     .await;
