@@ -88,7 +88,7 @@ impl Scheduler {
     fn same_module(&mut self, first: &Job, max: usize) -> Vec<Job> {
         let Request::Evaluate { key, budget_ms, .. } = &first.request else { return Vec::new() };
         let tenant = first.tenant;
-        let others_wait = self.ring.iter().any(|t| *t != tenant && self.tenants.get(t).is_some_and(|q| !q.jobs.is_empty()));
+        let others_wait = self.others_wait(tenant);
         let Some(q) = self.tenants.get_mut(&tenant).filter(|_| !others_wait) else { return Vec::new() };
         let mut more = Vec::new();
         while more.len() < max {
@@ -109,6 +109,11 @@ impl Scheduler {
             self.ring.retain(|t| *t != tenant);
         }
         more
+    }
+
+    /// Whether a tenant other than `tenant` has a request waiting.
+    fn others_wait(&self, tenant: Uuid) -> bool {
+        self.ring.iter().any(|t| *t != tenant && self.tenants.get(t).is_some_and(|q| !q.jobs.is_empty()))
     }
 
     /// Puts back, at the front of their tenant's queue and in order, jobs a worker had
@@ -359,16 +364,28 @@ fn lost_error(lost: &Lost, job: &Job, shared: &Shared) -> EngineError {
 /// Linux), so the write to a worker that has answered everything never waits on it.
 const PIPE_BYTES: usize = 48 * 1024;
 
+/// Requests written to a worker at once. Between two writes a tenant that arrived
+/// meanwhile takes its turn (see [`serve`]), so it waits for at most this many.
+const PIPE_DEPTH: usize = 8;
+
 /// Runs `jobs` on `w` and answers each as soon as its reply is in. Several small ones are
 /// written at once (pipelined): the worker takes the next from its pipe as soon as it has
 /// answered one, and each keeps its own deadline, counted from the previous reply, when
 /// the worker started it. A job the worker asks the source for runs again, alone, with
-/// it. Returns false when the worker was lost (killed at a deadline, or dead): that job
-/// gets the error, and those the worker had not started go back to the front of their
+/// it. Between two writes (at most [`PIPE_DEPTH`] each), when another tenant has a request
+/// waiting, the rest go back to the front of their queue and that tenant takes its turn.
+/// Returns false when the worker was lost (killed at a deadline, or dead): that job gets
+/// the error, and those the worker had not started go back to the front of their
 /// tenant's queue.
 async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
     let mut pending = std::collections::VecDeque::from(jobs);
-    while !pending.is_empty() {
+    let mut first = true;
+    while let Some(tenant) = pending.front().map(|j| j.tenant) {
+        // Another tenant arrived meanwhile: it takes its turn before the rest of these.
+        if !std::mem::take(&mut first) && shared.lock().others_wait(tenant) {
+            give_back(pending, shared);
+            return true;
+        }
         let (frames, n) = frames_that_fit(&pending);
         let mut alone = Vec::new();
         if n > 1 {
@@ -380,7 +397,8 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
             if !matches!(sent, Ok(Ok(()))) {
                 let lost = w.lose(Lost::Died("its pipe broke".into())).await;
                 answer_lost(&lost, pending.drain(..n), shared);
-                return give_back(pending, shared);
+                give_back(pending, shared);
+                return false;
             }
             for _ in 0..n {
                 let Some(job) = pending.pop_front() else { break };
@@ -391,7 +409,8 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
                     }
                     Err(lost) => {
                         answer_lost(&lost, [job], shared);
-                        return give_back(alone.into_iter().chain(pending).collect(), shared);
+                        give_back(alone.into_iter().chain(pending).collect(), shared);
+                        return false;
                     }
                 }
                 started = tokio::time::Instant::now();
@@ -407,7 +426,8 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
                 }
                 Err(lost) => {
                     answer_lost(&lost, [job], shared);
-                    return give_back(alone.into_iter().chain(pending).collect(), shared);
+                    give_back(alone.into_iter().chain(pending).collect(), shared);
+                    return false;
                 }
             }
         }
@@ -423,7 +443,7 @@ fn frames_that_fit(pending: &std::collections::VecDeque<Job>) -> (Vec<u8>, usize
     for job in pending {
         let at = frames.len();
         let encoded = encode_frame(&mut frames, &job.request);
-        if encoded.is_err() || frames.len() > PIPE_BYTES {
+        if encoded.is_err() || frames.len() > PIPE_BYTES || n == PIPE_DEPTH {
             frames.truncate(at);
             break;
         }
@@ -445,13 +465,11 @@ fn encode_frame(out: &mut Vec<u8>, request: &Request) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Puts jobs a lost worker had not started back in their tenant's queue; returns false
-/// (the worker is lost).
-fn give_back(jobs: std::collections::VecDeque<Job>, shared: &Shared) -> bool {
+/// Puts jobs a worker has not started back at the front of their tenant's queue.
+fn give_back(jobs: std::collections::VecDeque<Job>, shared: &Shared) {
     if let Some(tenant) = jobs.front().map(|j| j.tenant) {
         shared.lock().requeue(tenant, jobs.into());
     }
-    false
 }
 
 /// Answers every job with the loss of their worker.
