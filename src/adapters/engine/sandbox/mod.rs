@@ -6,6 +6,8 @@
 //!   length-prefixed JSON frames on stdin/stdout. It caps its own address space
 //!   (RLIMIT_AS), runs regorus with its execution timer, turns panics into replies, and
 //!   keeps prepared modules in a bounded LRU (asking for a source it does not have).
+//! - [`child`]: the service's handle on one worker process: start, framed exchange with a
+//!   deadline, kill.
 //! - [`pool`]: the service side. N workers, a bounded queue per tenant, round-robin across
 //!   tenants, at most `workers_per_tenant` busy for one tenant, and a hard deadline per
 //!   request: past it, or when the worker dies (memory cap, stack), the worker is killed
@@ -15,6 +17,7 @@
 //!
 //! Limits and their variables: docs/policy-engines.md ("The sandbox").
 
+mod child;
 mod conflicts;
 pub mod pool;
 pub mod worker;

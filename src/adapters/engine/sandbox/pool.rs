@@ -10,21 +10,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
-use super::{Reply, Request, MAX_FRAME};
+use super::child::{encode_frame, Lost, Worker};
+use super::{Reply, Request};
 use crate::adapters::engine::{EngineError, PolicySource};
 use crate::config::SandboxConfig;
 
-/// How long a new worker may take to start.
-const STARTUP: Duration = Duration::from_secs(10);
 /// The pause before retrying a worker that could not start.
 const STARTUP_RETRY: Duration = Duration::from_millis(500);
 
@@ -164,128 +160,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A live worker process and its pipes.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-/// Why an exchange with a worker ended without a reply.
-enum Lost {
-    Deadline,
-    Died(String),
-}
-
-impl Worker {
-    /// Starts a worker and waits until it is ready (its memory cap in place).
-    async fn start(command: &WorkerCommand) -> std::io::Result<Worker> {
-        let mut w = Self::spawn(command)?;
-        match tokio::time::timeout(STARTUP, w.receive()).await {
-            Ok(Ok(Reply::Ready)) => Ok(w),
-            Ok(Ok(other)) => Err(std::io::Error::other(format!("unexpected first frame {other:?}"))),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::other("the worker did not start in time")),
-        }
-    }
-
-    fn spawn(command: &WorkerCommand) -> std::io::Result<Worker> {
-        let mut child = Command::new(&command.program)
-            // The binary's allocator (mimalloc) reserves address space in 1 GiB arenas and
-            // keeps what it freed reserved, which the worker's RLIMIT_AS counts: after a
-            // large allocation an innocent evaluation could fail. In a worker it takes
-            // segments straight from the OS and gives freed ones back.
-            .env("MIMALLOC_DISALLOW_ARENA_ALLOC", "1")
-            .env("MIMALLOC_ARENA_RESERVE", "0")
-            .arg("engine-worker")
-            .arg("--memory-mb")
-            .arg(command.memory_mb.to_string())
-            .arg("--cache-entries")
-            .arg(command.cache_entries.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(std::io::Error::other("the worker's pipes are missing"));
-        };
-        Ok(Worker { child, stdin, stdout: BufReader::new(stdout) })
-    }
-
-    async fn send(&mut self, request: &Request) -> std::io::Result<()> {
-        let mut frame = Vec::new();
-        encode_frame(&mut frame, request)?;
-        self.send_frames(&frame).await
-    }
-
-    async fn receive(&mut self) -> std::io::Result<Reply> {
-        let len = self.stdout.read_u32_le().await? as usize;
-        if len > MAX_FRAME {
-            return Err(std::io::Error::other("frame too large"));
-        }
-        let mut body = vec![0u8; len];
-        self.stdout.read_exact(&mut body).await?;
-        serde_json::from_slice(&body).map_err(std::io::Error::other)
-    }
-
-    /// Writes several encoded requests at once (the worker reads them one by one).
-    async fn send_frames(&mut self, frames: &[u8]) -> std::io::Result<()> {
-        self.stdin.write_all(frames).await?;
-        self.stdin.flush().await
-    }
-
-    /// Kills the worker if it still runs and says how it was lost: at a missed deadline, or
-    /// dead on its own (memory cap, stack, abort: its pipe broke), with its exit status.
-    async fn lose(&mut self, lost: Lost) -> Lost {
-        let _ = self.child.start_kill();
-        let status = self.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        match lost {
-            Lost::Deadline => Lost::Deadline,
-            Lost::Died(_) => Lost::Died(status),
-        }
-    }
-
-    /// The next reply, until `deadline`; on a miss or a broken pipe the worker is dead
-    /// (killed here if it was not already) and must be replaced.
-    async fn receive_by(&mut self, deadline: tokio::time::Instant) -> Result<Reply, Lost> {
-        match tokio::time::timeout_at(deadline, self.receive()).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(self.lose(Lost::Died(e.to_string())).await),
-            Err(_) => Err(self.lose(Lost::Deadline).await),
-        }
-    }
-
-    /// One request and its reply, until `deadline` (see [`Worker::receive_by`]).
-    async fn round(&mut self, request: &Request, deadline: tokio::time::Instant) -> Result<Reply, Lost> {
-        match tokio::time::timeout_at(deadline, self.send(request)).await {
-            Ok(Ok(())) => self.receive_by(deadline).await,
-            Ok(Err(e)) => Err(self.lose(Lost::Died(e.to_string())).await),
-            Err(_) => Err(self.lose(Lost::Deadline).await),
-        }
-    }
-
-    /// Runs a job: its budget is the deadline. When the worker has to prepare the module
-    /// first (it asks for the source), that round may also take `prepare`, the bound of
-    /// validation: a fresh worker does not make a sound policy miss its deadline.
-    async fn run(
-        &mut self,
-        request: &mut Request,
-        source: Option<&Arc<PolicySource>>,
-        budget: Duration,
-        prepare: Duration,
-    ) -> Result<Reply, Lost> {
-        let reply = self.round(request, tokio::time::Instant::now() + budget).await?;
-        if let (Reply::NeedSource, Some(source)) = (&reply, source) {
-            if let Request::Evaluate { source: wanted, .. } | Request::EvaluateMany { source: wanted, .. } = request {
-                *wanted = Some(PolicySource::clone(source));
-                return self.round(request, tokio::time::Instant::now() + prepare + budget).await;
-            }
-        }
-        Ok(reply)
-    }
-}
-
 impl Pool {
     /// Starts `config.workers` slots, each with a worker process.
     pub fn start(config: SandboxConfig, command: WorkerCommand) -> Pool {
@@ -402,16 +276,12 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
             }
             for _ in 0..n {
                 let Some(job) = pending.pop_front() else { break };
-                match w.receive_by(started + job.budget).await {
-                    Ok(Reply::NeedSource) => alone.push(job),
-                    Ok(reply) => {
-                        let _ = job.reply.send(Ok(reply));
-                    }
-                    Err(lost) => {
-                        answer_lost(&lost, [job], shared);
-                        give_back(alone.into_iter().chain(pending).collect(), shared);
-                        return false;
-                    }
+                let result = w.receive_by(started + job.budget).await;
+                if matches!(result, Ok(Reply::NeedSource)) {
+                    alone.push(job);
+                } else if !answer(job, result, shared) {
+                    give_back(alone.into_iter().chain(pending).collect(), shared);
+                    return false;
                 }
                 started = tokio::time::Instant::now();
             }
@@ -420,15 +290,10 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
         }
         let mut alone = std::collections::VecDeque::from(alone);
         while let Some(mut job) = alone.pop_front() {
-            match w.run(&mut job.request, job.source.as_ref(), job.budget, shared.config.test_timeout).await {
-                Ok(reply) => {
-                    let _ = job.reply.send(Ok(reply));
-                }
-                Err(lost) => {
-                    answer_lost(&lost, [job], shared);
-                    give_back(alone.into_iter().chain(pending).collect(), shared);
-                    return false;
-                }
+            let result = w.run(&mut job.request, job.source.as_ref(), job.budget, shared.config.test_timeout).await;
+            if !answer(job, result, shared) {
+                give_back(alone.into_iter().chain(pending).collect(), shared);
+                return false;
             }
         }
     }
@@ -452,23 +317,25 @@ fn frames_that_fit(pending: &std::collections::VecDeque<Job>) -> (Vec<u8>, usize
     (frames, n)
 }
 
-/// Appends one frame: a little-endian u32 length, then the request's JSON.
-fn encode_frame(out: &mut Vec<u8>, request: &Request) -> std::io::Result<()> {
-    let at = out.len();
-    out.extend_from_slice(&[0u8; 4]);
-    serde_json::to_writer(&mut *out, request).map_err(std::io::Error::other)?;
-    let len = u32::try_from(out.len() - at - 4)
-        .ok()
-        .filter(|n| (*n as usize) <= MAX_FRAME)
-        .ok_or_else(|| std::io::Error::other("frame too large"))?;
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    Ok(())
-}
-
 /// Puts jobs a worker has not started back at the front of their tenant's queue.
 fn give_back(jobs: std::collections::VecDeque<Job>, shared: &Shared) {
     if let Some(tenant) = jobs.front().map(|j| j.tenant) {
         shared.lock().requeue(tenant, jobs.into());
+    }
+}
+
+/// Answers `job` with its reply, or with the loss of its worker; returns whether the
+/// worker lives.
+fn answer(job: Job, result: Result<Reply, Lost>, shared: &Shared) -> bool {
+    match result {
+        Ok(reply) => {
+            let _ = job.reply.send(Ok(reply));
+            true
+        }
+        Err(lost) => {
+            answer_lost(&lost, [job], shared);
+            false
+        }
     }
 }
 
