@@ -276,3 +276,49 @@ async fn evaluations_sent_to_a_worker_together_each_get_their_own_answer_and_one
     assert_eq!(ledger_count_for(a.id).await - before, n - 1, "one decision per answered evaluation");
     svc.stop().await;
 }
+
+/// A tenant whose many slow evaluations go to the only worker in rounds does not make
+/// another tenant wait for a whole round: between two writes to the worker (8 requests
+/// at most), the other tenant takes its turn, and the rest of the round waits.
+#[tokio::test]
+async fn another_tenant_arriving_during_a_pipelined_round_is_served_before_the_rest_of_it() {
+    const SLOW: &str = "package slow\n\nx := sum([1 | some i in numbers.range(1, 150); some j in numbers.range(1, 150)])\n";
+    let svc = Service::start(&[
+        ("AUMOS_GOVERNANCE_ENGINE_WORKERS", "1"),
+        ("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"),
+        ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "10000"),
+        ("AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS", "120000"),
+    ])
+    .await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let (slow, gate) = (a.active(SLOW).await, b.active(GATE).await);
+    let a_done = std::sync::atomic::AtomicUsize::new(0);
+    let (a, slow, a_done) = (&a, &slow, &a_done);
+    let flood = (0..24).map(|i| async move {
+        // The first runs alone; the others queue behind it and go to the worker as a round.
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        let answer = a.evaluate(&slow, "x", json!({})).await;
+        a_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        answer
+    });
+    let other = async {
+        // The round after the first evaluation is under way by then.
+        while a_done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let sent_at = a_done.load(std::sync::atomic::Ordering::SeqCst);
+        let answer = b.evaluate(&gate, "allow", json!({"score": 0.9})).await;
+        (answer, a_done.load(std::sync::atomic::Ordering::SeqCst) - sent_at)
+    };
+    let (flooded, ((status, body), while_b_waited)) = tokio::join!(futures::future::join_all(flood), other);
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(true)), "{body}");
+    assert!(flooded.iter().all(|(s, _)| *s == StatusCode::OK), "every slow evaluation is answered");
+    // A round holds up to 16 of the flood; the other tenant waits for the rest of the
+    // write under way when it arrived (8 at most), not for the rest of the round.
+    assert!(while_b_waited <= 8, "{while_b_waited} of the flood were answered while the other tenant waited");
+    assert!(a_done.load(std::sync::atomic::Ordering::SeqCst) == 24);
+    svc.stop().await;
+}

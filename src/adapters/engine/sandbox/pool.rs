@@ -113,13 +113,15 @@ impl Scheduler {
     }
 
     /// Puts back, at the front of their tenant's queue and in order, jobs a worker had
-    /// been given but not started when it was lost.
+    /// been given but not started (it was lost, or another tenant's turn came). The
+    /// tenant goes to the back of the round-robin: the tenants waiting now go first.
     fn requeue(&mut self, tenant: Uuid, jobs: Vec<Job>) {
         let q = self.tenants.entry(tenant).or_default();
         for job in jobs.into_iter().rev() {
             q.jobs.push_front(job);
         }
-        if !q.jobs.is_empty() && !self.ring.contains(&tenant) {
+        if !q.jobs.is_empty() {
+            self.ring.retain(|t| *t != tenant);
             self.ring.push_back(tenant);
         }
     }
