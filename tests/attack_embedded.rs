@@ -299,7 +299,7 @@ async fn another_tenant_arriving_during_a_pipelined_round_is_served_before_the_r
         if i > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         }
-        let answer = a.evaluate(&slow, "x", json!({})).await;
+        let answer = a.evaluate(slow, "x", json!({})).await;
         a_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         answer
     });

@@ -122,20 +122,8 @@ async fn create_schema(conn: &mut PgConnection) -> Result<(), RebuildError> {
     Ok(())
 }
 
-/// Rebuilds one projector's tables; returns the position the swapped tables reflect.
-pub async fn rebuild(
-    owner_url: &str,
-    reader: &LedgerReader,
-    projector: &dyn Projector,
-    progress: &dyn Fn(i64),
-) -> Result<i64, RebuildError> {
-    let mut conn = PgConnection::connect(owner_url).await?;
-    create_schema(&mut conn).await?;
-    conn.close().await?;
-    rebuild_one(owner_url, reader, projector, progress).await
-}
-
-/// [`rebuild`] once the schema `gov_rebuild` exists.
+/// Rebuilds one projector's tables, once the schema `gov_rebuild` exists; returns the
+/// position the swapped tables reflect.
 async fn rebuild_one(
     owner_url: &str,
     reader: &LedgerReader,

@@ -86,20 +86,10 @@ impl Scheduler {
         let tenant = first.tenant;
         let others_wait = self.others_wait(tenant);
         let Some(q) = self.tenants.get_mut(&tenant).filter(|_| !others_wait) else { return Vec::new() };
+        let same = |j: &Job| matches!(&j.request, Request::Evaluate { key: k, budget_ms: b, .. } if k == key && b == budget_ms);
         let mut more = Vec::new();
-        while more.len() < max {
-            let same = q
-                .jobs
-                .front()
-                .is_some_and(|j| matches!(&j.request, Request::Evaluate { key: k, budget_ms: b, .. } if k == key && b == budget_ms));
-            match q.jobs.pop_front() {
-                Some(job) if same => more.push(job),
-                Some(job) => {
-                    q.jobs.push_front(job);
-                    break;
-                }
-                None => break,
-            }
+        while more.len() < max && q.jobs.front().is_some_and(same) {
+            more.extend(q.jobs.pop_front());
         }
         if q.jobs.is_empty() {
             self.ring.retain(|t| *t != tenant);
@@ -256,20 +246,18 @@ const PIPE_DEPTH: usize = 8;
 async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
     let mut pending = std::collections::VecDeque::from(jobs);
     let mut first = true;
-    while let Some(tenant) = pending.front().map(|j| j.tenant) {
+    while let Some((tenant, budget)) = pending.front().map(|j| (j.tenant, j.budget)) {
         // Another tenant arrived meanwhile: it takes its turn before the rest of these.
         if !std::mem::take(&mut first) && shared.lock().others_wait(tenant) {
             give_back(pending, shared);
             return true;
         }
-        let (frames, n) = frames_that_fit(&pending);
+        // A job alone is encoded by `Worker::run`, not here as well.
+        let (frames, n) = if pending.len() > 1 { frames_that_fit(&pending) } else { (Vec::new(), 1) };
         let mut alone = Vec::new();
         if n > 1 {
             let mut started = tokio::time::Instant::now();
-            let sent = match pending.front() {
-                Some(first) => tokio::time::timeout_at(started + first.budget, w.send_frames(&frames)).await,
-                None => break,
-            };
+            let sent = tokio::time::timeout_at(started + budget, w.send_frames(&frames)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 let lost = w.lose(Lost::Died("its pipe broke".into())).await;
                 answer_lost(&lost, pending.drain(..n), shared);
@@ -302,15 +290,16 @@ async fn serve(w: &mut Worker, jobs: Vec<Job>, shared: &Shared) -> bool {
     true
 }
 
-/// The frames of the longest run of `pending` from its front that fits [`PIPE_BYTES`],
-/// and how many jobs that is (one alone, whatever its size, is sent by [`Worker::run`]).
+/// The frames of the longest run of `pending` from its front, at most [`PIPE_DEPTH`], that
+/// fits [`PIPE_BYTES`], and how many jobs that is (one alone, whatever its size, is sent
+/// by [`Worker::run`]).
 fn frames_that_fit(pending: &std::collections::VecDeque<Job>) -> (Vec<u8>, usize) {
     let mut frames = Vec::new();
     let mut n = 0;
-    for job in pending {
+    for job in pending.iter().take(PIPE_DEPTH) {
         let at = frames.len();
         let encoded = encode_frame(&mut frames, &job.request);
-        if encoded.is_err() || frames.len() > PIPE_BYTES || n == PIPE_DEPTH {
+        if encoded.is_err() || frames.len() > PIPE_BYTES {
             frames.truncate(at);
             break;
         }
