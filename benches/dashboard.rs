@@ -37,14 +37,27 @@ async fn main() {
     let workflows_n = num("BENCH_WORKFLOWS", 5000);
     let evidence_n = num("BENCH_EVIDENCE", 50_000);
     let client = reqwest::Client::builder().pool_max_idle_per_host(128).tcp_nodelay(true).build().unwrap();
-    let tenants: Vec<Tenant> = (0..tenants_n)
-        .map(|_| {
-            let id = uuid::Uuid::new_v4().to_string();
+    // BENCH_TENANTS_FILE: with BENCH_SKIP_SEED=1, the tenants seeded by an earlier run on
+    // the same databases (written there by it), so the dashboard can be measured again
+    // after a change without seeding again.
+    let tenants_file = std::env::var("BENCH_TENANTS_FILE").ok();
+    let skip_seed = std::env::var("BENCH_SKIP_SEED").is_ok_and(|v| v == "1");
+    let ids: Vec<String> = match (&tenants_file, skip_seed) {
+        (Some(f), true) => serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap(),
+        _ => (0..tenants_n).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+    };
+    let tenants: Vec<Tenant> = ids
+        .into_iter()
+        .map(|id| {
             let out =
                 std::process::Command::new(&bin).args(["dev", "token", "--tenant", &id, "--roles", "governance:admin"]).output().unwrap();
             Tenant { id, token: String::from_utf8(out.stdout).unwrap().trim().to_owned() }
         })
         .collect();
+    if let (Some(f), false) = (&tenants_file, skip_seed) {
+        std::fs::write(f, serde_json::to_string(&tenants.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap()).unwrap();
+    }
+    let (workflows_n, evidence_n) = if skip_seed { (0, 0) } else { (workflows_n, evidence_n) };
 
     // Seed: workflows, then evidence spread over them, 48 requests in flight.
     let started = Instant::now();

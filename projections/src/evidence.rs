@@ -68,6 +68,41 @@ pub async fn of_workflow(
     Ok(sqlx::query_as(&sql).bind(workflow_id).bind(only_active).fetch_all(conn).await?)
 }
 
+/// What judging requirements reads of an active evidence record: whom it reaches, its
+/// period, outcome and verdict (a dashboard reads this of each of a tenant's records).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EvidenceFacts {
+    pub evidence_id: Uuid,
+    pub workflow_id: Uuid,
+    pub kind: String,
+    pub requirement_ids: Vec<String>,
+    pub control_ids: Vec<String>,
+    pub valid_from: NaiveDate,
+    pub valid_until: NaiveDate,
+    pub outcome: String,
+    pub review_verdict: Option<String>,
+}
+
+/// The facts of a workflow's active evidence, oldest first.
+pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Vec<EvidenceFacts>, ProjectionError> {
+    let sql = format!("{FACTS} AND workflow_id = $1 ORDER BY submitted_at, evidence_id");
+    Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
+}
+
+/// The facts of the tenant's active evidence, in no order (sorting a large tenant's costs
+/// the database more than reading them): part `part` of `parts` (`0..parts`), each
+/// workflow's records all in one part, so that the parts can be read at once on several
+/// connections.
+pub async fn tenant_facts(conn: &mut PgConnection, part: u8, parts: u8) -> Result<Vec<EvidenceFacts>, ProjectionError> {
+    // The last byte of a workflow id (random in UUIDv4 and v7) picks its part.
+    let sql = format!("{FACTS} AND get_byte(uuid_send(workflow_id), 15) % $2 = $1");
+    Ok(sqlx::query_as(&sql).bind(i32::from(part)).bind(i32::from(parts.max(1))).fetch_all(conn).await?)
+}
+
+const FACTS: &str =
+    "SELECT evidence_id, workflow_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict \
+    FROM gov_evidence WHERE status = 'active'";
+
 /// Sort keys of the evidence list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

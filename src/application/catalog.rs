@@ -74,7 +74,12 @@ pub struct Regulation {
 
 impl Regulation {
     pub fn requirement(&self, id: &str) -> Option<&Requirement> {
-        self.index.get(id).map(|&i| &self.requirements[i])
+        self.position(id).map(|i| &self.requirements[i])
+    }
+
+    /// Where requirement `id` is in [`Regulation::requirements`].
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
     }
 }
 

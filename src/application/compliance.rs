@@ -18,10 +18,10 @@ use aggregates::compliance::{
     contribution, derive, Contribution, Cover, Outcome, Period, RegulationCode, Relation, RequirementStatus, Verdict,
 };
 use projections::compliance::WorkflowView;
-use projections::evidence::EvidenceView;
+use projections::evidence::EvidenceFacts;
 use projections::system_evidence::SystemEvidenceView;
 
-use crate::application::catalog::{merged_controls, Catalog, TenantLink};
+use crate::application::catalog::{merged_controls, Catalog, Regulation, TenantLink};
 
 /// One in-scope requirement of a workflow, with its derived status.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -75,36 +75,73 @@ impl From<&SystemEvidenceView> for SystemEvidenceRef {
 #[derive(Debug)]
 pub struct RegulationIndex {
     pub code: RegulationCode,
-    by_control: HashMap<String, Vec<(String, Option<Relation>)>>,
+    /// The regulation in the catalog (`None`: not there, so nothing to judge).
+    regulation: Option<&'static Regulation>,
+    /// Control → (position in the regulation's requirements, relation) of each link.
+    by_control: HashMap<String, Vec<(usize, Option<Relation>)>>,
 }
 
 impl RegulationIndex {
     pub fn new(code: RegulationCode, tenant: &[TenantLink]) -> Self {
-        let mut by_control: HashMap<String, Vec<(String, Option<Relation>)>> = HashMap::new();
-        if let Some(reg) = Catalog::get().regulation(code) {
-            for q in &reg.requirements {
-                for link in merged_controls(q, tenant).into_iter().filter(|l| l.not_applicable.is_none()) {
-                    let relation = link.relation.as_deref().and_then(Relation::parse);
-                    by_control.entry(link.control_id).or_default().push((q.id.clone(), relation));
-                }
+        let regulation = Catalog::get().regulation(code);
+        let mut by_control: HashMap<String, Vec<(usize, Option<Relation>)>> = HashMap::new();
+        for (i, q) in regulation.iter().flat_map(|reg| reg.requirements.iter().enumerate()) {
+            for link in merged_controls(q, tenant).into_iter().filter(|l| l.not_applicable.is_none()) {
+                let relation = link.relation.as_deref().and_then(Relation::parse);
+                by_control.entry(link.control_id).or_default().push((i, relation));
             }
         }
-        Self { code, by_control }
+        Self { code, regulation, by_control }
     }
 
-    /// The requirements `control` is linked to (not marked not applicable), with the
-    /// relation of each link.
-    pub fn requirements_of(&self, control: &str) -> &[(String, Option<Relation>)] {
+    /// The requirements `control` is linked to (not marked not applicable), by position
+    /// in the regulation's requirements, with the relation of each link.
+    fn links_of(&self, control: &str) -> &[(usize, Option<Relation>)] {
         self.by_control.get(control).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Which requirements of its regulation a workflow has in scope, by position.
+enum Scope {
+    All(usize),
+    Some { of: Vec<bool>, len: usize },
+}
+
+impl Scope {
+    fn of(workflow: &WorkflowView, reg: &Regulation) -> Self {
+        if workflow.scope_all {
+            return Scope::All(reg.requirements.len());
+        }
+        let mut of = vec![false; reg.requirements.len()];
+        for i in workflow.scope_requirements.iter().filter_map(|r| reg.position(r)) {
+            of[i] = true;
+        }
+        let len = of.iter().filter(|x| **x).count();
+        Scope::Some { of, len }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            Scope::All(n) => i < *n,
+            Scope::Some { of, .. } => of.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Scope::All(n) => *n,
+            Scope::Some { len, .. } => *len,
+        }
     }
 }
 
 /// Whether a roll-up of system evidence counts for `workflow`: its day is in the audit
 /// period and its control reaches an in-scope requirement.
 pub fn system_evidence_counts(workflow: &WorkflowView, index: &RegulationIndex, v: &SystemEvidenceView) -> bool {
-    let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
+    let Some(reg) = index.regulation else { return false };
+    let in_scope = |i: usize| workflow.scope_all || workflow.scope_requirements.iter().any(|r| *r == reg.requirements[i].id);
     (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)
-        && index.requirements_of(&v.control_id).iter().any(|(r, _)| in_scope(r))
+        && index.links_of(&v.control_id).iter().any(|(i, _)| in_scope(*i))
 }
 
 /// How a roll-up counts for a requirement it reaches through `relation`: exactly as an
@@ -115,98 +152,146 @@ fn system_cover(v: &SystemEvidenceView, relation: Option<Relation>) -> Cover {
     Cover { period: Period { start: v.day, end: v.day }, contribution: contribution(outcome, None, relation) }
 }
 
-/// How one evidence record counts for a requirement it reaches through `relation`.
-fn cover(e: &EvidenceView, relation: Option<Relation>) -> Cover {
+/// How one evidence record counts for the requirements it reaches: through a relation
+/// (`cover(relation)`).
+fn covers_of(e: &EvidenceFacts) -> impl Fn(Option<Relation>) -> Cover {
     let outcome = Outcome::parse(&e.outcome).unwrap_or(Outcome::Informational);
     let verdict = e.review_verdict.as_deref().and_then(Verdict::parse);
-    Cover { period: Period { start: e.valid_from, end: e.valid_until }, contribution: contribution(outcome, verdict, relation) }
+    let period = Period { start: e.valid_from, end: e.valid_until };
+    move |relation| Cover { period, contribution: contribution(outcome, verdict, relation) }
 }
 
 /// One in-scope requirement of a workflow as judged: what reaches it and its status.
 struct Judged<'a> {
     requirement: &'a crate::application::catalog::Requirement,
-    found: &'a [(Uuid, Cover)],
-    system_found: &'a [(&'a SystemEvidenceView, Cover)],
+    /// (position, evidence id, cover) of the uploaded records that reach it.
+    found: &'a [(usize, Uuid, Cover)],
+    system_found: &'a [(usize, &'a SystemEvidenceView, Cover)],
     justification: Option<&'a String>,
     status: RequirementStatus,
     derived: aggregates::compliance::Derived,
 }
 
-/// What a workflow's requirements are judged on. `evidence` may hold other workflows'
-/// records: only this workflow's active ones count. `system` is the tenant's system
+/// What a workflow's requirements are judged on. `evidence` is active evidence and may
+/// hold other workflows' records: only this workflow's count. `system` is the tenant's system
 /// evidence: the roll-ups of days in the audit period count.
 #[derive(Debug, Clone, Copy)]
 pub struct Judging<'a> {
     pub workflow: &'a WorkflowView,
     pub index: &'a RegulationIndex,
-    pub evidence: &'a [&'a EvidenceView],
+    pub evidence: &'a [EvidenceFacts],
     pub system: &'a [SystemEvidenceView],
     pub not_applicable: &'a HashMap<String, String>,
     pub as_of: NaiveDate,
     pub expiring_days: u32,
 }
 
-/// Judges every in-scope requirement and hands each to `each`: the one derivation behind
-/// [`statuses`] (the views) and [`count_statuses`] (the dashboard's counts). A certified
+/// Which in-scope requirements [`judge`] hands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// Every one, in the regulation's order.
+    All,
+    /// Only those something reaches (evidence, system evidence, a not-applicable mark or a
+    /// certification): each of the others is `missing`, and [`judge`] returns how many.
+    Reached,
+}
+
+/// The entries of `sorted` (by position) at position `i`.
+fn at<T>(sorted: &[(usize, T, Cover)], i: usize) -> &[(usize, T, Cover)] {
+    let lo = sorted.partition_point(|(p, ..)| *p < i);
+    let hi = lo + sorted[lo..].partition_point(|(p, ..)| *p == i);
+    &sorted[lo..hi]
+}
+
+/// Judges the in-scope requirements `visit` asks for and hands each to `each`: the one
+/// derivation behind [`statuses`] (the views) and [`count_statuses`] (the dashboard's
+/// counts). Returns how many in-scope requirements it left out as `missing`. A certified
 /// workflow keeps the statuses recorded at its certification, whatever the evidence says
 /// since.
-fn judge(j: Judging<'_>, mut each: impl FnMut(Judged<'_>)) {
+fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usize {
     let Judging { workflow, index, evidence, system, not_applicable, as_of, expiring_days } = j;
-    let Some(reg) = Catalog::get().regulation(index.code) else { return };
-    let mut covering: HashMap<&str, Vec<(Uuid, Cover)>> = HashMap::new();
-    for e in evidence.iter().filter(|e| e.workflow_id == workflow.workflow_id && e.status == "active") {
+    let Some(reg) = index.regulation else { return 0 };
+    let scope = Scope::of(workflow, reg);
+    // Every (requirement, record) that reaches it, sorted by requirement; records stay in
+    // their order within a requirement.
+    let mut covering: Vec<(usize, Uuid, Cover)> = Vec::new();
+    let mut targets: Vec<(usize, Cover)> = Vec::new();
+    for e in evidence.iter().filter(|e| e.workflow_id == workflow.workflow_id) {
         // A requirement the record names directly is reached without a relation; one it
         // reaches through several controls, through the most complete of them.
-        let mut targets: HashMap<&str, Cover> = HashMap::new();
+        targets.clear();
+        let cover = covers_of(e);
         for c in &e.control_ids {
-            for (requirement, relation) in index.by_control.get(c).into_iter().flatten() {
-                let candidate = cover(e, *relation);
-                let best = targets.entry(requirement.as_str()).or_insert(candidate);
-                if candidate.contribution == Contribution::Satisfies {
-                    *best = candidate;
+            for &(i, relation) in index.links_of(c) {
+                let candidate = cover(relation);
+                match targets.iter_mut().find(|(t, _)| *t == i) {
+                    Some((_, best)) if candidate.contribution == Contribution::Satisfies => *best = candidate,
+                    Some(_) => {}
+                    None => targets.push((i, candidate)),
                 }
             }
         }
-        for r in &e.requirement_ids {
-            targets.insert(r.as_str(), cover(e, None));
+        for i in e.requirement_ids.iter().filter_map(|r| reg.position(r)) {
+            let direct = cover(None);
+            match targets.iter_mut().find(|(t, _)| *t == i) {
+                Some((_, best)) => *best = direct,
+                None => targets.push((i, direct)),
+            }
         }
-        for (t, c) in targets {
-            covering.entry(t).or_default().push((e.evidence_id, c));
-        }
+        covering.extend(targets.iter().map(|&(i, c)| (i, e.evidence_id, c)));
     }
-    let mut system_covering: HashMap<&str, Vec<(&SystemEvidenceView, Cover)>> = HashMap::new();
+    covering.sort_by_key(|(i, ..)| *i);
+    let mut system_covering: Vec<(usize, &SystemEvidenceView, Cover)> = Vec::new();
     for v in system.iter().filter(|v| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)) {
-        for (requirement, relation) in index.requirements_of(&v.control_id) {
-            system_covering.entry(requirement.as_str()).or_default().push((v, system_cover(v, *relation)));
+        for &(i, relation) in index.links_of(&v.control_id) {
+            system_covering.push((i, v, system_cover(v, relation)));
         }
     }
+    system_covering.sort_by_key(|(i, ..)| *i);
     let audit = Period { start: workflow.audit_period_start, end: workflow.audit_period_end };
-    let in_scope = |id: &str| workflow.scope_all || workflow.scope_requirements.iter().any(|r| r == id);
-    let certified: HashMap<&str, RequirementStatus> =
-        workflow.certification.iter().flat_map(|c| c.statuses.iter().map(|s| (s.requirement_id.as_str(), s.status))).collect();
+    let certified: HashMap<usize, RequirementStatus> = workflow
+        .certification
+        .iter()
+        .flat_map(|c| c.statuses.iter().filter_map(|s| reg.position(s.requirement_id.as_str()).map(|i| (i, s.status))))
+        .collect();
+    let mut positions: Vec<usize> = match visit {
+        Visit::All => (0..reg.requirements.len()).collect(),
+        Visit::Reached => covering
+            .iter()
+            .map(|(i, ..)| *i)
+            .chain(system_covering.iter().map(|(i, ..)| *i))
+            .chain(not_applicable.keys().filter_map(|r| reg.position(r)))
+            .chain(certified.keys().copied())
+            .collect(),
+    };
+    positions.retain(|i| scope.contains(*i));
+    positions.sort_unstable();
+    positions.dedup();
     let mut covers: Vec<Cover> = Vec::new();
-    for q in reg.requirements.iter().filter(|q| in_scope(&q.id)) {
-        let found = covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let system_found = system_covering.get(q.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+    for &i in &positions {
+        let q = &reg.requirements[i];
+        let found = at(&covering, i);
+        let system_found = at(&system_covering, i);
         covers.clear();
-        covers.extend(found.iter().map(|(_, c)| *c).chain(system_found.iter().map(|(_, c)| *c)));
+        covers.extend(found.iter().map(|(.., c)| *c).chain(system_found.iter().map(|(.., c)| *c)));
         let justification = not_applicable.get(&q.id);
         let derived = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
-        let status = certified.get(q.id.as_str()).copied().unwrap_or(derived.status);
+        let status = certified.get(&i).copied().unwrap_or(derived.status);
         each(Judged { requirement: q, found, system_found, justification, status, derived });
     }
+    scope.len() - positions.len()
 }
 
 /// Statuses of every in-scope requirement of a workflow (see [`judge`]).
 pub fn statuses(j: Judging<'_>) -> Vec<RequirementStatusView> {
     let mut views = Vec::new();
-    judge(j, |j| {
+    judge(j, Visit::All, |j| {
         views.push(RequirementStatusView {
             requirement_id: j.requirement.id.clone(),
             title: j.requirement.title.clone(),
             status: j.status,
-            evidence_ids: j.found.iter().map(|(id, _)| *id).collect(),
-            system_evidence: j.system_found.iter().map(|(v, _)| SystemEvidenceRef::from(*v)).collect(),
+            evidence_ids: j.found.iter().map(|(_, id, _)| *id).collect(),
+            system_evidence: j.system_found.iter().map(|(_, v, _)| SystemEvidenceRef::from(*v)).collect(),
             gaps: j.derived.gaps,
             covered_until: j.derived.covered_until,
             not_applicable_justification: j.justification.cloned(),
@@ -217,14 +302,19 @@ pub fn statuses(j: Judging<'_>) -> Vec<RequirementStatusView> {
 
 /// How many in-scope requirements of a workflow have each status (indexed as
 /// [`RequirementStatus::ALL`]): the same judgement as [`statuses`], without building the
-/// views (a dashboard counts hundreds of thousands of them).
+/// views and judging only the requirements something reaches (a dashboard counts hundreds
+/// of thousands of statuses, most of them `missing`).
 pub fn count_statuses(j: Judging<'_>) -> [usize; RequirementStatus::ALL.len()] {
     let mut counts = [0; RequirementStatus::ALL.len()];
-    judge(j, |j| {
-        if let Some(i) = RequirementStatus::ALL.iter().position(|s| *s == j.status) {
+    let index = |status: RequirementStatus| RequirementStatus::ALL.iter().position(|s| *s == status);
+    let missing = judge(j, Visit::Reached, |j| {
+        if let Some(i) = index(j.status) {
             counts[i] += 1;
         }
     });
+    if let Some(i) = index(RequirementStatus::Missing) {
+        counts[i] += missing;
+    }
     counts
 }
 
@@ -348,6 +438,72 @@ mod tests {
             assert_eq!(count_statuses(j), expected, "as of {as_of}");
             assert!(expected.iter().filter(|n| **n > 0).count() >= 3, "several statuses occur: {expected:?}");
         }
+    }
+
+    fn upload(n: u128, workflow: Uuid, controls: &[&str], requirements: &[&str], until: NaiveDate, outcome: &str) -> EvidenceFacts {
+        EvidenceFacts {
+            evidence_id: Uuid::from_u128(100 + n),
+            workflow_id: workflow,
+            kind: "document".into(),
+            requirement_ids: requirements.iter().map(|s| (*s).to_owned()).collect(),
+            control_ids: controls.iter().map(|s| (*s).to_owned()).collect(),
+            valid_from: day(1),
+            valid_until: until,
+            outcome: outcome.into(),
+            review_verdict: None,
+        }
+    }
+
+    #[test]
+    fn counts_judging_only_what_reaches_a_requirement_equal_the_views_with_uploads_scopes_and_certifications() {
+        let mut wf = workflow(day(20), day(28), &[]);
+        let other = Uuid::from_u128(2);
+        let mut rejected = upload(4, wf.workflow_id, &["PR.AA-01"], &[], day(29), "pass");
+        rejected.review_verdict = Some("rejected".into());
+        let records = [
+            upload(1, wf.workflow_id, &["PR.AA-01", "DE.CM-01"], &[], day(29), "pass"),
+            upload(2, wf.workflow_id, &["PR.AA-05"], &["CC1.1", "CC2.1"], day(24), "pass"),
+            upload(3, wf.workflow_id, &["GV.OC-01"], &["CC3.1"], day(29), "fail"),
+            rejected,
+            upload(6, other, &["ID.AM-01", "PR.DS-01"], &["CC5.1"], day(29), "pass"),
+            upload(7, wf.workflow_id, &["NO.SUCH-99"], &["NO-SUCH"], day(29), "pass"),
+        ];
+        let system = [rollup("PR.PS-01", day(21), "pass"), rollup("RS.MA-01", day(22), "fail")];
+        let links =
+            [link("intersects", false), TenantLink { requirement_id: "CC7.1".into(), control_id: "ID.RA-01".into(), ..link("", true) }];
+        let index = RegulationIndex::new(RegulationCode::Soc2, &links);
+        let na = HashMap::from([("CC9.1".to_owned(), "not here".to_owned()), ("NO-SUCH".to_owned(), "x".to_owned())]);
+        let counted = |wf: &WorkflowView, as_of: NaiveDate| {
+            let j =
+                Judging { workflow: wf, index: &index, evidence: &records, system: &system, not_applicable: &na, as_of, expiring_days: 30 };
+            let mut expected = [0usize; RequirementStatus::ALL.len()];
+            for v in statuses(j) {
+                expected[RequirementStatus::ALL.iter().position(|s| *s == v.status).unwrap_or(0)] += 1;
+            }
+            assert_eq!(count_statuses(j), expected, "as of {as_of}, scope {:?}", wf.scope_requirements);
+            expected
+        };
+        for as_of in [day(21), day(25), day(28), day(30)] {
+            let all = counted(&wf, as_of);
+            assert!(all.iter().filter(|n| **n > 0).count() >= 4, "several statuses occur: {all:?}");
+        }
+        // In scope: some reached, some not, one not in the regulation.
+        wf.scope_all = false;
+        wf.scope_requirements = ["CC1.1", "CC3.1", "CC4.1", "CC9.1", "CC6.1", "NO-SUCH", "CC4.1"].map(String::from).to_vec();
+        let scoped = counted(&wf, day(25));
+        assert_eq!(scoped.iter().sum::<usize>(), 5, "five distinct in-scope requirements: {scoped:?}");
+        // A certification keeps its statuses, for requirements nothing reaches too.
+        let status = |r: &str, status| aggregates::compliance::CertifiedStatus {
+            requirement_id: aggregates::compliance::RequirementId::parse(r).unwrap(),
+            status,
+        };
+        wf.certification = Some(sqlx::types::Json(aggregates::compliance::Certification {
+            as_of: day(25),
+            valid_until: day(30),
+            statuses: vec![status("CC4.1", RequirementStatus::Satisfied), status("CC3.1", RequirementStatus::Satisfied)],
+        }));
+        let certified = counted(&wf, day(30));
+        assert_eq!(certified[RequirementStatus::ALL.iter().position(|s| *s == RequirementStatus::Satisfied).unwrap()], 2);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use aggregates::compliance::{RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
-use projections::evidence::EvidenceView;
+use projections::evidence::EvidenceFacts;
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
@@ -36,11 +36,19 @@ type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
 pub struct DashboardCache {
     cache: moka::future::Cache<Key, Arc<Dashboard>>,
     generations: moka::sync::Cache<Uuid, Arc<std::sync::atomic::AtomicU64>>,
-    /// Blocking threads computing dashboards at once: at most one per core, so cold
-    /// dashboards (CPU-bound, up to a second for a large tenant) never take more than the
-    /// machine's cores, whatever the number of requests for different filters.
+    /// Threads computing dashboards at once: at most one per core, so cold dashboards
+    /// (CPU-bound, a tenth of a second for a large tenant) never take more than the
+    /// machine's cores, whatever the number of requests for different filters. A large
+    /// tenant's dashboard takes one permit per thread it judges its workflows on.
     computing: Arc<tokio::sync::Semaphore>,
+    cores: usize,
 }
+
+/// Workflows worth a thread of their own when a dashboard is computed.
+const WORKFLOWS_PER_THREAD: usize = 500;
+
+/// At most this many connections read one dashboard's evidence at once.
+const MAX_READS: usize = 4;
 
 impl std::fmt::Debug for DashboardCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +61,7 @@ impl Default for DashboardCache {
         let cache = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(15)).build();
         let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)) }
+        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), cores }
     }
 }
 
@@ -158,12 +166,64 @@ async fn compute(
     as_of: NaiveDate,
 ) -> Result<Dashboard, ApiError> {
     let window = state.config.evidence_expiring_days;
+    let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
+    // One dashboard at a time holds the machine's cores, from its reads to its counts: a
+    // large tenant's evidence is read on one connection per core (at most MAX_READS) at
+    // once, and its workflows judged on one thread per core.
+    let cores = state.dashboards.cores;
+    let permit = state
+        .dashboards
+        .computing
+        .clone()
+        .acquire_many_owned(u32::try_from(cores).unwrap_or(1))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let evidence = async {
+        match workflow {
+            Some(w) => Ok(projections::evidence::workflow_facts(&mut *state.tenant_tx(caller).await?, w).await?),
+            None => read_tenant_facts(state, caller, u8::try_from(cores.min(MAX_READS)).unwrap_or(1)).await,
+        }
+    };
+    let (other, evidence) = tokio::try_join!(read_other(state, caller, code, workflow), evidence)?;
+    let read = Read { evidence, ..other };
+    // Hundreds of thousands of requirement statuses for a large tenant: computed on
+    // blocking threads, so the runtime's workers keep serving every other request.
+    let threads = cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_THREAD)).max(1);
+    tokio::task::spawn_blocking(move || {
+        let _computing = permit;
+        summarize(read, code, workflow, as_of, window, threads)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))
+}
+
+/// The tenant's active evidence in `parts` parts read at once, each on its own connection
+/// and decoded on its own task; each workflow's records end up together.
+async fn read_tenant_facts(state: &SharedState, caller: &Caller, parts: u8) -> Result<Vec<EvidenceFacts>, ApiError> {
+    let reads = (0..parts).map(|part| {
+        let (state, caller) = (state.clone(), caller.clone());
+        tokio::spawn(async move {
+            let mut facts = projections::evidence::tenant_facts(&mut *state.tenant_tx(&caller).await?, part, parts).await?;
+            facts.sort_unstable_by_key(|e| e.workflow_id);
+            Ok::<_, ApiError>(facts)
+        })
+    });
+    let mut all = Vec::new();
+    for part in
+        futures::future::try_join_all(reads).await.map_err(|e| ApiError::new(ErrorCode::Internal, format!("reading evidence: {e}")))?
+    {
+        all.extend(part?);
+    }
+    Ok(all)
+}
+
+/// Everything [`compute`] reads but the evidence, in one transaction.
+async fn read_other(state: &SharedState, caller: &Caller, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {
     let mut tx = state.tenant_tx(caller).await?;
     let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;
     if let Some(w) = workflow {
         workflows.retain(|x| x.workflow_id == w);
     }
-    let evidence = projections::evidence::of_workflow(&mut tx, workflow, true).await?;
     let first = workflows.iter().map(|w| w.audit_period_start).min();
     let last = workflows.iter().map(|w| w.audit_period_end).max();
     let system = match (first, last) {
@@ -180,24 +240,15 @@ async fn compute(
     .await
     .map_err(database)?;
     let links = tenant_links(&mut tx, code).await?;
-    drop(tx);
-    // Hundreds of thousands of requirement statuses for a large tenant: computed on a
-    // blocking thread, so the runtime's workers keep serving every other request.
-    let read = Read { workflows, evidence, system, na_rows, decisions, links };
-    let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
-    let permit = state.dashboards.computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
-        let _computing = permit;
-        summarize(read, code, workflow, as_of, window)
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))
+    Ok(Read { workflows, evidence: vec![], system, na_rows, decisions, links })
 }
 
 /// What [`compute`] reads from the read models, for [`summarize`].
 struct Read {
     workflows: Vec<projections::compliance::WorkflowView>,
-    evidence: Vec<EvidenceView>,
+    /// Active evidence, each workflow's records together (where they are not, the
+    /// counts hold but take longer).
+    evidence: Vec<EvidenceFacts>,
     system: Vec<projections::system_evidence::SystemEvidenceView>,
     na_rows: Vec<(Uuid, projections::compliance::NotApplicableView)>,
     decisions: Vec<(Uuid, Option<bool>, i64)>,
@@ -205,37 +256,44 @@ struct Read {
 }
 
 /// The dashboard of what was read (CPU only, no I/O).
-fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, as_of: NaiveDate, window: u32) -> Dashboard {
+fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, as_of: NaiveDate, window: u32, threads: usize) -> Dashboard {
     let Read { workflows, evidence, system, na_rows, decisions, links } = read;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
     for (w, v) in na_rows {
         na.entry(w).or_default().insert(v.requirement_id, v.justification);
     }
-    let mut by_workflow: HashMap<Uuid, Vec<&EvidenceView>> = HashMap::new();
-    for e in &evidence {
-        by_workflow.entry(e.workflow_id).or_default().push(e);
+    // Where each workflow's records are (they are together).
+    let mut by_workflow: HashMap<Uuid, std::ops::Range<usize>> = HashMap::new();
+    for (i, e) in evidence.iter().enumerate() {
+        by_workflow.entry(e.workflow_id).and_modify(|r| r.end = i + 1).or_insert(i..i + 1);
     }
-    let mut indexes: HashMap<RegulationCode, RegulationIndex> = HashMap::new();
-    let mut status_counts = [0usize; RequirementStatus::ALL.len()];
     let mut workflows_by_state: BTreeMap<String, usize> = BTreeMap::new();
-    let empty = HashMap::new();
-    // System evidence counts for every workflow whose period and scope it reaches; listed once.
-    let mut counted_system: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     for wf in &workflows {
         *workflows_by_state.entry(wf.state.clone()).or_default() += 1;
-        let Ok(code) = RegulationCode::parse(&wf.regulation) else { continue };
-        let index = indexes.entry(code).or_insert_with(|| RegulationIndex::new(code, &links_for(&links, code)));
-        let ev = by_workflow.get(&wf.workflow_id).map(Vec::as_slice).unwrap_or(&[]);
-        let not_applicable = na.get(&wf.workflow_id).unwrap_or(&empty);
-        let counted =
-            count_statuses(Judging { workflow: wf, index, evidence: ev, system: &system, not_applicable, as_of, expiring_days: window });
-        for (total, n) in status_counts.iter_mut().zip(counted) {
+    }
+    let indexes: HashMap<RegulationCode, RegulationIndex> = workflows
+        .iter()
+        .filter_map(|wf| RegulationCode::parse(&wf.regulation).ok())
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .map(|code| (code, RegulationIndex::new(code, &links_for(&links, code))))
+        .collect();
+    let reads = Reads { evidence: &evidence, by_workflow: &by_workflow, system: &system, na: &na, indexes: &indexes, as_of, window };
+    // The workflows in one part per thread, tallied at once.
+    let part = workflows.len().div_ceil(threads.max(1)).max(1);
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let running: Vec<_> = workflows.chunks(part).map(|chunk| scope.spawn(|| tally(chunk, &reads))).collect();
+        running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    let mut status_counts = [0usize; RequirementStatus::ALL.len()];
+    // System evidence counts for every workflow whose period and scope it reaches; listed once.
+    let mut counted_system: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    for t in tallies {
+        for (total, n) in status_counts.iter_mut().zip(t.statuses) {
             *total += n;
         }
-        for v in system.iter().filter(|v| system_evidence_counts(wf, index, v)) {
-            counted_system.insert(v.evidence_id);
-        }
+        counted_system.extend(t.system);
     }
     // Only the statuses that occur, by name.
     let requirements_by_status: BTreeMap<String, usize> =
@@ -244,19 +302,23 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
     let applicable = requirements_by_status.iter().filter(|(k, _)| k.as_str() != "not_applicable").map(|(_, v)| v).sum::<usize>();
     let coverage_percent = if applicable == 0 { 0.0 } else { (ready as f64 * 1000.0 / applicable as f64).round() / 10.0 };
 
-    let wf_ids: std::collections::HashSet<Uuid> = workflows.iter().map(|w| w.workflow_id).collect();
-    let relevant: Vec<&EvidenceView> = evidence.iter().filter(|e| wf_ids.contains(&e.workflow_id)).collect();
-    let mut evidence_by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    // The evidence of the workflows shown.
+    let relevant: Vec<&EvidenceFacts> =
+        workflows.iter().filter_map(|wf| by_workflow.get(&wf.workflow_id).and_then(|r| evidence.get(r.clone()))).flatten().collect();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &relevant {
-        *evidence_by_kind.entry(e.kind.clone()).or_default() += 1;
+        *by_kind.entry(e.kind.as_str()).or_default() += 1;
     }
+    let mut evidence_by_kind: BTreeMap<String, usize> = by_kind.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
     if !counted_system.is_empty() {
         evidence_by_kind.insert(SYSTEM_EVIDENCE_KIND.to_owned(), counted_system.len());
     }
     let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
-    let mut expiring_soon: Vec<ExpiringEvidence> = relevant
-        .iter()
-        .filter(|e| e.valid_until >= as_of && e.valid_until < horizon)
+    let mut expiring: Vec<&EvidenceFacts> = relevant.into_iter().filter(|e| e.valid_until >= as_of && e.valid_until < horizon).collect();
+    expiring.sort_unstable_by_key(|e| (e.valid_until, e.evidence_id));
+    let expiring_soon: Vec<ExpiringEvidence> = expiring
+        .into_iter()
+        .take(100)
         .map(|e| ExpiringEvidence {
             evidence_id: e.evidence_id,
             workflow_id: e.workflow_id,
@@ -264,8 +326,6 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
             valid_until: e.valid_until,
         })
         .collect();
-    expiring_soon.sort_by_key(|e| (e.valid_until, e.evidence_id));
-    expiring_soon.truncate(100);
 
     let mut counts: BTreeMap<Uuid, DecisionCounts> = BTreeMap::new();
     for (policy_id, allowed, n) in decisions {
@@ -288,6 +348,40 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         workflows_by_state,
         recent_decisions: counts.into_values().collect(),
     }
+}
+
+/// What [`tally`] judges the workflows on.
+struct Reads<'a> {
+    /// Active evidence, sorted by workflow.
+    evidence: &'a [EvidenceFacts],
+    by_workflow: &'a HashMap<Uuid, std::ops::Range<usize>>,
+    system: &'a [projections::system_evidence::SystemEvidenceView],
+    na: &'a HashMap<Uuid, HashMap<String, String>>,
+    indexes: &'a HashMap<RegulationCode, RegulationIndex>,
+    as_of: NaiveDate,
+    window: u32,
+}
+
+/// Some workflows' requirement statuses counted, and the system evidence that counts for them.
+struct Tally {
+    statuses: [usize; RequirementStatus::ALL.len()],
+    system: std::collections::HashSet<Uuid>,
+}
+
+fn tally(workflows: &[projections::compliance::WorkflowView], r: &Reads<'_>) -> Tally {
+    let mut out = Tally { statuses: [0; RequirementStatus::ALL.len()], system: Default::default() };
+    let empty = HashMap::new();
+    for wf in workflows {
+        let Some(index) = RegulationCode::parse(&wf.regulation).ok().and_then(|code| r.indexes.get(&code)) else { continue };
+        let evidence = r.by_workflow.get(&wf.workflow_id).and_then(|range| r.evidence.get(range.clone())).unwrap_or(&[]);
+        let not_applicable = r.na.get(&wf.workflow_id).unwrap_or(&empty);
+        let j = Judging { workflow: wf, index, evidence, system: r.system, not_applicable, as_of: r.as_of, expiring_days: r.window };
+        for (total, n) in out.statuses.iter_mut().zip(count_statuses(j)) {
+            *total += n;
+        }
+        out.system.extend(r.system.iter().filter(|v| system_evidence_counts(wf, index, v)).map(|v| v.evidence_id));
+    }
+    out
 }
 
 fn links_for(links: &[TenantLink], code: RegulationCode) -> Vec<TenantLink> {

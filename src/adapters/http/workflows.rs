@@ -395,7 +395,7 @@ pub(crate) async fn workflow_statuses(
 ) -> Result<(WorkflowView, Vec<RequirementStatusView>), ApiError> {
     let mut tx = state.tenant_tx(caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
-    let evidence = projections::evidence::of_workflow(&mut tx, Some(id.as_uuid()), true).await?;
+    let evidence = projections::evidence::workflow_facts(&mut tx, id.as_uuid()).await?;
     let system = projections::system_evidence::of_days(&mut tx, wf.audit_period_start, wf.audit_period_end).await?;
     let na: HashMap<String, String> =
         read::not_applicable(&mut tx, Some(id.as_uuid())).await?.into_iter().map(|(_, v)| (v.requirement_id, v.justification)).collect();
@@ -403,10 +403,9 @@ pub(crate) async fn workflow_statuses(
     let links = tenant_links(&mut tx, Some(code)).await?;
     drop(tx);
     let index = RegulationIndex::new(code, &links);
-    let refs: Vec<_> = evidence.iter().collect();
     let expiring_days = state.config.evidence_expiring_days;
     let items =
-        statuses(Judging { workflow: &wf, index: &index, evidence: &refs, system: &system, not_applicable: &na, as_of, expiring_days });
+        statuses(Judging { workflow: &wf, index: &index, evidence: &evidence, system: &system, not_applicable: &na, as_of, expiring_days });
     Ok((wf, items))
 }
 
