@@ -42,6 +42,10 @@ pub struct DashboardCache {
     /// tenant's dashboard takes one permit per thread it judges its workflows on.
     computing: Arc<tokio::sync::Semaphore>,
     cores: usize,
+    /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
+    /// one before it queues for `computing`, so a tenant flooding cold dashboards holds
+    /// one place in that queue and every other tenant's dashboard comes next.
+    turns: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Workflows worth a thread of their own when a dashboard is computed.
@@ -61,7 +65,8 @@ impl Default for DashboardCache {
         let cache = moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(15)).build();
         let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), cores }
+        let turns = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
+        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), cores, turns }
     }
 }
 
@@ -171,6 +176,7 @@ async fn compute(
     // large tenant's evidence is read on one connection per core (at most MAX_READS) at
     // once, and its workflows judged on one thread per core.
     let cores = state.dashboards.cores;
+    let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
     let permit = state
         .dashboards
         .computing
