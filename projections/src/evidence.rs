@@ -70,7 +70,7 @@ pub async fn of_workflow(
 
 /// What judging requirements reads of an active evidence record: whom it reaches, its
 /// period, outcome and verdict (a dashboard reads this of each of a tenant's records).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFacts {
     pub evidence_id: Uuid,
     pub workflow_id: Uuid,
@@ -86,7 +86,8 @@ pub struct EvidenceFacts {
 /// The facts of a workflow's active evidence, oldest first.
 pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Vec<EvidenceFacts>, ProjectionError> {
     let sql = format!("{FACTS} AND workflow_id = $1 ORDER BY submitted_at, evidence_id");
-    Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
+    let rows: Vec<FactsRow> = sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(EvidenceFacts::from).collect())
 }
 
 /// The facts of the tenant's active evidence, in no order (sorting a large tenant's costs
@@ -96,7 +97,18 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
 pub async fn tenant_facts(conn: &mut PgConnection, part: u8, parts: u8) -> Result<Vec<EvidenceFacts>, ProjectionError> {
     // The last byte of a workflow id (random in UUIDv4 and v7) picks its part.
     let sql = format!("{FACTS} AND get_byte(uuid_send(workflow_id), 15) % $2 = $1");
-    Ok(sqlx::query_as(&sql).bind(i32::from(part)).bind(i32::from(parts.max(1))).fetch_all(conn).await?)
+    let rows: Vec<FactsRow> = sqlx::query_as(&sql).bind(i32::from(part)).bind(i32::from(parts.max(1))).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(EvidenceFacts::from).collect())
+}
+
+/// A row of [`FACTS`], decoded by column position (a large tenant has tens of thousands).
+type FactsRow = (Uuid, Uuid, String, Vec<String>, Vec<String>, NaiveDate, NaiveDate, String, Option<String>);
+
+impl From<FactsRow> for EvidenceFacts {
+    fn from(r: FactsRow) -> Self {
+        let (evidence_id, workflow_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict) = r;
+        Self { evidence_id, workflow_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict }
+    }
 }
 
 const FACTS: &str =

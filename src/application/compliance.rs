@@ -164,9 +164,9 @@ fn covers_of(e: &EvidenceFacts) -> impl Fn(Option<Relation>) -> Cover {
 /// One in-scope requirement of a workflow as judged: what reaches it and its status.
 struct Judged<'a> {
     requirement: &'a crate::application::catalog::Requirement,
-    /// (position, evidence id, cover) of the uploaded records that reach it.
-    found: &'a [(usize, Uuid, Cover)],
-    system_found: &'a [(usize, &'a SystemEvidenceView, Cover)],
+    /// (position, order, evidence id, cover) of the uploaded records that reach it.
+    found: &'a [(usize, u32, Uuid, Cover)],
+    system_found: &'a [(usize, u32, &'a SystemEvidenceView, Cover)],
     justification: Option<&'a String>,
     status: RequirementStatus,
     derived: aggregates::compliance::Derived,
@@ -196,8 +196,8 @@ enum Visit {
     Reached,
 }
 
-/// The entries of `sorted` (by position) at position `i`.
-fn at<T>(sorted: &[(usize, T, Cover)], i: usize) -> &[(usize, T, Cover)] {
+/// The entries of `sorted` (by position, then order) at position `i`.
+fn at<T>(sorted: &[(usize, u32, T, Cover)], i: usize) -> &[(usize, u32, T, Cover)] {
     let lo = sorted.partition_point(|(p, ..)| *p < i);
     let hi = lo + sorted[lo..].partition_point(|(p, ..)| *p == i);
     &sorted[lo..hi]
@@ -213,10 +213,10 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
     let Some(reg) = index.regulation else { return 0 };
     let scope = Scope::of(workflow, reg);
     // Every (requirement, record) that reaches it, sorted by requirement; records stay in
-    // their order within a requirement.
-    let mut covering: Vec<(usize, Uuid, Cover)> = Vec::new();
+    // their order (the second field) within a requirement.
+    let mut covering: Vec<(usize, u32, Uuid, Cover)> = Vec::new();
     let mut targets: Vec<(usize, Cover)> = Vec::new();
-    for e in evidence.iter().filter(|e| e.workflow_id == workflow.workflow_id) {
+    for (order, e) in (0u32..).zip(evidence.iter()).filter(|(_, e)| e.workflow_id == workflow.workflow_id) {
         // A requirement the record names directly is reached without a relation; one it
         // reaches through several controls, through the most complete of them.
         targets.clear();
@@ -238,16 +238,18 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
                 None => targets.push((i, direct)),
             }
         }
-        covering.extend(targets.iter().map(|&(i, c)| (i, e.evidence_id, c)));
+        covering.extend(targets.iter().map(|&(i, c)| (i, order, e.evidence_id, c)));
     }
-    covering.sort_by_key(|(i, ..)| *i);
-    let mut system_covering: Vec<(usize, &SystemEvidenceView, Cover)> = Vec::new();
-    for v in system.iter().filter(|v| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day)) {
+    covering.sort_unstable_by_key(|(i, order, ..)| (*i, *order));
+    let mut system_covering: Vec<(usize, u32, &SystemEvidenceView, Cover)> = Vec::new();
+    for (order, v) in
+        (0u32..).zip(system.iter()).filter(|(_, v)| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day))
+    {
         for &(i, relation) in index.links_of(&v.control_id) {
-            system_covering.push((i, v, system_cover(v, relation)));
+            system_covering.push((i, order, v, system_cover(v, relation)));
         }
     }
-    system_covering.sort_by_key(|(i, ..)| *i);
+    system_covering.sort_unstable_by_key(|(i, order, ..)| (*i, *order));
     let audit = Period { start: workflow.audit_period_start, end: workflow.audit_period_end };
     let certified: HashMap<usize, RequirementStatus> = workflow
         .certification
@@ -290,8 +292,8 @@ pub fn statuses(j: Judging<'_>) -> Vec<RequirementStatusView> {
             requirement_id: j.requirement.id.clone(),
             title: j.requirement.title.clone(),
             status: j.status,
-            evidence_ids: j.found.iter().map(|(_, id, _)| *id).collect(),
-            system_evidence: j.system_found.iter().map(|(_, v, _)| SystemEvidenceRef::from(*v)).collect(),
+            evidence_ids: j.found.iter().map(|(.., id, _)| *id).collect(),
+            system_evidence: j.system_found.iter().map(|(.., v, _)| SystemEvidenceRef::from(*v)).collect(),
             gaps: j.derived.gaps,
             covered_until: j.derived.covered_until,
             not_applicable_justification: j.justification.cloned(),

@@ -172,18 +172,12 @@ async fn compute(
 ) -> Result<Dashboard, ApiError> {
     let window = state.config.evidence_expiring_days;
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
-    // One dashboard at a time holds the machine's cores, from its reads to its counts: a
-    // large tenant's evidence is read on one connection per core (at most MAX_READS) at
-    // once, and its workflows judged on one thread per core.
+    // A tenant's cold dashboards one at a time. Its evidence is read on one connection per
+    // core (at most MAX_READS) at once, and its workflows judged on one thread per core,
+    // each thread holding a permit of `computing` (reads hold none, so a tenant whose
+    // reads are slow delays no other tenant's dashboard).
     let cores = state.dashboards.cores;
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
-    let permit = state
-        .dashboards
-        .computing
-        .clone()
-        .acquire_many_owned(u32::try_from(cores).unwrap_or(1))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
     let evidence = async {
         match workflow {
             Some(w) => Ok(projections::evidence::workflow_facts(&mut *state.tenant_tx(caller).await?, w).await?),
@@ -195,6 +189,13 @@ async fn compute(
     // Hundreds of thousands of requirement statuses for a large tenant: computed on
     // blocking threads, so the runtime's workers keep serving every other request.
     let threads = cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_THREAD)).max(1);
+    let permit = state
+        .dashboards
+        .computing
+        .clone()
+        .acquire_many_owned(u32::try_from(threads).unwrap_or(1))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let _computing = permit;
         summarize(read, code, workflow, as_of, window, threads)
