@@ -91,13 +91,9 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
 }
 
 /// The facts of the tenant's active evidence, in no order (sorting a large tenant's costs
-/// the database more than reading them): part `part` of `parts` (`0..parts`), each
-/// workflow's records all in one part, so that the parts can be read at once on several
-/// connections.
-pub async fn tenant_facts(conn: &mut PgConnection, part: u8, parts: u8) -> Result<Vec<EvidenceFacts>, ProjectionError> {
-    // The last byte of a workflow id (random in UUIDv4 and v7) picks its part.
-    let sql = format!("{FACTS} AND get_byte(uuid_send(workflow_id), 15) % $2 = $1");
-    let rows: Vec<FactsRow> = sqlx::query_as(&sql).bind(i32::from(part)).bind(i32::from(parts.max(1))).fetch_all(conn).await?;
+/// the database more than reading them).
+pub async fn tenant_facts(conn: &mut PgConnection) -> Result<Vec<EvidenceFacts>, ProjectionError> {
+    let rows: Vec<FactsRow> = sqlx::query_as(FACTS).fetch_all(conn).await?;
     Ok(rows.into_iter().map(EvidenceFacts::from).collect())
 }
 

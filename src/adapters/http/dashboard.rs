@@ -43,16 +43,14 @@ pub struct DashboardCache {
     computing: Arc<tokio::sync::Semaphore>,
     cores: usize,
     /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
-    /// one before it queues for `computing`, so a tenant flooding cold dashboards holds
-    /// one place in that queue and every other tenant's dashboard comes next.
+    /// one, so a tenant flooding cold dashboards holds one connection and one place in the
+    /// queue for `computing`, and every other tenant's dashboard comes next. (Should the
+    /// cache ever evict a tenant's lock while held, that tenant could have two at once.)
     turns: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Workflows worth a thread of their own when a dashboard is computed.
 const WORKFLOWS_PER_THREAD: usize = 500;
-
-/// At most this many connections read one dashboard's evidence at once.
-const MAX_READS: usize = 4;
 
 impl std::fmt::Debug for DashboardCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,20 +170,14 @@ async fn compute(
 ) -> Result<Dashboard, ApiError> {
     let window = state.config.evidence_expiring_days;
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
-    // A tenant's cold dashboards one at a time. Its evidence is read on one connection per
-    // core (at most MAX_READS) at once, and its workflows judged on one thread per core,
-    // each thread holding a permit of `computing` (reads hold none, so a tenant whose
-    // reads are slow delays no other tenant's dashboard).
+    // A tenant's cold dashboards one at a time; each reads in one transaction (one
+    // connection), then judges its workflows on up to one thread per core
+    // (one per WORKFLOWS_PER_THREAD workflows), each thread holding a permit of
+    // `computing`. Reads hold no permit, so a tenant whose reads are slow keeps no other
+    // tenant's dashboard from being judged.
     let cores = state.dashboards.cores;
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
-    let evidence = async {
-        match workflow {
-            Some(w) => Ok(projections::evidence::workflow_facts(&mut *state.tenant_tx(caller).await?, w).await?),
-            None => read_tenant_facts(state, caller, u8::try_from(cores.min(MAX_READS)).unwrap_or(1)).await,
-        }
-    };
-    let (other, evidence) = tokio::try_join!(read_other(state, caller, code, workflow), evidence)?;
-    let read = Read { evidence, ..other };
+    let read = read_all(state, caller, code, workflow).await?;
     // Hundreds of thousands of requirement statuses for a large tenant: computed on
     // blocking threads, so the runtime's workers keep serving every other request.
     let threads = cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_THREAD)).max(1);
@@ -204,33 +196,17 @@ async fn compute(
     .map_err(|e| failed(e.to_string()))
 }
 
-/// The tenant's active evidence in `parts` parts read at once, each on its own connection
-/// and decoded on its own task; each workflow's records end up together.
-async fn read_tenant_facts(state: &SharedState, caller: &Caller, parts: u8) -> Result<Vec<EvidenceFacts>, ApiError> {
-    let reads = (0..parts).map(|part| {
-        let (state, caller) = (state.clone(), caller.clone());
-        tokio::spawn(async move {
-            let mut facts = projections::evidence::tenant_facts(&mut *state.tenant_tx(&caller).await?, part, parts).await?;
-            facts.sort_unstable_by_key(|e| e.workflow_id);
-            Ok::<_, ApiError>(facts)
-        })
-    });
-    let mut all = Vec::new();
-    for part in
-        futures::future::try_join_all(reads).await.map_err(|e| ApiError::new(ErrorCode::Internal, format!("reading evidence: {e}")))?
-    {
-        all.extend(part?);
-    }
-    Ok(all)
-}
-
-/// Everything [`compute`] reads but the evidence, in one transaction.
-async fn read_other(state: &SharedState, caller: &Caller, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {
+/// Everything [`compute`] reads, in one transaction.
+async fn read_all(state: &SharedState, caller: &Caller, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {
     let mut tx = state.tenant_tx(caller).await?;
     let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;
     if let Some(w) = workflow {
         workflows.retain(|x| x.workflow_id == w);
     }
+    let evidence = match workflow {
+        Some(w) => projections::evidence::workflow_facts(&mut tx, w).await?,
+        None => projections::evidence::tenant_facts(&mut tx).await?,
+    };
     let first = workflows.iter().map(|w| w.audit_period_start).min();
     let last = workflows.iter().map(|w| w.audit_period_end).max();
     let system = match (first, last) {
@@ -247,14 +223,13 @@ async fn read_other(state: &SharedState, caller: &Caller, code: Option<Regulatio
     .await
     .map_err(database)?;
     let links = tenant_links(&mut tx, code).await?;
-    Ok(Read { workflows, evidence: vec![], system, na_rows, decisions, links })
+    Ok(Read { workflows, evidence, system, na_rows, decisions, links })
 }
 
 /// What [`compute`] reads from the read models, for [`summarize`].
 struct Read {
     workflows: Vec<projections::compliance::WorkflowView>,
-    /// Active evidence, each workflow's records together (where they are not, the
-    /// counts hold but take longer).
+    /// Active evidence, in no order.
     evidence: Vec<EvidenceFacts>,
     system: Vec<projections::system_evidence::SystemEvidenceView>,
     na_rows: Vec<(Uuid, projections::compliance::NotApplicableView)>,
@@ -264,13 +239,14 @@ struct Read {
 
 /// The dashboard of what was read (CPU only, no I/O).
 fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, as_of: NaiveDate, window: u32, threads: usize) -> Dashboard {
-    let Read { workflows, evidence, system, na_rows, decisions, links } = read;
+    let Read { workflows, mut evidence, system, na_rows, decisions, links } = read;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
     for (w, v) in na_rows {
         na.entry(w).or_default().insert(v.requirement_id, v.justification);
     }
-    // Where each workflow's records are (they are together).
+    // Each workflow's records together, and where they are.
+    evidence.sort_unstable_by_key(|e| e.workflow_id);
     let mut by_workflow: HashMap<Uuid, std::ops::Range<usize>> = HashMap::new();
     for (i, e) in evidence.iter().enumerate() {
         by_workflow.entry(e.workflow_id).and_modify(|r| r.end = i + 1).or_insert(i..i + 1);
@@ -289,10 +265,14 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
     let reads = Reads { evidence: &evidence, by_workflow: &by_workflow, system: &system, na: &na, indexes: &indexes, as_of, window };
     // The workflows in one part per thread, tallied at once.
     let part = workflows.len().div_ceil(threads.max(1)).max(1);
-    let tallies: Vec<Tally> = std::thread::scope(|scope| {
-        let running: Vec<_> = workflows.chunks(part).map(|chunk| scope.spawn(|| tally(chunk, &reads))).collect();
-        running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    });
+    let tallies: Vec<Tally> = if part >= workflows.len() {
+        vec![tally(&workflows, &reads)]
+    } else {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = workflows.chunks(part).map(|chunk| scope.spawn(|| tally(chunk, &reads))).collect();
+            running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    };
     let mut status_counts = [0usize; RequirementStatus::ALL.len()];
     // System evidence counts for every workflow whose period and scope it reaches; listed once.
     let mut counted_system: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
@@ -359,7 +339,7 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
 
 /// What [`tally`] judges the workflows on.
 struct Reads<'a> {
-    /// Active evidence, sorted by workflow.
+    /// Active evidence, each workflow's records together (sorted by workflow).
     evidence: &'a [EvidenceFacts],
     by_workflow: &'a HashMap<Uuid, std::ops::Range<usize>>,
     system: &'a [projections::system_evidence::SystemEvidenceView],
