@@ -55,17 +55,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<EvidenceVie
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// A workflow's evidence (all of the tenant's when `workflow_id` is None), oldest first.
-pub async fn of_workflow(
-    conn: &mut PgConnection,
-    workflow_id: Option<Uuid>,
-    only_active: bool,
-) -> Result<Vec<EvidenceView>, ProjectionError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM gov_evidence WHERE ($1::uuid IS NULL OR workflow_id = $1) AND (NOT $2 OR status = 'active') \
-         ORDER BY submitted_at, evidence_id"
-    );
-    Ok(sqlx::query_as(&sql).bind(workflow_id).bind(only_active).fetch_all(conn).await?)
+/// A workflow's evidence, whatever its status, oldest first.
+pub async fn of_workflow(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Vec<EvidenceView>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM gov_evidence WHERE workflow_id = $1 ORDER BY submitted_at, evidence_id");
+    Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
 }
 
 /// What judging requirements reads of an active evidence record: whom it reaches, its

@@ -221,22 +221,20 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
         // reaches through several controls, through the most complete of them.
         targets.clear();
         let cover = covers_of(e);
+        // Requirement `i` reached with `c`; it replaces an earlier cover when `wins`.
+        let mut reach = |i: usize, c: Cover, wins: bool| match targets.iter_mut().find(|(t, _)| *t == i) {
+            Some((_, best)) if wins => *best = c,
+            Some(_) => {}
+            None => targets.push((i, c)),
+        };
         for c in &e.control_ids {
             for &(i, relation) in index.links_of(c) {
                 let candidate = cover(relation);
-                match targets.iter_mut().find(|(t, _)| *t == i) {
-                    Some((_, best)) if candidate.contribution == Contribution::Satisfies => *best = candidate,
-                    Some(_) => {}
-                    None => targets.push((i, candidate)),
-                }
+                reach(i, candidate, candidate.contribution == Contribution::Satisfies);
             }
         }
         for i in e.requirement_ids.iter().filter_map(|r| reg.position(r)) {
-            let direct = cover(None);
-            match targets.iter_mut().find(|(t, _)| *t == i) {
-                Some((_, best)) => *best = direct,
-                None => targets.push((i, direct)),
-            }
+            reach(i, cover(None), true);
         }
         covering.extend(targets.iter().map(|&(i, c)| (i, order, e.evidence_id, c)));
     }

@@ -117,7 +117,7 @@ pub async fn bundle(State(state): State<SharedState>, caller: Caller, ApiPath(id
     let id = workflow_id(&id)?;
     let mut tx = state.tenant_tx(&caller).await?;
     let wf = projections::compliance::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
-    let evidence = projections::evidence::of_workflow(&mut tx, Some(id.as_uuid()), false).await?;
+    let evidence = projections::evidence::of_workflow(&mut tx, id.as_uuid()).await?;
     let code = regulation(&wf.regulation)?.code;
     let index = RegulationIndex::new(code, &tenant_links(&mut tx, Some(code)).await?);
     let system: Vec<SystemEvidenceView> = read::of_days(&mut tx, wf.audit_period_start, wf.audit_period_end)
