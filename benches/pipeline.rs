@@ -2,6 +2,7 @@
 //! ledger entry), the time from an entry's commit until it is visible in the read model
 //! and until it is on Kafka; and rebuild speed over at least 100,000 events.
 //! scripts/bench-pipeline.sh starts the services; this writes target/bench/pipeline.json.
+//! `BENCH_SECONDS=0` skips the load and measures the rebuild alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -18,26 +19,14 @@ use sqlx::postgres::PgPoolOptions;
 mod support;
 use support::{env, pct};
 
-#[tokio::main]
-async fn main() {
-    let rate: u64 = std::env::var("BENCH_RATE").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let (base, tenant, token) = (env("BENCH_SERVICE_URL"), env("BENCH_TENANT"), env("BENCH_TOKEN"));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap();
-    let p: Value = client
-        .post(format!("{base}/api/v1/policies"))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &tenant)
-        .json(&json!({"name": "pipeline", "rego": "package p\nallow if input.n > 0\n"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = p["policy_id"].as_str().unwrap().to_owned();
-    client.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).send().await.unwrap();
-
+/// The sustained load: `rate` evaluations/s for `secs` s. Returns the projection lags,
+/// the Kafka lags (ms), how many entries never reached Kafka, and the rate achieved.
+async fn load(
+    (client, base, tenant, token, id): (&reqwest::Client, &str, &str, &str, &str),
+    primary: &sqlx::PgPool,
+    rate: u64,
+    secs: u64,
+) -> (Vec<f64>, Vec<f64>, usize, f64) {
     // Kafka: when each seq arrives.
     let kafka_seen: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -74,7 +63,6 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await; // the consumer joins its group
 
     // Read model: when the decisions projector's position passes each seq.
-    let primary = PgPoolOptions::new().max_connections(2).connect(&env("AUMOS_DEV_PRIMARY_SUPERUSER_URL")).await.unwrap();
     let visible: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
     let poller = {
         let (visible, stop, primary) = (visible.clone(), stop.clone(), primary.clone());
@@ -98,7 +86,7 @@ async fn main() {
     while start.elapsed() < Duration::from_secs(secs) {
         ticker.tick().await;
         let (client, base, tenant, token, id, commits) =
-            (client.clone(), base.clone(), tenant.clone(), token.clone(), id.clone(), commits.clone());
+            (client.clone(), base.to_owned(), tenant.to_owned(), token.to_owned(), id.to_owned(), commits.clone());
         tasks.push(tokio::spawn(async move {
             let r = client
                 .post(format!("{base}/api/v1/policies/{id}/evaluate"))
@@ -136,7 +124,7 @@ async fn main() {
             projection_lag.push(0.0); // visible before the response arrived
         }
     }
-    let (mut kafka_lag, kafka_missing) = {
+    let (kafka_lag, kafka_missing) = {
         let kafka = kafka_seen.lock().unwrap();
         let commits = commits.lock().unwrap();
         let lag: Vec<f64> = commits
@@ -146,6 +134,34 @@ async fn main() {
         let missing = commits.len() - lag.len();
         (lag, missing)
     };
+
+    (projection_lag, kafka_lag, kafka_missing, achieved)
+}
+
+#[tokio::main]
+async fn main() {
+    let rate: u64 = std::env::var("BENCH_RATE").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let (base, tenant, token) = (env("BENCH_SERVICE_URL"), env("BENCH_TENANT"), env("BENCH_TOKEN"));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap();
+    let p: Value = client
+        .post(format!("{base}/api/v1/policies"))
+        .bearer_auth(&token)
+        .header("X-Tenant-ID", &tenant)
+        .json(&json!({"name": format!("pipeline-{}", uuid::Uuid::new_v4().simple()), "rego": "package p\nallow if input.n > 0\n"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    client.post(format!("{base}/api/v1/policies/{id}/activate")).bearer_auth(&token).header("X-Tenant-ID", &tenant).send().await.unwrap();
+
+    let primary = PgPoolOptions::new().max_connections(2).connect(&env("AUMOS_DEV_PRIMARY_SUPERUSER_URL")).await.unwrap();
+    // BENCH_SECONDS=0 measures the rebuild alone.
+    let (mut projection_lag, mut kafka_lag, kafka_missing, achieved) =
+        if secs > 0 { load((&client, &base, &tenant, &token, &id), &primary, rate, secs).await } else { Default::default() };
 
     // Rebuild speed over >= 100,000 events: append synthetic decisions, then rebuild.
     let target: i64 = std::env::var("BENCH_REBUILD_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);

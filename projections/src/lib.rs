@@ -16,6 +16,7 @@
 //! - [`evidence`]: evidence records (`gov_evidence`).
 //! - [`system_evidence`]: decisions of policies that check CSF controls, rolled up per
 //!   control and UTC day (`gov_system_evidence*`).
+//! - [`copy`]: rows loaded with a binary `COPY` (a rebuild's bulk path).
 //! - [`Projector`]: the trait the projection runner drives.
 //!
 //! Projectors are idempotent per event: they run inside the transaction that advances
@@ -23,6 +24,7 @@
 
 pub mod compliance;
 pub mod compliance_review;
+pub mod copy;
 pub mod decisions;
 pub mod evidence;
 pub mod policies;
@@ -41,7 +43,8 @@ pub struct EventRecord {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub event_type: String,
-    pub payload: serde_json::Value,
+    /// The payload as the ledger stores it (JSON text), parsed only by [`Self::decode`].
+    pub payload: String,
     pub actor: String,
     pub recorded_at: DateTime<Utc>,
 }
@@ -51,7 +54,7 @@ impl EventRecord {
     /// (written by newer code: skipped, so old readers keep running); a bad field of a
     /// known kind is an error, never a default (the runner reports the entry as stuck).
     pub fn decode(&self) -> Result<Option<Recorded>, ProjectionError> {
-        match Recorded::decode(&self.aggregate_type, &self.event_type, self.payload.clone()) {
+        match Recorded::decode_text(&self.aggregate_type, &self.event_type, &self.payload) {
             Ok(recorded) => Ok(Some(recorded)),
             Err(DecodeError::Unknown { .. }) => {
                 tracing::warn!(aggregate_type = %self.aggregate_type, event_type = %self.event_type, seq = self.seq,
@@ -90,6 +93,12 @@ pub trait Projector: Send + Sync {
     fn handles(&self, aggregate_type: &str) -> bool {
         self.aggregate_types().contains(&aggregate_type)
     }
+    /// Whether the effect of each event is independent of every other event's and of their
+    /// order (each only inserts rows of its own and reads none), so a rebuild may apply
+    /// parts of the ledger on several connections at once.
+    fn order_free(&self) -> bool {
+        false
+    }
     async fn apply(&self, tx: &mut sqlx::PgConnection, event: &EventRecord) -> Result<(), ProjectionError>;
     /// Applies a run of events of one tenant, in order. Projectors whose events are
     /// independent rows override it with one multi-row statement (rebuilds and backlogs).
@@ -98,6 +107,14 @@ pub trait Projector: Send + Sync {
             self.apply(&mut *tx, e).await?;
         }
         Ok(())
+    }
+    /// What a rebuild calls instead of [`Self::apply_many`] for an
+    /// [order-free](Self::order_free) projector, to fill its own copies of the tables (in
+    /// `gov_rebuild`, written by their owner, row-level security not yet forced: the
+    /// projector reads nothing, and the rows' tenants come from the ledger). Must leave
+    /// the same rows; may load them more cheaply, e.g. with `COPY`.
+    async fn apply_bulk(&self, conn: &mut sqlx::PgConnection, events: &[EventRecord]) -> Result<(), ProjectionError> {
+        self.apply_many(conn, events).await
     }
 }
 
@@ -155,7 +172,7 @@ mod tests {
             aggregate_type: aggregate_type.into(),
             aggregate_id: Uuid::nil().to_string(),
             event_type: event_type.into(),
-            payload,
+            payload: payload.to_string(),
             actor: "alice".into(),
             recorded_at: Utc::now(),
         }

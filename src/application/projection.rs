@@ -145,17 +145,17 @@ impl ProjectionWatch {
     }
 }
 
-fn record(e: &LedgerEntry) -> Result<EventRecord, serde_json::Error> {
-    Ok(EventRecord {
+fn record(e: &LedgerEntry) -> EventRecord {
+    EventRecord {
         seq: e.seq,
         tenant_id: e.tenant_id,
         aggregate_type: e.aggregate_type.clone(),
         aggregate_id: e.aggregate_id.clone(),
         event_type: e.event_type.clone(),
-        payload: serde_json::from_str(&e.payload)?,
+        payload: e.payload.clone(),
         actor: e.metadata.actor.clone(),
         recorded_at: e.recorded_at,
-    })
+    }
 }
 
 /// Starts one runner task per projector. They stop when `shutdown` turns true.
@@ -443,7 +443,7 @@ async fn apply_batch(
     // for the WAL flush buys nothing here (the ledger is the durable copy). One round trip
     // begins the transaction and says so.
     let mut tx = primary.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
-    apply_events(projector, &mut tx, batch, skip).await?;
+    apply_events(projector, &mut tx, batch, skip, false).await?;
     let last = upto;
     let moved =
         sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
@@ -462,12 +462,14 @@ async fn apply_batch(
 
 /// Applies the events a projector handles, in order, on `conn` (inside its transaction),
 /// except those the operator decided to skip. The projection runner and `projections
-/// rebuild` share this.
+/// rebuild` share this; `bulk` (a rebuild's fill of an order-free projector's tables)
+/// applies each run with [`Projector::apply_bulk`].
 pub async fn apply_events(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
     batch: &[LedgerEntry],
     skip: &HashSet<i64>,
+    bulk: bool,
 ) -> Result<(), projections::ProjectionError> {
     // Runs of consecutive events of one tenant go to the projector together (one
     // `set_config` per run; projectors may write a run in one statement).
@@ -476,23 +478,28 @@ pub async fn apply_events(
         if !projector.handles(&entry.aggregate_type) || skip.contains(&entry.seq) {
             continue;
         }
-        let event = record(entry).map_err(|e| projections::ProjectionError::Decode(format!("seq {}: {e}", entry.seq)))?;
+        let event = record(entry);
         if run.first().is_some_and(|r| r.tenant_id != event.tenant_id) {
-            flush(projector, conn, &mut run).await?;
+            flush(projector, conn, &mut run, bulk).await?;
         }
         run.push(event);
     }
-    flush(projector, conn, &mut run).await
+    flush(projector, conn, &mut run, bulk).await
 }
 
 async fn flush(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
     run: &mut Vec<EventRecord>,
+    bulk: bool,
 ) -> Result<(), projections::ProjectionError> {
     let Some(first) = run.first() else { return Ok(()) };
     projections::tenant::set_tenant(&mut *conn, first.tenant_id).await?;
-    projector.apply_many(&mut *conn, run).await?;
+    if bulk {
+        projector.apply_bulk(&mut *conn, run).await?;
+    } else {
+        projector.apply_many(&mut *conn, run).await?;
+    }
     run.clear();
     Ok(())
 }

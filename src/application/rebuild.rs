@@ -4,9 +4,13 @@
 //!
 //! 1. As the schema owner, create `gov_rebuild.<table>` like each live table (indexes,
 //!    constraints, RLS policy, grants).
-//! 2. Replay the ledger into them (`search_path = gov_rebuild, public`), in batches, without
-//!    their secondary indexes (those no constraint or upsert needs), which are then built
-//!    once, under the live indexes' names.
+//! 2. Replay the ledger into them (`search_path = gov_rebuild, public`), in windows of
+//!    seqs, without their secondary indexes (those no constraint or upsert needs), which
+//!    are then built once, under the live indexes' names. One feed reads each window once
+//!    for every projector being rebuilt, each on its own task and connection. An
+//!    [order-free](Projector::order_free) projector's windows are shared out among
+//!    [`LANES`] connections and loaded with [`Projector::apply_bulk`] (binary `COPY` for
+//!    decisions) into tables whose row-level security is forced once they are filled.
 //! 3. In one transaction: lock the live tables, catch up to the live runner's position,
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
@@ -35,12 +39,16 @@ pub enum RebuildError {
     Projection(#[from] projections::ProjectionError),
     #[error("an index definition the rebuild cannot place: {0}")]
     Index(String),
+    #[error("the ledger feed stopped at seq {0}")]
+    FeedStopped(i64),
+    #[error("a rebuild task failed: {0}")]
+    Task(String),
 }
 
 /// Replays the ledger from `pos` to `upto` (at most the head) into `conn`, a window of
-/// [`BATCH`] seqs at a time, the next window read while one is applied; only the entries
-/// of the types the projector handles are read (the chain is gapless, so every seq up to
-/// the head is there). Returns the position reached.
+/// [`BATCH`] seqs at a time; only the entries of the types the projector handles are read
+/// (the chain is gapless, so every seq up to the head is there). Returns the position
+/// reached. The swap's catch-up: the bulk comes from the shared feed ([`feed`]).
 async fn replay(
     conn: &mut PgConnection,
     reader: &LedgerReader,
@@ -48,26 +56,15 @@ async fn replay(
     mut pos: i64,
     upto: i64,
     skip: &HashSet<i64>,
-    progress: &dyn Fn(i64),
+    progress: &(dyn Fn(i64) + Sync),
 ) -> Result<i64, RebuildError> {
     let upto = upto.min(reader.head_seq().await?);
-    let types = projector.aggregate_types();
-    // The window after `from`, read while the previous one is applied (the audit cluster
-    // reads as the primary writes).
-    let read = |from: i64| async move {
-        if from >= upto {
-            return Ok::<_, crate::adapters::ledger::LedgerError>(None);
-        }
-        let end = upto.min(from.saturating_add(BATCH));
-        Ok(Some((end, reader.events_of_types_between(types, from, end).await?)))
-    };
-    let mut current = read(pos).await?;
-    while let Some((end, batch)) = current.take() {
-        let (applied, next) = futures::join!(apply_events(projector, conn, &batch, skip), read(end));
-        applied?;
+    while pos < upto {
+        let end = upto.min(pos.saturating_add(BATCH));
+        let batch = reader.events_of_types_between(projector.aggregate_types(), pos, end).await?;
+        apply_events(projector, conn, &batch, skip, false).await?;
         pos = end;
         progress(pos);
-        current = next?;
     }
     Ok(pos)
 }
@@ -89,19 +86,66 @@ async fn secondary_indexes(conn: &mut PgConnection, schema: &str, table: &str) -
     .await?)
 }
 
+/// A live index's definition, on `gov_rebuild.table` instead: qualified (`ON public.t`)
+/// unless the live table is visible unqualified.
+fn placed(name: &str, definition: &str, table: &str) -> Result<String, RebuildError> {
+    let split = definition.split_once(&format!(" ON public.{table} ")).or_else(|| definition.split_once(&format!(" ON {table} ")));
+    let Some((head, tail)) = split else { return Err(RebuildError::Index(format!("{name}: {definition}"))) };
+    Ok(format!("{head} ON gov_rebuild.{table} {tail}"))
+}
+
+/// Runs `sql` (one or more statements, no parameters) on `conn`: the simple-query
+/// protocol, as `raw_sql` would, in a future the rebuild's tasks can move between threads.
+async fn statements(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, sql).await.map(drop)
+}
+
+/// Runs each statement of `sqls` on `conn`, in turn.
+async fn build<'a>(conn: &mut PgConnection, sqls: impl Iterator<Item = &'a String>) -> Result<(), sqlx::Error> {
+    for sql in sqls {
+        statements(conn, sql).await?;
+    }
+    Ok(())
+}
+
 /// An identifier quoted for SQL.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Rebuilds several projectors at once, each on its own connection (their tables and
-/// positions are their own); returns each one's position and time, in the given order.
-/// The first error is returned once every rebuild has stopped; the tables of a rebuild
-/// that failed were not swapped in.
+/// Connections an order-free projector ([`Projector::order_free`]) is rebuilt on.
+const LANES: usize = 2;
+
+/// Windows the feed reads at once.
+const READS: usize = 2;
+
+/// Windows the ledger feed reads ahead of the slowest rebuild (each a shared batch).
+const AHEAD: usize = 2;
+
+/// A window of the ledger as the feed shares it: the seq it reaches and its entries.
+type Window = (i64, std::sync::Arc<Vec<ledger::LedgerEntry>>);
+
+/// Rebuilds several projectors at once, each on its own connection and task (their
+/// tables and positions are their own), fed by one read of the ledger: each window of
+/// [`BATCH`] seqs up to the head is read once, for all of them, and shared. Returns each
+/// one's position and time, in the given order. The first error is returned once every
+/// rebuild has stopped; the tables of a rebuild that failed were not swapped in.
 pub async fn rebuild_all(
     owner_url: &str,
     reader: &LedgerReader,
     projectors: &[std::sync::Arc<dyn Projector>],
+    progress: &(dyn Fn(&'static str, i64) + Sync),
+) -> Result<Vec<(i64, std::time::Duration)>, RebuildError> {
+    rebuild_all_in_windows(owner_url, reader, projectors, BATCH, progress).await
+}
+
+/// [`rebuild_all`], reading `window` seqs at a time (tests use small windows to spread a
+/// small ledger over many windows and lanes).
+pub async fn rebuild_all_in_windows(
+    owner_url: &str,
+    reader: &LedgerReader,
+    projectors: &[std::sync::Arc<dyn Projector>],
+    window: i64,
     progress: &(dyn Fn(&'static str, i64) + Sync),
 ) -> Result<Vec<(i64, std::time::Duration)>, RebuildError> {
     // The schema once, first: creating it or changing its grants from several
@@ -109,75 +153,204 @@ pub async fn rebuild_all(
     let mut conn = PgConnection::connect(owner_url).await?;
     create_schema(&mut conn).await?;
     conn.close().await?;
-    let runs = projectors.iter().map(|p| async move {
-        let started = std::time::Instant::now();
-        let name = p.name();
-        rebuild_one(owner_url, reader, p.as_ref(), &|pos| progress(name, pos)).await.map(|pos| (pos, started.elapsed()))
-    });
-    futures::future::join_all(runs).await.into_iter().collect()
+    let head = reader.head_seq().await?;
+    let mut types: Vec<&'static str> = projectors.iter().flat_map(|p| p.aggregate_types().iter().copied()).collect();
+    types.sort_unstable();
+    types.dedup();
+    // Both sets abort their tasks when dropped: nothing outlives this future.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut feeding = tokio::task::JoinSet::new();
+    // Progress is a report, not a record: when the queue is full an update is dropped.
+    let (moved, mut moves) = tokio::sync::mpsc::channel(64);
+    let mut feeds = Vec::new();
+    for (i, p) in projectors.iter().enumerate() {
+        let lanes = if p.order_free() { LANES } else { 1 };
+        let (lane_feeds, windows): (Vec<_>, Vec<_>) = (0..lanes).map(|_| tokio::sync::mpsc::channel::<Window>(AHEAD)).unzip();
+        feeds.push(lane_feeds);
+        let (owner_url, reader, p, moved) = (owner_url.to_owned(), reader.clone(), p.clone(), moved.clone());
+        tasks.spawn(async move {
+            let started = std::time::Instant::now();
+            let name = p.name();
+            let report = move |pos| {
+                let _ = moved.try_send((name, pos));
+            };
+            let done = rebuild_one(&owner_url, &reader, p.as_ref(), (windows, head), &report).await;
+            (i, done.map(|pos| (pos, started.elapsed())))
+        });
+    }
+    drop(moved);
+    feeding.spawn(feed(reader.clone(), (types, window, head), feeds));
+    let mut done: Vec<Option<Result<(i64, std::time::Duration), RebuildError>>> = projectors.iter().map(|_| None).collect();
+    loop {
+        tokio::select! {
+            Some((name, pos)) = moves.recv() => progress(name, pos),
+            joined = tasks.join_next() => match joined {
+                Some(Ok((i, result))) => done[i] = Some(result),
+                Some(Err(e)) => return Err(RebuildError::Task(e.to_string())),
+                None => break,
+            },
+        }
+    }
+    while let Ok((name, pos)) = moves.try_recv() {
+        progress(name, pos);
+    }
+    // Every rebuild has stopped, so the feed has (its windows are refused); a read error
+    // of its own stopped them first.
+    match feeding.join_next().await {
+        Some(Ok(Err(e))) => return Err(e.into()),
+        Some(Err(e)) => return Err(RebuildError::Task(e.to_string())),
+        Some(Ok(Ok(()))) | None => {}
+    }
+    done.into_iter().map(|d| d.unwrap_or_else(|| Err(RebuildError::Task("a rebuild ended without a result".into())))).collect()
 }
 
-async fn create_schema(conn: &mut PgConnection) -> Result<(), RebuildError> {
-    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").execute(&mut *conn).await?;
+/// Reads the ledger up to `head`, `window` seqs at a time (only entries of `types`), and
+/// shares each window with every rebuild still taking them (the k-th window goes to the
+/// k-th of a rebuild's lanes, in turn), at most [`AHEAD`] windows ahead of the slowest.
+/// Stops early once none takes them.
+async fn feed(
+    reader: LedgerReader,
+    (types, window, head): (Vec<&'static str>, i64, i64),
+    mut feeds: Vec<Vec<tokio::sync::mpsc::Sender<Window>>>,
+) -> Result<(), crate::adapters::ledger::LedgerError> {
+    use futures::StreamExt;
+    let starts = (0..head).step_by(usize::try_from(window.max(1)).unwrap_or(1));
+    let (reader, types) = (&reader, &types);
+    // [`READS`] windows are read at once (each on a pooled connection), taken in order.
+    let mut windows = futures::stream::iter(starts)
+        .map(|from| async move {
+            let end = head.min(from.saturating_add(window.max(1)));
+            reader.events_of_types_between(types, from, end).await.map(|w| (end, std::sync::Arc::new(w)))
+        })
+        .buffered(READS);
+    let mut k = 0usize;
+    while let Some(window) = windows.next().await {
+        let (end, window) = window?;
+        let mut open = Vec::with_capacity(feeds.len());
+        for f in feeds {
+            if f[k % f.len()].send((end, window.clone())).await.is_ok() {
+                open.push(f);
+            }
+        }
+        feeds = open;
+        if feeds.is_empty() {
+            break;
+        }
+        k += 1;
+    }
     Ok(())
 }
 
-/// Rebuilds one projector's tables, once the schema `gov_rebuild` exists; returns the
+async fn create_schema(conn: &mut PgConnection) -> Result<(), RebuildError> {
+    statements(conn, "CREATE SCHEMA IF NOT EXISTS gov_rebuild; REVOKE ALL ON SCHEMA gov_rebuild FROM PUBLIC").await?;
+    Ok(())
+}
+
+/// Windows applied per transaction.
+const WINDOWS_PER_TRANSACTION: usize = 4;
+
+/// How a connection fills the `gov_rebuild` tables.
+const FILLING: &str = "SET search_path = gov_rebuild, public; SET synchronous_commit = off";
+
+/// Applies the windows of one lane, [`WINDOWS_PER_TRANSACTION`] per transaction; returns
+/// the seq the last one reached.
+async fn fill(
+    conn: &mut PgConnection,
+    projector: &dyn Projector,
+    mut windows: tokio::sync::mpsc::Receiver<Window>,
+    skip: &HashSet<i64>,
+    progress: &(dyn Fn(i64) + Sync),
+) -> Result<i64, RebuildError> {
+    let mut pos = 0;
+    let mut open = true;
+    while open {
+        let mut tx = conn.begin().await?;
+        for _ in 0..WINDOWS_PER_TRANSACTION {
+            let Some((end, batch)) = windows.recv().await else {
+                open = false;
+                break;
+            };
+            apply_events(projector, &mut tx, &batch, skip, projector.order_free()).await?;
+            pos = end;
+            progress(pos);
+        }
+        tx.commit().await?;
+    }
+    Ok(pos)
+}
+
+/// Rebuilds one projector's tables, once the schema `gov_rebuild` exists, from the
+/// windows of the shared feed and then (in the swap) the entries after them; returns the
 /// position the swapped tables reflect.
 async fn rebuild_one(
     owner_url: &str,
     reader: &LedgerReader,
     projector: &dyn Projector,
-    progress: &dyn Fn(i64),
+    (windows, head): (Vec<tokio::sync::mpsc::Receiver<Window>>, i64),
+    progress: &(dyn Fn(i64) + Sync),
 ) -> Result<i64, RebuildError> {
     let skip = crate::application::projection::skipped(reader, projector.name()).await?;
     let mut conn = PgConnection::connect(owner_url).await?;
+    // An order-free projector's tables are filled with row-level security not yet forced
+    // ([`Projector::apply_bulk`]: it reads nothing, and COPY refuses a table with forced
+    // row-level security); forced before anything else is applied to them.
+    let force = |t: &str| format!("ALTER TABLE gov_rebuild.{t} FORCE ROW LEVEL SECURITY;");
     for t in projector.tables() {
         // Table names are compile-time constants of the projectors, never input.
+        let forced = if projector.order_free() { String::new() } else { force(t) };
         let ddl = format!(
             "DROP TABLE IF EXISTS gov_rebuild.{t}; CREATE TABLE gov_rebuild.{t} (LIKE public.{t} INCLUDING ALL); \
-             ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; ALTER TABLE gov_rebuild.{t} FORCE ROW LEVEL SECURITY; \
+             ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; {forced} \
              CREATE POLICY gov_tenant_isolation ON gov_rebuild.{t} USING (tenant_id = public.gov_current_tenant()) \
              WITH CHECK (tenant_id = public.gov_current_tenant()); \
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );
-        sqlx::raw_sql(&ddl).execute(&mut conn).await?;
+        statements(&mut conn, &ddl).await?;
         // Indexes that no constraint or upsert needs are built once, after the bulk of
         // the replay, rather than kept up to date row by row.
         for index in secondary_indexes(&mut conn, "gov_rebuild", t).await? {
-            sqlx::raw_sql(&format!("DROP INDEX gov_rebuild.{}", quoted(&index.0))).execute(&mut conn).await?;
+            statements(&mut conn, &format!("DROP INDEX gov_rebuild.{}", quoted(&index.0))).await?;
         }
     }
-    sqlx::raw_sql("SET search_path = gov_rebuild, public; SET synchronous_commit = off").execute(&mut conn).await?;
-    let mut pos = 0;
-    loop {
-        let mut tx = conn.begin().await?;
-        let next = replay(&mut tx, reader, projector, pos, pos + BATCH * 4, &skip, progress).await?;
-        tx.commit().await?;
-        if next == pos {
-            break;
-        }
-        pos = next;
+    // The windows: on one connection, or on one per lane, each taking every n-th window.
+    statements(&mut conn, FILLING).await?;
+    let mut lanes = vec![conn];
+    for _ in 1..windows.len() {
+        let mut lane = PgConnection::connect(owner_url).await?;
+        statements(&mut lane, FILLING).await?;
+        lanes.push(lane);
+    }
+    let filled = lanes.iter_mut().zip(windows).map(|(c, w)| fill(c, projector, w, &skip, progress));
+    let pos = futures::future::try_join_all(filled).await?.into_iter().max().unwrap_or(0);
+    if pos < head {
+        // The feed stopped early (its error is rebuild_all's): nothing is swapped in.
+        return Err(RebuildError::FeedStopped(pos));
+    }
+    if projector.order_free() {
+        statements(&mut lanes[0], &projector.tables().iter().map(|t| force(t)).collect::<String>()).await?;
     }
 
-    // The live table's secondary indexes, under their own names, on the rebuilt table.
+    // The live table's secondary indexes, under their own names, on the rebuilt table,
+    // shared out among the lanes.
+    let mut indexes = Vec::new();
     for t in projector.tables() {
-        for (name, definition) in secondary_indexes(&mut conn, "public", t).await? {
-            // Qualified (`ON public.t`) unless the live table is visible unqualified.
-            let Some((head, tail)) =
-                definition.split_once(&format!(" ON public.{t} ")).or_else(|| definition.split_once(&format!(" ON {t} ")))
-            else {
-                return Err(RebuildError::Index(format!("{name}: {definition}")));
-            };
-            sqlx::raw_sql(&format!("{head} ON gov_rebuild.{t} {tail}")).execute(&mut conn).await?;
+        for (name, definition) in secondary_indexes(&mut lanes[0], "public", t).await? {
+            indexes.push(placed(&name, &definition, t)?);
         }
+    }
+    let n = lanes.len();
+    let builds = lanes.iter_mut().enumerate().map(|(i, c)| build(c, indexes.iter().skip(i).step_by(n)));
+    futures::future::try_join_all(builds).await?;
+    let mut conn = lanes.swap_remove(0);
+    for lane in lanes {
+        lane.close().await?;
     }
 
     // The swap.
-    sqlx::raw_sql("SET synchronous_commit = on").execute(&mut conn).await?;
+    statements(&mut conn, "SET synchronous_commit = on").await?;
     let mut tx = conn.begin().await?;
     let live: Vec<String> = projector.tables().iter().map(|t| format!("public.{t}")).collect();
-    sqlx::raw_sql(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "))).execute(&mut *tx).await?;
+    statements(&mut tx, &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "))).await?;
     sqlx::query("INSERT INTO public.gov_projection_positions (projection, position) VALUES ($1, 0) ON CONFLICT (projection) DO NOTHING")
         .bind(projector.name())
         .execute(&mut *tx)
@@ -188,7 +361,7 @@ async fn rebuild_one(
         .await?;
     let target = replay(&mut tx, reader, projector, pos, live_pos.max(pos), &skip, progress).await?.max(pos);
     for t in projector.tables() {
-        sqlx::raw_sql(&format!("DROP TABLE public.{t}; ALTER TABLE gov_rebuild.{t} SET SCHEMA public")).execute(&mut *tx).await?;
+        statements(&mut tx, &format!("DROP TABLE public.{t}; ALTER TABLE gov_rebuild.{t} SET SCHEMA public")).await?;
     }
     sqlx::query("UPDATE public.gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2")
         .bind(target)
