@@ -259,7 +259,8 @@ impl Projector for DecisionProjector {
         let statement = format!("COPY gov_policy_decisions ({INSERTED}) FROM STDIN (FORMAT binary)");
         let mut copy = crate::copy::BinaryCopy::start(conn, &statement, 15).await?;
         for i in 0..rows.seq.len() {
-            copy.row().await?;
+            copy.flush_if_full().await?;
+            copy.row();
             copy.uuid(&rows.tenant[i]);
             copy.uuid(&rows.decision[i]);
             copy.uuid(&rows.policy[i]);

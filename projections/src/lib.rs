@@ -111,10 +111,18 @@ pub trait Projector: Send + Sync {
     /// What a rebuild calls instead of [`Self::apply_many`] for an
     /// [order-free](Self::order_free) projector, to fill its own copies of the tables (in
     /// `gov_rebuild`, written by their owner, row-level security not yet forced: the
-    /// projector reads nothing, and the rows' tenants come from the ledger). Must leave
-    /// the same rows; may load them more cheaply, e.g. with `COPY`.
+    /// projector reads nothing). `events` may mix tenants and `app.tenant_id` is not set:
+    /// each row takes its tenant from its event. Must leave the same rows as
+    /// [`Self::apply_many`]; may load them more cheaply, e.g. with `COPY`. By default,
+    /// each tenant's run goes to `apply_many` with `app.tenant_id` set, as the runner does.
     async fn apply_bulk(&self, conn: &mut sqlx::PgConnection, events: &[EventRecord]) -> Result<(), ProjectionError> {
-        self.apply_many(conn, events).await
+        for run in events.chunk_by(|a, b| a.tenant_id == b.tenant_id) {
+            if let Some(first) = run.first() {
+                tenant::set_tenant(&mut *conn, first.tenant_id).await?;
+                self.apply_many(&mut *conn, run).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -463,7 +463,7 @@ async fn apply_batch(
 /// Applies the events a projector handles, in order, on `conn` (inside its transaction),
 /// except those the operator decided to skip. The projection runner and `projections
 /// rebuild` share this; `bulk` (a rebuild's fill of an order-free projector's tables)
-/// applies each run with [`Projector::apply_bulk`].
+/// gives every tenant's events of the batch to [`Projector::apply_bulk`] at once.
 pub async fn apply_events(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
@@ -471,35 +471,34 @@ pub async fn apply_events(
     skip: &HashSet<i64>,
     bulk: bool,
 ) -> Result<(), projections::ProjectionError> {
+    let handled = batch.iter().filter(|e| projector.handles(&e.aggregate_type) && !skip.contains(&e.seq));
+    if bulk {
+        // Every tenant's events at once: the rows carry their tenants, and the tables do
+        // not force row-level security yet (see `Projector::apply_bulk`).
+        let events: Vec<EventRecord> = handled.map(record).collect();
+        return if events.is_empty() { Ok(()) } else { projector.apply_bulk(&mut *conn, &events).await };
+    }
     // Runs of consecutive events of one tenant go to the projector together (one
     // `set_config` per run; projectors may write a run in one statement).
     let mut run: Vec<EventRecord> = Vec::new();
-    for entry in batch {
-        if !projector.handles(&entry.aggregate_type) || skip.contains(&entry.seq) {
-            continue;
-        }
+    for entry in handled {
         let event = record(entry);
         if run.first().is_some_and(|r| r.tenant_id != event.tenant_id) {
-            flush(projector, conn, &mut run, bulk).await?;
+            flush(projector, conn, &mut run).await?;
         }
         run.push(event);
     }
-    flush(projector, conn, &mut run, bulk).await
+    flush(projector, conn, &mut run).await
 }
 
 async fn flush(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
     run: &mut Vec<EventRecord>,
-    bulk: bool,
 ) -> Result<(), projections::ProjectionError> {
     let Some(first) = run.first() else { return Ok(()) };
     projections::tenant::set_tenant(&mut *conn, first.tenant_id).await?;
-    if bulk {
-        projector.apply_bulk(&mut *conn, run).await?;
-    } else {
-        projector.apply_many(&mut *conn, run).await?;
-    }
+    projector.apply_many(&mut *conn, run).await?;
     run.clear();
     Ok(())
 }

@@ -186,7 +186,8 @@ pub async fn rebuild_all_in_windows(
             Some((name, pos)) = moves.recv() => progress(name, pos),
             joined = tasks.join_next() => match joined {
                 Some(Ok((i, result))) => done[i] = Some(result),
-                Some(Err(e)) => return Err(RebuildError::Task(e.to_string())),
+                // Its slot stays empty (an error below); the others run to their end.
+                Some(Err(e)) => tracing::error!(error = %e, "a rebuild task panicked"),
                 None => break,
             },
         }
@@ -201,7 +202,9 @@ pub async fn rebuild_all_in_windows(
         Some(Err(e)) => return Err(RebuildError::Task(e.to_string())),
         Some(Ok(Ok(()))) | None => {}
     }
-    done.into_iter().map(|d| d.unwrap_or_else(|| Err(RebuildError::Task("a rebuild ended without a result".into())))).collect()
+    done.into_iter()
+        .map(|d| d.unwrap_or_else(|| Err(RebuildError::Task("a rebuild ended without a result (it panicked)".into()))))
+        .collect()
 }
 
 /// Reads the ledger up to `head`, `window` seqs at a time (only entries of `types`), and
@@ -249,11 +252,17 @@ async fn create_schema(conn: &mut PgConnection) -> Result<(), RebuildError> {
 /// Windows applied per transaction.
 const WINDOWS_PER_TRANSACTION: usize = 4;
 
+/// Seqs applied per transaction when a rebuild catches up on entries appended after the
+/// feed's head.
+const CATCH_UP: i64 = BATCH * 4;
+
 /// How a connection fills the `gov_rebuild` tables.
 const FILLING: &str = "SET search_path = gov_rebuild, public; SET synchronous_commit = off";
 
-/// Applies the windows of one lane, [`WINDOWS_PER_TRANSACTION`] per transaction; returns
-/// the seq the last one reached.
+/// Applies the windows of one lane: a transaction begins once a window has arrived and
+/// takes the windows already waiting, up to [`WINDOWS_PER_TRANSACTION`], then commits, so
+/// no transaction stays open while the lane waits for the feed (which moves at the pace of
+/// the slowest rebuild). Returns the seq the last window reached.
 async fn fill(
     conn: &mut PgConnection,
     projector: &dyn Projector,
@@ -262,27 +271,52 @@ async fn fill(
     progress: &(dyn Fn(i64) + Sync),
 ) -> Result<i64, RebuildError> {
     let mut pos = 0;
-    let mut open = true;
-    while open {
+    while let Some(first) = windows.recv().await {
         let mut tx = conn.begin().await?;
-        for _ in 0..WINDOWS_PER_TRANSACTION {
-            let Some((end, batch)) = windows.recv().await else {
-                open = false;
-                break;
-            };
+        let (mut next, mut taken) = (Some(first), 0);
+        while let Some((end, batch)) = next.take() {
             apply_events(projector, &mut tx, &batch, skip, projector.order_free()).await?;
             pos = end;
             progress(pos);
+            taken += 1;
+            if taken < WINDOWS_PER_TRANSACTION {
+                next = windows.try_recv().ok();
+            }
         }
         tx.commit().await?;
     }
     Ok(pos)
 }
 
-/// Rebuilds one projector's tables, once the schema `gov_rebuild` exists, from the
-/// windows of the shared feed and then (in the swap) the entries after them; returns the
-/// position the swapped tables reflect.
+/// Rebuilds one projector's tables (see [`fill_and_swap`]); when that fails, drops its
+/// copies in `gov_rebuild` (best effort: a cancelled rebuild leaves them to the next one,
+/// which drops them first), so none stays behind unforced or stale.
 async fn rebuild_one(
+    owner_url: &str,
+    reader: &LedgerReader,
+    projector: &dyn Projector,
+    feed: (Vec<tokio::sync::mpsc::Receiver<Window>>, i64),
+    progress: &(dyn Fn(i64) + Sync),
+) -> Result<i64, RebuildError> {
+    let result = fill_and_swap(owner_url, reader, projector, feed, progress).await;
+    if result.is_err() {
+        let dropped = async {
+            let mut conn = PgConnection::connect(owner_url).await?;
+            let drops: String = projector.tables().iter().map(|t| format!("DROP TABLE IF EXISTS gov_rebuild.{t};")).collect();
+            statements(&mut conn, &drops).await?;
+            conn.close().await
+        };
+        if let Err(e) = dropped.await {
+            tracing::warn!(projection = projector.name(), error = %e, "could not drop a failed rebuild's tables in gov_rebuild");
+        }
+    }
+    result
+}
+
+/// Rebuilds one projector's tables, once the schema `gov_rebuild` exists, from the
+/// windows of the shared feed, then the entries appended since, then (in the swap) those
+/// appended meanwhile; returns the position the swapped tables reflect.
+async fn fill_and_swap(
     owner_url: &str,
     reader: &LedgerReader,
     projector: &dyn Projector,
@@ -328,6 +362,18 @@ async fn rebuild_one(
     }
     if projector.order_free() {
         statements(&mut lanes[0], &projector.tables().iter().map(|t| force(t)).collect::<String>()).await?;
+    }
+    // Entries appended since the feed's head, outside the swap's lock, until caught up:
+    // the swap then applies only what arrives while the indexes are built.
+    let mut pos = pos;
+    loop {
+        let mut tx = lanes[0].begin().await?;
+        let next = replay(&mut tx, reader, projector, pos, pos.saturating_add(CATCH_UP), &skip, progress).await?;
+        tx.commit().await?;
+        if next == pos {
+            break;
+        }
+        pos = next;
     }
 
     // The live table's secondary indexes, under their own names, on the rebuilt table,
