@@ -38,47 +38,60 @@ impl Encoder {
         self.buf.extend_from_slice(&self.fields.to_be_bytes());
     }
 
-    fn field(&mut self, value: Option<&[u8]>) {
+    /// A field's length and bytes (or -1 for NULL); a value whose length does not fit
+    /// the format's 32-bit length is refused (PostgreSQL's own limit, 1 GiB, is lower).
+    fn field(&mut self, value: Option<&[u8]>) -> Result<(), ProjectionError> {
         match value {
             Some(v) => {
-                // A field longer than i32::MAX bytes cannot be sent; PostgreSQL's own
-                // limit (1 GiB) is far below it, so the server refuses it first.
-                let len = i32::try_from(v.len()).unwrap_or(i32::MAX);
+                let len = i32::try_from(v.len())
+                    .map_err(|_| ProjectionError::Decode(format!("a field of {} bytes is too long for COPY", v.len())))?;
                 self.buf.extend_from_slice(&len.to_be_bytes());
                 self.buf.extend_from_slice(v);
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        Ok(())
+    }
+
+    /// A field of a fixed-size type.
+    fn fixed<const N: usize>(&mut self, value: Option<[u8; N]>) {
+        match value {
+            Some(v) => {
+                self.buf.extend_from_slice(&(N as i32).to_be_bytes());
+                self.buf.extend_from_slice(&v);
             }
             None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
         }
     }
 
     pub fn uuid(&mut self, v: &Uuid) {
-        self.field(Some(v.as_bytes()));
+        self.fixed(Some(*v.as_bytes()));
     }
 
     pub fn int4(&mut self, v: i32) {
-        self.field(Some(&v.to_be_bytes()));
+        self.fixed(Some(v.to_be_bytes()));
     }
 
     pub fn int8(&mut self, v: i64) {
-        self.field(Some(&v.to_be_bytes()));
+        self.fixed(Some(v.to_be_bytes()));
     }
 
     pub fn float8(&mut self, v: f64) {
-        self.field(Some(&v.to_bits().to_be_bytes()));
+        self.fixed(Some(v.to_bits().to_be_bytes()));
     }
 
     pub fn bool(&mut self, v: Option<bool>) {
-        self.field(v.map(|b| [u8::from(b)]).as_ref().map(|b| b.as_slice()));
+        self.fixed(v.map(|b| [u8::from(b)]));
     }
 
     /// A `text` or `json` field (the binary form of `json` is its text).
-    pub fn text(&mut self, v: Option<&str>) {
-        self.field(v.map(str::as_bytes));
+    pub fn text(&mut self, v: Option<&str>) -> Result<(), ProjectionError> {
+        self.field(v.map(str::as_bytes))
     }
 
     pub fn timestamptz(&mut self, v: &DateTime<Utc>) {
         let micros = v.timestamp_micros().saturating_sub(PG_EPOCH_MICROS);
-        self.field(Some(&micros.to_be_bytes()));
+        self.fixed(Some(micros.to_be_bytes()));
     }
 
     /// The bytes encoded so far, leaving the encoder empty (the header is not repeated).
@@ -156,7 +169,7 @@ mod tests {
         e.float8(1.5);
         e.bool(Some(true));
         e.bool(None);
-        e.text(Some("{\"a\":\"\\u0000\\t\"}"));
+        e.text(Some("{\"a\":\"\\u0000\\t\"}")).unwrap();
         e.timestamptz(&DateTime::from_timestamp(946_684_801, 2_000).unwrap_or_default());
         e.end();
         let mut want = b"PGCOPY\n\xff\r\n\0".to_vec();

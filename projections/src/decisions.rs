@@ -265,15 +265,15 @@ impl Projector for DecisionProjector {
             copy.uuid(&rows.decision[i]);
             copy.uuid(&rows.policy[i]);
             copy.int4(rows.version[i]);
-            copy.text(Some(&rows.engine[i]));
-            copy.text(rows.rule[i].as_deref());
-            copy.text(Some(&rows.sha[i]));
-            copy.text(rows.input[i].as_deref());
-            copy.text(rows.result[i].as_deref());
+            copy.text(Some(&rows.engine[i]))?;
+            copy.text(rows.rule[i].as_deref())?;
+            copy.text(Some(&rows.sha[i]))?;
+            copy.text(rows.input[i].as_deref())?;
+            copy.text(rows.result[i].as_deref())?;
             copy.bool(Some(rows.defined[i]));
             copy.bool(rows.allowed[i]);
             copy.float8(rows.latency[i]);
-            copy.text(Some(&rows.actor[i]));
+            copy.text(Some(&rows.actor[i]))?;
             copy.timestamptz(&rows.at[i]);
             copy.int8(rows.seq[i]);
         }
