@@ -354,7 +354,14 @@ async fn fill_and_swap(
         statements(&mut lane, FILLING).await?;
         lanes.push(lane);
     }
-    let filled = lanes.iter_mut().zip(windows).map(|(c, w)| fill(c, projector, w, &skip, progress));
+    // Lanes reach their windows out of step: only a new furthest seq is reported.
+    let furthest = std::sync::atomic::AtomicI64::new(0);
+    let reached = |pos: i64| {
+        if furthest.fetch_max(pos, std::sync::atomic::Ordering::Relaxed) < pos {
+            progress(pos);
+        }
+    };
+    let filled = lanes.iter_mut().zip(windows).map(|(c, w)| fill(c, projector, w, &skip, &reached));
     let pos = futures::future::try_join_all(filled).await?.into_iter().max().unwrap_or(0);
     if pos < head {
         // The feed stopped early (its error is rebuild_all's): nothing is swapped in.
