@@ -11,6 +11,7 @@
 //!    [order-free](Projector::order_free) projector's windows are shared out among
 //!    [`LANES`] connections and loaded with [`Projector::apply_bulk`] (binary `COPY` for
 //!    decisions) into tables whose row-level security is forced once they are filled.
+//!    Then, outside any lock, the entries appended since the feed's head, until caught up.
 //! 3. In one transaction: lock the live tables, catch up to the live runner's position,
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
@@ -48,7 +49,8 @@ pub enum RebuildError {
 /// Replays the ledger from `pos` to `upto` (at most the head) into `conn`, a window of
 /// [`BATCH`] seqs at a time; only the entries of the types the projector handles are read
 /// (the chain is gapless, so every seq up to the head is there). Returns the position
-/// reached. The swap's catch-up: the bulk comes from the shared feed ([`feed`]).
+/// reached. The catch-up on entries appended after the shared feed's head ([`feed`]),
+/// outside the swap's lock and then in it.
 async fn replay(
     conn: &mut PgConnection,
     reader: &LedgerReader,
@@ -119,7 +121,8 @@ const LANES: usize = 2;
 /// Windows the feed reads at once.
 const READS: usize = 2;
 
-/// Windows the ledger feed reads ahead of the slowest rebuild (each a shared batch).
+/// Windows queued for each connection (lane) of a rebuild: the feed waits when the
+/// slowest one's queue is full.
 const AHEAD: usize = 2;
 
 /// A window of the ledger as the feed shares it: the seq it reaches and its entries.
