@@ -11,7 +11,8 @@
 //!    [order-free](Projector::order_free) projector's windows are shared out among
 //!    [`LANES`] connections and loaded with [`Projector::apply_bulk`] (binary `COPY` for
 //!    decisions) into tables whose row-level security is forced once they are filled.
-//!    Then, outside any lock, the entries appended since the feed's head, until caught up.
+//!    Then, outside any lock, the entries appended since the feed's head, until fewer
+//!    than a window's worth were left.
 //! 3. In one transaction: lock the live tables, catch up to the live runner's position,
 //!    drop the live tables, move the rebuilt ones into `public`, set the position.
 //!    The live runner, blocked meanwhile, then continues on the new tables.
@@ -373,17 +374,19 @@ async fn fill_and_swap(
     if projector.order_free() {
         statements(&mut lanes[0], &projector.tables().iter().map(|t| force(t)).collect::<String>()).await?;
     }
-    // Entries appended since the feed's head, outside the swap's lock, until caught up:
-    // the swap then applies only what arrives while the indexes are built.
+    // Entries appended since the feed's head, outside the swap's lock, until fewer than
+    // a window's worth were left (under steady appends it is never fully caught up): the
+    // swap then applies only those and what arrives while the indexes are built.
     let mut pos = pos;
     loop {
         let mut tx = lanes[0].begin().await?;
         let next = replay(&mut tx, reader, projector, pos, pos.saturating_add(CATCH_UP), &skip, progress).await?;
         tx.commit().await?;
-        if next == pos {
+        let applied = next - pos;
+        pos = next;
+        if applied < BATCH {
             break;
         }
-        pos = next;
     }
 
     // The live table's secondary indexes, under their own names, on the rebuilt table,
