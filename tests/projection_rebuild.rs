@@ -44,6 +44,25 @@ async fn secondary_indexes() -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// The `i`-th evaluate body of the hostile tenant (see its use).
+fn hostile_body(i: usize) -> serde_json::Value {
+    match i % 6 {
+        0 => json!({"input": {"i": i, "s": "quote \" backslash \\ tab \t newline \n cr \r end-of-copy \\.\n \u{1F600} \u{202E}rtl"}}),
+        1 => json!({"input": {"i": i, "n": [f64::MAX, -0.0, 1e-308, u64::MAX, i64::MIN]}}),
+        2 => {
+            let mut deep = json!(i);
+            for _ in 0..30 {
+                deep = json!({"d": [deep]});
+            }
+            json!({"input": deep})
+        }
+        3 if i % 50 == 3 => json!({"input": {"i": i, "big": "x".repeat(200_000)}}),
+        4 => json!({"input": {"COPY\tFROM\nSTDIN": "\\N", "i": i}}),
+        5 => json!({}),
+        _ => json!({"input": {"i": i}}),
+    }
+}
+
 /// The ledger's last seq.
 async fn ledger_head() -> i64 {
     let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
@@ -109,11 +128,13 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
     let (_, p) = svc.call(Method::POST, "/api/v1/policies", Some(other), Some(&other_tok), Some(&policy_body("other"))).await;
     let other_id = p["policy_id"].as_str().unwrap().to_owned();
     svc.call(Method::POST, &format!("/api/v1/policies/{other_id}/activate"), Some(other), Some(&other_tok), None).await;
+    // Its inputs are what a hostile tenant may send and the API accepts: text that would
+    // break a text-format COPY, numbers at the edges of f64 and i64, deep nesting, a large
+    // string, no input at all. The rebuilds below (binary COPY) must keep them exactly.
     let others = (0..300).map(|i| {
         let (svc, tok, id) = (&svc, other_tok.clone(), other_id.clone());
         async move {
-            svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(other), Some(&tok), Some(&json!({"input": {"i": i}})))
-                .await
+            svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(other), Some(&tok), Some(&hostile_body(i))).await
         }
     });
     let (results, other_results): (Vec<_>, Vec<_>) = futures::join!(
