@@ -131,12 +131,13 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
     // Its inputs are what a hostile tenant may send and the API accepts: text that would
     // break a text-format COPY, numbers at the edges of f64 and i64, deep nesting, a large
     // string, no input at all. The rebuilds below (binary COPY) must keep them exactly.
-    let others = (0..300).map(|i| {
-        let (svc, tok, id) = (&svc, other_tok.clone(), other_id.clone());
-        async move {
-            svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(other), Some(&tok), Some(&hostile_body(i))).await
-        }
-    });
+    let others =
+        (0..300).map(|i| {
+            let (svc, tok, id) = (&svc, other_tok.clone(), other_id.clone());
+            async move {
+                svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(other), Some(&tok), Some(&hostile_body(i))).await
+            }
+        });
     let (results, other_results): (Vec<_>, Vec<_>) = futures::join!(
         futures::stream::iter(evaluations).buffer_unordered(16).collect::<Vec<_>>(),
         futures::stream::iter(others).buffer_unordered(4).collect::<Vec<_>>()

@@ -221,12 +221,13 @@ async fn feed(
     mut feeds: Vec<Vec<tokio::sync::mpsc::Sender<Window>>>,
 ) -> Result<(), crate::adapters::ledger::LedgerError> {
     use futures::StreamExt;
-    let starts = (0..head).step_by(usize::try_from(window.max(1)).unwrap_or(1));
+    let window = window.max(1);
+    let starts = (0..head).step_by(usize::try_from(window).unwrap_or(1));
     let (reader, types) = (&reader, &types);
     // [`READS`] windows are read at once (each on a pooled connection), taken in order.
     let mut windows = futures::stream::iter(starts)
         .map(|from| async move {
-            let end = head.min(from.saturating_add(window.max(1)));
+            let end = head.min(from.saturating_add(window));
             reader.events_of_types_between(types, from, end).await.map(|w| (end, std::sync::Arc::new(w)))
         })
         .buffered(READS);
