@@ -39,4 +39,21 @@ pub trait LedgerEvent: Serialize + DeserializeOwned + Sized {
         map.insert(event_type.to_owned(), payload);
         serde_json::from_value(Value::Object(map)).map_err(|source| LedgerEventError::Decode { event_type: event_type.to_owned(), source })
     }
+
+    /// Rebuilds the event from a ledger row's payload as stored (JSON text), in one pass:
+    /// no [`Value`] of the whole payload is built and then taken apart again. The payload
+    /// is read as the body of `{"<event_type>": <payload>}`, so anything but exactly one
+    /// JSON value (say, a second variant after it) is an error, and so is a field given
+    /// twice.
+    fn from_ledger_text(event_type: &str, payload: &str) -> Result<Self, LedgerEventError> {
+        let decode = |source| LedgerEventError::Decode { event_type: event_type.to_owned(), source };
+        let tag = serde_json::to_string(event_type).map_err(decode)?;
+        let mut text = String::with_capacity(tag.len() + payload.len() + 3);
+        text.push('{');
+        text.push_str(&tag);
+        text.push(':');
+        text.push_str(payload);
+        text.push('}');
+        serde_json::from_str(&text).map_err(decode)
+    }
 }

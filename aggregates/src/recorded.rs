@@ -146,35 +146,47 @@ pub enum Recorded {
     Replay(ReplayEvent),
 }
 
+/// A payload as parsed JSON or as the stored text.
+enum Body<'a> {
+    Value(Value),
+    Text(&'a str),
+}
+
+impl Body<'_> {
+    fn decode<E: LedgerEvent>(self, event_type: &str) -> Result<E, crate::ledger_event::LedgerEventError> {
+        match self {
+            Body::Value(v) => E::from_ledger(event_type, v),
+            Body::Text(t) => E::from_ledger_text(event_type, t),
+        }
+    }
+}
+
 impl Recorded {
     /// Decodes an entry from its aggregate type, event type and payload.
     pub fn decode(aggregate_type: &str, event_type: &str, payload: Value) -> Result<Self, DecodeError> {
+        Self::decode_body(aggregate_type, event_type, Body::Value(payload))
+    }
+
+    /// Decodes an entry whose payload is the stored JSON text, without an intermediate
+    /// [`Value`] (see [`LedgerEvent::from_ledger_text`]).
+    pub fn decode_text(aggregate_type: &str, event_type: &str, payload: &str) -> Result<Self, DecodeError> {
+        Self::decode_body(aggregate_type, event_type, Body::Text(payload))
+    }
+
+    fn decode_body(aggregate_type: &str, event_type: &str, body: Body<'_>) -> Result<Self, DecodeError> {
         let kind = EventKind::of(aggregate_type, event_type)
             .ok_or_else(|| DecodeError::Unknown { aggregate_type: aggregate_type.to_owned(), event_type: event_type.to_owned() })?;
         let bad = |e: crate::ledger_event::LedgerEventError| DecodeError::Malformed { kind, reason: e.to_string() };
         Ok(match kind.stream() {
-            Stream::Policy => Self::Policy(PolicyEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::PolicyNameClaim => Self::PolicyNameClaim(NameClaimEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::ComplianceWorkflow => Self::Workflow(WorkflowEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::Evidence => Self::Evidence(EvidenceEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::PolicyDecision => Self::Decision(DecisionEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::ControlMapping => Self::ControlMapping(ControlMappingEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::ProjectionSkip => Self::ProjectionSkip(ProjectionSkipEvent::from_ledger(event_type, payload).map_err(bad)?),
-            Stream::PolicyReplay => Self::Replay(ReplayEvent::from_ledger(event_type, payload).map_err(bad)?),
+            Stream::Policy => Self::Policy(body.decode(event_type).map_err(bad)?),
+            Stream::PolicyNameClaim => Self::PolicyNameClaim(body.decode(event_type).map_err(bad)?),
+            Stream::ComplianceWorkflow => Self::Workflow(body.decode(event_type).map_err(bad)?),
+            Stream::Evidence => Self::Evidence(body.decode(event_type).map_err(bad)?),
+            Stream::PolicyDecision => Self::Decision(body.decode(event_type).map_err(bad)?),
+            Stream::ControlMapping => Self::ControlMapping(body.decode(event_type).map_err(bad)?),
+            Stream::ProjectionSkip => Self::ProjectionSkip(body.decode(event_type).map_err(bad)?),
+            Stream::PolicyReplay => Self::Replay(body.decode(event_type).map_err(bad)?),
         })
-    }
-
-    /// Decodes an entry whose payload is the stored JSON text.
-    pub fn decode_text(aggregate_type: &str, event_type: &str, payload: &str) -> Result<Self, DecodeError> {
-        let value = match serde_json::from_str(payload) {
-            Ok(v) => v,
-            Err(e) => {
-                let unknown = || DecodeError::Unknown { aggregate_type: aggregate_type.to_owned(), event_type: event_type.to_owned() };
-                let kind = EventKind::of(aggregate_type, event_type).ok_or_else(unknown)?;
-                return Err(DecodeError::Malformed { kind, reason: e.to_string() });
-            }
-        };
-        Self::decode(aggregate_type, event_type, value)
     }
 
     /// The entry's kind.

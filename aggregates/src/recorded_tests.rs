@@ -280,6 +280,27 @@ fn an_entry_of_an_unknown_kind_is_told_apart_from_a_bad_field() {
 }
 
 #[test]
+fn a_stored_payload_text_that_is_not_exactly_one_event_body_does_not_decode() {
+    let good = r#"{"version":2,"actor":"a","reason":null}"#;
+    assert!(matches!(Recorded::decode_text("Policy", "PolicyActivated", good), Ok(Recorded::Policy(_))));
+    for text in [
+        // A second variant smuggled after the body, in the wrapper the text path builds.
+        r#"{"version":2,"actor":"a","reason":null}, "PolicyArchived": {"actor":"a","reason":null}"#,
+        // The wrapper closed early.
+        r#"{"version":2,"actor":"a","reason":null}}"#,
+        // A field given twice: the parsed-value path would keep the last one silently.
+        r#"{"version":2,"version":3,"actor":"a","reason":null}"#,
+        // Not a body at all.
+        "",
+        "null",
+        r#""PolicyActivated""#,
+    ] {
+        let decoded = Recorded::decode_text("Policy", "PolicyActivated", text);
+        assert!(matches!(decoded, Err(DecodeError::Malformed { kind: EventKind::PolicyActivated, .. })), "{text}: {decoded:?}");
+    }
+}
+
+#[test]
 fn a_bad_field_of_a_policy_event_is_an_error_never_an_empty_string() {
     let Recorded::Policy(created) = &examples()[0] else { panic!("the first example is PolicyCreated") };
     let good = created.ledger_payload().unwrap();
