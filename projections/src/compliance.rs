@@ -209,7 +209,7 @@ impl Projector for ComplianceProjector {
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         // Unknown kinds are skipped; a bad field is an error.
-        let event = match e.decode()? {
+        let event = match e.decode()?.cloned() {
             Some(Recorded::ControlMapping(fact)) => return apply_mapping(tx, e, fact).await,
             Some(Recorded::Workflow(event)) => event,
             Some(_) | None => return Ok(()),

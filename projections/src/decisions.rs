@@ -289,7 +289,7 @@ impl Projector for DecisionProjector {
         .bind(e.tenant_id)
         .bind(d.decision_id.as_uuid())
         .bind(d.policy_id.as_uuid())
-        .bind(version(e, &d)?)
+        .bind(version(e, d)?)
         .bind(d.engine.as_str())
         .bind(d.rule.as_ref().map(RulePath::as_str))
         .bind(d.input_sha256.as_str())
@@ -308,7 +308,7 @@ impl Projector for DecisionProjector {
 }
 
 /// The decision record of an entry (`None` for an entry of a kind this code does not know).
-fn decision(e: &EventRecord) -> Result<Option<PolicyEvaluated>, ProjectionError> {
+fn decision(e: &EventRecord) -> Result<Option<&PolicyEvaluated>, ProjectionError> {
     match e.decode()? {
         Some(Recorded::Decision(DecisionEvent::PolicyEvaluated(d))) => Ok(Some(d)),
         Some(other) => Err(ProjectionError::Decode(format!("seq {}: {:?} is not a decision record", e.seq, other.kind()))),
@@ -365,13 +365,13 @@ impl DecisionRows {
         Ok(rows)
     }
 
-    fn push(&mut self, e: &EventRecord, d: PolicyEvaluated) -> Result<(), ProjectionError> {
+    fn push(&mut self, e: &EventRecord, d: &PolicyEvaluated) -> Result<(), ProjectionError> {
         self.tenant.push(e.tenant_id);
         self.decision.push(d.decision_id.as_uuid());
         self.policy.push(d.policy_id.as_uuid());
-        self.version.push(version(e, &d)?);
+        self.version.push(version(e, d)?);
         self.engine.push(d.engine.as_str().to_owned());
-        self.rule.push(d.rule.map(String::from));
+        self.rule.push(d.rule.as_ref().map(|r| r.as_str().to_owned()));
         self.sha.push(d.input_sha256.as_str().to_owned());
         self.input.push(exact(&d.input));
         self.result.push(exact(&d.result));

@@ -190,7 +190,7 @@ impl Projector for EvidenceProjector {
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         let id = e.aggregate_uuid()?;
         // Unknown kinds are skipped; a bad field is an error.
-        let Some(Recorded::Evidence(event)) = e.decode()? else { return Ok(()) };
+        let Some(Recorded::Evidence(event)) = e.decode()?.cloned() else { return Ok(()) };
         let (status, by, reason) = match event {
             EvidenceEvent::EvidenceSubmitted(s) => {
                 sqlx::query(

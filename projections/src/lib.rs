@@ -43,18 +43,28 @@ pub struct EventRecord {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub event_type: String,
-    /// The payload as the ledger stores it (JSON text), parsed only by [`Self::decode`].
-    pub payload: String,
+    /// The payload as the ledger stores it (JSON text), parsed only by [`Self::decode`];
+    /// shared by the record's clones.
+    pub payload: std::sync::Arc<str>,
     pub actor: String,
     pub recorded_at: DateTime<Utc>,
+    /// The payload decoded, shared by every clone of this record: a rebuild hands one
+    /// record to every projector that handles it, and it is decoded once for all.
+    pub decoded: Decoded,
 }
+
+/// The once-decoded payload of an [`EventRecord`] and its clones (empty until the first
+/// [`EventRecord::decode`]).
+#[derive(Debug, Clone, Default)]
+pub struct Decoded(std::sync::Arc<std::sync::OnceLock<Result<Recorded, DecodeError>>>);
 
 impl EventRecord {
     /// The entry as its typed event or fact. `None` for a kind this code does not know
     /// (written by newer code: skipped, so old readers keep running); a bad field of a
     /// known kind is an error, never a default (the runner reports the entry as stuck).
-    pub fn decode(&self) -> Result<Option<Recorded>, ProjectionError> {
-        match Recorded::decode_text(&self.aggregate_type, &self.event_type, &self.payload) {
+    /// Decoded once per record and its clones.
+    pub fn decode(&self) -> Result<Option<&Recorded>, ProjectionError> {
+        match self.decoded() {
             Ok(recorded) => Ok(Some(recorded)),
             Err(DecodeError::Unknown { .. }) => {
                 tracing::warn!(aggregate_type = %self.aggregate_type, event_type = %self.event_type, seq = self.seq,
@@ -63,6 +73,17 @@ impl EventRecord {
             }
             Err(e @ DecodeError::Malformed { .. }) => Err(ProjectionError::Decode(format!("seq {}: {e}", self.seq))),
         }
+    }
+
+    /// Decodes the payload now, for [`Self::decode`] and every clone's to find done (a
+    /// rebuild decodes each window once, on a blocking thread, before any projector reads
+    /// it). Errors are kept for [`Self::decode`] to report.
+    pub fn decode_ahead(&self) {
+        let _ = self.decoded();
+    }
+
+    fn decoded(&self) -> &Result<Recorded, DecodeError> {
+        self.decoded.0.get_or_init(|| Recorded::decode_text(&self.aggregate_type, &self.event_type, &self.payload))
     }
 
     /// The aggregate id as a UUID (every projected stream's ids are UUIDs).
@@ -180,9 +201,10 @@ mod tests {
             aggregate_type: aggregate_type.into(),
             aggregate_id: Uuid::nil().to_string(),
             event_type: event_type.into(),
-            payload: payload.to_string(),
+            payload: payload.to_string().into(),
             actor: "alice".into(),
             recorded_at: Utc::now(),
+            decoded: Decoded::default(),
         }
     }
 
@@ -190,6 +212,22 @@ mod tests {
     fn a_projector_reads_a_known_entry_as_its_typed_event() {
         let e = record("Policy", "PolicyActivated", json!({"version": 2, "actor": "alice", "reason": null}));
         assert!(matches!(e.decode(), Ok(Some(Recorded::Policy(aggregates::policy::PolicyEvent::PolicyActivated { version: 2, .. })))));
+    }
+
+    #[test]
+    fn a_record_and_its_clones_share_one_decoding_and_a_bad_field_stays_an_error_for_each() {
+        let e = record("Policy", "PolicyActivated", json!({"version": 2, "actor": "alice", "reason": null}));
+        let clone = e.clone();
+        e.decode_ahead();
+        let (Ok(Some(first)), Ok(Some(second))) = (e.decode(), clone.decode()) else { panic!("both decode") };
+        assert!(std::ptr::eq(first, second), "the clone reads the decoding done for the original");
+        let bad = record("Policy", "PolicyActivated", json!({"version": "two", "actor": "alice", "reason": null}));
+        bad.decode_ahead();
+        assert!(matches!(bad.clone().decode(), Err(ProjectionError::Decode(_))));
+        assert!(matches!(bad.decode(), Err(ProjectionError::Decode(_))), "decoding ahead keeps the error for the projector");
+        let fresh = record("Policy", "PolicyActivated", json!({"version": 2, "actor": "alice", "reason": null}));
+        let (Ok(Some(a)), Ok(Some(b))) = (fresh.decode(), e.decode()) else { panic!("both decode") };
+        assert!(!std::ptr::eq(a, b), "separate records decode separately");
     }
 
     #[test]
@@ -209,7 +247,8 @@ mod tests {
             ),
             ("Evidence", "EvidenceWithdrawn", json!({"actor": "a"})),
         ] {
-            let decoded = record(aggregate_type, event_type, payload).decode();
+            let e = record(aggregate_type, event_type, payload);
+            let decoded = e.decode();
             assert!(matches!(&decoded, Err(ProjectionError::Decode(m)) if m.starts_with("seq 12: ")), "{event_type}: {decoded:?}");
         }
     }

@@ -231,7 +231,7 @@ impl Projector for PolicyProjector {
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
         let id = e.aggregate_uuid()?;
         // Entries of other streams are not this projector's; unknown kinds are skipped.
-        let Some(Recorded::Policy(event)) = e.decode()? else { return Ok(()) };
+        let Some(Recorded::Policy(event)) = e.decode()?.cloned() else { return Ok(()) };
         match event {
             PolicyEvent::PolicyCreated { name, description, version: v, rego, modules, data, input_logging, input_mask, .. } => {
                 let mask = (!input_mask.is_empty()).then_some(sqlx::types::Json(input_mask));

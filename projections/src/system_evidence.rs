@@ -369,8 +369,8 @@ impl Projector for SystemEvidenceProjector {
             match e.decode()? {
                 Some(Recorded::Policy(PolicyEvent::PolicyCreated { version, control_checks, .. }))
                 | Some(Recorded::Policy(PolicyEvent::PolicyVersionAdded { version, control_checks, .. })) => {
-                    record_checks(tx, e, version, &control_checks).await?;
-                    checks.insert((e.aggregate_uuid()?, version), control_checks.iter().cloned().collect());
+                    record_checks(tx, e, *version, control_checks).await?;
+                    checks.insert((e.aggregate_uuid()?, *version), control_checks.iter().cloned().collect());
                 }
                 Some(Recorded::Decision(DecisionEvent::PolicyEvaluated(d))) => {
                     let key = (d.policy_id.as_uuid(), d.policy_version);

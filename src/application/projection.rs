@@ -145,17 +145,37 @@ impl ProjectionWatch {
     }
 }
 
-fn record(e: &LedgerEntry) -> EventRecord {
+/// A ledger entry as projectors read it.
+pub fn record(e: &LedgerEntry) -> EventRecord {
     EventRecord {
         seq: e.seq,
         tenant_id: e.tenant_id,
         aggregate_type: e.aggregate_type.clone(),
         aggregate_id: e.aggregate_id.clone(),
         event_type: e.event_type.clone(),
-        payload: e.payload.clone(),
+        payload: e.payload.as_str().into(),
         actor: e.metadata.actor.clone(),
         recorded_at: e.recorded_at,
+        decoded: projections::Decoded::default(),
     }
+}
+
+/// Ledger entries read for projectors, as projectors read them (moved, not copied).
+pub fn into_records(entries: Vec<LedgerEntry>) -> Vec<EventRecord> {
+    entries
+        .into_iter()
+        .map(|e| EventRecord {
+            seq: e.seq,
+            tenant_id: e.tenant_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            event_type: e.event_type,
+            payload: e.payload.into(),
+            actor: e.metadata.actor,
+            recorded_at: e.recorded_at,
+            decoded: projections::Decoded::default(),
+        })
+        .collect()
 }
 
 /// Starts one runner task per projector. They stop when `shutdown` turns true.
@@ -443,7 +463,8 @@ async fn apply_batch(
     // for the WAL flush buys nothing here (the ledger is the durable copy). One round trip
     // begins the transaction and says so.
     let mut tx = primary.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
-    apply_events(projector, &mut tx, batch, skip, false).await?;
+    let records: Vec<EventRecord> = batch.iter().filter(|e| projector.handles(&e.aggregate_type)).map(record).collect();
+    apply_events(projector, &mut tx, &records, skip, false).await?;
     let last = upto;
     let moved =
         sqlx::query("UPDATE gov_projection_positions SET position = $1, updated_at = now() WHERE projection = $2 AND position = $3")
@@ -467,7 +488,7 @@ async fn apply_batch(
 pub async fn apply_events(
     projector: &dyn Projector,
     conn: &mut sqlx::PgConnection,
-    batch: &[LedgerEntry],
+    batch: &[EventRecord],
     skip: &HashSet<i64>,
     bulk: bool,
 ) -> Result<(), projections::ProjectionError> {
@@ -475,18 +496,18 @@ pub async fn apply_events(
     if bulk {
         // Every tenant's events at once: the rows carry their tenants, and the tables do
         // not force row-level security yet (see `Projector::apply_bulk`).
-        let events: Vec<EventRecord> = handled.map(record).collect();
+        let events: Vec<EventRecord> = handled.cloned().collect();
         return if events.is_empty() { Ok(()) } else { projector.apply_bulk(&mut *conn, &events).await };
     }
     // Runs of consecutive events of one tenant go to the projector together (one
-    // `set_config` per run; projectors may write a run in one statement).
+    // `set_config` per run; projectors may write a run in one statement). A record's clone
+    // shares its payload and its decoding.
     let mut run: Vec<EventRecord> = Vec::new();
-    for entry in handled {
-        let event = record(entry);
+    for event in handled {
         if run.first().is_some_and(|r| r.tenant_id != event.tenant_id) {
             flush(projector, conn, &mut run).await?;
         }
-        run.push(event);
+        run.push(event.clone());
     }
     flush(projector, conn, &mut run).await
 }

@@ -26,7 +26,7 @@ use projections::Projector;
 use sqlx::{Connection, PgConnection};
 
 use crate::adapters::ledger::LedgerReader;
-use crate::application::projection::apply_events;
+use crate::application::projection::{apply_events, into_records};
 
 /// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
@@ -64,7 +64,7 @@ async fn replay(
     let upto = upto.min(reader.head_seq().await?);
     while pos < upto {
         let end = upto.min(pos.saturating_add(BATCH));
-        let batch = reader.events_of_types_between(projector.aggregate_types(), pos, end).await?;
+        let batch = into_records(reader.events_of_types_between(projector.aggregate_types(), pos, end).await?);
         apply_events(projector, conn, &batch, skip, false).await?;
         pos = end;
         progress(pos);
@@ -127,7 +127,7 @@ const READS: usize = 2;
 const AHEAD: usize = 2;
 
 /// A window of the ledger as the feed shares it: the seq it reaches and its entries.
-type Window = (i64, std::sync::Arc<Vec<ledger::LedgerEntry>>);
+type Window = (i64, std::sync::Arc<Vec<projections::EventRecord>>);
 
 /// Rebuilds several projectors at once, each on its own connection and task (their
 /// tables and positions are their own), fed by one read of the ledger: each window of
@@ -202,7 +202,7 @@ pub async fn rebuild_all_in_windows(
     // Every rebuild has stopped, so the feed has (its windows are refused); a read error
     // of its own stopped them first.
     match feeding.join_next().await {
-        Some(Ok(Err(e))) => return Err(e.into()),
+        Some(Ok(Err(e))) => return Err(e),
         Some(Err(e)) => return Err(RebuildError::Task(e.to_string())),
         Some(Ok(Ok(()))) | None => {}
     }
@@ -211,15 +211,17 @@ pub async fn rebuild_all_in_windows(
         .collect()
 }
 
-/// Reads the ledger up to `head`, `window` seqs at a time (only entries of `types`), and
-/// shares each window with every rebuild still taking them (the k-th window goes to the
+/// Reads the ledger up to `head`, `window` seqs at a time (only entries of `types`),
+/// decodes each window once on a blocking thread (every projector's
+/// [`projections::EventRecord::decode`] then finds it done), and shares each window with
+/// every rebuild still taking them (the k-th window goes to the
 /// k-th of a rebuild's lanes, in turn), at most [`AHEAD`] windows ahead of the slowest.
 /// Stops early once none takes them.
 async fn feed(
     reader: LedgerReader,
     (types, window, head): (Vec<&'static str>, i64, i64),
     mut feeds: Vec<Vec<tokio::sync::mpsc::Sender<Window>>>,
-) -> Result<(), crate::adapters::ledger::LedgerError> {
+) -> Result<(), RebuildError> {
     use futures::StreamExt;
     let window = window.max(1);
     let starts = (0..head).step_by(usize::try_from(window).unwrap_or(1));
@@ -228,7 +230,16 @@ async fn feed(
     let mut windows = futures::stream::iter(starts)
         .map(|from| async move {
             let end = head.min(from.saturating_add(window));
-            reader.events_of_types_between(types, from, end).await.map(|w| (end, std::sync::Arc::new(w)))
+            let entries = reader.events_of_types_between(types, from, end).await?;
+            // Decoded once here, for every projector, off the runtime's workers.
+            let records = tokio::task::spawn_blocking(move || {
+                let records = into_records(entries);
+                records.iter().for_each(projections::EventRecord::decode_ahead);
+                records
+            })
+            .await
+            .map_err(|e| RebuildError::Task(format!("decoding a window of the ledger: {e}")))?;
+            Ok::<_, RebuildError>((end, std::sync::Arc::new(records)))
         })
         .buffered(READS);
     let mut k = 0usize;
