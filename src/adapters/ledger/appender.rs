@@ -102,14 +102,15 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
     while let Some(first) = rx.recv().await {
         let mut size = first.entries.len();
         let mut batch = vec![first];
-        while size < MAX_BATCH_ENTRIES {
-            match rx.try_recv() {
-                Ok(r) => {
-                    size += r.entries.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
+        gather(&mut rx, &mut batch, &mut size);
+        // Callers answered by the last commit are often about to append again (their tasks
+        // are woken, not yet run). One yield lets them queue before this batch is sealed:
+        // with 8 writers, one append in flight each, batches hold ~7.7 entries instead of
+        // ~4.2 and appends go ~1.4x faster (`make bench-ledger`). It costs a queue poll,
+        // not a timer: an append alone is not held back.
+        if size < MAX_BATCH_ENTRIES {
+            tokio::task::yield_now().await;
+            gather(&mut rx, &mut batch, &mut size);
         }
         let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
@@ -139,6 +140,19 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
                 // A short pause keeps a dead database from being hammered in a tight loop.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+}
+
+/// Adds the requests already queued to `batch`, up to [`MAX_BATCH_ENTRIES`] entries.
+fn gather(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>, size: &mut usize) {
+    while *size < MAX_BATCH_ENTRIES {
+        match rx.try_recv() {
+            Ok(r) => {
+                *size += r.entries.len();
+                batch.push(r);
+            }
+            Err(_) => break,
         }
     }
 }
