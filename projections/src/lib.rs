@@ -54,7 +54,8 @@ pub struct EventRecord {
 }
 
 /// The once-decoded payload of an [`EventRecord`] and its clones (empty until the first
-/// [`EventRecord::decode`]).
+/// [`EventRecord::decode`]). A new record always gets `Decoded::default()`: one taken
+/// from another record would answer that record's decoding.
 #[derive(Debug, Clone, Default)]
 pub struct Decoded(std::sync::Arc<std::sync::OnceLock<Result<Recorded, DecodeError>>>);
 
