@@ -7,6 +7,8 @@
 //! - [`runtime`]: the evaluation runtime: the prepared-policy cache and its invalidation.
 //! - [`projection`]: the runner that tails the ledger into the `projections` read models;
 //!   it reports a stuck projector and honours operators' recorded skips.
+//! - [`apply`]: applies ledger entries to a projector (the runner's and the rebuild's
+//!   shared step).
 //! - [`rebuild`]: rebuilds a read model from the ledger beside the live one, then swaps.
 //! - [`replay`]: replays recorded decisions against a policy version (impact analysis), as
 //!   background jobs that end in a `PolicyReplayed` fact.
@@ -16,6 +18,7 @@
 //!   statuses of workflows.
 //! - [`limits`]: rate, text and size limits on what tenants send and the ledger records.
 
+pub mod apply;
 pub mod catalog;
 pub mod commands;
 pub mod compliance;

@@ -26,7 +26,7 @@ use projections::Projector;
 use sqlx::{Connection, PgConnection};
 
 use crate::adapters::ledger::LedgerReader;
-use crate::application::projection::{apply_events, into_records};
+use crate::application::apply::{apply_events, into_records};
 
 /// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
