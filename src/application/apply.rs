@@ -8,30 +8,25 @@ use std::collections::HashSet;
 use ledger::LedgerEntry;
 use projections::{EventRecord, Projector};
 
-/// A ledger entry as projectors read it (see [`into_records`]).
-pub(crate) fn record(e: &LedgerEntry) -> EventRecord {
-    into_record(e.clone())
-}
-
-/// Ledger entries read for projectors, as projectors read them (moved, not copied).
-pub fn into_records(entries: Vec<LedgerEntry>) -> Vec<EventRecord> {
-    entries.into_iter().map(into_record).collect()
-}
-
 /// The one conversion of a ledger entry into what a projector reads: its own, not yet
-/// decoded, record.
-fn into_record(e: LedgerEntry) -> EventRecord {
+/// decoded, record (the payload copied once, then shared by the record's clones).
+pub(crate) fn record(e: &LedgerEntry) -> EventRecord {
     EventRecord {
         seq: e.seq,
         tenant_id: e.tenant_id,
-        aggregate_type: e.aggregate_type,
-        aggregate_id: e.aggregate_id,
-        event_type: e.event_type,
-        payload: e.payload.into(),
-        actor: e.metadata.actor,
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        event_type: e.event_type.clone(),
+        payload: e.payload.as_str().into(),
+        actor: e.metadata.actor.clone(),
         recorded_at: e.recorded_at,
         decoded: projections::Decoded::default(),
     }
+}
+
+/// Ledger entries read for projectors, as projectors read them.
+pub fn records(entries: &[LedgerEntry]) -> Vec<EventRecord> {
+    entries.iter().map(record).collect()
 }
 
 /// Applies the events a projector handles, in order, on `conn` (inside its transaction),

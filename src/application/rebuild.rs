@@ -26,7 +26,7 @@ use projections::Projector;
 use sqlx::{Connection, PgConnection};
 
 use crate::adapters::ledger::LedgerReader;
-use crate::application::apply::{apply_events, into_records};
+use crate::application::apply::{apply_events, records};
 
 /// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
@@ -64,7 +64,7 @@ async fn replay(
     let upto = upto.min(reader.head_seq().await?);
     while pos < upto {
         let end = upto.min(pos.saturating_add(BATCH));
-        let batch = into_records(reader.events_of_types_between(projector.aggregate_types(), pos, end).await?);
+        let batch = records(&reader.events_of_types_between(projector.aggregate_types(), pos, end).await?);
         apply_events(projector, conn, &batch, skip, false).await?;
         pos = end;
         progress(pos);
@@ -232,14 +232,14 @@ async fn feed(
             let end = head.min(from.saturating_add(window));
             let entries = reader.events_of_types_between(types, from, end).await?;
             // Decoded once here, for every projector, off the runtime's workers.
-            let records = tokio::task::spawn_blocking(move || {
-                let records = into_records(entries);
-                records.iter().for_each(projections::EventRecord::decode_ahead);
-                records
+            let decoded = tokio::task::spawn_blocking(move || {
+                let decoded = records(&entries);
+                decoded.iter().for_each(projections::EventRecord::decode_ahead);
+                decoded
             })
             .await
             .map_err(|e| RebuildError::Task(format!("decoding a window of the ledger: {e}")))?;
-            Ok::<_, RebuildError>((end, std::sync::Arc::new(records)))
+            Ok::<_, RebuildError>((end, std::sync::Arc::new(decoded)))
         })
         .buffered(READS);
     let mut k = 0usize;
