@@ -181,6 +181,12 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
         })
     };
     let indexes = secondary_indexes().await;
+    let mut policies = Vec::new();
+    for table in ["gov_policy_decisions", "gov_governance_policies", "gov_compliance_workflows", "gov_evidence", "gov_system_evidence"] {
+        let policy = tenant_policy(table).await;
+        assert!(policy.is_some(), "{table} has a policy");
+        policies.push((table, policy));
+    }
     assert!(indexes.len() >= 4, "{indexes:?}");
     let out = tokio::task::spawn_blocking(|| {
         std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine")).args(["projections", "rebuild"]).output().unwrap()
@@ -198,6 +204,9 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
     assert_eq!(secondary_indexes().await, indexes, "the same secondary indexes, under the same names");
     assert!(before[2].1 >= 2300, "thousands of events: {before:?}");
     assert_eq!(forced_row_security("gov_policy_decisions").await, Some(true), "the rebuilt table forces row-level security");
+    for (table, policy) in &policies {
+        assert_eq!(&tenant_policy(table).await, policy, "the rebuilt {table} has the migrations' row-level security policy");
+    }
     let checksums_before_more = checksums(Some(other)).await;
     let head_before_more = ledger_head().await;
 

@@ -108,6 +108,35 @@ async fn the_app_role_owns_no_table_and_every_tenant_table_forces_rls() {
     }
 }
 
+#[tokio::test]
+async fn every_tenant_tables_policy_reads_the_tenant_once_per_statement_not_once_per_row() {
+    let _svc = Service::start(&[]).await;
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY 1",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut app = connect("AUMOS_DATABASE_URL").await;
+    for table in tables {
+        let (using, check) = tenant_policy(&table).await.unwrap_or_else(|| panic!("{table} has a tenant policy"));
+        assert_eq!(using, check, "{table}: one rule for reading and writing");
+        assert!(using.contains("SELECT gov_current_tenant()"), "{table}: the tenant is a scalar subquery: {using}");
+        // As the app role, a scan compares a constant: the tenant setting is read by an
+        // InitPlan, not in the scan's per-row filter.
+        sqlx::query("BEGIN").execute(&mut app).await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(Uuid::new_v4().to_string()).execute(&mut app).await.unwrap();
+        sqlx::raw_sql("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off").execute(&mut app).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN SELECT * FROM {table}")).fetch_all(&mut app).await.unwrap();
+        sqlx::query("ROLLBACK").execute(&mut app).await.unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Seq Scan") && plan.contains("InitPlan"), "{table}: {plan}");
+        assert!(!plan.contains("current_setting"), "{table}: no per-row read of the setting: {plan}");
+    }
+}
+
 /// Tenant A's policy (active), decision and ledger entry, for the attacks below.
 struct Victim {
     tenant: Uuid,

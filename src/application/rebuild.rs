@@ -351,8 +351,8 @@ async fn fill_and_swap(
         let ddl = format!(
             "DROP TABLE IF EXISTS gov_rebuild.{t}; CREATE TABLE gov_rebuild.{t} (LIKE public.{t} INCLUDING ALL); \
              ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; {forced} \
-             CREATE POLICY gov_tenant_isolation ON gov_rebuild.{t} USING (tenant_id = public.gov_current_tenant()) \
-             WITH CHECK (tenant_id = public.gov_current_tenant()); \
+             CREATE POLICY gov_tenant_isolation ON gov_rebuild.{t} USING (tenant_id = (SELECT public.gov_current_tenant())) \
+             WITH CHECK (tenant_id = (SELECT public.gov_current_tenant())); \
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );
         statements(&mut conn, &ddl).await?;

@@ -198,6 +198,19 @@ pub async fn connect(url_var: &str) -> PgConnection {
     PgConnection::connect(&var(url_var)).await.unwrap()
 }
 
+/// The row-level security policy of `public.table`: (USING, WITH CHECK) as PostgreSQL
+/// prints them, or `None` when it has none.
+pub async fn tenant_policy(table: &str) -> Option<(String, String)> {
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    sqlx::query_as(
+        "SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' AND tablename = $1 AND policyname = 'gov_tenant_isolation'",
+    )
+    .bind(table)
+    .fetch_optional(&mut su)
+    .await
+    .unwrap()
+}
+
 /// Entries in the ledger, read as the reader role.
 pub async fn ledger_count() -> i64 {
     let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
