@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use aggregates::compliance::EvidenceEvent;
+use aggregates::compliance::{EvidenceEvent, EvidenceKind, Outcome, Verdict};
 use aggregates::{Recorded, Stream};
 
 use crate::{EventRecord, Page, ProjectionError, Projector};
@@ -63,40 +63,65 @@ pub async fn of_workflow(conn: &mut PgConnection, workflow_id: Uuid) -> Result<V
 
 /// What judging requirements reads of an active evidence record: whom it reaches, its
 /// period, outcome and verdict (a dashboard reads this of each of a tenant's records).
+/// Decoded into its types: a stored value none of them names is an error, not a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFacts {
     pub evidence_id: Uuid,
     pub workflow_id: Uuid,
-    pub kind: String,
+    pub kind: EvidenceKind,
     pub requirement_ids: Vec<String>,
     pub control_ids: Vec<String>,
     pub valid_from: NaiveDate,
     pub valid_until: NaiveDate,
-    pub outcome: String,
-    pub review_verdict: Option<String>,
+    pub outcome: Outcome,
+    pub review_verdict: Option<Verdict>,
 }
 
 /// The facts of a workflow's active evidence, oldest first.
 pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Vec<EvidenceFacts>, ProjectionError> {
     let sql = format!("{FACTS} AND workflow_id = $1 ORDER BY submitted_at, evidence_id");
-    let rows: Vec<FactsRow> = sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?;
-    Ok(rows.into_iter().map(EvidenceFacts::from).collect())
+    Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
 }
 
-/// The facts of the tenant's active evidence, in no order (sorting a large tenant's costs
-/// the database more than reading them).
-pub async fn tenant_facts(conn: &mut PgConnection) -> Result<Vec<EvidenceFacts>, ProjectionError> {
-    let rows: Vec<FactsRow> = sqlx::query_as(FACTS).fetch_all(conn).await?;
-    Ok(rows.into_iter().map(EvidenceFacts::from).collect())
+/// The query of the facts of the tenant's active evidence (or of one workflow's), in
+/// workflow order, so that each workflow's records come together: the caller streams it
+/// (`.fetch(conn)`) and handles a workflow at a time, never holding them all.
+pub fn facts_in_workflow_order(
+    workflow_id: Option<Uuid>,
+) -> sqlx::query::QueryAs<'static, sqlx::Postgres, EvidenceFacts, sqlx::postgres::PgArguments> {
+    static TENANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} ORDER BY workflow_id"));
+    static WORKFLOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} AND workflow_id = $1"));
+    match workflow_id {
+        None => sqlx::query_as(TENANT.as_str()),
+        Some(w) => sqlx::query_as(WORKFLOW.as_str()).bind(w),
+    }
 }
 
-/// A row of [`FACTS`], decoded by column position (a large tenant has tens of thousands).
-type FactsRow = (Uuid, Uuid, String, Vec<String>, Vec<String>, NaiveDate, NaiveDate, String, Option<String>);
-
-impl From<FactsRow> for EvidenceFacts {
-    fn from(r: FactsRow) -> Self {
-        let (evidence_id, workflow_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict) = r;
-        Self { evidence_id, workflow_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict }
+/// A row of [`FACTS`], by column position (a large tenant has tens of thousands); the
+/// enumerations are read as borrowed text and parsed, so they cost no allocation.
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for EvidenceFacts {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        fn typed<T>(row: &sqlx::postgres::PgRow, i: usize, parse: fn(&str) -> Option<T>) -> Result<Option<T>, sqlx::Error> {
+            let Some(raw) = row.try_get::<Option<&str>, _>(i)? else { return Ok(None) };
+            parse(raw)
+                .map(Some)
+                .ok_or_else(|| sqlx::Error::ColumnDecode { index: i.to_string(), source: format!("unknown value {raw:?}").into() })
+        }
+        fn required<T>(i: usize, v: Option<T>) -> Result<T, sqlx::Error> {
+            v.ok_or_else(|| sqlx::Error::ColumnDecode { index: i.to_string(), source: "NULL".into() })
+        }
+        Ok(Self {
+            evidence_id: row.try_get(0)?,
+            workflow_id: row.try_get(1)?,
+            kind: required(2, typed(row, 2, EvidenceKind::parse)?)?,
+            requirement_ids: row.try_get(3)?,
+            control_ids: row.try_get(4)?,
+            valid_from: row.try_get(5)?,
+            valid_until: row.try_get(6)?,
+            outcome: required(7, typed(row, 7, Outcome::parse)?)?,
+            review_verdict: typed(row, 8, Verdict::parse)?,
+        })
     }
 }
 

@@ -14,9 +14,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use uuid::Uuid;
 
-use aggregates::compliance::{
-    contribution, derive, Contribution, Cover, Outcome, Period, RegulationCode, Relation, RequirementStatus, Verdict,
-};
+use aggregates::compliance::{contribution, derive, Contribution, Cover, Outcome, Period, RegulationCode, Relation, RequirementStatus};
 use projections::compliance::WorkflowView;
 use projections::evidence::EvidenceFacts;
 use projections::system_evidence::SystemEvidenceView;
@@ -155,8 +153,7 @@ fn system_cover(v: &SystemEvidenceView, relation: Option<Relation>) -> Cover {
 /// How one evidence record counts for the requirements it reaches: through a relation
 /// (`cover(relation)`).
 fn covers_of(e: &EvidenceFacts) -> impl Fn(Option<Relation>) -> Cover {
-    let outcome = Outcome::parse(&e.outcome).unwrap_or(Outcome::Informational);
-    let verdict = e.review_verdict.as_deref().and_then(Verdict::parse);
+    let (outcome, verdict) = (e.outcome, e.review_verdict);
     let period = Period { start: e.valid_from, end: e.valid_until };
     move |relation| Cover { period, contribution: contribution(outcome, verdict, relation) }
 }
@@ -196,11 +193,47 @@ enum Visit {
     Reached,
 }
 
-/// The entries of `sorted` (by position, then order) at position `i`.
-fn at<T>(sorted: &[(usize, u32, T, Cover)], i: usize) -> &[(usize, u32, T, Cover)] {
-    let lo = sorted.partition_point(|(p, ..)| *p < i);
-    let hi = lo + sorted[lo..].partition_point(|(p, ..)| *p == i);
-    &sorted[lo..hi]
+/// (position, order, what, cover) entries grouped by position, each position's entries in
+/// the order they were given: a counting sort, as positions are below the regulation's
+/// number of requirements.
+struct ByPosition<T> {
+    entries: Vec<(usize, u32, T, Cover)>,
+    /// Where position `i`'s entries start (`starts[i]..starts[i + 1]`).
+    starts: Vec<usize>,
+}
+
+impl<T: Copy> ByPosition<T> {
+    /// Groups `given` (entries of a position at or beyond `positions` are left out).
+    fn new(given: &[(usize, u32, T, Cover)], positions: usize) -> Self {
+        let mut starts = vec![0; positions + 1];
+        for (i, ..) in given.iter().filter(|(i, ..)| *i < positions) {
+            starts[i + 1] += 1;
+        }
+        for i in 0..positions {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut entries = given.to_vec();
+        for e in given.iter().filter(|(i, ..)| *i < positions) {
+            entries[next[e.0]] = *e;
+            next[e.0] += 1;
+        }
+        entries.truncate(starts[positions]);
+        Self { entries, starts }
+    }
+
+    /// The entries at position `i`.
+    fn at(&self, i: usize) -> &[(usize, u32, T, Cover)] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&lo), Some(&hi)) => self.entries.get(lo..hi).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The positions something reaches.
+    fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.starts.windows(2).enumerate().filter(|(_, w)| w[0] < w[1]).map(|(i, _)| i)
+    }
 }
 
 /// Judges the in-scope requirements `visit` asks for and hands each to `each`: the one
@@ -212,20 +245,25 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
     let Judging { workflow, index, evidence, system, not_applicable, as_of, expiring_days } = j;
     let Some(reg) = index.regulation else { return 0 };
     let scope = Scope::of(workflow, reg);
-    // Every (requirement, record) that reaches it, sorted by requirement; records stay in
-    // their order (the second field) within a requirement.
+    let requirements = reg.requirements.len();
+    // Every (requirement, record) that reaches it, in the records' order, then grouped by
+    // requirement.
     let mut covering: Vec<(usize, u32, Uuid, Cover)> = Vec::new();
-    let mut targets: Vec<(usize, Cover)> = Vec::new();
+    // The cover of each requirement the current record reaches (by position), and which.
+    let mut best: Vec<Option<Cover>> = vec![None; requirements];
+    let mut reached: Vec<usize> = Vec::new();
     for (order, e) in (0u32..).zip(evidence.iter()).filter(|(_, e)| e.workflow_id == workflow.workflow_id) {
         // A requirement the record names directly is reached without a relation; one it
         // reaches through several controls, through the most complete of them.
-        targets.clear();
         let cover = covers_of(e);
         // Requirement `i` reached with `c`; it replaces an earlier cover when `wins`.
-        let mut reach = |i: usize, c: Cover, wins: bool| match targets.iter_mut().find(|(t, _)| *t == i) {
-            Some((_, best)) if wins => *best = c,
-            Some(_) => {}
-            None => targets.push((i, c)),
+        let mut reach = |i: usize, c: Cover, wins: bool| match best.get_mut(i) {
+            Some(Some(earlier)) if wins => *earlier = c,
+            Some(Some(_)) | None => {}
+            Some(slot @ None) => {
+                *slot = Some(c);
+                reached.push(i);
+            }
         };
         for c in &e.control_ids {
             for &(i, relation) in index.links_of(c) {
@@ -236,9 +274,13 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
         for i in e.requirement_ids.iter().filter_map(|r| reg.position(r)) {
             reach(i, cover(None), true);
         }
-        covering.extend(targets.iter().map(|&(i, c)| (i, order, e.evidence_id, c)));
+        for i in reached.drain(..) {
+            if let Some(c) = best.get_mut(i).and_then(Option::take) {
+                covering.push((i, order, e.evidence_id, c));
+            }
+        }
     }
-    covering.sort_unstable_by_key(|(i, order, ..)| (*i, *order));
+    let covering = ByPosition::new(&covering, requirements);
     let mut system_covering: Vec<(usize, u32, &SystemEvidenceView, Cover)> = Vec::new();
     for (order, v) in
         (0u32..).zip(system.iter()).filter(|(_, v)| (workflow.audit_period_start..=workflow.audit_period_end).contains(&v.day))
@@ -247,7 +289,7 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
             system_covering.push((i, order, v, system_cover(v, relation)));
         }
     }
-    system_covering.sort_unstable_by_key(|(i, order, ..)| (*i, *order));
+    let system_covering = ByPosition::new(&system_covering, requirements);
     let audit = Period { start: workflow.audit_period_start, end: workflow.audit_period_end };
     let certified: HashMap<usize, RequirementStatus> = workflow
         .certification
@@ -257,9 +299,8 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
     let mut positions: Vec<usize> = match visit {
         Visit::All => (0..reg.requirements.len()).collect(),
         Visit::Reached => covering
-            .iter()
-            .map(|(i, ..)| *i)
-            .chain(system_covering.iter().map(|(i, ..)| *i))
+            .positions()
+            .chain(system_covering.positions())
             .chain(not_applicable.keys().filter_map(|r| reg.position(r)))
             .chain(certified.keys().copied())
             .collect(),
@@ -270,8 +311,8 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
     let mut covers: Vec<Cover> = Vec::new();
     for &i in &positions {
         let q = &reg.requirements[i];
-        let found = at(&covering, i);
-        let system_found = at(&system_covering, i);
+        let found = covering.at(i);
+        let system_found = system_covering.at(i);
         covers.clear();
         covers.extend(found.iter().map(|(.., c)| *c).chain(system_found.iter().map(|(.., c)| *c)));
         let justification = not_applicable.get(&q.id);
@@ -444,12 +485,12 @@ mod tests {
         EvidenceFacts {
             evidence_id: Uuid::from_u128(100 + n),
             workflow_id: workflow,
-            kind: "document".into(),
+            kind: aggregates::compliance::EvidenceKind::Document,
             requirement_ids: requirements.iter().map(|s| (*s).to_owned()).collect(),
             control_ids: controls.iter().map(|s| (*s).to_owned()).collect(),
             valid_from: day(1),
             valid_until: until,
-            outcome: outcome.into(),
+            outcome: Outcome::parse(outcome).unwrap(),
             review_verdict: None,
         }
     }
@@ -459,7 +500,7 @@ mod tests {
         let mut wf = workflow(day(20), day(28), &[]);
         let other = Uuid::from_u128(2);
         let mut rejected = upload(4, wf.workflow_id, &["PR.AA-01"], &[], day(29), "pass");
-        rejected.review_verdict = Some("rejected".into());
+        rejected.review_verdict = Some(aggregates::compliance::Verdict::Rejected);
         let records = [
             upload(1, wf.workflow_id, &["PR.AA-01", "DE.CM-01"], &[], day(29), "pass"),
             upload(2, wf.workflow_id, &["PR.AA-05"], &["CC1.1", "CC2.1"], day(24), "pass"),

@@ -46,6 +46,9 @@ impl EvidenceKind {
             Self::Attestation => "attestation",
         }
     }
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
 }
 
 /// What the evidence shows. A failed `automated_test_result` or a deny

@@ -16,7 +16,7 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use aggregates::compliance::{RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
+use aggregates::compliance::{EvidenceKind, RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
 use projections::evidence::EvidenceFacts;
 
 use super::extract::{ApiQuery, Caller};
@@ -36,21 +36,17 @@ type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
 pub struct DashboardCache {
     cache: moka::future::Cache<Key, Arc<Dashboard>>,
     generations: moka::sync::Cache<Uuid, Arc<std::sync::atomic::AtomicU64>>,
-    /// Threads computing dashboards at once: at most one per core, so cold dashboards
-    /// (CPU-bound, a tenth of a second for a large tenant) never take more than the
-    /// machine's cores, whatever the number of requests for different filters. A large
-    /// tenant's dashboard takes one permit per thread it judges its workflows on.
+    /// Threads judging dashboards at once: at most one per core, so cold dashboards
+    /// (CPU-bound, tens of milliseconds for a large tenant) never take more than the
+    /// machine's cores, whatever the number of requests for different filters. A cold
+    /// dashboard holds one permit while its evidence is streamed and judged.
     computing: Arc<tokio::sync::Semaphore>,
-    cores: usize,
     /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
     /// one, so a tenant flooding cold dashboards holds one connection and one place in the
     /// queue for `computing`, and every other tenant's dashboard comes next. (Should the
     /// cache ever evict a tenant's lock while held, that tenant could have two at once.)
     turns: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
-
-/// Workflows worth a thread of their own when a dashboard is computed.
-const WORKFLOWS_PER_THREAD: usize = 500;
 
 impl std::fmt::Debug for DashboardCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,7 +60,7 @@ impl Default for DashboardCache {
         let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let turns = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
-        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), cores, turns }
+        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), turns }
     }
 }
 
@@ -170,86 +166,115 @@ async fn compute(
 ) -> Result<Dashboard, ApiError> {
     let window = state.config.evidence_expiring_days;
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
-    // A tenant's cold dashboards one at a time; each reads in one transaction (one
-    // connection), then judges its workflows on up to one thread per core
-    // (one per WORKFLOWS_PER_THREAD workflows), each thread holding a permit of
-    // `computing`. Reads hold no permit, so a tenant whose reads are slow keeps no other
-    // tenant's dashboard from being judged.
-    let cores = state.dashboards.cores;
+    // A tenant's cold dashboards one at a time, each in one transaction (one connection):
+    // first the workflows and what judging them needs besides evidence, then the evidence,
+    // in workflow order, streamed to one blocking thread that judges each workflow as its
+    // records arrive. Judging overlaps reading, the runtime's workers keep serving every
+    // other request, and at most a few batches of records are held, whatever the tenant's size.
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
-    let read = read_all(state, caller, code, workflow).await?;
-    // Hundreds of thousands of requirement statuses for a large tenant: computed on
-    // blocking threads, so the runtime's workers keep serving every other request.
-    let threads = cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_THREAD)).max(1);
-    let permit = state
-        .dashboards
-        .computing
-        .clone()
-        .acquire_many_owned(u32::try_from(threads).unwrap_or(1))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
+    let mut tx = state.tenant_tx(caller).await?;
+    let read = read_all(&mut tx, code, workflow).await?;
+    let permit = state.dashboards.computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
+    let (batches, received) = tokio::sync::mpsc::channel(2);
+    let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
-        summarize(read, code, workflow, as_of, window, threads)
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))
+        summarize(read, received, code, workflow, as_of, window)
+    });
+    let streamed = stream_evidence(&mut tx, workflow, &batches).await;
+    // The judging thread finishes once the last batch is sent (or the stream failed).
+    drop(batches);
+    let dashboard = judging.await.map_err(|e| failed(e.to_string()))?;
+    streamed?;
+    Ok(dashboard)
 }
 
-/// Everything [`compute`] reads, in one transaction.
-async fn read_all(state: &SharedState, caller: &Caller, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {
-    let mut tx = state.tenant_tx(caller).await?;
-    let mut workflows = projections::compliance::all_workflows(&mut tx, code.map(|c| c.as_str())).await?;
+/// Evidence records sent to the judging thread at once (cut where a workflow's end).
+const BATCH: usize = 2_000;
+
+/// Sends the active evidence (of the tenant, or of `workflow`) to `to` in batches that
+/// hold whole workflows, in workflow order.
+async fn stream_evidence(
+    conn: &mut sqlx::PgConnection,
+    workflow: Option<Uuid>,
+    to: &tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>,
+) -> Result<(), ApiError> {
+    send_in_batches(projections::evidence::facts_in_workflow_order(workflow).fetch(conn), BATCH, to).await.map_err(database)
+}
+
+/// Sends `records` (in workflow order) to `to` in batches of at least `size` records
+/// (the last may hold fewer), each ending where a workflow does.
+async fn send_in_batches<E>(
+    records: impl futures::Stream<Item = Result<EvidenceFacts, E>>,
+    size: usize,
+    to: &tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>,
+) -> Result<(), E> {
+    use futures::TryStreamExt;
+    let mut records = std::pin::pin!(records);
+    let mut batch: Vec<EvidenceFacts> = Vec::with_capacity(size);
+    while let Some(record) = records.try_next().await? {
+        if batch.len() >= size && batch.last().is_some_and(|last| last.workflow_id != record.workflow_id) {
+            // A closed channel means the judging thread is gone; its join says why.
+            if to.send(std::mem::replace(&mut batch, Vec::with_capacity(size))).await.is_err() {
+                return Ok(());
+            }
+        }
+        batch.push(record);
+    }
+    if !batch.is_empty() && to.send(batch).await.is_err() {
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// What [`compute`] reads before the evidence, in its transaction.
+async fn read_all(conn: &mut sqlx::PgConnection, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {
+    let mut workflows = projections::compliance::all_workflows(&mut *conn, code.map(|c| c.as_str())).await?;
     if let Some(w) = workflow {
         workflows.retain(|x| x.workflow_id == w);
     }
-    let evidence = match workflow {
-        Some(w) => projections::evidence::workflow_facts(&mut tx, w).await?,
-        None => projections::evidence::tenant_facts(&mut tx).await?,
-    };
     let first = workflows.iter().map(|w| w.audit_period_start).min();
     let last = workflows.iter().map(|w| w.audit_period_end).max();
     let system = match (first, last) {
-        (Some(first), Some(last)) => projections::system_evidence::of_days(&mut tx, first, last).await?,
+        (Some(first), Some(last)) => projections::system_evidence::of_days(&mut *conn, first, last).await?,
         _ => vec![],
     };
-    let na_rows = projections::compliance::not_applicable(&mut tx, workflow).await?;
+    let na_rows = projections::compliance::not_applicable(&mut *conn, workflow).await?;
     let since = Utc::now() - chrono::Duration::days(7);
     let decisions: Vec<(Uuid, Option<bool>, i64)> = sqlx::query_as(
         "SELECT policy_id, allowed, count(*) FROM gov_policy_decisions WHERE decided_at >= $1 GROUP BY policy_id, allowed ORDER BY policy_id",
     )
     .bind(since)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(database)?;
-    let links = tenant_links(&mut tx, code).await?;
-    Ok(Read { workflows, evidence, system, na_rows, decisions, links })
+    let links = tenant_links(&mut *conn, code).await?;
+    Ok(Read { workflows, system, na_rows, decisions, links })
 }
 
-/// What [`compute`] reads from the read models, for [`summarize`].
+/// What [`compute`] reads from the read models before the evidence, for [`summarize`].
 struct Read {
     workflows: Vec<projections::compliance::WorkflowView>,
-    /// Active evidence, in no order.
-    evidence: Vec<EvidenceFacts>,
     system: Vec<projections::system_evidence::SystemEvidenceView>,
     na_rows: Vec<(Uuid, projections::compliance::NotApplicableView)>,
     decisions: Vec<(Uuid, Option<bool>, i64)>,
     links: Vec<TenantLink>,
 }
 
-/// The dashboard of what was read (CPU only, no I/O).
-fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, as_of: NaiveDate, window: u32, threads: usize) -> Dashboard {
-    let Read { workflows, mut evidence, system, na_rows, decisions, links } = read;
+/// The dashboard of what was read and of the evidence `received` (in batches of whole
+/// workflows, in workflow order). CPU only: run on a blocking thread.
+fn summarize(
+    read: Read,
+    mut received: tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>,
+    code: Option<RegulationCode>,
+    workflow: Option<Uuid>,
+    as_of: NaiveDate,
+    window: u32,
+) -> Dashboard {
+    let Read { workflows, system, na_rows, decisions, links } = read;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
     for (w, v) in na_rows {
         na.entry(w).or_default().insert(v.requirement_id, v.justification);
-    }
-    // Each workflow's records together, and where they are.
-    evidence.sort_unstable_by_key(|e| e.workflow_id);
-    let mut by_workflow: HashMap<Uuid, std::ops::Range<usize>> = HashMap::new();
-    for (i, e) in evidence.iter().enumerate() {
-        by_workflow.entry(e.workflow_id).and_modify(|r| r.end = i + 1).or_insert(i..i + 1);
     }
     let mut workflows_by_state: BTreeMap<String, usize> = BTreeMap::new();
     for wf in &workflows {
@@ -262,57 +287,39 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         .into_iter()
         .map(|code| (code, RegulationIndex::new(code, &links_for(&links, code))))
         .collect();
-    let reads = Reads { evidence: &evidence, by_workflow: &by_workflow, system: &system, na: &na, indexes: &indexes, as_of, window };
-    // The workflows in one part per thread, tallied at once.
-    let part = workflows.len().div_ceil(threads.max(1)).max(1);
-    let tallies: Vec<Tally> = if part >= workflows.len() {
-        vec![tally(&workflows, &reads)]
-    } else {
-        std::thread::scope(|scope| {
-            let running: Vec<_> = workflows.chunks(part).map(|chunk| scope.spawn(|| tally(chunk, &reads))).collect();
-            running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        })
-    };
-    let mut status_counts = [0usize; RequirementStatus::ALL.len()];
-    // System evidence counts for every workflow whose period and scope it reaches; listed once.
-    let mut counted_system: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
-    for t in tallies {
-        for (total, n) in status_counts.iter_mut().zip(t.statuses) {
-            *total += n;
+    let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
+    let reads = Reads { system: &system, na: &na, indexes: &indexes, as_of, window, horizon };
+    let position: HashMap<Uuid, usize> = workflows.iter().enumerate().map(|(i, wf)| (wf.workflow_id, i)).collect();
+    let mut judged = vec![false; workflows.len()];
+    let mut tally = Tally::default();
+    while let Some(batch) = received.blocking_recv() {
+        // A workflow's records come together (the stream is in workflow order, and
+        // batches end where a workflow does); those of workflows not shown are skipped.
+        for records in batch.chunk_by(|a, b| a.workflow_id == b.workflow_id) {
+            let Some(&i) = records.first().and_then(|e| position.get(&e.workflow_id)) else { continue };
+            if let (Some(wf), Some(done)) = (workflows.get(i), judged.get_mut(i)) {
+                *done = true;
+                tally.workflow(wf, records, &reads);
+            }
         }
-        counted_system.extend(t.system);
     }
+    for (wf, _) in workflows.iter().zip(&judged).filter(|(_, done)| !**done) {
+        tally.workflow(wf, &[], &reads);
+    }
+    let Tally { statuses, system: counted_system, by_kind, mut expiring } = tally;
+
     // Only the statuses that occur, by name.
     let requirements_by_status: BTreeMap<String, usize> =
-        RequirementStatus::ALL.iter().zip(status_counts).filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str().to_owned(), n)).collect();
+        RequirementStatus::ALL.iter().zip(statuses).filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str().to_owned(), n)).collect();
     let ready = ["satisfied", "expiring"].iter().map(|s| requirements_by_status.get(*s).copied().unwrap_or(0)).sum::<usize>();
     let applicable = requirements_by_status.iter().filter(|(k, _)| k.as_str() != "not_applicable").map(|(_, v)| v).sum::<usize>();
     let coverage_percent = if applicable == 0 { 0.0 } else { (ready as f64 * 1000.0 / applicable as f64).round() / 10.0 };
-
-    // The evidence of the workflows shown.
-    let relevant: Vec<&EvidenceFacts> =
-        workflows.iter().filter_map(|wf| by_workflow.get(&wf.workflow_id).and_then(|r| evidence.get(r.clone()))).flatten().collect();
-    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &relevant {
-        *by_kind.entry(e.kind.as_str()).or_default() += 1;
-    }
-    let mut evidence_by_kind: BTreeMap<String, usize> = by_kind.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+    let mut evidence_by_kind: BTreeMap<String, usize> =
+        EvidenceKind::ALL.iter().zip(by_kind).filter(|(_, n)| *n > 0).map(|(k, n)| (k.as_str().to_owned(), n)).collect();
     if !counted_system.is_empty() {
         evidence_by_kind.insert(SYSTEM_EVIDENCE_KIND.to_owned(), counted_system.len());
     }
-    let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
-    let mut expiring: Vec<&EvidenceFacts> = relevant.into_iter().filter(|e| e.valid_until >= as_of && e.valid_until < horizon).collect();
-    expiring.sort_unstable_by_key(|e| (e.valid_until, e.evidence_id));
-    let expiring_soon: Vec<ExpiringEvidence> = expiring
-        .into_iter()
-        .take(100)
-        .map(|e| ExpiringEvidence {
-            evidence_id: e.evidence_id,
-            workflow_id: e.workflow_id,
-            kind: e.kind.clone(),
-            valid_until: e.valid_until,
-        })
-        .collect();
+    soonest(&mut expiring);
 
     let mut counts: BTreeMap<Uuid, DecisionCounts> = BTreeMap::new();
     for (policy_id, allowed, n) in decisions {
@@ -331,46 +338,80 @@ fn summarize(read: Read, code: Option<RegulationCode>, workflow: Option<Uuid>, a
         requirements_by_status,
         coverage_percent,
         evidence_by_kind,
-        expiring_soon,
+        expiring_soon: expiring,
         workflows_by_state,
         recent_decisions: counts.into_values().collect(),
     }
 }
 
-/// What [`tally`] judges the workflows on.
+/// Evidence listed as expiring soon, at most.
+const EXPIRING_SHOWN: usize = 100;
+
+/// Keeps the [`EXPIRING_SHOWN`] soonest of `expiring`, soonest first.
+fn soonest(expiring: &mut Vec<ExpiringEvidence>) {
+    expiring.sort_unstable_by_key(|e| (e.valid_until, e.evidence_id));
+    expiring.truncate(EXPIRING_SHOWN);
+}
+
+/// What [`Tally::workflow`] judges a workflow on, besides its evidence.
 struct Reads<'a> {
-    /// Active evidence, each workflow's records together (sorted by workflow).
-    evidence: &'a [EvidenceFacts],
-    by_workflow: &'a HashMap<Uuid, std::ops::Range<usize>>,
     system: &'a [projections::system_evidence::SystemEvidenceView],
     na: &'a HashMap<Uuid, HashMap<String, String>>,
     indexes: &'a HashMap<RegulationCode, RegulationIndex>,
     as_of: NaiveDate,
     window: u32,
+    /// The end (excluded) of the expiring window.
+    horizon: NaiveDate,
 }
 
-/// Some workflows' requirement statuses counted, and the system evidence that counts for them.
+/// The workflows counted so far: their requirement statuses, the system evidence that
+/// counts for them, their evidence by kind and what of it expires soon.
+#[derive(Default)]
 struct Tally {
+    /// Indexed as [`RequirementStatus::ALL`].
     statuses: [usize; RequirementStatus::ALL.len()],
     system: std::collections::HashSet<Uuid>,
+    /// Indexed as [`EvidenceKind::ALL`].
+    by_kind: [usize; EvidenceKind::ALL.len()],
+    /// Evidence in the expiring window (at most a few times [`EXPIRING_SHOWN`] held).
+    expiring: Vec<ExpiringEvidence>,
 }
 
-fn tally(workflows: &[projections::compliance::WorkflowView], r: &Reads<'_>) -> Tally {
-    let mut out = Tally { statuses: [0; RequirementStatus::ALL.len()], system: Default::default() };
-    let empty = HashMap::new();
-    for wf in workflows {
-        let Some(index) = RegulationCode::parse(&wf.regulation).ok().and_then(|code| r.indexes.get(&code)) else { continue };
-        let evidence = r.by_workflow.get(&wf.workflow_id).and_then(|range| r.evidence.get(range.clone())).unwrap_or(&[]);
+impl Tally {
+    /// Counts one workflow with its active evidence.
+    fn workflow(&mut self, wf: &projections::compliance::WorkflowView, evidence: &[EvidenceFacts], r: &Reads<'_>) {
+        for e in evidence {
+            if let Some(i) = EvidenceKind::ALL.iter().position(|k| *k == e.kind) {
+                self.by_kind[i] += 1;
+            }
+            if e.valid_until >= r.as_of && e.valid_until < r.horizon {
+                let kind = e.kind.as_str().to_owned();
+                self.expiring.push(ExpiringEvidence {
+                    evidence_id: e.evidence_id,
+                    workflow_id: e.workflow_id,
+                    kind,
+                    valid_until: e.valid_until,
+                });
+                if self.expiring.len() >= 4 * EXPIRING_SHOWN {
+                    soonest(&mut self.expiring);
+                }
+            }
+        }
+        let Some(index) = RegulationCode::parse(&wf.regulation).ok().and_then(|code| r.indexes.get(&code)) else { return };
+        let empty = HashMap::new();
         let not_applicable = r.na.get(&wf.workflow_id).unwrap_or(&empty);
         let j = Judging { workflow: wf, index, evidence, system: r.system, not_applicable, as_of: r.as_of, expiring_days: r.window };
-        for (total, n) in out.statuses.iter_mut().zip(count_statuses(j)) {
+        for (total, n) in self.statuses.iter_mut().zip(count_statuses(j)) {
             *total += n;
         }
-        out.system.extend(r.system.iter().filter(|v| system_evidence_counts(wf, index, v)).map(|v| v.evidence_id));
+        self.system.extend(r.system.iter().filter(|v| system_evidence_counts(wf, index, v)).map(|v| v.evidence_id));
     }
-    out
 }
 
 fn links_for(links: &[TenantLink], code: RegulationCode) -> Vec<TenantLink> {
     links.iter().filter(|l| l.regulation == code.as_str()).cloned().collect()
 }
+
+#[cfg(test)]
+#[path = "dashboard_tests.rs"]
+mod tests;

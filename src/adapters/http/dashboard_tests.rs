@@ -1,0 +1,138 @@
+use super::*;
+use aggregates::compliance::Outcome;
+use projections::compliance::WorkflowView;
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+}
+
+fn workflow(n: u128, regulation: &str) -> WorkflowView {
+    WorkflowView {
+        workflow_id: Uuid::from_u128(n),
+        regulation: regulation.into(),
+        name: format!("w{n}"),
+        scope_all: true,
+        scope_requirements: vec![],
+        owner: "o".into(),
+        audit_period_start: day(1),
+        audit_period_end: day(28),
+        due_date: day(30),
+        state: "draft".into(),
+        created_by: "o".into(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        last_seq: 1,
+        certification: None,
+        certified_until: None,
+    }
+}
+
+fn record(n: u128, workflow: u128, controls: &[&str], until: NaiveDate, outcome: Outcome) -> EvidenceFacts {
+    EvidenceFacts {
+        evidence_id: Uuid::from_u128(1000 + n),
+        workflow_id: Uuid::from_u128(workflow),
+        kind: EvidenceKind::ALL[(n % 6) as usize],
+        requirement_ids: vec![],
+        control_ids: controls.iter().map(|c| (*c).to_owned()).collect(),
+        valid_from: day(1),
+        valid_until: until,
+        outcome,
+        review_verdict: None,
+    }
+}
+
+/// The batches `records` are sent in, with batches of at least `size`.
+fn batches(records: Vec<EvidenceFacts>, size: usize) -> Vec<Vec<EvidenceFacts>> {
+    let (to, mut received) = tokio::sync::mpsc::channel(records.len() + 1);
+    let sent: Result<(), String> =
+        futures::executor::block_on(send_in_batches(futures::stream::iter(records.into_iter().map(Ok)), size, &to));
+    sent.unwrap();
+    drop(to);
+    std::iter::from_fn(|| received.blocking_recv()).collect()
+}
+
+#[test]
+fn evidence_is_sent_in_batches_that_end_where_a_workflow_does_and_hold_every_record_in_order() {
+    let workflows = [1, 1, 1, 2, 3, 3, 3, 3, 4, 4];
+    let records: Vec<EvidenceFacts> =
+        workflows.iter().enumerate().map(|(i, w)| record(i as u128, *w, &["PR.AA-01"], day(29), Outcome::Pass)).collect();
+    let sent = batches(records.clone(), 2);
+    let ids = |b: &[EvidenceFacts]| b.iter().map(|e| e.workflow_id.as_u128()).collect::<Vec<_>>();
+    assert_eq!(sent.iter().map(|b| ids(b)).collect::<Vec<_>>(), vec![vec![1, 1, 1], vec![2, 3, 3, 3, 3], vec![4, 4]]);
+    assert_eq!(sent.concat(), records, "every record, once, in order");
+    // One batch when the size is never reached; none when there is nothing.
+    assert_eq!(batches(records.clone(), 100), vec![records]);
+    assert!(batches(vec![], 2).is_empty());
+}
+
+#[test]
+fn a_failing_stream_of_evidence_is_an_error_not_a_shorter_dashboard() {
+    let (to, _received) = tokio::sync::mpsc::channel(4);
+    let rows = vec![Ok(record(1, 1, &[], day(29), Outcome::Pass)), Err("connection lost"), Ok(record(2, 1, &[], day(29), Outcome::Pass))];
+    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &to));
+    assert_eq!(sent, Err("connection lost"));
+}
+
+#[test]
+fn a_dashboard_judged_as_its_evidence_streams_counts_what_judging_each_workflow_alone_counts() {
+    let workflows = vec![workflow(1, "soc2"), workflow(2, "soc2"), workflow(3, "hipaa"), workflow(4, "soc2")];
+    // Workflow 4 has no evidence; workflow 9 is not shown (another regulation's filter).
+    let mut records = vec![
+        record(1, 1, &["PR.AA-01", "DE.CM-01"], day(29), Outcome::Pass),
+        record(2, 1, &["PR.AA-05"], day(20), Outcome::Pass),
+        record(3, 2, &["GV.OC-01"], day(29), Outcome::Fail),
+        record(4, 2, &["PR.AA-01"], day(28), Outcome::Pass),
+        record(5, 3, &["PR.AA-01", "ID.AM-01"], day(29), Outcome::Pass),
+        record(6, 9, &["PR.AA-01"], day(29), Outcome::Pass),
+    ];
+    records.sort_by_key(|e| e.workflow_id);
+    let (as_of, window) = (day(27), 30);
+    let expected = {
+        let mut counts = [0usize; RequirementStatus::ALL.len()];
+        for wf in &workflows {
+            let code = RegulationCode::parse(&wf.regulation).unwrap();
+            let index = RegulationIndex::new(code, &[]);
+            let own: Vec<EvidenceFacts> = records.iter().filter(|e| e.workflow_id == wf.workflow_id).cloned().collect();
+            let na = HashMap::new();
+            let j = Judging { workflow: wf, index: &index, evidence: &own, system: &[], not_applicable: &na, as_of, expiring_days: window };
+            for (total, n) in counts.iter_mut().zip(count_statuses(j)) {
+                *total += n;
+            }
+        }
+        counts
+    };
+    for size in [1, 2, 100] {
+        let read = Read { workflows: workflows.clone(), system: vec![], na_rows: vec![], decisions: vec![], links: vec![] };
+        let (to, received) = tokio::sync::mpsc::channel(16);
+        for batch in batches(records.clone(), size) {
+            to.try_send(batch).unwrap();
+        }
+        drop(to);
+        let d = summarize(read, received, None, None, as_of, window);
+        let counted: Vec<usize> =
+            RequirementStatus::ALL.iter().map(|s| d.requirements_by_status.get(s.as_str()).copied().unwrap_or(0)).collect();
+        assert_eq!(counted, expected.to_vec(), "batches of {size}");
+        assert!(expected[RequirementStatus::ALL.iter().position(|s| *s == RequirementStatus::Missing).unwrap()] > 0);
+        assert_eq!(d.workflows, 4);
+        // The shown workflows' records only: five, each of its kind.
+        assert_eq!(d.evidence_by_kind.values().sum::<usize>(), 5, "{:?}", d.evidence_by_kind);
+        let soon: Vec<u128> = d.expiring_soon.iter().map(|e| e.evidence_id.as_u128() - 1000).collect();
+        assert_eq!(soon, vec![4, 1, 3, 5], "in the window, soonest first (then by id), not workflow 9's");
+    }
+}
+
+#[test]
+fn at_most_a_hundred_records_are_listed_as_expiring_the_soonest_first() {
+    let workflows = vec![workflow(1, "soc2")];
+    let records: Vec<EvidenceFacts> =
+        (0..450u128).map(|n| record(n, 1, &["PR.AA-01"], day(28) + chrono::Days::new((449 - n) as u64 % 20), Outcome::Pass)).collect();
+    let read = Read { workflows, system: vec![], na_rows: vec![], decisions: vec![], links: vec![] };
+    let (to, received) = tokio::sync::mpsc::channel(1);
+    to.try_send(records.clone()).unwrap();
+    drop(to);
+    let d = summarize(read, received, None, None, day(27), 30);
+    let mut expected: Vec<(NaiveDate, Uuid)> = records.iter().map(|e| (e.valid_until, e.evidence_id)).collect();
+    expected.sort();
+    expected.truncate(100);
+    assert_eq!(d.expiring_soon.iter().map(|e| (e.valid_until, e.evidence_id)).collect::<Vec<_>>(), expected);
+}
