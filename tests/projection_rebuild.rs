@@ -17,7 +17,7 @@ use uuid::Uuid;
 async fn checksums(except: Option<Uuid>) -> Vec<(String, i64, String)> {
     let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
     let mut out = Vec::new();
-    for t in ["gov_governance_policies", "gov_governance_policy_versions", "gov_policy_decisions"] {
+    for t in ["gov_governance_policies", "gov_governance_policy_versions", "gov_policy_decisions", "gov_decision_days"] {
         let (n, sum): (i64, Option<String>) = sqlx::query_as(&format!(
             "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {t} t WHERE $1::uuid IS NULL OR tenant_id <> $1"
         ))
@@ -67,6 +67,24 @@ fn hostile_body(i: usize) -> serde_json::Value {
 async fn ledger_head() -> i64 {
     let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
     sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM gov_audit_trail_entries").fetch_one(&mut c).await.unwrap()
+}
+
+/// The (policy, day) of `tenant` whose counts in `gov_decision_days` differ from its
+/// decisions (allowed, denied, undefined) in `gov_policy_decisions`.
+async fn decision_days_off(tenant: Uuid) -> Vec<(Uuid, chrono::NaiveDate)> {
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    sqlx::query_as(
+        "WITH d AS (SELECT policy_id, (decided_at AT TIME ZONE 'UTC')::date AS day, count(*) FILTER (WHERE allowed) AS allowed, \
+                count(*) FILTER (WHERE NOT allowed) AS denied, count(*) FILTER (WHERE allowed IS NULL) AS undefined \
+           FROM gov_policy_decisions WHERE tenant_id = $1 GROUP BY 1, 2), \
+              c AS (SELECT policy_id, day, allowed, denied, undefined FROM gov_decision_days WHERE tenant_id = $1) \
+         SELECT coalesce(d.policy_id, c.policy_id), coalesce(d.day, c.day) FROM d FULL JOIN c USING (policy_id, day) \
+          WHERE (d.allowed, d.denied, d.undefined) IS DISTINCT FROM (c.allowed, c.denied, c.undefined)",
+    )
+    .bind(tenant)
+    .fetch_all(&mut su)
+    .await
+    .unwrap()
 }
 
 /// Whether `public.table` forces row-level security (`None`: no such table).
@@ -203,6 +221,7 @@ async fn a_rebuild_reproduces_the_incremental_read_models_and_readers_never_see_
     assert_eq!(before, after, "rebuilt tables equal the incremental ones, row for row");
     assert_eq!(secondary_indexes().await, indexes, "the same secondary indexes, under the same names");
     assert!(before[2].1 >= 2300, "thousands of events: {before:?}");
+    assert_eq!(decision_days_off(tenant).await, vec![], "each policy's days count its decisions");
     assert_eq!(forced_row_security("gov_policy_decisions").await, Some(true), "the rebuilt table forces row-level security");
     for (table, policy) in &policies {
         assert_eq!(&tenant_policy(table).await, policy, "the rebuilt {table} has the migrations' row-level security policy");

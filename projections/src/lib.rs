@@ -15,7 +15,8 @@
 //!   certification) and tenants' not-applicable marks on requirement → control links.
 //! - [`evidence`]: evidence records (`gov_evidence`).
 //! - [`system_evidence`]: decisions of policies that check CSF controls, rolled up per
-//!   control and UTC day (`gov_system_evidence*`).
+//!   control and UTC day (`gov_system_evidence*`), and every decision counted per policy
+//!   and UTC day (`gov_decision_days`).
 //! - [`copy`]: rows loaded with a binary `COPY` (a rebuild's bulk path).
 //! - [`Projector`]: the trait the projection runner drives.
 //!

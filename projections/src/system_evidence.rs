@@ -102,6 +102,18 @@ pub async fn page(
     Ok(Page { items, page, page_size, total })
 }
 
+/// The tenant's decisions of the days from `from` on, by policy (in policy order):
+/// (policy, allowed, denied, undefined).
+pub async fn decisions_since(conn: &mut PgConnection, from: NaiveDate) -> Result<Vec<(Uuid, i64, i64, i64)>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT policy_id, sum(allowed)::bigint, sum(denied)::bigint, sum(undefined)::bigint FROM gov_decision_days \
+         WHERE day >= $1 GROUP BY policy_id ORDER BY policy_id",
+    )
+    .bind(from)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// The tenant's system evidence of the days from `from` to `to` (both included), in a
 /// stable order (day, policy, control).
 pub async fn of_days(conn: &mut PgConnection, from: NaiveDate, to: NaiveDate) -> Result<Vec<SystemEvidenceView>, ProjectionError> {
@@ -141,9 +153,23 @@ type TallyKey = (Uuid, String, NaiveDate, u32);
 struct Run {
     tallies: BTreeMap<TallyKey, Accumulated>,
     seqs: Vec<(Uuid, String, NaiveDate, i64)>,
+    /// Every decision (checked or not) by policy and day: allowed, denied, undefined.
+    decided: BTreeMap<(Uuid, NaiveDate), [u64; 3]>,
 }
 
 impl Run {
+    /// Counts a decision in its policy's day.
+    fn decided(&mut self, policy: Uuid, day: NaiveDate, allowed: Option<bool>) {
+        let class = match allowed {
+            Some(true) => 0,
+            Some(false) => 1,
+            None => 2,
+        };
+        if let Some(n) = self.decided.entry((policy, day)).or_default().get_mut(class) {
+            *n += 1;
+        }
+    }
+
     fn count(&mut self, policy: Uuid, check: &ControlCheck, version: u32, day: NaiveDate, allowed: Option<bool>, seq: i64) {
         let control = check.control_id.as_str().to_owned();
         let a = self.tallies.entry((policy, control.clone(), day, version)).or_insert(Accumulated {
@@ -158,6 +184,31 @@ impl Run {
     }
 
     async fn write(self, tx: &mut PgConnection, tenant: Uuid) -> Result<(), ProjectionError> {
+        if !self.decided.is_empty() {
+            let mut cols: (Vec<Uuid>, Vec<NaiveDate>, [Vec<i64>; 3]) = Default::default();
+            for ((policy, day), n) in &self.decided {
+                cols.0.push(*policy);
+                cols.1.push(*day);
+                for (col, n) in cols.2.iter_mut().zip(n) {
+                    col.push(count(*n));
+                }
+            }
+            let [allowed, denied, undefined] = cols.2;
+            sqlx::query(
+                "INSERT INTO gov_decision_days (tenant_id, policy_id, day, allowed, denied, undefined) \
+                 SELECT $1, * FROM unnest($2::uuid[], $3::date[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+                 ON CONFLICT (tenant_id, policy_id, day) DO UPDATE SET allowed = gov_decision_days.allowed + EXCLUDED.allowed, \
+                 denied = gov_decision_days.denied + EXCLUDED.denied, undefined = gov_decision_days.undefined + EXCLUDED.undefined",
+            )
+            .bind(tenant)
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(allowed)
+            .bind(denied)
+            .bind(undefined)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut days: BTreeSet<(Uuid, String, NaiveDate)> = BTreeSet::new();
         for ((policy, control, day, version), a) in self.tallies {
             sqlx::query(
@@ -352,7 +403,13 @@ impl Projector for SystemEvidenceProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["gov_system_evidence_checks", "gov_system_evidence_tallies", "gov_system_evidence", "gov_system_evidence_decisions"]
+        &[
+            "gov_system_evidence_checks",
+            "gov_system_evidence_tallies",
+            "gov_system_evidence",
+            "gov_system_evidence_decisions",
+            "gov_decision_days",
+        ]
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
@@ -379,6 +436,7 @@ impl Projector for SystemEvidenceProjector {
                         slot.insert(self.checks_of(tx, tenant, key.0, key.1).await?);
                     }
                     let day = e.recorded_at.date_naive();
+                    run.decided(key.0, day, d.allowed);
                     for c in checks.get(&key).into_iter().flatten().filter(|c| c.counts(d.rule.as_ref())) {
                         run.count(key.0, c, key.1, day, d.allowed, e.seq);
                     }
@@ -420,9 +478,24 @@ mod tests {
     }
 
     #[test]
-    fn the_projector_owns_four_gov_tables_and_reads_policies_and_decisions() {
+    fn a_run_counts_every_decision_by_policy_and_day_and_outcome() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap_or_default();
+        let next = day.succ_opt().unwrap_or_default();
+        let mut run = Run::default();
+        for allowed in [Some(true), Some(true), Some(false), None] {
+            run.decided(a, day, allowed);
+        }
+        run.decided(a, next, Some(false));
+        run.decided(b, day, None);
+        assert_eq!(run.decided.into_iter().collect::<Vec<_>>(), vec![((a, day), [2, 1, 1]), ((a, next), [0, 1, 0]), ((b, day), [0, 0, 1])]);
+    }
+
+    #[test]
+    fn the_projector_owns_the_system_evidence_tables_and_the_decision_days_and_reads_policies_and_decisions() {
         let p = SystemEvidenceProjector::default();
-        assert!(p.tables().iter().all(|t| t.starts_with("gov_system_evidence")));
+        assert!(p.tables().iter().all(|t| t.starts_with("gov_system_evidence") || *t == "gov_decision_days"));
+        assert_eq!(p.tables().len(), 5);
         assert!(p.handles("Policy") && p.handles("PolicyDecision") && !p.handles("Evidence"));
     }
 }

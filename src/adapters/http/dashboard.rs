@@ -120,7 +120,8 @@ pub struct Dashboard {
     /// Active evidence whose `valid_until` falls within the expiring window (soonest first, at most 100).
     pub expiring_soon: Vec<ExpiringEvidence>,
     pub workflows_by_state: BTreeMap<String, usize>,
-    /// Decisions of the last 7 days, by policy.
+    /// Decisions of the last 7 days (today and the 6 days before, UTC days of their
+    /// ledger entries), by policy.
     pub recent_decisions: Vec<DecisionCounts>,
 }
 
@@ -239,14 +240,13 @@ async fn read_all(conn: &mut sqlx::PgConnection, code: Option<RegulationCode>, w
         _ => vec![],
     };
     let na_rows = projections::compliance::not_applicable(&mut *conn, workflow).await?;
-    let since = Utc::now() - chrono::Duration::days(7);
-    let decisions: Vec<(Uuid, Option<bool>, i64)> = sqlx::query_as(
-        "SELECT policy_id, allowed, count(*) FROM gov_policy_decisions WHERE decided_at >= $1 GROUP BY policy_id, allowed ORDER BY policy_id",
-    )
-    .bind(since)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(database)?;
+    let today = Utc::now().date_naive();
+    let since = today.checked_sub_days(Days::new(RECENT_DAYS - 1)).unwrap_or(today);
+    let decisions = projections::system_evidence::decisions_since(&mut *conn, since)
+        .await?
+        .into_iter()
+        .map(|(policy_id, allow, deny, undefined)| DecisionCounts { policy_id, allow, deny, undefined })
+        .collect();
     let links = tenant_links(&mut *conn, code).await?;
     Ok(Read { workflows, system, na_rows, decisions, links })
 }
@@ -256,7 +256,8 @@ struct Read {
     workflows: Vec<projections::compliance::WorkflowView>,
     system: Vec<projections::system_evidence::SystemEvidenceView>,
     na_rows: Vec<(Uuid, projections::compliance::NotApplicableView)>,
-    decisions: Vec<(Uuid, Option<bool>, i64)>,
+    /// Recent decisions by policy, in policy order.
+    decisions: Vec<DecisionCounts>,
     links: Vec<TenantLink>,
 }
 
@@ -321,15 +322,6 @@ fn summarize(
     }
     soonest(&mut expiring);
 
-    let mut counts: BTreeMap<Uuid, DecisionCounts> = BTreeMap::new();
-    for (policy_id, allowed, n) in decisions {
-        let c = counts.entry(policy_id).or_insert_with(|| DecisionCounts { policy_id, ..Default::default() });
-        match allowed {
-            Some(true) => c.allow += n,
-            Some(false) => c.deny += n,
-            None => c.undefined += n,
-        }
-    }
     Dashboard {
         as_of,
         regulation: code.map(|c| c.as_str().to_owned()),
@@ -340,9 +332,12 @@ fn summarize(
         evidence_by_kind,
         expiring_soon: expiring,
         workflows_by_state,
-        recent_decisions: counts.into_values().collect(),
+        recent_decisions: decisions,
     }
 }
+
+/// Days of decisions the dashboard counts, today included.
+const RECENT_DAYS: u64 = 7;
 
 /// Evidence listed as expiring soon, at most.
 const EXPIRING_SHOWN: usize = 100;
