@@ -108,16 +108,21 @@ async fn the_app_role_owns_no_table_and_every_tenant_table_forces_rls() {
     }
 }
 
-#[tokio::test]
-async fn every_tenant_tables_policy_reads_the_tenant_once_per_statement_not_once_per_row() {
-    let _svc = Service::start(&[]).await;
+/// The tables of the primary's public schema that hold tenant data (a `tenant_id`), by name.
+async fn tenant_tables() -> Vec<String> {
     let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY 1",
+    sqlx::query_scalar(
+        "SELECT DISTINCT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY 1",
     )
     .fetch_all(&mut su)
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_tenant_tables_policy_reads_the_tenant_once_per_statement_not_once_per_row() {
+    let _svc = Service::start(&[]).await;
+    let tables = tenant_tables().await;
     assert!(tables.len() >= 10, "{tables:?}");
     let mut app = connect("AUMOS_DATABASE_URL").await;
     for table in tables {
@@ -321,13 +326,7 @@ async fn tenant_b_sees_nothing_of_tenant_a_through_any_get_endpoint_in_the_docum
 async fn every_tenant_table_is_empty_to_the_app_role_without_a_tenant_and_scoped_with_one() {
     let svc = Service::start(&[]).await;
     let a = victim(&svc).await;
-    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT table_name::text FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id'",
-    )
-    .fetch_all(&mut su)
-    .await
-    .unwrap();
+    let tables = tenant_tables().await;
     assert!(tables.len() >= 3, "{tables:?}");
     let mut app = connect("AUMOS_DATABASE_URL").await;
     let mut seen_own = 0;
