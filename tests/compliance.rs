@@ -412,6 +412,30 @@ async fn the_dashboard_reports_statuses_kinds_expiry_states_and_decisions_and_ne
 }
 
 #[tokio::test]
+async fn a_stored_evidence_value_no_type_names_is_an_error_for_the_dashboard_and_the_statuses_not_a_default() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    let (status, e) = t.upload(json!({"workflow_id": w, "control_ids": ["PR.AA-01"], "kind": "document", "valid_from": "2026-01-01", "valid_until": "2026-12-31"}), b"doc").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let requirements = format!("/api/v1/compliance/workflows/{w}/requirements");
+    let (status, _) = t.call(Method::GET, &requirements, None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The read model is damaged behind the service's back (no check constraint names the
+    // kinds): its reads fail instead of judging the record as some default.
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    sqlx::query("UPDATE gov_evidence SET kind = 'bogus' WHERE evidence_id = $1")
+        .bind(Uuid::parse_str(e["evidence_id"].as_str().unwrap()).unwrap())
+        .execute(&mut su)
+        .await
+        .unwrap();
+    for path in [requirements.as_str(), "/api/v1/compliance/dashboard?as_of=2026-05-05"] {
+        let (status, body) = t.call(Method::GET, path, None).await;
+        assert_eq!((status, error_code(&body).as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a_recorded_decision() {
     let svc = Service::start(&[]).await;
     let t = tenant(&svc);

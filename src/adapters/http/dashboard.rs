@@ -189,7 +189,8 @@ async fn compute(
     Ok(dashboard)
 }
 
-/// Evidence records sent to the judging thread at once (cut where a workflow's end).
+/// Evidence records sent to the judging thread at once (a batch ends where a workflow does,
+/// so one workflow with more records makes a larger batch).
 const BATCH: usize = 2_000;
 
 /// Sends the active evidence (of the tenant, or of `workflow`) to `to` in batches that
