@@ -39,8 +39,10 @@ pub struct DashboardCache {
     /// Threads judging dashboards at once: at most one per core, so cold dashboards
     /// (CPU-bound, tens of milliseconds for a large tenant) never take more than the
     /// machine's cores, whatever the number of requests for different filters. A cold
-    /// dashboard holds one permit while its evidence is streamed and judged.
+    /// dashboard holds one permit per judging thread (one per 500 workflows, at most one
+    /// per core) while its evidence is streamed and judged.
     computing: Arc<tokio::sync::Semaphore>,
+    cores: usize,
     /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
     /// one, so a tenant flooding cold dashboards holds one connection and one place in the
     /// queue for `computing`, and every other tenant's dashboard comes next. (Should the
@@ -60,7 +62,7 @@ impl Default for DashboardCache {
         let generations = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(Duration::from_secs(3600)).build();
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let turns = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(600)).build();
-        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), turns }
+        Self { cache, generations, computing: Arc::new(tokio::sync::Semaphore::new(cores)), cores, turns }
     }
 }
 
@@ -169,27 +171,38 @@ async fn compute(
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
     // A tenant's cold dashboards one at a time, each in one transaction (one connection):
     // first the workflows and what judging them needs besides evidence, then the evidence,
-    // in workflow order, streamed to one blocking thread that judges each workflow as its
-    // records arrive. Judging overlaps reading, the runtime's workers keep serving every
-    // other request, and at most a few batches of records are held, whatever the tenant's size.
+    // in workflow order, streamed in batches, in turn, to judging threads (one per 500
+    // workflows, at most one per core) that judge each workflow as its records arrive.
+    // Judging overlaps reading, the runtime's workers keep serving every other request, and
+    // at most a few batches of records are held per thread, whatever the tenant's size.
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
     let mut tx = state.tenant_tx(caller).await?;
     let read = read_all(&mut tx, code, workflow).await?;
-    let permit = state.dashboards.computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
-    let (batches, received) = tokio::sync::mpsc::channel(2);
+    let judges = state.dashboards.cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_JUDGE)).max(1);
+    let permit = state
+        .dashboards
+        .computing
+        .clone()
+        .acquire_many_owned(u32::try_from(judges).unwrap_or(1))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let (batches, received): (Vec<_>, Vec<_>) = (0..judges).map(|_| tokio::sync::mpsc::channel(2)).unzip();
     let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
         summarize(read, received, code, workflow, as_of, window)
     });
     let streamed = stream_evidence(&mut tx, workflow, &batches).await;
-    // The judging thread finishes once the last batch is sent (or the stream failed).
+    // The judging threads finish once the last batch is sent (or the stream failed).
     drop(batches);
     let dashboard = judging.await.map_err(|e| failed(e.to_string()))?;
     streamed?;
     Ok(dashboard)
 }
 
-/// Evidence records sent to the judging thread at once (a batch ends where a workflow does,
+/// Workflows worth a judging thread of their own (up to one per core).
+const WORKFLOWS_PER_JUDGE: usize = 500;
+
+/// Evidence records sent to a judging thread at once (a batch ends where a workflow does,
 /// so one workflow with more records makes a larger batch).
 const BATCH: usize = 2_000;
 
@@ -198,34 +211,44 @@ const BATCH: usize = 2_000;
 async fn stream_evidence(
     conn: &mut sqlx::PgConnection,
     workflow: Option<Uuid>,
-    to: &tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>,
+    to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), ApiError> {
     send_in_batches(projections::evidence::facts_in_workflow_order(workflow).fetch(conn), BATCH, to).await.map_err(database)
 }
 
-/// Sends `records` (in workflow order) to `to` in batches of at least `size` records
-/// (the last may hold fewer), each ending where a workflow does.
+/// Sends `records` (in workflow order) in batches of at least `size` records (the last may
+/// hold fewer), each ending where a workflow does, to each of `to` in turn.
 async fn send_in_batches<E>(
     records: impl futures::Stream<Item = Result<EvidenceFacts, E>>,
     size: usize,
-    to: &tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>,
+    to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), E> {
     use futures::TryStreamExt;
     let mut records = std::pin::pin!(records);
+    let mut turns = to.iter().cycle();
     let mut batch: Vec<EvidenceFacts> = Vec::with_capacity(size);
     while let Some(record) = records.try_next().await? {
         if batch.len() >= size && batch.last().is_some_and(|last| last.workflow_id != record.workflow_id) {
-            // A closed channel means the judging thread is gone; its join says why.
-            if to.send(std::mem::replace(&mut batch, Vec::with_capacity(size))).await.is_err() {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
+            // A closed channel means a judging thread is gone; the join says why.
+            if !send(turns.next(), full).await {
                 return Ok(());
             }
         }
         batch.push(record);
     }
-    if !batch.is_empty() && to.send(batch).await.is_err() {
-        return Ok(());
+    if !batch.is_empty() {
+        send(turns.next(), batch).await;
     }
     Ok(())
+}
+
+/// Sends `batch` on `to`; whether it was taken.
+async fn send(to: Option<&tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>, batch: Vec<EvidenceFacts>) -> bool {
+    match to {
+        Some(to) => to.send(batch).await.is_ok(),
+        None => false,
+    }
 }
 
 /// What [`compute`] reads before the evidence, in its transaction.
@@ -266,7 +289,7 @@ struct Read {
 /// workflows, in workflow order). CPU only: run on a blocking thread.
 fn summarize(
     read: Read,
-    mut received: tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>,
+    received: Vec<tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>>,
     code: Option<RegulationCode>,
     workflow: Option<Uuid>,
     as_of: NaiveDate,
@@ -292,21 +315,44 @@ fn summarize(
     let horizon = as_of.checked_add_days(Days::new(u64::from(window))).unwrap_or(NaiveDate::MAX);
     let reads = Reads { system: &system, na: &na, indexes: &indexes, as_of, window, horizon };
     let position: HashMap<Uuid, usize> = workflows.iter().enumerate().map(|(i, wf)| (wf.workflow_id, i)).collect();
-    let mut judged = vec![false; workflows.len()];
+    // Each receiver on a thread of its own (the first on this one), tallying the workflows
+    // of the batches it is sent.
+    let (workflows, reads, position) = (&workflows, &reads, &position);
+    let judge = move |mut received: tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>| {
+        let (mut tally, mut judged) = (Tally::default(), Vec::new());
+        while let Some(batch) = received.blocking_recv() {
+            // A workflow's records come together (the stream is in workflow order, and
+            // batches end where a workflow does); those of workflows not shown are skipped.
+            for records in batch.chunk_by(|a, b| a.workflow_id == b.workflow_id) {
+                let Some(&i) = records.first().and_then(|e| position.get(&e.workflow_id)) else { continue };
+                if let Some(wf) = workflows.get(i) {
+                    judged.push(i);
+                    tally.workflow(wf, records, reads);
+                }
+            }
+        }
+        (tally, judged)
+    };
+    let mut received = received.into_iter();
+    let first = received.next();
+    let parts: Vec<(Tally, Vec<usize>)> = std::thread::scope(|scope| {
+        let others: Vec<_> = received.map(|r| scope.spawn(move || judge(r))).collect();
+        let mut parts: Vec<(Tally, Vec<usize>)> = first.into_iter().map(judge).collect();
+        parts.extend(others.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        parts
+    });
     let mut tally = Tally::default();
-    while let Some(batch) = received.blocking_recv() {
-        // A workflow's records come together (the stream is in workflow order, and
-        // batches end where a workflow does); those of workflows not shown are skipped.
-        for records in batch.chunk_by(|a, b| a.workflow_id == b.workflow_id) {
-            let Some(&i) = records.first().and_then(|e| position.get(&e.workflow_id)) else { continue };
-            if let (Some(wf), Some(done)) = (workflows.get(i), judged.get_mut(i)) {
+    let mut judged = vec![false; workflows.len()];
+    for (part, seen) in parts {
+        tally.add(part);
+        for i in seen {
+            if let Some(done) = judged.get_mut(i) {
                 *done = true;
-                tally.workflow(wf, records, &reads);
             }
         }
     }
     for (wf, _) in workflows.iter().zip(&judged).filter(|(_, done)| !**done) {
-        tally.workflow(wf, &[], &reads);
+        tally.workflow(wf, &[], reads);
     }
     let Tally { statuses, system: counted_system, by_kind, mut expiring } = tally;
 
@@ -374,6 +420,19 @@ struct Tally {
 }
 
 impl Tally {
+    /// Adds another part's counts.
+    fn add(&mut self, other: Tally) {
+        for (total, n) in self.statuses.iter_mut().zip(other.statuses) {
+            *total += n;
+        }
+        self.system.extend(other.system);
+        for (total, n) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *total += n;
+        }
+        self.expiring.extend(other.expiring);
+        soonest(&mut self.expiring);
+    }
+
     /// Counts one workflow with its active evidence.
     fn workflow(&mut self, wf: &projections::compliance::WorkflowView, evidence: &[EvidenceFacts], r: &Reads<'_>) {
         for e in evidence {

@@ -45,7 +45,7 @@ fn record(n: u128, workflow: u128, controls: &[&str], until: NaiveDate, outcome:
 fn batches(records: Vec<EvidenceFacts>, size: usize) -> Vec<Vec<EvidenceFacts>> {
     let (to, mut received) = tokio::sync::mpsc::channel(records.len() + 1);
     let sent: Result<(), String> =
-        futures::executor::block_on(send_in_batches(futures::stream::iter(records.into_iter().map(Ok)), size, &to));
+        futures::executor::block_on(send_in_batches(futures::stream::iter(records.into_iter().map(Ok)), size, std::slice::from_ref(&to)));
     sent.unwrap();
     drop(to);
     std::iter::from_fn(|| received.blocking_recv()).collect()
@@ -69,7 +69,7 @@ fn evidence_is_sent_in_batches_that_end_where_a_workflow_does_and_hold_every_rec
 fn a_failing_stream_of_evidence_is_an_error_not_a_shorter_dashboard() {
     let (to, _received) = tokio::sync::mpsc::channel(4);
     let rows = vec![Ok(record(1, 1, &[], day(29), Outcome::Pass)), Err("connection lost"), Ok(record(2, 1, &[], day(29), Outcome::Pass))];
-    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &to));
+    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &[to]));
     assert_eq!(sent, Err("connection lost"));
 }
 
@@ -108,7 +108,7 @@ fn a_dashboard_judged_as_its_evidence_streams_counts_what_judging_each_workflow_
             to.try_send(batch).unwrap();
         }
         drop(to);
-        let d = summarize(read, received, None, None, as_of, window);
+        let d = summarize(read, vec![received], None, None, as_of, window);
         let counted: Vec<usize> =
             RequirementStatus::ALL.iter().map(|s| d.requirements_by_status.get(s.as_str()).copied().unwrap_or(0)).collect();
         assert_eq!(counted, expected.to_vec(), "batches of {size}");
@@ -130,9 +130,40 @@ fn at_most_a_hundred_records_are_listed_as_expiring_the_soonest_first() {
     let (to, received) = tokio::sync::mpsc::channel(1);
     to.try_send(records.clone()).unwrap();
     drop(to);
-    let d = summarize(read, received, None, None, day(27), 30);
+    let d = summarize(read, vec![received], None, None, day(27), 30);
     let mut expected: Vec<(NaiveDate, Uuid)> = records.iter().map(|e| (e.valid_until, e.evidence_id)).collect();
     expected.sort();
     expected.truncate(100);
     assert_eq!(d.expiring_soon.iter().map(|e| (e.valid_until, e.evidence_id)).collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_threads() {
+    let workflows: Vec<WorkflowView> = (1..=6).map(|n| workflow(n, if n % 2 == 0 { "soc2" } else { "iso27001" })).collect();
+    let records: Vec<EvidenceFacts> = (0..30u128)
+        .map(|n| {
+            record(
+                n,
+                1 + n / 5,
+                &[["PR.AA-01", "DE.CM-01", "GV.OC-01"][(n % 3) as usize]],
+                day(20) + chrono::Days::new((n % 15) as u64),
+                Outcome::Pass,
+            )
+        })
+        .collect();
+    let judged = |threads: usize| {
+        let read = Read { workflows: workflows.clone(), system: vec![], na_rows: vec![], decisions: vec![], links: vec![] };
+        let (to, received): (Vec<_>, Vec<_>) = (0..threads).map(|_| tokio::sync::mpsc::channel(16)).unzip();
+        let sent: Result<(), String> =
+            futures::executor::block_on(send_in_batches(futures::stream::iter(records.clone().into_iter().map(Ok)), 4, &to));
+        sent.unwrap();
+        assert!(to.iter().all(|t| t.capacity() < 16), "every thread is sent batches");
+        drop(to);
+        let d = summarize(read, received, None, None, day(21), 30);
+        (d.requirements_by_status, d.evidence_by_kind, d.expiring_soon.iter().map(|e| e.evidence_id).collect::<Vec<_>>())
+    };
+    let one = judged(1);
+    assert!(one.0.len() >= 2, "{:?}", one.0);
+    assert_eq!(judged(2), one);
+    assert_eq!(judged(3), one);
 }
