@@ -436,6 +436,66 @@ async fn a_stored_evidence_value_no_type_names_is_an_error_for_the_dashboard_and
 }
 
 #[tokio::test]
+async fn evidence_naming_more_ids_than_the_dashboards_index_holds_is_projected_and_counted_like_any_other() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    // 3,000 ids (the covering index holds records naming at most 24), and a small record.
+    let many = json!({"workflow_id": w, "control_ids": vec!["PR.AA-01"; 2990], "requirement_ids": vec!["CC1.1"; 10], "kind": "document",
+        "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    let (status, big) = t.upload(many, b"many ids").await;
+    assert_eq!(status, StatusCode::CREATED, "{big}");
+    let few = json!({"workflow_id": w, "control_ids": ["GV.OC-01"], "kind": "attestation", "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    let (status, _) = t.upload(few, b"few ids").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, read) = t.call(Method::GET, &format!("/api/v1/evidence/{}", big["evidence_id"].as_str().unwrap()), None).await;
+    assert_eq!((status, read["control_ids"].as_array().map(Vec::len)), (StatusCode::OK, Some(2990)), "projected");
+    // The dashboard counts what the workflow's own statuses say, the big record included.
+    let statuses = t.statuses(&w).await;
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    for item in statuses["items"].as_array().unwrap() {
+        *expected.entry(item["status"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert!(expected.get("satisfied").copied().unwrap_or(0) >= 2, "{expected:?}");
+    for q in ["", "?workflow_id="] {
+        let path = if q.is_empty() {
+            "/api/v1/compliance/dashboard?as_of=2026-07-01".to_owned()
+        } else {
+            format!("/api/v1/compliance/dashboard?as_of=2026-07-01&workflow_id={w}")
+        };
+        let (status, d) = t.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        assert_eq!(d["requirements_by_status"], json!(expected), "{path}");
+        assert_eq!(d["evidence_by_kind"], json!({"attestation": 1, "document": 1}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_naming_many_long_ids_fits_in_the_evidence_read_model_and_its_indexes() {
+    let svc = Service::start(&[]).await;
+    let t = tenant(&svc);
+    let w = t.workflow(&[]).await;
+    // 200 ids of 64 random characters: no btree entry could hold them; the covering
+    // index must not try (an insert failing here would stop the evidence projector).
+    let ids: Vec<String> = (0..200).map(|_| format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())).collect();
+    let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
+    sqlx::query(
+        "INSERT INTO gov_evidence (tenant_id, evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, valid_until, \
+         sha256, size_bytes, content_type, status, submitted_by, submitted_at, ledger_seq, last_seq) \
+         VALUES ($1, $2, $3, 'document', '', $4, '{}', '2026-01-01', '2026-12-31', repeat('a', 64), 1, 'text/plain', 'active', 'x', now(), 0, 0)",
+    )
+    .bind(t.id)
+    .bind(Uuid::new_v4())
+    .bind(Uuid::parse_str(&w).unwrap())
+    .bind(&ids)
+    .execute(&mut su)
+    .await
+    .unwrap();
+    let (status, d) = t.call(Method::GET, "/api/v1/compliance/dashboard", None).await;
+    assert_eq!((status, &d["evidence_by_kind"]), (StatusCode::OK, &json!({"document": 1})), "{d}");
+}
+
+#[tokio::test]
 async fn superseded_evidence_stops_counting_and_a_decision_reference_must_name_a_recorded_decision() {
     let svc = Service::start(&[]).await;
     let t = tenant(&svc);

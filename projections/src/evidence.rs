@@ -83,19 +83,36 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
     Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
 }
 
-/// The query of the facts of the tenant's active evidence (or of one workflow's), in
-/// workflow order, so that each workflow's records come together: the caller streams it
-/// (`.fetch(conn)`) and handles a workflow at a time, never holding them all.
+/// At most how many ids (requirements and controls) a record names for its facts to be
+/// in the covering index `gov_evidence_facts` (migration 20261130000104): a btree entry
+/// must fit in a third of a page, and each id is at most 64 bytes.
+pub const INDEXED_IDS: usize = 24;
+
+/// The query of the facts of the tenant's active evidence (or of one workflow's) naming at
+/// most [`INDEXED_IDS`] ids, in workflow order (from the covering index), so that each
+/// workflow's records come together: the caller streams it (`.fetch(conn)`) and handles a
+/// workflow at a time. [`facts_naming_many_ids`] has the others.
 pub fn facts_in_workflow_order(
     workflow_id: Option<Uuid>,
 ) -> sqlx::query::QueryAs<'static, sqlx::Postgres, EvidenceFacts, sqlx::postgres::PgArguments> {
-    static TENANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} ORDER BY workflow_id"));
-    static WORKFLOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} AND workflow_id = $1"));
+    static TENANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} AND {FEW_IDS} ORDER BY workflow_id"));
+    static WORKFLOW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{FACTS} AND {FEW_IDS} AND workflow_id = $1"));
     match workflow_id {
         None => sqlx::query_as(TENANT.as_str()),
         Some(w) => sqlx::query_as(WORKFLOW.as_str()).bind(w),
     }
 }
+
+/// The facts of the tenant's active evidence (or of one workflow's) naming more than
+/// [`INDEXED_IDS`] ids, in workflow order: what [`facts_in_workflow_order`] leaves out.
+pub async fn facts_naming_many_ids(conn: &mut PgConnection, workflow_id: Option<Uuid>) -> Result<Vec<EvidenceFacts>, ProjectionError> {
+    let sql = format!("{FACTS} AND {MANY_IDS} AND ($1::uuid IS NULL OR workflow_id = $1) ORDER BY workflow_id");
+    Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
+}
+
+/// The predicates of the covering index and of the index of the others (with [`INDEXED_IDS`]).
+const FEW_IDS: &str = "cardinality(requirement_ids) + cardinality(control_ids) <= 24";
+const MANY_IDS: &str = "cardinality(requirement_ids) + cardinality(control_ids) > 24";
 
 /// A row of [`FACTS`], by column position (a large tenant has tens of thousands); the
 /// enumerations are read as borrowed text and parsed, so they cost no allocation.
@@ -276,5 +293,18 @@ impl Projector for EvidenceProjector {
         .execute(tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_index_predicates_split_records_at_the_indexed_number_of_ids() {
+        assert_eq!(FEW_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) <= {INDEXED_IDS}"));
+        assert_eq!(MANY_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) > {INDEXED_IDS}"));
+        let migration = include_str!("../../migrations/20261130000104_gov_evidence_facts_bounded.sql");
+        assert!(migration.contains(&format!("{FEW_IDS};")) && migration.contains(&format!("{MANY_IDS};")));
     }
 }

@@ -213,34 +213,66 @@ async fn stream_evidence(
     workflow: Option<Uuid>,
     to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), ApiError> {
-    send_in_batches(projections::evidence::facts_in_workflow_order(workflow).fetch(conn), BATCH, to).await.map_err(database)
+    // The records naming many ids are not in the covering index: read first (a connection
+    // runs one query at a time), then merged into the stream in workflow order.
+    let many = projections::evidence::facts_naming_many_ids(&mut *conn, workflow).await?;
+    send_in_batches(projections::evidence::facts_in_workflow_order(workflow).fetch(conn), many, BATCH, to).await.map_err(database)
 }
 
-/// Sends `records` (in workflow order) in batches of at least `size` records (the last may
-/// hold fewer), each ending where a workflow does, to each of `to` in turn.
+/// Sends `records` and `more` (each in workflow order), merged in workflow order, in
+/// batches of at least `size` records (the last may hold fewer), each ending where a
+/// workflow does, to each of `to` in turn.
 async fn send_in_batches<E>(
     records: impl futures::Stream<Item = Result<EvidenceFacts, E>>,
+    more: Vec<EvidenceFacts>,
     size: usize,
     to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), E> {
     use futures::TryStreamExt;
     let mut records = std::pin::pin!(records);
-    let mut turns = to.iter().cycle();
-    let mut batch: Vec<EvidenceFacts> = Vec::with_capacity(size);
+    let mut more = more.into_iter().peekable();
+    let mut batches = Batches { turns: to.iter().cycle(), batch: Vec::with_capacity(size), size };
     while let Some(record) = records.try_next().await? {
-        if batch.len() >= size && batch.last().is_some_and(|last| last.workflow_id != record.workflow_id) {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
-            // A closed channel means a judging thread is gone; the join says why.
-            if !send(turns.next(), full).await {
+        while let Some(earlier) = more.next_if(|m| m.workflow_id <= record.workflow_id) {
+            if !batches.push(earlier).await {
                 return Ok(());
             }
         }
-        batch.push(record);
+        if !batches.push(record).await {
+            return Ok(());
+        }
     }
-    if !batch.is_empty() {
-        send(turns.next(), batch).await;
+    for record in more {
+        if !batches.push(record).await {
+            return Ok(());
+        }
+    }
+    if !batches.batch.is_empty() {
+        send(batches.turns.next(), batches.batch).await;
     }
     Ok(())
+}
+
+/// The batch being filled and where the next one goes.
+struct Batches<'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>> {
+    turns: T,
+    batch: Vec<EvidenceFacts>,
+    size: usize,
+}
+
+impl<'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>> Batches<'a, T> {
+    /// Adds `record`, first sending the batch when it is full and `record` starts another
+    /// workflow; false when a judging thread is gone (the join says why).
+    async fn push(&mut self, record: EvidenceFacts) -> bool {
+        if self.batch.len() >= self.size && self.batch.last().is_some_and(|last| last.workflow_id != record.workflow_id) {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
+            if !send(self.turns.next(), full).await {
+                return false;
+            }
+        }
+        self.batch.push(record);
+        true
+    }
 }
 
 /// Sends `batch` on `to`; whether it was taken.
