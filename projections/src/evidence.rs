@@ -84,7 +84,7 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
 }
 
 /// At most how many ids (requirements and controls) a record names for its facts to be
-/// in the covering index `gov_evidence_facts` (migration 20261130000104): a btree entry
+/// in the covering index `gov_evidence_facts` (migration 20261130000103): a btree entry
 /// must fit in a third of a page, and each id is at most 64 bytes.
 pub const INDEXED_IDS: usize = 24;
 
@@ -304,7 +304,7 @@ mod tests {
     fn the_two_index_predicates_split_records_at_the_indexed_number_of_ids() {
         assert_eq!(FEW_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) <= {INDEXED_IDS}"));
         assert_eq!(MANY_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) > {INDEXED_IDS}"));
-        let migration = include_str!("../../migrations/20261130000104_gov_evidence_facts_bounded.sql");
+        let migration = include_str!("../../migrations/20261130000103_gov_evidence_facts_index.sql");
         assert!(migration.contains(&format!("{FEW_IDS};")) && migration.contains(&format!("{MANY_IDS};")));
     }
 }

@@ -39,8 +39,9 @@ pub struct DashboardCache {
     /// Threads judging dashboards at once: at most one per core, so cold dashboards
     /// (CPU-bound, tens of milliseconds for a large tenant) never take more than the
     /// machine's cores, whatever the number of requests for different filters. A cold
-    /// dashboard holds one permit per judging thread (one per 500 workflows, at most one
-    /// per core) while its evidence is streamed and judged.
+    /// dashboard takes one permit before it opens its transaction, and one more per further
+    /// judging thread (one per 500 workflows, at most one per core) only if free then; it
+    /// holds them while its evidence is streamed and judged.
     computing: Arc<tokio::sync::Semaphore>,
     cores: usize,
     /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
@@ -174,18 +175,23 @@ async fn compute(
     // in workflow order, streamed in batches, in turn, to judging threads (one per 500
     // workflows, at most one per core) that judge each workflow as its records arrive.
     // Judging overlaps reading, the runtime's workers keep serving every other request, and
-    // at most a few batches of records are held per thread, whatever the tenant's size.
+    // at most a few batches of records are held per thread (a batch holds whole workflows),
+    // besides the records naming many ids (read first).
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
+    // A judging thread's permit is taken before a connection is: a dashboard waiting for
+    // one holds no connection of the pool.
+    let computing = &state.dashboards.computing;
+    let mut permit = computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
     let mut tx = state.tenant_tx(caller).await?;
     let read = read_all(&mut tx, code, workflow).await?;
-    let judges = state.dashboards.cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_JUDGE)).max(1);
-    let permit = state
-        .dashboards
-        .computing
-        .clone()
-        .acquire_many_owned(u32::try_from(judges).unwrap_or(1))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    // More judging threads for a large tenant, if their permits are free now (never
+    // waited for while the transaction is open).
+    let wanted = state.dashboards.cores.min(read.workflows.len().div_ceil(WORKFLOWS_PER_JUDGE)).max(1);
+    let mut judges = 1;
+    if let Some(more) = u32::try_from(wanted - 1).ok().filter(|n| *n > 0).and_then(|n| computing.clone().try_acquire_many_owned(n).ok()) {
+        permit.merge(more);
+        judges = wanted;
+    }
     let (batches, received): (Vec<_>, Vec<_>) = (0..judges).map(|_| tokio::sync::mpsc::channel(2)).unzip();
     let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
