@@ -200,10 +200,7 @@ fn submission(caller: &Caller, m: EvidenceMetadata, part: &ArtifactPart) -> Resu
     };
     let requirement_ids = m.requirement_ids.iter().map(|raw| RequirementId::parse(raw)).collect::<Result<Vec<_>, _>>()?;
     let control_ids = m.control_ids.iter().map(|raw| csf_control(raw).map(|(id, _)| id)).collect::<Result<Vec<_>, _>>()?;
-    let kind = EvidenceKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == m.kind)
-        .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {:?}", m.kind)))?;
+    let kind = EvidenceKind::parse(&m.kind).ok_or_else(|| ApiError::validation(format!("unknown evidence kind {:?}", m.kind)))?;
     if let Some(declared) = &m.sha256 {
         let declared = Sha256::parse(declared)?;
         if declared != staged.sha256 {
@@ -359,10 +356,7 @@ pub async fn list(
         None => None,
     };
     if let Some(k) = &p.kind {
-        EvidenceKind::ALL
-            .into_iter()
-            .find(|x| x.as_str() == k)
-            .ok_or_else(|| ApiError::validation(format!("unknown evidence kind {k:?}")))?;
+        EvidenceKind::parse(k).ok_or_else(|| ApiError::validation(format!("unknown evidence kind {k:?}")))?;
     }
     let control_id = p.control.as_deref().map(csf_control).transpose()?.map(|(id, _)| id.as_str().to_owned());
     let requirement_id = p.requirement.as_deref().map(RequirementId::parse).transpose()?.map(String::from);
