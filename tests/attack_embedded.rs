@@ -254,6 +254,8 @@ async fn evaluations_sent_to_a_worker_together_each_get_their_own_answer_and_one
         ("AUMOS_GOVERNANCE_ENGINE_QUEUE_PER_TENANT", "500"),
         ("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"),
         ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "1000"),
+        // 240 on one worker, one of them killed at its deadline: not a queue-time test.
+        ("AUMOS_GOVERNANCE_ENGINE_QUEUE_TIMEOUT_MS", "120000"),
     ])
     .await;
     let a = Tenant::new(&svc);

@@ -452,7 +452,7 @@ async fn refused_and_abandoned_evidence_uploads_leave_nothing_in_s3() {
 #[tokio::test]
 async fn a_poison_entry_stops_a_projector_until_an_operator_skips_it_and_a_rebuild_reproduces_that() {
     use sqlx::{Connection, PgConnection};
-    let e = common::Embedded::start(&[]).await;
+    let e = common::Embedded::start(&[("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", "2000")]).await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let (ta, tb) = (e.token(a, "governance:admin"), e.token(b, "governance:admin"));
     let svc = &e.svc;

@@ -154,7 +154,9 @@ async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluate
 
 #[tokio::test]
 async fn a_version_s_further_modules_and_data_document_are_recorded_and_evaluated_on_opa() {
-    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa")]).await;
+    // The bystander's evaluations wait while OPA compiles everything it holds at each of
+    // the ring's uploads: the deadline is not what this test is about.
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
     modules_and_data_are_recorded_served_and_evaluated(&svc).await;
     bad_modules_and_data_get_a_clear_4xx_and_record_nothing(&svc).await;
     a_ring_of_sixteen_modules_is_accepted_while_another_tenant_stays_served(&svc, true).await;

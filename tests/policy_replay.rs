@@ -313,7 +313,9 @@ async fn the_cli_replays_a_version_with_progress_and_prints_the_report() {
 
 #[tokio::test]
 async fn a_replay_on_the_opa_engine_reports_what_the_embedded_engine_reports() {
-    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa")]).await;
+    // The report must count no error: the 200 ms evaluation deadline is not what this test
+    // is about, and the shared OPA pauses queries while it compiles each upload.
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
     let a = Tenant::new(&svc);
     let policy = a.active_policy("on-opa", V1, "full").await;
     let mut last = 0;

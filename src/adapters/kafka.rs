@@ -225,8 +225,12 @@ pub struct LastError(Arc<Mutex<BTreeMap<String, (Instant, String)>>>);
 impl LastError {
     /// Records an error; says whether it is news (worth a log line) or a repeat.
     fn set(&self, code: String, text: String) -> Seen {
+        self.set_at(code, text, Instant::now())
+    }
+
+    /// [`Self::set`] at `now` (tests give the instants, so no test depends on the clock).
+    fn set_at(&self, code: String, text: String, now: Instant) -> Seen {
         let Ok(mut last) = self.0.lock() else { return Seen::New };
-        let now = Instant::now();
         let seen = match last.get(&code) {
             // rdkafka 0.39 hands a producer's error event to the context twice.
             Some((at, t)) if *t == text && now.duration_since(*at) < DUPLICATE_WITHIN => return Seen::Duplicate,
@@ -320,12 +324,12 @@ mod tests {
 
     #[test]
     fn a_doubly_delivered_error_counts_once_and_a_cause_is_not_hidden_by_its_consequence() {
-        let last = LastError::default();
-        assert_eq!(last.set("Authentication".into(), "refused".into()), Seen::New);
-        assert_eq!(last.set("Authentication".into(), "refused".into()), Seen::Duplicate);
-        assert_eq!(last.set("AllBrokersDown".into(), "1/1 brokers are down".into()), Seen::New);
-        std::thread::sleep(DUPLICATE_WITHIN);
-        assert_eq!(last.set("Authentication".into(), "refused".into()), Seen::Repeat);
+        let (last, t0) = (LastError::default(), Instant::now());
+        assert_eq!(last.set_at("Authentication".into(), "refused".into(), t0), Seen::New);
+        let just_after = t0 + DUPLICATE_WITHIN - Duration::from_millis(1);
+        assert_eq!(last.set_at("Authentication".into(), "refused".into(), just_after), Seen::Duplicate);
+        assert_eq!(last.set_at("AllBrokersDown".into(), "1/1 brokers are down".into(), t0), Seen::New);
+        assert_eq!(last.set_at("Authentication".into(), "refused".into(), just_after + DUPLICATE_WITHIN), Seen::Repeat);
         let text = last.get().unwrap();
         assert!(text.starts_with("refused (0 s ago); 1/1 brokers are down"), "{text}");
         last.clear();

@@ -104,13 +104,22 @@ impl Coalescer {
     /// The pause before the next batch, while the last one that reached the head is
     /// younger than [`COALESCE`].
     pub fn pause(&self) -> Option<Pace> {
-        let since = self.caught_up_at?.elapsed();
+        self.pause_at(Instant::now())
+    }
+
+    /// [`Self::pause`] at `now` (tests give the instants, so no test depends on the clock).
+    fn pause_at(&self, now: Instant) -> Option<Pace> {
+        let since = now.saturating_duration_since(self.caught_up_at?);
         (since < COALESCE).then(|| Pace::Retry(COALESCE - since))
     }
 
     /// Records a batch just done: whether it held entries and reached the head.
     pub fn done(&mut self, reached_head: bool) {
-        self.caught_up_at = reached_head.then(Instant::now);
+        self.done_at(reached_head, Instant::now());
+    }
+
+    fn done_at(&mut self, reached_head: bool, now: Instant) {
+        self.caught_up_at = reached_head.then_some(now);
     }
 }
 
@@ -185,17 +194,15 @@ pub async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
 mod tests {
     #[test]
     fn a_leader_pauses_only_after_a_batch_that_reached_the_head_and_not_longer_than_coalesce() {
-        let mut c = super::Coalescer::default();
-        assert_eq!(c.pause(), None, "nothing done yet: no pause");
-        c.done(false);
-        assert_eq!(c.pause(), None, "a backlog is worked off without pause");
-        c.done(true);
-        match c.pause() {
-            Some(super::Pace::Retry(d)) => assert!(d <= super::COALESCE && !d.is_zero(), "{d:?}"),
-            other => panic!("a caught-up leader pauses: {other:?}"),
-        }
-        std::thread::sleep(super::COALESCE);
-        assert_eq!(c.pause(), None, "the pause is over once COALESCE has passed");
+        let (mut c, t0) = (super::Coalescer::default(), std::time::Instant::now());
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(c.pause_at(t0), None, "nothing done yet: no pause");
+        c.done_at(false, t0);
+        assert_eq!(c.pause_at(t0), None, "a backlog is worked off without pause");
+        c.done_at(true, t0);
+        assert_eq!(c.pause_at(t0), Some(super::Pace::Retry(super::COALESCE)), "a caught-up leader pauses");
+        assert_eq!(c.pause_at(t0 + ms(2)), Some(super::Pace::Retry(super::COALESCE - ms(2))), "for what is left of COALESCE");
+        assert_eq!(c.pause_at(t0 + super::COALESCE), None, "the pause is over once COALESCE has passed");
     }
 
     #[test]

@@ -51,6 +51,9 @@ impl Service {
         for k in remove {
             cmd.env_remove(k);
         }
+        // A write answers 201 once every projector has it, 202 after this wait: on a loaded
+        // CI machine the default 2 s was sometimes passed. Tests of the 202 set their own.
+        cmd.env("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", "15000");
         for (k, v) in extra {
             cmd.env(k, v);
         }
