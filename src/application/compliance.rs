@@ -14,7 +14,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use uuid::Uuid;
 
-use aggregates::compliance::{contribution, derive, Contribution, Cover, Outcome, Period, RegulationCode, Relation, RequirementStatus};
+use aggregates::compliance::{
+    contribution, derive, status_of, Contribution, Cover, Outcome, Period, RegulationCode, Relation, RequirementStatus,
+};
 use projections::compliance::WorkflowView;
 use projections::evidence::EvidenceFacts;
 use projections::system_evidence::SystemEvidenceView;
@@ -165,8 +167,20 @@ struct Judged<'a> {
     found: &'a [(usize, u32, Uuid, Cover)],
     system_found: &'a [(usize, u32, &'a SystemEvidenceView, Cover)],
     justification: Option<&'a String>,
+    /// The certified status, or else the one the covers give.
     status: RequirementStatus,
-    derived: aggregates::compliance::Derived,
+    /// What reaches it, for [`Judged::derived`]: only the views need the gaps.
+    covers: &'a [Cover],
+    audit: Period,
+    as_of: NaiveDate,
+    expiring_days: u32,
+}
+
+impl Judged<'_> {
+    /// The status the covers give, with the gaps and the last covered day.
+    fn derived(&self) -> aggregates::compliance::Derived {
+        derive(self.justification.is_some(), self.covers, self.audit, self.as_of, self.expiring_days)
+    }
 }
 
 /// What a workflow's requirements are judged on. `evidence` is active evidence and may
@@ -316,9 +330,11 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
         covers.clear();
         covers.extend(found.iter().map(|(.., c)| *c).chain(system_found.iter().map(|(.., c)| *c)));
         let justification = not_applicable.get(&q.id);
-        let derived = derive(justification.is_some(), &covers, audit, as_of, expiring_days);
-        let status = certified.get(&i).copied().unwrap_or(derived.status);
-        each(Judged { requirement: q, found, system_found, justification, status, derived });
+        let status = match certified.get(&i) {
+            Some(s) => *s,
+            None => status_of(justification.is_some(), &covers, audit, as_of, expiring_days),
+        };
+        each(Judged { requirement: q, found, system_found, justification, status, covers: &covers, audit, as_of, expiring_days });
     }
     scope.len() - positions.len()
 }
@@ -327,14 +343,15 @@ fn judge(j: Judging<'_>, visit: Visit, mut each: impl FnMut(Judged<'_>)) -> usiz
 pub fn statuses(j: Judging<'_>) -> Vec<RequirementStatusView> {
     let mut views = Vec::new();
     judge(j, Visit::All, |j| {
+        let derived = j.derived();
         views.push(RequirementStatusView {
             requirement_id: j.requirement.id.clone(),
             title: j.requirement.title.clone(),
             status: j.status,
             evidence_ids: j.found.iter().map(|(.., id, _)| *id).collect(),
             system_evidence: j.system_found.iter().map(|(.., v, _)| SystemEvidenceRef::from(*v)).collect(),
-            gaps: j.derived.gaps,
-            covered_until: j.derived.covered_until,
+            gaps: derived.gaps,
+            covered_until: derived.covered_until,
             not_applicable_justification: j.justification.cloned(),
         });
     });

@@ -25,7 +25,7 @@ pub use evidence::{
 };
 pub use references::{EvidenceReferences, EvidenceServices, RecordedDecision, ReferenceUnavailable, RequirementCatalog};
 pub use review::{Certification, CertifiedStatus, Finding, WorkflowChange};
-pub use status::{contribution, derive, Contribution, Cover, Derived, RequirementStatus};
+pub use status::{contribution, derive, status_of, Contribution, Cover, Derived, RequirementStatus};
 pub use submit::SubmitEvidence;
 pub use system_evidence::{day_outcome, proof_sample, system_evidence_id, DecisionClass, VersionTally, SYSTEM_EVIDENCE_KIND};
 pub use workflow::{ComplianceWorkflow, Period, Scope, WorkflowCommand, WorkflowError, WorkflowEvent, WorkflowServices, WorkflowState};

@@ -103,29 +103,84 @@ pub struct Derived {
 
 /// Derives one requirement's status from its covering records.
 pub fn derive(not_applicable: bool, covers: &[Cover], audit: Period, as_of: NaiveDate, expiring_within_days: u32) -> Derived {
-    let done = |status, gaps, covered_until| Derived { status, gaps, covered_until };
     if not_applicable {
-        return done(RequirementStatus::NotApplicable, vec![], None);
+        return Derived { status: RequirementStatus::NotApplicable, gaps: vec![], covered_until: None };
     }
     if covers.iter().all(|c| c.contribution == Contribution::Ignored) {
-        return done(RequirementStatus::Missing, vec![audit], None);
+        return Derived { status: RequirementStatus::Missing, gaps: vec![audit], covered_until: None };
     }
     let of = |kind: Contribution| covers.iter().filter(move |c| c.contribution == kind).map(|c| c.period);
     let satisfying: Vec<Period> = of(Contribution::Satisfies).collect();
     let failing: Vec<Period> = of(Contribution::Fails).collect();
     let latest = satisfying.iter().map(|p| p.end).max();
     let gaps = uncovered(&satisfying, &failing, audit);
-    let last_day_that_matters = as_of.min(audit.end);
+    let status = classify(latest, gaps.is_empty(), audit, as_of, expiring_within_days);
+    Derived { status, gaps, covered_until: latest }
+}
+
+/// The status [`derive`] derives, without the gaps (so without allocating): a dashboard
+/// judges hundreds of thousands of requirements and keeps only their statuses.
+pub fn status_of(not_applicable: bool, covers: &[Cover], audit: Period, as_of: NaiveDate, expiring_within_days: u32) -> RequirementStatus {
+    if not_applicable {
+        return RequirementStatus::NotApplicable;
+    }
+    if covers.iter().all(|c| c.contribution == Contribution::Ignored) {
+        return RequirementStatus::Missing;
+    }
+    let latest = covers.iter().filter(|c| c.contribution == Contribution::Satisfies).map(|c| c.period.end).max();
+    // Only `partial` and the statuses after it depend on the gaps.
+    let gapless = match latest {
+        Some(l) if l >= as_of.min(audit.end) => no_gap(covers, audit),
+        _ => false,
+    };
+    classify(latest, gapless, audit, as_of, expiring_within_days)
+}
+
+/// Rules 3 to 6 of the module's list, from the last day satisfying evidence is effective
+/// and whether the audit period has no gap.
+fn classify(latest: Option<NaiveDate>, gapless: bool, audit: Period, as_of: NaiveDate, expiring_within_days: u32) -> RequirementStatus {
     match latest {
-        Some(l) if l < last_day_that_matters => done(RequirementStatus::Expired, gaps, latest),
-        None => done(RequirementStatus::Partial, gaps, None),
-        Some(_) if !gaps.is_empty() => done(RequirementStatus::Partial, gaps, latest),
+        Some(l) if l < as_of.min(audit.end) => RequirementStatus::Expired,
+        None => RequirementStatus::Partial,
+        Some(_) if !gapless => RequirementStatus::Partial,
         Some(l) => {
             let horizon = as_of.checked_add_days(Days::new(u64::from(expiring_within_days))).unwrap_or(NaiveDate::MAX);
-            let status = if as_of <= audit.end && l < horizon { RequirementStatus::Expiring } else { RequirementStatus::Satisfied };
-            done(status, vec![], latest)
+            if as_of <= audit.end && l < horizon {
+                RequirementStatus::Expiring
+            } else {
+                RequirementStatus::Satisfied
+            }
         }
     }
+}
+
+/// Beyond this many covers, [`no_gap`] sorts (through [`uncovered`]) instead of scanning
+/// them again for each covered stretch.
+const SCANNED_COVERS: usize = 8;
+
+/// Whether `uncovered` of the satisfying and failing covers is empty, without building it:
+/// no failing cover touches `audit`, and the satisfying ones cover it day after day.
+fn no_gap(covers: &[Cover], audit: Period) -> bool {
+    let of = |kind: Contribution| covers.iter().filter(move |c| c.contribution == kind).map(|c| c.period);
+    if of(Contribution::Fails).any(|f| clip(f, audit).is_some()) {
+        return false;
+    }
+    if covers.len() > SCANNED_COVERS {
+        return uncovered(&of(Contribution::Satisfies).collect::<Vec<_>>(), &[], audit).is_empty();
+    }
+    // The first day not yet known to be covered; each step moves past the furthest end of
+    // the covers that include it.
+    let mut next = audit.start;
+    while next <= audit.end {
+        match of(Contribution::Satisfies).filter(|p| p.start <= next && next <= p.end).map(|p| p.end).max() {
+            None => return false,
+            Some(end) => match end.succ_opt() {
+                Some(day) => next = day,
+                None => return true,
+            },
+        }
+    }
+    true
 }
 
 /// The days of `audit` that no period in `covering` includes, or that a period in

@@ -145,3 +145,43 @@ fn gaps_handle_the_calendar_edges() {
         vec![p("2026-01-01", "2026-01-09")]
     );
 }
+
+/// `status_of` (the dashboard's, no gaps built) says what `derive` says, over random covers
+/// of every contribution around a random audit period, as of random days: few covers (the
+/// scan) and many (the sort), periods reaching the last day there is, and empty ones.
+#[test]
+fn the_status_alone_is_the_status_derived_with_the_gaps_for_random_covers() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let base = d("2026-01-01");
+    let kinds = [Contribution::Satisfies, Contribution::Counts, Contribution::Fails, Contribution::Ignored];
+    let mut seen = std::collections::HashSet::new();
+    for case in 0..40_000 {
+        let day = |n: u64| base.checked_add_days(chrono::Days::new(n)).unwrap_or(base);
+        let start = next(40);
+        let audit = Period { start: day(start), end: day(start + next(40)) };
+        let covers: Vec<Cover> = (0..next(if case % 2 == 0 { 5 } else { 14 }))
+            .map(|_| {
+                let from = next(100);
+                let end = match next(20) {
+                    0 => NaiveDate::MAX,
+                    1 => day(from.saturating_sub(3)),
+                    _ => day(from + next(50)),
+                };
+                // Satisfying covers most often, so that gapless periods are common.
+                let kind = if next(3) == 0 { kinds[next(4) as usize] } else { Contribution::Satisfies };
+                Cover { period: Period { start: day(from), end }, contribution: kind }
+            })
+            .collect();
+        let (na, as_of, within) = (next(10) == 0, day(next(120)), next(40) as u32);
+        let derived = derive(na, &covers, audit, as_of, within);
+        assert_eq!(status_of(na, &covers, audit, as_of, within), derived.status, "{covers:?} over {audit:?} as of {as_of}");
+        seen.insert(derived.status);
+    }
+    assert_eq!(seen.len(), RequirementStatus::ALL.len(), "every status was met: {seen:?}");
+}
