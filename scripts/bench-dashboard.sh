@@ -8,5 +8,6 @@ PORT=$(free_port)
 unset AUMOS_GOVERNANCE_EVIDENCE_ARTIFACT_BUCKET AUMOS_KAFKA_BOOTSTRAP_SERVERS
 RUST_LOG=warn AUMOS_GOVERNANCE_DATA_DIR="$DIR/data" AUMOS_HTTP_ADDR=127.0.0.1:$PORT "$BIN" serve >"$DIR.log" 2>&1 & BENCH_PIDS+=($!)
 wait_ready "$PORT"
-export BENCH_SERVICE_URL=http://127.0.0.1:$PORT BENCH_BIN="$ROOT/$BIN"
+# The superuser, for the settled measurement's VACUUM (ANALYZE) (benches/dashboard.rs).
+export BENCH_SERVICE_URL=http://127.0.0.1:$PORT BENCH_BIN="$ROOT/$BIN" BENCH_SETTLE_URL=$AUMOS_DEV_PRIMARY_SUPERUSER_URL
 cargo bench --locked --bench dashboard

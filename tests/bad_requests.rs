@@ -107,6 +107,7 @@ async fn bad_requests_get_4xx_with_an_error_body_and_change_nothing() {
             "invalid_request",
         ),
         ("empty name", r#"{"name":"  ","rego":"package a"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("trailing characters", r#"{"name":"x","rego":"package a"} x"#, "application/json", StatusCode::BAD_REQUEST, "malformed_json"),
         ("not JSON", "name=x", "application/x-www-form-urlencoded", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
     ];
     for (what, payload, ct, status, code) in bodies {
@@ -114,6 +115,11 @@ async fn bad_requests_get_4xx_with_an_error_body_and_change_nothing() {
         assert_eq!(got, status, "{what}: {body}");
         assert_eq!(error_code(&body), code, "{what}");
     }
+    // A body that fails says where (the path of the field), a nested one too.
+    let (_, body) = raw(r#"{"name":7,"rego":"package a"}"#, "application/json").await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("name: invalid type")), "{body}");
+    let (_, body) = raw(r#"{"name":"x","rego":"package a","modules":[7]}"#, "application/json").await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("modules[0]: invalid type")), "{body}");
 
     let (status, body) = svc.post_announcing("/api/v1/policies", tenant, &good, 2 * 1024 * 1024).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");

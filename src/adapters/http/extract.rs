@@ -41,6 +41,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(e) => return Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
         };
         check_body_text(&bytes)?;
+        // The same parse as axum's, without tracking the path for an error message (a
+        // string per key): a body that fails is parsed again below, for that message.
+        if let Ok(v) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(ApiJson(v));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::MissingJsonContentType(_)) => {

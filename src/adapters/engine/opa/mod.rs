@@ -219,15 +219,13 @@ async fn query(engine: &OpaEngine, path: &str, input: Option<&Value>, timeout: D
         let message = format!("queries of this tenant killed OPA repeatedly; refused for {} s more", left.as_secs());
         EngineError::Quarantined(message, left.as_secs().max(1))
     })?;
-    let sent = engine
-        .request(reqwest::Method::POST, &format!("/v1/data/{path}"))
-        .json(&match input {
-            Some(input) => serde_json::json!({ "input": input }),
-            None => serde_json::json!({}),
-        })
-        .timeout(timeout)
-        .send()
-        .await;
+    /// The body of a data query, borrowing the input (no copy of it is built).
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<&'a Value>,
+    }
+    let sent = engine.request(reqwest::Method::POST, &format!("/v1/data/{path}")).json(&Body { input }).timeout(timeout).send().await;
     let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
