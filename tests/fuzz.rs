@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_or_schema_violation_in_any_documented_operation() {
-    let svc = Service::start(&[]).await;
+    // The product's read-your-writes wait (2 s), not the harness's: every generated
+    // `min_seq` ahead of the ledger waits that long, within schemathesis's 10 s timeout.
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_READ_YOUR_WRITES_TIMEOUT_MS", "2000")]).await;
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
     // Something to find: an active policy, a decision, and a checkpoint, so the fuzzer's
