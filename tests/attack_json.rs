@@ -1,0 +1,96 @@
+//! Hostile JSON bodies. A well-formed body is parsed once; a failing one twice (the second
+//! time for the message naming the field). The costliest bodies a tenant may send within
+//! the body limit are refused with a 4xx, record nothing, and leave another tenant served.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
+
+/// Creates and activates a policy of `t`; returns its id once it is readable as active.
+async fn active(t: &Tenant<'_>, rego: &str) -> String {
+    let (status, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "gate", "rego": rego}))).await;
+    assert!(status == StatusCode::CREATED || status == StatusCode::ACCEPTED, "{p}");
+    let id = p["policy_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, a) = t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
+        if status == StatusCode::OK || status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while t.call(Method::GET, &format!("/api/v1/policies/{id}"), None).await.1["status"] != "active" {
+        assert!(Instant::now() < deadline, "policy {id} was never active");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    id
+}
+
+/// Posts `body` as JSON, as `t`.
+async fn post_raw(t: &Tenant<'_>, path: &str, body: String) -> (StatusCode, Value) {
+    let r = t
+        .svc
+        .client
+        .post(format!("{}{path}", t.svc.base))
+        .bearer_auth(&t.tok)
+        .header("X-Tenant-ID", t.id.to_string())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_costliest_json_bodies_are_refused_with_a_4xx_record_nothing_and_leave_another_tenant_served() {
+    // Not a deadline test: the bystander's evaluations may wait for a core.
+    let svc =
+        Service::start(&[("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
+    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
+    let (pa, pb) = (active(&a, GATE).await, active(&b, GATE).await);
+    let before = ledger_count_for(a.id).await;
+    // Each just under the 1 MiB body limit, failing as late as it can.
+    let pad = "x".repeat(1024 * 1024 - 256);
+    let bodies: Vec<(&str, String, &[&str])> = vec![
+        ("nested past the parser's depth", format!("{{\"input\": {}1{}}}", "[".repeat(500_000), "]".repeat(500_000)), &["malformed_json"]),
+        ("cut off at its last byte", format!("{{\"input\": {{\"score\": 0.9, \"pad\": \"{pad}\"}}"), &["malformed_json"]),
+        ("a wrong type after the padding", format!("{{\"input\": {{\"pad\": \"{pad}\"}}, \"rule\": 7}}"), &["invalid_request"]),
+        ("an unknown field after the padding", format!("{{\"input\": {{\"pad\": \"{pad}\"}}, \"owner\": 1}}"), &["invalid_request"]),
+    ];
+    let evaluate_a = format!("/api/v1/policies/{pa}/evaluate");
+    let flood = (0..4).map(|_| {
+        let (a, bodies, path) = (&a, &bodies, &evaluate_a);
+        async move {
+            for _ in 0..4 {
+                for (what, body, codes) in bodies {
+                    let (status, e) = post_raw(a, path, body.clone()).await;
+                    assert!(status.is_client_error(), "{what}: {status} {e}");
+                    assert!(codes.contains(&error_code(&e).as_str()), "{what}: {e}");
+                }
+            }
+        }
+    });
+    let served = async {
+        for _ in 0..30 {
+            let t0 = Instant::now();
+            let (status, d) =
+                b.call(Method::POST, &format!("/api/v1/policies/{pb}/evaluate"), Some(json!({"input": {"score": 0.9}}))).await;
+            assert_eq!((status, &d["result"]), (StatusCode::OK, &json!({"allow": true})), "{d}");
+            assert!(t0.elapsed() < Duration::from_secs(5), "the bystander waited {:?}", t0.elapsed());
+        }
+    };
+    tokio::join!(futures::future::join_all(flood), served);
+    assert_eq!(ledger_count_for(a.id).await, before, "no refused body recorded anything");
+    let (status, d) = a.call(Method::POST, &evaluate_a, Some(json!({"input": {"score": 0.9}, "rule": "allow"}))).await;
+    assert_eq!((status, &d["result"]), (StatusCode::OK, &json!(true)), "the flooding tenant is still served too: {d}");
+}
