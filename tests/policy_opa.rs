@@ -15,13 +15,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// The evaluation deadline of the tests on a real OPA: none is about the deadline, and on
-/// the shared ledger the sync's first pass uploads every active policy of the run into the
-/// test's fresh OPA meanwhile (OPA pauses queries while it compiles each upload).
-const EVAL_MS: &str = "5000";
-
-async fn opa_service(opa: &Opa, timeout_ms: &str) -> Service {
-    service_on(&opa.url(), &opa.token, timeout_ms).await
+/// A service on a real OPA, with a 5 s evaluation deadline: no test on a real OPA is about
+/// the deadline, and on the shared ledger the sync's first pass uploads every active policy
+/// of the run into the test's fresh OPA meanwhile (OPA pauses queries while it compiles
+/// each upload).
+async fn opa_service(opa: &Opa) -> Service {
+    service_on(&opa.url(), &opa.token, "5000").await
 }
 
 async fn service_on(url: &str, token: &str, timeout_ms: &str) -> Service {
@@ -51,7 +50,7 @@ async fn evaluate(svc: &Service, tenant: Uuid, tok: &str, id: &str, body: Value)
 #[tokio::test]
 async fn opa_compiles_activates_and_evaluates_and_tenants_packages_never_collide() {
     let opa = Opa::start().await;
-    let svc = opa_service(&opa, EVAL_MS).await;
+    let svc = opa_service(&opa).await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let (ta, tb) = (token(a, ADMIN), token(b, ADMIN));
 
@@ -103,7 +102,7 @@ async fn opa_compiles_activates_and_evaluates_and_tenants_packages_never_collide
 async fn opa_down_answers_503_and_the_service_recovers_when_opa_returns_empty() {
     let mut opa = Opa::start().await;
     let port = opa.port;
-    let svc = opa_service(&opa, EVAL_MS).await;
+    let svc = opa_service(&opa).await;
     let t = Uuid::new_v4();
     let tok = token(t, ADMIN);
     let id = active_policy(&svc, t, &tok, "package gate\n\nallow if input.score > 0.5\n").await;
@@ -147,7 +146,7 @@ async fn opa_down_answers_503_and_the_service_recovers_when_opa_returns_empty() 
 #[tokio::test]
 async fn opa_restart_is_repaired_at_start_up_from_the_ledger() {
     let opa = Opa::start().await;
-    let svc = opa_service(&opa, EVAL_MS).await;
+    let svc = opa_service(&opa).await;
     let t = Uuid::new_v4();
     let tok = token(t, ADMIN);
     active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
@@ -155,7 +154,7 @@ async fn opa_restart_is_repaired_at_start_up_from_the_ledger() {
     let (port, token) = (opa.port, opa.token.clone());
     drop(opa);
     let fresh = Opa::start_with_token(port, token).await;
-    let _svc = opa_service(&fresh, EVAL_MS).await;
+    let _svc = opa_service(&fresh).await;
     // Readiness does not wait for the sync's first pass: it uploads the active policies soon.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while fresh.modules().await.is_empty() && std::time::Instant::now() < deadline {
@@ -222,7 +221,7 @@ async fn opa_answers_401_to_anyone_without_the_service_token_and_the_service_wor
     assert_eq!(query.status(), StatusCode::UNAUTHORIZED, "the data tree cannot be read without the token");
     assert_eq!(client.get(format!("{}/health", opa.url())).send().await.unwrap().status(), StatusCode::OK, "health stays open");
 
-    let svc = opa_service(&opa, EVAL_MS).await;
+    let svc = opa_service(&opa).await;
     let t = Uuid::new_v4();
     let tok = token(t, ADMIN);
     let id = active_policy(&svc, t, &tok, "package gate\n\nallow := true\n").await;
