@@ -13,27 +13,6 @@ use serde_json::{json, Value};
 
 const GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
 
-/// Creates and activates a policy of `t`; returns its id once it is readable as active.
-async fn active(t: &Tenant<'_>, rego: &str) -> String {
-    let (status, p) = t.call(Method::POST, "/api/v1/policies", Some(json!({"name": "gate", "rego": rego}))).await;
-    assert!(status == StatusCode::CREATED || status == StatusCode::ACCEPTED, "{p}");
-    let id = p["policy_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, a) = t.call(Method::POST, &format!("/api/v1/policies/{id}/activate"), None).await;
-        if status == StatusCode::OK || status == StatusCode::ACCEPTED {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status} {a}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    while t.call(Method::GET, &format!("/api/v1/policies/{id}"), None).await.1["status"] != "active" {
-        assert!(Instant::now() < deadline, "policy {id} was never active");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    id
-}
-
 /// Posts `body` as JSON, as `t`.
 async fn post_raw(t: &Tenant<'_>, path: &str, body: String) -> (StatusCode, Value) {
     let r = t
@@ -57,7 +36,7 @@ async fn the_costliest_json_bodies_are_refused_with_a_4xx_record_nothing_and_lea
     let svc =
         Service::start(&[("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
     let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
-    let (pa, pb) = (active(&a, GATE).await, active(&b, GATE).await);
+    let (pa, pb) = (active_policy(&svc, a.id, &a.tok, GATE).await, active_policy(&svc, b.id, &b.tok, GATE).await);
     let before = ledger_count_for(a.id).await;
     // Each just under the 1 MiB body limit, failing as late as it can.
     let pad = "x".repeat(1024 * 1024 - 256);

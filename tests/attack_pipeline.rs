@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{error_code, ledger_count_for, policy_body, token, Service, ADMIN};
+use common::{active_policy, error_code, ledger_count_for, policy_body, token, Service, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -195,16 +195,6 @@ async fn a_huge_string_in_any_command_is_refused_with_413() {
     assert!(attacks >= 10, "{attacks}");
     assert_eq!(ledger_count_for(tenant).await, 0);
     assert_other_tenant_unharmed(&svc).await;
-}
-
-async fn active_policy(svc: &Service, tenant: Uuid, tok: &str, rego: &str) -> String {
-    let body = json!({"name": format!("attack-{}", uuid::Uuid::new_v4()), "description": "attack", "rego": rego});
-    let (status, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(tok), Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let policy = created["policy_id"].as_str().unwrap().to_owned();
-    let (status, activated) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(tok), None).await;
-    assert_eq!(status, StatusCode::OK, "{activated}");
-    policy
 }
 
 /// A policy may compute a NUL (its source only spells the escape): the decision that would

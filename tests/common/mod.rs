@@ -222,6 +222,18 @@ pub async fn ledger_count() -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries").fetch_one(&mut c).await.unwrap()
 }
 
+/// Creates and activates a policy of `tenant` (201, then 200: the harness waits 8 s for
+/// read-your-writes); returns its id.
+pub async fn active_policy(svc: &Service, tenant: Uuid, tok: &str, rego: &str) -> String {
+    let body = serde_json::json!({"name": format!("attack-{}", Uuid::new_v4()), "description": "attack", "rego": rego});
+    let (status, created) = svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(tok), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let policy = created["policy_id"].as_str().unwrap().to_owned();
+    let (status, activated) = svc.call(Method::POST, &format!("/api/v1/policies/{policy}/activate"), Some(tenant), Some(tok), None).await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    policy
+}
+
 /// Entries of one tenant in the ledger (safe when other tests append concurrently).
 pub async fn ledger_count_for(tenant: Uuid) -> i64 {
     let mut c = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
