@@ -133,3 +133,63 @@ async fn the_primary_app_role_cannot_connect_to_the_audit_cluster() {
         assert!(err.contains("password authentication failed") || err.contains("does not exist"), "{err}");
     }
 }
+
+/// A ledger row as the chain check sees it: (seq, prev_hash, hash).
+type Row = (i64, Vec<u8>, Vec<u8>);
+
+/// The chain is checked per statement: a multi-row INSERT (the appender's batches) is
+/// refused whole if any row leaves a gap or breaks the link, inside the statement or to
+/// the entry before it, and accepted in any row order when it extends the chain.
+#[tokio::test]
+async fn a_multi_row_insert_with_a_gap_or_a_broken_link_anywhere_is_refused_whole() {
+    use governance_engine::adapters::devstack::Cluster;
+    let e = Embedded::start(&[]).await;
+    let mut c = PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();
+    sqlx::query("SET ROLE gov_ledger_writer").execute(&mut c).await.unwrap();
+    let h = |n: u8| vec![n; 32];
+    let zero = vec![0u8; 32];
+    // Rows as (seq, prev_hash, hash); entry n's hash is [n; 32].
+    let insert = |rows: Vec<Row>| {
+        let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let prevs: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
+        let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.2.clone()).collect();
+        sqlx::query(
+            "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, event_version, \
+             payload, actor, recorded_at, prev_hash, hash) \
+             SELECT s, gen_random_uuid(), 'X', gen_random_uuid()::text, 1, 'E', '1', '{}', 'a', now(), p, h \
+             FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[]) AS u(s, p, h)",
+        )
+        .bind(seqs)
+        .bind(prevs)
+        .bind(hashes)
+    };
+    let mut tx = c.begin().await.unwrap();
+    let empty: i64 =
+        sqlx::query_scalar("SELECT head_seq FROM gov_ledger_begin_append('{}', '{}', '{}')").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(empty, 0, "a fresh stack's ledger is empty");
+    // Accepted: a genesis batch, then a batch whose rows come out of order.
+    insert(vec![(1, zero.clone(), h(1)), (2, h(1), h(2))]).execute(&mut *tx).await.unwrap();
+    insert(vec![(4, h(3), h(4)), (3, h(2), h(3))]).execute(&mut *tx).await.unwrap();
+    let refused: Vec<(&str, Vec<Row>, &str)> = vec![
+        ("a gap inside the statement", vec![(5, h(4), h(5)), (7, h(5), h(7))], "gov_audit_trail_entries_chain"),
+        ("a broken link inside the statement", vec![(5, h(4), h(5)), (6, h(9), h(6))], "gov_audit_trail_entries_chain"),
+        ("a first row not linked to the head", vec![(5, h(9), h(5)), (6, h(5), h(6))], "gov_audit_trail_entries_chain"),
+        ("a first row past the head", vec![(6, h(5), h(6)), (7, h(6), h(7))], "gov_audit_trail_entries_chain"),
+        ("one seq twice", vec![(5, h(4), h(5)), (5, h(4), h(5))], "gov_audit_trail_entries_pkey"),
+        ("a second genesis", vec![(1, zero.clone(), h(1))], "gov_audit_trail_entries_pkey"),
+    ];
+    for (what, rows, constraint) in refused {
+        sqlx::query("SAVEPOINT attempt").execute(&mut *tx).await.unwrap();
+        let err = insert(rows).execute(&mut *tx).await.expect_err(what);
+        let db = err.as_database_error().unwrap();
+        assert_eq!(db.constraint(), Some(constraint), "{what}: {err}");
+        assert!(err.to_string().contains(constraint), "{what}: the message names the constraint: {err}");
+        sqlx::query("ROLLBACK TO SAVEPOINT attempt").execute(&mut *tx).await.unwrap();
+    }
+    let head: i64 = sqlx::query_scalar("SELECT head_seq FROM gov_ledger_begin_append('{}', '{}', '{}')").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(head, 4, "only the two accepted statements were added");
+    // Nothing of this is kept: the private stack's ledger stays empty.
+    tx.rollback().await.unwrap();
+    drop(c);
+    e.finish().await;
+}

@@ -166,7 +166,8 @@ type Head = (i64, [u8; 32]);
 /// per request, whether it was appended or lost an optimistic-concurrency race.
 ///
 /// Fast path: with a known head, the whole batch is one autocommit INSERT (one round trip;
-/// the insert trigger takes the append lock and checks that the batch extends the head).
+/// no lock: the chain check at the end of the statement, `gov_ledger_check_chain` in
+/// audit-schema/, refuses the batch unless its rows follow each other and the head).
 /// If another process appended meanwhile, or an entry conflicts, that statement fails as
 /// a whole and the careful path runs: lock, read the head and the conflicts, insert.
 async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head>) -> Result<(Outcomes, Vec<LedgerEntry>), sqlx::Error> {
@@ -189,7 +190,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
     }
     *cached = None;
     // The careful path takes the append lock and reads the head, but a process on its fast
-    // path (no lock: the chain constraints alone decide) may still take the next seq
+    // path (no lock: the primary key and the chain check alone decide) may still take the next seq
     // first; then the head is read again.
     let mut attempt = 0;
     loop {
