@@ -4,7 +4,8 @@
 //! runtime's workers. Another tenant's cold dashboard does not wait for the rest of the
 //! flood: a tenant computes one cold dashboard at a time. A tenant whose records name
 //! thousands of ids (kept out of the dashboard's covering index) stops neither the
-//! projection nor another tenant's upload and cold dashboard.
+//! projection nor another tenant's upload and cold dashboard, and such records are judged
+//! with the other records of their workflow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -154,7 +155,7 @@ async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_an
     create_workflows(&svc, bystander, &b_tok, 6).await;
     let (h_wf, b_wf) = (first_workflow(&svc, hostile, &h_tok).await, first_workflow(&svc, bystander, &b_tok).await);
 
-    // Records of 3,000 ids each: outside the dashboard's covering index, read whole.
+    // Records of 3,000 ids each: outside the dashboard's covering index.
     const HEAVY: usize = 24;
     let uploaded: Vec<StatusCode> = futures::stream::iter(0..HEAVY)
         .map(|n| {
@@ -188,4 +189,74 @@ async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_an
     // Generous: this proves the bystander is served, not how fast on a loaded machine.
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(!svc.log().contains("panicked"));
+}
+
+/// Records naming many ids (read through their own cursor, 16 at a time) are merged with
+/// the others by workflow: the dashboard judges each workflow once, on all its records,
+/// and agrees with the workflows' own status views.
+#[tokio::test]
+async fn records_naming_many_ids_are_judged_with_the_other_records_of_their_workflow() {
+    let svc = Service::start(&[]).await;
+    let tenant = Uuid::new_v4();
+    let tok = token(tenant, ADMIN);
+    let mut workflows = Vec::new();
+    for i in 0..4 {
+        let body = json!({"regulation": "soc2", "name": format!("wf {i}"), "audit_period_start": "2026-01-01",
+            "audit_period_end": "2026-12-31", "due_date": "2027-03-31"});
+        let (status, wf) = svc.call(Method::POST, "/api/v1/compliance/workflows", Some(tenant), Some(&tok), Some(&body)).await;
+        assert!(status == StatusCode::CREATED || status == StatusCode::ACCEPTED, "{wf}");
+        workflows.push(wf["workflow_id"].as_str().unwrap().to_owned());
+    }
+    // Each workflow: two records naming one control; workflows 0 and 2 also ten records
+    // naming another control 30 times (past the covering index's 24 ids), 20 in all: more
+    // than one fetch of that cursor.
+    let mut uploads = Vec::new();
+    for (i, wf) in workflows.iter().enumerate() {
+        for _ in 0..2 {
+            uploads.push(json!({"workflow_id": wf, "control_ids": ["PR.AA-01"], "kind": "attestation",
+                "valid_from": "2026-01-01", "valid_until": "2026-12-31"}));
+        }
+        if i % 2 == 0 {
+            for _ in 0..10 {
+                uploads.push(json!({"workflow_id": wf, "control_ids": vec!["GV.OC-01"; 30], "kind": "document",
+                    "valid_from": "2026-01-01", "valid_until": "2026-12-31"}));
+            }
+        }
+    }
+    let uploaded: Vec<StatusCode> = futures::stream::iter(uploads.into_iter().enumerate())
+        .map(|(n, metadata)| {
+            let (svc, tok) = (&svc, &tok);
+            async move { upload(svc, tenant, tok, metadata, n).await }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(uploaded.iter().all(|s| *s == StatusCode::CREATED), "{uploaded:?}");
+
+    let mut expected: std::collections::BTreeMap<String, i64> = Default::default();
+    for wf in &workflows {
+        let path = format!("/api/v1/compliance/workflows/{wf}/requirements?as_of=2026-06-01&page_size=1");
+        let (status, r) = svc.call(Method::GET, &path, Some(tenant), Some(&tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        for (s, n) in r["summary"].as_object().unwrap() {
+            *expected.entry(s.clone()).or_default() += n.as_i64().unwrap();
+        }
+    }
+    assert!(expected.get("satisfied").is_some_and(|n| *n > 0), "the records cover something: {expected:?}");
+    let (status, d) = svc.call(Method::GET, "/api/v1/compliance/dashboard?as_of=2026-06-01", Some(tenant), Some(&tok), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["evidence_by_kind"], json!({"attestation": 8, "document": 20}));
+    assert_eq!(d["requirements_by_status"], json!(expected), "the dashboard counts what the workflows' views show");
+    // The same for one workflow that has both kinds of record.
+    let (status, d) = svc
+        .call(
+            Method::GET,
+            &format!("/api/v1/compliance/dashboard?as_of=2026-06-02&workflow_id={}", workflows[2]),
+            Some(tenant),
+            Some(&tok),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["evidence_by_kind"], json!({"attestation": 2, "document": 10}));
 }

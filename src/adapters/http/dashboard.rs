@@ -24,7 +24,7 @@ use super::regulations::{regulation, tenant_links, READERS};
 use super::SharedState;
 use crate::application::catalog::TenantLink;
 use crate::application::compliance::{count_statuses, system_evidence_counts, Judging, RegulationIndex};
-use crate::error::{database, ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 
 /// Tenant, generation, filters, as-of day.
 type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
@@ -175,8 +175,7 @@ async fn compute(
     // in workflow order, streamed in batches, in turn, to judging threads (one per 500
     // workflows, at most one per core) that judge each workflow as its records arrive.
     // Judging overlaps reading, the runtime's workers keep serving every other request, and
-    // at most a few batches of records are held per thread (a batch holds whole workflows),
-    // besides the records naming many ids (read first).
+    // at most a few batches of records are held per thread (a batch holds whole workflows).
     let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
     // A judging thread's permit is taken before a connection is: a dashboard waiting for
     // one holds no connection of the pool.
@@ -219,36 +218,24 @@ async fn stream_evidence(
     workflow: Option<Uuid>,
     to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), ApiError> {
-    // The records naming many ids are not in the covering index: read first (a connection
-    // runs one query at a time), then merged into the stream in workflow order.
-    let many = projections::evidence::facts_naming_many_ids(&mut *conn, workflow).await?;
-    send_in_batches(projections::evidence::facts_in_workflow_order(workflow).fetch(conn), many, BATCH, to).await.map_err(database)
+    let facts = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, workflow).await?;
+    let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
+        Ok::<_, projections::ProjectionError>(facts.next(&mut *conn).await?.map(|record| (record, (facts, conn))))
+    });
+    Ok(send_in_batches(records, BATCH, to).await?)
 }
 
-/// Sends `records` and `more` (each in workflow order), merged in workflow order, in
-/// batches of at least `size` records (the last may hold fewer), each ending where a
-/// workflow does, to each of `to` in turn.
+/// Sends `records` (in workflow order) in batches of at least `size` records (the last may
+/// hold fewer), each ending where a workflow does, to each of `to` in turn.
 async fn send_in_batches<E>(
     records: impl futures::Stream<Item = Result<EvidenceFacts, E>>,
-    more: Vec<EvidenceFacts>,
     size: usize,
     to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
 ) -> Result<(), E> {
     use futures::TryStreamExt;
     let mut records = std::pin::pin!(records);
-    let mut more = more.into_iter().peekable();
     let mut batches = Batches { turns: to.iter().cycle(), batch: Vec::with_capacity(size), size };
     while let Some(record) = records.try_next().await? {
-        while let Some(earlier) = more.next_if(|m| m.workflow_id <= record.workflow_id) {
-            if !batches.push(earlier).await {
-                return Ok(());
-            }
-        }
-        if !batches.push(record).await {
-            return Ok(());
-        }
-    }
-    for record in more {
         if !batches.push(record).await {
             return Ok(());
         }

@@ -44,12 +44,8 @@ fn record(n: u128, workflow: u128, controls: &[&str], until: NaiveDate, outcome:
 /// The batches `records` are sent in, with batches of at least `size`.
 fn batches(records: Vec<EvidenceFacts>, size: usize) -> Vec<Vec<EvidenceFacts>> {
     let (to, mut received) = tokio::sync::mpsc::channel(records.len() + 1);
-    let sent: Result<(), String> = futures::executor::block_on(send_in_batches(
-        futures::stream::iter(records.into_iter().map(Ok)),
-        vec![],
-        size,
-        std::slice::from_ref(&to),
-    ));
+    let sent: Result<(), String> =
+        futures::executor::block_on(send_in_batches(futures::stream::iter(records.into_iter().map(Ok)), size, std::slice::from_ref(&to)));
     sent.unwrap();
     drop(to);
     std::iter::from_fn(|| received.blocking_recv()).collect()
@@ -73,7 +69,7 @@ fn evidence_is_sent_in_batches_that_end_where_a_workflow_does_and_hold_every_rec
 fn a_failing_stream_of_evidence_is_an_error_not_a_shorter_dashboard() {
     let (to, _received) = tokio::sync::mpsc::channel(4);
     let rows = vec![Ok(record(1, 1, &[], day(29), Outcome::Pass)), Err("connection lost"), Ok(record(2, 1, &[], day(29), Outcome::Pass))];
-    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), vec![], 1, &[to]));
+    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &[to]));
     assert_eq!(sent, Err("connection lost"));
 }
 
@@ -159,7 +155,7 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
         let read = Read { workflows: workflows.clone(), system: vec![], na_rows: vec![], decisions: vec![], links: vec![] };
         let (to, received): (Vec<_>, Vec<_>) = (0..threads).map(|_| tokio::sync::mpsc::channel(16)).unzip();
         let sent: Result<(), String> =
-            futures::executor::block_on(send_in_batches(futures::stream::iter(records.clone().into_iter().map(Ok)), vec![], 4, &to));
+            futures::executor::block_on(send_in_batches(futures::stream::iter(records.clone().into_iter().map(Ok)), 4, &to));
         sent.unwrap();
         assert!(to.iter().all(|t| t.capacity() < 16), "every thread is sent batches");
         drop(to);
@@ -170,25 +166,4 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
     assert!(one.0.len() >= 2, "{:?}", one.0);
     assert_eq!(judged(2), one);
     assert_eq!(judged(3), one);
-}
-
-#[test]
-fn records_read_apart_are_merged_into_the_stream_in_workflow_order_each_workflow_in_one_batch() {
-    let at = |n: u128, w: u128| record(n, w, &["PR.AA-01"], day(29), Outcome::Pass);
-    let streamed = vec![at(1, 1), at(2, 1), at(3, 3), at(4, 5), at(5, 5)];
-    let apart = vec![at(10, 1), at(11, 2), at(12, 5), at(13, 7)];
-    let (to, mut received) = tokio::sync::mpsc::channel(16);
-    let sent: Result<(), String> = futures::executor::block_on(send_in_batches(
-        futures::stream::iter(streamed.into_iter().map(Ok)),
-        apart,
-        1,
-        std::slice::from_ref(&to),
-    ));
-    sent.unwrap();
-    drop(to);
-    let batches: Vec<Vec<(u128, u128)>> = std::iter::from_fn(|| received.blocking_recv())
-        .map(|b| b.iter().map(|e| (e.workflow_id.as_u128(), e.evidence_id.as_u128() - 1000)).collect())
-        .collect();
-    // Within a workflow, the records read apart come first.
-    assert_eq!(batches, vec![vec![(1, 10), (1, 1), (1, 2)], vec![(2, 11)], vec![(3, 3)], vec![(5, 12), (5, 4), (5, 5)], vec![(7, 13)]]);
 }
