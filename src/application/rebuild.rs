@@ -45,6 +45,8 @@ pub enum RebuildError {
     FeedStopped(i64),
     #[error("a rebuild task failed: {0}")]
     Task(String),
+    #[error("{0} has no row-level security policy to copy")]
+    Policy(String),
 }
 
 /// Replays the ledger from `pos` to `upto` (at most the head) into `conn`, a window of
@@ -109,6 +111,36 @@ async fn build<'a>(conn: &mut PgConnection, sqls: impl Iterator<Item = &'a Strin
         statements(conn, sql).await?;
     }
     Ok(())
+}
+
+/// A row of `pg_policies`: name, permissive, command, roles, USING and WITH CHECK.
+type PolicyRow = (String, String, String, Vec<String>, Option<String>, Option<String>);
+
+/// The live table's row-level security policies, restated for its copy in `gov_rebuild`:
+/// the copy is isolated by exactly what the migrations define, read back from
+/// `pg_policies`, not by a second statement of it here. A table without one is refused
+/// (forced row-level security without a policy would hide every row once swapped in).
+async fn row_security_policies(conn: &mut PgConnection, table: &str) -> Result<String, RebuildError> {
+    let rows: Vec<PolicyRow> = sqlx::query_as(
+        "SELECT policyname::text, permissive, cmd, roles::text[], qual, with_check FROM pg_policies \
+          WHERE schemaname = 'public' AND tablename = $1 ORDER BY policyname",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Err(RebuildError::Policy(table.to_owned()));
+    }
+    let role = |r: &String| if r == "public" { r.clone() } else { quoted(r) };
+    Ok(rows
+        .iter()
+        .map(|(name, permissive, cmd, roles, using, check)| {
+            let roles = roles.iter().map(role).collect::<Vec<_>>().join(", ");
+            let using = using.as_ref().map(|q| format!(" USING ({q})")).unwrap_or_default();
+            let check = check.as_ref().map(|q| format!(" WITH CHECK ({q})")).unwrap_or_default();
+            format!("CREATE POLICY {} ON gov_rebuild.{table} AS {permissive} FOR {cmd} TO {roles}{using}{check};", quoted(name))
+        })
+        .collect())
 }
 
 /// An identifier quoted for SQL.
@@ -348,11 +380,10 @@ async fn fill_and_swap(
     for t in projector.tables() {
         // Table names are compile-time constants of the projectors, never input.
         let forced = if projector.order_free() { String::new() } else { force(t) };
+        let policies = row_security_policies(&mut conn, t).await?;
         let ddl = format!(
             "DROP TABLE IF EXISTS gov_rebuild.{t}; CREATE TABLE gov_rebuild.{t} (LIKE public.{t} INCLUDING ALL); \
-             ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; {forced} \
-             CREATE POLICY gov_tenant_isolation ON gov_rebuild.{t} USING (tenant_id = (SELECT public.gov_current_tenant())) \
-             WITH CHECK (tenant_id = (SELECT public.gov_current_tenant())); \
+             ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; {forced} {policies} \
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );
         statements(&mut conn, &ddl).await?;
