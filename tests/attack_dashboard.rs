@@ -146,6 +146,16 @@ async fn upload(svc: &Service, tenant: Uuid, tok: &str, metadata: serde_json::Va
     svc.upload_evidence(tenant, tok, &metadata, part).await.status()
 }
 
+/// Uploads a record for each of `metadata`, 8 at a time; each must be created.
+async fn upload_all(svc: &Service, tenant: Uuid, tok: &str, metadata: Vec<serde_json::Value>) {
+    let uploaded: Vec<StatusCode> = futures::stream::iter(metadata.into_iter().enumerate())
+        .map(|(n, metadata)| upload(svc, tenant, tok, metadata, n))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(uploaded.iter().all(|s| *s == StatusCode::CREATED), "{uploaded:?}");
+}
+
 #[tokio::test]
 async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_and_another_tenants_dashboard_served() {
     let svc = Service::start(&[]).await;
@@ -157,17 +167,9 @@ async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_an
 
     // Records of 3,000 ids each: outside the dashboard's covering index.
     const HEAVY: usize = 24;
-    let uploaded: Vec<StatusCode> = futures::stream::iter(0..HEAVY)
-        .map(|n| {
-            let metadata = json!({"workflow_id": h_wf, "control_ids": vec!["PR.AA-01"; 3000], "kind": "document",
-                "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
-            let (svc, h_tok) = (&svc, &h_tok);
-            async move { upload(svc, hostile, h_tok, metadata, n).await }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    assert!(uploaded.iter().all(|s| *s == StatusCode::CREATED), "{uploaded:?}");
+    let heavy = json!({"workflow_id": h_wf, "control_ids": vec!["PR.AA-01"; 3000], "kind": "document",
+        "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    upload_all(&svc, hostile, &h_tok, vec![heavy; HEAVY]).await;
 
     // While the hostile tenant floods cold dashboards over them, the bystander's upload is
     // projected and its own cold dashboard answers, counting it.
@@ -223,15 +225,7 @@ async fn records_naming_many_ids_are_judged_with_the_other_records_of_their_work
             }
         }
     }
-    let uploaded: Vec<StatusCode> = futures::stream::iter(uploads.into_iter().enumerate())
-        .map(|(n, metadata)| {
-            let (svc, tok) = (&svc, &tok);
-            async move { upload(svc, tenant, tok, metadata, n).await }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    assert!(uploaded.iter().all(|s| *s == StatusCode::CREATED), "{uploaded:?}");
+    upload_all(&svc, tenant, &tok, uploads).await;
 
     let mut expected: std::collections::BTreeMap<String, i64> = Default::default();
     for wf in &workflows {

@@ -107,20 +107,21 @@ pub struct FactsInWorkflowOrder {
 /// One of [`FactsInWorkflowOrder`]'s cursors and the rows fetched from it not yet taken.
 #[derive(Debug)]
 struct Cursor {
-    fetch: &'static str,
+    /// `FETCH per_fetch FROM` the cursor.
+    fetch: String,
     per_fetch: usize,
     rows: std::collections::VecDeque<EvidenceFacts>,
     done: bool,
 }
 
 impl Cursor {
-    fn new(fetch: &'static str, per_fetch: usize) -> Self {
-        Cursor { fetch, per_fetch, rows: std::collections::VecDeque::new(), done: false }
+    fn new(name: &str, per_fetch: usize) -> Self {
+        Cursor { fetch: format!("FETCH {per_fetch} FROM {name}"), per_fetch, rows: std::collections::VecDeque::new(), done: false }
     }
 
     async fn fill(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         if self.rows.is_empty() && !self.done {
-            let rows = sqlx::query_as::<_, EvidenceFacts>(self.fetch).fetch_all(&mut *conn).await?;
+            let rows = sqlx::query_as::<_, EvidenceFacts>(&self.fetch).fetch_all(&mut *conn).await?;
             self.done = rows.len() < self.per_fetch;
             self.rows.extend(rows);
         }
@@ -147,8 +148,8 @@ impl FactsInWorkflowOrder {
         // move between threads.
         sqlx::Executor::execute(conn, sql.as_str()).await?;
         Ok(FactsInWorkflowOrder {
-            few: Cursor::new("FETCH 2000 FROM gov_facts_few", Self::FEW_PER_FETCH),
-            many: Cursor::new("FETCH 16 FROM gov_facts_many", Self::MANY_PER_FETCH),
+            few: Cursor::new("gov_facts_few", Self::FEW_PER_FETCH),
+            many: Cursor::new("gov_facts_many", Self::MANY_PER_FETCH),
         })
     }
 
