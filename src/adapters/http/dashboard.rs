@@ -36,18 +36,19 @@ type Key = (Uuid, u64, Option<RegulationCode>, Option<Uuid>, NaiveDate);
 pub struct DashboardCache {
     cache: moka::future::Cache<Key, Arc<Dashboard>>,
     generations: moka::sync::Cache<Uuid, Arc<std::sync::atomic::AtomicU64>>,
-    /// Threads judging dashboards at once: at most one per core, so cold dashboards
-    /// (CPU-bound, tens of milliseconds for a large tenant) never take more than the
-    /// machine's cores, whatever the number of requests for different filters. A cold
-    /// dashboard takes one permit before it opens its transaction, and one more per further
-    /// judging thread (one per 500 workflows, at most one per core) only if free then; it
-    /// holds them while its evidence is streamed and judged.
+    /// Threads judging evidence at once (cold dashboards and workflows' status views): at
+    /// most one per core, so judging (CPU-bound, tens of milliseconds for a large tenant)
+    /// never takes more than the machine's cores, whatever the number of requests, and
+    /// only that many judgements hold their records at once. Each takes one permit before
+    /// it opens its transaction; a cold dashboard takes one more per further judging thread
+    /// (one per 500 workflows, at most one per core) only if free then. Permits are held
+    /// while the evidence is read and judged.
     computing: Arc<tokio::sync::Semaphore>,
     cores: usize,
-    /// One cold dashboard at a time per tenant: a tenant's next one waits for its previous
-    /// one, so a tenant flooding cold dashboards holds one connection and one place in the
-    /// queue for `computing`, and every other tenant's dashboard comes next. (Should the
-    /// cache ever evict a tenant's lock while held, that tenant could have two at once.)
+    /// One judgement at a time per tenant: a tenant's next cold dashboard or status view
+    /// waits for its previous one, so a tenant flooding them holds one connection and one
+    /// place in the queue for `computing`, and every other tenant's comes next. (Should
+    /// the cache ever evict a tenant's lock while held, that tenant could have two at once.)
     turns: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -68,6 +69,17 @@ impl Default for DashboardCache {
 }
 
 impl DashboardCache {
+    /// The tenant's turn, then a judging permit: what every judgement of a tenant's
+    /// evidence takes, in that order, before it opens its transaction.
+    pub async fn judging_turn(
+        &self,
+        tenant: Uuid,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, tokio::sync::OwnedSemaphorePermit), tokio::sync::AcquireError> {
+        let turn = self.turns.get_with(tenant, Default::default).lock_owned().await;
+        let permit = self.computing.clone().acquire_owned().await?;
+        Ok((turn, permit))
+    }
+
     fn generation(&self, tenant: Uuid) -> u64 {
         self.generations.get_with(tenant, Default::default).load(std::sync::atomic::Ordering::Acquire)
     }
@@ -176,11 +188,10 @@ async fn compute(
     // workflows, at most one per core) that judge each workflow as its records arrive.
     // Judging overlaps reading, the runtime's workers keep serving every other request, and
     // at most a few batches of records are held per thread (a batch holds whole workflows).
-    let _turn = state.dashboards.turns.get_with(caller.tenant_id.as_uuid(), Default::default).lock_owned().await;
     // A judging thread's permit is taken before a connection is: a dashboard waiting for
     // one holds no connection of the pool.
+    let (_turn, mut permit) = state.dashboards.judging_turn(caller.tenant_id.as_uuid()).await.map_err(|e| failed(e.to_string()))?;
     let computing = &state.dashboards.computing;
-    let mut permit = computing.clone().acquire_owned().await.map_err(|e| failed(e.to_string()))?;
     let mut tx = state.tenant_tx(caller).await?;
     let read = read_all(&mut tx, code, workflow).await?;
     // More judging threads for a large tenant, if their permits are free now (never

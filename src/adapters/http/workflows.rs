@@ -393,6 +393,10 @@ pub(crate) async fn workflow_statuses(
     id: WorkflowId,
     as_of: NaiveDate,
 ) -> Result<(WorkflowView, Vec<RequirementStatusView>), ApiError> {
+    // Judged like a cold dashboard: in the tenant's turn, with a judging permit (taken
+    // before the transaction opens), on a blocking thread, not on the runtime's workers.
+    let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("judging the workflow: {e}"));
+    let held = state.dashboards.judging_turn(caller.tenant_id.as_uuid()).await.map_err(|e| failed(e.to_string()))?;
     let mut tx = state.tenant_tx(caller).await?;
     let wf = read::workflow(&mut tx, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("workflow"))?;
     let evidence = projections::evidence::workflow_facts(&mut tx, id.as_uuid()).await?;
@@ -402,11 +406,23 @@ pub(crate) async fn workflow_statuses(
     let code = regulation(&wf.regulation)?.code;
     let links = tenant_links(&mut tx, Some(code)).await?;
     drop(tx);
-    let index = RegulationIndex::new(code, &links);
     let expiring_days = state.config.evidence_expiring_days;
-    let items =
-        statuses(Judging { workflow: &wf, index: &index, evidence: &evidence, system: &system, not_applicable: &na, as_of, expiring_days });
-    Ok((wf, items))
+    tokio::task::spawn_blocking(move || {
+        let _held = held;
+        let index = RegulationIndex::new(code, &links);
+        let items = statuses(Judging {
+            workflow: &wf,
+            index: &index,
+            evidence: &evidence,
+            system: &system,
+            not_applicable: &na,
+            as_of,
+            expiring_days,
+        });
+        (wf, items)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
