@@ -19,14 +19,18 @@ use sqlx::postgres::PgPoolOptions;
 mod support;
 use support::{env, pct};
 
-/// The sustained load: `rate` evaluations/s for `secs` s. Returns the projection lags,
-/// the Kafka lags (ms), how many entries never reached Kafka, and the rate achieved.
+/// What [`load`] measured: the projection lags and Kafka lags (ms), how many entries never
+/// reached Kafka, the rate of commands answered with a ledger seq, and the others by
+/// status (or "no answer").
+type Loaded = (Vec<f64>, Vec<f64>, usize, f64, std::collections::BTreeMap<String, usize>);
+
+/// The sustained load: `rate` evaluations/s for `secs` s.
 async fn load(
     (client, base, tenant, token, id): (&reqwest::Client, &str, &str, &str, &str),
     primary: &sqlx::PgPool,
     rate: u64,
     secs: u64,
-) -> (Vec<f64>, Vec<f64>, usize, f64) {
+) -> Loaded {
     // Kafka: when each seq arrives.
     let kafka_seen: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -80,13 +84,14 @@ async fn load(
 
     eprintln!("load: {rate} evaluations/s for {secs} s");
     let commits: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let failed: Arc<Mutex<std::collections::BTreeMap<String, usize>>> = Arc::default();
     let start = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut tasks = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
         ticker.tick().await;
-        let (client, base, tenant, token, id, commits) =
-            (client.clone(), base.to_owned(), tenant.to_owned(), token.to_owned(), id.to_owned(), commits.clone());
+        let (client, base, tenant, token, id, commits, failed) =
+            (client.clone(), base.to_owned(), tenant.to_owned(), token.to_owned(), id.to_owned(), commits.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let r = client
                 .post(format!("{base}/api/v1/policies/{id}/evaluate"))
@@ -95,12 +100,14 @@ async fn load(
                 .json(&json!({"input": {"n": 1}}))
                 .send()
                 .await;
-            if let Ok(r) = r {
-                if let Ok(v) = r.json::<Value>().await {
-                    if let Some(seq) = v["ledger_seq"].as_i64() {
-                        commits.lock().unwrap().push((seq, Instant::now()));
-                    }
-                }
+            let status = r.as_ref().map(|r| r.status().as_u16().to_string()).unwrap_or_else(|_| "no answer".into());
+            let seq = match r {
+                Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["ledger_seq"].as_i64()),
+                Err(_) => None,
+            };
+            match seq {
+                Some(seq) => commits.lock().unwrap().push((seq, Instant::now())),
+                None => *failed.lock().unwrap().entry(status).or_default() += 1,
             }
         }));
     }
@@ -135,7 +142,8 @@ async fn load(
         (lag, missing)
     };
 
-    (projection_lag, kafka_lag, kafka_missing, achieved)
+    let failed = failed.lock().unwrap().clone();
+    (projection_lag, kafka_lag, kafka_missing, achieved, failed)
 }
 
 #[tokio::main]
@@ -160,7 +168,7 @@ async fn main() {
 
     let primary = PgPoolOptions::new().max_connections(2).connect(&env("AUMOS_DEV_PRIMARY_SUPERUSER_URL")).await.unwrap();
     // BENCH_SECONDS=0 measures the rebuild alone.
-    let (mut projection_lag, mut kafka_lag, kafka_missing, achieved) =
+    let (mut projection_lag, mut kafka_lag, kafka_missing, achieved, failed) =
         if secs > 0 { load((&client, &base, &tenant, &token, &id), &primary, rate, secs).await } else { Default::default() };
 
     // Rebuild speed over >= 100,000 events: append synthetic decisions, then rebuild.
@@ -247,6 +255,7 @@ async fn main() {
         "rebuild_seconds_per_projector": per_projector,
         "offered_commands_per_s": rate,
         "achieved_commands_per_s": achieved.round(),
+        "failed_commands_by_status": failed,
         "seconds": secs,
         "kafka_messages_missing_at_end": kafka_missing,
         "lag_measured_from": "the arrival of the command's response (the commit is at or before it)",
@@ -254,7 +263,9 @@ async fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pipeline.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    println!("\npipeline benchmark: {rate} commands/s offered, {achieved:.0}/s achieved, {secs} s");
+    println!(
+        "\npipeline benchmark: {rate} commands/s offered, {achieved:.0}/s achieved, {secs} s; not answered with a decision: {failed:?}"
+    );
     println!("  projection lag  p50 {:>8.3} ms  p99 {:>8.3} ms", report["projection_lag_p50_ms"], report["projection_lag_p99_ms"]);
     println!(
         "  kafka lag       p50 {:>8.3} ms  p99 {:>8.3} ms  ({kafka_missing} not seen)",
