@@ -6,7 +6,9 @@
 //! thousands of ids (kept out of the dashboard's covering index) stops neither the
 //! projection nor another tenant's upload and cold dashboard, and such records are judged
 //! with the other records of their workflow. A flood of status views of a workflow with
-//! such records is judged like cold dashboards and leaves another tenant served.
+//! such records is judged like cold dashboards and leaves another tenant served. The
+//! dashboard's `workflow_id` filter takes a UUID or nothing, and shows nothing of another
+//! tenant's workflow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -323,3 +325,36 @@ async fn a_tenant_flooding_status_views_of_a_heavy_workflow_leaves_another_tenan
 /// Records of the heavy workflow, and the views of it the flood asks for.
 const HEAVY_RECORDS: usize = 40;
 const VIEWS: usize = 64;
+
+/// The dashboard's `workflow_id` filter reaches the evidence cursors' SQL as a parsed
+/// UUID only: text that is not one is a 400, and another tenant's workflow shows nothing
+/// of it, while that tenant's own dashboard still counts its records.
+#[tokio::test]
+async fn a_dashboard_filtered_by_sql_or_by_another_tenants_workflow_shows_nothing_of_anyone_else() {
+    let svc = Service::start(&[]).await;
+    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
+    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    create_workflows(&svc, hostile, &h_tok, 1).await;
+    create_workflows(&svc, bystander, &b_tok, 1).await;
+    let b_wf = first_workflow(&svc, bystander, &b_tok).await;
+    let record = json!({"workflow_id": b_wf, "control_ids": vec!["PR.AA-01"; 30], "kind": "document",
+        "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    upload_all(&svc, bystander, &b_tok, vec![record; 2]).await;
+
+    for filter in [format!("{b_wf}' OR true --"), "00000000-0000-0000-0000-000000000000'::uuid; SELECT 1; --".to_owned(), "*".to_owned()] {
+        let mut url = reqwest::Url::parse("http://service/api/v1/compliance/dashboard").unwrap();
+        url.query_pairs_mut().append_pair("workflow_id", &filter);
+        let path = format!("{}?{}", url.path(), url.query().unwrap());
+        let (status, e) = svc.call(Method::GET, &path, Some(hostile), Some(&h_tok), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}: {e}");
+        assert_eq!(e["error"]["code"], json!("invalid_request"), "{e}");
+    }
+    let (status, d) =
+        svc.call(Method::GET, &format!("/api/v1/compliance/dashboard?workflow_id={b_wf}"), Some(hostile), Some(&h_tok), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!((&d["workflows"], &d["evidence_by_kind"]), (&json!(0), &json!({})), "another tenant's workflow shows nothing");
+    let (status, d) =
+        svc.call(Method::GET, &format!("/api/v1/compliance/dashboard?workflow_id={b_wf}"), Some(bystander), Some(&b_tok), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!((&d["workflows"], &d["evidence_by_kind"]), (&json!(1), &json!({"document": 2})));
+}
