@@ -405,3 +405,60 @@ async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_
     another_tenant_is_unharmed(&svc).await;
     svc.stop().await;
 }
+
+/// `(sum, count)` of the OPA batcher's evaluations-per-query histogram on `svc`.
+async fn opa_query_items(svc: &Service) -> (f64, f64) {
+    let text = svc.client.get(format!("{}/metrics", svc.base)).send().await.unwrap().text().await.unwrap();
+    let read = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or_default();
+    (read("aumos_governance_opa_query_items_sum"), read("aumos_governance_opa_query_items_count"))
+}
+
+#[tokio::test]
+async fn a_tenant_whose_batched_evaluations_all_fail_gets_an_error_for_each_while_another_tenant_s_concurrent_evaluations_are_answered_rightly(
+) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let svc = Service::start(&[("AUMOS_GOVERNANCE_POLICY_ENGINE", "opa"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "3000")]).await;
+    // Every evaluation of the hostile version is an evaluation error (a conflict), which
+    // fails a whole batch query: each item is then asked again alone.
+    let a = Uuid::new_v4();
+    let ta = token(a, ADMIN);
+    let hostile = active(&svc, a, &ta, "package hostile\n\nr := 1 if input.x\n\nr := 2 if input.x\n").await;
+    let b = Uuid::new_v4();
+    let tb = token(b, ADMIN);
+    let fair = active(&svc, b, &tb, "package fair\n\nallow if input.ok\n\nlevel := input.n\n").await;
+    let recorded = ledger_count_for(a).await;
+    let before = opa_query_items(&svc).await;
+
+    let attack = (0..48).map(|i| {
+        let body = json!({"input": {"x": true, "i": i}, "rule": "r"});
+        let (svc, ta, hostile) = (&svc, &ta, &hostile);
+        async move { svc.call(Method::POST, &format!("/api/v1/policies/{hostile}/evaluate"), Some(a), Some(ta), Some(&body)).await }
+    });
+    let served = (0..48).map(|n| {
+        let body = json!({"input": {"ok": n % 2 == 0, "n": n}, "rule": if n % 3 == 0 { "level" } else { "allow" }});
+        let (svc, tb, fair) = (&svc, &tb, &fair);
+        async move { (n, svc.call(Method::POST, &format!("/api/v1/policies/{fair}/evaluate"), Some(b), Some(tb), Some(&body)).await) }
+    });
+    let (attacked, served) = tokio::join!(futures::future::join_all(attack), futures::future::join_all(served));
+
+    for (status, e) in &attacked {
+        assert_eq!(*status, StatusCode::BAD_GATEWAY, "each hostile evaluation gets its own error: {e}");
+        assert_eq!(error_code(e), "policy_engine_error", "{e}");
+        assert!(e.get("allowed").is_none() && e["error"].get("allowed").is_none(), "never an answer: {e}");
+    }
+    assert_eq!(ledger_count_for(a).await, recorded, "nothing is recorded for the failed evaluations");
+    for (n, (status, r)) in &served {
+        assert_eq!(*status, StatusCode::OK, "{r}");
+        let want = if n % 3 == 0 {
+            json!(n)
+        } else if n % 2 == 0 {
+            json!(true)
+        } else {
+            Value::Null
+        };
+        assert_eq!(r.get("result").cloned().unwrap_or(Value::Null), want, "evaluation {n} answers its own input: {r}");
+    }
+    let after = opa_query_items(&svc).await;
+    let (items, queries) = (after.0 - before.0, after.1 - before.1);
+    assert!(items > queries, "some queries carried several evaluations: {items} in {queries}");
+}

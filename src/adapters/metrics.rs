@@ -63,6 +63,7 @@ pub struct Metrics {
     pub evaluate_seconds: Family<EvaluateLabels, Histogram>,
     pub ledger_append_seconds: Histogram,
     pub ledger_append_batch_entries: Histogram,
+    pub opa_query_items: Histogram,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub ledger_head: Gauge,
     pub consumer_lag_entries: Family<ConsumerLabels, Gauge>,
@@ -105,6 +106,12 @@ impl Metrics {
         );
         let ledger_append_batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register("ledger_append_batch_entries", "Entries per group-commit batch", ledger_append_batch_entries.clone());
+        let opa_query_items = Histogram::new(exponential_buckets(1.0, 2.0, 6));
+        registry.register(
+            "opa_query_items",
+            "Evaluations per OPA data query of the evaluation batcher (1: an evaluation alone)",
+            opa_query_items.clone(),
+        );
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("rate_limited", "Requests refused by a rate limit (429), by limit", rate_limited.clone());
         let ledger_head = Gauge::default();
@@ -144,6 +151,7 @@ impl Metrics {
             evaluate_seconds,
             ledger_append_seconds,
             ledger_append_batch_entries,
+            opa_query_items,
             rate_limited,
             ledger_head,
             consumer_lag_entries,
@@ -176,6 +184,10 @@ impl Metrics {
     pub fn ledger_append(&self, entries: usize, elapsed: Duration) {
         self.ledger_append_seconds.observe(elapsed.as_secs_f64());
         self.ledger_append_batch_entries.observe(entries as f64);
+    }
+
+    pub fn opa_query_items(&self, items: usize) {
+        self.opa_query_items.observe(items as f64);
     }
 
     pub fn refused_by_rate_limit(&self, limit: &'static str) {

@@ -7,7 +7,8 @@
 //! - [`embedded`]: regorus in the [`sandbox`] worker processes, with the OPA builtins it
 //!   lacks from [`builtins`]; [`source`]: static checks on Rego text and OPA's AST.
 //! - [`opa`]: the OPA sidecar over REST (its `modules` part: uploads and removals of the
-//!   service's modules and data documents; [`opa_builtins`]: the names of its builtins); [`confine`]: how each version gets a namespace of
+//!   service's modules and data documents; its `batch` part: concurrent evaluations of one
+//!   version in one query; [`opa_builtins`]: the names of its builtins); [`confine`]: how each version gets a namespace of
 //!   its own in OPA's shared data tree; [`breaker`]: a tenant whose queries kill OPA is
 //!   quarantined.
 

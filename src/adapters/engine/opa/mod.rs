@@ -13,6 +13,11 @@
 //! environment builtin in any spelling ([`super::source::forbidden_references`]), so a
 //! module, and the tests it runs at activation, see only `input` and their own rules.
 //! Versions that are no longer active are unloaded by [`crate::application::opa_sync`].
+//!
+//! - [`policy`]: a version OPA holds ([`OpaPolicy`]), evaluated alone or in a batch;
+//! - [`batch`]: concurrent evaluations of one version sent as one query, through the
+//!   version's batch module (`package aumos_batch.p<id>_v<n>`, uploaded with it);
+//! - [`modules`]: uploads and removals of modules and data documents.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use super::confine::declared_package;
+mod batch;
 mod modules;
+mod policy;
+
+pub use policy::OpaPolicy;
+use policy::Version;
 
 use super::confine::{confined, in_module, no_package, Confined};
 use super::source::{forbidden_references, unsupported_calls, SHARED_LIBRARIES};
@@ -167,8 +177,18 @@ impl OpaEngine {
 
     /// The OPA module ids of every module of a version: the main one's is
     /// [`OpaEngine::module_id`], a further module's adds `/m<i>`.
+    /// The last is the version's batch module ([`batch`]).
     pub fn module_ids(module: &PolicyModule) -> Vec<String> {
-        version_ids(&Self::module_id(module), module.source.modules.len())
+        let main = Self::module_id(module);
+        let mut ids = version_ids(&main, module.source.modules.len());
+        ids.push(batch::module_id(&main));
+        ids
+    }
+
+    /// The package of a version's batch module: outside `aumos_policies`, so no tenant's
+    /// package can be it and no tenant's module can reach it.
+    fn batch_package(module: &PolicyModule) -> String {
+        format!("aumos_batch.p{}_v{}", module.policy_id.simple(), module.version)
     }
 
     /// Uploads a throwaway copy under a random namespace, runs `f` with the main
@@ -214,16 +234,21 @@ fn data_path(package: &str, rule: Option<&str>) -> String {
 /// ([`super::breaker`]).
 /// Queries `path` on `input`; without one, the body carries no `input` and OPA's `input`
 /// is undefined.
-async fn query(engine: &OpaEngine, path: &str, input: Option<&Value>, timeout: Duration) -> Result<Option<Value>, EngineError> {
+async fn query<I: serde::Serialize + ?Sized>(
+    engine: &OpaEngine,
+    path: &str,
+    input: Option<&I>,
+    timeout: Duration,
+) -> Result<Option<Value>, EngineError> {
     let flight = engine.breaker.admit(super::current_tenant()).map_err(|left| {
         let message = format!("queries of this tenant killed OPA repeatedly; refused for {} s more", left.as_secs());
         EngineError::Quarantined(message, left.as_secs().max(1))
     })?;
     /// The body of a data query, borrowing the input (no copy of it is built).
     #[derive(serde::Serialize)]
-    struct Body<'a> {
+    struct Body<'a, I: ?Sized> {
         #[serde(skip_serializing_if = "Option::is_none")]
-        input: Option<&'a Value>,
+        input: Option<&'a I>,
     }
     let sent = engine.request(reqwest::Method::POST, &format!("/v1/data/{path}")).json(&Body { input }).timeout(timeout).send().await;
     let resp = match sent {
@@ -305,7 +330,7 @@ impl PolicyEngine for OpaEngine {
                             Some(path) => data_path(&format!("{namespace}.{path}"), None),
                             None => data_path(package, Some(test)),
                         };
-                        match query(self, &path, None, budget).await {
+                        match query(self, &path, None::<&Value>, budget).await {
                             Ok(Some(Value::Bool(true))) => {}
                             Ok(_) => failed.push(test.clone()),
                             Err(e @ (EngineError::Unavailable(_) | EngineError::Timeout(_))) => return Err(e),
@@ -327,18 +352,25 @@ impl PolicyEngine for OpaEngine {
     }
 
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
-        let mut version = Confined::new(&module.source, Self::prefix(module), Self::module_ids(module))?;
+        let mut ids = Self::module_ids(module);
+        let batch_id = ids.pop().unwrap_or_default();
+        let mut version = Confined::new(&module.source, Self::prefix(module), ids)?;
         // A marker rule tells "undefined" apart from "OPA lost the module" (a restart).
         if let Some(main) = version.bodies.first_mut() {
             main.push_str(&format!("\n{LOADED_MARKER} := true\n"));
         }
+        let package = format!("{}.{}", version.prefix, version.package);
+        let batch_package = Self::batch_package(module);
+        version.ids.push(batch_id);
+        version.bodies.push(batch::module(&batch_package, &package, LOADED_MARKER));
         if let Err(e) = self.upload(&version).await {
             // What was uploaded of a version OPA refused must not stay.
             self.delete(&version.ids).await;
             return Err(e);
         }
-        let package = format!("{}.{}", version.prefix, version.package);
-        Ok(Arc::new(OpaPolicy { engine: self.clone(), version, package }))
+        let batcher = batch::batchable(&module.source)
+            .then(|| (data_path(&batch_package, None), Arc::new(batch::Batcher::new(batch::in_flight(), self.timeout))));
+        Ok(Arc::new(OpaPolicy { inner: Arc::new(Version { engine: self.clone(), version, package, batcher }) }))
     }
 
     /// Tenants quarantined for killing OPA ([`super::breaker`]).
@@ -359,54 +391,6 @@ impl PolicyEngine for OpaEngine {
 
 /// The rule every uploaded module carries, so a missing module is detectable.
 const LOADED_MARKER: &str = "aumos_module_loaded";
-
-/// A version uploaded to OPA.
-#[derive(Debug)]
-pub struct OpaPolicy {
-    engine: OpaEngine,
-    version: Confined,
-    package: String,
-}
-
-impl OpaPolicy {
-    async fn query(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
-        query(&self.engine, &data_path(&self.package, rule), input, self.engine.timeout).await
-    }
-}
-
-#[async_trait::async_trait]
-impl PreparedPolicy for OpaPolicy {
-    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
-        let result = self.query(rule, input).await?;
-        if result.is_some() && rule.is_some() {
-            return Ok(result);
-        }
-        // Undefined (or a package document without its marker): is the module still there?
-        let loaded = match (&result, rule) {
-            (Some(doc), None) => doc.get(LOADED_MARKER).is_some(),
-            _ => self.query(Some(LOADED_MARKER), None).await? == Some(Value::Bool(true)),
-        };
-        if loaded {
-            return Ok(result.map(|mut doc| {
-                if let Some(map) = doc.as_object_mut() {
-                    map.remove(LOADED_MARKER);
-                }
-                doc
-            }));
-        }
-        tracing::warn!(module = %self.version.ids.first().map_or("", String::as_str), "OPA lost the policy module (restart?); uploading it again");
-        self.engine.upload(&self.version).await?;
-        let retried = self.query(rule, input).await?;
-        Ok(retried.map(|mut doc| {
-            if rule.is_none() {
-                if let Some(map) = doc.as_object_mut() {
-                    map.remove(LOADED_MARKER);
-                }
-            }
-            doc
-        }))
-    }
-}
 
 /// OPA's JSON may hold a number no 64-bit float holds (a policy's literal `2e308`, in a
 /// parsed module), which serde_json refuses. The service reads such answers for their

@@ -1,0 +1,315 @@
+//! Concurrent evaluations of one version, sent to OPA together as one query.
+//!
+//! Most of what OPA spends on a data query is the request, not the policy: HTTP, the API's
+//! own authorisation policy (`opa/system/authz.rego`), decoding the body, setting up the
+//! query. So every version OPA holds has a second module, `package aumos_batch.p<id>_v<n>`
+//! ([`module`]), whose `results` evaluates each item's rule `with input as` its input, and
+//! evaluations waiting for the same version leave together.
+//!
+//! - **Grouping** ([`Batcher`]): at most [`in_flight`] queries of one version at a time. An
+//!   evaluation that finds one free goes at once, alone, as a plain data query, so a lone
+//!   evaluation never waits; the others queue, and when a query comes back its lane takes
+//!   the queue's oldest, up to [`MAX_ITEMS`] items and [`MAX_BYTES`] of input, and fewer
+//!   when the version's items have been slow (a batch's items together stay within a
+//!   quarter of the evaluation budget).
+//! - **Fidelity**: an item's value is its rule's value under `with input as`, which is what
+//!   a data query with that input answers. The items of a batch share one query, so one
+//!   instant (`time.now_ns`); versions calling `rand.intn` or `uuid.rfc4122`, which OPA
+//!   answers once per query for the same arguments, are never batched ([`batchable`]),
+//!   nor are evaluations without an input (OPA's undefined input) or of a rule path other
+//!   than one name.
+//! - **Errors**: when the batch query fails as a whole (one item's evaluation error fails
+//!   the query, e.g. a conflict), each item is asked again alone, so each gets its own
+//!   answer. A batch that OPA does not answer in time, or cannot be sent, answers each of
+//!   its items with that error, as alone. Without the batch module's `loaded` (OPA lost the
+//!   version: a restart), the items go alone, which uploads the version again.
+//! - **Tenants**: a version belongs to one tenant, so a batch holds one tenant's items; its
+//!   lane runs on behalf of the caller that opened it ([`super::super::breaker`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::super::{EngineError, PolicySource};
+
+/// Items in one batch query at most.
+pub const MAX_ITEMS: usize = 16;
+/// Bytes of input in one batch query at most (an item larger than this goes alone).
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// The OPA module id of a version's batch module, given its main module's id.
+pub fn module_id(main: &str) -> String {
+    format!("{main}/batch")
+}
+
+/// The batch module of the version whose main package is `package` (with its namespace).
+pub fn module(batch_package: &str, package: &str, loaded_marker: &str) -> String {
+    format!(
+        "package {batch_package}\n\nimport rego.v1\n\nresults[i] := v if {{\n\tsome i, item in input.items\n\t\
+         v := data.{package}[item.rule] with input as item.input\n}}\n\nloaded := data.{package}.{loaded_marker}\n"
+    )
+}
+
+/// Whether a version's evaluations may share a query: none of its modules calls a builtin
+/// that OPA answers once per query for the same arguments (a textual check: a mention in
+/// a comment or a string also counts, which only costs the batching).
+pub fn batchable(source: &PolicySource) -> bool {
+    const PER_QUERY: [&str; 2] = ["rand.intn", "uuid.rfc4122"];
+    !source.modules.iter().any(|m| PER_QUERY.iter().any(|b| m.contains(b)))
+}
+
+/// Queries of one version in flight at once: the service's cores, at least 2.
+pub fn in_flight() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2)
+}
+
+/// One evaluation waiting for its batch.
+#[derive(Debug)]
+pub struct Item {
+    pub rule: String,
+    pub input: Box<RawValue>,
+    pub reply: oneshot::Sender<Result<Option<Value>, EngineError>>,
+}
+
+/// The body of a batch query (items borrowed, inputs as the callers' JSON text).
+#[derive(Serialize)]
+pub struct Body<'a> {
+    pub items: Vec<BodyItem<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct BodyItem<'a> {
+    pub rule: &'a str,
+    pub input: &'a RawValue,
+}
+
+impl<'a> Body<'a> {
+    pub fn of(items: &'a [Item]) -> Self {
+        Self { items: items.iter().map(|i| BodyItem { rule: &i.rule, input: &i.input }).collect() }
+    }
+}
+
+/// The values of a batch's answer, one per item in order (`None`: undefined), or `None`
+/// when the answer is not a batch module's (OPA lost the version, or an odd document).
+pub fn values(answer: Option<Value>, n: usize) -> Option<Vec<Option<Value>>> {
+    let Value::Object(mut doc) = answer? else { return None };
+    if doc.get("loaded") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let Some(Value::Object(mut results)) = doc.remove("results") else { return None };
+    let values: Vec<Option<Value>> = (0..n).map(|i| results.remove(&i.to_string())).collect();
+    // Anything left is not an index of this batch: not the module's answer.
+    results.is_empty().then_some(values)
+}
+
+/// The queue and the lanes of one version (shared by its clones and its lanes' tasks).
+#[derive(Debug)]
+pub struct Batcher {
+    state: Mutex<State>,
+    lanes: usize,
+    budget: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Item>,
+    /// Lanes running (each sends one query at a time).
+    busy: usize,
+    /// The version's recent OPA time per item (an average that forgets).
+    per_item: Duration,
+}
+
+/// What an evaluation entering the batcher does: go now, on a lane of its own, or wait.
+pub enum Entry {
+    Lane(Vec<Item>),
+    Queued,
+}
+
+impl Batcher {
+    pub fn new(lanes: usize, budget: Duration) -> Self {
+        Self { state: Mutex::new(State::default()), lanes: lanes.max(1), budget }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind: the queue is still whole.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `item`, or opens a lane for it when one is free (the caller then runs it).
+    pub fn enter(&self, item: Item) -> Entry {
+        let mut s = self.state();
+        if s.busy < self.lanes && s.queue.is_empty() {
+            s.busy += 1;
+            Entry::Lane(vec![item])
+        } else {
+            s.queue.push_back(item);
+            if s.busy < self.lanes {
+                s.busy += 1;
+                let next = self.take(&mut s);
+                Entry::Lane(next)
+            } else {
+                Entry::Queued
+            }
+        }
+    }
+
+    /// After a lane's query: records its time per item, then gives the lane the next batch,
+    /// or closes it (`None`) when nothing waits.
+    pub fn next(&self, items: usize, took: Duration) -> Option<Vec<Item>> {
+        let mut s = self.state();
+        if items > 0 {
+            let per_item = took / u32::try_from(items).unwrap_or(u32::MAX);
+            s.per_item = (s.per_item * 3 + per_item) / 4;
+        }
+        if s.queue.is_empty() {
+            s.busy = s.busy.saturating_sub(1);
+            None
+        } else {
+            Some(self.take(&mut s))
+        }
+    }
+
+    /// Closes a lane that ended without [`Batcher::next`] (its task was dropped).
+    pub fn close(&self) {
+        let mut s = self.state();
+        s.busy = s.busy.saturating_sub(1);
+    }
+
+    /// The queue's oldest items for one query: at least one, at most [`MAX_ITEMS`] and
+    /// [`MAX_BYTES`] of input, and no more than fit a quarter of the budget at the
+    /// version's recent time per item.
+    fn take(&self, s: &mut State) -> Vec<Item> {
+        let fit = if s.per_item.is_zero() {
+            MAX_ITEMS
+        } else {
+            usize::try_from((self.budget / 4).as_nanos() / s.per_item.as_nanos().max(1)).unwrap_or(MAX_ITEMS)
+        };
+        let limit = fit.clamp(1, MAX_ITEMS);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(front) = s.queue.front() {
+            let size = front.input.get().len();
+            if !out.is_empty() && (out.len() >= limit || bytes + size > MAX_BYTES) {
+                break;
+            }
+            bytes += size;
+            out.extend(s.queue.pop_front());
+        }
+        out
+    }
+}
+
+/// Keeps a lane's count right if its task is dropped before it closes the lane itself.
+pub struct LaneGuard {
+    pub batcher: Arc<Batcher>,
+    pub open: bool,
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        if self.open {
+            self.batcher.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn item(bytes: usize) -> (Item, oneshot::Receiver<Result<Option<Value>, EngineError>>) {
+        let (reply, rx) = oneshot::channel();
+        let input = RawValue::from_string(format!("\"{}\"", "x".repeat(bytes.saturating_sub(2)))).unwrap();
+        (Item { rule: "allow".into(), input, reply }, rx)
+    }
+
+    #[test]
+    fn an_evaluation_that_finds_a_free_lane_goes_alone_at_once_and_the_rest_wait() {
+        let b = Batcher::new(2, Duration::from_millis(200));
+        let mut keep = Vec::new();
+        for expected_lane in [true, true, false, false] {
+            let (i, rx) = item(10);
+            keep.push(rx);
+            match b.enter(i) {
+                Entry::Lane(items) => assert!(expected_lane && items.len() == 1),
+                Entry::Queued => assert!(!expected_lane),
+            }
+        }
+        let next = b.next(1, Duration::from_micros(100)).expect("the queue goes next");
+        assert_eq!(next.len(), 2, "both waiting evaluations leave together");
+        assert!(b.next(2, Duration::from_micros(200)).is_none(), "an empty queue closes the lane");
+        assert!(b.next(1, Duration::from_micros(100)).is_none());
+        // Both lanes closed: the next evaluation goes alone again.
+        assert!(matches!(b.enter(item(10).0), Entry::Lane(items) if items.len() == 1));
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_items_and_max_bytes_and_one_item_larger_than_that_goes_alone() {
+        let b = Batcher::new(1, Duration::from_millis(200));
+        let _lane = b.enter(item(10).0);
+        for _ in 0..MAX_ITEMS + 3 {
+            assert!(matches!(b.enter(item(10).0), Entry::Queued));
+        }
+        assert_eq!(b.next(1, Duration::ZERO).unwrap().len(), MAX_ITEMS);
+        assert_eq!(b.next(MAX_ITEMS, Duration::ZERO).unwrap().len(), 3);
+        assert!(b.next(3, Duration::ZERO).is_none());
+
+        let _lane = b.enter(item(10).0);
+        for size in [MAX_BYTES / 2, MAX_BYTES / 2 + 1, MAX_BYTES + 10, 10] {
+            assert!(matches!(b.enter(item(size).0), Entry::Queued));
+        }
+        let sizes = |v: Vec<Item>| v.iter().map(|i| i.input.get().len()).collect::<Vec<_>>();
+        assert_eq!(sizes(b.next(1, Duration::ZERO).unwrap()), vec![MAX_BYTES / 2], "the second would pass MAX_BYTES");
+        assert_eq!(sizes(b.next(1, Duration::ZERO).unwrap()), vec![MAX_BYTES / 2 + 1]);
+        assert_eq!(sizes(b.next(1, Duration::ZERO).unwrap()), vec![MAX_BYTES + 10], "alone, though larger than MAX_BYTES");
+        assert_eq!(sizes(b.next(1, Duration::ZERO).unwrap()), vec![10]);
+    }
+
+    #[test]
+    fn a_version_whose_items_were_slow_gets_smaller_batches() {
+        let b = Batcher::new(1, Duration::from_millis(200));
+        let _lane = b.enter(item(10).0);
+        for _ in 0..MAX_ITEMS {
+            assert!(matches!(b.enter(item(10).0), Entry::Queued));
+        }
+        // 10 ms per item: a quarter of 200 ms holds 5 such items.
+        b.state().per_item = Duration::from_millis(10);
+        let batch = b.next(1, Duration::from_millis(10)).unwrap();
+        assert_eq!(batch.len(), 5);
+    }
+
+    #[test]
+    fn a_dropped_lane_is_closed_by_its_guard() {
+        let b = Arc::new(Batcher::new(1, Duration::from_millis(200)));
+        assert!(matches!(b.enter(item(10).0), Entry::Lane(_)));
+        assert!(matches!(b.enter(item(10).0), Entry::Queued));
+        drop(LaneGuard { batcher: b.clone(), open: true });
+        // The lane is free again: the queued item leaves with the next arrival.
+        assert!(matches!(b.enter(item(10).0), Entry::Lane(items) if items.len() == 2));
+    }
+
+    #[test]
+    fn the_answer_of_a_batch_is_read_per_item_and_anything_else_is_not_believed() {
+        let answer = serde_json::json!({"loaded": true, "results": {"0": true, "2": {"a": 1}}});
+        assert_eq!(values(Some(answer), 3), Some(vec![Some(Value::Bool(true)), None, Some(serde_json::json!({"a": 1}))]));
+        assert_eq!(values(Some(serde_json::json!({"results": {"0": true}})), 1), None, "no loaded marker: OPA lost the version");
+        assert_eq!(values(Some(serde_json::json!({"loaded": true, "results": {"5": true}})), 1), None, "an index not in the batch");
+        assert_eq!(values(Some(serde_json::json!({"loaded": true, "results": [true]})), 1), None);
+        assert_eq!(values(None, 1), None);
+    }
+
+    #[test]
+    fn versions_calling_builtins_answered_once_per_query_are_not_batched() {
+        assert!(batchable(&PolicySource::single("package a\nallow if input.x\n")));
+        assert!(!batchable(&PolicySource::single("package a\nr := rand.intn(\"k\", 10)\n")));
+        let mut two = PolicySource::single("package a\nallow := true\n");
+        two.modules.push("package b\nid := uuid.rfc4122(\"k\")\n".into());
+        assert!(!batchable(&two));
+    }
+}
