@@ -11,7 +11,9 @@
 //!   evaluation never waits; the others queue, and when a query comes back its lane takes
 //!   the queue's oldest, up to [`MAX_ITEMS`] items and [`MAX_BYTES`] of input, and fewer
 //!   when the version's items have been slow (a batch's items together stay within a
-//!   quarter of the evaluation budget).
+//!   quarter of the evaluation budget). An evaluation whose caller stopped waiting (its
+//!   deadline passed) is dropped from the queue, not sent; at most [`MAX_QUEUED`] wait per
+//!   version, and past that an evaluation is refused at once (503, overloaded).
 //! - **Fidelity**: an item's value is its rule's value under `with input as`, which is what
 //!   a data query with that input answers. The items of a batch share one query, so one
 //!   instant (`time.now_ns`); versions calling `rand.intn` or `uuid.rfc4122`, which OPA
@@ -41,6 +43,9 @@ use super::super::{EngineError, PolicySource};
 pub const MAX_ITEMS: usize = 16;
 /// Bytes of input in one batch query at most (an item larger than this goes alone).
 pub const MAX_BYTES: usize = 1 << 20;
+/// Evaluations of one version waiting at most; past it an evaluation is refused at once
+/// (503 `policy_engine_overloaded`) rather than queued behind work OPA cannot keep up with.
+pub const MAX_QUEUED: usize = 1024;
 
 /// The OPA module id of a version's batch module, given its main module's id.
 pub fn module_id(main: &str) -> String {
@@ -124,10 +129,12 @@ struct State {
     per_item: Duration,
 }
 
-/// What an evaluation entering the batcher does: go now, on a lane of its own, or wait.
+/// What an evaluation entering the batcher does: go now, on a lane of its own, wait, or
+/// nothing (the queue is full).
 pub enum Entry {
     Lane(Vec<Item>),
     Queued,
+    Full,
 }
 
 impl Batcher {
@@ -146,6 +153,8 @@ impl Batcher {
         if s.busy < self.lanes && s.queue.is_empty() {
             s.busy += 1;
             Entry::Lane(vec![item])
+        } else if s.queue.len() >= MAX_QUEUED {
+            Entry::Full
         } else {
             s.queue.push_back(item);
             if s.busy < self.lanes {
@@ -166,11 +175,12 @@ impl Batcher {
             let per_item = took / u32::try_from(items).unwrap_or(u32::MAX);
             s.per_item = (s.per_item * 3 + per_item) / 4;
         }
-        if s.queue.is_empty() {
+        let next = self.take(&mut s);
+        if next.is_empty() {
             s.busy = s.busy.saturating_sub(1);
             None
         } else {
-            Some(self.take(&mut s))
+            Some(next)
         }
     }
 
@@ -182,8 +192,10 @@ impl Batcher {
 
     /// The queue's oldest items for one query: at least one, at most [`MAX_ITEMS`] and
     /// [`MAX_BYTES`] of input, and no more than fit a quarter of the budget at the
-    /// version's recent time per item.
+    /// version's recent time per item. Items whose callers stopped waiting (their deadline
+    /// passed) are dropped, not sent. Empty only when every waiting caller has gone.
     fn take(&self, s: &mut State) -> Vec<Item> {
+        s.queue.retain(|item| !item.reply.is_closed());
         let fit = if s.per_item.is_zero() {
             MAX_ITEMS
         } else {
@@ -223,7 +235,16 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn item(bytes: usize) -> (Item, oneshot::Receiver<Result<Option<Value>, EngineError>>) {
+    type Answer = oneshot::Receiver<Result<Option<Value>, EngineError>>;
+
+    /// An item whose caller waits (its receiver is kept in `keep`).
+    fn waiting(bytes: usize, keep: &mut Vec<Answer>) -> Item {
+        let (item, rx) = item(bytes);
+        keep.push(rx);
+        item
+    }
+
+    fn item(bytes: usize) -> (Item, Answer) {
         let (reply, rx) = oneshot::channel();
         let input = RawValue::from_string(format!("\"{}\"", "x".repeat(bytes.saturating_sub(2)))).unwrap();
         (Item { rule: "allow".into(), input, reply }, rx)
@@ -239,6 +260,7 @@ mod tests {
             match b.enter(i) {
                 Entry::Lane(items) => assert!(expected_lane && items.len() == 1),
                 Entry::Queued => assert!(!expected_lane),
+                Entry::Full => panic!("not full"),
             }
         }
         let next = b.next(1, Duration::from_micros(100)).expect("the queue goes next");
@@ -246,23 +268,24 @@ mod tests {
         assert!(b.next(2, Duration::from_micros(200)).is_none(), "an empty queue closes the lane");
         assert!(b.next(1, Duration::from_micros(100)).is_none());
         // Both lanes closed: the next evaluation goes alone again.
-        assert!(matches!(b.enter(item(10).0), Entry::Lane(items) if items.len() == 1));
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Lane(items) if items.len() == 1));
     }
 
     #[test]
     fn a_batch_holds_at_most_max_items_and_max_bytes_and_one_item_larger_than_that_goes_alone() {
+        let mut keep = Vec::new();
         let b = Batcher::new(1, Duration::from_millis(200));
-        let _lane = b.enter(item(10).0);
+        let _lane = b.enter(waiting(10, &mut keep));
         for _ in 0..MAX_ITEMS + 3 {
-            assert!(matches!(b.enter(item(10).0), Entry::Queued));
+            assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         }
         assert_eq!(b.next(1, Duration::ZERO).unwrap().len(), MAX_ITEMS);
         assert_eq!(b.next(MAX_ITEMS, Duration::ZERO).unwrap().len(), 3);
         assert!(b.next(3, Duration::ZERO).is_none());
 
-        let _lane = b.enter(item(10).0);
+        let _lane = b.enter(waiting(10, &mut keep));
         for size in [MAX_BYTES / 2, MAX_BYTES / 2 + 1, MAX_BYTES + 10, 10] {
-            assert!(matches!(b.enter(item(size).0), Entry::Queued));
+            assert!(matches!(b.enter(waiting(size, &mut keep)), Entry::Queued));
         }
         let sizes = |v: Vec<Item>| v.iter().map(|i| i.input.get().len()).collect::<Vec<_>>();
         assert_eq!(sizes(b.next(1, Duration::ZERO).unwrap()), vec![MAX_BYTES / 2], "the second would pass MAX_BYTES");
@@ -273,10 +296,11 @@ mod tests {
 
     #[test]
     fn a_version_whose_items_were_slow_gets_smaller_batches() {
+        let mut keep = Vec::new();
         let b = Batcher::new(1, Duration::from_millis(200));
-        let _lane = b.enter(item(10).0);
+        let _lane = b.enter(waiting(10, &mut keep));
         for _ in 0..MAX_ITEMS {
-            assert!(matches!(b.enter(item(10).0), Entry::Queued));
+            assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         }
         // 10 ms per item: a quarter of 200 ms holds 5 such items.
         b.state().per_item = Duration::from_millis(10);
@@ -285,13 +309,42 @@ mod tests {
     }
 
     #[test]
+    fn evaluations_whose_callers_stopped_waiting_are_not_sent_and_a_full_queue_refuses_at_once() {
+        let mut keep = Vec::new();
+        let b = Batcher::new(1, Duration::from_millis(200));
+        let _lane = b.enter(waiting(10, &mut keep));
+        let (gone, rx) = item(10);
+        assert!(matches!(b.enter(gone), Entry::Queued));
+        drop(rx);
+        let (kept, _rx) = item(11);
+        assert!(matches!(b.enter(kept), Entry::Queued));
+        let next = b.next(1, Duration::ZERO).unwrap();
+        assert_eq!(next.iter().map(|i| i.input.get().len()).collect::<Vec<_>>(), vec![11], "the abandoned one is dropped");
+        assert!(b.next(1, Duration::ZERO).is_none());
+
+        let mut callers = Vec::new();
+        let _lane = b.enter(waiting(10, &mut keep));
+        for _ in 0..MAX_QUEUED {
+            let (i, rx) = item(10);
+            callers.push(rx);
+            assert!(matches!(b.enter(i), Entry::Queued));
+        }
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Full));
+        // Callers that gave up free their places at the next batch.
+        callers.clear();
+        assert!(b.next(1, Duration::ZERO).is_none(), "nobody waits any more: the lane closes");
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Lane(_)));
+    }
+
+    #[test]
     fn a_dropped_lane_is_closed_by_its_guard() {
+        let mut keep = Vec::new();
         let b = Arc::new(Batcher::new(1, Duration::from_millis(200)));
-        assert!(matches!(b.enter(item(10).0), Entry::Lane(_)));
-        assert!(matches!(b.enter(item(10).0), Entry::Queued));
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Lane(_)));
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         drop(LaneGuard { batcher: b.clone(), open: true });
         // The lane is free again: the queued item leaves with the next arrival.
-        assert!(matches!(b.enter(item(10).0), Entry::Lane(items) if items.len() == 2));
+        assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Lane(items) if items.len() == 2));
     }
 
     #[test]

@@ -126,9 +126,18 @@ impl PreparedPolicy for OpaPolicy {
         let input =
             serde_json::value::to_raw_value(input).map_err(|e| EngineError::BadResponse(format!("the input cannot be sent: {e}")))?;
         let (reply, answered) = tokio::sync::oneshot::channel();
-        if let batch::Entry::Lane(items) = batcher.enter(batch::Item { rule: rule.to_owned(), input, reply }) {
-            let lane = self.inner.clone().lane(path.clone(), batcher.clone(), items);
-            tokio::spawn(super::super::on_behalf_of(super::super::current_tenant(), lane));
+        match batcher.enter(batch::Item { rule: rule.to_owned(), input, reply }) {
+            batch::Entry::Lane(items) => {
+                let lane = self.inner.clone().lane(path.clone(), batcher.clone(), items);
+                tokio::spawn(super::super::on_behalf_of(super::super::current_tenant(), lane));
+            }
+            batch::Entry::Queued => {}
+            batch::Entry::Full => {
+                return Err(EngineError::Overloaded(format!(
+                    "{} evaluations of this policy are already waiting for OPA",
+                    batch::MAX_QUEUED
+                )));
+            }
         }
         match tokio::time::timeout(self.inner.engine.timeout, answered).await {
             Ok(Ok(result)) => result,
