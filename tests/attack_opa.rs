@@ -426,6 +426,14 @@ async fn a_tenant_whose_batched_evaluations_all_fail_gets_an_error_for_each_whil
     let b = Uuid::new_v4();
     let tb = token(b, ADMIN);
     let fair = active(&svc, b, &tb, "package fair\n\nallow if input.ok\n\nlevel := input.n\n").await;
+    // A rule name joins batches once a query alone answered it without an error.
+    for (id, t, tok, rule, input) in
+        [(&hostile, a, &ta, "r", json!({"x": false})), (&fair, b, &tb, "allow", json!({})), (&fair, b, &tb, "level", json!({}))]
+    {
+        let body = json!({"input": input, "rule": rule});
+        let (status, r) = svc.call(Method::POST, &format!("/api/v1/policies/{id}/evaluate"), Some(t), Some(tok), Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+    }
     let recorded = ledger_count_for(a).await;
     let before = opa_query_items(&svc).await;
 

@@ -19,26 +19,35 @@ fn opa() -> OpaEngine {
 }
 
 fn module(rego: &str) -> PolicyModule {
-    PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source: PolicySource::single(rego) }
+    let mut source = PolicySource::single(rego);
+    // A nested package: its document is a key of the main package's.
+    source.modules.push("package batch.check.sub\n\nv := input.n\n".to_owned());
+    PolicyModule { policy_id: uuid::Uuid::new_v4(), version: 1, package: String::new(), source }
 }
 
 /// Defined only on some inputs, a value computed from the input, and a complete rule whose
 /// two definitions conflict (an evaluation error, which fails a whole batch query) when
 /// `input.c` holds.
-const POLICY: &str = "package batch.check\n\nallow if input.ok\n\ndouble := input.n * 2\n\nr := 1 if input.c\n\nr := 2 if input.c\n";
+const POLICY: &str = "package batch.check\n\nallow if input.ok\n\ndouble := input.n * 2\n\nr := 1 if input.c\n\nr := 2 if input.c\n\n\
+     default d := \"no\"\n\nd := \"yes\" if input.ok\n\nf(x) := x + 1\n\nnames contains n if some n in input.names\n";
 
 /// (rule, input) pairs of every kind of answer: a value, undefined, an evaluation error, a
-/// rule the version does not have, and a dotted path (which never joins a batch).
+/// rule the version does not have, a default rule, a function's name, a partial set, a
+/// nested package.
 fn cases() -> Vec<(String, Value)> {
     let mut cases = Vec::new();
-    for i in 0..48i64 {
-        let (rule, input) = match i % 6 {
+    for i in 0..60i64 {
+        let (rule, input) = match i % 10 {
             0 => ("allow", json!({"ok": true})),
             1 => ("allow", json!({"ok": false})),
             2 => ("double", json!({"n": i})),
             // One conflict: the batch holding it fails as a whole, the others do not.
             3 => ("r", json!({"c": i == 3})),
             4 => ("missing", json!({"ok": true})),
+            5 => ("d", json!({"ok": i % 4 == 1})),
+            6 => ("f", json!({"n": i})),
+            7 => ("names", json!({"names": ["a", format!("n{i}")]})),
+            8 => ("sub", json!({"n": i})),
             _ => ("double", json!({"n": i, "pad": "x".repeat(usize::try_from(i).unwrap() * 100)})),
         };
         cases.push((rule.to_owned(), input));
@@ -74,6 +83,10 @@ async fn concurrent_evaluations_of_one_version_share_queries_and_each_gets_the_a
     // The same policy, never batched: it mentions a builtin OPA answers once per query.
     let alone = engine.prepare(&module(&format!("{POLICY}\n# rand.intn\n"))).await.unwrap();
     let cases = cases();
+    // A rule name joins batches once a query alone answered it (a function's name never does).
+    for rule in ["allow", "double", "r", "missing", "d", "f", "names", "sub"] {
+        let _ = batched.evaluate(Some(rule), Some(&json!({}))).await;
+    }
 
     let (items_before, queries_before) = queries_and_items();
     let got = concurrently(&batched, &cases).await;
@@ -90,9 +103,16 @@ async fn concurrent_evaluations_of_one_version_share_queries_and_each_gets_the_a
     assert!(got.iter().any(|r| matches!(r, Ok(Some(Value::Bool(true))))));
     assert!(got.iter().any(|r| matches!(r, Ok(None))));
     assert!(got.iter().any(Result::is_err), "the conflicting items fail, each alone");
-    assert_eq!(got.iter().filter(|r| r.is_err()).count(), 1, "only the conflicting item fails: {got:?}");
+    // The conflicting item, and the six queries of a function's name (refused as alone).
+    assert_eq!(got.iter().filter(|r| r.is_err()).count(), 7, "only these fail: {got:?}");
 
-    // Rules that are not one name, and evaluations without an input, go alone.
+    assert!(got.iter().any(|r| matches!(r, Ok(Some(Value::String(s))) if s == "no")), "a default rule's value");
+    // Rules that are not one name, and evaluations without an input or with an input of
+    // `null`, go alone.
+    assert_eq!(
+        outcome(&batched.evaluate(Some("d"), Some(&Value::Null)).await),
+        outcome(&alone.evaluate(Some("d"), Some(&Value::Null)).await)
+    );
     let dotted = batched.evaluate(Some("allow.x"), Some(&json!({"ok": true}))).await;
     assert_eq!(outcome(&dotted), outcome(&alone.evaluate(Some("allow.x"), Some(&json!({"ok": true}))).await));
     assert_eq!(batched.evaluate(Some("allow"), None).await.unwrap(), None);
@@ -107,6 +127,8 @@ async fn a_batch_of_a_version_opa_lost_uploads_it_again_and_answers() {
     engine.unload_all(&OpaEngine::module_ids(&m)).await.unwrap();
     assert!(!engine.is_loaded(&m).await.unwrap());
 
+    assert_eq!(policy.evaluate(Some("double"), Some(&json!({"n": 1}))).await.unwrap(), Some(json!(2)), "alone, it uploads the version");
+    engine.unload_all(&OpaEngine::module_ids(&m)).await.unwrap();
     let cases: Vec<(String, Value)> = (0..24i64).map(|n| ("double".to_owned(), json!({"n": n}))).collect();
     let got = concurrently(&policy, &cases).await;
     for ((_, input), got) in cases.iter().zip(got) {

@@ -10,27 +10,35 @@
 //!   evaluation that finds one free goes at once, alone, as a plain data query, so a lone
 //!   evaluation never waits; the others queue, and when a query comes back its lane takes
 //!   the queue's oldest, up to [`MAX_ITEMS`] items and [`MAX_BYTES`] of input, and fewer
-//!   when the version's items have been slow (a batch's items together stay within a
-//!   quarter of the evaluation budget). An evaluation whose caller stopped waiting (its
-//!   deadline passed) is dropped from the queue, not sent; at most [`MAX_QUEUED`] wait per
-//!   version, and past that an evaluation is refused at once (503, overloaded).
+//!   when the version's items have been slow (no more than [`BATCH_TIME`] of them at the
+//!   version's recent time per item). An evaluation whose caller stopped waiting is
+//!   dropped from the queue, not sent, and one whose deadline leaves less than that time
+//!   is answered with a timeout at once; at most [`MAX_QUEUED`] wait per version, and past
+//!   that an evaluation is refused at once (503, overloaded).
 //! - **Fidelity**: an item's value is its rule's value under `with input as`, which is what
-//!   a data query with that input answers. The items of a batch share one query, so one
-//!   instant (`time.now_ns`); versions calling `rand.intn` or `uuid.rfc4122`, which OPA
-//!   answers once per query for the same arguments, are never batched ([`batchable`]),
-//!   nor are evaluations without an input (OPA's undefined input) or of a rule path other
-//!   than one name.
+//!   a data query with that input answers. A data query of a name that is no document (a
+//!   function's) is refused when OPA compiles it, while a batch would read it as
+//!   undefined: so the first evaluation of each rule name goes alone, and the name joins
+//!   batches once a query alone answered it without an error ([`Batcher::knows`]). The
+//!   items of a batch share one query, so one instant (`time.now_ns`); versions naming
+//!   `rand` or `uuid` (`rand.intn`, `uuid.rfc4122`: OPA answers those once per query for
+//!   the same arguments) are never batched ([`batchable`]), nor are evaluations without an
+//!   input (OPA's undefined input) or with an input of `null` (which OPA's API may read as
+//!   no input), or of a rule path other than one name.
 //! - **Errors**: when the batch query fails as a whole (one item's evaluation error fails
 //!   the query, e.g. a conflict), each item is asked again alone, so each gets its own
 //!   answer. A batch that OPA does not answer in time, or cannot be sent, answers each of
-//!   its items with that error, as alone. Without the batch module's `loaded` (OPA lost the
+//!   its items with that error (items are not retried alone then: their deadlines are
+//!   spent or OPA is gone). Without the batch module's `loaded` (OPA lost the
 //!   version: a restart), the items go alone, which uploads the version again.
 //! - **Tenants**: a version belongs to one tenant, so a batch holds one tenant's items; its
 //!   lane runs on behalf of the caller that opened it ([`super::super::breaker`]).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -41,6 +49,11 @@ use super::super::{EngineError, PolicySource};
 
 /// Items in one batch query at most.
 pub const MAX_ITEMS: usize = 16;
+/// The OPA time a batch aims at: no more items than the version's recent time per item
+/// fits in it. A batch then lasts about as long as one slow evaluation alone, so it cannot
+/// time out where its items alone would not (unless OPA stalls), and queries stay short
+/// for the breaker, which blames the query in flight longest when OPA dies.
+pub const BATCH_TIME: Duration = Duration::from_millis(10);
 /// Bytes of input in one batch query at most (an item larger than this goes alone).
 pub const MAX_BYTES: usize = 1 << 20;
 /// Evaluations of one version waiting at most; past it an evaluation is refused at once
@@ -60,12 +73,17 @@ pub fn module(batch_package: &str, package: &str, loaded_marker: &str) -> String
     )
 }
 
-/// Whether a version's evaluations may share a query: none of its modules calls a builtin
-/// that OPA answers once per query for the same arguments (a textual check: a mention in
-/// a comment or a string also counts, which only costs the batching).
+/// The word a call of a builtin OPA answers once per query for the same arguments starts
+/// with (`rand.intn`, `uuid.rfc4122`), however the call is spelt (`rand["intn"]`, escapes
+/// in the key): a reference's head is a plain name.
+static PER_QUERY: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\b(rand|uuid)\b").ok());
+
+/// Whether a version's evaluations may share a query: none of its modules names `rand` or
+/// `uuid` (a textual check: a mention in a comment or a string also counts, which only
+/// costs the batching).
 pub fn batchable(source: &PolicySource) -> bool {
-    const PER_QUERY: [&str; 2] = ["rand.intn", "uuid.rfc4122"];
-    !source.modules.iter().any(|m| PER_QUERY.iter().any(|b| m.contains(b)))
+    let Some(per_query) = PER_QUERY.as_ref() else { return false };
+    !source.modules.iter().any(|m| per_query.is_match(m))
 }
 
 /// Queries of one version in flight at once: the service's cores, at least 2.
@@ -79,6 +97,8 @@ pub struct Item {
     pub rule: String,
     pub input: Box<RawValue>,
     pub reply: oneshot::Sender<Result<Option<Value>, EngineError>>,
+    /// When its caller stops waiting.
+    pub deadline: Instant,
 }
 
 /// The body of a batch query (items borrowed, inputs as the callers' JSON text).
@@ -117,15 +137,20 @@ pub fn values(answer: Option<Value>, n: usize) -> Option<Vec<Option<Value>>> {
 pub struct Batcher {
     state: Mutex<State>,
     lanes: usize,
-    budget: Duration,
+    /// Rule names a query alone has answered without an error ([`Batcher::knows`]).
+    known: Mutex<HashSet<String>>,
 }
+
+/// Rule names a version remembers as known; evaluations of other names go alone.
+pub const MAX_KNOWN_NAMES: usize = 256;
 
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Item>,
     /// Lanes running (each sends one query at a time).
     busy: usize,
-    /// The version's recent OPA time per item (an average that forgets).
+    /// The version's recent OPA time per item: it rises with a slower batch at once and
+    /// falls slowly (an average that forgets).
     per_item: Duration,
 }
 
@@ -138,8 +163,24 @@ pub enum Entry {
 }
 
 impl Batcher {
-    pub fn new(lanes: usize, budget: Duration) -> Self {
-        Self { state: Mutex::new(State::default()), lanes: lanes.max(1), budget }
+    pub fn new(lanes: usize) -> Self {
+        Self { state: Mutex::new(State::default()), lanes: lanes.max(1), known: Mutex::default() }
+    }
+
+    /// Whether a query alone has answered `rule` without an error. OPA refuses a query of a
+    /// name that is not a document (a function's) when it compiles the query, whatever the
+    /// input, while a batch reads that name as undefined: so a name joins batches only once
+    /// a query alone has shown it compiles.
+    pub fn knows(&self, rule: &str) -> bool {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(rule)
+    }
+
+    /// Remembers that a query alone answered `rule` (up to [`MAX_KNOWN_NAMES`] names).
+    pub fn learned(&self, rule: &str) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() < MAX_KNOWN_NAMES && !known.contains(rule) {
+            known.insert(rule.to_owned());
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -153,7 +194,10 @@ impl Batcher {
         if s.busy < self.lanes && s.queue.is_empty() {
             s.busy += 1;
             Entry::Lane(vec![item])
-        } else if s.queue.len() >= MAX_QUEUED {
+        } else if s.queue.len() >= MAX_QUEUED && {
+            s.queue.retain(|item| !item.reply.is_closed());
+            s.queue.len() >= MAX_QUEUED
+        } {
             Entry::Full
         } else {
             s.queue.push_back(item);
@@ -172,8 +216,8 @@ impl Batcher {
     pub fn next(&self, items: usize, took: Duration) -> Option<Vec<Item>> {
         let mut s = self.state();
         if items > 0 {
-            let per_item = took / u32::try_from(items).unwrap_or(u32::MAX);
-            s.per_item = (s.per_item * 3 + per_item) / 4;
+            let sample = took / u32::try_from(items).unwrap_or(u32::MAX);
+            s.per_item = if sample >= s.per_item { sample } else { (s.per_item * 3 + sample) / 4 };
         }
         let next = self.take(&mut s);
         if next.is_empty() {
@@ -191,15 +235,28 @@ impl Batcher {
     }
 
     /// The queue's oldest items for one query: at least one, at most [`MAX_ITEMS`] and
-    /// [`MAX_BYTES`] of input, and no more than fit a quarter of the budget at the
-    /// version's recent time per item. Items whose callers stopped waiting (their deadline
-    /// passed) are dropped, not sent. Empty only when every waiting caller has gone.
+    /// [`MAX_BYTES`] of input, and no more than [`BATCH_TIME`] holds at the version's recent
+    /// time per item. Items whose callers stopped waiting are dropped, not sent, and those
+    /// whose deadline leaves less than that time per item are answered with a timeout at
+    /// once. Empty only when nobody who can still be answered waits.
     fn take(&self, s: &mut State) -> Vec<Item> {
-        s.queue.retain(|item| !item.reply.is_closed());
-        let fit = if s.per_item.is_zero() {
+        let now = Instant::now();
+        let per_item = s.per_item;
+        let waiting = std::mem::take(&mut s.queue);
+        for item in waiting {
+            if item.reply.is_closed() {
+                continue;
+            }
+            if item.deadline.saturating_duration_since(now) < per_item {
+                let _ = item.reply.send(Err(EngineError::Timeout("OPA could not answer within the evaluation budget".into())));
+                continue;
+            }
+            s.queue.push_back(item);
+        }
+        let fit = if per_item.is_zero() {
             MAX_ITEMS
         } else {
-            usize::try_from((self.budget / 4).as_nanos() / s.per_item.as_nanos().max(1)).unwrap_or(MAX_ITEMS)
+            usize::try_from(BATCH_TIME.as_nanos() / per_item.as_nanos().max(1)).unwrap_or(MAX_ITEMS)
         };
         let limit = fit.clamp(1, MAX_ITEMS);
         let mut out = Vec::new();
@@ -247,12 +304,12 @@ mod tests {
     fn item(bytes: usize) -> (Item, Answer) {
         let (reply, rx) = oneshot::channel();
         let input = RawValue::from_string(format!("\"{}\"", "x".repeat(bytes.saturating_sub(2)))).unwrap();
-        (Item { rule: "allow".into(), input, reply }, rx)
+        (Item { rule: "allow".into(), input, reply, deadline: Instant::now() + Duration::from_secs(60) }, rx)
     }
 
     #[test]
     fn an_evaluation_that_finds_a_free_lane_goes_alone_at_once_and_the_rest_wait() {
-        let b = Batcher::new(2, Duration::from_millis(200));
+        let b = Batcher::new(2);
         let mut keep = Vec::new();
         for expected_lane in [true, true, false, false] {
             let (i, rx) = item(10);
@@ -274,7 +331,7 @@ mod tests {
     #[test]
     fn a_batch_holds_at_most_max_items_and_max_bytes_and_one_item_larger_than_that_goes_alone() {
         let mut keep = Vec::new();
-        let b = Batcher::new(1, Duration::from_millis(200));
+        let b = Batcher::new(1);
         let _lane = b.enter(waiting(10, &mut keep));
         for _ in 0..MAX_ITEMS + 3 {
             assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
@@ -295,23 +352,39 @@ mod tests {
     }
 
     #[test]
-    fn a_version_whose_items_were_slow_gets_smaller_batches() {
+    fn a_version_whose_items_were_slow_gets_smaller_batches_at_once_and_larger_ones_slowly() {
         let mut keep = Vec::new();
-        let b = Batcher::new(1, Duration::from_millis(200));
+        let b = Batcher::new(1);
         let _lane = b.enter(waiting(10, &mut keep));
-        for _ in 0..MAX_ITEMS {
+        for _ in 0..3 * MAX_ITEMS {
             assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         }
-        // 10 ms per item: a quarter of 200 ms holds 5 such items.
-        b.state().per_item = Duration::from_millis(10);
-        let batch = b.next(1, Duration::from_millis(10)).unwrap();
-        assert_eq!(batch.len(), 5);
+        // One item took 2 ms: BATCH_TIME (10 ms) holds 5 such items, from this batch on.
+        assert_eq!(b.next(1, Duration::from_millis(2)).unwrap().len(), 5);
+        // Faster items afterwards: the estimate falls by a quarter of the gap per batch.
+        assert_eq!(b.next(5, Duration::ZERO).unwrap().len(), 6, "10 ms / 1.5 ms");
+        assert_eq!(b.next(6, Duration::ZERO).unwrap().len(), 8, "10 ms / 1.125 ms");
+    }
+
+    #[test]
+    fn an_evaluation_whose_deadline_leaves_less_than_one_item_s_time_is_answered_with_a_timeout_at_once() {
+        let mut keep = Vec::new();
+        let b = Batcher::new(1);
+        let _lane = b.enter(waiting(10, &mut keep));
+        let (mut late, mut answer) = item(10);
+        late.deadline = Instant::now() + Duration::from_millis(1);
+        assert!(matches!(b.enter(late), Entry::Queued));
+        assert!(matches!(b.enter(waiting(12, &mut keep)), Entry::Queued));
+        // Items take 5 ms each now: the late one cannot be answered in its last millisecond.
+        let next = b.next(1, Duration::from_millis(5)).unwrap();
+        assert_eq!(next.iter().map(|i| i.input.get().len()).collect::<Vec<_>>(), vec![12]);
+        assert!(matches!(answer.try_recv(), Ok(Err(EngineError::Timeout(_)))));
     }
 
     #[test]
     fn evaluations_whose_callers_stopped_waiting_are_not_sent_and_a_full_queue_refuses_at_once() {
         let mut keep = Vec::new();
-        let b = Batcher::new(1, Duration::from_millis(200));
+        let b = Batcher::new(1);
         let _lane = b.enter(waiting(10, &mut keep));
         let (gone, rx) = item(10);
         assert!(matches!(b.enter(gone), Entry::Queued));
@@ -337,9 +410,21 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_name_joins_batches_once_a_query_alone_answered_it_and_the_names_remembered_are_bounded() {
+        let b = Batcher::new(1);
+        assert!(!b.knows("allow"));
+        b.learned("allow");
+        assert!(b.knows("allow"));
+        for i in 0..2 * MAX_KNOWN_NAMES {
+            b.learned(&format!("r{i}"));
+        }
+        assert!(b.knows("r0") && !b.knows(&format!("r{}", 2 * MAX_KNOWN_NAMES - 1)), "at most MAX_KNOWN_NAMES");
+    }
+
+    #[test]
     fn a_dropped_lane_is_closed_by_its_guard() {
         let mut keep = Vec::new();
-        let b = Arc::new(Batcher::new(1, Duration::from_millis(200)));
+        let b = Arc::new(Batcher::new(1));
         assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Lane(_)));
         assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         drop(LaneGuard { batcher: b.clone(), open: true });
@@ -358,9 +443,12 @@ mod tests {
     }
 
     #[test]
-    fn versions_calling_builtins_answered_once_per_query_are_not_batched() {
+    fn versions_calling_builtins_answered_once_per_query_are_not_batched_however_the_call_is_spelt() {
         assert!(batchable(&PolicySource::single("package a\nallow if input.x\n")));
+        assert!(batchable(&PolicySource::single("package a\nallow if input.brand == \"operand\"\n")), "words that contain rand");
         assert!(!batchable(&PolicySource::single("package a\nr := rand.intn(\"k\", 10)\n")));
+        assert!(!batchable(&PolicySource::single("package a\nr := rand[\"intn\"](\"k\", 10)\n")));
+        assert!(!batchable(&PolicySource::single("package a\nr := uuid[\"rfc\\u0034122\"](\"k\")\n")));
         let mut two = PolicySource::single("package a\nallow := true\n");
         two.modules.push("package b\nid := uuid.rfc4122(\"k\")\n".into());
         assert!(!batchable(&two));

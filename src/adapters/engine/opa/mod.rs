@@ -368,8 +368,8 @@ impl PolicyEngine for OpaEngine {
             self.delete(&version.ids).await;
             return Err(e);
         }
-        let batcher = batch::batchable(&module.source)
-            .then(|| (data_path(&batch_package, None), Arc::new(batch::Batcher::new(batch::in_flight(), self.timeout))));
+        let batcher =
+            batch::batchable(&module.source).then(|| (data_path(&batch_package, None), Arc::new(batch::Batcher::new(batch::in_flight()))));
         Ok(Arc::new(OpaPolicy { inner: Arc::new(Version { engine: self.clone(), version, package, batcher }) }))
     }
 

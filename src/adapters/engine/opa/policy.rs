@@ -101,6 +101,7 @@ impl Version {
                 Ok(None) | Err(_) => {}
             }
         }
+        let items: Vec<batch::Item> = items.into_iter().filter(|item| !item.reply.is_closed()).collect();
         let alone = items.iter().map(|item| self.alone(Some(&item.rule), Some(&*item.input)));
         let results = futures::future::join_all(alone).await;
         for (item, result) in items.into_iter().zip(results) {
@@ -120,13 +121,20 @@ impl PreparedPolicy for OpaPolicy {
         let (Some(rule), Some(input), Some((path, batcher))) = (rule, input, &self.inner.batcher) else {
             return self.inner.alone(rule, input).await;
         };
-        if !one_name(rule) {
-            return self.inner.alone(Some(rule), Some(input)).await;
+        // An input of `null` goes alone: OPA's API may read `{"input": null}` as no input,
+        // and `with input as null` as `null`.
+        if !one_name(rule) || input.is_null() || !batcher.knows(rule) {
+            let result = self.inner.alone(Some(rule), Some(input)).await;
+            if result.is_ok() && one_name(rule) {
+                batcher.learned(rule);
+            }
+            return result;
         }
         let input =
             serde_json::value::to_raw_value(input).map_err(|e| EngineError::BadResponse(format!("the input cannot be sent: {e}")))?;
         let (reply, answered) = tokio::sync::oneshot::channel();
-        match batcher.enter(batch::Item { rule: rule.to_owned(), input, reply }) {
+        let deadline = std::time::Instant::now() + self.inner.engine.timeout;
+        match batcher.enter(batch::Item { rule: rule.to_owned(), input, reply, deadline }) {
             batch::Entry::Lane(items) => {
                 let lane = self.inner.clone().lane(path.clone(), batcher.clone(), items);
                 tokio::spawn(super::super::on_behalf_of(super::super::current_tenant(), lane));
