@@ -11,7 +11,7 @@
 //!   evaluation never waits; the others queue, and when a query comes back its lane takes
 //!   the queue's oldest, up to [`MAX_ITEMS`] items and [`MAX_BYTES`] of input, and fewer
 //!   when the version's items have been slow (no more than [`BATCH_TIME`] of them at the
-//!   version's recent time per item). An evaluation whose caller stopped waiting is
+//!   version's recent time per item, measured on batches; the first holds [`PROBE_ITEMS`]). An evaluation whose caller stopped waiting is
 //!   dropped from the queue, not sent, and one whose deadline leaves less than that time
 //!   is answered with a timeout at once; at most [`MAX_QUEUED`] wait per version, and past
 //!   that an evaluation is refused at once (503, overloaded).
@@ -54,6 +54,8 @@ pub const MAX_ITEMS: usize = 16;
 /// time out where its items alone would not (unless OPA stalls), and queries stay short
 /// for the breaker, which blames the query in flight longest when OPA dies.
 pub const BATCH_TIME: Duration = Duration::from_millis(10);
+/// Items in a version's first batch, before its time per item is known.
+pub const PROBE_ITEMS: usize = 2;
 /// Bytes of input in one batch query at most (an item larger than this goes alone).
 pub const MAX_BYTES: usize = 1 << 20;
 /// Evaluations of one version waiting at most; past it an evaluation is refused at once
@@ -149,9 +151,11 @@ struct State {
     queue: VecDeque<Item>,
     /// Lanes running (each sends one query at a time).
     busy: usize,
-    /// The version's recent OPA time per item: it rises with a slower batch at once and
-    /// falls slowly (an average that forgets).
-    per_item: Duration,
+    /// The version's recent OPA time per item, measured on queries of several items (a
+    /// query alone is mostly the request's own cost): it rises with a slower batch at once
+    /// and falls slowly (an average that forgets); a faster query alone also lowers it.
+    /// `None` until a batch has been timed: the first holds [`PROBE_ITEMS`].
+    per_item: Option<Duration>,
 }
 
 /// What an evaluation entering the batcher does: go now, on a lane of its own, wait, or
@@ -215,10 +219,12 @@ impl Batcher {
     /// or closes it (`None`) when nothing waits.
     pub fn next(&self, items: usize, took: Duration) -> Option<Vec<Item>> {
         let mut s = self.state();
-        if items > 0 {
-            let sample = took / u32::try_from(items).unwrap_or(u32::MAX);
-            s.per_item = if sample >= s.per_item { sample } else { (s.per_item * 3 + sample) / 4 };
-        }
+        let sample = took / u32::try_from(items.max(1)).unwrap_or(u32::MAX);
+        s.per_item = match s.per_item {
+            Some(known) if sample < known => Some((known * 3 + sample) / 4),
+            _ if items > 1 => Some(sample),
+            known => known,
+        };
         let next = self.take(&mut s);
         if next.is_empty() {
             s.busy = s.busy.saturating_sub(1);
@@ -241,7 +247,7 @@ impl Batcher {
     /// once. Empty only when nobody who can still be answered waits.
     fn take(&self, s: &mut State) -> Vec<Item> {
         let now = Instant::now();
-        let per_item = s.per_item;
+        let per_item = s.per_item.unwrap_or_default();
         let waiting = std::mem::take(&mut s.queue);
         for item in waiting {
             if item.reply.is_closed() {
@@ -253,10 +259,9 @@ impl Batcher {
             }
             s.queue.push_back(item);
         }
-        let fit = if per_item.is_zero() {
-            MAX_ITEMS
-        } else {
-            usize::try_from(BATCH_TIME.as_nanos() / per_item.as_nanos().max(1)).unwrap_or(MAX_ITEMS)
+        let fit = match s.per_item {
+            None => PROBE_ITEMS,
+            Some(known) => usize::try_from(BATCH_TIME.as_nanos() / known.as_nanos().max(1)).unwrap_or(MAX_ITEMS),
         };
         let limit = fit.clamp(1, MAX_ITEMS);
         let mut out = Vec::new();
@@ -336,9 +341,10 @@ mod tests {
         for _ in 0..MAX_ITEMS + 3 {
             assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         }
-        assert_eq!(b.next(1, Duration::ZERO).unwrap().len(), MAX_ITEMS);
-        assert_eq!(b.next(MAX_ITEMS, Duration::ZERO).unwrap().len(), 3);
-        assert!(b.next(3, Duration::ZERO).is_none());
+        assert_eq!(b.next(1, Duration::ZERO).unwrap().len(), PROBE_ITEMS, "before any batch was timed");
+        assert_eq!(b.next(PROBE_ITEMS, Duration::ZERO).unwrap().len(), MAX_ITEMS);
+        assert_eq!(b.next(MAX_ITEMS, Duration::ZERO).unwrap().len(), 1);
+        assert!(b.next(1, Duration::ZERO).is_none());
 
         let _lane = b.enter(waiting(10, &mut keep));
         for size in [MAX_BYTES / 2, MAX_BYTES / 2 + 1, MAX_BYTES + 10, 10] {
@@ -359,11 +365,17 @@ mod tests {
         for _ in 0..3 * MAX_ITEMS {
             assert!(matches!(b.enter(waiting(10, &mut keep)), Entry::Queued));
         }
-        // One item took 2 ms: BATCH_TIME (10 ms) holds 5 such items, from this batch on.
-        assert_eq!(b.next(1, Duration::from_millis(2)).unwrap().len(), 5);
+        // A query alone says little of an item's time (it is mostly the request's own):
+        // the first batch holds PROBE_ITEMS whatever the query alone took.
+        assert_eq!(b.next(1, Duration::from_millis(30)).unwrap().len(), PROBE_ITEMS);
+        // Two items took 4 ms: BATCH_TIME (10 ms) holds 5 such items, from this batch on.
+        assert_eq!(b.next(2, Duration::from_millis(4)).unwrap().len(), 5);
         // Faster items afterwards: the estimate falls by a quarter of the gap per batch.
         assert_eq!(b.next(5, Duration::ZERO).unwrap().len(), 6, "10 ms / 1.5 ms");
         assert_eq!(b.next(6, Duration::ZERO).unwrap().len(), 8, "10 ms / 1.125 ms");
+        // A slower batch shrinks the next at once; a slow query alone does not.
+        assert_eq!(b.next(8, Duration::from_millis(40)).unwrap().len(), 2, "10 ms / 5 ms");
+        assert_eq!(b.next(1, Duration::from_millis(100)).unwrap().len(), 2);
     }
 
     #[test]
@@ -376,7 +388,7 @@ mod tests {
         assert!(matches!(b.enter(late), Entry::Queued));
         assert!(matches!(b.enter(waiting(12, &mut keep)), Entry::Queued));
         // Items take 5 ms each now: the late one cannot be answered in its last millisecond.
-        let next = b.next(1, Duration::from_millis(5)).unwrap();
+        let next = b.next(2, Duration::from_millis(10)).unwrap();
         assert_eq!(next.iter().map(|i| i.input.get().len()).collect::<Vec<_>>(), vec![12]);
         assert!(matches!(answer.try_recv(), Ok(Err(EngineError::Timeout(_)))));
     }
