@@ -22,14 +22,28 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
+/// Every test here: a hostile tenant and a bystander, each with an admin's token.
+struct Tenants {
+    hostile: Uuid,
+    bystander: Uuid,
+    h_tok: String,
+    b_tok: String,
+}
+
+impl Tenants {
+    fn new() -> Self {
+        let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
+        Self { hostile, bystander, h_tok: token(hostile, ADMIN), b_tok: token(bystander, ADMIN) }
+    }
+}
+
 const WORKFLOWS: usize = 300;
 const DASHBOARDS: usize = 96;
 
 #[tokio::test]
 async fn a_tenant_flooding_cold_dashboards_leaves_another_tenants_evaluations_served() {
     let svc = Service::start(&[]).await;
-    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
-    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    let Tenants { hostile, bystander, h_tok, b_tok } = Tenants::new();
 
     // The bystander's active policy.
     let (status, created) =
@@ -111,8 +125,7 @@ async fn flood(svc: &Service, tenant: Uuid, tok: &str, answered: Option<&AtomicU
 #[tokio::test]
 async fn another_tenants_cold_dashboard_does_not_wait_for_the_rest_of_a_flood_of_cold_dashboards() {
     let svc = Service::start(&[]).await;
-    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
-    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    let Tenants { hostile, bystander, h_tok, b_tok } = Tenants::new();
     create_workflows(&svc, hostile, &h_tok, WORKFLOWS).await;
     create_workflows(&svc, bystander, &b_tok, 6).await;
 
@@ -162,8 +175,7 @@ async fn upload_all(svc: &Service, tenant: Uuid, tok: &str, metadata: Vec<serde_
 #[tokio::test]
 async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_and_another_tenants_dashboard_served() {
     let svc = Service::start(&[]).await;
-    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
-    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    let Tenants { hostile, bystander, h_tok, b_tok } = Tenants::new();
     create_workflows(&svc, hostile, &h_tok, 6).await;
     create_workflows(&svc, bystander, &b_tok, 6).await;
     let (h_wf, b_wf) = (first_workflow(&svc, hostile, &h_tok).await, first_workflow(&svc, bystander, &b_tok).await);
@@ -265,8 +277,7 @@ async fn records_naming_many_ids_are_judged_with_the_other_records_of_their_work
 #[tokio::test]
 async fn a_tenant_flooding_status_views_of_a_heavy_workflow_leaves_another_tenant_served() {
     let svc = Service::start(&[]).await;
-    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
-    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    let Tenants { hostile, bystander, h_tok, b_tok } = Tenants::new();
     let policy = active_policy(&svc, bystander, &b_tok, "package test.gate\n\nallow if input.score > 0.5\n").await;
     create_workflows(&svc, hostile, &h_tok, 1).await;
     create_workflows(&svc, bystander, &b_tok, 1).await;
@@ -332,8 +343,7 @@ const VIEWS: usize = 64;
 #[tokio::test]
 async fn a_dashboard_filtered_by_sql_or_by_another_tenants_workflow_shows_nothing_of_anyone_else() {
     let svc = Service::start(&[]).await;
-    let (hostile, bystander) = (Uuid::new_v4(), Uuid::new_v4());
-    let (h_tok, b_tok) = (token(hostile, ADMIN), token(bystander, ADMIN));
+    let Tenants { hostile, bystander, h_tok, b_tok } = Tenants::new();
     create_workflows(&svc, hostile, &h_tok, 1).await;
     create_workflows(&svc, bystander, &b_tok, 1).await;
     let b_wf = first_workflow(&svc, bystander, &b_tok).await;
