@@ -197,21 +197,22 @@ impl Batcher {
         let mut s = self.state();
         if s.busy < self.lanes && s.queue.is_empty() {
             s.busy += 1;
-            Entry::Lane(vec![item])
-        } else if s.queue.len() >= MAX_QUEUED && {
+            return Entry::Lane(vec![item]);
+        }
+        if s.queue.len() >= MAX_QUEUED {
+            // Callers that stopped waiting still hold places until their items reach the front.
             s.queue.retain(|item| !item.reply.is_closed());
-            s.queue.len() >= MAX_QUEUED
-        } {
-            Entry::Full
-        } else {
-            s.queue.push_back(item);
-            if s.busy < self.lanes {
-                s.busy += 1;
-                let next = self.take(&mut s);
-                Entry::Lane(next)
-            } else {
-                Entry::Queued
+            if s.queue.len() >= MAX_QUEUED {
+                return Entry::Full;
             }
+        }
+        s.queue.push_back(item);
+        if s.busy < self.lanes {
+            s.busy += 1;
+            let next = self.take(&mut s);
+            Entry::Lane(next)
+        } else {
+            Entry::Queued
         }
     }
 
@@ -248,17 +249,6 @@ impl Batcher {
     fn take(&self, s: &mut State) -> Vec<Item> {
         let now = Instant::now();
         let per_item = s.per_item.unwrap_or_default();
-        let waiting = std::mem::take(&mut s.queue);
-        for item in waiting {
-            if item.reply.is_closed() {
-                continue;
-            }
-            if item.deadline.saturating_duration_since(now) < per_item {
-                let _ = item.reply.send(Err(EngineError::Timeout("OPA could not answer within the evaluation budget".into())));
-                continue;
-            }
-            s.queue.push_back(item);
-        }
         let fit = match s.per_item {
             None => PROBE_ITEMS,
             Some(known) => usize::try_from(BATCH_TIME.as_nanos() / known.as_nanos().max(1)).unwrap_or(MAX_ITEMS),
@@ -266,13 +256,22 @@ impl Batcher {
         let limit = fit.clamp(1, MAX_ITEMS);
         let mut out = Vec::new();
         let mut bytes = 0;
+        // Only the front is looked at: items behind it are judged when they reach it.
         while let Some(front) = s.queue.front() {
             let size = front.input.get().len();
             if !out.is_empty() && (out.len() >= limit || bytes + size > MAX_BYTES) {
                 break;
             }
+            let Some(item) = s.queue.pop_front() else { break };
+            if item.reply.is_closed() {
+                continue;
+            }
+            if item.deadline.saturating_duration_since(now) < per_item {
+                let _ = item.reply.send(Err(EngineError::Timeout("OPA could not answer within the evaluation budget".into())));
+                continue;
+            }
             bytes += size;
-            out.extend(s.queue.pop_front());
+            out.push(item);
         }
         out
     }
