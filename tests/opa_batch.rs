@@ -148,3 +148,11 @@ async fn a_batch_of_a_version_opa_lost_uploads_it_again_and_answers() {
         assert!(ids.contains(&id.as_str()), "{id} is held again");
     }
 }
+
+#[tokio::test]
+async fn a_version_whose_package_has_a_quoted_segment_is_prepared_as_before_without_a_batch_module() {
+    let engine = opa();
+    let m = module("package batch[\"quoted-seg\"]\n\ndouble := input.n * 2\n");
+    engine.prepare(&m).await.unwrap();
+    assert!(OpaEngine::module_ids(&m).iter().all(|id| !id.ends_with("/batch")), "{:?}", OpaEngine::module_ids(&m));
+}

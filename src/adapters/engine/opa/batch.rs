@@ -88,6 +88,18 @@ pub fn batchable(source: &PolicySource) -> bool {
     !source.modules.iter().any(|m| per_query.is_match(m))
 }
 
+/// Whether a version gets a batch module: its main package is written as plain names
+/// (`a.b.c`), so the module can name it in Rego. A package with a quoted segment
+/// (`a["b-c"]`) gets none, and its evaluations all go alone, as before batches.
+pub fn plain_package(main: &str) -> bool {
+    super::declared_package(main).is_some_and(|p| {
+        p.split('.').all(|seg| {
+            seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    })
+}
+
 /// Queries of one version in flight at once: the service's cores, at least 2.
 pub fn in_flight() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2)
@@ -430,6 +442,13 @@ mod tests {
             b.learned(&format!("r{i}"));
         }
         assert!(b.knows("r0") && !b.knows(&format!("r{}", 2 * MAX_KNOWN_NAMES - 1)), "at most MAX_KNOWN_NAMES");
+    }
+
+    #[test]
+    fn only_a_package_written_as_plain_names_gets_a_batch_module() {
+        assert!(plain_package("package a.b_2.c\n"));
+        assert!(!plain_package("package a[\"b-c\"]\n"));
+        assert!(!plain_package("allow := true\n"), "no package");
     }
 
     #[test]

@@ -177,11 +177,14 @@ impl OpaEngine {
 
     /// The OPA module ids of every module of a version: the main one's is
     /// [`OpaEngine::module_id`], a further module's adds `/m<i>`.
-    /// The last is the version's batch module ([`batch`]).
+    /// The last is the version's batch module ([`batch`]), when its package is written as
+    /// plain names ([`batch::plain_package`]).
     pub fn module_ids(module: &PolicyModule) -> Vec<String> {
         let main = Self::module_id(module);
         let mut ids = version_ids(&main, module.source.modules.len());
-        ids.push(batch::module_id(&main));
+        if batch::plain_package(module.source.main()) {
+            ids.push(batch::module_id(&main));
+        }
         ids
     }
 
@@ -353,7 +356,7 @@ impl PolicyEngine for OpaEngine {
 
     async fn prepare(&self, module: &PolicyModule) -> Result<Arc<dyn PreparedPolicy>, EngineError> {
         let mut ids = Self::module_ids(module);
-        let batch_id = ids.pop().unwrap_or_default();
+        let batch_id = if batch::plain_package(module.source.main()) { ids.pop() } else { None };
         let mut version = Confined::new(&module.source, Self::prefix(module), ids)?;
         // A marker rule tells "undefined" apart from "OPA lost the module" (a restart).
         if let Some(main) = version.bodies.first_mut() {
@@ -361,15 +364,17 @@ impl PolicyEngine for OpaEngine {
         }
         let package = format!("{}.{}", version.prefix, version.package);
         let batch_package = Self::batch_package(module);
-        version.ids.push(batch_id);
-        version.bodies.push(batch::module(&batch_package, &package, LOADED_MARKER));
+        let batched = batch_id.is_some() && batch::batchable(&module.source);
+        if let Some(id) = batch_id {
+            version.ids.push(id);
+            version.bodies.push(batch::module(&batch_package, &package, LOADED_MARKER));
+        }
         if let Err(e) = self.upload(&version).await {
             // What was uploaded of a version OPA refused must not stay.
             self.delete(&version.ids).await;
             return Err(e);
         }
-        let batcher =
-            batch::batchable(&module.source).then(|| (data_path(&batch_package, None), Arc::new(batch::Batcher::new(batch::in_flight()))));
+        let batcher = batched.then(|| (data_path(&batch_package, None), Arc::new(batch::Batcher::new(batch::in_flight()))));
         Ok(Arc::new(OpaPolicy { inner: Arc::new(Version { engine: self.clone(), version, package, batcher }) }))
     }
 
