@@ -19,6 +19,10 @@ use sqlx::{Connection, PgConnection};
 mod support;
 use support::{env, histogram};
 
+/// The service's allocator (src/main.rs), so the appender is measured as the service runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WRITERS: usize = 8;
 
 fn seconds() -> Duration {
@@ -146,6 +150,42 @@ async fn ledger_appends(d: Duration, in_flight: usize) -> Run {
     run
 }
 
+/// The audit cluster's WAL counters (`pg_stat_wal`, `pg_stat_bgwriter`): what an arm made
+/// PostgreSQL write and flush, so a difference between arms can be traced to its cause.
+#[derive(Clone, Copy)]
+struct Wal {
+    records: i64,
+    fpi: i64,
+    bytes: f64,
+    syncs: i64,
+    checkpoints: i64,
+}
+
+async fn wal() -> Wal {
+    let mut admin = PgConnection::connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL")).await.unwrap();
+    let (records, fpi, bytes, syncs, checkpoints): (i64, i64, f64, i64, i64) = sqlx::query_as(
+        "SELECT w.wal_records, w.wal_fpi, w.wal_bytes::float8, w.wal_sync, b.checkpoints_timed + b.checkpoints_req \
+         FROM pg_stat_wal w, pg_stat_bgwriter b",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    Wal { records, fpi, bytes, syncs, checkpoints }
+}
+
+/// Per row written between two [`wal`] readings: WAL bytes, records, full-page images, and
+/// the flushes and checkpoints in between.
+fn wal_per_row(before: Wal, after: Wal, rows: usize) -> serde_json::Value {
+    let n = rows.max(1) as f64;
+    serde_json::json!({
+        "wal_bytes_per_row": ((after.bytes - before.bytes) / n).round(),
+        "wal_records_per_row": ((after.records - before.records) as f64 / n * 100.0).round() / 100.0,
+        "full_page_images_per_row": ((after.fpi - before.fpi) as f64 / n * 1000.0).round() / 1000.0,
+        "wal_flushes": after.syncs - before.syncs,
+        "checkpoints": after.checkpoints - before.checkpoints,
+    })
+}
+
 /// Writes a synthetic, valid export of `n` entries with a checkpoint every 100,000.
 fn synthetic_export(n: u64, path: &std::path::Path, signer: &NoteSigner) {
     use std::io::Write;
@@ -222,15 +262,19 @@ async fn main() {
     // machine, not something that shares it with the database arms' flushing afterwards.
     let verify = verify_speed(entries);
     eprintln!("plain single-row INSERTs: {WRITERS} writers, {}s", d.as_secs());
+    let w0 = wal().await;
     let plain = plain_inserts(d).await;
+    let w1 = wal().await;
     eprintln!("ledger appends through the group-commit appender: {WRITERS} writers, {}s", d.as_secs());
     // The appender records each batch's commit time and size in the process's metrics.
     let metrics = || governance_engine::adapters::metrics::get().render();
     let before = metrics();
     let ledger = ledger_appends(d, 1).await;
     let mid = metrics();
+    let w2 = wal().await;
     eprintln!("ledger appends with 8 writers x 16 requests in flight each, {}s", d.as_secs());
     let busy = ledger_appends(d, 16).await;
+    let w3 = wal().await;
     let (appends_8, appends_128) = (histogram::appends(&before, &mid), histogram::appends(&mid, &metrics()));
     let report = serde_json::json!({
         "ledger_events_per_s": ledger.per_s.round(),
@@ -244,6 +288,8 @@ async fn main() {
         "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
         "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
         "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
+        "wal": {"plain_insert": wal_per_row(w0, w1, plain.count), "ledger": wal_per_row(w1, w2, ledger.count),
+            "ledger_128_in_flight": wal_per_row(w2, w3, busy.count)},
         "ledger_batches": appends_8,
         "ledger_128_in_flight_batches": appends_128,
         "verify_entries_per_s": verify.round(),
@@ -273,6 +319,7 @@ async fn main() {
     );
     println!("  batches, 8 writers:     {}", report["ledger_batches"]);
     println!("  batches, 128 in flight: {}", report["ledger_128_in_flight_batches"]);
+    println!("  WAL per row:            {}", report["wal"]);
     println!("  offline verify    {verify:>9.0} entries/s");
     println!("  wrote target/bench/ledger.json");
 }
