@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use aggregates::compliance::{EvidenceKind, RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
-use projections::evidence::EvidenceFacts;
+use projections::evidence::{EvidenceFacts, FetchedFacts};
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
@@ -185,7 +185,8 @@ async fn compute(
     // A tenant's cold dashboards one at a time, each in one transaction (one connection):
     // first the workflows and what judging them needs besides evidence, then the evidence,
     // in workflow order, streamed in batches, in turn, to judging threads (one per 500
-    // workflows, at most one per core) that judge each workflow as its records arrive.
+    // workflows, at most one per core) that decode and judge each workflow as its records
+    // arrive (the stream only fetches: decoding is most of the reading's CPU).
     // Judging overlaps reading, the runtime's workers keep serving every other request, and
     // at most a few batches of records are held per thread (a batch holds whole workflows).
     // A judging thread's permit is taken before a connection is: a dashboard waiting for
@@ -212,7 +213,7 @@ async fn compute(
     drop(batches);
     let dashboard = judging.await.map_err(|e| failed(e.to_string()))?;
     streamed?;
-    Ok(dashboard)
+    Ok(dashboard?)
 }
 
 /// Workflows worth a judging thread of their own (up to one per core).
@@ -222,12 +223,40 @@ const WORKFLOWS_PER_JUDGE: usize = 500;
 /// so one workflow with more records makes a larger batch).
 const BATCH: usize = 2_000;
 
+/// A record of the evidence stream: its workflow (what the stream is ordered and batched
+/// by) and, decoded by a judging thread, its facts.
+trait Streamed: Send {
+    fn workflow(&self) -> Uuid;
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError>;
+}
+
+impl Streamed for FetchedFacts {
+    fn workflow(&self) -> Uuid {
+        self.workflow_id
+    }
+
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
+        self.decode()
+    }
+}
+
+/// Records already decoded (the unit tests' streams).
+impl Streamed for EvidenceFacts {
+    fn workflow(&self) -> Uuid {
+        self.workflow_id
+    }
+
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
+        Ok(self.clone())
+    }
+}
+
 /// Sends the active evidence (of the tenant, or of `workflow`) to `to` in batches that
 /// hold whole workflows, in workflow order.
 async fn stream_evidence(
     conn: &mut sqlx::PgConnection,
     workflow: Option<Uuid>,
-    to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
+    to: &[tokio::sync::mpsc::Sender<Vec<FetchedFacts>>],
 ) -> Result<(), ApiError> {
     let facts = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, workflow).await?;
     let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
@@ -238,10 +267,10 @@ async fn stream_evidence(
 
 /// Sends `records` (in workflow order) in batches of at least `size` records (the last may
 /// hold fewer), each ending where a workflow does, to each of `to` in turn.
-async fn send_in_batches<E>(
-    records: impl futures::Stream<Item = Result<EvidenceFacts, E>>,
+async fn send_in_batches<R: Streamed, E>(
+    records: impl futures::Stream<Item = Result<R, E>>,
     size: usize,
-    to: &[tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>],
+    to: &[tokio::sync::mpsc::Sender<Vec<R>>],
 ) -> Result<(), E> {
     use futures::TryStreamExt;
     let mut records = std::pin::pin!(records);
@@ -258,17 +287,17 @@ async fn send_in_batches<E>(
 }
 
 /// The batch being filled and where the next one goes.
-struct Batches<'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>> {
+struct Batches<'a, R: 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> {
     turns: T,
-    batch: Vec<EvidenceFacts>,
+    batch: Vec<R>,
     size: usize,
 }
 
-impl<'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>> Batches<'a, T> {
+impl<'a, R: Streamed + 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> Batches<'a, R, T> {
     /// Adds `record`, first sending the batch when it is full and `record` starts another
     /// workflow; false when a judging thread is gone (the join says why).
-    async fn push(&mut self, record: EvidenceFacts) -> bool {
-        if self.batch.len() >= self.size && self.batch.last().is_some_and(|last| last.workflow_id != record.workflow_id) {
+    async fn push(&mut self, record: R) -> bool {
+        if self.batch.len() >= self.size && self.batch.last().is_some_and(|last| last.workflow() != record.workflow()) {
             let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
             if !send(self.turns.next(), full).await {
                 return false;
@@ -280,7 +309,7 @@ impl<'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>> 
 }
 
 /// Sends `batch` on `to`; whether it was taken.
-async fn send(to: Option<&tokio::sync::mpsc::Sender<Vec<EvidenceFacts>>>, batch: Vec<EvidenceFacts>) -> bool {
+async fn send<R>(to: Option<&tokio::sync::mpsc::Sender<Vec<R>>>, batch: Vec<R>) -> bool {
     match to {
         Some(to) => to.send(batch).await.is_ok(),
         None => false,
@@ -322,15 +351,16 @@ struct Read {
 }
 
 /// The dashboard of what was read and of the evidence `received` (in batches of whole
-/// workflows, in workflow order). CPU only: run on a blocking thread.
-fn summarize(
+/// workflows, in workflow order), or the error decoding a record. CPU only: run on a
+/// blocking thread.
+fn summarize<R: Streamed>(
     read: Read,
-    received: Vec<tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>>,
+    received: Vec<tokio::sync::mpsc::Receiver<Vec<R>>>,
     code: Option<RegulationCode>,
     workflow: Option<Uuid>,
     as_of: NaiveDate,
     window: u32,
-) -> Dashboard {
+) -> Result<Dashboard, projections::ProjectionError> {
     let Read { workflows, system, na_rows, decisions, links } = read;
 
     let mut na: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
@@ -354,29 +384,35 @@ fn summarize(
     // Each receiver on a thread of its own (the first on this one), tallying the workflows
     // of the batches it is sent.
     let (workflows, reads, position) = (&workflows, &reads, &position);
-    let judge = move |mut received: tokio::sync::mpsc::Receiver<Vec<EvidenceFacts>>| {
-        let (mut tally, mut judged) = (Tally::default(), Vec::new());
+    // A judging thread that fails to decode a record stops (dropping its receiver, which
+    // ends the stream) and returns the error.
+    let judge = move |mut received: tokio::sync::mpsc::Receiver<Vec<R>>| {
+        let (mut tally, mut judged, mut decoded) = (Tally::default(), Vec::new(), Vec::new());
         while let Some(batch) = received.blocking_recv() {
             // A workflow's records come together (the stream is in workflow order, and
             // batches end where a workflow does); those of workflows not shown are skipped.
-            for records in batch.chunk_by(|a, b| a.workflow_id == b.workflow_id) {
-                let Some(&i) = records.first().and_then(|e| position.get(&e.workflow_id)) else { continue };
+            for records in batch.chunk_by(|a, b| a.workflow() == b.workflow()) {
+                let Some(&i) = records.first().and_then(|e| position.get(&e.workflow())) else { continue };
                 if let Some(wf) = workflows.get(i) {
+                    decoded.clear();
+                    for record in records {
+                        decoded.push(record.facts()?);
+                    }
                     judged.push(i);
-                    tally.workflow(wf, records, reads);
+                    tally.workflow(wf, &decoded, reads);
                 }
             }
         }
-        (tally, judged)
+        Ok::<_, projections::ProjectionError>((tally, judged))
     };
     let mut received = received.into_iter();
     let first = received.next();
     let parts: Vec<(Tally, Vec<usize>)> = std::thread::scope(|scope| {
         let others: Vec<_> = received.map(|r| scope.spawn(move || judge(r))).collect();
-        let mut parts: Vec<(Tally, Vec<usize>)> = first.into_iter().map(judge).collect();
+        let mut parts: Vec<_> = first.into_iter().map(judge).collect();
         parts.extend(others.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
-        parts
-    });
+        parts.into_iter().collect::<Result<Vec<_>, _>>()
+    })?;
     let mut tally = Tally::default();
     let mut judged = vec![false; workflows.len()];
     for (part, seen) in parts {
@@ -405,7 +441,7 @@ fn summarize(
     }
     soonest(&mut expiring);
 
-    Dashboard {
+    Ok(Dashboard {
         as_of,
         regulation: code.map(|c| c.as_str().to_owned()),
         workflow_id: workflow,
@@ -416,7 +452,7 @@ fn summarize(
         expiring_soon: expiring,
         workflows_by_state,
         recent_decisions: decisions,
-    }
+    })
 }
 
 /// Days of decisions the dashboard counts, today included.

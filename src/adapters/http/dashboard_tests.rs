@@ -108,7 +108,7 @@ fn a_dashboard_judged_as_its_evidence_streams_counts_what_judging_each_workflow_
             to.try_send(batch).unwrap();
         }
         drop(to);
-        let d = summarize(read, vec![received], None, None, as_of, window);
+        let d = summarize(read, vec![received], None, None, as_of, window).unwrap();
         let counted: Vec<usize> =
             RequirementStatus::ALL.iter().map(|s| d.requirements_by_status.get(s.as_str()).copied().unwrap_or(0)).collect();
         assert_eq!(counted, expected.to_vec(), "batches of {size}");
@@ -130,7 +130,7 @@ fn at_most_a_hundred_records_are_listed_as_expiring_the_soonest_first() {
     let (to, received) = tokio::sync::mpsc::channel(1);
     to.try_send(records.clone()).unwrap();
     drop(to);
-    let d = summarize(read, vec![received], None, None, day(27), 30);
+    let d = summarize(read, vec![received], None, None, day(27), 30).unwrap();
     let mut expected: Vec<(NaiveDate, Uuid)> = records.iter().map(|e| (e.valid_until, e.evidence_id)).collect();
     expected.sort();
     expected.truncate(100);
@@ -159,7 +159,7 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
         sent.unwrap();
         assert!(to.iter().all(|t| t.capacity() < 16), "every thread is sent batches");
         drop(to);
-        let d = summarize(read, received, None, None, day(21), 30);
+        let d = summarize(read, received, None, None, day(21), 30).unwrap();
         (d.requirements_by_status, d.evidence_by_kind, d.expiring_soon.iter().map(|e| e.evidence_id).collect::<Vec<_>>())
     };
     let one = judged(1);
