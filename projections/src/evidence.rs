@@ -137,11 +137,9 @@ impl FactsInWorkflowOrder {
     /// Records naming many ids fetched at once: each may name thousands.
     const MANY_PER_FETCH: usize = 16;
 
-    /// Opens the cursors in `conn`'s transaction (they close with it).
-    pub async fn open(conn: &mut PgConnection, workflow_id: Option<Uuid>) -> Result<Self, ProjectionError> {
-        // A Uuid prints as hex digits and dashes only, so it is safe as a literal here
-        // (DECLARE takes no parameters over the simple protocol).
-        let only = workflow_id.map(|w| format!(" AND workflow_id = '{w}'::uuid")).unwrap_or_default();
+    /// Opens the cursors over `which` workflows in `conn`'s transaction (they close with it).
+    pub async fn open(conn: &mut PgConnection, which: Workflows) -> Result<Self, ProjectionError> {
+        let only = which.predicate();
         let sql = format!(
             "DECLARE gov_facts_few NO SCROLL CURSOR FOR {FACTS} AND {FEW_IDS}{only} ORDER BY workflow_id; \
              DECLARE gov_facts_many NO SCROLL CURSOR FOR {FACTS} AND {MANY_IDS}{only} ORDER BY workflow_id"
@@ -164,6 +162,34 @@ impl FactsInWorkflowOrder {
             (few, _) => few.is_none(),
         };
         Ok(if from_many { self.many.rows.pop_front() } else { self.few.rows.pop_front() })
+    }
+}
+
+/// Which of the tenant's workflows [`FactsInWorkflowOrder`] reads the records of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflows {
+    /// One workflow.
+    Only(Uuid),
+    /// Those whose id is at least `from` (if given) and below `before` (if given), in the
+    /// order of their ids (PostgreSQL's and [`Uuid`]'s: bytewise).
+    Range { from: Option<Uuid>, before: Option<Uuid> },
+}
+
+impl Workflows {
+    /// Every workflow of the tenant.
+    pub const ALL: Workflows = Workflows::Range { from: None, before: None };
+
+    /// The cursors' extra condition. A Uuid prints as hex digits and dashes only, so it is
+    /// safe as a literal here (DECLARE takes no parameters over the simple protocol).
+    fn predicate(&self) -> String {
+        match *self {
+            Workflows::Only(w) => format!(" AND workflow_id = '{w}'::uuid"),
+            Workflows::Range { from, before } => {
+                let from = from.map(|w| format!(" AND workflow_id >= '{w}'::uuid")).unwrap_or_default();
+                let before = before.map(|w| format!(" AND workflow_id < '{w}'::uuid")).unwrap_or_default();
+                from + &before
+            }
+        }
     }
 }
 

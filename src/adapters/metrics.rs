@@ -64,6 +64,7 @@ pub struct Metrics {
     pub ledger_append_seconds: Histogram,
     pub ledger_append_batch_entries: Histogram,
     pub opa_query_items: Histogram,
+    pub dashboard_evidence_streams: Histogram,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub ledger_head: Gauge,
     pub consumer_lag_entries: Family<ConsumerLabels, Gauge>,
@@ -112,6 +113,12 @@ impl Metrics {
             "Evaluations per OPA data query of the evaluation batcher (1: an evaluation alone)",
             opa_query_items.clone(),
         );
+        let dashboard_evidence_streams = Histogram::new([1.0, 2.0]);
+        registry.register(
+            "dashboard_evidence_streams",
+            "Evidence streams a cold dashboard read at once (two for a large tenant when a second connection was free)",
+            dashboard_evidence_streams.clone(),
+        );
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("rate_limited", "Requests refused by a rate limit (429), by limit", rate_limited.clone());
         let ledger_head = Gauge::default();
@@ -152,6 +159,7 @@ impl Metrics {
             ledger_append_seconds,
             ledger_append_batch_entries,
             opa_query_items,
+            dashboard_evidence_streams,
             rate_limited,
             ledger_head,
             consumer_lag_entries,
@@ -188,6 +196,10 @@ impl Metrics {
 
     pub fn opa_query_items(&self, items: usize) {
         self.opa_query_items.observe(items as f64);
+    }
+
+    pub fn dashboard_evidence_streams(&self, streams: usize) {
+        self.dashboard_evidence_streams.observe(streams as f64);
     }
 
     pub fn refused_by_rate_limit(&self, limit: &'static str) {

@@ -17,7 +17,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use aggregates::compliance::{EvidenceKind, RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
-use projections::evidence::{EvidenceFacts, FetchedFacts};
+use projections::evidence::{EvidenceFacts, Workflows};
+
+#[path = "dashboard_stream.rs"]
+mod stream;
+#[cfg(test)]
+use stream::send_in_batches;
+use stream::{halfway, second_tx, stream_evidence, Streamed};
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
@@ -182,7 +188,8 @@ async fn compute(
 ) -> Result<Dashboard, ApiError> {
     let window = state.config.evidence_expiring_days;
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
-    // A tenant's cold dashboards one at a time, each in one transaction (one connection):
+    // A tenant's cold dashboards one at a time, each in one transaction (one connection;
+    // two for a large tenant, below):
     // first the workflows and what judging them needs besides evidence, then the evidence,
     // in workflow order, streamed in batches, in turn, to judging threads (one per 500
     // workflows, at most one per core) that decode and judge each workflow as its records
@@ -203,12 +210,33 @@ async fn compute(
         permit.merge(more);
         judges = wanted;
     }
+    // With several judging threads, the evidence is read by two streams at once, each over
+    // half of the workflows (by id) and feeding its own judging threads, if a second
+    // connection is free now (never waited for while the first is held): PostgreSQL sends
+    // one stream's rows on one core, about 1 µs a record, most of a cold dashboard's time.
+    // Each workflow is read whole by one stream, in one snapshot.
+    let second = match (judges >= 2, workflow) {
+        (true, None) => second_tx(state, caller).await,
+        _ => None,
+    };
+    let split = second.as_ref().map(|_| halfway(&read.workflows));
     let (batches, received): (Vec<_>, Vec<_>) = (0..judges).map(|_| tokio::sync::mpsc::channel(2)).unzip();
     let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
         summarize(read, received, code, workflow, as_of, window)
     });
-    let streamed = stream_evidence(&mut tx, workflow, &batches).await;
+    crate::adapters::metrics::get().dashboard_evidence_streams(if second.is_some() { 2 } else { 1 });
+    let streamed = match (second, split) {
+        (Some(mut other), Some(pivot)) => {
+            let (low, high) = batches.split_at(batches.len() / 2);
+            let (a, b) = tokio::join!(
+                stream_evidence(&mut tx, Workflows::Range { from: None, before: Some(pivot) }, low),
+                stream_evidence(&mut other, Workflows::Range { from: Some(pivot), before: None }, high),
+            );
+            a.and(b)
+        }
+        _ => stream_evidence(&mut tx, workflow.map_or(Workflows::ALL, Workflows::Only), &batches).await,
+    };
     // The judging threads finish once the last batch is sent (or the stream failed).
     drop(batches);
     let dashboard = judging.await.map_err(|e| failed(e.to_string()))?;
@@ -218,103 +246,6 @@ async fn compute(
 
 /// Workflows worth a judging thread of their own (up to one per core).
 const WORKFLOWS_PER_JUDGE: usize = 500;
-
-/// Evidence records sent to a judging thread at once (a batch ends where a workflow does,
-/// so one workflow with more records makes a larger batch).
-const BATCH: usize = 2_000;
-
-/// A record of the evidence stream: its workflow (what the stream is ordered and batched
-/// by) and, decoded by a judging thread, its facts.
-trait Streamed: Send {
-    fn workflow(&self) -> Uuid;
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError>;
-}
-
-impl Streamed for FetchedFacts {
-    fn workflow(&self) -> Uuid {
-        self.workflow_id
-    }
-
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
-        self.decode()
-    }
-}
-
-/// Records already decoded (the unit tests' streams).
-impl Streamed for EvidenceFacts {
-    fn workflow(&self) -> Uuid {
-        self.workflow_id
-    }
-
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
-        Ok(self.clone())
-    }
-}
-
-/// Sends the active evidence (of the tenant, or of `workflow`) to `to` in batches that
-/// hold whole workflows, in workflow order.
-async fn stream_evidence(
-    conn: &mut sqlx::PgConnection,
-    workflow: Option<Uuid>,
-    to: &[tokio::sync::mpsc::Sender<Vec<FetchedFacts>>],
-) -> Result<(), ApiError> {
-    let facts = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, workflow).await?;
-    let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
-        Ok::<_, projections::ProjectionError>(facts.next(&mut *conn).await?.map(|record| (record, (facts, conn))))
-    });
-    Ok(send_in_batches(records, BATCH, to).await?)
-}
-
-/// Sends `records` (in workflow order) in batches of at least `size` records (the last may
-/// hold fewer), each ending where a workflow does, to each of `to` in turn.
-async fn send_in_batches<R: Streamed, E>(
-    records: impl futures::Stream<Item = Result<R, E>>,
-    size: usize,
-    to: &[tokio::sync::mpsc::Sender<Vec<R>>],
-) -> Result<(), E> {
-    use futures::TryStreamExt;
-    let mut records = std::pin::pin!(records);
-    let mut batches = Batches { turns: to.iter().cycle(), batch: Vec::with_capacity(size), size };
-    while let Some(record) = records.try_next().await? {
-        if !batches.push(record).await {
-            return Ok(());
-        }
-    }
-    if !batches.batch.is_empty() {
-        send(batches.turns.next(), batches.batch).await;
-    }
-    Ok(())
-}
-
-/// The batch being filled and where the next one goes.
-struct Batches<'a, R: 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> {
-    turns: T,
-    batch: Vec<R>,
-    size: usize,
-}
-
-impl<'a, R: Streamed + 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> Batches<'a, R, T> {
-    /// Adds `record`, first sending the batch when it is full and `record` starts another
-    /// workflow; false when a judging thread is gone (the join says why).
-    async fn push(&mut self, record: R) -> bool {
-        if self.batch.len() >= self.size && self.batch.last().is_some_and(|last| last.workflow() != record.workflow()) {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
-            if !send(self.turns.next(), full).await {
-                return false;
-            }
-        }
-        self.batch.push(record);
-        true
-    }
-}
-
-/// Sends `batch` on `to`; whether it was taken.
-async fn send<R>(to: Option<&tokio::sync::mpsc::Sender<Vec<R>>>, batch: Vec<R>) -> bool {
-    match to {
-        Some(to) => to.send(batch).await.is_ok(),
-        None => false,
-    }
-}
 
 /// What [`compute`] reads before the evidence, in its transaction.
 async fn read_all(conn: &mut sqlx::PgConnection, code: Option<RegulationCode>, workflow: Option<Uuid>) -> Result<Read, ApiError> {

@@ -1,0 +1,126 @@
+//! The cold dashboard's evidence stream: a tenant's active records fetched in workflow
+//! order (undecoded) and sent in batches of whole workflows to the judging threads; for a
+//! large tenant, two such streams at once over halves of its workflows.
+
+use uuid::Uuid;
+
+use projections::evidence::{EvidenceFacts, FetchedFacts, Workflows};
+
+use super::super::extract::Caller;
+use super::super::SharedState;
+use crate::error::ApiError;
+
+/// A second transaction of the tenant's, if a connection of the pool is free now.
+pub(super) async fn second_tx(state: &SharedState, caller: &Caller) -> Option<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let conn = state.primary.try_acquire()?;
+    let mut tx = sqlx::Transaction::begin(conn, None).await.ok()?;
+    projections::tenant::set_tenant(&mut tx, caller.tenant_id.as_uuid()).await.ok()?;
+    Some(tx)
+}
+
+/// The id that splits `workflows` into halves by id: those below it and the others.
+pub(super) fn halfway(workflows: &[projections::compliance::WorkflowView]) -> Uuid {
+    let mut ids: Vec<Uuid> = workflows.iter().map(|w| w.workflow_id).collect();
+    let middle = ids.len() / 2;
+    if middle < ids.len() {
+        ids.select_nth_unstable(middle);
+    }
+    ids.get(middle).copied().unwrap_or(Uuid::nil())
+}
+
+/// Evidence records sent to a judging thread at once (a batch ends where a workflow does,
+/// so one workflow with more records makes a larger batch).
+const BATCH: usize = 2_000;
+
+/// A record of the evidence stream: its workflow (what the stream is ordered and batched
+/// by) and, decoded by a judging thread, its facts.
+pub(super) trait Streamed: Send {
+    fn workflow(&self) -> Uuid;
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError>;
+}
+
+impl Streamed for FetchedFacts {
+    fn workflow(&self) -> Uuid {
+        self.workflow_id
+    }
+
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
+        self.decode()
+    }
+}
+
+/// Records already decoded (the unit tests' streams).
+impl Streamed for EvidenceFacts {
+    fn workflow(&self) -> Uuid {
+        self.workflow_id
+    }
+
+    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
+        Ok(self.clone())
+    }
+}
+
+/// Sends the active evidence of `which` workflows to `to` in batches that hold whole
+/// workflows, in workflow order.
+pub(super) async fn stream_evidence(
+    conn: &mut sqlx::PgConnection,
+    which: Workflows,
+    to: &[tokio::sync::mpsc::Sender<Vec<FetchedFacts>>],
+) -> Result<(), ApiError> {
+    let facts = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, which).await?;
+    let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
+        Ok::<_, projections::ProjectionError>(facts.next(&mut *conn).await?.map(|record| (record, (facts, conn))))
+    });
+    Ok(send_in_batches(records, BATCH, to).await?)
+}
+
+/// Sends `records` (in workflow order) in batches of at least `size` records (the last may
+/// hold fewer), each ending where a workflow does, to each of `to` in turn.
+pub(super) async fn send_in_batches<R: Streamed, E>(
+    records: impl futures::Stream<Item = Result<R, E>>,
+    size: usize,
+    to: &[tokio::sync::mpsc::Sender<Vec<R>>],
+) -> Result<(), E> {
+    use futures::TryStreamExt;
+    let mut records = std::pin::pin!(records);
+    let mut batches = Batches { turns: to.iter().cycle(), batch: Vec::with_capacity(size), size };
+    while let Some(record) = records.try_next().await? {
+        if !batches.push(record).await {
+            return Ok(());
+        }
+    }
+    if !batches.batch.is_empty() {
+        send(batches.turns.next(), batches.batch).await;
+    }
+    Ok(())
+}
+
+/// The batch being filled and where the next one goes.
+struct Batches<'a, R: 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> {
+    turns: T,
+    batch: Vec<R>,
+    size: usize,
+}
+
+impl<'a, R: Streamed + 'a, T: Iterator<Item = &'a tokio::sync::mpsc::Sender<Vec<R>>>> Batches<'a, R, T> {
+    /// Adds `record`, first sending the batch when it is full and `record` starts another
+    /// workflow; false when a judging thread is gone (the join says why).
+    async fn push(&mut self, record: R) -> bool {
+        if self.batch.len() >= self.size && self.batch.last().is_some_and(|last| last.workflow() != record.workflow()) {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
+            if !send(self.turns.next(), full).await {
+                return false;
+            }
+        }
+        self.batch.push(record);
+        true
+    }
+}
+
+/// Sends `batch` on `to`; whether it was taken.
+async fn send<R>(to: Option<&tokio::sync::mpsc::Sender<Vec<R>>>, batch: Vec<R>) -> bool {
+    match to {
+        Some(to) => to.send(batch).await.is_ok(),
+        None => false,
+    }
+}
