@@ -37,7 +37,9 @@ impl Tenants {
     }
 }
 
-const WORKFLOWS: usize = 300;
+/// More than one judging thread takes (500): each cold dashboard of the flood reads its
+/// evidence in two streams, on two connections, when two cores and a connection are free.
+const WORKFLOWS: usize = 520;
 const DASHBOARDS: usize = 96;
 
 #[tokio::test]

@@ -167,3 +167,16 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
     assert_eq!(judged(2), one);
     assert_eq!(judged(3), one);
 }
+
+#[test]
+fn the_split_between_two_streams_leaves_half_of_the_workflows_below_it_and_the_rest_at_or_above() {
+    for n in [1u128, 2, 3, 520, 521] {
+        // Ids out of order, as the read model lists them (by creation, not by id).
+        let workflows: Vec<WorkflowView> = (0..n).map(|i| workflow((i * 7919) % 1_000_003 + 1, "soc2")).collect();
+        let pivot = halfway(&workflows);
+        let below = workflows.iter().filter(|w| w.workflow_id < pivot).count();
+        assert_eq!(below, workflows.len() / 2, "{n} workflows");
+        assert!(workflows.iter().any(|w| w.workflow_id == pivot), "the split is a workflow's id, read by the upper stream");
+    }
+    assert_eq!(halfway(&[]), Uuid::nil());
+}
