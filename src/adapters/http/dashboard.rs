@@ -23,7 +23,7 @@ use projections::evidence::{EvidenceFacts, Workflows};
 mod stream;
 #[cfg(test)]
 use stream::send_in_batches;
-use stream::{halfway, second_tx, stream_evidence, Streamed};
+use stream::{pivot, second_tx, stream_evidence, Streamed};
 
 use super::extract::{ApiQuery, Caller};
 use super::regulations::{regulation, tenant_links, READERS};
@@ -52,8 +52,9 @@ pub struct DashboardCache {
     computing: Arc<tokio::sync::Semaphore>,
     cores: usize,
     /// One judgement at a time per tenant: a tenant's next cold dashboard or status view
-    /// waits for its previous one, so a tenant flooding them holds one connection and one
-    /// place in the queue for `computing`, and every other tenant's comes next. (Should
+    /// waits for its previous one, so a tenant flooding them holds one connection (two
+    /// while a cold dashboard reads two evidence streams) and one place in the queue for
+    /// `computing`, and every other tenant's comes next. (Should
     /// the cache ever evict a tenant's lock while held, that tenant could have two at once.)
     turns: moka::sync::Cache<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
@@ -211,15 +212,17 @@ async fn compute(
         judges = wanted;
     }
     // With several judging threads, the evidence is read by two streams at once, each over
-    // half of the workflows (by id) and feeding its own judging threads, if a second
-    // connection is free now (never waited for while the first is held): PostgreSQL sends
-    // one stream's rows on one core, about 1 µs a record, most of a cold dashboard's time.
-    // Each workflow is read whole by one stream, in one snapshot.
+    // part of the workflows (by id, in proportion to the judging threads it feeds), if a
+    // second connection is idle now (never waited for while the first is held): PostgreSQL
+    // sends one stream's rows on one core, about 1 µs a record, most of a cold dashboard's
+    // time. Each workflow is read whole by one stream, in its transaction. If one stream
+    // fails (or a judging thread does), the other stops reading too.
     let second = match (judges >= 2, workflow) {
         (true, None) => second_tx(state, caller).await,
         _ => None,
     };
-    let split = second.as_ref().map(|_| halfway(&read.workflows));
+    let low = judges / 2;
+    let split = second.as_ref().map(|_| pivot(&read.workflows, low, judges));
     let (batches, received): (Vec<_>, Vec<_>) = (0..judges).map(|_| tokio::sync::mpsc::channel(2)).unzip();
     let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
@@ -227,17 +230,21 @@ async fn compute(
     });
     crate::adapters::metrics::get().dashboard_evidence_streams(if second.is_some() { 2 } else { 1 });
     let streamed = match (second, split) {
-        (Some(mut other), Some(pivot)) => {
-            let (low, high) = batches.split_at(batches.len() / 2);
+        (Some(mut other), Some(split)) => {
+            let (below, above) = batches.split_at(low);
+            let stop = std::sync::atomic::AtomicBool::new(false);
             let (a, b) = tokio::join!(
-                stream_evidence(&mut tx, Workflows::Range { from: None, before: Some(pivot) }, low),
-                stream_evidence(&mut other, Workflows::Range { from: Some(pivot), before: None }, high),
+                stream_evidence(&mut tx, Workflows::Range { from: None, before: Some(split) }, below, &stop),
+                stream_evidence(&mut other, Workflows::Range { from: Some(split), before: None }, above, &stop),
             );
             a.and(b)
         }
-        _ => stream_evidence(&mut tx, workflow.map_or(Workflows::ALL, Workflows::Only), &batches).await,
+        _ => {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            stream_evidence(&mut tx, workflow.map_or(Workflows::ALL, Workflows::Only), &batches, &stop).await
+        }
     };
-    // The judging threads finish once the last batch is sent (or the stream failed).
+    // The judging threads finish once every stream has sent its last batch (or stopped).
     drop(batches);
     let dashboard = judging.await.map_err(|e| failed(e.to_string()))?;
     streamed?;

@@ -2,6 +2,8 @@
 //! order (undecoded) and sent in batches of whole workflows to the judging threads; for a
 //! large tenant, two such streams at once over halves of its workflows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use uuid::Uuid;
 
 use projections::evidence::{EvidenceFacts, FetchedFacts, Workflows};
@@ -10,22 +12,28 @@ use super::super::extract::Caller;
 use super::super::SharedState;
 use crate::error::ApiError;
 
-/// A second transaction of the tenant's, if a connection of the pool is free now.
+/// A second transaction of the tenant's, if a connection of the pool is idle now (one
+/// stream otherwise; a failure here is logged and costs nothing else).
 pub(super) async fn second_tx(state: &SharedState, caller: &Caller) -> Option<sqlx::Transaction<'static, sqlx::Postgres>> {
     let conn = state.primary.try_acquire()?;
-    let mut tx = sqlx::Transaction::begin(conn, None).await.ok()?;
-    projections::tenant::set_tenant(&mut tx, caller.tenant_id.as_uuid()).await.ok()?;
-    Some(tx)
+    let began = async {
+        let mut tx = sqlx::Transaction::begin(conn, None).await?;
+        projections::tenant::set_tenant(&mut tx, caller.tenant_id.as_uuid()).await?;
+        Ok::<_, sqlx::Error>(tx)
+    };
+    began.await.inspect_err(|e| tracing::debug!(error = %e, "a dashboard's second evidence stream could not begin")).ok()
 }
 
-/// The id that splits `workflows` into halves by id: those below it and the others.
-pub(super) fn halfway(workflows: &[projections::compliance::WorkflowView]) -> Uuid {
+/// The id that splits `workflows` by id for two streams feeding `low` and `judges - low`
+/// judging threads: `len * low / judges` of them lie below it (read by the first stream),
+/// the others at or above it (it is one of theirs).
+pub(super) fn pivot(workflows: &[projections::compliance::WorkflowView], low: usize, judges: usize) -> Uuid {
     let mut ids: Vec<Uuid> = workflows.iter().map(|w| w.workflow_id).collect();
-    let middle = ids.len() / 2;
-    if middle < ids.len() {
-        ids.select_nth_unstable(middle);
+    let at = ids.len() * low / judges.max(1);
+    if at < ids.len() {
+        ids.select_nth_unstable(at);
     }
-    ids.get(middle).copied().unwrap_or(Uuid::nil())
+    ids.get(at).copied().unwrap_or(Uuid::nil())
 }
 
 /// Evidence records sent to a judging thread at once (a batch ends where a workflow does,
@@ -62,37 +70,55 @@ impl Streamed for EvidenceFacts {
 
 /// Sends the active evidence of `which` workflows to `to` in batches that hold whole
 /// workflows, in workflow order.
+/// Sends the active evidence of `which` workflows to `to` in batches that hold whole
+/// workflows, in workflow order, until `stop` (see [`send_in_batches`]).
 pub(super) async fn stream_evidence(
     conn: &mut sqlx::PgConnection,
     which: Workflows,
     to: &[tokio::sync::mpsc::Sender<Vec<FetchedFacts>>],
+    stop: &AtomicBool,
 ) -> Result<(), ApiError> {
-    let facts = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, which).await?;
+    let opened = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, which).await;
+    let facts = opened.inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
     let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
         Ok::<_, projections::ProjectionError>(facts.next(&mut *conn).await?.map(|record| (record, (facts, conn))))
     });
-    Ok(send_in_batches(records, BATCH, to).await?)
+    Ok(send_in_batches(records, BATCH, to, stop).await?)
 }
 
 /// Sends `records` (in workflow order) in batches of at least `size` records (the last may
-/// hold fewer), each ending where a workflow does, to each of `to` in turn.
+/// hold fewer), each ending where a workflow does, to each of `to` in turn. Stops early
+/// once `stop` is set; sets it when `records` fails or a judging thread is gone (its join
+/// says why), so that a dashboard's other stream stops reading too.
 pub(super) async fn send_in_batches<R: Streamed, E>(
     records: impl futures::Stream<Item = Result<R, E>>,
     size: usize,
     to: &[tokio::sync::mpsc::Sender<Vec<R>>],
+    stop: &AtomicBool,
 ) -> Result<(), E> {
+    let sent = send_all(records, size, to, stop).await;
+    if !matches!(sent, Ok(true)) {
+        stop.store(true, Ordering::Relaxed);
+    }
+    sent.map(|_| ())
+}
+
+/// [`send_in_batches`]' loop: true when every record was sent.
+async fn send_all<R: Streamed, E>(
+    records: impl futures::Stream<Item = Result<R, E>>,
+    size: usize,
+    to: &[tokio::sync::mpsc::Sender<Vec<R>>],
+    stop: &AtomicBool,
+) -> Result<bool, E> {
     use futures::TryStreamExt;
     let mut records = std::pin::pin!(records);
     let mut batches = Batches { turns: to.iter().cycle(), batch: Vec::with_capacity(size), size };
     while let Some(record) = records.try_next().await? {
-        if !batches.push(record).await {
-            return Ok(());
+        if stop.load(Ordering::Relaxed) || !batches.push(record).await {
+            return Ok(false);
         }
     }
-    if !batches.batch.is_empty() {
-        send(batches.turns.next(), batches.batch).await;
-    }
-    Ok(())
+    Ok(batches.batch.is_empty() || send(batches.turns.next(), batches.batch).await)
 }
 
 /// The batch being filled and where the next one goes.

@@ -1,6 +1,7 @@
 use super::*;
 use aggregates::compliance::Outcome;
 use projections::compliance::WorkflowView;
+use std::sync::atomic::AtomicBool;
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
@@ -44,8 +45,12 @@ fn record(n: u128, workflow: u128, controls: &[&str], until: NaiveDate, outcome:
 /// The batches `records` are sent in, with batches of at least `size`.
 fn batches(records: Vec<EvidenceFacts>, size: usize) -> Vec<Vec<EvidenceFacts>> {
     let (to, mut received) = tokio::sync::mpsc::channel(records.len() + 1);
-    let sent: Result<(), String> =
-        futures::executor::block_on(send_in_batches(futures::stream::iter(records.into_iter().map(Ok)), size, std::slice::from_ref(&to)));
+    let sent: Result<(), String> = futures::executor::block_on(send_in_batches(
+        futures::stream::iter(records.into_iter().map(Ok)),
+        size,
+        std::slice::from_ref(&to),
+        &AtomicBool::new(false),
+    ));
     sent.unwrap();
     drop(to);
     std::iter::from_fn(|| received.blocking_recv()).collect()
@@ -69,7 +74,7 @@ fn evidence_is_sent_in_batches_that_end_where_a_workflow_does_and_hold_every_rec
 fn a_failing_stream_of_evidence_is_an_error_not_a_shorter_dashboard() {
     let (to, _received) = tokio::sync::mpsc::channel(4);
     let rows = vec![Ok(record(1, 1, &[], day(29), Outcome::Pass)), Err("connection lost"), Ok(record(2, 1, &[], day(29), Outcome::Pass))];
-    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &[to]));
+    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(rows), 1, &[to], &AtomicBool::new(false)));
     assert_eq!(sent, Err("connection lost"));
 }
 
@@ -154,8 +159,12 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
     let judged = |threads: usize| {
         let read = Read { workflows: workflows.clone(), system: vec![], na_rows: vec![], decisions: vec![], links: vec![] };
         let (to, received): (Vec<_>, Vec<_>) = (0..threads).map(|_| tokio::sync::mpsc::channel(16)).unzip();
-        let sent: Result<(), String> =
-            futures::executor::block_on(send_in_batches(futures::stream::iter(records.clone().into_iter().map(Ok)), 4, &to));
+        let sent: Result<(), String> = futures::executor::block_on(send_in_batches(
+            futures::stream::iter(records.clone().into_iter().map(Ok)),
+            4,
+            &to,
+            &AtomicBool::new(false),
+        ));
         sent.unwrap();
         assert!(to.iter().all(|t| t.capacity() < 16), "every thread is sent batches");
         drop(to);
@@ -169,14 +178,35 @@ fn batches_go_to_each_judging_thread_in_turn_and_their_tallies_add_up_to_one_thr
 }
 
 #[test]
-fn the_split_between_two_streams_leaves_half_of_the_workflows_below_it_and_the_rest_at_or_above() {
+fn the_split_between_two_streams_leaves_their_share_of_the_workflows_below_it_and_the_rest_at_or_above() {
     for n in [1u128, 2, 3, 520, 521] {
         // Ids out of order, as the read model lists them (by creation, not by id).
         let workflows: Vec<WorkflowView> = (0..n).map(|i| workflow((i * 7919) % 1_000_003 + 1, "soc2")).collect();
-        let pivot = halfway(&workflows);
-        let below = workflows.iter().filter(|w| w.workflow_id < pivot).count();
-        assert_eq!(below, workflows.len() / 2, "{n} workflows");
-        assert!(workflows.iter().any(|w| w.workflow_id == pivot), "the split is a workflow's id, read by the upper stream");
+        for (low, judges) in [(1, 2), (1, 3), (2, 4)] {
+            let split = pivot(&workflows, low, judges);
+            let below = workflows.iter().filter(|w| w.workflow_id < split).count();
+            assert_eq!(below, workflows.len() * low / judges, "{n} workflows, {low} of {judges} judging threads");
+            assert!(workflows.iter().any(|w| w.workflow_id == split), "the split is a workflow's id, read by the upper stream");
+        }
     }
-    assert_eq!(halfway(&[]), Uuid::nil());
+    assert_eq!(pivot(&[], 1, 2), Uuid::nil());
+}
+
+#[test]
+fn a_stream_stops_once_the_other_stream_failed_and_a_failing_stream_stops_the_other() {
+    let records: Vec<EvidenceFacts> = (0..6u128).map(|n| record(n, n, &["PR.AA-01"], day(29), Outcome::Pass)).collect();
+    // The other stream failed: nothing more is sent.
+    let (to, mut received) = tokio::sync::mpsc::channel(16);
+    let stop = AtomicBool::new(true);
+    let sent =
+        futures::executor::block_on(send_in_batches(futures::stream::iter(records.clone().into_iter().map(Ok::<_, ()>)), 1, &[to], &stop));
+    assert_eq!(sent, Ok(()));
+    assert!(received.try_recv().is_err(), "a stopped stream sends nothing");
+    // This stream fails after two records: it says so and stops the other.
+    let (to, _received) = tokio::sync::mpsc::channel(16);
+    let stop = AtomicBool::new(false);
+    let failing = records.into_iter().take(2).map(Ok).chain([Err("lost")]);
+    let sent = futures::executor::block_on(send_in_batches(futures::stream::iter(failing), 1, &[to], &stop));
+    assert_eq!(sent, Err("lost"));
+    assert!(stop.load(std::sync::atomic::Ordering::Relaxed), "the other stream is told to stop");
 }
