@@ -64,16 +64,23 @@ stop_pid() { # name
   rm -f "$RUN/$1.pid"
 }
 
+# ensure_binary [current]: builds the binary if it is missing (or AUMOS_SERVICES_REBUILD is
+# set); with `current`, also brings it up to date with the source (a no-op for cargo when
+# it is), since `dev up --migrate` applies the migrations compiled into it: a stale binary
+# would migrate the clusters to a schema the source no longer has. A binary given with
+# AUMOS_GOVERNANCE_BIN is used as it is.
 ensure_binary() {
-  if [[ ! -x "$BIN" || -n "${AUMOS_SERVICES_REBUILD:-}" ]]; then
-    log "building governance-engine"
+  local stale=
+  [[ "${1:-}" == current && -z "${AUMOS_GOVERNANCE_BIN:-}" ]] && stale=1
+  if [[ ! -x "$BIN" || -n "${AUMOS_SERVICES_REBUILD:-}" || -n "$stale" ]]; then
+    log "building governance-engine (cargo: nothing to do when it is current)"
     (cd "$ROOT" && cargo build --locked --quiet --bin governance-engine) >&2
   fi
 }
 
 # --- PostgreSQL -------------------------------------------------------------
 postgres_up() {
-  ensure_binary
+  ensure_binary current
   log "postgres: primary on $PG_PRIMARY_PORT, audit on $PG_AUDIT_PORT"
   "$BIN" dev up --dir "$RUN/stack" --primary-port "$PG_PRIMARY_PORT" --audit-port "$PG_AUDIT_PORT" --migrate 2>"$RUN/dev-up.log" \
     || { cat "$RUN/dev-up.log" >&2; die "postgres clusters did not start"; }
