@@ -222,27 +222,24 @@ async fn compute(
         _ => None,
     };
     let low = judges / 2;
-    let split = second.as_ref().map(|_| pivot(&read.workflows, low, judges));
+    let second = second.map(|tx| (tx, pivot(&read.workflows, low, judges)));
     let (batches, received): (Vec<_>, Vec<_>) = (0..judges).map(|_| tokio::sync::mpsc::channel(2)).unzip();
     let judging = tokio::task::spawn_blocking(move || {
         let _computing = permit;
         summarize(read, received, code, workflow, as_of, window)
     });
     crate::adapters::metrics::get().dashboard_evidence_streams(if second.is_some() { 2 } else { 1 });
-    let streamed = match (second, split) {
-        (Some(mut other), Some(split)) => {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let streamed = match second {
+        Some((mut other, split)) => {
             let (below, above) = batches.split_at(low);
-            let stop = std::sync::atomic::AtomicBool::new(false);
             let (a, b) = tokio::join!(
                 stream_evidence(&mut tx, Workflows::Range { from: None, before: Some(split) }, below, &stop),
                 stream_evidence(&mut other, Workflows::Range { from: Some(split), before: None }, above, &stop),
             );
             a.and(b)
         }
-        _ => {
-            let stop = std::sync::atomic::AtomicBool::new(false);
-            stream_evidence(&mut tx, workflow.map_or(Workflows::ALL, Workflows::Only), &batches, &stop).await
-        }
+        None => stream_evidence(&mut tx, workflow.map_or(Workflows::ALL, Workflows::Only), &batches, &stop).await,
     };
     // The judging threads finish once every stream has sent its last batch (or stopped).
     drop(batches);

@@ -69,8 +69,6 @@ impl Streamed for EvidenceFacts {
 }
 
 /// Sends the active evidence of `which` workflows to `to` in batches that hold whole
-/// workflows, in workflow order.
-/// Sends the active evidence of `which` workflows to `to` in batches that hold whole
 /// workflows, in workflow order, until `stop` (see [`send_in_batches`]).
 pub(super) async fn stream_evidence(
     conn: &mut sqlx::PgConnection,
