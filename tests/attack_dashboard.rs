@@ -374,12 +374,7 @@ async fn a_dashboard_filtered_by_sql_or_by_another_tenants_workflow_shows_nothin
 /// The number of evidence streams the service's cold dashboards have read (the sum of
 /// `aumos_governance_dashboard_evidence_streams`).
 async fn streams_read(svc: &Service) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", svc.base)).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with("aumos_governance_dashboard_evidence_streams_sum"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    common::metric_sample(&svc.metrics_text().await, "aumos_governance_dashboard_evidence_streams_sum").unwrap_or(0.0)
 }
 
 /// A tenant with more workflows than one judging thread takes (500) has its evidence read

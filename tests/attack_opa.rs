@@ -408,8 +408,8 @@ async fn a_tenant_whose_evaluations_kill_opa_twice_is_quarantined_and_no_longer_
 
 /// `(sum, count)` of the OPA batcher's evaluations-per-query histogram on `svc`.
 async fn opa_query_items(svc: &Service) -> (f64, f64) {
-    let text = svc.client.get(format!("{}/metrics", svc.base)).send().await.unwrap().text().await.unwrap();
-    let read = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or_default();
+    let text = svc.metrics_text().await;
+    let read = |name: &str| common::metric_sample(&text, name).unwrap_or_default();
     (read("aumos_governance_opa_query_items_sum"), read("aumos_governance_opa_query_items_count"))
 }
 

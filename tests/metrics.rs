@@ -10,11 +10,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-/// The value of the sample whose line starts with `prefix` (name and labels), if any.
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
-}
-
 async fn scrape(client: &reqwest::Client, base: &str) -> (StatusCode, String) {
     let resp = client.get(format!("{base}/metrics")).send().await.unwrap();
     (resp.status(), resp.text().await.unwrap())
@@ -42,23 +37,24 @@ async fn metrics_count_evaluations_appends_requests_and_refusals_by_route_templa
     assert_eq!(status, StatusCode::OK);
 
     let evaluate = "aumos_governance_http_requests_total{method=\"POST\",route=\"/api/v1/policies/{id}/evaluate\",status=\"200\"}";
-    assert!(sample(&text, evaluate).unwrap() >= 2.0, "{text}");
+    assert!(metric_sample(&text, evaluate).unwrap() >= 2.0, "{text}");
     assert!(
-        sample(&text, "aumos_governance_http_requests_total{method=\"POST\",route=\"/api/v1/policies\",status=\"201\"}").unwrap() >= 1.0
+        metric_sample(&text, "aumos_governance_http_requests_total{method=\"POST\",route=\"/api/v1/policies\",status=\"201\"}").unwrap()
+            >= 1.0
     );
     let limited = "aumos_governance_http_requests_total{method=\"POST\",route=\"/api/v1/policies/{id}/evaluate\",status=\"429\"}";
-    assert!(sample(&text, limited).unwrap() >= refused as f64, "{text}");
-    assert!(sample(&text, "aumos_governance_rate_limited_total{limit=\"evaluate\"}").unwrap() >= refused as f64);
+    assert!(metric_sample(&text, limited).unwrap() >= refused as f64, "{text}");
+    assert!(metric_sample(&text, "aumos_governance_rate_limited_total{limit=\"evaluate\"}").unwrap() >= refused as f64);
     let allowed = "aumos_governance_evaluate_duration_seconds_count{engine=\"embedded\",outcome=\"allowed\"}";
     let denied = "aumos_governance_evaluate_duration_seconds_count{engine=\"embedded\",outcome=\"denied\"}";
-    assert!(sample(&text, allowed).unwrap() >= 1.0 && sample(&text, denied).unwrap() >= 1.0, "{text}");
+    assert!(metric_sample(&text, allowed).unwrap() >= 1.0 && metric_sample(&text, denied).unwrap() >= 1.0, "{text}");
     // Create, activate and at least one decision were appended in batches.
-    assert!(sample(&text, "aumos_governance_ledger_append_duration_seconds_count").unwrap_or_else(|| panic!("{text}")) >= 1.0);
-    assert!(sample(&text, "aumos_governance_ledger_append_batch_entries_sum").unwrap() >= 3.0);
-    assert!(sample(&text, "aumos_governance_ledger_head_seq").unwrap() >= 3.0);
+    assert!(metric_sample(&text, "aumos_governance_ledger_append_duration_seconds_count").unwrap_or_else(|| panic!("{text}")) >= 1.0);
+    assert!(metric_sample(&text, "aumos_governance_ledger_append_batch_entries_sum").unwrap() >= 3.0);
+    assert!(metric_sample(&text, "aumos_governance_ledger_head_seq").unwrap() >= 3.0);
     assert!(text.contains("aumos_governance_consumer_lag_entries{consumer=\""), "each projector's lag: {text}");
     assert!(text.contains("aumos_governance_consumer_lag_seconds{consumer=\""));
-    assert!(sample(&text, "aumos_governance_checkpoint_age_seconds").is_some());
+    assert!(metric_sample(&text, "aumos_governance_checkpoint_age_seconds").is_some());
 
     assert!(!text.contains(&tenant.to_string()) && !text.contains(&id), "no tenant or policy id in any label");
     let (status, _) = svc.call(Method::GET, &format!("/api/v1/nothing/{tenant}"), Some(tenant), Some(&tok), None).await;

@@ -79,6 +79,11 @@ impl Service {
         panic!("service did not become ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
     }
 
+    /// The service's `GET /metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -371,4 +376,9 @@ impl Tenant<'_> {
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.svc.call(method, path, Some(self.id), Some(&self.tok), body.as_ref()).await
     }
+}
+
+/// The value of the Prometheus sample whose line starts with `prefix` (name and labels), if any.
+pub fn metric_sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
