@@ -6,7 +6,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-BIN=target/release/governance-engine
+# AUMOS_BENCH_BIN: a service binary built before (an A/B of two builds); else this tree's release build.
+BIN=${AUMOS_BENCH_BIN:-target/release/governance-engine}
 BENCH_PIDS=()
 
 bench_cleanup() {
@@ -18,7 +19,7 @@ bench_cleanup() {
 
 bench_setup() {
   DIR=${AUMOS_BENCH_DIR:-/tmp/aumos-governance-bench-$1}
-  cargo build --locked --release --bin governance-engine
+  [[ -n "${AUMOS_BENCH_BIN:-}" ]] || cargo build --locked --release --bin governance-engine
   if [[ "${2:-}" == with-services ]]; then
     set -a
     eval "$(scripts/services.sh up)"

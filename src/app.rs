@@ -222,24 +222,25 @@ pub async fn pools(config: &Config, urls: &DatabaseUrls) -> Result<Pools, AppErr
     })
 }
 
-pub fn notary(config: &Config, pools: &Pools, signer: NoteSigner) -> Notary {
+/// The notary over `reader`: the service gives it the reader that holds its appender's
+/// recent entries, so the entries it hashes come from memory, not read back.
+pub fn notary(config: &Config, reader: LedgerReader, writer: PgPool, signer: NoteSigner) -> Notary {
     let cfg = NotaryConfig {
         origin: config.ledger.origin.clone(),
         every_entries: config.ledger.checkpoint_every_entries,
         every: config.ledger.checkpoint_every,
     };
-    Notary::new(pools.reader.clone(), pools.writer.clone(), signer, cfg)
+    Notary::new(reader, writer, signer, cfg)
 }
 
 async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier, signer: NoteSigner) -> Result<(), AppError> {
-    let pools = pools(&config, &urls).await?;
-    let notary = Arc::new(notary(&config, &pools, signer));
-    let Pools { primary, writer, reader } = pools;
-    let (appender, appender_handle) = Appender::start(writer);
+    let Pools { primary, writer, reader } = pools(&config, &urls).await?;
+    let (appender, appender_handle) = Appender::start(writer.clone());
     let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
     // This process's tailing readers (projectors, relay) take what its appender just
     // committed from memory instead of reading it back.
     let reader = reader.with_recent(appender_handle.recent());
+    let notary = Arc::new(notary(&config, reader.clone(), writer, signer));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let http = crate::adapters::tls::http_client(&config)?
         .pool_idle_timeout(Duration::from_secs(90))

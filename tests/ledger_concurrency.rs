@@ -24,11 +24,14 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
         async move { svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("c{i}")))).await }
     });
     let results: Vec<_> = futures::stream::iter(requests).buffer_unordered(32).collect().await;
-    let mut seqs = HashSet::new();
-    for (status, body) in &results {
+    let (mut seqs, mut by_two) = (HashSet::new(), Vec::new());
+    for (i, (status, body)) in results.iter().enumerate() {
         assert!(*status == StatusCode::CREATED || *status == StatusCode::ACCEPTED, "{status}: {body}");
         let seq = body.get("last_seq").or_else(|| body.get("ledger_seq")).and_then(|s| s.as_i64()).unwrap();
         assert!(seqs.insert(seq), "seq {seq} was handed out twice");
+        if i % 2 == 1 {
+            by_two.push(seq);
+        }
     }
     // Each create is two entries in one append: the policy and its per-tenant name claim.
     assert_eq!(ledger_count().await, before + (PER_PROCESS * 2 * 2) as i64, "exactly the entries of each command, once");
@@ -42,6 +45,21 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The first process proves entries the second appended, in tiles whose smaller
+    // subtrees it hashes again from entries that both processes appended.
+    for seq in by_two.iter().step_by(15) {
+        let (status, proof) = one.call(Method::GET, &format!("/api/v1/ledger/entries/{seq}/proof"), Some(tenant), Some(&tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{proof}");
+        let file = std::env::temp_dir().join(format!("proof-{}.json", Uuid::new_v4()));
+        std::fs::write(&file, proof.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_governance-engine"))
+            .args(["ledger", "verify-proof", file.to_str().unwrap(), "--public-key", key_file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let _ = std::fs::remove_file(file);
+    }
     let _ = std::fs::remove_file(key_file);
 
     let mut reader = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;

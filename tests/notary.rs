@@ -8,6 +8,9 @@ mod common;
 
 use common::*;
 use governance_engine::adapters::devstack::Cluster;
+use governance_engine::adapters::ledger::LedgerReader;
+use ledger::format::leaf_hash;
+use ledger::merkle::{MerkleTree, Nodes};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -25,6 +28,12 @@ async fn checkpoint(svc: &Service, tenant: Uuid, tok: &str) -> Value {
     let (status, cp) = svc.call(Method::POST, "/api/v1/ledger/checkpoints", Some(tenant), Some(tok), None).await;
     assert_eq!(status, StatusCode::CREATED, "{cp}");
     cp
+}
+
+/// What the notary stores for a tree of `n` leaves: every complete subtree of 16 leaves or
+/// more (level 4 and up), once; smaller ones are hashed again from their entries.
+fn stored_nodes(n: i64) -> i64 {
+    (4..63).map(|level| n >> level).sum()
 }
 
 async fn node_count(e: &Embedded) -> i64 {
@@ -46,31 +55,83 @@ async fn the_tree_is_stored_and_a_restarted_notary_continues_it_with_proofs_that
     let e = Embedded::start(&[]).await;
     let tenant = Uuid::new_v4();
     let tok = e.token(tenant, "governance:admin");
-    create_policies(&e.svc, tenant, &tok, "a", 5).await;
+    create_policies(&e.svc, tenant, &tok, "a", 12).await;
     let first = checkpoint(&e.svc, tenant, &tok).await;
     let n = first["tree_size"].as_i64().unwrap();
-    // Every complete subtree of n leaves, once: 2n - popcount(n) nodes.
-    assert_eq!(node_count(&e).await, 2 * n - i64::from(n.count_ones()));
+    assert!(n > 16 && n % 16 != 0, "the tree ends inside a tile: {n}");
+    assert_eq!(node_count(&e).await, stored_nodes(n));
 
     let e = restart(e).await;
-    create_policies(&e.svc, tenant, &tok, "b", 4).await;
+    create_policies(&e.svc, tenant, &tok, "b", 9).await;
     let second = checkpoint(&e.svc, tenant, &tok).await;
     let m = second["tree_size"].as_i64().unwrap();
-    assert_eq!(node_count(&e).await, 2 * m - i64::from(m.count_ones()));
+    assert!(m > 32 && m % 16 != 0, "{m}");
+    assert_eq!(node_count(&e).await, stored_nodes(m));
 
-    // Proofs from stored nodes verify offline against the signed checkpoints.
-    let key = verifier_key_file(&e.svc, tenant, &tok).await;
+    proofs_verify_offline(&e, tenant, &tok, n, m).await;
+    e.finish().await;
+}
+
+/// The consistency proof from checkpoint `n` to `m` and inclusion proofs inside the first
+/// tile, in the tile `n` ends in, and of the last entry verify offline against the signed
+/// checkpoints.
+async fn proofs_verify_offline(e: &Embedded, tenant: Uuid, tok: &str, n: i64, m: i64) {
+    let key = verifier_key_file(&e.svc, tenant, tok).await;
     let (status, consistency) =
-        e.svc.call(Method::GET, &format!("/api/v1/ledger/consistency?from={n}&to={m}"), Some(tenant), Some(&tok), None).await;
+        e.svc.call(Method::GET, &format!("/api/v1/ledger/consistency?from={n}&to={m}"), Some(tenant), Some(tok), None).await;
     assert_eq!(status, StatusCode::OK, "{consistency}");
-    let (status, inclusion) = e.svc.call(Method::GET, "/api/v1/ledger/entries/3/proof", Some(tenant), Some(&tok), None).await;
-    assert_eq!(status, StatusCode::OK, "{inclusion}");
-    for proof in [consistency, inclusion] {
+    let mut proofs = vec![consistency];
+    for seq in [3, n, m] {
+        let (status, inclusion) =
+            e.svc.call(Method::GET, &format!("/api/v1/ledger/entries/{seq}/proof"), Some(tenant), Some(tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{inclusion}");
+        proofs.push(inclusion);
+    }
+    for proof in proofs {
         let file = e.dir.join(format!("proof-{}.json", Uuid::new_v4()));
         std::fs::write(&file, proof.to_string()).unwrap();
         let (ok, out, err) = cli(&e.dir, &["ledger", "verify-proof", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()]);
         assert!(ok, "{out}{err}");
     }
+}
+
+#[tokio::test]
+async fn a_ledger_whose_smaller_nodes_were_stored_before_tiles_is_continued_from_them_with_proofs_that_verify() {
+    let e = Embedded::start(&[]).await;
+    let tenant = Uuid::new_v4();
+    let tok = e.token(tenant, "governance:admin");
+    create_policies(&e.svc, tenant, &tok, "a", 12).await;
+    let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
+    assert!(n > 16 && n % 16 != 0, "the tree ends inside a tile: {n}");
+    // As the notary stored them before tiles: every complete subtree below level 4 too.
+    let url = e.superuser_url(Cluster::Audit);
+    let entries = LedgerReader::new(sqlx::PgPool::connect(&url).await.unwrap()).entries_after(0, n).await.unwrap();
+    let mut tree = MerkleTree::new();
+    entries.iter().for_each(|entry| tree.push(leaf_hash(&entry.encode())));
+    let (mut levels, mut idxs, mut hashes) = (Vec::<i16>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
+    for level in 0..4u32 {
+        for idx in 0..(n >> level) {
+            levels.push(level as i16);
+            idxs.push(idx);
+            hashes.push(tree.node(level, idx as u64).unwrap().to_vec());
+        }
+    }
+    let mut su = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO gov_audit_tree_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])")
+        .bind(&levels)
+        .bind(&idxs)
+        .bind(&hashes)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    drop(su);
+
+    // The restarted notary's edge ends where the smaller stored nodes do, inside a tile.
+    let e = restart(e).await;
+    create_policies(&e.svc, tenant, &tok, "b", 9).await;
+    let m = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
+    assert_eq!(node_count(&e).await, stored_nodes(m) + levels.len() as i64, "only subtrees of 16 leaves or more were added");
+    proofs_verify_offline(&e, tenant, &tok, n, m).await;
     e.finish().await;
 }
 
@@ -79,11 +140,13 @@ async fn a_stored_node_that_contradicts_the_signed_checkpoint_stops_the_notary_a
     let e = Embedded::start(&[]).await;
     let tenant = Uuid::new_v4();
     let tok = e.token(tenant, "governance:admin");
-    create_policies(&e.svc, tenant, &tok, "a", 3).await;
-    checkpoint(&e.svc, tenant, &tok).await;
-    // Level 2, index 0 covers the first four of the six leaves: part of the signed root.
+    create_policies(&e.svc, tenant, &tok, "a", 9).await;
+    let cp = checkpoint(&e.svc, tenant, &tok).await;
+    assert!(cp["tree_size"].as_i64().unwrap() > 16, "{cp}");
+    // Level 4, index 0 covers the first 16 leaves: part of the signed root, whose last
+    // leaves lie beyond the stored nodes (hashed again from their entries at start-up).
     let mut su = PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();
-    sqlx::raw_sql("SET session_replication_role = replica; UPDATE gov_audit_tree_nodes SET hash = decode(repeat('07', 32), 'hex') WHERE level = 2 AND idx = 0")
+    sqlx::raw_sql("SET session_replication_role = replica; UPDATE gov_audit_tree_nodes SET hash = decode(repeat('07', 32), 'hex') WHERE level = 4 AND idx = 0")
         .execute(&mut su)
         .await
         .unwrap();

@@ -132,12 +132,12 @@ async fn with_database(cmd: LedgerCommand, config: Config) -> Result<Outcome, Ap
                 })
             }
             LedgerCommand::Checkpoint => {
-                let notary = app::notary(&config, &pools, app::ledger_signer(&config)?);
+                let notary = app::notary(&config, pools.reader.clone(), pools.writer.clone(), app::ledger_signer(&config)?);
                 let cp = notary.checkpoint_now().await.map_err(|e| AppError::Io(e.to_string()))?;
                 Ok(Outcome::Ok(serde_json::to_string_pretty(&cp.to_export()).unwrap_or_default()))
             }
             LedgerCommand::Prove { seq, tree_size, out } => {
-                let notary = app::notary(&config, &pools, app::ledger_signer(&config)?);
+                let notary = app::notary(&config, pools.reader.clone(), pools.writer.clone(), app::ledger_signer(&config)?);
                 let p = notary.inclusion(seq, tree_size).await.map_err(|e| AppError::Io(e.to_string()))?;
                 let file = ProofFile::InclusionProof {
                     entry: ExportEntry::from(&p.entry),

@@ -116,6 +116,35 @@ impl Nodes for std::collections::HashMap<(u32, u64), Hash> {
     }
 }
 
+/// One run of consecutive leaves from `first` (a multiple of the tile's width) with every
+/// complete subtree inside it: what a store that keeps only the larger subtrees hashes again
+/// from entries when a proof needs a smaller one.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    first: u64,
+    tree: MerkleTree,
+}
+
+impl Tile {
+    pub fn new(first: u64, leaves: impl IntoIterator<Item = Hash>) -> Self {
+        let mut tree = MerkleTree::new();
+        leaves.into_iter().for_each(|leaf| tree.push(leaf));
+        Self { first, tree }
+    }
+}
+
+impl Nodes for Tile {
+    /// The subtree if it lies inside the tile and is complete there; `None` otherwise.
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        let width = 1u64.checked_shl(level)?;
+        let start = index.checked_mul(width)?;
+        if !self.first.is_multiple_of(width) || start < self.first {
+            return None;
+        }
+        self.tree.node(level, index - (self.first >> level))
+    }
+}
+
 /// MTH(D[a:b]); requires a < b. Left subtrees produced by the recursion are always aligned
 /// complete subtrees.
 fn subtree(nodes: &impl Nodes, a: u64, b: u64) -> Result<Hash, ProofError> {
@@ -293,6 +322,25 @@ mod tests {
 
     fn leaf(i: u64) -> Hash {
         crate::format::leaf_hash(&i.to_be_bytes())
+    }
+
+    #[test]
+    fn a_tile_gives_the_trees_subtrees_inside_it_and_none_outside_it() {
+        let mut full = MerkleTree::new();
+        (0..100).for_each(|i| full.push(leaf(i)));
+        for first in (0..100u64).step_by(16) {
+            let tile = Tile::new(first, (first..(first + 16).min(100)).map(leaf));
+            for level in 0..6u32 {
+                for index in 0..(100u64 >> level) {
+                    let (start, end) = (index << level, (index + 1) << level);
+                    let inside = start >= first && end <= first + 16;
+                    let expected = if inside { full.node(level, index) } else { None };
+                    assert_eq!(tile.node(level, index), expected, "tile {first}, node {level}/{index}");
+                }
+            }
+        }
+        // The last tile holds 4 leaves: no complete subtree of 8 there.
+        assert_eq!(Tile::new(96, (96..100).map(leaf)).node(3, 12), None);
     }
 
     /// MTH straight from RFC 6962 §2.1, with no caching: the reference.

@@ -2,20 +2,24 @@
 //! T seconds, and on demand) and answers proofs against them.
 //!
 //! Memory does not grow with the ledger: the notary holds the tree's right edge (a
-//! [`Frontier`], one hash per set bit of the size) and stores every complete subtree hash
-//! in the audit database (`gov_audit_tree_nodes`, through the writer role's
-//! `gov_ledger_add_tree_nodes`). Proofs are computed from the stored nodes they need,
-//! fetched in one round trip. At start-up it reads only the entries the stored nodes do not
+//! [`Frontier`], one hash per set bit of the size) and stores the hash of every complete
+//! subtree of [`TILE`] leaves or more in the audit database (`gov_audit_tree_nodes`,
+//! through the writer role's `gov_ledger_add_tree_nodes`): about one row per eight
+//! entries. A smaller subtree lies inside one tile of [`TILE`] entries and is hashed again
+//! from them when a proof needs it (as transparency-dev's tiles keep only what the entries
+//! cannot give back). Proofs take the stored nodes they need in one round trip and at most
+//! a few tiles' entries. At start-up it reads only the entries the stored nodes do not
 //! cover yet (their payloads are needed to hash them), and checks the stored nodes against
 //! its newest signed checkpoint. Checkpoints are written through the writer role, which may
-//! only insert them.
+//! only insert them. Ledgers written before tiles keep their smaller nodes, which are used.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ledger::checkpoint::{verify_checkpoint, NoteSigner, VerifierKey};
 use ledger::format::leaf_hash;
 use ledger::frontier::Frontier;
-use ledger::merkle::{self, Hash, NeededNodes, ProofError};
+use ledger::merkle::{self, Hash, NeededNodes, Nodes, ProofError, Tile};
 use ledger::LedgerEntry;
 use sqlx::PgPool;
 use tokio::sync::{watch, Mutex};
@@ -61,6 +65,12 @@ pub struct Notary {
 /// Entries hashed per round trip while catching up (payloads are at most a few MiB each).
 const SYNC_BATCH: i64 = 200;
 
+/// Subtrees of at least 2^TILE_LEVEL leaves are stored; smaller ones are hashed again from
+/// the entries of their tile.
+const TILE_LEVEL: u32 = 4;
+/// Entries per tile: the most a proof reads to hash one smaller subtree again.
+pub const TILE: u64 = 1 << TILE_LEVEL;
+
 /// An entry with its audit path to a signed checkpoint.
 #[derive(Debug, Clone)]
 pub struct InclusionProof {
@@ -83,13 +93,16 @@ impl Notary {
     }
 
     /// Loads the right edge from the stored nodes and checks them against the newest
-    /// checkpoint our key signed that they cover.
+    /// checkpoint our key signed that they and one tile of entries reach.
     async fn load(&self) -> Result<Frontier, LedgerError> {
         let corrupt = LedgerError::Tree;
-        let size = self.reader.stored_tree_size().await?;
-        let nodes = self.reader.tree_nodes(&Frontier::node_ids(size)).await?;
+        let size = self.reader.stored_tree_size(TILE_LEVEL).await?;
+        let nodes = self.nodes(&Frontier::node_ids(size)).await?;
         let frontier = Frontier::from_nodes(size, &nodes).map_err(|e| corrupt(format!("stored tree nodes: {e}")))?;
-        if let Some(c) = self.reader.checkpoint_at_most(i64::try_from(size).unwrap_or(i64::MAX)).await? {
+        // Nodes are stored before a checkpoint is signed, so the newest one lies at most a
+        // tile beyond what they cover; the rest of its root is hashed from that tile.
+        let reach = size.saturating_add(TILE - 1);
+        if let Some(c) = self.reader.checkpoint_at_most(i64::try_from(reach).unwrap_or(i64::MAX)).await? {
             if self.signed_by_us(&c) {
                 let at = u64::try_from(c.tree_size).unwrap_or(0);
                 let root = self.stored_root(at).await.map_err(|e| corrupt(format!("stored tree nodes: {e}")))?;
@@ -104,7 +117,43 @@ impl Notary {
     /// The root of the first `size` leaves, from stored nodes.
     async fn stored_root(&self, size: u64) -> Result<Hash, NotaryError> {
         let ids = NeededNodes::of(|n| merkle::root(n, size))?;
-        Ok(merkle::root(&self.reader.tree_nodes(&ids).await?, size)?)
+        Ok(merkle::root(&self.nodes(&ids).await?, size)?)
+    }
+
+    /// The subtree hashes among `ids`: the stored ones in one round trip, and each smaller
+    /// one that is not stored hashed again from its tile's entries (one read per tile).
+    /// Those neither stored nor complete in the ledger are missing from the answer.
+    async fn nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, LedgerError> {
+        let mut found = self.reader.tree_nodes(ids).await?;
+        let missing: Vec<(u32, u64)> =
+            ids.iter().copied().filter(|&(level, index)| level < TILE_LEVEL && !found.contains_key(&(level, index))).collect();
+        // Each tile's entries up to the last leaf a missing node covers.
+        let mut tiles: BTreeMap<u64, u64> = BTreeMap::new();
+        for &(level, index) in &missing {
+            let Some(end) = index.checked_add(1).and_then(|i| i.checked_mul(1 << level)) else { continue };
+            let last = tiles.entry((end - 1) / TILE).or_default();
+            *last = (*last).max(end);
+        }
+        for (tile, end) in tiles {
+            let first = tile * TILE;
+            let (after, upto) = (i64::try_from(first), i64::try_from(end));
+            let (Ok(after), Ok(upto)) = (after, upto) else { continue };
+            let entries = self.reader.entries_between(after, upto).await?;
+            let mut leaves = Vec::with_capacity(entries.len());
+            for (e, seq) in entries.iter().zip(after + 1..) {
+                if e.seq != seq {
+                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+                }
+                leaves.push(leaf_hash(&e.encode()));
+            }
+            let tile = Tile::new(first, leaves);
+            for &(level, index) in &missing {
+                if let Some(hash) = tile.node(level, index) {
+                    found.insert((level, index), hash);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Brings the tree up to the ledger's head: hashes the entries the stored nodes do not
@@ -135,18 +184,20 @@ impl Notary {
                 if e.seq != i64::try_from(next.size()).unwrap_or(i64::MAX) + 1 {
                     return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
                 }
-                for (level, index, hash) in next.push(leaf_hash(&e.encode())) {
+                for (level, index, hash) in next.push(leaf_hash(&e.encode())).into_iter().filter(|(level, ..)| *level >= TILE_LEVEL) {
                     levels.push(i16::try_from(level).unwrap_or(i16::MAX));
                     idxs.push(i64::try_from(index).unwrap_or(i64::MAX));
                     hashes.push(hash.to_vec());
                 }
             }
-            sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)")
-                .bind(&levels)
-                .bind(&idxs)
-                .bind(&hashes)
-                .execute(&self.writer)
-                .await?;
+            if !levels.is_empty() {
+                sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)")
+                    .bind(&levels)
+                    .bind(&idxs)
+                    .bind(&hashes)
+                    .execute(&self.writer)
+                    .await?;
+            }
             *tree = next;
         }
     }
@@ -239,7 +290,7 @@ impl Notary {
         let (index, size) = (u64::try_from(seq - 1).unwrap_or(0), u64::try_from(checkpoint.tree_size).unwrap_or(0));
         self.covered(size).await?;
         let ids = NeededNodes::of(|n| merkle::inclusion_proof(n, index, size))?;
-        let proof = merkle::inclusion_proof(&self.reader.tree_nodes(&ids).await?, index, size)?;
+        let proof = merkle::inclusion_proof(&self.nodes(&ids).await?, index, size)?;
         Ok(InclusionProof { entry, proof, checkpoint })
     }
 
@@ -250,7 +301,7 @@ impl Notary {
         let (from, to) = (u64::try_from(from).unwrap_or(0), u64::try_from(to).unwrap_or(0));
         self.covered(to).await?;
         let ids = NeededNodes::of(|n| merkle::consistency_proof(n, from, to))?;
-        let proof = merkle::consistency_proof(&self.reader.tree_nodes(&ids).await?, from, to)?;
+        let proof = merkle::consistency_proof(&self.nodes(&ids).await?, from, to)?;
         Ok((a, b, proof))
     }
 

@@ -85,6 +85,17 @@ impl LedgerReader {
         rows.iter().map(entry).collect()
     }
 
+    /// The entries with seq in (after, upto], in seq order: from memory when this process
+    /// committed all of them, else from the database.
+    pub async fn entries_between(&self, after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        if let Some(held) = self.recent.as_ref().and_then(|r| r.between(None, after, upto)) {
+            return Ok(held);
+        }
+        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq");
+        let rows = sqlx::query(&sql).bind(after).bind(upto).fetch_all(&self.pool).await?;
+        rows.iter().map(entry).collect()
+    }
+
     /// Up to `limit` of one tenant's entries with seq greater than `after`, in seq order.
     pub async fn tenant_entries_after(&self, tenant: uuid::Uuid, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
         let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
@@ -173,12 +184,20 @@ impl LedgerReader {
 }
 
 impl LedgerReader {
-    /// How many leaves the stored tree nodes cover (0 when none are stored).
-    pub async fn stored_tree_size(&self) -> Result<u64, LedgerError> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT idx FROM gov_audit_tree_nodes WHERE level = 0 ORDER BY idx DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(last.map(|i| u64::try_from(i + 1).unwrap_or(0)).unwrap_or(0))
+    /// How many leaves the stored tree nodes cover (0 when none are stored): the furthest
+    /// reach of the last node at each level up to `top`, the lowest level stored whole (a
+    /// node above it completes with one at it; below it, only older ledgers stored nodes).
+    /// One index probe per level.
+    pub async fn stored_tree_size(&self, top: u32) -> Result<u64, LedgerError> {
+        let covered: Option<i64> = sqlx::query_scalar(
+            "SELECT max((n.idx + 1) << n.level) FROM generate_series(0, $1) AS g(level) \
+             CROSS JOIN LATERAL (SELECT t.level::int AS level, t.idx FROM gov_audit_tree_nodes t \
+                                  WHERE t.level = g.level ORDER BY t.idx DESC LIMIT 1) n",
+        )
+        .bind(i32::try_from(top).unwrap_or(i32::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(covered.map(|c| u64::try_from(c).unwrap_or(0)).unwrap_or(0))
     }
 
     /// The stored tree nodes among `ids` (`(level, index)`), in one round trip.
