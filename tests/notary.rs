@@ -158,3 +158,23 @@ async fn a_stored_node_that_contradicts_the_signed_checkpoint_stops_the_notary_a
     assert!(e.svc.log().contains("do not give the signed root"), "the log says why");
     e.finish().await;
 }
+
+#[tokio::test]
+async fn proofs_of_every_entry_of_a_tile_read_and_hash_its_entries_once() {
+    let e = Embedded::start(&[]).await;
+    let tenant = Uuid::new_v4();
+    let tok = e.token(tenant, "governance:admin");
+    create_policies(&e.svc, tenant, &tok, "a", 12).await;
+    let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
+    assert!(n > 16 && n < 32, "a full tile and the right edge inside the next: {n}");
+    let hashed = || async { metric_sample(&e.svc.metrics_text().await, "aumos_governance_ledger_tiles_hashed_total").unwrap_or(0.0) };
+    let before = hashed().await;
+    // Each proof against the checkpoint of n needs the smaller subtrees of the entry's own
+    // tile and of the right edge's.
+    for seq in 1..=n {
+        let (status, proof) = e.svc.call(Method::GET, &format!("/api/v1/ledger/entries/{seq}/proof"), Some(tenant), Some(&tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{proof}");
+    }
+    assert_eq!(hashed().await - before, 2.0, "the two tiles, each read once for {n} proofs");
+    e.finish().await;
+}

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub ledger_append_batch_entries: Histogram,
     pub opa_query_items: Histogram,
     pub dashboard_evidence_streams: Histogram,
+    pub ledger_tiles_hashed: Counter,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub ledger_head: Gauge,
     pub consumer_lag_entries: Family<ConsumerLabels, Gauge>,
@@ -119,6 +120,12 @@ impl Metrics {
             "Evidence streams a cold dashboard read at once (two for a large tenant when a second connection was free)",
             dashboard_evidence_streams.clone(),
         );
+        let ledger_tiles_hashed = Counter::default();
+        registry.register(
+            "ledger_tiles_hashed",
+            "Tiles of 16 ledger entries the notary read and hashed for a proof (each held afterwards, so hashed once)",
+            ledger_tiles_hashed.clone(),
+        );
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("rate_limited", "Requests refused by a rate limit (429), by limit", rate_limited.clone());
         let ledger_head = Gauge::default();
@@ -160,6 +167,7 @@ impl Metrics {
             ledger_append_batch_entries,
             opa_query_items,
             dashboard_evidence_streams,
+            ledger_tiles_hashed,
             rate_limited,
             ledger_head,
             consumer_lag_entries,
@@ -200,6 +208,10 @@ impl Metrics {
 
     pub fn dashboard_evidence_streams(&self, streams: usize) {
         self.dashboard_evidence_streams.observe(streams as f64);
+    }
+
+    pub fn ledger_tile_hashed(&self) {
+        self.ledger_tiles_hashed.inc();
     }
 
     pub fn refused_by_rate_limit(&self, limit: &'static str) {

@@ -14,6 +14,7 @@
 //! only insert them. Ledgers written before tiles keep their smaller nodes, which are used.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::checkpoint::{verify_checkpoint, NoteSigner, VerifierKey};
@@ -60,7 +61,13 @@ pub struct Notary {
     config: NotaryConfig,
     /// The tree's right edge up to what the stored nodes cover; `None` until first loaded.
     tree: Mutex<Option<Frontier>>,
+    /// The leaf hashes of the tiles read last (entries never change): proofs in one tile
+    /// read and hash its entries once. Bounded by [`TILES_HELD`] (32 bytes a leaf).
+    tiles: moka::sync::Cache<u64, Arc<[Hash]>>,
 }
+
+/// Tiles whose leaf hashes are held: 512 bytes each at most.
+const TILES_HELD: u64 = 4096;
 
 /// Entries hashed per round trip while catching up (payloads are at most a few MiB each).
 const SYNC_BATCH: i64 = 200;
@@ -81,7 +88,7 @@ pub struct InclusionProof {
 
 impl Notary {
     pub fn new(reader: LedgerReader, writer: PgPool, signer: NoteSigner, config: NotaryConfig) -> Self {
-        Self { reader, writer, signer, config, tree: Mutex::new(None) }
+        Self { reader, writer, signer, config, tree: Mutex::new(None), tiles: moka::sync::Cache::new(TILES_HELD) }
     }
 
     pub fn signer(&self) -> &NoteSigner {
@@ -121,32 +128,21 @@ impl Notary {
     }
 
     /// The subtree hashes among `ids`: the stored ones in one round trip, and each smaller
-    /// one that is not stored hashed again from its tile's entries (one read per tile).
+    /// one that is not stored hashed again from its tile's entries (see [`Notary::tile`]).
     /// Those neither stored nor complete in the ledger are missing from the answer.
     async fn nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, LedgerError> {
         let mut found = self.reader.tree_nodes(ids).await?;
         let missing: Vec<(u32, u64)> =
             ids.iter().copied().filter(|&(level, index)| level < TILE_LEVEL && !found.contains_key(&(level, index))).collect();
-        // Each tile's entries up to the last leaf a missing node covers.
+        // Each tile, with the number of its leaves the missing nodes reach.
         let mut tiles: BTreeMap<u64, u64> = BTreeMap::new();
         for &(level, index) in &missing {
             let Some(end) = index.checked_add(1).and_then(|i| i.checked_mul(1 << level)) else { continue };
-            let last = tiles.entry((end - 1) / TILE).or_default();
-            *last = (*last).max(end);
+            let reach = tiles.entry((end - 1) / TILE).or_default();
+            *reach = (*reach).max((end - 1) % TILE + 1);
         }
-        for (tile, end) in tiles {
-            let first = tile * TILE;
-            let (after, upto) = (i64::try_from(first), i64::try_from(end));
-            let (Ok(after), Ok(upto)) = (after, upto) else { continue };
-            let entries = self.reader.entries_between(after, upto).await?;
-            let mut leaves = Vec::with_capacity(entries.len());
-            for (e, seq) in entries.iter().zip(after + 1..) {
-                if e.seq != seq {
-                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
-                }
-                leaves.push(leaf_hash(&e.encode()));
-            }
-            let tile = Tile::new(first, leaves);
+        for (tile, reach) in tiles {
+            let tile = self.tile(tile, reach).await?;
             for &(level, index) in &missing {
                 if let Some(hash) = tile.node(level, index) {
                     found.insert((level, index), hash);
@@ -154,6 +150,36 @@ impl Notary {
             }
         }
         Ok(found)
+    }
+
+    /// The tile of leaves `[tile·TILE, (tile+1)·TILE)` with at least its first `reach`
+    /// leaves, as far as the ledger has them. Entries never change, so a tile read once is
+    /// held; one held with fewer leaves than `reach` (the right edge has grown since) is
+    /// read again: its entries (from this process's recent entries when it committed all
+    /// of them), hashed on a blocking thread.
+    async fn tile(&self, tile: u64, reach: u64) -> Result<Tile, LedgerError> {
+        let beyond = || LedgerError::Tree(format!("tile {tile} is beyond any ledger"));
+        let first = tile.checked_mul(TILE).ok_or_else(beyond)?;
+        if let Some(leaves) = self.tiles.get(&tile).filter(|l| l.len() as u64 >= reach) {
+            return Ok(Tile::new(first, leaves.iter().copied()));
+        }
+        let after = i64::try_from(first).map_err(|_| beyond())?;
+        let entries = self.reader.entries_between(after, after.saturating_add(i64::from(1u8 << TILE_LEVEL))).await?;
+        let leaves: Arc<[Hash]> = tokio::task::spawn_blocking(move || {
+            let mut leaves = Vec::with_capacity(entries.len());
+            for (e, seq) in entries.iter().zip(after + 1..) {
+                if e.seq != seq {
+                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+                }
+                leaves.push(leaf_hash(&e.encode()));
+            }
+            Ok(leaves.into())
+        })
+        .await
+        .map_err(|e| LedgerError::Tree(format!("hashing tile {tile}: {e}")))??;
+        crate::adapters::metrics::get().ledger_tile_hashed();
+        self.tiles.insert(tile, leaves.clone());
+        Ok(Tile::new(first, leaves.iter().copied()))
     }
 
     /// Brings the tree up to the ledger's head: hashes the entries the stored nodes do not
