@@ -18,18 +18,21 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
     const PER_PROCESS: usize = 150;
-    let requests = (0..PER_PROCESS * 2).map(|i| {
-        let svc = if i % 2 == 0 { &one } else { &two };
-        let tok = tok.clone();
-        async move { svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("c{i}")))).await }
-    });
+    let requests =
+        (0..PER_PROCESS * 2).map(|i| {
+            let svc = if i % 2 == 0 { &one } else { &two };
+            let tok = tok.clone();
+            async move {
+                (i % 2, svc.call(Method::POST, "/api/v1/policies", Some(tenant), Some(&tok), Some(&policy_body(&format!("c{i}")))).await)
+            }
+        });
     let results: Vec<_> = futures::stream::iter(requests).buffer_unordered(32).collect().await;
     let (mut seqs, mut by_two) = (HashSet::new(), Vec::new());
-    for (i, (status, body)) in results.iter().enumerate() {
+    for (process, (status, body)) in &results {
         assert!(*status == StatusCode::CREATED || *status == StatusCode::ACCEPTED, "{status}: {body}");
         let seq = body.get("last_seq").or_else(|| body.get("ledger_seq")).and_then(|s| s.as_i64()).unwrap();
         assert!(seqs.insert(seq), "seq {seq} was handed out twice");
-        if i % 2 == 1 {
+        if *process == 1 {
             by_two.push(seq);
         }
     }

@@ -8,9 +8,6 @@ mod common;
 
 use common::*;
 use governance_engine::adapters::devstack::Cluster;
-use governance_engine::adapters::ledger::LedgerReader;
-use ledger::format::leaf_hash;
-use ledger::merkle::{MerkleTree, Nodes};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -96,37 +93,29 @@ async fn proofs_verify_offline(e: &Embedded, tenant: Uuid, tok: &str, n: i64, m:
 }
 
 #[tokio::test]
-async fn a_ledger_whose_smaller_nodes_were_stored_before_tiles_is_continued_from_them_with_proofs_that_verify() {
+async fn smaller_nodes_stored_by_older_versions_or_the_writer_role_are_never_read_even_wrong_ones() {
     let e = Embedded::start(&[]).await;
     let tenant = Uuid::new_v4();
     let tok = e.token(tenant, "governance:admin");
     create_policies(&e.svc, tenant, &tok, "a", 12).await;
     let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
     assert!(n > 16 && n % 16 != 0, "the tree ends inside a tile: {n}");
-    // As the notary stored them before tiles: every complete subtree below level 4 too.
-    let url = e.superuser_url(Cluster::Audit);
-    let entries = LedgerReader::new(sqlx::PgPool::connect(&url).await.unwrap()).entries_after(0, n).await.unwrap();
-    let mut tree = MerkleTree::new();
-    entries.iter().for_each(|entry| tree.push(leaf_hash(&entry.encode())));
-    let (mut levels, mut idxs, mut hashes) = (Vec::<i16>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
-    for level in 0..4u32 {
+    // Every position below level 4 within the first n leaves filled with a wrong hash, as
+    // the writer role's gov_ledger_add_tree_nodes accepts (the notary no longer fills them),
+    // including the last leaf, which would move where a restarted notary continues.
+    let (mut levels, mut idxs) = (Vec::<i16>::new(), Vec::<i64>::new());
+    for level in 0..4i16 {
         for idx in 0..(n >> level) {
-            levels.push(level as i16);
+            levels.push(level);
             idxs.push(idx);
-            hashes.push(tree.node(level, idx as u64).unwrap().to_vec());
         }
     }
-    let mut su = PgConnection::connect(&url).await.unwrap();
-    sqlx::query("INSERT INTO gov_audit_tree_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])")
-        .bind(&levels)
-        .bind(&idxs)
-        .bind(&hashes)
-        .execute(&mut su)
-        .await
-        .unwrap();
+    let hashes = vec![vec![7u8; 32]; levels.len()];
+    let mut su = PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();
+    sqlx::query("SET ROLE gov_ledger_writer").execute(&mut su).await.unwrap();
+    sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)").bind(&levels).bind(&idxs).bind(&hashes).execute(&mut su).await.unwrap();
     drop(su);
 
-    // The restarted notary's edge ends where the smaller stored nodes do, inside a tile.
     let e = restart(e).await;
     create_policies(&e.svc, tenant, &tok, "b", 9).await;
     let m = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
@@ -176,5 +165,17 @@ async fn proofs_of_every_entry_of_a_tile_read_and_hash_its_entries_once() {
         assert_eq!(status, StatusCode::OK, "{proof}");
     }
     assert_eq!(hashed().await - before, 2.0, "the two tiles, each read once for {n} proofs");
+    // The right edge's tile grows: a proof against a larger checkpoint needs more of its
+    // leaves than were held, so it is read again (once).
+    create_policies(&e.svc, tenant, &tok, "b", 1).await;
+    let m = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
+    assert!(m < 32, "{m}");
+    let before = hashed().await;
+    for seq in [m, m - 1, 1] {
+        let (status, proof) = e.svc.call(Method::GET, &format!("/api/v1/ledger/entries/{seq}/proof"), Some(tenant), Some(&tok), None).await;
+        assert_eq!(status, StatusCode::OK, "{proof}");
+    }
+    assert_eq!(hashed().await - before, 1.0, "the grown tile, read again once");
+    proofs_verify_offline(&e, tenant, &tok, n, m).await;
     e.finish().await;
 }

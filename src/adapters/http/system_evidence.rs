@@ -94,7 +94,8 @@ pub async fn list(
     Ok(Json(read::page(&mut tx, &filter, (page.page, page.page_size), page.order_or(SortOrder::Desc)).await?).into_response())
 }
 
-/// Inclusion proofs computed at once for a bundle (each reads the ledger's tree nodes).
+/// Inclusion proofs computed at once for a bundle (each reads the ledger's stored tree nodes
+/// and, for its smaller subtrees, the tiles of entries the notary does not hold yet).
 const PROOF_CONCURRENCY: usize = 8;
 
 fn proof_file(p: &crate::adapters::ledger::notary::InclusionProof, seq: i64, tree_size: i64) -> ProofFile {

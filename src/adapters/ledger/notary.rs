@@ -8,10 +8,11 @@
 //! entries. A smaller subtree lies inside one tile of [`TILE`] entries and is hashed again
 //! from them when a proof needs it (as transparency-dev's tiles keep only what the entries
 //! cannot give back). Proofs take the stored nodes they need in one round trip and at most
-//! a few tiles' entries. At start-up it reads only the entries the stored nodes do not
-//! cover yet (their payloads are needed to hash them), and checks the stored nodes against
-//! its newest signed checkpoint. Checkpoints are written through the writer role, which may
-//! only insert them. Ledgers written before tiles keep their smaller nodes, which are used.
+//! a few tiles' entries (held afterwards, read one at a time). At start-up it reads only
+//! the entries the stored nodes do not cover yet (their payloads are needed to hash them),
+//! and checks the stored nodes against the newest checkpoint within a tile of them, when
+//! its key signed it. Checkpoints are written through the writer role, which may only
+//! insert them. Smaller nodes that ledgers written before tiles stored are never read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -64,7 +65,14 @@ pub struct Notary {
     /// The leaf hashes of the tiles read last (entries never change): proofs in one tile
     /// read and hash its entries once. Bounded by [`TILES_HELD`] (32 bytes a leaf).
     tiles: moka::sync::Cache<u64, Arc<[Hash]>>,
+    /// One tile read at a time: proofs that miss [`Notary::tiles`] together read a tile
+    /// once, and hold at most one tile's entries (16 of up to a few MiB) and one reader
+    /// connection, whatever a tenant asks.
+    tile_reads: tokio::sync::Semaphore,
 }
+
+/// A subtree's `(level, index)`.
+type NodeId = (u32, u64);
 
 /// Tiles whose leaf hashes are held: 512 bytes each at most.
 const TILES_HELD: u64 = 4096;
@@ -88,7 +96,15 @@ pub struct InclusionProof {
 
 impl Notary {
     pub fn new(reader: LedgerReader, writer: PgPool, signer: NoteSigner, config: NotaryConfig) -> Self {
-        Self { reader, writer, signer, config, tree: Mutex::new(None), tiles: moka::sync::Cache::new(TILES_HELD) }
+        Self {
+            reader,
+            writer,
+            signer,
+            config,
+            tree: Mutex::new(None),
+            tiles: moka::sync::Cache::new(TILES_HELD),
+            tile_reads: tokio::sync::Semaphore::new(1),
+        }
     }
 
     pub fn signer(&self) -> &NoteSigner {
@@ -112,7 +128,11 @@ impl Notary {
         if let Some(c) = self.reader.checkpoint_at_most(i64::try_from(reach).unwrap_or(i64::MAX)).await? {
             if self.signed_by_us(&c) {
                 let at = u64::try_from(c.tree_size).unwrap_or(0);
-                let root = self.stored_root(at).await.map_err(|e| corrupt(format!("stored tree nodes: {e}")))?;
+                let root = match self.stored_root(at).await {
+                    Ok(root) => root,
+                    Err(NotaryError::Ledger(e)) => return Err(e),
+                    Err(e) => return Err(corrupt(format!("stored tree nodes: {e}"))),
+                };
                 if root.as_slice() != c.root_hash.as_slice() {
                     return Err(corrupt(format!("the stored tree nodes do not give the signed root of checkpoint {at}")));
                 }
@@ -127,13 +147,14 @@ impl Notary {
         Ok(merkle::root(&self.nodes(&ids).await?, size)?)
     }
 
-    /// The subtree hashes among `ids`: the stored ones in one round trip, and each smaller
-    /// one that is not stored hashed again from its tile's entries (see [`Notary::tile`]).
-    /// Those neither stored nor complete in the ledger are missing from the answer.
+    /// The subtree hashes among `ids`: those of [`TILE`] leaves or more as stored (one
+    /// round trip), and each smaller one hashed again from its tile's entries (see
+    /// [`Notary::tile`]). Smaller nodes stored by older versions, or by anyone holding the
+    /// writer role, are never read. Those neither stored nor complete in the ledger are
+    /// missing from the answer.
     async fn nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, LedgerError> {
-        let mut found = self.reader.tree_nodes(ids).await?;
-        let missing: Vec<(u32, u64)> =
-            ids.iter().copied().filter(|&(level, index)| level < TILE_LEVEL && !found.contains_key(&(level, index))).collect();
+        let (large, missing): (Vec<NodeId>, Vec<NodeId>) = ids.iter().copied().partition(|&(level, _)| level >= TILE_LEVEL);
+        let mut found = self.reader.tree_nodes(&large).await?;
         // Each tile, with the number of its leaves the missing nodes reach.
         let mut tiles: BTreeMap<u64, u64> = BTreeMap::new();
         for &(level, index) in &missing {
@@ -160,11 +181,18 @@ impl Notary {
     async fn tile(&self, tile: u64, reach: u64) -> Result<Tile, LedgerError> {
         let beyond = || LedgerError::Tree(format!("tile {tile} is beyond any ledger"));
         let first = tile.checked_mul(TILE).ok_or_else(beyond)?;
-        if let Some(leaves) = self.tiles.get(&tile).filter(|l| l.len() as u64 >= reach) {
-            return Ok(Tile::new(first, leaves.iter().copied()));
+        let held = || self.tiles.get(&tile).filter(|l| l.len() as u64 >= reach).map(|leaves| Tile::new(first, leaves.iter().copied()));
+        if let Some(held) = held() {
+            return Ok(held);
+        }
+        let _one_at_a_time = self.tile_reads.acquire().await.map_err(|_| LedgerError::Closed)?;
+        // Another proof may have read it while this one waited.
+        if let Some(held) = held() {
+            return Ok(held);
         }
         let after = i64::try_from(first).map_err(|_| beyond())?;
-        let entries = self.reader.entries_between(after, after.saturating_add(i64::from(1u8 << TILE_LEVEL))).await?;
+        let upto = after.saturating_add(i64::try_from(TILE).unwrap_or(i64::MAX));
+        let entries = self.reader.entries_between(after, upto).await?;
         let leaves: Arc<[Hash]> = tokio::task::spawn_blocking(move || {
             let mut leaves = Vec::with_capacity(entries.len());
             for (e, seq) in entries.iter().zip(after + 1..) {
@@ -178,7 +206,9 @@ impl Notary {
         .await
         .map_err(|e| LedgerError::Tree(format!("hashing tile {tile}: {e}")))??;
         crate::adapters::metrics::get().ledger_tile_hashed();
-        self.tiles.insert(tile, leaves.clone());
+        if self.tiles.get(&tile).is_none_or(|l| l.len() < leaves.len()) {
+            self.tiles.insert(tile, leaves.clone());
+        }
         Ok(Tile::new(first, leaves.iter().copied()))
     }
 

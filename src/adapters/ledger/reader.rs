@@ -1,7 +1,8 @@
 //! Reads the ledger as `gov_ledger_reader` (SELECT only). With [`LedgerReader::with_recent`],
-//! the tail reads ([`LedgerReader::entries_after`], [`LedgerReader::events_of_types_between`])
-//! are answered from this process's recently committed entries when they hold the whole
-//! range, and from the database otherwise.
+//! the tail reads ([`LedgerReader::entries_after`], [`LedgerReader::events_of_types_between`],
+//! [`LedgerReader::entries_between`]: the projectors, the relay, and the notary's hashing of
+//! new entries and of tiles) are answered from this process's recently committed entries
+//! when they hold the whole range, and from the database otherwise.
 
 use std::collections::HashMap;
 
@@ -184,20 +185,16 @@ impl LedgerReader {
 }
 
 impl LedgerReader {
-    /// How many leaves the stored tree nodes cover (0 when none are stored): the furthest
-    /// reach of the last node at each level up to `top`, the lowest level stored whole (a
-    /// node above it completes with one at it; below it, only older ledgers stored nodes).
-    /// One index probe per level.
-    pub async fn stored_tree_size(&self, top: u32) -> Result<u64, LedgerError> {
-        let covered: Option<i64> = sqlx::query_scalar(
-            "SELECT max((n.idx + 1) << n.level) FROM generate_series(0, $1) AS g(level) \
-             CROSS JOIN LATERAL (SELECT t.level::int AS level, t.idx FROM gov_audit_tree_nodes t \
-                                  WHERE t.level = g.level ORDER BY t.idx DESC LIMIT 1) n",
-        )
-        .bind(i32::try_from(top).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(covered.map(|c| u64::try_from(c).unwrap_or(0)).unwrap_or(0))
+    /// How many leaves the stored tree nodes of `level` cover (0 when none are stored): the
+    /// notary stores every complete subtree from that level up, so a node above it never
+    /// reaches further.
+    pub async fn stored_tree_size(&self, level: u32) -> Result<u64, LedgerError> {
+        let level = i16::try_from(level).map_err(|_| LedgerError::Tree(format!("no tree level {level}")))?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT idx FROM gov_audit_tree_nodes WHERE level = $1 ORDER BY idx DESC LIMIT 1")
+            .bind(level)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(last.and_then(|i| u64::try_from(i).ok()).and_then(|i| i.checked_add(1)).and_then(|n| n.checked_mul(1 << level)).unwrap_or(0))
     }
 
     /// The stored tree nodes among `ids` (`(level, index)`), in one round trip.
