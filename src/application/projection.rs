@@ -116,6 +116,10 @@ pub enum StuckTable {
 }
 /// Polling interval when no local append wakes the runner (appends by other processes).
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// The polling interval while the last read of the database's head found entries other
+/// processes appended: a leader that does not append itself applies their entries in
+/// small batches as they come instead of ten bursts a second (all projectors at once).
+const BUSY_POLL: Duration = Duration::from_millis(10);
 
 /// Positions reached by the running projectors, for read-your-writes.
 #[derive(Debug, Clone)]
@@ -173,6 +177,7 @@ pub fn start(
             stored: None,
             wake: wake.clone(),
             head_read: None,
+            poll: IDLE_POLL,
             skip: None,
             step: BATCH,
             coalescer: Default::default(),
@@ -208,8 +213,10 @@ struct Runner {
     stored: Option<(i64, Instant)>,
     /// The highest seq this process's appender committed (see [`Runner::head`]).
     wake: watch::Receiver<i64>,
-    /// When the ledger's head was last read from the database.
+    /// When the ledger's head was last read from the database, and the interval before the
+    /// next read ([`BUSY_POLL`] while that read found new entries, else [`IDLE_POLL`]).
     head_read: Option<Instant>,
+    poll: Duration,
     /// The operator's skip decisions (reloaded after every failure).
     skip: Option<HashSet<i64>>,
     /// The batch size: one entry at a time after a failure, to find the entry that fails.
@@ -323,7 +330,7 @@ impl crate::application::leader::LeaderTask for Runner {
         let (stored, stored_at) = self.stored.unwrap_or((pos, Instant::now()));
         if upto <= pos && stored == pos {
             self.skip = Some(skip_set);
-            return Pace::Idle(IDLE_POLL);
+            return Pace::Idle(self.poll.saturating_sub(self.head_read.map_or(Duration::ZERO, |at| at.elapsed())));
         }
         // Caught up with a position moved in memory only: stored once it is due, not at
         // every wake (each append wakes every projector; this stored one per append).
@@ -398,7 +405,8 @@ impl crate::application::leader::LeaderTask for Runner {
 impl Runner {
     /// The seq to read up to: the highest seq this process committed, when it is past
     /// `pos` (every seq below a committed one is committed: the chain commits in seq
-    /// order); else the database's head, read at most once per [`IDLE_POLL`], which is how
+    /// order); else the database's head, read at most once per [`IDLE_POLL`] ([`BUSY_POLL`]
+    /// while other processes append), which is how
     /// other processes' appends are seen. Before, every projector read the head at every
     /// step, three statements on the audit database per append and projector.
     async fn head(&mut self, pos: i64) -> Result<i64, crate::adapters::ledger::LedgerError> {
@@ -406,11 +414,13 @@ impl Runner {
         if local > pos {
             return Ok(local);
         }
-        if self.head_read.is_some_and(|at| at.elapsed() < IDLE_POLL) {
+        if self.head_read.is_some_and(|at| at.elapsed() < self.poll) {
             return Ok(pos);
         }
         self.head_read = Some(Instant::now());
-        self.reader.head_seq().await
+        let head = self.reader.head_seq().await?;
+        self.poll = if head > pos { BUSY_POLL } else { IDLE_POLL };
+        Ok(head)
     }
 }
 
