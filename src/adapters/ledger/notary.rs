@@ -233,19 +233,12 @@ impl Notary {
             if batch.is_empty() {
                 return Ok(());
             }
-            // Extend a copy, and keep it only once its nodes are stored.
-            let mut next = tree.clone();
-            let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-            for e in &batch {
-                if e.seq != i64::try_from(next.size()).unwrap_or(i64::MAX) + 1 {
-                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
-                }
-                for (level, index, hash) in next.push(leaf_hash(&e.encode())).into_iter().filter(|(level, ..)| *level >= TILE_LEVEL) {
-                    levels.push(i16::try_from(level).unwrap_or(i16::MAX));
-                    idxs.push(i64::try_from(index).unwrap_or(i64::MAX));
-                    hashes.push(hash.to_vec());
-                }
-            }
+            // Extend a copy, and keep it only once its nodes are stored. Hashing the entries
+            // (up to a few MiB each) runs on a blocking thread, not the async runtime.
+            let start = tree.clone();
+            let (next, levels, idxs, hashes) = tokio::task::spawn_blocking(move || extended(start, &batch))
+                .await
+                .map_err(|e| LedgerError::Tree(format!("hashing entries after {size}: {e}")))??;
             if !levels.is_empty() {
                 sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)")
                     .bind(&levels)
@@ -402,4 +395,24 @@ impl Notary {
             Err(e) => tracing::warn!(error = %e, "cannot read the ledger head"),
         }
     }
+}
+
+/// A tree extended by some entries, with the columns `gov_ledger_add_tree_nodes` takes.
+type Extended = (Frontier, Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
+
+/// `tree` extended by `batch` (which must continue it), with the subtrees of [`TILE`]
+/// leaves or more it completes.
+fn extended(mut tree: Frontier, batch: &[LedgerEntry]) -> Result<Extended, LedgerError> {
+    let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+    for e in batch {
+        if e.seq != i64::try_from(tree.size()).unwrap_or(i64::MAX) + 1 {
+            return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
+        }
+        for (level, index, hash) in tree.push(leaf_hash(&e.encode())).into_iter().filter(|(level, ..)| *level >= TILE_LEVEL) {
+            levels.push(i16::try_from(level).unwrap_or(i16::MAX));
+            idxs.push(i64::try_from(index).unwrap_or(i64::MAX));
+            hashes.push(hash.to_vec());
+        }
+    }
+    Ok((tree, levels, idxs, hashes))
 }
