@@ -38,6 +38,18 @@ async fn node_count(e: &Embedded) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM gov_audit_tree_nodes").fetch_one(&mut su).await.unwrap()
 }
 
+/// A fresh ledger of 24 entries or so (12 policies), with a checkpoint of its size: one full
+/// tile of 16 and the right edge inside the next.
+async fn a_checkpoint_inside_the_second_tile() -> (Embedded, Uuid, String, i64) {
+    let e = Embedded::start(&[]).await;
+    let tenant = Uuid::new_v4();
+    let tok = e.token(tenant, "governance:admin");
+    create_policies(&e.svc, tenant, &tok, "a", 12).await;
+    let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
+    assert!(n > 16 && n < 32 && n % 16 != 0, "the tree ends inside the second tile: {n}");
+    (e, tenant, tok, n)
+}
+
 /// Restarts the service on the same data directory (its clusters stop and start with it).
 async fn restart(e: Embedded) -> Embedded {
     let Embedded { svc, dir, stack } = e;
@@ -49,13 +61,7 @@ async fn restart(e: Embedded) -> Embedded {
 
 #[tokio::test]
 async fn the_tree_is_stored_and_a_restarted_notary_continues_it_with_proofs_that_verify() {
-    let e = Embedded::start(&[]).await;
-    let tenant = Uuid::new_v4();
-    let tok = e.token(tenant, "governance:admin");
-    create_policies(&e.svc, tenant, &tok, "a", 12).await;
-    let first = checkpoint(&e.svc, tenant, &tok).await;
-    let n = first["tree_size"].as_i64().unwrap();
-    assert!(n > 16 && n % 16 != 0, "the tree ends inside a tile: {n}");
+    let (e, tenant, tok, n) = a_checkpoint_inside_the_second_tile().await;
     assert_eq!(node_count(&e).await, stored_nodes(n));
 
     let e = restart(e).await;
@@ -94,12 +100,7 @@ async fn proofs_verify_offline(e: &Embedded, tenant: Uuid, tok: &str, n: i64, m:
 
 #[tokio::test]
 async fn smaller_nodes_stored_by_older_versions_or_the_writer_role_are_never_read_even_wrong_ones() {
-    let e = Embedded::start(&[]).await;
-    let tenant = Uuid::new_v4();
-    let tok = e.token(tenant, "governance:admin");
-    create_policies(&e.svc, tenant, &tok, "a", 12).await;
-    let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
-    assert!(n > 16 && n % 16 != 0, "the tree ends inside a tile: {n}");
+    let (e, tenant, tok, n) = a_checkpoint_inside_the_second_tile().await;
     // Every position below level 4 within the first n leaves filled with a wrong hash, as
     // the writer role's gov_ledger_add_tree_nodes accepts (the notary no longer fills them),
     // including the last leaf, which would move where a restarted notary continues.
@@ -150,12 +151,7 @@ async fn a_stored_node_that_contradicts_the_signed_checkpoint_stops_the_notary_a
 
 #[tokio::test]
 async fn proofs_of_every_entry_of_a_tile_read_and_hash_its_entries_once() {
-    let e = Embedded::start(&[]).await;
-    let tenant = Uuid::new_v4();
-    let tok = e.token(tenant, "governance:admin");
-    create_policies(&e.svc, tenant, &tok, "a", 12).await;
-    let n = checkpoint(&e.svc, tenant, &tok).await["tree_size"].as_i64().unwrap();
-    assert!(n > 16 && n < 32, "a full tile and the right edge inside the next: {n}");
+    let (e, tenant, tok, n) = a_checkpoint_inside_the_second_tile().await;
     let hashed = || async { metric_sample(&e.svc.metrics_text().await, "aumos_governance_ledger_tiles_hashed_total").unwrap_or(0.0) };
     let before = hashed().await;
     // Each proof against the checkpoint of n needs the smaller subtrees of the entry's own
