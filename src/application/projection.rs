@@ -406,9 +406,9 @@ impl Runner {
     /// The seq to read up to: the highest seq this process committed, when it is past
     /// `pos` (every seq below a committed one is committed: the chain commits in seq
     /// order); else the database's head, read at most once per [`IDLE_POLL`] ([`BUSY_POLL`]
-    /// while other processes append), which is how
-    /// other processes' appends are seen. Before, every projector read the head at every
-    /// step, three statements on the audit database per append and projector.
+    /// while other processes append), which is how other processes' appends are seen.
+    /// Before, every projector read the head at every step, three statements on the audit
+    /// database per append and projector.
     async fn head(&mut self, pos: i64) -> Result<i64, crate::adapters::ledger::LedgerError> {
         let local = *self.wake.borrow();
         if local > pos {

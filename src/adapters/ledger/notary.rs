@@ -141,7 +141,7 @@ impl Notary {
         Ok(frontier)
     }
 
-    /// The root of the first `size` leaves, from stored nodes.
+    /// The root of the first `size` leaves, from stored nodes and tiles of entries.
     async fn stored_root(&self, size: u64) -> Result<Hash, NotaryError> {
         let ids = NeededNodes::of(|n| merkle::root(n, size))?;
         Ok(merkle::root(&self.nodes(&ids).await?, size)?)
@@ -152,7 +152,7 @@ impl Notary {
     /// [`Notary::tile`]). Smaller nodes stored by older versions, or by anyone holding the
     /// writer role, are never read. Those neither stored nor complete in the ledger are
     /// missing from the answer.
-    async fn nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, LedgerError> {
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, LedgerError> {
         let (large, missing): (Vec<NodeId>, Vec<NodeId>) = ids.iter().copied().partition(|&(level, _)| level >= TILE_LEVEL);
         let mut found = self.reader.tree_nodes(&large).await?;
         // Each tile, with the number of its leaves the missing nodes reach.
