@@ -115,6 +115,15 @@ async fn smaller_nodes_stored_by_older_versions_or_the_writer_role_are_never_rea
     let mut su = PgConnection::connect(&e.superuser_url(Cluster::Audit)).await.unwrap();
     sqlx::query("SET ROLE gov_ledger_writer").execute(&mut su).await.unwrap();
     sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)").bind(&levels).bind(&idxs).bind(&hashes).execute(&mut su).await.unwrap();
+    // A stored node the notary reads (level 4) cannot be given another hash.
+    let refused = sqlx::query("SELECT gov_ledger_add_tree_nodes($1, $2, $3)")
+        .bind(vec![4i16])
+        .bind(vec![0i64])
+        .bind(vec![vec![7u8; 32]])
+        .execute(&mut su)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("differs from the one computed"), "{refused}");
     drop(su);
 
     let e = restart(e).await;

@@ -197,19 +197,22 @@ impl LedgerReader {
         Ok(last.and_then(|i| u64::try_from(i).ok()).and_then(|i| i.checked_add(1)).and_then(|n| n.checked_mul(1 << level)).unwrap_or(0))
     }
 
-    /// The stored tree nodes among `ids` (`(level, index)`), in one round trip.
+    /// The stored tree nodes among `ids` (`(level, index)`), in one round trip: one
+    /// primary-key probe per id (a correlated subquery has no other plan; a join could be
+    /// cached as a sequential scan while the table was small).
     pub async fn tree_nodes(&self, ids: &[(u32, u64)]) -> Result<HashMap<(u32, u64), [u8; 32]>, LedgerError> {
         let levels: Vec<i16> = ids.iter().map(|(l, _)| i16::try_from(*l).unwrap_or(i16::MAX)).collect();
         let idxs: Vec<i64> = ids.iter().map(|(_, i)| i64::try_from(*i).unwrap_or(i64::MAX)).collect();
-        let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS u(l, i) \
-             JOIN gov_audit_tree_nodes n ON n.level = u.l AND n.idx = u.i",
+        let rows: Vec<(i16, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT u.l, u.i, (SELECT n.hash FROM gov_audit_tree_nodes n WHERE n.level = u.l AND n.idx = u.i) \
+             FROM unnest($1::smallint[], $2::bigint[]) AS u(l, i)",
         )
         .bind(&levels)
         .bind(&idxs)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
+            .filter_map(|(l, i, h)| h.map(|h| (l, i, h)))
             .map(|(l, i, h)| {
                 let hash: [u8; 32] =
                     h.try_into().map_err(|_| LedgerError::Corrupt { seq: 0, reason: format!("tree node {l}/{i} is not 32 bytes") })?;
