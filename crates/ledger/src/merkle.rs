@@ -131,6 +131,11 @@ impl Tile {
         leaves.into_iter().for_each(|leaf| tree.push(leaf));
         Self { first, tree }
     }
+
+    /// How many leaves the tile holds.
+    pub fn leaves(&self) -> u64 {
+        self.tree.size()
+    }
 }
 
 impl Nodes for Tile {

@@ -62,9 +62,9 @@ pub struct Notary {
     config: NotaryConfig,
     /// The tree's right edge up to what the stored nodes cover; `None` until first loaded.
     tree: Mutex<Option<Frontier>>,
-    /// The leaf hashes of the tiles read last (entries never change): proofs in one tile
-    /// read and hash its entries once. Bounded by [`TILES_HELD`] (32 bytes a leaf).
-    tiles: moka::sync::Cache<u64, Arc<[Hash]>>,
+    /// The tiles read last (entries never change): proofs in one tile read and hash its
+    /// entries once. Bounded by [`TILES_HELD`] (31 hashes a tile at most).
+    tiles: moka::sync::Cache<u64, Arc<Tile>>,
     /// One tile read at a time: proofs that miss [`Notary::tiles`] together read a tile
     /// once, and hold at most one tile's entries (16 of up to a few MiB) and one reader
     /// connection, whatever a tenant asks.
@@ -74,7 +74,7 @@ pub struct Notary {
 /// A subtree's `(level, index)`.
 type NodeId = (u32, u64);
 
-/// Tiles whose leaf hashes are held: 512 bytes each at most.
+/// Tiles held: about 1 KiB each at most.
 const TILES_HELD: u64 = 4096;
 
 /// Entries hashed per round trip while catching up (payloads are at most a few MiB each).
@@ -178,10 +178,10 @@ impl Notary {
     /// held; one held with fewer leaves than `reach` (the right edge has grown since) is
     /// read again: its entries (from this process's recent entries when it committed all
     /// of them), hashed on a blocking thread.
-    async fn tile(&self, tile: u64, reach: u64) -> Result<Tile, LedgerError> {
+    async fn tile(&self, tile: u64, reach: u64) -> Result<Arc<Tile>, LedgerError> {
         let beyond = || LedgerError::Tree(format!("tile {tile} is beyond any ledger"));
         let first = tile.checked_mul(TILE).ok_or_else(beyond)?;
-        let held = || self.tiles.get(&tile).filter(|l| l.len() as u64 >= reach).map(|leaves| Tile::new(first, leaves.iter().copied()));
+        let held = || self.tiles.get(&tile).filter(|t| t.leaves() >= reach);
         if let Some(held) = held() {
             return Ok(held);
         }
@@ -193,23 +193,14 @@ impl Notary {
         let after = i64::try_from(first).map_err(|_| beyond())?;
         let upto = after.saturating_add(i64::try_from(TILE).unwrap_or(i64::MAX));
         let entries = self.reader.entries_between(after, upto).await?;
-        let leaves: Arc<[Hash]> = tokio::task::spawn_blocking(move || {
-            let mut leaves = Vec::with_capacity(entries.len());
-            for (e, seq) in entries.iter().zip(after + 1..) {
-                if e.seq != seq {
-                    return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
-                }
-                leaves.push(leaf_hash(&e.encode()));
-            }
-            Ok(leaves.into())
-        })
-        .await
-        .map_err(|e| LedgerError::Tree(format!("hashing tile {tile}: {e}")))??;
+        let read = tokio::task::spawn_blocking(move || leaf_hashes(&entries, after + 1).map(|leaves| Arc::new(Tile::new(first, leaves))))
+            .await
+            .map_err(|e| LedgerError::Tree(format!("hashing tile {tile}: {e}")))??;
         crate::adapters::metrics::get().ledger_tile_hashed();
-        if self.tiles.get(&tile).is_none_or(|l| l.len() < leaves.len()) {
-            self.tiles.insert(tile, leaves.clone());
+        if self.tiles.get(&tile).is_none_or(|t| t.leaves() < read.leaves()) {
+            self.tiles.insert(tile, read.clone());
         }
-        Ok(Tile::new(first, leaves.iter().copied()))
+        Ok(read)
     }
 
     /// Brings the tree up to the ledger's head: hashes the entries the stored nodes do not
@@ -404,15 +395,28 @@ type Extended = (Frontier, Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
 /// leaves or more it completes.
 fn extended(mut tree: Frontier, batch: &[LedgerEntry]) -> Result<Extended, LedgerError> {
     let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-    for e in batch {
-        if e.seq != i64::try_from(tree.size()).unwrap_or(i64::MAX) + 1 {
-            return Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() });
-        }
-        for (level, index, hash) in tree.push(leaf_hash(&e.encode())).into_iter().filter(|(level, ..)| *level >= TILE_LEVEL) {
+    let first = i64::try_from(tree.size()).unwrap_or(i64::MAX).saturating_add(1);
+    for leaf in leaf_hashes(batch, first)? {
+        for (level, index, hash) in tree.push(leaf).into_iter().filter(|(level, ..)| *level >= TILE_LEVEL) {
             levels.push(i16::try_from(level).unwrap_or(i16::MAX));
             idxs.push(i64::try_from(index).unwrap_or(i64::MAX));
             hashes.push(hash.to_vec());
         }
     }
     Ok((tree, levels, idxs, hashes))
+}
+
+/// The leaf hashes of `entries`, which must be consecutive from seq `first`.
+fn leaf_hashes(entries: &[LedgerEntry], first: i64) -> Result<Vec<Hash>, LedgerError> {
+    entries
+        .iter()
+        .zip(first..)
+        .map(|(e, seq)| {
+            if e.seq == seq {
+                Ok(leaf_hash(&e.encode()))
+            } else {
+                Err(LedgerError::Corrupt { seq: e.seq, reason: "the ledger has a gap".into() })
+            }
+        })
+        .collect()
 }

@@ -89,11 +89,27 @@ impl LedgerReader {
     /// The entries with seq in (after, upto], in seq order: from memory when this process
     /// committed all of them, else from the database.
     pub async fn entries_between(&self, after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
-        if let Some(held) = self.recent.as_ref().and_then(|r| r.between(None, after, upto)) {
+        self.between(None, after, upto).await
+    }
+
+    /// The entries with seq in (after, upto], of the given aggregate types or all, in seq
+    /// order: from memory when this process committed all of them, else from the database.
+    async fn between(&self, types: Option<&[&str]>, after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
+        if let Some(held) = self.recent.as_ref().and_then(|r| r.between(types, after, upto)) {
             return Ok(held);
         }
-        let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq");
-        let rows = sqlx::query(&sql).bind(after).bind(upto).fetch_all(&self.pool).await?;
+        let rows = match types {
+            Some(types) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = ANY($1) AND seq > $2 AND seq <= $3 ORDER BY seq"
+                );
+                sqlx::query(&sql).bind(types).bind(after).bind(upto).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq");
+                sqlx::query(&sql).bind(after).bind(upto).fetch_all(&self.pool).await?
+            }
+        };
         rows.iter().map(entry).collect()
     }
 
@@ -229,13 +245,7 @@ impl LedgerReader {
 
     /// Events of the given aggregate types with seq in (after, upto], in seq order.
     pub async fn events_of_types_between(&self, types: &[&str], after: i64, upto: i64) -> Result<Vec<LedgerEntry>, LedgerError> {
-        if let Some(held) = self.recent.as_ref().and_then(|r| r.between(Some(types), after, upto)) {
-            return Ok(held);
-        }
-        let sql =
-            format!("SELECT {COLUMNS} FROM gov_audit_trail_entries WHERE aggregate_type = ANY($1) AND seq > $2 AND seq <= $3 ORDER BY seq");
-        let rows = sqlx::query(&sql).bind(types).bind(after).bind(upto).fetch_all(&self.pool).await?;
-        rows.iter().map(entry).collect()
+        self.between(Some(types), after, upto).await
     }
 
     /// Every event of one aggregate type, in seq order (uses the aggregate key's index).
