@@ -11,8 +11,6 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
-
 /// Posts `body` as JSON, as `t`.
 async fn post_raw(t: &Tenant<'_>, path: &str, body: String) -> (StatusCode, Value) {
     let r = t
@@ -32,11 +30,8 @@ async fn post_raw(t: &Tenant<'_>, path: &str, body: String) -> (StatusCode, Valu
 
 #[tokio::test]
 async fn the_costliest_json_bodies_are_refused_with_a_4xx_record_nothing_and_leave_another_tenant_served() {
-    // Not a deadline test: the bystander's evaluations may wait for a core.
-    let svc =
-        Service::start(&[("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
-    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
-    let (pa, pb) = (active_policy(&svc, a.id, &a.tok, GATE).await, active_policy(&svc, b.id, &b.tok, GATE).await);
+    let svc = attack_service().await;
+    let ((a, pa), (b, pb)) = hostile_and_bystander(&svc).await;
     let before = ledger_count_for(a.id).await;
     // Each just under the 1 MiB body limit, failing as late as it can.
     let pad = "x".repeat(1024 * 1024 - 256);

@@ -13,15 +13,10 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
-
 #[tokio::test]
 async fn proofs_asked_at_once_over_tiles_of_large_entries_are_answered_and_leave_another_tenant_served() {
-    // Not a deadline test: the bystander's requests may wait for a core.
-    let svc =
-        Service::start(&[("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await;
-    let (a, b) = (Tenant::new(&svc), Tenant::new(&svc));
-    let (pa, pb) = (active_policy(&svc, a.id, &a.tok, GATE).await, active_policy(&svc, b.id, &b.tok, GATE).await);
+    let svc = attack_service().await;
+    let ((a, pa), (b, pb)) = hostile_and_bystander(&svc).await;
     // 48 decisions whose recorded inputs are ~700 KB each: three tiles of them at least.
     let pad = "x".repeat(700 * 1024);
     let mut seqs = Vec::new();

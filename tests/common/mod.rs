@@ -367,6 +367,24 @@ pub struct Tenant<'a> {
     pub tok: String,
 }
 
+/// A policy any input with a score above 0.5 passes: what a bystander tenant evaluates.
+pub const BYSTANDER_GATE: &str = "package bystander.gate\n\nallow if input.score > 0.5\n";
+
+/// A service with no evaluation rate limit and a 5 s evaluation deadline, and two tenants
+/// (a hostile one and a bystander), each with an active [`BYSTANDER_GATE`]: the attack
+/// tests' common start. Returns the policies' ids with the tenants.
+pub async fn hostile_and_bystander(svc: &Service) -> ((Tenant<'_>, String), (Tenant<'_>, String)) {
+    let (a, b) = (Tenant::new(svc), Tenant::new(svc));
+    let (pa, pb) = (active_policy(svc, a.id, &a.tok, BYSTANDER_GATE).await, active_policy(svc, b.id, &b.tok, BYSTANDER_GATE).await);
+    ((a, pa), (b, pb))
+}
+
+/// The attack tests' service: no evaluation rate limit, a 5 s evaluation deadline (not a
+/// deadline test: a bystander's evaluations may wait for a core).
+pub async fn attack_service() -> Service {
+    Service::start(&[("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"), ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000")]).await
+}
+
 impl Tenant<'_> {
     pub fn new(svc: &Service) -> Tenant<'_> {
         let id = Uuid::new_v4();
