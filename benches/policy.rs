@@ -11,7 +11,8 @@
 //! to receive `BENCH_OPA_LOAD_N` (default 500) active policies as the OPA sync uploads them,
 //! on a private OPA. scripts/bench-policy.sh starts the services; this drives the load,
 //! prints a table and writes target/bench/policy.json. `BENCH_ARMS` (e.g. `ipc,noisy`) picks
-//! arms; default all but `opa_load`.
+//! arms; default all but `opa_load`. (a), (b) and (c) run side by side at each client count, in
+//! `BENCH_ROUNDS` turns each (default 4): their ratios are then measured under the same drift.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -98,7 +99,12 @@ async fn main() {
             rows.push(("(0) generator, static endpoint", g));
         }
     }
-    // (a) raw OPA, same module, same query.
+    // (a) raw OPA, same module, same query; (b) and (c) the service's evaluate endpoint.
+    // At each client count they run side by side, in BENCH_ROUNDS turns each (default 4),
+    // so that a drift of the machine's speed during the run moves all of them alike.
+    let rounds: u32 = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    report["rounds_per_arm"] = json!(rounds);
+    let mut side_by_side: Vec<(&str, &str, Option<&String>, MakeRequest)> = Vec::new();
     if on("raw") {
         // OPA's API requires the service's token (scripts/services.sh exports it).
         let opa_token = env("AUMOS_GOVERNANCE_OPA_TOKEN");
@@ -110,31 +116,40 @@ async fn main() {
             .await
             .unwrap();
         assert!(r.status().is_success());
-        for &c in &clients {
-            let (raw_body, raw_url, opa_token) =
-                (json!({"input": input()}), format!("{opa}/v1/data/aumos/model_promotion/allow"), opa_token.clone());
-            let raw =
-                drive("raw OPA", c, d, Arc::new(move |cl: &reqwest::Client| cl.post(&raw_url).bearer_auth(&opa_token).json(&raw_body)))
-                    .await;
-            report[key("raw_opa", c)] = raw.json();
-            rows.push(("(a) raw OPA", raw));
-        }
+        let (raw_body, raw_url) = (json!({"input": input()}), format!("{opa}/v1/data/aumos/model_promotion/allow"));
+        let raw: MakeRequest = Arc::new(move |cl: &reqwest::Client| cl.post(&raw_url).bearer_auth(&opa_token).json(&raw_body));
+        side_by_side.push(("(a) raw OPA", "raw_opa", None, raw));
     }
     for (arm_name, label, base, engine) in [
         ("opa", "(b) evaluate, engine=opa", &svc_opa, "engine_opa"),
         ("embedded", "(c) evaluate, engine=embedded", &svc_embedded, "engine_embedded"),
     ] {
-        if !on(arm_name) {
-            continue;
+        if on(arm_name) {
+            let id = activate(base, &tenant, &token, &rego).await;
+            side_by_side.push((label, engine, Some(base), evaluate_arm(base.clone(), tenant.clone(), token.clone(), id)));
         }
-        let id = activate(base, &tenant, &token, &rego).await;
+    }
+    if !side_by_side.is_empty() {
         for &c in &clients {
-            let before = histogram::scrape(base).await;
-            let run = drive(label, c, d, evaluate_arm(base.clone(), tenant.clone(), token.clone(), id.clone())).await;
-            let mut figures = run.json();
-            figures["ledger_appends"] = histogram::appends(&before, &histogram::scrape(base).await);
-            report[key(engine, c)] = figures;
-            rows.push((label, run));
+            let mut before = Vec::new();
+            for (_, _, base, _) in &side_by_side {
+                before.push(match base {
+                    Some(base) => Some(histogram::scrape(base).await),
+                    None => None,
+                });
+            }
+            let named: Vec<(String, MakeRequest)> =
+                side_by_side.iter().map(|(label, _, _, make)| (label.to_string(), make.clone())).collect();
+            let runs = generator::drive_interleaved(&named, c, d, rounds).await;
+            for (((label, name, base, _), run), before) in side_by_side.iter().zip(runs).zip(before) {
+                let mut figures = run.json();
+                if let (Some(base), Some(before)) = (base, before) {
+                    // Only this service appends while its arm runs, so the difference is its arm's.
+                    figures["ledger_appends"] = histogram::appends(&before, &histogram::scrape(base).await);
+                }
+                report[key(name, c)] = figures;
+                rows.push((label, run));
+            }
         }
     }
     if on("ipc") {

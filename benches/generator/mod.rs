@@ -1,7 +1,8 @@
 //! The load generator's own cost, so that no arm's figure is mistaken for the service's
 //! when it is the generator's:
-//! - [`Load::drive`] runs N concurrent clients for a while and, beside throughput and
+//! - [`drive`] runs N concurrent clients for a while and, beside throughput and
 //!   latency, measures the CPU this process used (cores) and how busy the whole machine was;
+//!   [`drive_interleaved`] runs several arms so, in turns, for steadier ratios;
 //! - [`static_server`] answers every POST with a fixed body of the size of an evaluate
 //!   answer, from one thread: the `generator` arm drives it exactly as the other arms drive
 //!   the service, which gives the most this generator can send on this machine.
@@ -60,11 +61,54 @@ fn machine_ticks() -> (f64, f64) {
 
 /// Drives `make` with `clients` concurrent clients for `d` (after 50 warm-up requests).
 pub async fn drive(name: &str, clients: usize, d: Duration, make: MakeRequest) -> Arm {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build().unwrap();
-    for _ in 0..50 {
-        let _ = make(&client).send().await.unwrap().bytes().await;
+    drive_interleaved(&[(name.to_owned(), make)], clients, d, 1).await.remove(0)
+}
+
+/// Drives each of `arms` with `clients` concurrent clients for `d` in all, in `rounds`
+/// turns of `d / rounds` each, one arm after the other (after 50 warm-up requests each):
+/// arms measured side by side see the same drift of the machine's speed, so their ratio
+/// is steadier than that of arms run one after the other.
+pub async fn drive_interleaved(arms: &[(String, MakeRequest)], clients: usize, d: Duration, rounds: u32) -> Vec<Arm> {
+    let rounds = rounds.max(1);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients * arms.len()).tcp_nodelay(true).build().unwrap();
+    for (_, make) in arms {
+        for _ in 0..50 {
+            let _ = make(&client).send().await.unwrap().bytes().await;
+        }
     }
-    eprintln!("{name}: {clients} concurrent clients for {} s", d.as_secs());
+    let names: Vec<&str> = arms.iter().map(|(n, _)| n.as_str()).collect();
+    match rounds {
+        1 => eprintln!("{}: {clients} concurrent clients for {} s", names.join(" | "), d.as_secs()),
+        _ => eprintln!("{}: {clients} concurrent clients for {} s each, in {rounds} turns", names.join(" | "), d.as_secs()),
+    }
+    let mut slices: Vec<Vec<Slice>> = arms.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, make)) in arms.iter().enumerate() {
+            // A pause between turns: what a service still does for its last turn (its
+            // projectors catching up, the notary) lands in no arm's turn.
+            if rounds > 1 {
+                tokio::time::sleep(TURN_PAUSE).await;
+            }
+            slices[i].push(slice(&client, clients, d / rounds, make).await);
+        }
+    }
+    slices.into_iter().map(|s| Arm::of(clients, s)).collect()
+}
+
+/// The idle time before each turn of interleaved arms.
+const TURN_PAUSE: Duration = Duration::from_millis(500);
+
+/// One turn of an arm: its latencies, errors and what it cost.
+struct Slice {
+    lat: Vec<f64>,
+    errors: usize,
+    elapsed: f64,
+    cpu: f64,
+    busy: f64,
+    total: f64,
+}
+
+async fn slice(client: &reqwest::Client, clients: usize, d: Duration, make: &MakeRequest) -> Slice {
     let (cpu0, (busy0, total0)) = (own_cpu_seconds(), machine_ticks());
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -85,17 +129,28 @@ pub async fn drive(name: &str, clients: usize, d: Duration, make: MakeRequest) -
             (lat, errors)
         }));
     }
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let (mut lat, mut errors) = (Vec::new(), 0);
     for t in tasks {
         let (l, e) = t.await.unwrap();
-        all.extend(l);
+        lat.extend(l);
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let (cpu1, (busy1, total1)) = (own_cpu_seconds(), machine_ticks());
-    let (rps, p50, p99) = (all.len() as f64 / elapsed, super::support::pct(&mut all, 0.5), super::support::pct(&mut all, 0.99));
-    let machine_busy = if total1 > total0 { (busy1 - busy0) / (total1 - total0) } else { 0.0 };
-    Arm { clients, rps, p50, p99, errors, generator_cores: (cpu1 - cpu0) / elapsed, machine_busy }
+    Slice { lat, errors, elapsed, cpu: cpu1 - cpu0, busy: busy1 - busy0, total: total1 - total0 }
+}
+
+impl Arm {
+    /// An arm's figures over all its turns.
+    fn of(clients: usize, slices: Vec<Slice>) -> Arm {
+        let elapsed: f64 = slices.iter().map(|s| s.elapsed).sum();
+        let (cpu, busy, total) = slices.iter().fold((0.0, 0.0, 0.0), |(c, b, t), s| (c + s.cpu, b + s.busy, t + s.total));
+        let errors = slices.iter().map(|s| s.errors).sum();
+        let mut all: Vec<f64> = slices.into_iter().flat_map(|s| s.lat).collect();
+        let (rps, p50, p99) = (all.len() as f64 / elapsed, super::support::pct(&mut all, 0.5), super::support::pct(&mut all, 0.99));
+        let machine_busy = if total > 0.0 { busy / total } else { 0.0 };
+        Arm { clients, rps, p50, p99, errors, generator_cores: cpu / elapsed, machine_busy }
+    }
 }
 
 /// Starts a server on its own thread (one core at most) that answers every request with
