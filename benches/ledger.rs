@@ -44,6 +44,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// An arm's turns so far: latencies (ms), time run, WAL counters, metrics before and after each turn.
+#[derive(Default)]
+struct Arm {
+    lat: Vec<f64>,
+    elapsed: Duration,
+    wal: Wal,
+    scrapes: Vec<(String, String)>,
+}
+
 struct Run {
     per_s: f64,
     p50_ms: f64,
@@ -61,22 +70,27 @@ fn summarise(mut lat: Vec<f64>, elapsed: Duration) -> Run {
     }
 }
 
-async fn plain_inserts(d: Duration) -> Run {
+/// The plain-INSERT arm's table: the ledger's columns and its aggregate key, no chain.
+async fn plain_table(create: bool) {
     let mut admin = PgConnection::connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_ADMIN_URL")).await.unwrap();
-    sqlx::raw_sql(
+    let sql = if create {
         "DROP TABLE IF EXISTS gov_bench_plain_entries; \
          CREATE TABLE gov_bench_plain_entries (seq bigserial PRIMARY KEY, tenant_id uuid NOT NULL, aggregate_type text NOT NULL, \
          aggregate_id text NOT NULL, aggregate_seq bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, \
          actor text NOT NULL, request_id text, trace_id text, causation_id text, correlation_id text, recorded_at timestamptz NOT NULL, \
          prev_hash bytea NOT NULL, hash bytea NOT NULL, UNIQUE (aggregate_type, aggregate_id, aggregate_seq)); \
-         GRANT INSERT ON gov_bench_plain_entries TO gov_ledger_writer; GRANT USAGE ON SEQUENCE gov_bench_plain_entries_seq_seq TO gov_ledger_writer;",
-    )
-    .execute(&mut admin)
-    .await
-    .unwrap();
+         GRANT INSERT ON gov_bench_plain_entries TO gov_ledger_writer; GRANT USAGE ON SEQUENCE gov_bench_plain_entries_seq_seq TO gov_ledger_writer;"
+    } else {
+        "DROP TABLE gov_bench_plain_entries"
+    };
+    sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
+}
+
+/// One turn of plain single-row INSERTs: latencies (ms) and how long it ran.
+async fn plain_inserts(d: Duration) -> (Vec<f64>, Duration) {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
+    for _ in 0..WRITERS {
         tasks.push(tokio::spawn(async move {
             let mut c = PgConnection::connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap();
             let (mut lat, mut i) = (Vec::new(), 0u64);
@@ -88,7 +102,7 @@ async fn plain_inserts(d: Duration) -> Run {
                      payload, actor, request_id, recorded_at, prev_hash, hash) VALUES ($1, 'Bench', $2, 1, 'Written', '1', $3::json, 'bench', 'r', now(), $4, $4)",
                 )
                 .bind(tenant)
-                .bind(format!("{w}-{i}"))
+                .bind(format!("{tenant}-{i}"))
                 .bind(payload(i))
                 .bind(vec![0u8; 32])
                 .execute(&mut c)
@@ -104,12 +118,11 @@ async fn plain_inserts(d: Duration) -> Run {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let run = summarise(all, start.elapsed());
-    sqlx::raw_sql("DROP TABLE gov_bench_plain_entries").execute(&mut admin).await.unwrap();
-    run
+    (all, start.elapsed())
 }
 
-async fn ledger_appends(d: Duration, in_flight: usize) -> Run {
+/// One turn of appends through the group-commit appender, `in_flight` per writer.
+async fn ledger_appends(d: Duration, in_flight: usize) -> (Vec<f64>, Duration) {
     // The service's own pool settings (no ping before each statement).
     let pool = governance_engine::app::pool(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL"), 4, "bench ledger writer").await.unwrap();
     let (appender, handle) = Appender::start(pool);
@@ -145,14 +158,14 @@ async fn ledger_appends(d: Duration, in_flight: usize) -> Run {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let run = summarise(all, start.elapsed());
+    let elapsed = start.elapsed();
     appender.join().await;
-    run
+    (all, elapsed)
 }
 
 /// The audit cluster's WAL counters (`pg_stat_wal`, `pg_stat_bgwriter`): what an arm made
 /// PostgreSQL write and flush, so a difference between arms can be traced to its cause.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Wal {
     records: i64,
     fpi: i64,
@@ -173,8 +186,21 @@ async fn wal() -> Wal {
     Wal { records, fpi, bytes, syncs, checkpoints }
 }
 
-/// Per row written between two [`wal`] readings: WAL bytes, records, full-page images, and
-/// the flushes and checkpoints in between.
+impl Wal {
+    /// `self - before`, plus `acc`: an arm's counters summed over its turns.
+    fn added(self, before: Wal, acc: Wal) -> Wal {
+        Wal {
+            records: acc.records + self.records - before.records,
+            fpi: acc.fpi + self.fpi - before.fpi,
+            bytes: acc.bytes + self.bytes - before.bytes,
+            syncs: acc.syncs + self.syncs - before.syncs,
+            checkpoints: acc.checkpoints + self.checkpoints - before.checkpoints,
+        }
+    }
+}
+
+/// Per row written, from an arm's counters ([`Wal::added`] from zero): WAL bytes,
+/// records, full-page images, and the flushes and checkpoints in between.
 fn wal_per_row(before: Wal, after: Wal, rows: usize) -> serde_json::Value {
     let n = rows.max(1) as f64;
     serde_json::json!({
@@ -261,21 +287,40 @@ async fn main() {
     // The offline verifier first, on a quiet machine: it is an auditor's tool on their own
     // machine, not something that shares it with the database arms' flushing afterwards.
     let verify = verify_speed(entries);
-    eprintln!("plain single-row INSERTs: {WRITERS} writers, {}s", d.as_secs());
-    let w0 = wal().await;
-    let plain = plain_inserts(d).await;
-    let w1 = wal().await;
-    eprintln!("ledger appends through the group-commit appender: {WRITERS} writers, {}s", d.as_secs());
+    // The three arms run side by side, in BENCH_ROUNDS turns each (default 3, 500 ms idle
+    // before each turn), so that a drift of this machine's speed during the run moves all
+    // of them alike.
+    let rounds: u32 = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    eprintln!(
+        "plain single-row INSERTs ({WRITERS} writers) | ledger appends ({WRITERS} writers) | ledger appends ({WRITERS} writers x 16 in flight): \
+         {} s each, in {rounds} turns",
+        d.as_secs()
+    );
     // The appender records each batch's commit time and size in the process's metrics.
     let metrics = || governance_engine::adapters::metrics::get().render();
-    let before = metrics();
-    let ledger = ledger_appends(d, 1).await;
-    let mid = metrics();
-    let w2 = wal().await;
-    eprintln!("ledger appends with 8 writers x 16 requests in flight each, {}s", d.as_secs());
-    let busy = ledger_appends(d, 16).await;
-    let w3 = wal().await;
-    let (appends_8, appends_128) = (histogram::appends(&before, &mid), histogram::appends(&mid, &metrics()));
+    plain_table(true).await;
+    let mut arms: [Arm; 3] = Default::default();
+    for _ in 0..rounds {
+        for (i, arm) in arms.iter_mut().enumerate() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (w0, m0) = (wal().await, metrics());
+            let (lat, elapsed) = match i {
+                0 => plain_inserts(d / rounds).await,
+                1 => ledger_appends(d / rounds, 1).await,
+                _ => ledger_appends(d / rounds, 16).await,
+            };
+            arm.wal = wal().await.added(w0, arm.wal);
+            arm.scrapes.push((m0, metrics()));
+            arm.lat.extend(lat);
+            arm.elapsed += elapsed;
+        }
+    }
+    plain_table(false).await;
+    let [plain, ledger, busy] = arms;
+    let (appends_8, appends_128) = (histogram::appends_over(&ledger.scrapes), histogram::appends_over(&busy.scrapes));
+    let (plain_wal, ledger_wal, busy_wal) = (plain.wal, ledger.wal, busy.wal);
+    let (plain, ledger, busy) =
+        (summarise(plain.lat, plain.elapsed), summarise(ledger.lat, ledger.elapsed), summarise(busy.lat, busy.elapsed));
     let report = serde_json::json!({
         "ledger_events_per_s": ledger.per_s.round(),
         "ledger_p50_ms": (ledger.p50_ms * 1000.0).round() / 1000.0,
@@ -288,13 +333,14 @@ async fn main() {
         "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
         "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
         "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
-        "wal": {"plain_insert": wal_per_row(w0, w1, plain.count), "ledger": wal_per_row(w1, w2, ledger.count),
-            "ledger_128_in_flight": wal_per_row(w2, w3, busy.count)},
+        "wal": {"plain_insert": wal_per_row(Wal::default(), plain_wal, plain.count), "ledger": wal_per_row(Wal::default(), ledger_wal, ledger.count),
+            "ledger_128_in_flight": wal_per_row(Wal::default(), busy_wal, busy.count)},
         "ledger_batches": appends_8,
         "ledger_128_in_flight_batches": appends_128,
         "verify_entries_per_s": verify.round(),
         "writers": WRITERS,
         "seconds_per_arm": d.as_secs(),
+        "rounds_per_arm": rounds,
         "payload_bytes": payload(1).len(),
         "appended": ledger.count + busy.count,
     });

@@ -38,6 +38,16 @@ impl Histogram {
         Histogram { buckets, sum: self.sum - before.sum, count: self.count - before.count }
     }
 
+    /// Both histograms' observations together (buckets matched by bound).
+    pub fn plus(&self, other: &Histogram) -> Histogram {
+        if self.buckets.is_empty() {
+            return other.clone();
+        }
+        let buckets =
+            self.buckets.iter().map(|&(le, n)| (le, n + other.buckets.iter().find(|(b, _)| *b == le).map_or(0.0, |(_, m)| *m))).collect();
+        Histogram { buckets, sum: self.sum + other.sum, count: self.count + other.count }
+    }
+
     /// The smallest bucket bound holding at least the `q` quantile.
     pub fn quantile(&self, q: f64) -> f64 {
         let want = self.count * q;
@@ -63,10 +73,18 @@ pub async fn scrape(base: &str) -> String {
 /// What the service's group-commit appender did between two scrapes: batches, their
 /// commit time (ms) and their size (entries).
 pub fn appends(before: &str, after: &str) -> Value {
-    let time = "aumos_governance_ledger_append_duration_seconds";
-    let size = "aumos_governance_ledger_append_batch_entries";
+    appends_over(&[(before.to_owned(), after.to_owned())])
+}
+
+/// [`appends`] summed over several (before, after) pairs: an arm run in turns.
+pub fn appends_over(turns: &[(String, String)]) -> Value {
+    let over = |name: &str| {
+        turns.iter().fold(Histogram::default(), |acc, (before, after)| {
+            acc.plus(&Histogram::parse(after, name).since(&Histogram::parse(before, name)))
+        })
+    };
     json!({
-        "batch_commit_ms": Histogram::parse(after, time).since(&Histogram::parse(before, time)).summary(1000.0),
-        "batch_entries": Histogram::parse(after, size).since(&Histogram::parse(before, size)).summary(1.0),
+        "batch_commit_ms": over("aumos_governance_ledger_append_duration_seconds").summary(1000.0),
+        "batch_entries": over("aumos_governance_ledger_append_batch_entries").summary(1.0),
     })
 }
