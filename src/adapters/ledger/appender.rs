@@ -8,8 +8,8 @@
 //! machine, in interleaved A/B runs, it gave no gain at 128 appends in flight (36,961 and
 //! 34,887 entries/s against 37,082 and 37,322 with 4 batches in flight; 32,513 and 36,954
 //! with 2) and fewer evaluations at 16 clients (2,352 and 2,293/s against 2,682 and
-//! 2,570): each batch then takes three round trips instead of one, and the two inserts
-//! compete for the same cores and right-hand index pages.
+//! 2,570). Each batch then takes three round trips instead of one, and samples of
+//! pg_stat_activity found the second batch mostly waiting on the first's lock.
 
 use std::time::Duration;
 
