@@ -1,5 +1,6 @@
 //! `make bench-ledger`: the ledger's append throughput and latency against plain INSERTs
-//! on the same audit cluster in the same run, and offline verification speed.
+//! on the same audit cluster in the same run (in turns, `BENCH_ROUNDS`), and offline
+//! verification speed.
 //!
 //! Needs the audit cluster's URLs in the environment (scripts/bench-ledger.sh provides a
 //! private cluster). Writes target/bench/ledger.json.
@@ -199,16 +200,16 @@ impl Wal {
     }
 }
 
-/// Per row written, from an arm's counters ([`Wal::added`] from zero): WAL bytes,
+/// Per row written, from an arm's counters ([`Wal::added`] over its turns): WAL bytes,
 /// records, full-page images, and the flushes and checkpoints in between.
-fn wal_per_row(before: Wal, after: Wal, rows: usize) -> serde_json::Value {
+fn wal_per_row(w: Wal, rows: usize) -> serde_json::Value {
     let n = rows.max(1) as f64;
     serde_json::json!({
-        "wal_bytes_per_row": ((after.bytes - before.bytes) / n).round(),
-        "wal_records_per_row": ((after.records - before.records) as f64 / n * 100.0).round() / 100.0,
-        "full_page_images_per_row": ((after.fpi - before.fpi) as f64 / n * 1000.0).round() / 1000.0,
-        "wal_flushes": after.syncs - before.syncs,
-        "checkpoints": after.checkpoints - before.checkpoints,
+        "wal_bytes_per_row": (w.bytes / n).round(),
+        "wal_records_per_row": (w.records as f64 / n * 100.0).round() / 100.0,
+        "full_page_images_per_row": (w.fpi as f64 / n * 1000.0).round() / 1000.0,
+        "wal_flushes": w.syncs,
+        "checkpoints": w.checkpoints,
     })
 }
 
@@ -333,8 +334,8 @@ async fn main() {
         "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
         "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
         "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
-        "wal": {"plain_insert": wal_per_row(Wal::default(), plain_wal, plain.count), "ledger": wal_per_row(Wal::default(), ledger_wal, ledger.count),
-            "ledger_128_in_flight": wal_per_row(Wal::default(), busy_wal, busy.count)},
+        "wal": {"plain_insert": wal_per_row(plain_wal, plain.count), "ledger": wal_per_row(ledger_wal, ledger.count),
+            "ledger_128_in_flight": wal_per_row(busy_wal, busy.count)},
         "ledger_batches": appends_8,
         "ledger_128_in_flight_batches": appends_128,
         "verify_entries_per_s": verify.round(),

@@ -2,7 +2,8 @@
 //! when it is the generator's:
 //! - [`drive`] runs N concurrent clients for a while and, beside throughput and
 //!   latency, measures the CPU this process used (cores) and how busy the whole machine was;
-//!   [`drive_interleaved`] runs several arms so, in turns, for steadier ratios;
+//!   [`drive_interleaved`] runs several arms in turns, so that their ratios see the same
+//!   drift of the machine's speed;
 //! - [`static_server`] answers every POST with a fixed body of the size of an evaluate
 //!   answer, from one thread: the `generator` arm drives it exactly as the other arms drive
 //!   the service, which gives the most this generator can send on this machine.
