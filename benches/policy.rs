@@ -144,7 +144,8 @@ async fn main() {
             for (((label, name, base, _), run), before) in side_by_side.iter().zip(runs).zip(before) {
                 let mut figures = run.json();
                 if let (Some(base), Some(before)) = (base, before) {
-                    // Only this service appends while its arm runs, so the difference is its arm's.
+                    // A service appends only for its own arm's requests, so its difference over
+                    // all the turns is that arm's.
                     figures["ledger_appends"] = histogram::appends(&before, &histogram::scrape(base).await);
                 }
                 report[key(name, c)] = figures;
