@@ -33,6 +33,13 @@ pub trait LedgerEvent: Serialize + DeserializeOwned + Sized {
         }
     }
 
+    /// The body as the ledger stores it: the canonical JSON text of
+    /// [`LedgerEvent::ledger_payload`] (`ledger::format::canonical_json`: compact, keys
+    /// sorted). An event on a hot path may write the same bytes more directly.
+    fn ledger_text(&self) -> Result<String, LedgerEventError> {
+        Ok(serde_json::to_string(&self.ledger_payload()?)?)
+    }
+
     /// Rebuilds the event from a ledger row.
     fn from_ledger(event_type: &str, payload: Value) -> Result<Self, LedgerEventError> {
         let mut map = serde_json::Map::with_capacity(1);

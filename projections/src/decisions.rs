@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use aggregates::facts::{DecisionEvent, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
+use aggregates::facts::{DecisionEvent, JsonText, PolicyEvaluated, RulePath, DECISION_AGGREGATE};
 use aggregates::Recorded;
 
 use crate::{EventRecord, ProjectionError, Projector};
@@ -293,7 +293,7 @@ impl Projector for DecisionProjector {
         .bind(d.engine.as_str())
         .bind(d.rule.as_ref().map(RulePath::as_str))
         .bind(d.input_sha256.as_str())
-        .bind(exact(&d.input))
+        .bind(d.input.as_ref().map(JsonText::get))
         .bind(exact(&d.result))
         .bind(d.defined)
         .bind(d.allowed)
@@ -324,6 +324,7 @@ fn version(e: &EventRecord, d: &PolicyEvaluated) -> Result<i32, ProjectionError>
 /// JSON text for a `json` column. Not `jsonb`: jsonb turns numbers into numerics and
 /// prints them back in a form that need not parse as the number that went in (f64::MAX
 /// comes back as 309 digits that overflow), so the read model keeps the text exactly.
+/// (The input is already text, the record's own: [`JsonText`].)
 fn exact(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(|v| v.to_string())
 }
@@ -373,7 +374,7 @@ impl DecisionRows {
         self.engine.push(d.engine.as_str().to_owned());
         self.rule.push(d.rule.as_ref().map(|r| r.as_str().to_owned()));
         self.sha.push(d.input_sha256.as_str().to_owned());
-        self.input.push(exact(&d.input));
+        self.input.push(d.input.as_ref().map(|t| t.get().to_owned()));
         self.result.push(exact(&d.result));
         self.defined.push(d.defined);
         self.allowed.push(d.allowed);

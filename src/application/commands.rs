@@ -9,7 +9,6 @@
 use aggregates::{Actor, LedgerEvent, TenantId};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use ledger::format::canonical_json;
 use ledger::EntryMetadata;
 
 use crate::adapters::ledger::{Appended, AppenderHandle, LedgerError, LedgerReader, NewEntry};
@@ -117,7 +116,7 @@ impl CommandBus {
         };
         let mut entries = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
-            let payload = event.ledger_payload().map_err(|e| LedgerError::Corrupt { seq: 0, reason: e.to_string() })?;
+            let payload = event.ledger_text().map_err(|e| LedgerError::Corrupt { seq: 0, reason: e.to_string() })?;
             entries.push(NewEntry {
                 tenant_id: ctx.tenant_id.as_uuid(),
                 aggregate_type: A::TYPE.to_owned(),
@@ -125,7 +124,7 @@ impl CommandBus {
                 aggregate_seq: version + 1 + i64::try_from(i).unwrap_or(0),
                 event_type: event.event_type(),
                 event_version: event.event_version(),
-                payload: canonical_json(&payload),
+                payload,
                 metadata: metadata.clone(),
             });
         }

@@ -6,10 +6,10 @@ use std::fmt;
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::Fact;
+use super::{Fact, JsonText};
 use crate::compliance::Sha256;
 use crate::ids::{DecisionId, IdError, PolicyId};
-use crate::ledger_event::LedgerEvent;
+use crate::ledger_event::{LedgerEvent, LedgerEventError};
 
 /// The ledger's aggregate type for decisions.
 pub const DECISION_AGGREGATE: &str = "PolicyDecision";
@@ -85,23 +85,29 @@ impl From<RulePath> for String {
 
 /// The record of one evaluation. Its JSON body is what the ledger hashes: fields are only
 /// ever added, never renamed.
+///
+/// The fields are declared in the order of their names, which is the order of the keys in
+/// the ledger's canonical body, so that [`LedgerEvent::ledger_text`] can write the body
+/// straight from the record (the input as its text), with no tree of it built on the way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyEvaluated {
+    pub allowed: Option<bool>,
     pub decision_id: DecisionId,
-    pub policy_id: PolicyId,
-    pub policy_version: u32,
+    pub defined: bool,
     pub engine: EngineKind,
-    /// The rule path evaluated; `None` for the whole package document.
-    pub rule: Option<RulePath>,
+    /// The input itself (its canonical JSON text), unless the policy keeps only its hash.
+    /// An input of `null` is recorded as `null`, as no input is: `input_sha256` tells them
+    /// apart.
+    pub input: Option<JsonText>,
     /// SHA-256 (hex) of the input's canonical JSON; [`NO_INPUT_SHA256`] when the caller
     /// gave no input (the policy's `input` was undefined).
     pub input_sha256: Sha256,
-    /// The input itself, unless the policy keeps only its hash.
-    pub input: Option<serde_json::Value>,
-    pub result: Option<serde_json::Value>,
-    pub defined: bool,
-    pub allowed: Option<bool>,
     pub latency_ms: f64,
+    pub policy_id: PolicyId,
+    pub policy_version: u32,
+    pub result: Option<serde_json::Value>,
+    /// The rule path evaluated; `None` for the whole package document.
+    pub rule: Option<RulePath>,
 }
 
 /// The `input_sha256` of a decision made without an input: the SHA-256 of zero bytes. It is
@@ -145,7 +151,16 @@ impl DomainEvent for DecisionEvent {
     }
 }
 
-impl LedgerEvent for DecisionEvent {}
+impl LedgerEvent for DecisionEvent {
+    /// The record's body, written straight from its fields (declared in key order): the
+    /// same bytes as the default's canonical JSON of [`LedgerEvent::ledger_payload`], on
+    /// the path every evaluation takes.
+    fn ledger_text(&self) -> Result<String, LedgerEventError> {
+        match self {
+            Self::PolicyEvaluated(record) => Ok(serde_json::to_string(record)?),
+        }
+    }
+}
 
 impl Fact for DecisionEvent {
     const AGGREGATE_TYPE: &'static str = DECISION_AGGREGATE;

@@ -5,6 +5,8 @@
 //! fields), and every consumer decodes them through these types ([`crate::recorded`]).
 //!
 //! - [`decision`]: `PolicyEvaluated`, the record of one evaluation (`PolicyDecision`).
+//! - [`json_text`]: [`JsonText`], a JSON value carried as its canonical text (a
+//!   decision's input), never built into a tree on the record's path.
 //! - [`control_mapping`]: a tenant's requirement → control mappings and not-applicable
 //!   marks on links (`ControlMapping`).
 //! - [`replay`]: `PolicyReplayed`, the report of one replay of recorded decisions
@@ -14,6 +16,7 @@
 
 pub mod control_mapping;
 pub mod decision;
+pub mod json_text;
 pub mod projection_skip;
 pub mod replay;
 
@@ -23,6 +26,7 @@ use crate::ledger_event::LedgerEvent;
 
 pub use control_mapping::{ControlMappingEvent, LinkMark, MappingSet, CONTROL_MAPPING_AGGREGATE};
 pub use decision::{DecisionEvent, EngineKind, PolicyEvaluated, RulePath, DECISION_AGGREGATE, NO_INPUT_SHA256};
+pub use json_text::JsonText;
 pub use projection_skip::{ProjectionEntrySkipped, ProjectionName, ProjectionSkipEvent, SkipReason, SKIP_AGGREGATE};
 pub use replay::{
     decision_set_sha256, ChangeCounts, ChangeExample, ChangeKind, DecisionSet, PolicyReplayed, ReplayEvent, ReplayReport, REPLAY_AGGREGATE,

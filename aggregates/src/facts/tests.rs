@@ -16,9 +16,12 @@ fn canonical(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// The entry fields of a fact; its `ledger_text` (what the service appends) must be the
+/// canonical text of its payload value, whichever way a fact writes it.
 fn encoded<F: Fact>(fact: &F) -> (String, String, String, String) {
-    let payload = fact.ledger_payload().unwrap();
-    (F::AGGREGATE_TYPE.to_owned(), fact.event_type(), fact.event_version(), canonical(&payload))
+    let payload = canonical(&fact.ledger_payload().unwrap());
+    assert_eq!(fact.ledger_text().unwrap(), payload, "ledger_text writes the canonical payload");
+    (F::AGGREGATE_TYPE.to_owned(), fact.event_type(), fact.event_version(), payload)
 }
 
 /// The decision record as `src/http/evaluate.rs` built it before the fact was typed.
@@ -49,7 +52,7 @@ fn decision(engine: EngineKind, rule: Option<&str>, input: Option<Value>, result
         engine,
         rule: rule.map(|r| RulePath::parse(r).unwrap()),
         input_sha256: Sha256::parse(SHA).unwrap(),
-        input,
+        input: input.as_ref().map(JsonText::of),
         defined: result.is_some(),
         allowed: decision::allowed(result.as_ref()),
         result,
@@ -98,6 +101,41 @@ fn a_decision_record_the_old_code_wrote_decodes_into_the_typed_fact() {
     let decoded = DecisionEvent::from_ledger("PolicyEvaluated", serde_json::from_str(&raw).unwrap()).unwrap();
     assert_eq!(decoded, decision(EngineKind::Embedded, Some("limits.max"), Some(json!({"n": 1})), Some(json!({"allow": false})), 7.0));
     assert_eq!(canonical(&decoded.ledger_payload().unwrap()), raw, "decoding and encoding again gives the same bytes");
+    assert_eq!(decoded.ledger_text().unwrap(), raw);
+    let from_text = DecisionEvent::from_ledger_text("PolicyEvaluated", &raw).unwrap();
+    assert_eq!(from_text, decoded, "the text decode and the tree decode agree");
+    assert_eq!(from_text.ledger_text().unwrap(), raw);
+}
+
+#[test]
+fn a_decision_record_writes_its_body_in_key_order_with_the_input_as_given_text() {
+    // Keys, escapes, numbers and nesting an input can hold, and every optional field
+    // both present and absent: the direct text is the canonical text of the payload value.
+    let input = json!({"z": [1, -2, 3.5e-7, 1e300, 18446744073709551615u64], "a": {"é\n\"q\"": "\u{1}", "m": null, "b": [true, false, {}]}, "": ""});
+    for (rule, input, result) in [
+        (Some("limits.max"), Some(input.clone()), Some(json!({"allow": true, "why": ["x"]}))),
+        (None, None, None),
+        (Some("allow"), Some(Value::Null), Some(json!(false))),
+        (None, Some(json!("text")), Some(json!([1, {"b": 2, "a": 1}]))),
+    ] {
+        let record = decision(EngineKind::Opa, rule, input, result, 0.1 + 0.2);
+        let (.., text) = encoded(&record);
+        let reread: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(canonical(&reread), text, "the body is canonical: keys sorted at every level");
+        let back = DecisionEvent::from_ledger_text("PolicyEvaluated", &text).unwrap();
+        // An input of `null` reads back as no recorded input, as it always has (the
+        // input's hash tells them apart); its bytes are the same either way.
+        let DecisionEvent::PolicyEvaluated(r) = &record;
+        let expected = decision(
+            EngineKind::Opa,
+            rule,
+            r.input.as_ref().filter(|t| t.get() != "null").map(|t| t.to_value().unwrap()),
+            r.result.clone(),
+            0.1 + 0.2,
+        );
+        assert_eq!(back, expected);
+        assert_eq!(back.ledger_text().unwrap(), text, "a decoded record writes the same bytes again");
+    }
 }
 
 fn link() -> (RegulationCode, RequirementId, ControlId, Reason, Actor) {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use aggregates::compliance::Sha256 as Digest256;
 use aggregates::facts::decision::allowed;
-use aggregates::facts::{DecisionEvent, PolicyEvaluated, RulePath};
+use aggregates::facts::{DecisionEvent, JsonText, PolicyEvaluated, RulePath};
 use aggregates::{DecisionId, PolicyId};
 use ledger::format::canonical_json;
 use ledger::EntryMetadata;
@@ -40,14 +40,21 @@ const BUDGET_MS: f64 = 200.0;
 /// What the decision record keeps of the input: nothing (`hash_only`), or the input with
 /// the policy's masked fields removed or hashed. Its `input_sha256` is always of the full
 /// input, so a caller holding the input can still prove it was the one decided on.
-fn recorded_input(policy: &crate::application::runtime::RuntimePolicy, mut input: serde_json::Value) -> Option<serde_json::Value> {
+/// `text` is the full input's canonical text, recorded as it is when nothing is masked.
+fn recorded_input(
+    policy: &crate::application::runtime::RuntimePolicy,
+    input: Option<serde_json::Value>,
+    text: Option<JsonText>,
+) -> Option<JsonText> {
     if policy.hash_only_input {
         return None;
     }
-    if !policy.input_mask.is_empty() {
-        policy.input_mask.apply(&mut input, |v| hex::encode(Sha256::digest(canonical_json(v).as_bytes())));
+    if policy.input_mask.is_empty() {
+        return text;
     }
-    Some(input)
+    let mut input = input?;
+    policy.input_mask.apply(&mut input, |v| hex::encode(Sha256::digest(canonical_json(v).as_bytes())));
+    Some(JsonText::of(&input))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -209,17 +216,18 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         None => "undefined",
     };
     crate::adapters::metrics::get().evaluation(engine.as_str(), outcome, elapsed);
+    // The input's canonical text, written once: hashed here, and recorded as it is
+    // unless the policy masks part of it or keeps only its hash (no input: zero bytes).
+    let input_text = req.input.as_ref().map(JsonText::of);
+    let input_sha256 = Digest256::from_digest(Sha256::digest(input_text.as_ref().map_or("", JsonText::get).as_bytes()).into());
     let record = PolicyEvaluated {
         decision_id,
         policy_id: PolicyId::from_uuid(policy_id),
         policy_version: version,
         engine,
         rule,
-        input_sha256: Digest256::from_digest(match &req.input {
-            Some(input) => Sha256::digest(canonical_json(input).as_bytes()).into(),
-            None => Sha256::digest(b"").into(),
-        }),
-        input: req.input.and_then(|input| recorded_input(&policy, input)),
+        input_sha256,
+        input: recorded_input(&policy, req.input, input_text),
         result: result.clone(),
         defined: result.is_some(),
         allowed,

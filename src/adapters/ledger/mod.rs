@@ -53,7 +53,7 @@ impl NewEntry {
             aggregate_seq: 1,
             event_type: fact.event_type(),
             event_version: fact.event_version(),
-            payload: ledger::format::canonical_json(&fact.ledger_payload()?),
+            payload: fact.ledger_text()?,
             metadata,
         })
     }
