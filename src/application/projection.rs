@@ -166,9 +166,10 @@ pub fn start(
     for p in projectors {
         let (tx, rx) = watch::channel(0i64);
         positions.push((p.name(), rx));
+        let told = Told::of(p.as_ref(), &listeners);
         let runner = Runner {
             projector: p,
-            listeners: listeners.clone(),
+            told,
             reader: reader.clone(),
             primary: primary.clone(),
             stuck: stuck.clone(),
@@ -199,7 +200,7 @@ async fn load_position(primary: &PgPool, name: &str) -> Result<i64, sqlx::Error>
 /// follows the leader's stored position while it stands by.
 struct Runner {
     projector: Arc<dyn Projector>,
-    listeners: Vec<Arc<dyn AppliedListener>>,
+    told: Told,
     reader: LedgerReader,
     primary: PgPool,
     stuck: StuckBoard,
@@ -223,6 +224,36 @@ struct Runner {
     step: i64,
     /// Spaces the transactions of a leader that keeps up (see [`crate::application::leader::COALESCE`]).
     coalescer: crate::application::leader::Coalescer,
+}
+
+/// The listeners a runner tells of the entries it applies (or sees its leader apply): those
+/// acting on an aggregate type the projector handles, and those types.
+struct Told {
+    listeners: Vec<Arc<dyn AppliedListener>>,
+    /// The projector's aggregate types some listener acts on; none: a standby reads no
+    /// entries for its listeners (the decision projector's, at every evaluation).
+    types: Vec<&'static str>,
+}
+
+impl Told {
+    fn of(projector: &dyn Projector, listeners: &[Arc<dyn AppliedListener>]) -> Self {
+        let wants = |l: &Arc<dyn AppliedListener>, t: &str| l.aggregate_types().contains(&t);
+        let types: Vec<&'static str> =
+            projector.aggregate_types().iter().copied().filter(|t| listeners.iter().any(|l| wants(l, t))).collect();
+        let listeners = listeners.iter().filter(|l| types.iter().any(|t| wants(l, t))).cloned().collect();
+        Self { listeners, types }
+    }
+
+    /// Tells each listener acting on the entry's aggregate type, if the projector handles it.
+    async fn applied(&self, entry: &ledger::LedgerEntry) {
+        let t = entry.aggregate_type.as_str();
+        if !self.types.contains(&t) {
+            return;
+        }
+        for l in self.listeners.iter().filter(|l| l.aggregate_types().contains(&t)) {
+            l.applied(entry).await;
+        }
+    }
 }
 
 const RETRY: Duration = Duration::from_millis(500);
@@ -252,12 +283,10 @@ impl crate::application::leader::LeaderTask for Runner {
         self.stored = None;
         if let Ok(p) = load_position(&self.primary, self.projector.name()).await {
             let seen = *self.reached.borrow();
-            if p > seen && !self.listeners.is_empty() && seen > 0 {
-                if let Ok(entries) = self.reader.events_of_types_between(self.projector.aggregate_types(), seen, p).await {
+            if p > seen && !self.told.types.is_empty() && seen > 0 {
+                if let Ok(entries) = self.reader.events_of_types_between(&self.told.types, seen, p).await {
                     for entry in &entries {
-                        for l in &self.listeners {
-                            l.applied(entry).await;
-                        }
+                        self.told.applied(entry).await;
                     }
                 }
             }
@@ -349,10 +378,8 @@ impl crate::application::leader::LeaderTask for Runner {
         let upto = upto.max(pos);
         match apply_batch(self.projector.as_ref(), &self.primary, stored, upto, &batch, &skip_set).await {
             Ok(Some(last)) => {
-                for entry in batch.iter().filter(|e| self.projector.handles(&e.aggregate_type) && !skip_set.contains(&e.seq)) {
-                    for l in &self.listeners {
-                        l.applied(entry).await;
-                    }
+                for entry in batch.iter().filter(|e| !skip_set.contains(&e.seq)) {
+                    self.told.applied(entry).await;
                 }
                 self.position = Some(last);
                 self.stored = Some((last, Instant::now()));
@@ -459,3 +486,7 @@ async fn apply_batch(
     tx.commit().await?;
     Ok(Some(last))
 }
+
+#[cfg(test)]
+#[path = "projection_tests.rs"]
+mod tests;

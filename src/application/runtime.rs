@@ -97,19 +97,26 @@ impl PolicyRuntime {
     }
 }
 
-/// Told of every ledger entry a projector has applied (after its transaction commits).
+/// Told of every ledger entry of its aggregate types that a projector has applied (after
+/// its transaction commits).
 #[async_trait::async_trait]
 pub trait AppliedListener: Send + Sync {
+    /// The aggregate types whose entries this listener acts on: it is told of no others,
+    /// and a projector handling none of them reads no entries for it.
+    fn aggregate_types(&self) -> &'static [&'static str];
     async fn applied(&self, entry: &LedgerEntry);
 }
 
 #[async_trait::async_trait]
 impl AppliedListener for PolicyRuntime {
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        const TYPES: &[&str] = &[aggregates::Stream::Policy.aggregate_type()];
+        TYPES
+    }
+
     async fn applied(&self, entry: &LedgerEntry) {
-        if entry.aggregate_type == aggregates::Stream::Policy.aggregate_type() {
-            if let Ok(id) = Uuid::parse_str(&entry.aggregate_id) {
-                self.invalidate(entry.tenant_id, id).await;
-            }
+        if let Ok(id) = Uuid::parse_str(&entry.aggregate_id) {
+            self.invalidate(entry.tenant_id, id).await;
         }
     }
 }

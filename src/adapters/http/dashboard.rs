@@ -101,11 +101,15 @@ impl DashboardCache {
 /// keep the dashboard cold.
 #[async_trait::async_trait]
 impl crate::application::runtime::AppliedListener for DashboardCache {
-    async fn applied(&self, entry: &ledger::LedgerEntry) {
+    fn aggregate_types(&self) -> &'static [&'static str] {
         use aggregates::Stream;
-        if matches!(Stream::of(&entry.aggregate_type), Some(Stream::ComplianceWorkflow | Stream::Evidence | Stream::ControlMapping)) {
-            self.invalidate_tenant(entry.tenant_id);
-        }
+        const TYPES: &[&str] =
+            &[Stream::ComplianceWorkflow.aggregate_type(), Stream::Evidence.aggregate_type(), Stream::ControlMapping.aggregate_type()];
+        TYPES
+    }
+
+    async fn applied(&self, entry: &ledger::LedgerEntry) {
+        self.invalidate_tenant(entry.tenant_id);
     }
 }
 
