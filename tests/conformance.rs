@@ -74,7 +74,8 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
         }
         (Err(e), _) => return (Outcome::Divergent(format!("validation failed: {}", brief(&e))), Some(module)),
     };
-    let got = prepared.evaluate(case.rule.as_deref(), case.input.as_ref()).await;
+    let input = case.input.as_ref().map(aggregates::facts::JsonText::of);
+    let got = prepared.evaluate(case.rule.as_deref(), input.as_ref()).await;
     let outcome = match (&case.want, got) {
         (Want::Value(want), Ok(got)) => match (want, &got) {
             (Some(w), Some(g)) if cases::same_result(w, g, case.unordered) => Outcome::Passed,

@@ -30,6 +30,11 @@ impl JsonText {
         self.0.get()
     }
 
+    /// The text as serde_json's raw value (to embed in a larger document).
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// The value as a tree (for a reader that needs one; the record path never does).
     pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_str(self.get())

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aggregates::facts::JsonText;
 use serde_json::Value;
 
 use super::sandbox::pool::{Pool, WorkerCommand};
@@ -32,21 +33,26 @@ impl Backend {
                 let session = session.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut s = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match s.handle(request.clone().decoded()) {
+                    let undecodable = |e: serde_json::Error| EngineError::Fault(format!("an input does not decode: {e}"));
+                    Ok(match s.handle(request.clone().decoded().map_err(undecodable)?) {
                         Reply::NeedSource => match (request, source) {
                             (Request::Evaluate { key, rule, input, budget_ms, .. }, Some(source)) => s.handle(
-                                Request::Evaluate { key, source: Some(PolicySource::clone(&source)), rule, input, budget_ms }.decoded(),
+                                Request::Evaluate { key, source: Some(PolicySource::clone(&source)), rule, input, budget_ms }
+                                    .decoded()
+                                    .map_err(undecodable)?,
                             ),
                             (Request::EvaluateMany { key, items, budget_ms, .. }, Some(source)) => s.handle(
-                                Request::EvaluateMany { key, source: Some(PolicySource::clone(&source)), items, budget_ms }.decoded(),
+                                Request::EvaluateMany { key, source: Some(PolicySource::clone(&source)), items, budget_ms }
+                                    .decoded()
+                                    .map_err(undecodable)?,
                             ),
                             _ => Reply::NeedSource,
                         },
                         reply => reply,
-                    }
+                    })
                 })
                 .await
-                .map_err(|e| EngineError::Fault(e.to_string()))
+                .map_err(|e| EngineError::Fault(e.to_string()))?
             }
         }
     }
@@ -150,7 +156,7 @@ pub struct EmbeddedPolicy {
 
 #[async_trait::async_trait]
 impl PreparedPolicy for EmbeddedPolicy {
-    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&JsonText>) -> Result<Option<Value>, EngineError> {
         let request = Request::Evaluate {
             key: self.key.clone(),
             source: None,
@@ -175,7 +181,7 @@ impl PreparedPolicy for EmbeddedPolicy {
             return Ok(vec![]);
         }
         let budget = self.timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)).min(MAX_BATCH_BUDGET);
-        let items = items.into_iter().map(|(rule, input)| Item { rule, input }).collect();
+        let items = items.into_iter().map(|(rule, input)| Item { rule, input: input.as_ref().map(JsonText::of) }).collect();
         let request = Request::EvaluateMany { key: self.key.clone(), source: None, items, budget_ms: millis(self.timeout) };
         match self.backend.call(request, Some(self.source.clone()), budget).await? {
             Reply::Values(replies) if replies.len() == n => Ok(replies
@@ -211,11 +217,11 @@ mod tests {
     #[tokio::test]
     async fn evaluates_a_rule_the_whole_package_and_nested_paths() {
         let p = prepared("package gate.v1\n\nallow if input.score > 0.5\nlimits := {\"max\": {\"tokens\": 10}}\n").await;
-        assert_eq!(p.evaluate(Some("allow"), Some(&json!({"score": 0.7}))).await.unwrap(), Some(json!(true)));
-        assert_eq!(p.evaluate(Some("allow"), Some(&json!({"score": 0.1}))).await.unwrap(), None, "undefined, not false");
-        assert_eq!(p.evaluate(Some("limits.max.tokens"), Some(&json!({}))).await.unwrap(), Some(json!(10)));
+        assert_eq!(p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.7})))).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.1})))).await.unwrap(), None, "undefined, not false");
+        assert_eq!(p.evaluate(Some("limits.max.tokens"), Some(&JsonText::of(&json!({})))).await.unwrap(), Some(json!(10)));
         assert_eq!(
-            p.evaluate(None, Some(&json!({"score": 0.7}))).await.unwrap(),
+            p.evaluate(None, Some(&JsonText::of(&json!({"score": 0.7})))).await.unwrap(),
             Some(json!({"allow": true, "limits": {"max": {"tokens": 10}}}))
         );
     }
@@ -225,8 +231,8 @@ mod tests {
         let p = prepared("package i\n\nseen := input\ngiven if { _ = input }\n").await;
         assert_eq!(p.evaluate(Some("seen"), None).await.unwrap(), None);
         assert_eq!(p.evaluate(Some("given"), None).await.unwrap(), None);
-        assert_eq!(p.evaluate(Some("seen"), Some(&Value::Null)).await.unwrap(), Some(Value::Null));
-        assert_eq!(p.evaluate(Some("given"), Some(&Value::Null)).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("seen"), Some(&JsonText::of(&Value::Null))).await.unwrap(), Some(Value::Null));
+        assert_eq!(p.evaluate(Some("given"), Some(&JsonText::of(&Value::Null))).await.unwrap(), Some(json!(true)));
         let many = p.evaluate_many(vec![(Some("seen".into()), None), (Some("seen".into()), Some(Value::Null))]).await.unwrap();
         assert_eq!(many, vec![Ok(None), Ok(Some(Value::Null))]);
     }
@@ -270,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_builtin_is_undefined_as_in_opa_not_an_error() {
         let p = prepared("package b\n\nn := to_number(input.s)\n").await;
-        assert_eq!(p.evaluate(Some("n"), Some(&json!({"s": "not a number"}))).await.unwrap(), None);
+        assert_eq!(p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": "not a number"})))).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -298,10 +304,10 @@ mod tests {
     async fn a_panicking_builtin_is_contained_and_the_session_keeps_answering() {
         // regorus panics on `object.subset` of an empty array (a slice window of 0).
         let p = prepared("package p\n\nn := object.subset(input.s, [])\nok := true\n").await;
-        match p.evaluate(Some("n"), Some(&json!({"s": [1]}))).await {
+        match p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": [1]})))).await {
             Err(EngineError::Fault(m)) => assert!(m.contains("panicked"), "{m}"),
             other => panic!("expected a contained panic, got {other:?}"),
         }
-        assert_eq!(p.evaluate(Some("ok"), Some(&json!({}))).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("ok"), Some(&JsonText::of(&json!({})))).await.unwrap(), Some(json!(true)));
     }
 }

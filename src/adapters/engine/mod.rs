@@ -24,6 +24,7 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::facts::JsonText;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -172,8 +173,9 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     /// Evaluates `rule` (a dot-separated path inside the package; `None` for the whole
     /// package document) on `input` (`None`: no input, so the policy's `input` is
     /// undefined, as in OPA's API when a query carries none). `Ok(None)` is an undefined
-    /// result.
-    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError>;
+    /// result. The input comes as its canonical text, which the decision record hashes and
+    /// keeps: engines send it on as it is.
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&JsonText>) -> Result<Option<Value>, EngineError>;
 
     /// Evaluates many (rule, input) pairs; one result per item, in order. `Err` when the
     /// batch as a whole could not run. The default evaluates them one by one, at most
@@ -184,7 +186,8 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MANY_IN_FLIGHT) {
-            let calls: Vec<_> = chunk.iter().map(|(rule, input)| self.evaluate(rule.as_deref(), input.as_ref())).collect();
+            let texts: Vec<Option<JsonText>> = chunk.iter().map(|(_, input)| input.as_ref().map(JsonText::of)).collect();
+            let calls: Vec<_> = chunk.iter().zip(&texts).map(|((rule, _), input)| self.evaluate(rule.as_deref(), input.as_ref())).collect();
             out.extend(futures::future::join_all(calls).await);
         }
         Ok(out)

@@ -177,13 +177,18 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         return Err(ApiError::new(ErrorCode::PolicyInactive, format!("the policy is {}, not active", policy.status))
             .with_details(serde_json::json!({ "status": policy.status })));
     };
+    // The input's canonical text, written once: the engine is sent it, the record hashes
+    // it and keeps it as it is, unless the policy masks part of it or keeps only its hash
+    // (no input: the hash of zero bytes).
+    let input_text = req.input.as_ref().map(JsonText::of);
+    let input_sha256 = Digest256::from_digest(Sha256::digest(input_text.as_ref().map_or("", JsonText::get).as_bytes()).into());
     let started = Instant::now();
     // The engine enforces the evaluation's own deadline (the embedded sandbox kills its
     // worker); this bounds the wait for a free worker on top of it.
     let limit = state.config.eval_timeout + state.config.sandbox.queue_timeout;
     let evaluation = tokio::time::timeout(
         limit,
-        crate::adapters::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), req.input.as_ref())),
+        crate::adapters::engine::on_behalf_of(tenant, prepared.evaluate(rule.as_ref().map(RulePath::as_str), input_text.as_ref())),
     )
     .await;
     let engine = state.runtime.engine().kind();
@@ -216,10 +221,6 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         None => "undefined",
     };
     crate::adapters::metrics::get().evaluation(engine.as_str(), outcome, elapsed);
-    // The input's canonical text, written once: hashed here, and recorded as it is
-    // unless the policy masks part of it or keeps only its hash (no input: zero bytes).
-    let input_text = req.input.as_ref().map(JsonText::of);
-    let input_sha256 = Digest256::from_digest(Sha256::digest(input_text.as_ref().map_or("", JsonText::get).as_bytes()).into());
     let record = PolicyEvaluated {
         decision_id,
         policy_id: PolicyId::from_uuid(policy_id),

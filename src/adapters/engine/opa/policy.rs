@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use aggregates::facts::JsonText;
 use serde_json::Value;
 
 use super::super::{EngineError, PreparedPolicy};
@@ -117,21 +118,20 @@ fn one_name(rule: &str) -> bool {
 
 #[async_trait::async_trait]
 impl PreparedPolicy for OpaPolicy {
-    async fn evaluate(&self, rule: Option<&str>, input: Option<&Value>) -> Result<Option<Value>, EngineError> {
+    async fn evaluate(&self, rule: Option<&str>, input: Option<&JsonText>) -> Result<Option<Value>, EngineError> {
         let (Some(rule), Some(input), Some((path, batcher))) = (rule, input, &self.inner.batcher) else {
             return self.inner.alone(rule, input).await;
         };
         // An input of `null` goes alone: OPA's API may read `{"input": null}` as no input,
         // and `with input as null` as `null`.
-        if !one_name(rule) || input.is_null() || !batcher.knows(rule) {
+        if !one_name(rule) || input.get() == "null" || !batcher.knows(rule) {
             let result = self.inner.alone(Some(rule), Some(input)).await;
             if result.is_ok() && one_name(rule) {
                 batcher.learned(rule);
             }
             return result;
         }
-        let input =
-            serde_json::value::to_raw_value(input).map_err(|e| EngineError::BadResponse(format!("the input cannot be sent: {e}")))?;
+        let input = input.raw().to_owned();
         let (reply, answered) = tokio::sync::oneshot::channel();
         let deadline = std::time::Instant::now() + self.inner.engine.timeout;
         match batcher.enter(batch::Item { rule: rule.to_owned(), input, reply, deadline }) {

@@ -24,6 +24,7 @@ pub mod worker;
 
 use std::io::{self, Read, Write};
 
+use aggregates::facts::JsonText;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,12 +33,13 @@ use super::{CompileError, PolicySource};
 /// The largest frame either side accepts (a request carries at most a source and an input).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
-/// What the service asks a worker. The service sends inputs as JSON values; a worker
-/// decodes them straight into regorus's values (`Request<regorus::Value>`, [`WorkerRequest`]),
-/// through the same deserializer regorus's own conversion uses, without a copy in between.
+/// What the service asks a worker. The service sends inputs as their canonical JSON text
+/// ([`JsonText`], written into the frame as it is); a worker decodes them straight into
+/// regorus's values (`Request<regorus::Value>`, [`WorkerRequest`]), through the same
+/// deserializer regorus's own conversion uses, without a copy in between.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(deserialize = "I: Deserialize<'de>"))]
-pub enum Request<I = Value> {
+pub enum Request<I = JsonText> {
     /// Compile and analyse a version; answers [`Reply::Checked`].
     Check { source: PolicySource },
     /// Compile a version and run these `test_` rules, all within `budget_ms` together.
@@ -63,22 +65,23 @@ pub enum Request<I = Value> {
 pub type WorkerRequest = Request<regorus::Value>;
 
 impl Request {
-    /// The request as a worker would decode it (for a session in this process).
-    pub fn decoded(self) -> WorkerRequest {
-        let decode = |input: Option<Value>| input.map(regorus::Value::from);
-        match self {
+    /// The request as a worker decodes it (for a session in this process): each input's
+    /// text through the deserializer a worker's frame goes through.
+    pub fn decoded(self) -> Result<WorkerRequest, serde_json::Error> {
+        let decode = |input: Option<JsonText>| input.map(|t| serde_json::from_str::<regorus::Value>(t.get())).transpose();
+        Ok(match self {
             Request::Check { source } => Request::Check { source },
             Request::Test { source, tests, budget_ms } => Request::Test { source, tests, budget_ms },
             Request::Evaluate { key, source, rule, input, budget_ms } => {
-                Request::Evaluate { key, source, rule, input: decode(input), budget_ms }
+                Request::Evaluate { key, source, rule, input: decode(input)?, budget_ms }
             }
             Request::EvaluateMany { key, source, items, budget_ms } => Request::EvaluateMany {
                 key,
                 source,
-                items: items.into_iter().map(|Item { rule, input }| Item { rule, input: decode(input) }).collect(),
+                items: items.into_iter().map(|Item { rule, input }| Ok(Item { rule, input: decode(input)? })).collect::<Result<_, _>>()?,
                 budget_ms,
             },
-        }
+        })
     }
 }
 
@@ -86,7 +89,7 @@ impl Request {
 /// `null` input stays `null`: absence is the field's absence, not a `null`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(deserialize = "I: Deserialize<'de>"))]
-pub struct Item<I = Value> {
+pub struct Item<I = JsonText> {
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::given_input")]
     pub input: Option<I>,
@@ -155,11 +158,12 @@ mod tests {
     #[test]
     fn an_absent_input_and_a_null_input_stay_apart_on_the_wire() {
         for input in [None, Some(Value::Null), Some(json!({"a": 1}))] {
-            let item = Item { rule: Some("allow".into()), input: input.clone() };
-            let back: Item = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
-            assert_eq!(back, item, "{input:?}");
-            let request = Request::Evaluate { key: "k".into(), source: None, rule: None, input: input.clone(), budget_ms: 1 };
-            match serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap() {
+            let text = input.as_ref().map(JsonText::of);
+            let item = Item { rule: Some("allow".into()), input: text.clone() };
+            let back: Item<Value> = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
+            assert_eq!(back.input, input, "{input:?}");
+            let request = Request::Evaluate { key: "k".into(), source: None, rule: None, input: text, budget_ms: 1 };
+            match serde_json::from_slice::<Request<Value>>(&serde_json::to_vec(&request).unwrap()).unwrap() {
                 Request::Evaluate { input: back, .. } => assert_eq!(back, input),
                 other => panic!("{other:?}"),
             }
@@ -175,10 +179,10 @@ mod tests {
         ];
         for input in inputs {
             let expected = input.clone().map(regorus::Value::from);
-            let item = Item { rule: Some("allow".into()), input: input.clone() };
+            let item = Item { rule: Some("allow".into()), input: input.as_ref().map(JsonText::of) };
             let request = Request::EvaluateMany { key: "k".into(), source: None, items: vec![item], budget_ms: 1 };
             let wire: WorkerRequest = serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
-            for decoded in [wire, request.decoded()] {
+            for decoded in [wire, request.decoded().unwrap()] {
                 match decoded {
                     Request::EvaluateMany { items, .. } => assert_eq!(items[0].input, expected, "{input:?}"),
                     other => panic!("{other:?}"),
