@@ -46,16 +46,20 @@ pub fn entry_message_bytes(e: &NewEntry) -> usize {
         + optional.iter().filter_map(|o| o.as_deref()).map(json_string_bytes).sum::<usize>()
 }
 
-/// Bytes of `s` as a JSON string literal (serde_json's escaping), quotes included.
+/// Bytes of `s` as a JSON string literal (serde_json's escaping), quotes included: `"` and
+/// `\` take two bytes, control characters two (`\n`, `\r`, `\t`, `\b`, `\f`) or six
+/// (`\u00XX`). Without control characters (the common case) it is two vectorised counts.
 fn json_string_bytes(s: &str) -> usize {
-    2 + s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
+    let bytes = s.as_bytes();
+    let mut n = 2 + bytes.len() + memchr::memchr2_iter(b'"', b'\\', bytes).count();
+    if bytes.iter().filter(|b| **b < 0x20).count() > 0 {
+        n += bytes
+            .iter()
+            .filter(|b| **b < 0x20)
+            .map(|b| if matches!(b, b'\n' | b'\r' | b'\t' | 0x08 | 0x0c) { 1 } else { 5 })
+            .sum::<usize>();
+    }
+    n
 }
 
 /// Why an entry cannot be appended.
@@ -145,7 +149,9 @@ pub fn check_text(s: &str) -> Result<(), TextError> {
 pub fn check_json_text(json: &[u8]) -> Result<(), TextError> {
     let mut i = 0;
     let mut in_string = false;
-    while i < json.len() {
+    // Only NUL, `"` and `\` change anything: jump from one to the next.
+    while let Some(at) = json.get(i..).and_then(|rest| memchr::memchr3(0, b'"', b'\\', rest)) {
+        i += at;
         let b = json[i];
         if b == 0 {
             return Err(TextError::Nul);
@@ -218,6 +224,27 @@ mod tests {
         let max = plain + 3;
         assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxx"}"#), max), Ok(()));
         assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxxx"}"#), max), Err(EntryRefused::TooLarge { bytes: max + 1, max }));
+    }
+
+    #[test]
+    fn a_string_is_measured_as_serde_json_escapes_it() {
+        for c in (0u8..=0x7f).map(char::from).chain(['é', '€', '😀']) {
+            for s in [c.to_string(), format!("ab{c}cd"), format!("{c}{c}\"\\x{c}")] {
+                assert_eq!(json_string_bytes(&s), serde_json::to_string(&s).unwrap().len(), "{s:?}");
+            }
+        }
+        let long = "x".repeat(1000) + "\"\n\u{1}\\" + &"y".repeat(1000);
+        assert_eq!(json_string_bytes(&long), serde_json::to_string(&long).unwrap().len());
+    }
+
+    #[test]
+    fn text_cut_inside_an_escape_is_left_to_the_parser() {
+        for cut in [&br#"["\"#[..], br#"["\u00"#, br#"""#, br#"["x\"#] {
+            assert_eq!(check_json_text(cut), Ok(()), "{}", String::from_utf8_lossy(cut));
+        }
+        for cut in [&br#"["\ud83d"#[..], br#"["\ud83d\u"#, br#"["\ud83d\ude0"#] {
+            assert_eq!(check_json_text(cut), Err(TextError::LoneSurrogate), "{}", String::from_utf8_lossy(cut));
+        }
     }
 
     #[test]
