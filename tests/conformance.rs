@@ -74,7 +74,7 @@ async fn run(engine: &dyn PolicyEngine, case: &Case) -> (Outcome, Option<PolicyM
         }
         (Err(e), _) => return (Outcome::Divergent(format!("validation failed: {}", brief(&e))), Some(module)),
     };
-    let input = case.input.as_ref().map(aggregates::facts::JsonText::of);
+    let input = case.input.as_ref().map(|v| aggregates::facts::JsonText::of(v).unwrap());
     let got = prepared.evaluate(case.rule.as_deref(), input.as_ref()).await;
     let outcome = match (&case.want, got) {
         (Want::Value(want), Ok(got)) => match (want, &got) {

@@ -74,7 +74,7 @@ fn queries_and_items() -> (f64, f64) {
 }
 
 async fn concurrently(policy: &Arc<dyn PreparedPolicy>, cases: &[(String, Value)]) -> Vec<Result<Option<Value>, EngineError>> {
-    let inputs: Vec<JsonText> = cases.iter().map(|(_, input)| JsonText::of(input)).collect();
+    let inputs: Vec<JsonText> = cases.iter().map(|(_, input)| JsonText::of(input).unwrap()).collect();
     futures::future::join_all(cases.iter().zip(&inputs).map(|((rule, _), input)| policy.evaluate(Some(rule), Some(input)))).await
 }
 
@@ -87,7 +87,7 @@ async fn concurrent_evaluations_of_one_version_share_queries_and_each_gets_the_a
     let cases = cases();
     // A rule name joins batches once a query alone answered it (a function's name never does).
     for rule in ["allow", "double", "r", "missing", "d", "f", "names", "sub"] {
-        let _ = batched.evaluate(Some(rule), Some(&JsonText::of(&json!({})))).await;
+        let _ = batched.evaluate(Some(rule), Some(&JsonText::of(&json!({})).unwrap())).await;
     }
 
     let (items_before, queries_before) = queries_and_items();
@@ -98,7 +98,7 @@ async fn concurrent_evaluations_of_one_version_share_queries_and_each_gets_the_a
     assert!(queries >= 1.0 && items > queries, "some queries carried several evaluations: {items} in {queries}");
 
     for ((rule, input), got) in cases.iter().zip(&got) {
-        let want = alone.evaluate(Some(rule), Some(&JsonText::of(input))).await;
+        let want = alone.evaluate(Some(rule), Some(&JsonText::of(input).unwrap())).await;
         assert_eq!(outcome(got), outcome(&want), "{rule} on {input}");
     }
     // Each kind of answer was met: a value, undefined and an evaluation error.
@@ -112,11 +112,11 @@ async fn concurrent_evaluations_of_one_version_share_queries_and_each_gets_the_a
     // Rules that are not one name, and evaluations without an input or with an input of
     // `null`, go alone.
     assert_eq!(
-        outcome(&batched.evaluate(Some("d"), Some(&JsonText::of(&Value::Null))).await),
-        outcome(&alone.evaluate(Some("d"), Some(&JsonText::of(&Value::Null))).await)
+        outcome(&batched.evaluate(Some("d"), Some(&JsonText::of(&Value::Null).unwrap())).await),
+        outcome(&alone.evaluate(Some("d"), Some(&JsonText::of(&Value::Null).unwrap())).await)
     );
-    let dotted = batched.evaluate(Some("allow.x"), Some(&JsonText::of(&json!({"ok": true})))).await;
-    assert_eq!(outcome(&dotted), outcome(&alone.evaluate(Some("allow.x"), Some(&JsonText::of(&json!({"ok": true})))).await));
+    let dotted = batched.evaluate(Some("allow.x"), Some(&JsonText::of(&json!({"ok": true})).unwrap())).await;
+    assert_eq!(outcome(&dotted), outcome(&alone.evaluate(Some("allow.x"), Some(&JsonText::of(&json!({"ok": true})).unwrap())).await));
     assert_eq!(batched.evaluate(Some("allow"), None).await.unwrap(), None);
 }
 
@@ -130,7 +130,7 @@ async fn a_batch_of_a_version_opa_lost_uploads_it_again_and_answers() {
     assert!(!engine.is_loaded(&m).await.unwrap());
 
     assert_eq!(
-        policy.evaluate(Some("double"), Some(&JsonText::of(&json!({"n": 1})))).await.unwrap(),
+        policy.evaluate(Some("double"), Some(&JsonText::of(&json!({"n": 1})).unwrap())).await.unwrap(),
         Some(json!(2)),
         "alone, it uploads the version"
     );

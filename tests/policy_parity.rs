@@ -35,7 +35,7 @@ async fn both(rego: &str, rule: Option<&str>, input: &Value) -> (Result<Option<V
     let opa = OpaEngine::new(reqwest::Client::new(), &var("AUMOS_GOVERNANCE_OPA_URL"), timeout)
         .with_token(Some(governance_engine::config::Secret::new(var("AUMOS_GOVERNANCE_OPA_TOKEN"))));
     let m = module(rego);
-    let input = aggregates::facts::JsonText::of(input);
+    let input = aggregates::facts::JsonText::of(input).unwrap();
     let e = match embedded.prepare(&m).await {
         Ok(p) => p.evaluate(rule, Some(&input)).await,
         Err(err) => Err(err),

@@ -115,7 +115,7 @@ fn examples() -> Vec<Recorded> {
             engine: EngineKind::Embedded,
             rule: Some(RulePath::parse("allow").unwrap()),
             input_sha256: Sha256::from_digest([2; 32]),
-            input: Some(crate::facts::JsonText::of(&json!({"user": "a"}))),
+            input: Some(crate::facts::JsonText::of(&json!({"user": "a"})).unwrap()),
             result: Some(json!(false)),
             defined: true,
             allowed: Some(false),

@@ -46,7 +46,7 @@ pub async fn ipc(d: Duration, rego: &str, input: &Value) -> Value {
         ("in_process", EmbeddedEngine::new(config.eval_timeout)),
         ("worker_process", EmbeddedEngine::with_workers(&config, env!("CARGO_BIN_EXE_governance-engine").into())),
     ];
-    let input = aggregates::facts::JsonText::of(input);
+    let input = aggregates::facts::JsonText::of(input).unwrap();
     let input = &input;
     for (name, engine) in engines {
         let p = engine.prepare(&module).await.unwrap();

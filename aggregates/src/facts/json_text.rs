@@ -18,11 +18,10 @@ use serde_json::value::RawValue;
 pub struct JsonText(Box<RawValue>);
 
 impl JsonText {
-    /// The canonical text of `value`.
-    pub fn of(value: &serde_json::Value) -> Self {
-        // Serialising a `Value` cannot fail (its keys are strings); should it ever, the
-        // text would not be JSON, so `null` stands in rather than a malformed payload.
-        Self(serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    /// The canonical text of `value` (serialising a `Value` does not fail: its keys are
+    /// strings; the error is passed on rather than assumed away).
+    pub fn of(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
     }
 
     /// The JSON text.
@@ -74,9 +73,9 @@ mod tests {
     #[test]
     fn the_text_of_a_value_is_its_canonical_json() {
         let v = json!({"b": [1, 2.5, "é\n"], "a": {"z": null, "y": true}, "big": 1e300});
-        assert_eq!(JsonText::of(&v).get(), serde_json::to_string(&v).unwrap());
-        assert_eq!(JsonText::of(&v).get(), r#"{"a":{"y":true,"z":null},"b":[1,2.5,"é\n"],"big":1e+300}"#);
-        assert_eq!(JsonText::of(&v).to_value().unwrap(), v);
+        assert_eq!(JsonText::of(&v).unwrap().get(), serde_json::to_string(&v).unwrap());
+        assert_eq!(JsonText::of(&v).unwrap().get(), r#"{"a":{"y":true,"z":null},"b":[1,2.5,"é\n"],"big":1e+300}"#);
+        assert_eq!(JsonText::of(&v).unwrap().to_value().unwrap(), v);
     }
 
     #[derive(Debug, Serialize, Deserialize)]
@@ -87,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_text_serializes_as_its_bytes_inside_a_document_and_decodes_back_to_them() {
-        let held = Holder { inner: JsonText::of(&json!({"y": 1, "x": [true]})), outer: 1 };
+        let held = Holder { inner: JsonText::of(&json!({"y": 1, "x": [true]})).unwrap(), outer: 1 };
         let text = serde_json::to_string(&held).unwrap();
         assert_eq!(text, r#"{"inner":{"x":[true],"y":1},"outer":1}"#);
         let back: Holder = serde_json::from_str(&text).unwrap();

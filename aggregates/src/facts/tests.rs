@@ -52,7 +52,7 @@ fn decision(engine: EngineKind, rule: Option<&str>, input: Option<Value>, result
         engine,
         rule: rule.map(|r| RulePath::parse(r).unwrap()),
         input_sha256: Sha256::parse(SHA).unwrap(),
-        input: input.as_ref().map(JsonText::of),
+        input: input.as_ref().map(|v| JsonText::of(v).unwrap()),
         defined: result.is_some(),
         allowed: decision::allowed(result.as_ref()),
         result,

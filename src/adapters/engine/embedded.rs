@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::sandbox::pool::{Pool, WorkerCommand};
 use super::sandbox::worker::Session;
 use super::sandbox::{module_key, Item, Reply, Request};
-use super::{current_tenant, version_tests, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
+use super::{current_tenant, unsendable, version_tests, EngineError, ModuleInfo, PolicyEngine, PolicyModule, PolicySource, PreparedPolicy};
 
 /// Where requests run.
 #[derive(Debug, Clone)]
@@ -181,7 +181,11 @@ impl PreparedPolicy for EmbeddedPolicy {
             return Ok(vec![]);
         }
         let budget = self.timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)).min(MAX_BATCH_BUDGET);
-        let items = items.into_iter().map(|(rule, input)| Item { rule, input: input.as_ref().map(JsonText::of) }).collect();
+        let items = items
+            .into_iter()
+            .map(|(rule, input)| Ok(Item { rule, input: input.as_ref().map(JsonText::of).transpose()? }))
+            .collect::<Result<_, serde_json::Error>>()
+            .map_err(unsendable)?;
         let request = Request::EvaluateMany { key: self.key.clone(), source: None, items, budget_ms: millis(self.timeout) };
         match self.backend.call(request, Some(self.source.clone()), budget).await? {
             Reply::Values(replies) if replies.len() == n => Ok(replies
@@ -217,11 +221,15 @@ mod tests {
     #[tokio::test]
     async fn evaluates_a_rule_the_whole_package_and_nested_paths() {
         let p = prepared("package gate.v1\n\nallow if input.score > 0.5\nlimits := {\"max\": {\"tokens\": 10}}\n").await;
-        assert_eq!(p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.7})))).await.unwrap(), Some(json!(true)));
-        assert_eq!(p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.1})))).await.unwrap(), None, "undefined, not false");
-        assert_eq!(p.evaluate(Some("limits.max.tokens"), Some(&JsonText::of(&json!({})))).await.unwrap(), Some(json!(10)));
+        assert_eq!(p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.7})).unwrap())).await.unwrap(), Some(json!(true)));
         assert_eq!(
-            p.evaluate(None, Some(&JsonText::of(&json!({"score": 0.7})))).await.unwrap(),
+            p.evaluate(Some("allow"), Some(&JsonText::of(&json!({"score": 0.1})).unwrap())).await.unwrap(),
+            None,
+            "undefined, not false"
+        );
+        assert_eq!(p.evaluate(Some("limits.max.tokens"), Some(&JsonText::of(&json!({})).unwrap())).await.unwrap(), Some(json!(10)));
+        assert_eq!(
+            p.evaluate(None, Some(&JsonText::of(&json!({"score": 0.7})).unwrap())).await.unwrap(),
             Some(json!({"allow": true, "limits": {"max": {"tokens": 10}}}))
         );
     }
@@ -231,8 +239,8 @@ mod tests {
         let p = prepared("package i\n\nseen := input\ngiven if { _ = input }\n").await;
         assert_eq!(p.evaluate(Some("seen"), None).await.unwrap(), None);
         assert_eq!(p.evaluate(Some("given"), None).await.unwrap(), None);
-        assert_eq!(p.evaluate(Some("seen"), Some(&JsonText::of(&Value::Null))).await.unwrap(), Some(Value::Null));
-        assert_eq!(p.evaluate(Some("given"), Some(&JsonText::of(&Value::Null))).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("seen"), Some(&JsonText::of(&Value::Null).unwrap())).await.unwrap(), Some(Value::Null));
+        assert_eq!(p.evaluate(Some("given"), Some(&JsonText::of(&Value::Null).unwrap())).await.unwrap(), Some(json!(true)));
         let many = p.evaluate_many(vec![(Some("seen".into()), None), (Some("seen".into()), Some(Value::Null))]).await.unwrap();
         assert_eq!(many, vec![Ok(None), Ok(Some(Value::Null))]);
     }
@@ -276,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_builtin_is_undefined_as_in_opa_not_an_error() {
         let p = prepared("package b\n\nn := to_number(input.s)\n").await;
-        assert_eq!(p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": "not a number"})))).await.unwrap(), None);
+        assert_eq!(p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": "not a number"})).unwrap())).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -304,10 +312,10 @@ mod tests {
     async fn a_panicking_builtin_is_contained_and_the_session_keeps_answering() {
         // regorus panics on `object.subset` of an empty array (a slice window of 0).
         let p = prepared("package p\n\nn := object.subset(input.s, [])\nok := true\n").await;
-        match p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": [1]})))).await {
+        match p.evaluate(Some("n"), Some(&JsonText::of(&json!({"s": [1]})).unwrap())).await {
             Err(EngineError::Fault(m)) => assert!(m.contains("panicked"), "{m}"),
             other => panic!("expected a contained panic, got {other:?}"),
         }
-        assert_eq!(p.evaluate(Some("ok"), Some(&JsonText::of(&json!({})))).await.unwrap(), Some(json!(true)));
+        assert_eq!(p.evaluate(Some("ok"), Some(&JsonText::of(&json!({})).unwrap())).await.unwrap(), Some(json!(true)));
     }
 }

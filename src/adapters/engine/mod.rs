@@ -163,6 +163,11 @@ pub fn given_input<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>
     T::deserialize(d).map(Some)
 }
 
+/// An input that cannot be written as JSON text (not expected of a parsed `Value`).
+pub fn unsendable(e: serde_json::Error) -> EngineError {
+    EngineError::BadResponse(format!("the input cannot be sent: {e}"))
+}
+
 /// Evaluations of one [`PreparedPolicy::evaluate_many`] batch in flight at once, when the
 /// engine has no batch call of its own.
 pub const MANY_IN_FLIGHT: usize = 8;
@@ -186,7 +191,11 @@ pub trait PreparedPolicy: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Result<Option<Value>, EngineError>>, EngineError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MANY_IN_FLIGHT) {
-            let texts: Vec<Option<JsonText>> = chunk.iter().map(|(_, input)| input.as_ref().map(JsonText::of)).collect();
+            let texts: Vec<Option<JsonText>> = chunk
+                .iter()
+                .map(|(_, input)| input.as_ref().map(JsonText::of).transpose())
+                .collect::<Result<_, _>>()
+                .map_err(unsendable)?;
             let calls: Vec<_> = chunk.iter().zip(&texts).map(|((rule, _), input)| self.evaluate(rule.as_deref(), input.as_ref())).collect();
             out.extend(futures::future::join_all(calls).await);
         }

@@ -45,16 +45,16 @@ fn recorded_input(
     policy: &crate::application::runtime::RuntimePolicy,
     input: Option<serde_json::Value>,
     text: Option<JsonText>,
-) -> Option<JsonText> {
+) -> Result<Option<JsonText>, serde_json::Error> {
     if policy.hash_only_input {
-        return None;
+        return Ok(None);
     }
     if policy.input_mask.is_empty() {
-        return text;
+        return Ok(text);
     }
-    let mut input = input?;
+    let Some(mut input) = input else { return Ok(None) };
     policy.input_mask.apply(&mut input, |v| hex::encode(Sha256::digest(canonical_json(v).as_bytes())));
-    Some(JsonText::of(&input))
+    JsonText::of(&input).map(Some)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -180,7 +180,8 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
     // The input's canonical text, written once: the engine is sent it, the record hashes
     // it and keeps it as it is, unless the policy masks part of it or keeps only its hash
     // (no input: the hash of zero bytes).
-    let input_text = req.input.as_ref().map(JsonText::of);
+    let unencodable = |e: serde_json::Error| ApiError::new(ErrorCode::Internal, format!("the input cannot be encoded: {e}"));
+    let input_text = req.input.as_ref().map(JsonText::of).transpose().map_err(unencodable)?;
     let input_sha256 = Digest256::from_digest(Sha256::digest(input_text.as_ref().map_or("", JsonText::get).as_bytes()).into());
     let started = Instant::now();
     // The engine enforces the evaluation's own deadline (the embedded sandbox kills its
@@ -228,7 +229,7 @@ async fn decide(state: &SharedState, caller: &Caller, policy_id: Uuid, req: Eval
         engine,
         rule,
         input_sha256,
-        input: recorded_input(&policy, req.input, input_text),
+        input: recorded_input(&policy, req.input, input_text).map_err(unencodable)?,
         result: result.clone(),
         defined: result.is_some(),
         allowed,

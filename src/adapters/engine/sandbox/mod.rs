@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn an_absent_input_and_a_null_input_stay_apart_on_the_wire() {
         for input in [None, Some(Value::Null), Some(json!({"a": 1}))] {
-            let text = input.as_ref().map(JsonText::of);
+            let text = input.as_ref().map(|v| JsonText::of(v).unwrap());
             let item = Item { rule: Some("allow".into()), input: text.clone() };
             let back: Item<Value> = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
             assert_eq!(back.input, input, "{input:?}");
@@ -179,7 +179,7 @@ mod tests {
         ];
         for input in inputs {
             let expected = input.clone().map(regorus::Value::from);
-            let item = Item { rule: Some("allow".into()), input: input.as_ref().map(JsonText::of) };
+            let item = Item { rule: Some("allow".into()), input: input.as_ref().map(|v| JsonText::of(v).unwrap()) };
             let request = Request::EvaluateMany { key: "k".into(), source: None, items: vec![item], budget_ms: 1 };
             let wire: WorkerRequest = serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
             for decoded in [wire, request.decoded().unwrap()] {
