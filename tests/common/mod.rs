@@ -379,6 +379,18 @@ pub async fn hostile_and_bystander(svc: &Service) -> ((Tenant<'_>, String), (Ten
     ((a, pa), (b, pb))
 }
 
+/// The bystander of [`hostile_and_bystander`] evaluates its gate `n` times in turn; each
+/// answer is an allow within 5 s.
+pub async fn bystander_served(b: &Tenant<'_>, policy: &str, n: usize) {
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let (status, d) =
+            b.call(Method::POST, &format!("/api/v1/policies/{policy}/evaluate"), Some(serde_json::json!({"input": {"score": 0.9}}))).await;
+        assert_eq!((status, &d["result"]), (StatusCode::OK, &serde_json::json!({"allow": true})), "{d}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "the bystander waited {:?}", t0.elapsed());
+    }
+}
+
 /// The attack tests' service: no evaluation rate limit, a 5 s evaluation deadline (not a
 /// deadline test: a bystander's evaluations may wait for a core).
 pub async fn attack_service() -> Service {
