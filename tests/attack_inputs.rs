@@ -2,11 +2,10 @@
 //! is sent, the ledger records and the read model keeps the input's canonical text, and
 //! another tenant stays served meanwhile.
 //!
-//! In a file of its own: its service is then the only process appending (test binaries
-//! run one at a time). Run beside another appending service, one of its evaluations was
-//! once answered 503: a batch of ~1 MiB entries lost the race for the next seq to the
-//! other process's appends on each of the appender's 8 careful attempts (a cross-process
-//! limit recorded in #14's session-22 note), failing closed.
+//! Run beside another appending service, one of its evaluations was once answered 503: a
+//! batch of ~1 MiB entries lost the race for the next seq to the other process's fast
+//! appends on each of the appender's careful attempts. The fast path now yields to a
+//! careful one (`ledger_concurrency` holds that test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

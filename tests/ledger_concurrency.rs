@@ -14,7 +14,6 @@ use uuid::Uuid;
 #[tokio::test]
 async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
     let (one, two) = tokio::join!(Service::start(&[]), Service::start(&[]));
-    let before = ledger_count().await;
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
     const PER_PROCESS: usize = 150;
@@ -37,7 +36,7 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
         }
     }
     // Each create is two entries in one append: the policy and its per-tenant name claim.
-    assert_eq!(ledger_count().await, before + (PER_PROCESS * 2 * 2) as i64, "exactly the entries of each command, once");
+    assert_eq!(ledger_count_for(tenant).await, (PER_PROCESS * 2 * 2) as i64, "exactly the entries of each command, once");
 
     // The whole ledger verifies, checkpoints included, through the reader role.
     let key_file = verifier_key_file(&one, tenant, &tok).await;
@@ -69,4 +68,46 @@ async fn two_processes_appending_at_once_leave_one_gapless_verified_chain() {
     let (max, count): (i64, i64) =
         sqlx::query_as("SELECT max(seq), count(*) FROM gov_audit_trail_entries").fetch_one(&mut reader).await.unwrap();
     assert_eq!(max, count, "seq is gapless");
+}
+
+/// Starvation across processes: one process appends large entries (its batches take
+/// milliseconds to hash and send) while another appends small ones as fast as it can.
+/// The careful path of the first holds the append lock; the second's lock-free fast path
+/// must yield to it rather than take the next seq again and again, or the first fails
+/// closed (503 `ledger_unavailable`) after its careful attempts run out.
+#[tokio::test]
+async fn a_process_appending_large_entries_is_not_starved_by_another_process_s_fast_appends() {
+    let (one, two) = tokio::join!(attack_service(), attack_service());
+    let (big, small) = (Tenant::new(&one), Tenant::new(&two));
+    let (pbig, psmall) =
+        tokio::join!(active_policy(&one, big.id, &big.tok, BYSTANDER_GATE), active_policy(&two, small.id, &small.tok, BYSTANDER_GATE));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let large = (0..3).map(|w| {
+        let (big, path) = (&big, format!("/api/v1/policies/{pbig}/evaluate"));
+        async move {
+            for i in 0..6 {
+                let input = serde_json::json!({"score": 0.9, "pad": format!("{w}{i}").repeat(300 * 1024)});
+                let (status, d) = big.call(Method::POST, &path, Some(serde_json::json!({"input": input}))).await;
+                assert_eq!(status, StatusCode::OK, "large append {w}/{i} was not decided: {d}");
+            }
+        }
+    });
+    let fast = (0..16).map(|_| {
+        let (small, path, done) = (&small, format!("/api/v1/policies/{psmall}/evaluate"), &done);
+        async move {
+            let mut n = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, d) = small.call(Method::POST, &path, Some(serde_json::json!({"input": {"score": 0.9}}))).await;
+                assert_eq!(status, StatusCode::OK, "{d}");
+                n += 1;
+            }
+            n
+        }
+    });
+    let large = async {
+        futures::future::join_all(large).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let ((), counts) = tokio::join!(large, futures::future::join_all(fast));
+    assert!(counts.iter().sum::<u32>() > 100, "the other process kept appending meanwhile: {counts:?}");
 }

@@ -175,20 +175,29 @@ type Head = (i64, [u8; 32]);
 /// per request, whether it was appended or lost an optimistic-concurrency race.
 ///
 /// Fast path: with a known head, the whole batch is one autocommit INSERT (one round trip;
-/// no lock: the chain check at the end of the statement, `gov_ledger_check_chain` in
+/// no wait: the chain check at the end of the statement, `gov_ledger_check_chain` in
 /// audit-schema/, refuses the batch unless its rows follow each other and the head).
 /// If another process appended meanwhile, or an entry conflicts, that statement fails as
 /// a whole and the careful path runs: lock, read the head and the conflicts, insert.
+///
+/// The fast path yields to a careful one: its INSERT takes the append lock shared, without
+/// waiting, before its first row ([`Gate::YieldToCareful`]); while another process's
+/// careful path holds the lock it inserts nothing and goes careful too, queueing behind
+/// it. Without that, a process whose batches take milliseconds to hash and send (entries
+/// near the size limit) lost the next seq on every careful attempt to another process's
+/// fast appends and failed closed (`ledger_concurrency` proves the fix).
 async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head>) -> Result<(Outcomes, Vec<LedgerEntry>), sqlx::Error> {
     if let Some(head) = *cached {
         let rejected = claimed_twice(batch, &[]);
         if !rejected.iter().any(|r| *r) {
             let (entries, outcomes, new_head) = plan(batch, head, &rejected);
-            match insert(pool, &entries).await {
-                Ok(()) => {
+            match insert(pool, &entries, Gate::YieldToCareful).await {
+                Ok(true) => {
                     *cached = Some(new_head);
                     return Ok((outcomes, entries));
                 }
+                // A careful path holds the lock: nothing was inserted.
+                Ok(false) => {}
                 Err(e) if is_stale_or_conflict(&e) => {}
                 Err(e) => {
                     *cached = None;
@@ -198,9 +207,9 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
         }
     }
     *cached = None;
-    // The careful path takes the append lock and reads the head, but a process on its fast
-    // path (no lock: the primary key and the chain check alone decide) may still take the next seq
-    // first; then the head is read again.
+    // The careful path takes the append lock and reads the head. A fast path that had the
+    // lock shared before it (its INSERT under way) may still take the next seq first; then
+    // the head is read again.
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -236,7 +245,7 @@ async fn commit_carefully(pool: &PgPool, batch: &[Request]) -> Result<(Outcomes,
     let rejected = claimed_twice(batch, &conflicts);
     let (entries, outcomes, new_head) = plan(batch, (head_seq, head_hash), &rejected);
     if !entries.is_empty() {
-        insert(&mut *tx, &entries).await?;
+        insert(&mut *tx, &entries, Gate::Held).await?;
     }
     tx.commit().await?;
     Ok((outcomes, entries, new_head))
@@ -318,8 +327,35 @@ fn plan(batch: &[Request], head: Head, rejected: &[bool]) -> (Vec<LedgerEntry>, 
     (entries, outcomes, (seq, prev))
 }
 
+/// How an INSERT stands to the append lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// The careful path's transaction holds the lock exclusively already.
+    Held,
+    /// The fast path: the statement takes the lock shared if it is free and inserts
+    /// nothing otherwise. An uncorrelated scalar subquery is one InitPlan, so the planner
+    /// checks it once, as a one-time filter before the first row (`EXPLAIN` shows
+    /// "One-Time Filter"): all rows or none. Shared holders do not exclude each other, so
+    /// fast paths still race only on the primary key and the chain check.
+    YieldToCareful,
+}
+
+/// The INSERT of a batch, without its gate.
+macro_rules! insert_entries {
+    () => {
+        "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, \
+         event_type, event_version, payload, actor, request_id, trace_id, causation_id, correlation_id, recorded_at, prev_hash, hash) \
+         SELECT s, t, at, ai, aseq, et, ev, p::json, a, r, tr, ca, co, ra, ph, h FROM UNNEST($1::bigint[], $2::uuid[], \
+         $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::text[], $14::timestamptz[], $15::bytea[], $16::bytea[]) \
+         AS u(s, t, at, ai, aseq, et, ev, p, a, r, tr, ca, co, ra, ph, h)"
+    };
+}
+
 /// One multi-row INSERT … SELECT FROM UNNEST of the entries' columns (borrowed, not copied).
-async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, entries: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+/// True when the entries were inserted; false when [`Gate::YieldToCareful`] found the lock
+/// taken and nothing was.
+async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, entries: &[LedgerEntry], gate: Gate) -> Result<bool, sqlx::Error> {
     let col = |f: fn(&LedgerEntry) -> &str| entries.iter().map(f).collect::<Vec<&str>>();
     let opt = |f: fn(&LedgerEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<Option<&str>>>();
     let seq: Vec<i64> = entries.iter().map(|e| e.seq).collect();
@@ -328,33 +364,36 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(executor: E, entries: &[LedgerEntry
     let recorded_at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.recorded_at).collect();
     let prev_hash: Vec<&[u8]> = entries.iter().map(|e| e.prev_hash.as_slice()).collect();
     let hash: Vec<&[u8]> = entries.iter().map(|e| e.hash.as_slice()).collect();
-    sqlx::query(
-        "INSERT INTO gov_audit_trail_entries (seq, tenant_id, aggregate_type, aggregate_id, aggregate_seq, event_type, \
-         event_version, payload, actor, request_id, trace_id, causation_id, correlation_id, recorded_at, prev_hash, hash) \
-         SELECT s, t, at, ai, aseq, et, ev, p::json, a, r, tr, ca, co, ra, ph, h FROM UNNEST($1::bigint[], $2::uuid[], \
-         $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::text[], $14::timestamptz[], $15::bytea[], $16::bytea[]) \
-         AS u(s, t, at, ai, aseq, et, ev, p, a, r, tr, ca, co, ra, ph, h)",
-    )
-    .bind(&seq)
-    .bind(&tenant)
-    .bind(col(|e| &e.aggregate_type))
-    .bind(col(|e| &e.aggregate_id))
-    .bind(&agg_seq)
-    .bind(col(|e| &e.event_type))
-    .bind(col(|e| &e.event_version))
-    .bind(col(|e| &e.payload))
-    .bind(col(|e| &e.metadata.actor))
-    .bind(opt(|e| e.metadata.request_id.as_deref()))
-    .bind(opt(|e| e.metadata.trace_id.as_deref()))
-    .bind(opt(|e| e.metadata.causation_id.as_deref()))
-    .bind(opt(|e| e.metadata.correlation_id.as_deref()))
-    .bind(&recorded_at)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(executor)
-    .await?;
-    Ok(())
+    let sql = match gate {
+        Gate::Held => insert_entries!(),
+        Gate::YieldToCareful => concat!(insert_entries!(), " WHERE (SELECT pg_try_advisory_xact_lock_shared(gov_ledger_lock_key()))"),
+    };
+    let done = sqlx::query(sql)
+        .bind(&seq)
+        .bind(&tenant)
+        .bind(col(|e| &e.aggregate_type))
+        .bind(col(|e| &e.aggregate_id))
+        .bind(&agg_seq)
+        .bind(col(|e| &e.event_type))
+        .bind(col(|e| &e.event_version))
+        .bind(col(|e| &e.payload))
+        .bind(col(|e| &e.metadata.actor))
+        .bind(opt(|e| e.metadata.request_id.as_deref()))
+        .bind(opt(|e| e.metadata.trace_id.as_deref()))
+        .bind(opt(|e| e.metadata.causation_id.as_deref()))
+        .bind(opt(|e| e.metadata.correlation_id.as_deref()))
+        .bind(&recorded_at)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(executor)
+        .await?;
+    match done.rows_affected() {
+        0 if gate == Gate::YieldToCareful => Ok(false),
+        n if n == entries.len() as u64 => Ok(true),
+        // Not reachable with a one-time filter; were it, entries would be stored that the
+        // careful path might append again, so it is an error, not a retry.
+        n => Err(sqlx::Error::Protocol(format!("the ledger INSERT stored {n} of {} entries", entries.len()))),
+    }
 }
 
 #[cfg(test)]
