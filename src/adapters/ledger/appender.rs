@@ -207,9 +207,10 @@ async fn commit_batch(pool: &PgPool, batch: &[Request], cached: &mut Option<Head
         }
     }
     *cached = None;
-    // The careful path takes the append lock and reads the head. A fast path that had the
-    // lock shared before it (its INSERT under way) may still take the next seq first; then
-    // the head is read again.
+    // The careful path takes the append lock and reads the head. Taking it waits for every
+    // fast path holding it shared to end, and stops new ones, so the head read stays the
+    // head. An INSERT that skips the lock (a process of an older release, during a rolling
+    // upgrade) may still take the next seq first; then the head is read again.
     let mut attempt = 0;
     loop {
         attempt += 1;
