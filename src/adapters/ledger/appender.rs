@@ -26,6 +26,13 @@ use super::{Appended, LedgerError, NewEntry};
 /// of CPU and bounds the memory held for callers.
 const MAX_BATCH_ENTRIES: usize = 2000;
 
+/// Upper bound of a transaction's payload and text bytes (a request larger than this is
+/// a batch of its own: requests are never split). Entries near the entry limit (1 MB by
+/// default) would otherwise fill a batch of 2,000 with gigabytes: more than PostgreSQL
+/// takes in one parameter (1 GB), failing every caller of the batch, and an append lock
+/// held for as long as hashing and sending them takes.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 struct Request {
     entries: Vec<NewEntry>,
     reply: oneshot::Sender<Result<Vec<Appended>, LedgerError>>,
@@ -108,19 +115,28 @@ impl Appender {
 
 async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<i64>, recent: RecentEntries) {
     let mut cached: Option<Head> = None;
-    while let Some(first) = rx.recv().await {
-        let mut size = first.entries.len();
-        let mut batch = vec![first];
-        gather(&mut rx, &mut batch, &mut size);
+    // A request taken from the queue that did not fit the last batch: the next one's first.
+    let mut carried: Option<Request> = None;
+    loop {
+        let first = match carried.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        let mut batch = Batch::of(first);
+        carried = batch.gather(&mut rx);
         // Callers answered by the last commit are often about to append again (their tasks
         // are woken, not yet run). One yield lets them queue before this batch is sealed:
         // with 8 writers, one append in flight each, batches hold ~7.7 entries instead of
         // ~4.2 and appends go ~1.4x faster (`make bench-ledger`). It costs a queue poll,
         // not a timer: an append alone is not held back.
-        if size < MAX_BATCH_ENTRIES {
+        if carried.is_none() && batch.entries < MAX_BATCH_ENTRIES {
             tokio::task::yield_now().await;
-            gather(&mut rx, &mut batch, &mut size);
+            carried = batch.gather(&mut rx);
         }
+        let (batch, size) = (batch.requests, batch.entries);
         let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
             Ok((outcomes, stored)) => {
@@ -153,17 +169,52 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
     }
 }
 
-/// Adds the requests already queued to `batch`, up to [`MAX_BATCH_ENTRIES`] entries.
-fn gather(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>, size: &mut usize) {
-    while *size < MAX_BATCH_ENTRIES {
-        match rx.try_recv() {
-            Ok(r) => {
-                *size += r.entries.len();
-                batch.push(r);
-            }
-            Err(_) => break,
-        }
+/// The requests of one transaction, within [`MAX_BATCH_ENTRIES`] and [`MAX_BATCH_BYTES`]
+/// (its first request whatever its size).
+struct Batch {
+    requests: Vec<Request>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn of(first: Request) -> Self {
+        Batch { entries: first.entries.len(), bytes: bytes_of(&first), requests: vec![first] }
     }
+
+    /// Adds the requests already queued while they fit; returns the first that did not
+    /// (taken from the queue: it opens the next batch).
+    fn gather(&mut self, rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
+        while self.entries < MAX_BATCH_ENTRIES {
+            let Ok(r) = rx.try_recv() else { return None };
+            let bytes = bytes_of(&r);
+            if self.bytes.saturating_add(bytes) > MAX_BATCH_BYTES {
+                return Some(r);
+            }
+            self.entries += r.entries.len();
+            self.bytes += bytes;
+            self.requests.push(r);
+        }
+        None
+    }
+}
+
+/// A request's text bytes as bound into the INSERT (what [`MAX_BATCH_BYTES`] counts).
+fn bytes_of(r: &Request) -> usize {
+    r.entries
+        .iter()
+        .map(|e| {
+            let m = &e.metadata;
+            let optional = [&m.request_id, &m.trace_id, &m.causation_id, &m.correlation_id];
+            e.payload.len()
+                + e.aggregate_type.len()
+                + e.aggregate_id.len()
+                + e.event_type.len()
+                + e.event_version.len()
+                + m.actor.len()
+                + optional.iter().filter_map(|o| o.as_deref()).map(str::len).sum::<usize>()
+        })
+        .sum()
 }
 
 type Outcomes = Vec<Result<Vec<Appended>, LedgerError>>;
@@ -417,6 +468,55 @@ mod tests {
 
     fn request(entries: Vec<NewEntry>) -> Request {
         Request { entries, reply: oneshot::channel().0 }
+    }
+
+    fn sized(aggregate_id: &str, payload_bytes: usize) -> Request {
+        let mut e = entry(aggregate_id, 1);
+        e.payload = format!("\"{}\"", "x".repeat(payload_bytes - 2));
+        request(vec![e])
+    }
+
+    #[test]
+    fn a_batch_ends_before_the_request_that_would_take_it_over_its_byte_bound_and_that_request_opens_the_next() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let quarter = MAX_BATCH_BYTES / 4;
+        for id in ["b", "c", "d", "e"] {
+            tx.try_send(sized(id, quarter)).unwrap();
+        }
+        let mut batch = Batch::of(sized("a", quarter));
+        let carried = batch.gather(&mut rx).expect("the fourth queued request does not fit");
+        let ids: Vec<&str> = batch.requests.iter().map(|r| r.entries[0].aggregate_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b", "c"], "three quarters and their ids and metadata fit; a fourth does not");
+        assert!(batch.bytes <= MAX_BATCH_BYTES && batch.bytes > 3 * quarter);
+        assert_eq!(carried.entries[0].aggregate_id, "d");
+        let mut next = Batch::of(carried);
+        assert!(next.gather(&mut rx).is_none());
+        assert_eq!(next.requests.len(), 2, "the carried request opens the next batch, which takes the rest");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_byte_bound_is_a_batch_of_its_own() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.try_send(sized("b", 16)).unwrap();
+        let mut batch = Batch::of(sized("a", MAX_BATCH_BYTES + 1));
+        assert!(batch.gather(&mut rx).is_some(), "nothing joins it");
+        assert_eq!(batch.requests.len(), 1);
+        let mut small = Batch::of(sized("c", 16));
+        tx.try_send(sized("d", MAX_BATCH_BYTES + 1)).unwrap();
+        assert!(small.gather(&mut rx).is_some(), "nor does it join a batch");
+        assert_eq!(small.requests.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_takes_small_requests_up_to_its_entry_bound() {
+        let (tx, mut rx) = mpsc::channel(4096);
+        for i in 0..MAX_BATCH_ENTRIES + 10 {
+            tx.try_send(request(vec![entry(&format!("x{i}"), 1)])).unwrap();
+        }
+        let mut batch = Batch::of(request(vec![entry("a", 1)]));
+        assert!(batch.gather(&mut rx).is_none());
+        assert_eq!(batch.entries, MAX_BATCH_ENTRIES);
+        assert_eq!(rx.len(), 11, "the rest wait for the next batch");
     }
 
     #[test]
