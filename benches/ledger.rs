@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use governance_engine::adapters::ledger::{Appender, NewEntry};
+use governance_engine::adapters::ledger::{Appender, NewEntry, DEFAULT_BATCH_MAX_BYTES};
 use ledger::checkpoint::NoteSigner;
 use ledger::export::{ExportEntry, ExportLine};
 use ledger::format::{leaf_hash, GENESIS_HASH};
@@ -126,7 +126,7 @@ async fn plain_inserts(d: Duration) -> (Vec<f64>, Duration) {
 async fn ledger_appends(d: Duration, in_flight: usize) -> (Vec<f64>, Duration) {
     // The service's own pool settings (no ping before each statement).
     let pool = governance_engine::app::pool(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL"), 4, "bench ledger writer").await.unwrap();
-    let (appender, handle) = Appender::start(pool);
+    let (appender, handle) = Appender::start(pool, DEFAULT_BATCH_MAX_BYTES);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS * in_flight {

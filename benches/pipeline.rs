@@ -177,8 +177,10 @@ async fn main() {
         LedgerReader::new(PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL")).await.unwrap());
     let head = reader.head_seq().await.unwrap();
     if head < target {
-        let (appender, handle) =
-            Appender::start(PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap());
+        let (appender, handle) = Appender::start(
+            PgPoolOptions::new().max_connections(4).connect(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL")).await.unwrap(),
+            governance_engine::adapters::ledger::DEFAULT_BATCH_MAX_BYTES,
+        );
         let tenant_id = uuid::Uuid::parse_str(&tenant).unwrap();
         let policy = uuid::Uuid::parse_str(&id).unwrap();
         let mut pending = Vec::new();

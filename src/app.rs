@@ -235,7 +235,7 @@ pub fn notary(config: &Config, reader: LedgerReader, writer: PgPool, signer: Not
 
 async fn serve_with(config: Config, urls: DatabaseUrls, verifier: TokenVerifier, signer: NoteSigner) -> Result<(), AppError> {
     let Pools { primary, writer, reader } = pools(&config, &urls).await?;
-    let (appender, appender_handle) = Appender::start(writer.clone());
+    let (appender, appender_handle) = Appender::start(writer.clone(), config.ledger_batch_max_bytes);
     let appender_handle = appender_handle.with_entry_max_bytes(config.ledger_entry_max_bytes);
     // This process's tailing readers (projectors, relay) take what its appender just
     // committed from memory instead of reading it back.

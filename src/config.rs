@@ -117,6 +117,8 @@ pub struct Config {
     /// The largest ledger entry, as the relay publishes it (413 above); the relay's Kafka
     /// producer and topics allow this plus headers.
     pub ledger_entry_max_bytes: usize,
+    /// The most entry text one ledger transaction holds (a larger request is one alone).
+    pub ledger_batch_max_bytes: usize,
     /// The largest evidence artifact accepted (413 above).
     pub evidence_max_bytes: u64,
     /// Evidence ending within this many days makes a requirement `expiring`.
@@ -318,6 +320,11 @@ impl Config {
                 crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES,
                 "a number of bytes",
             )?,
+            ledger_batch_max_bytes: env.parse(
+                "AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES",
+                crate::adapters::ledger::DEFAULT_BATCH_MAX_BYTES,
+                "a number of bytes",
+            )?,
             ledger: LedgerConfig {
                 signing_key_file: env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").map(PathBuf::from),
                 origin: {
@@ -435,6 +442,7 @@ pub const ENV_VARS: &[&str] = &[
     "AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE",
     "AUMOS_GOVERNANCE_LEDGER_ORIGIN",
     "AUMOS_GOVERNANCE_LEDGER_ENTRY_MAX_BYTES",
+    "AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES",
     "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_ENTRIES",
     "AUMOS_GOVERNANCE_LEDGER_CHECKPOINT_EVERY_SECONDS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",

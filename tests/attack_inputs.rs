@@ -70,3 +70,48 @@ async fn the_costliest_accepted_inputs_are_recorded_as_their_canonical_text_and_
         assert_eq!(d["input_sha256"], recorded["input_sha256"]);
     }
 }
+
+/// Many large decisions at once: the appender splits what is queued into transactions
+/// within their byte bound (8 MiB by default: a batch of 2,000 entries near the size limit
+/// would exceed what PostgreSQL binds; 1 MiB here, so that any two of these entries queued
+/// together are split); each decision is recorded once, none is lost where a batch ends,
+/// and another tenant stays served.
+#[tokio::test]
+async fn many_large_decisions_at_once_are_each_recorded_once_across_batches_and_leave_another_tenant_served() {
+    let svc = Service::start(&[
+        ("AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT", "0"),
+        ("AUMOS_GOVERNANCE_POLICY_EVAL_TIMEOUT_MS", "5000"),
+        ("AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES", "1048576"),
+    ])
+    .await;
+    let ((a, pa), (b, pb)) = hostile_and_bystander(&svc).await;
+    let evaluate_a = format!("/api/v1/policies/{pa}/evaluate");
+    // 24 inputs of ~700 KiB: ~16 MiB queued at once at most, each entry under 1 MB.
+    let large = (0..24).map(|i| {
+        let (a, path) = (&a, &evaluate_a);
+        async move {
+            let input = json!({"score": 0.9, "pad": format!("{i:02}").repeat(350 * 1024)});
+            let (status, d) = a.call(Method::POST, path, Some(json!({"input": input}))).await;
+            assert_eq!((status, &d["result"]), (StatusCode::OK, &json!({"allow": true})), "{}", d["error"]);
+            d["ledger_seq"].as_i64().unwrap()
+        }
+    });
+    let (seqs, ()) = tokio::join!(futures::future::join_all(large), bystander_served(&b, &pb, 30));
+    let distinct: std::collections::HashSet<i64> = seqs.iter().copied().collect();
+    assert_eq!(distinct.len(), 24, "each decision has a seq of its own: {seqs:?}");
+    let mut audit = connect("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await;
+    let sizes: Vec<i32> = sqlx::query_scalar("SELECT octet_length(payload::text) FROM gov_audit_trail_entries WHERE seq = ANY($1)")
+        .bind(&seqs)
+        .fetch_all(&mut audit)
+        .await
+        .unwrap();
+    assert_eq!(sizes.len(), 24, "every decision is in the ledger");
+    assert!(sizes.iter().all(|n| *n > 700 * 1024), "each holds its large input: {sizes:?}");
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gov_audit_trail_entries WHERE tenant_id = $1 AND event_type = 'PolicyEvaluated'")
+            .bind(a.id)
+            .fetch_one(&mut audit)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 24, "one record per decision, none twice");
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use governance_engine::adapters::ledger::{Appender, LedgerReader, NewEntry};
+use governance_engine::adapters::ledger::{Appender, LedgerReader, NewEntry, DEFAULT_BATCH_MAX_BYTES};
 use sqlx::postgres::PgPoolOptions;
 
 async fn pool(var: &str) -> sqlx::PgPool {
@@ -36,8 +36,8 @@ fn entry(tenant: uuid::Uuid, aggregate_id: &str, payload: &str, with_ids: bool) 
 #[tokio::test]
 async fn entries_read_from_the_appenders_memory_equal_those_read_back_from_the_database() {
     let tenant = uuid::Uuid::new_v4();
-    let (mine, mine_handle) = Appender::start(pool("AUMOS_GOVERNANCE_AUDIT_DB_URL").await);
-    let (other, other_handle) = Appender::start(pool("AUMOS_GOVERNANCE_AUDIT_DB_URL").await);
+    let (mine, mine_handle) = Appender::start(pool("AUMOS_GOVERNANCE_AUDIT_DB_URL").await, DEFAULT_BATCH_MAX_BYTES);
+    let (other, other_handle) = Appender::start(pool("AUMOS_GOVERNANCE_AUDIT_DB_URL").await, DEFAULT_BATCH_MAX_BYTES);
     let database = LedgerReader::new(pool("AUMOS_GOVERNANCE_AUDIT_DB_READER_URL").await);
     let memory = database.clone().with_recent(mine_handle.recent());
     // Payloads whose text a JSON column keeps as written: key order, spacing, big and exact

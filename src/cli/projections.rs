@@ -138,7 +138,8 @@ async fn skip(projection: String, seq: i64, reason: String, actor: String, confi
             reason: SkipReason::parse(&reason).map_err(|e| AppError::Io(format!("--reason: {e}")))?,
         };
         let record = crate::application::projection::skip_entry(fact, entry.tenant_id, &actor)?;
-        let (appender, handle) = crate::adapters::ledger::Appender::start(pools.writer.clone());
+        let (appender, handle) =
+            crate::adapters::ledger::Appender::start(pools.writer.clone(), crate::adapters::ledger::DEFAULT_BATCH_MAX_BYTES);
         let appended = handle.append(vec![record]).await;
         drop(handle);
         appender.join().await;

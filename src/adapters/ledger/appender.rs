@@ -26,12 +26,13 @@ use super::{Appended, LedgerError, NewEntry};
 /// of CPU and bounds the memory held for callers.
 const MAX_BATCH_ENTRIES: usize = 2000;
 
-/// Upper bound of a transaction's payload and text bytes (a request larger than this is
-/// a batch of its own: requests are never split). Entries near the entry limit (1 MB by
-/// default) would otherwise fill a batch of 2,000 with gigabytes: more than PostgreSQL
-/// takes in one parameter (1 GB), failing every caller of the batch, and an append lock
-/// held for as long as hashing and sending them takes.
-const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// The default upper bound of a transaction's payload and text bytes
+/// (`AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES`; a request larger than the bound is a batch
+/// of its own: requests are never split). Entries near the entry limit (4 MiB by default)
+/// would otherwise fill a batch of 2,000 with gigabytes: more than PostgreSQL takes in one
+/// parameter (1 GB), failing every caller of the batch, and an append lock held for as
+/// long as hashing and sending them takes.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 struct Request {
     entries: Vec<NewEntry>,
@@ -94,11 +95,13 @@ pub struct Appender {
 }
 
 impl Appender {
-    pub fn start(pool: PgPool) -> (Appender, AppenderHandle) {
+    /// Starts the task; its transactions hold at most `batch_max_bytes` of entry text
+    /// (see [`DEFAULT_BATCH_MAX_BYTES`]).
+    pub fn start(pool: PgPool, batch_max_bytes: usize) -> (Appender, AppenderHandle) {
         let (tx, rx) = mpsc::channel::<Request>(4096);
         let (head_tx, head_rx) = watch::channel(0i64);
         let recent = RecentEntries::default();
-        let task = tokio::spawn(run(pool, rx, head_tx, recent.clone()));
+        let task = tokio::spawn(run(pool, rx, head_tx, recent.clone(), batch_max_bytes));
         (
             Appender { task },
             AppenderHandle { tx, head: head_rx, recent, entry_max_bytes: crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES },
@@ -113,7 +116,7 @@ impl Appender {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<i64>, recent: RecentEntries) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<i64>, recent: RecentEntries, max_bytes: usize) {
     let mut cached: Option<Head> = None;
     // A request taken from the queue that did not fit the last batch: the next one's first.
     let mut carried: Option<Request> = None;
@@ -125,7 +128,7 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
                 None => break,
             },
         };
-        let mut batch = Batch::of(first);
+        let mut batch = Batch::of(first, max_bytes);
         carried = batch.gather(&mut rx);
         // Callers answered by the last commit are often about to append again (their tasks
         // are woken, not yet run). One yield lets them queue before this batch is sealed:
@@ -169,17 +172,18 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
     }
 }
 
-/// The requests of one transaction, within [`MAX_BATCH_ENTRIES`] and [`MAX_BATCH_BYTES`]
-/// (its first request whatever its size).
+/// The requests of one transaction, within [`MAX_BATCH_ENTRIES`] and `max_bytes` of entry
+/// text (its first request whatever its size).
 struct Batch {
     requests: Vec<Request>,
     entries: usize,
     bytes: usize,
+    max_bytes: usize,
 }
 
 impl Batch {
-    fn of(first: Request) -> Self {
-        Batch { entries: first.entries.len(), bytes: bytes_of(&first), requests: vec![first] }
+    fn of(first: Request, max_bytes: usize) -> Self {
+        Batch { entries: first.entries.len(), bytes: bytes_of(&first), requests: vec![first], max_bytes }
     }
 
     /// Adds the requests already queued while they fit; returns the first that did not
@@ -188,7 +192,7 @@ impl Batch {
         while self.entries < MAX_BATCH_ENTRIES {
             let Ok(r) = rx.try_recv() else { return None };
             let bytes = bytes_of(&r);
-            if self.bytes.saturating_add(bytes) > MAX_BATCH_BYTES {
+            if self.bytes.saturating_add(bytes) > self.max_bytes {
                 return Some(r);
             }
             self.entries += r.entries.len();
@@ -199,7 +203,7 @@ impl Batch {
     }
 }
 
-/// A request's text bytes as bound into the INSERT (what [`MAX_BATCH_BYTES`] counts).
+/// A request's text bytes as bound into the INSERT (what a batch's byte bound counts).
 fn bytes_of(r: &Request) -> usize {
     r.entries
         .iter()
@@ -479,17 +483,17 @@ mod tests {
     #[test]
     fn a_batch_ends_before_the_request_that_would_take_it_over_its_byte_bound_and_that_request_opens_the_next() {
         let (tx, mut rx) = mpsc::channel(8);
-        let quarter = MAX_BATCH_BYTES / 4;
+        let quarter = DEFAULT_BATCH_MAX_BYTES / 4;
         for id in ["b", "c", "d", "e"] {
             tx.try_send(sized(id, quarter)).unwrap();
         }
-        let mut batch = Batch::of(sized("a", quarter));
+        let mut batch = Batch::of(sized("a", quarter), DEFAULT_BATCH_MAX_BYTES);
         let carried = batch.gather(&mut rx).expect("the fourth queued request does not fit");
         let ids: Vec<&str> = batch.requests.iter().map(|r| r.entries[0].aggregate_id.as_str()).collect();
         assert_eq!(ids, vec!["a", "b", "c"], "three quarters and their ids and metadata fit; a fourth does not");
-        assert!(batch.bytes <= MAX_BATCH_BYTES && batch.bytes > 3 * quarter);
+        assert!(batch.bytes <= DEFAULT_BATCH_MAX_BYTES && batch.bytes > 3 * quarter);
         assert_eq!(carried.entries[0].aggregate_id, "d");
-        let mut next = Batch::of(carried);
+        let mut next = Batch::of(carried, DEFAULT_BATCH_MAX_BYTES);
         assert!(next.gather(&mut rx).is_none());
         assert_eq!(next.requests.len(), 2, "the carried request opens the next batch, which takes the rest");
     }
@@ -498,11 +502,11 @@ mod tests {
     fn a_request_larger_than_the_byte_bound_is_a_batch_of_its_own() {
         let (tx, mut rx) = mpsc::channel(8);
         tx.try_send(sized("b", 16)).unwrap();
-        let mut batch = Batch::of(sized("a", MAX_BATCH_BYTES + 1));
+        let mut batch = Batch::of(sized("a", DEFAULT_BATCH_MAX_BYTES + 1), DEFAULT_BATCH_MAX_BYTES);
         assert!(batch.gather(&mut rx).is_some(), "nothing joins it");
         assert_eq!(batch.requests.len(), 1);
-        let mut small = Batch::of(sized("c", 16));
-        tx.try_send(sized("d", MAX_BATCH_BYTES + 1)).unwrap();
+        let mut small = Batch::of(sized("c", 16), DEFAULT_BATCH_MAX_BYTES);
+        tx.try_send(sized("d", DEFAULT_BATCH_MAX_BYTES + 1)).unwrap();
         assert!(small.gather(&mut rx).is_some(), "nor does it join a batch");
         assert_eq!(small.requests.len(), 1);
     }
@@ -513,7 +517,7 @@ mod tests {
         for i in 0..MAX_BATCH_ENTRIES + 10 {
             tx.try_send(request(vec![entry(&format!("x{i}"), 1)])).unwrap();
         }
-        let mut batch = Batch::of(request(vec![entry("a", 1)]));
+        let mut batch = Batch::of(request(vec![entry("a", 1)]), DEFAULT_BATCH_MAX_BYTES);
         assert!(batch.gather(&mut rx).is_none());
         assert_eq!(batch.entries, MAX_BATCH_ENTRIES);
         assert_eq!(rx.len(), 11, "the rest wait for the next batch");

@@ -18,7 +18,7 @@ pub mod recent;
 use chrono::{DateTime, Utc};
 use ledger::EntryMetadata;
 
-pub use appender::{Appender, AppenderHandle};
+pub use appender::{Appender, AppenderHandle, DEFAULT_BATCH_MAX_BYTES};
 pub use reader::LedgerReader;
 pub use recent::RecentEntries;
 
