@@ -114,4 +114,10 @@ async fn many_large_decisions_at_once_are_each_recorded_once_across_batches_and_
             .await
             .unwrap();
     assert_eq!(recorded, 24, "one record per decision, none twice");
+    // Every batch of this service kept within the bound (no single request exceeds it).
+    let text = svc.metrics_text().await;
+    let all = metric_sample(&text, "aumos_governance_ledger_append_batch_bytes_count").unwrap_or_else(|| panic!("{text}"));
+    let within =
+        metric_sample(&text, "aumos_governance_ledger_append_batch_bytes_bucket{le=\"1048576.0\"}").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(within, all, "a batch held more than 1 MiB of entry text");
 }

@@ -51,6 +51,7 @@ async fn metrics_count_evaluations_appends_requests_and_refusals_by_route_templa
     // Create, activate and at least one decision were appended in batches.
     assert!(metric_sample(&text, "aumos_governance_ledger_append_duration_seconds_count").unwrap_or_else(|| panic!("{text}")) >= 1.0);
     assert!(metric_sample(&text, "aumos_governance_ledger_append_batch_entries_sum").unwrap() >= 3.0);
+    assert!(metric_sample(&text, "aumos_governance_ledger_append_batch_bytes_sum").unwrap() > 0.0, "entry text per batch is counted");
     assert!(metric_sample(&text, "aumos_governance_ledger_head_seq").unwrap() >= 3.0);
     assert!(text.contains("aumos_governance_consumer_lag_entries{consumer=\""), "each projector's lag: {text}");
     assert!(text.contains("aumos_governance_consumer_lag_seconds{consumer=\""));

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub evaluate_seconds: Family<EvaluateLabels, Histogram>,
     pub ledger_append_seconds: Histogram,
     pub ledger_append_batch_entries: Histogram,
+    pub ledger_append_batch_bytes: Histogram,
     pub opa_query_items: Histogram,
     pub dashboard_evidence_streams: Histogram,
     pub ledger_tiles_hashed: Counter,
@@ -108,6 +109,14 @@ impl Metrics {
         );
         let ledger_append_batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register("ledger_append_batch_entries", "Entries per group-commit batch", ledger_append_batch_entries.clone());
+        // 1 KiB to 16 MiB: where AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES (8 MiB by default) binds.
+        let ledger_append_batch_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 8));
+        registry.register_with_unit(
+            "ledger_append_batch",
+            "Entry text per group-commit batch (what its byte bound counts)",
+            Unit::Bytes,
+            ledger_append_batch_bytes.clone(),
+        );
         let opa_query_items = Histogram::new(exponential_buckets(1.0, 2.0, 6));
         registry.register(
             "opa_query_items",
@@ -165,6 +174,7 @@ impl Metrics {
             evaluate_seconds,
             ledger_append_seconds,
             ledger_append_batch_entries,
+            ledger_append_batch_bytes,
             opa_query_items,
             dashboard_evidence_streams,
             ledger_tiles_hashed,
@@ -197,9 +207,10 @@ impl Metrics {
         self.evaluate_seconds.get_or_create(&EvaluateLabels { engine, outcome }).observe(elapsed.as_secs_f64());
     }
 
-    pub fn ledger_append(&self, entries: usize, elapsed: Duration) {
+    pub fn ledger_append(&self, entries: usize, bytes: usize, elapsed: Duration) {
         self.ledger_append_seconds.observe(elapsed.as_secs_f64());
         self.ledger_append_batch_entries.observe(entries as f64);
+        self.ledger_append_batch_bytes.observe(bytes as f64);
     }
 
     pub fn opa_query_items(&self, items: usize) {
@@ -245,7 +256,7 @@ mod tests {
         let m = Metrics::new();
         m.http_request("GET", "/api/v1/policies/{id}", 200, Duration::from_millis(3));
         m.evaluation("embedded", "allowed", Duration::from_millis(1));
-        m.ledger_append(3, Duration::from_millis(2));
+        m.ledger_append(3, 5000, Duration::from_millis(2));
         m.refused_by_rate_limit("evaluate");
         m.consumer_lag("policies", 2, 0.5);
         m.kafka_client_error("relay", "Authentication");
@@ -254,6 +265,7 @@ mod tests {
             "aumos_governance_http_requests_total{method=\"GET\",route=\"/api/v1/policies/{id}\",status=\"200\"} 1",
             "aumos_governance_evaluate_duration_seconds_count{engine=\"embedded\",outcome=\"allowed\"} 1",
             "aumos_governance_ledger_append_batch_entries_sum 3.0",
+            "aumos_governance_ledger_append_batch_bytes_sum 5000.0",
             "aumos_governance_rate_limited_total{limit=\"evaluate\"} 1",
             "aumos_governance_consumer_lag_entries{consumer=\"policies\"} 2",
             "aumos_governance_consumer_lag_seconds{consumer=\"policies\"} 0.5",

@@ -139,11 +139,11 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
             tokio::task::yield_now().await;
             carried = batch.gather(&mut rx);
         }
-        let (batch, size) = (batch.requests, batch.entries);
+        let (batch, size, bytes) = (batch.requests, batch.entries, batch.bytes);
         let started = std::time::Instant::now();
         match commit_batch(&pool, &batch, &mut cached).await {
             Ok((outcomes, stored)) => {
-                crate::adapters::metrics::get().ledger_append(size, started.elapsed());
+                crate::adapters::metrics::get().ledger_append(size, bytes, started.elapsed());
                 recent.committed(stored);
                 let mut top = None;
                 for (req, outcome) in batch.into_iter().zip(outcomes) {
