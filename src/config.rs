@@ -226,6 +226,16 @@ impl Config {
         if !(2..=256).contains(&audit_pool_size) {
             return Err(err("AUMOS_GOVERNANCE_AUDIT_DB_POOL_SIZE", "must be from 2 to 256"));
         }
+        // Below 64 KiB group commit would all but stop; near PostgreSQL's 1 GB per parameter
+        // the failure the bound prevents would come back.
+        let ledger_batch_max_bytes: usize = env.parse(
+            "AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES",
+            crate::adapters::ledger::DEFAULT_BATCH_MAX_BYTES,
+            "a number of bytes from 65536 to 268435456",
+        )?;
+        if !(64 << 10..=256 << 20).contains(&ledger_batch_max_bytes) {
+            return Err(err("AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES", "must be from 65536 (64 KiB) to 268435456 (256 MiB)"));
+        }
         let primary_pool_size: u32 = env.parse("AUMOS_DATABASE_POOL_SIZE", 16, "a pool size from 2 to 256")?;
         if !(2..=256).contains(&primary_pool_size) {
             return Err(err("AUMOS_DATABASE_POOL_SIZE", "must be from 2 to 256"));
@@ -320,11 +330,7 @@ impl Config {
                 crate::application::limits::DEFAULT_LEDGER_ENTRY_MAX_BYTES,
                 "a number of bytes",
             )?,
-            ledger_batch_max_bytes: env.parse(
-                "AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES",
-                crate::adapters::ledger::DEFAULT_BATCH_MAX_BYTES,
-                "a number of bytes",
-            )?,
+            ledger_batch_max_bytes,
             ledger: LedgerConfig {
                 signing_key_file: env.get("AUMOS_GOVERNANCE_LEDGER_SIGNING_KEY_FILE").map(PathBuf::from),
                 origin: {
@@ -480,6 +486,18 @@ mod tests {
         assert_eq!(e.var, "AUMOS_GOVERNANCE_ENGINE_WORKERS_PER_TENANT");
         let e = config(&[("AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB", "16")]).unwrap_err();
         assert_eq!(e.var, "AUMOS_GOVERNANCE_ENGINE_WORKER_MEMORY_MB");
+    }
+
+    #[test]
+    fn the_ledger_batch_byte_bound_is_refused_outside_64_kib_to_256_mib() {
+        assert_eq!(config(&[]).unwrap().ledger_batch_max_bytes, 8 << 20);
+        for bad in ["0", "65535", "268435457", "many"] {
+            let e = config(&[("AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES", bad)]).unwrap_err();
+            assert_eq!(e.var, "AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES", "{bad}");
+        }
+        for good in ["65536", "268435456"] {
+            assert!(config(&[("AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES", good)]).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -109,8 +109,9 @@ impl Metrics {
         );
         let ledger_append_batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register("ledger_append_batch_entries", "Entries per group-commit batch", ledger_append_batch_entries.clone());
-        // 1 KiB to 16 MiB: where AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES (8 MiB by default) binds.
-        let ledger_append_batch_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 8));
+        // 1 KiB to 16 MiB in doublings: every power of two, so a bound of AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES
+        // at one (8 MiB by default) is a bucket edge and the histogram shows whether batches stay within it.
+        let ledger_append_batch_bytes = Histogram::new(exponential_buckets(1024.0, 2.0, 15));
         registry.register_with_unit(
             "ledger_append_batch",
             "Entry text per group-commit batch (what its byte bound counts)",

@@ -138,8 +138,7 @@ async fn skip(projection: String, seq: i64, reason: String, actor: String, confi
             reason: SkipReason::parse(&reason).map_err(|e| AppError::Io(format!("--reason: {e}")))?,
         };
         let record = crate::application::projection::skip_entry(fact, entry.tenant_id, &actor)?;
-        let (appender, handle) =
-            crate::adapters::ledger::Appender::start(pools.writer.clone(), crate::adapters::ledger::DEFAULT_BATCH_MAX_BYTES);
+        let (appender, handle) = crate::adapters::ledger::Appender::start(pools.writer.clone(), config.ledger_batch_max_bytes);
         let appended = handle.append(vec![record]).await;
         drop(handle);
         appender.join().await;

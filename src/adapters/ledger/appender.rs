@@ -230,7 +230,7 @@ type Head = (i64, [u8; 32]);
 /// per request, whether it was appended or lost an optimistic-concurrency race.
 ///
 /// Fast path: with a known head, the whole batch is one autocommit INSERT (one round trip;
-/// no wait: the chain check at the end of the statement, `gov_ledger_check_chain` in
+/// no wait for the append lock: the chain check at the end of the statement, `gov_ledger_check_chain` in
 /// audit-schema/, refuses the batch unless its rows follow each other and the head).
 /// If another process appended meanwhile, or an entry conflicts, that statement fails as
 /// a whole and the careful path runs: lock, read the head and the conflicts, insert.
