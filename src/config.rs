@@ -117,7 +117,7 @@ pub struct Config {
     /// The largest ledger entry, as the relay publishes it (413 above); the relay's Kafka
     /// producer and topics allow this plus headers.
     pub ledger_entry_max_bytes: usize,
-    /// The most entry text one ledger transaction holds (a larger request is one alone).
+    /// The most bytes of entries (sized as for `ledger_entry_max_bytes`) one ledger transaction holds (a larger request is one alone).
     pub ledger_batch_max_bytes: usize,
     /// The largest evidence artifact accepted (413 above).
     pub evidence_max_bytes: u64,

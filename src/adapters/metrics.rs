@@ -114,7 +114,7 @@ impl Metrics {
         let ledger_append_batch_bytes = Histogram::new(exponential_buckets(1024.0, 2.0, 15));
         registry.register_with_unit(
             "ledger_append_batch",
-            "Entry text per group-commit batch (what its byte bound counts)",
+            "Bytes of entries per group-commit batch, sized as the entry limit sizes them (what its byte bound counts)",
             Unit::Bytes,
             ledger_append_batch_bytes.clone(),
         );

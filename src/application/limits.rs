@@ -72,8 +72,9 @@ pub enum EntryRefused {
 }
 
 /// Checks an entry before the append: its size as the relay would publish it, and text
-/// every read model can store.
-pub fn check_entry(e: &NewEntry, max_bytes: usize) -> Result<(), EntryRefused> {
+/// every read model can store. Returns that size (what a group-commit batch's byte bound
+/// counts).
+pub fn check_entry(e: &NewEntry, max_bytes: usize) -> Result<usize, EntryRefused> {
     let bytes = entry_message_bytes(e);
     if bytes > max_bytes {
         return Err(EntryRefused::TooLarge { bytes, max: max_bytes });
@@ -82,7 +83,7 @@ pub fn check_entry(e: &NewEntry, max_bytes: usize) -> Result<(), EntryRefused> {
     for s in [&e.aggregate_id, &e.metadata.actor] {
         check_text(s)?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
 #[derive(Debug)]
@@ -222,8 +223,8 @@ mod tests {
         let quoted = entry_message_bytes(&entry(r#"{"a":"\"\"\"\""}"#));
         assert_eq!(quoted - plain, 4 + 8, "each \\\" of the payload text is four bytes once escaped again");
         let max = plain + 3;
-        assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxx"}"#), max), Ok(()));
-        assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxxx"}"#), max), Err(EntryRefused::TooLarge { bytes: max + 1, max }));
+        assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxx"}"#), max).map(|_| ()), Ok(()));
+        assert_eq!(check_entry(&entry(r#"{"a":"xxxxxxxx"}"#), max).map(|_| ()), Err(EntryRefused::TooLarge { bytes: max + 1, max }));
     }
 
     #[test]
@@ -249,7 +250,7 @@ mod tests {
 
     #[test]
     fn an_entry_with_nul_in_its_payload_is_refused() {
-        assert_eq!(check_entry(&entry(r#"{"a":"\u0000"}"#), usize::MAX), Err(EntryRefused::Text(TextError::Nul)));
+        assert_eq!(check_entry(&entry(r#"{"a":"\u0000"}"#), usize::MAX).map(|_| ()), Err(EntryRefused::Text(TextError::Nul)));
     }
 
     #[test]

@@ -26,8 +26,8 @@ use super::{Appended, LedgerError, NewEntry};
 /// of CPU and bounds the memory held for callers.
 const MAX_BATCH_ENTRIES: usize = 2000;
 
-/// The default upper bound of a transaction's payload and text bytes
-/// (`AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES`; a request larger than the bound is a batch
+/// The default upper bound of a transaction's entries, in bytes as the entry limit
+/// measures them (`AUMOS_GOVERNANCE_LEDGER_BATCH_MAX_BYTES`; a request larger than the bound is a batch
 /// of its own: requests are never split). Entries near the entry limit (4 MiB by default)
 /// would otherwise fill a batch of 2,000 with gigabytes: more than PostgreSQL takes in one
 /// parameter (1 GB), failing every caller of the batch, and an append lock held for as
@@ -36,6 +36,8 @@ pub const DEFAULT_BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 struct Request {
     entries: Vec<NewEntry>,
+    /// The entries' sizes as [`crate::application::limits::check_entry`] measured them.
+    bytes: usize,
     reply: oneshot::Sender<Result<Vec<Appended>, LedgerError>>,
 }
 
@@ -61,11 +63,12 @@ impl AppenderHandle {
             return Ok(Vec::new());
         }
         // What every read model and the relay can hold, checked before anything is written.
+        let mut bytes = 0usize;
         for e in &entries {
-            crate::application::limits::check_entry(e, self.entry_max_bytes)?;
+            bytes = bytes.saturating_add(crate::application::limits::check_entry(e, self.entry_max_bytes)?);
         }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { entries, reply }).await.map_err(|_| LedgerError::Closed)?;
+        self.tx.send(Request { entries, bytes, reply }).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
@@ -95,7 +98,7 @@ pub struct Appender {
 }
 
 impl Appender {
-    /// Starts the task; its transactions hold at most `batch_max_bytes` of entry text
+    /// Starts the task; its transactions hold at most `batch_max_bytes` of entries
     /// (see [`DEFAULT_BATCH_MAX_BYTES`]).
     pub fn start(pool: PgPool, batch_max_bytes: usize) -> (Appender, AppenderHandle) {
         let (tx, rx) = mpsc::channel::<Request>(4096);
@@ -172,8 +175,8 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, head: watch::Sender<
     }
 }
 
-/// The requests of one transaction, within [`MAX_BATCH_ENTRIES`] and `max_bytes` of entry
-/// text (its first request whatever its size).
+/// The requests of one transaction, within [`MAX_BATCH_ENTRIES`] and `max_bytes` of
+/// entries (measured as the entry limit measures them; its first request whatever its size).
 struct Batch {
     requests: Vec<Request>,
     entries: usize,
@@ -183,7 +186,7 @@ struct Batch {
 
 impl Batch {
     fn of(first: Request, max_bytes: usize) -> Self {
-        Batch { entries: first.entries.len(), bytes: bytes_of(&first), requests: vec![first], max_bytes }
+        Batch { entries: first.entries.len(), bytes: first.bytes, requests: vec![first], max_bytes }
     }
 
     /// Adds the requests already queued while they fit; returns the first that did not
@@ -191,34 +194,15 @@ impl Batch {
     fn gather(&mut self, rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
         while self.entries < MAX_BATCH_ENTRIES {
             let Ok(r) = rx.try_recv() else { return None };
-            let bytes = bytes_of(&r);
-            if self.bytes.saturating_add(bytes) > self.max_bytes {
+            if self.bytes.saturating_add(r.bytes) > self.max_bytes {
                 return Some(r);
             }
             self.entries += r.entries.len();
-            self.bytes += bytes;
+            self.bytes += r.bytes;
             self.requests.push(r);
         }
         None
     }
-}
-
-/// A request's text bytes as bound into the INSERT (what a batch's byte bound counts).
-fn bytes_of(r: &Request) -> usize {
-    r.entries
-        .iter()
-        .map(|e| {
-            let m = &e.metadata;
-            let optional = [&m.request_id, &m.trace_id, &m.causation_id, &m.correlation_id];
-            e.payload.len()
-                + e.aggregate_type.len()
-                + e.aggregate_id.len()
-                + e.event_type.len()
-                + e.event_version.len()
-                + m.actor.len()
-                + optional.iter().filter_map(|o| o.as_deref()).map(str::len).sum::<usize>()
-        })
-        .sum()
 }
 
 type Outcomes = Vec<Result<Vec<Appended>, LedgerError>>;
@@ -471,7 +455,8 @@ mod tests {
     }
 
     fn request(entries: Vec<NewEntry>) -> Request {
-        Request { entries, reply: oneshot::channel().0 }
+        let bytes = entries.iter().map(crate::application::limits::entry_message_bytes).sum();
+        Request { entries, bytes, reply: oneshot::channel().0 }
     }
 
     fn sized(aggregate_id: &str, payload_bytes: usize) -> Request {
