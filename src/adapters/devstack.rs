@@ -313,8 +313,11 @@ impl LocalStack {
         let mut conn = self.superuser(c).await?;
         for (role, password) in roles {
             // Role names are constants and passwords are hex: nothing here needs quoting.
+            // Two processes provisioning one cluster at once (a standby started beside the
+            // embedded default) may both find the role missing: the second CREATE is ignored.
             let sql = format!(
-                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; END $$; \
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; \
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
                  ALTER ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION;"
             );
             sqlx::raw_sql(&sql).execute(&mut conn).await.map_err(e)?;
@@ -325,7 +328,14 @@ impl LocalStack {
             .await
             .map_err(e)?;
         if !exists {
-            sqlx::raw_sql(&format!("CREATE DATABASE {db} OWNER {owner}")).execute(&mut conn).await.map_err(e)?;
+            // Another process provisioning the same cluster at once may create it first.
+            let created = sqlx::raw_sql(&format!("CREATE DATABASE {db} OWNER {owner}")).execute(&mut conn).await;
+            match created {
+                Err(err) if err.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04" || c == "23505") => {}
+                other => {
+                    other.map_err(e)?;
+                }
+            }
         }
         let names: Vec<&str> = roles.iter().map(|(r, _)| *r).collect();
         let sql = format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {};", names.join(", "));
