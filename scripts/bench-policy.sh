@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# `make bench-policy`: OPA from scripts/services.sh, private PostgreSQL clusters, two
-# release services (engine=opa and engine=embedded), a private empty OPA for the opa_load
-# arm, then benches/policy.rs.
+# `make bench-policy`: OPA from scripts/services.sh, two release services (engine=opa and
+# engine=embedded), each on private PostgreSQL clusters of its own, a private empty OPA for
+# the opa_load arm, then benches/policy.rs.
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 bench_setup policy with-services
 unset AUMOS_KAFKA_BOOTSTRAP_SERVERS
 P_OPA=$(free_port); P_EMB=$(free_port)
+# Each service has a pair of clusters of its own, as a single deployment has. On one
+# shared ledger, the idle service was a second replica of the busy one: it could win the
+# leadership of some projectors (then applying the other's decisions read back from the
+# audit database, not from the appending process's memory), and its standbys and notary
+# read and hashed every entry the other appended. Which one led changed from run to run.
+EMB_DIR="$DIR-embedded"
+rm -rf "$EMB_DIR"
+# Only its databases: its keys (tokens, checkpoints) stay the first pair's.
+EMB_EXPORTS=$("$BIN" dev up --dir "$EMB_DIR" --migrate 2>/dev/null | grep -E '^export (AUMOS_DATABASE_|AUMOS_GOVERNANCE_AUDIT_DB_|AUMOS_DEV_)')
+trap 'bench_cleanup; "$BIN" dev down --dir "$EMB_DIR" >/dev/null 2>&1 || true; rm -rf "$EMB_DIR"' EXIT
 RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_OPA AUMOS_GOVERNANCE_POLICY_ENGINE=opa "$BIN" serve >"$DIR.opa.log" 2>&1 & BENCH_PIDS+=($!)
-RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_EMB AUMOS_GOVERNANCE_POLICY_ENGINE=embedded "$BIN" serve >"$DIR.embedded.log" 2>&1 & BENCH_PIDS+=($!)
+(set -a; eval "$EMB_EXPORTS"; set +a
+ RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_EMB AUMOS_GOVERNANCE_POLICY_ENGINE=embedded exec "$BIN" serve) >"$DIR.embedded.log" 2>&1 & BENCH_PIDS+=($!)
 wait_ready "$P_OPA"
 wait_ready "$P_EMB"
 TENANT=$(python3 -c 'import uuid; print(uuid.uuid4())')
