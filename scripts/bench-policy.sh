@@ -13,9 +13,9 @@ P_OPA=$(free_port); P_EMB=$(free_port)
 # read and hashed every entry the other appended. Which one led changed from run to run.
 EMB_DIR="$DIR-embedded"
 rm -rf "$EMB_DIR"
+trap 'bench_cleanup; "$BIN" dev down --dir "$EMB_DIR" >/dev/null 2>&1 || true; rm -rf "$EMB_DIR"' EXIT
 # Only its databases: its keys (tokens, checkpoints) stay the first pair's.
 EMB_EXPORTS=$("$BIN" dev up --dir "$EMB_DIR" --migrate 2>/dev/null | grep -E '^export (AUMOS_DATABASE_|AUMOS_GOVERNANCE_AUDIT_DB_|AUMOS_DEV_)')
-trap 'bench_cleanup; "$BIN" dev down --dir "$EMB_DIR" >/dev/null 2>&1 || true; rm -rf "$EMB_DIR"' EXIT
 RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_OPA AUMOS_GOVERNANCE_POLICY_ENGINE=opa "$BIN" serve >"$DIR.opa.log" 2>&1 & BENCH_PIDS+=($!)
 (set -a; eval "$EMB_EXPORTS"; set +a
  RUST_LOG=warn AUMOS_GOVERNANCE_EVALUATE_RATE_PER_TENANT=0 AUMOS_HTTP_ADDR=127.0.0.1:$P_EMB AUMOS_GOVERNANCE_POLICY_ENGINE=embedded exec "$BIN" serve) >"$DIR.embedded.log" 2>&1 & BENCH_PIDS+=($!)
