@@ -122,9 +122,9 @@ async fn main() {
     let rounds = num("BENCH_COLD_ROUNDS", 20);
     let (mut warm, mut cold, sample) = measure(&client, &base, &tenants, rounds).await;
     // Then settled: what autovacuum and the checkpointer do within minutes of a bulk load
-    // (the visibility map lets the covering index answer without visiting the heap; fresh
-    // statistics; the load's dirty pages written), done at once with VACUUM (ANALYZE) and
-    // CHECKPOINT, and measured again. Both are reported.
+    // (the visibility map set, so index scans visit fewer heap pages; fresh statistics; the
+    // load's dirty pages written), done at once with VACUUM (ANALYZE) and CHECKPOINT, and
+    // measured again. Both are reported.
     let settled = match (std::env::var("BENCH_SETTLE_URL").ok(), skip_seed) {
         (Some(url), false) => {
             use sqlx::Connection;

@@ -3,7 +3,7 @@
 //! served meanwhile: the statuses are computed on bounded blocking threads, not on the
 //! runtime's workers. Another tenant's cold dashboard does not wait for the rest of the
 //! flood: a tenant computes one cold dashboard at a time. A tenant whose records name
-//! thousands of ids (kept out of the dashboard's covering index) stops neither the
+//! thousands of ids (each filling a pack of its own) stops neither the
 //! projection nor another tenant's upload and cold dashboard, and such records are judged
 //! with the other records of their workflow. A flood of status views of a workflow with
 //! such records is judged like cold dashboards and leaves another tenant served. The
@@ -182,7 +182,7 @@ async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_an
     create_workflows(&svc, bystander, &b_tok, 6).await;
     let (h_wf, b_wf) = (first_workflow(&svc, hostile, &h_tok).await, first_workflow(&svc, bystander, &b_tok).await);
 
-    // Records of 3,000 ids each: outside the dashboard's covering index.
+    // Records of 3,000 ids each: a pack of its own each.
     const HEAVY: usize = 24;
     let heavy = json!({"workflow_id": h_wf, "control_ids": vec!["PR.AA-01"; 3000], "kind": "document",
         "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
@@ -210,9 +210,9 @@ async fn a_tenant_whose_evidence_names_thousands_of_ids_leaves_the_projection_an
     assert!(!svc.log().contains("panicked"));
 }
 
-/// Records naming many ids (read through their own cursor, 16 at a time) are merged with
-/// the others by workflow: the dashboard judges each workflow once, on all its records,
-/// and agrees with the workflows' own status views.
+/// Records naming many ids (each filling a pack of its own) and the others of their
+/// workflow are judged together: the dashboard judges each workflow once, on all its
+/// records, and agrees with the workflows' own status views.
 #[tokio::test]
 async fn records_naming_many_ids_are_judged_with_the_other_records_of_their_workflow() {
     let svc = Service::start(&[]).await;
@@ -227,8 +227,7 @@ async fn records_naming_many_ids_are_judged_with_the_other_records_of_their_work
         workflows.push(wf["workflow_id"].as_str().unwrap().to_owned());
     }
     // Each workflow: two records naming one control; workflows 0 and 2 also ten records
-    // naming another control 30 times (past the covering index's 24 ids), 20 in all: more
-    // than one fetch of that cursor.
+    // naming another control 30 times, 20 in all.
     let mut uploads = Vec::new();
     for (i, wf) in workflows.iter().enumerate() {
         for _ in 0..2 {
@@ -339,7 +338,7 @@ async fn a_tenant_flooding_status_views_of_a_heavy_workflow_leaves_another_tenan
 const HEAVY_RECORDS: usize = 40;
 const VIEWS: usize = 64;
 
-/// The dashboard's `workflow_id` filter reaches the evidence cursors' SQL as a parsed
+/// The dashboard's `workflow_id` filter reaches the evidence cursor's SQL as a parsed
 /// UUID only: text that is not one is a 400, and another tenant's workflow shows nothing
 /// of it, while that tenant's own dashboard still counts its records.
 #[tokio::test]
@@ -379,7 +378,7 @@ async fn streams_read(svc: &Service) -> f64 {
 
 /// A tenant with more workflows than one judging thread takes (500) has its evidence read
 /// by two streams at once, each over half of its workflows by id: the dashboard still
-/// counts what the workflows' own views show, records naming many ids (their own cursor)
+/// counts what the workflows' own views show, records naming many ids (their own packs)
 /// included, on both sides of the split.
 #[tokio::test]
 async fn a_large_tenants_evidence_read_by_two_streams_is_counted_as_its_workflows_views_show() {
@@ -401,7 +400,7 @@ async fn a_large_tenants_evidence_read_by_two_streams_is_counted_as_its_workflow
         .collect()
         .await;
     // Each workflow a record naming one control; every 40th also one naming another
-    // control 30 times (past the covering index's 24 ids): 13 such, spread over both halves.
+    // control 30 times: 13 such, spread over both halves.
     let mut uploads = Vec::new();
     for (i, wf) in workflows.iter().enumerate() {
         uploads.push(json!({"workflow_id": wf, "control_ids": [if i % 3 == 0 { "PR.AA-01" } else { "PR.AA-05" }], "kind": "attestation",

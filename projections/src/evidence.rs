@@ -1,5 +1,6 @@
 //! The evidence read model (`gov_evidence`): one row per record, its status following
-//! supersede and withdraw events.
+//! supersede and withdraw events; and, kept with it, the packs of its facts
+//! ([`crate::evidence_packs`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -62,8 +63,8 @@ pub async fn of_workflow(conn: &mut PgConnection, workflow_id: Uuid) -> Result<V
 }
 
 /// What judging requirements reads of an active evidence record: whom it reaches, its
-/// period, outcome and verdict (a dashboard reads this of each of a tenant's records).
-/// Decoded into its types: a stored value none of them names is an error, not a default.
+/// period, outcome and verdict (read from the evidence's rows for one workflow, and from
+/// [`crate::evidence_packs`] for a dashboard). Decoded into its types: a stored value none of them names is an error, not a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFacts {
     pub evidence_id: Uuid,
@@ -83,150 +84,7 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
     Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
 }
 
-/// At most how many ids (requirements and controls) a record names for its facts to be
-/// in the covering index `gov_evidence_facts` (migration 20261130000103): a btree entry
-/// must fit in a third of a page, and each id is at most 64 bytes.
-pub const INDEXED_IDS: usize = 24;
-
-/// The facts of the tenant's active evidence (or of one workflow's) in workflow order, so
-/// that each workflow's records come together, read a few at a time: the caller handles a
-/// workflow at a time and holds no more than a batch.
-///
-/// Two cursors, opened in the caller's transaction, are fetched from in turn and merged by
-/// workflow (on a tie, the records naming many ids first): records naming at most
-/// [`INDEXED_IDS`] ids come from the covering index, the others from their own index. One
-/// query over both (a UNION ALL) was planned as a scan of the tenant's heap pages and a
-/// sort, 3x slower; and reading the others whole first held every such record of the
-/// tenant, each naming up to thousands of ids, at once.
-#[derive(Debug)]
-pub struct FactsInWorkflowOrder {
-    few: Cursor,
-    many: Cursor,
-}
-
-/// One of [`FactsInWorkflowOrder`]'s cursors and the rows fetched from it not yet taken.
-#[derive(Debug)]
-struct Cursor {
-    /// `FETCH per_fetch FROM` the cursor.
-    fetch: String,
-    per_fetch: usize,
-    rows: std::collections::VecDeque<FetchedFacts>,
-    done: bool,
-}
-
-impl Cursor {
-    fn new(name: &str, per_fetch: usize) -> Self {
-        Cursor { fetch: format!("FETCH {per_fetch} FROM {name}"), per_fetch, rows: std::collections::VecDeque::new(), done: false }
-    }
-
-    async fn fill(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        if self.rows.is_empty() && !self.done {
-            let rows = sqlx::query(&self.fetch).fetch_all(&mut *conn).await?;
-            self.done = rows.len() < self.per_fetch;
-            for row in rows {
-                self.rows.push_back(FetchedFacts::new(row)?);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl FactsInWorkflowOrder {
-    /// Records naming few ids fetched at once: each is at most ~1,900 bytes of facts.
-    const FEW_PER_FETCH: usize = 2_000;
-    /// Records naming many ids fetched at once: each may name thousands.
-    const MANY_PER_FETCH: usize = 16;
-
-    /// Opens the cursors over `which` workflows in `conn`'s transaction (they close with it).
-    pub async fn open(conn: &mut PgConnection, which: Workflows) -> Result<Self, ProjectionError> {
-        let only = which.predicate();
-        let sql = format!(
-            "DECLARE gov_facts_few NO SCROLL CURSOR FOR {FACTS} AND {FEW_IDS}{only} ORDER BY workflow_id; \
-             DECLARE gov_facts_many NO SCROLL CURSOR FOR {FACTS} AND {MANY_IDS}{only} ORDER BY workflow_id"
-        );
-        // A &str runs over the simple protocol, as `raw_sql` would, in a future that can
-        // move between threads.
-        sqlx::Executor::execute(conn, sql.as_str()).await?;
-        Ok(FactsInWorkflowOrder {
-            few: Cursor::new("gov_facts_few", Self::FEW_PER_FETCH),
-            many: Cursor::new("gov_facts_many", Self::MANY_PER_FETCH),
-        })
-    }
-
-    /// The next record in workflow order, not yet decoded; `None` after the last.
-    pub async fn next(&mut self, conn: &mut PgConnection) -> Result<Option<FetchedFacts>, ProjectionError> {
-        self.few.fill(&mut *conn).await?;
-        self.many.fill(conn).await?;
-        let from_many = match (self.few.rows.front(), self.many.rows.front()) {
-            (Some(few), Some(many)) => many.workflow_id <= few.workflow_id,
-            (few, _) => few.is_none(),
-        };
-        Ok(if from_many { self.many.rows.pop_front() } else { self.few.rows.pop_front() })
-    }
-}
-
-/// Which of the tenant's workflows [`FactsInWorkflowOrder`] reads the records of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workflows {
-    /// One workflow.
-    Only(Uuid),
-    /// Those whose id is at least `from` (if given) and below `before` (if given), in the
-    /// order of their ids (PostgreSQL's and [`Uuid`]'s: bytewise).
-    Range { from: Option<Uuid>, before: Option<Uuid> },
-}
-
-impl Workflows {
-    /// Every workflow of the tenant.
-    pub const ALL: Workflows = Workflows::Range { from: None, before: None };
-
-    /// The cursors' extra condition. A Uuid prints as hex digits and dashes only, so it is
-    /// safe as a literal here (DECLARE takes no parameters over the simple protocol).
-    fn predicate(&self) -> String {
-        match *self {
-            Workflows::Only(w) => format!(" AND workflow_id = '{w}'::uuid"),
-            Workflows::Range { from, before } => {
-                let from = from.map(|w| format!(" AND workflow_id >= '{w}'::uuid")).unwrap_or_default();
-                let before = before.map(|w| format!(" AND workflow_id < '{w}'::uuid")).unwrap_or_default();
-                from + &before
-            }
-        }
-    }
-}
-
-/// An active record as [`FactsInWorkflowOrder`] fetched it: its workflow (what the stream
-/// is ordered and batched by) and its row, which [`FetchedFacts::decode`] turns into
-/// [`EvidenceFacts`]. Decoding is most of the reading's CPU in the service (arrays of
-/// strings: ~0.37 µs a record), so a dashboard leaves it to its judging threads, off the
-/// async runtime, and its stream only fetches.
-pub struct FetchedFacts {
-    pub workflow_id: Uuid,
-    row: sqlx::postgres::PgRow,
-}
-
-impl std::fmt::Debug for FetchedFacts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FetchedFacts").field("workflow_id", &self.workflow_id).finish_non_exhaustive()
-    }
-}
-
-impl FetchedFacts {
-    fn new(row: sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        use sqlx::Row;
-        Ok(Self { workflow_id: row.try_get(1)?, row })
-    }
-
-    /// The record's facts; a stored value none of their types names is an error.
-    pub fn decode(&self) -> Result<EvidenceFacts, ProjectionError> {
-        Ok(<EvidenceFacts as sqlx::FromRow<'_, sqlx::postgres::PgRow>>::from_row(&self.row)?)
-    }
-}
-
-/// The predicates of the covering index and of the index of the others (with [`INDEXED_IDS`]).
-const FEW_IDS: &str = "cardinality(requirement_ids) + cardinality(control_ids) <= 24";
-const MANY_IDS: &str = "cardinality(requirement_ids) + cardinality(control_ids) > 24";
-
-/// A row of [`FACTS`], by column position (a large tenant has tens of thousands); the
-/// enumerations are read as borrowed text and parsed, so they cost no allocation.
+/// A row of [`FACTS`], by column position; the enumerations are read as borrowed text and parsed, so they cost no allocation.
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for EvidenceFacts {
     fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
@@ -337,7 +195,7 @@ impl Projector for EvidenceProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["gov_evidence"]
+        &["gov_evidence", "gov_evidence_packs"]
     }
 
     async fn apply(&self, tx: &mut PgConnection, e: &EventRecord) -> Result<(), ProjectionError> {
@@ -346,14 +204,16 @@ impl Projector for EvidenceProjector {
         let Some(Recorded::Evidence(event)) = e.decode()?.cloned() else { return Ok(()) };
         let (status, by, reason) = match event {
             EvidenceEvent::EvidenceSubmitted(s) => {
+                let workflow_id = s.workflow_id.as_uuid();
+                let chunk = crate::evidence_packs::chunk_for_new(&mut *tx, e.tenant_id, workflow_id).await?;
                 sqlx::query(
                     "INSERT INTO gov_evidence (tenant_id, evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, \
-                     valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq, outcome) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17, $18)",
+                     valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq, outcome, \
+                     pack_chunk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17, $18, $19)",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
-                .bind(s.workflow_id.as_uuid())
+                .bind(workflow_id)
                 .bind(s.kind.as_str())
                 .bind(s.description.as_str())
                 .bind(s.requirement_ids.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>())
@@ -369,14 +229,15 @@ impl Projector for EvidenceProjector {
                 .bind(e.recorded_at)
                 .bind(e.seq)
                 .bind(s.outcome.as_str())
-                .execute(tx)
+                .bind(chunk)
+                .execute(&mut *tx)
                 .await?;
-                return Ok(());
+                return crate::evidence_packs::record_added(tx, e.tenant_id, workflow_id, chunk).await;
             }
             EvidenceEvent::EvidenceReviewed { verdict, actor, reason } => {
-                sqlx::query(
+                let reviewed: Option<(Uuid, i32)> = sqlx::query_as(
                     "UPDATE gov_evidence SET review_verdict = $3, review_reason = $4, reviewed_by = $5, reviewed_at = $6, last_seq = $7 \
-                     WHERE tenant_id = $1 AND evidence_id = $2",
+                     WHERE tenant_id = $1 AND evidence_id = $2 RETURNING workflow_id, pack_chunk",
                 )
                 .bind(e.tenant_id)
                 .bind(id)
@@ -385,15 +246,16 @@ impl Projector for EvidenceProjector {
                 .bind(actor.as_str())
                 .bind(e.recorded_at)
                 .bind(e.seq)
-                .execute(tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                return Ok(());
+                return changed(tx, e.tenant_id, reviewed).await;
             }
             EvidenceEvent::EvidenceSuperseded { by, reason, .. } => ("superseded", Some(by.as_uuid()), reason.map(String::from)),
             EvidenceEvent::EvidenceWithdrawn { reason, .. } => ("withdrawn", None, Some(String::from(reason))),
         };
-        sqlx::query(
-            "UPDATE gov_evidence SET status = $3, superseded_by = $4, status_reason = $5, last_seq = $6 WHERE tenant_id = $1 AND evidence_id = $2",
+        let updated: Option<(Uuid, i32)> = sqlx::query_as(
+            "UPDATE gov_evidence SET status = $3, superseded_by = $4, status_reason = $5, last_seq = $6 WHERE tenant_id = $1 AND evidence_id = $2 \
+             RETURNING workflow_id, pack_chunk",
         )
         .bind(e.tenant_id)
         .bind(id)
@@ -401,21 +263,17 @@ impl Projector for EvidenceProjector {
         .bind(by)
         .bind(reason)
         .bind(e.seq)
-        .execute(tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(())
+        changed(tx, e.tenant_id, updated).await
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_two_index_predicates_split_records_at_the_indexed_number_of_ids() {
-        assert_eq!(FEW_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) <= {INDEXED_IDS}"));
-        assert_eq!(MANY_IDS, format!("cardinality(requirement_ids) + cardinality(control_ids) > {INDEXED_IDS}"));
-        let migration = include_str!("../../migrations/20261130000103_gov_evidence_facts_index.sql");
-        assert!(migration.contains(&format!("{FEW_IDS};")) && migration.contains(&format!("{MANY_IDS};")));
+/// The pack of a record whose status or verdict changed (`None`: no such record) is
+/// recomputed.
+async fn changed(tx: &mut PgConnection, tenant: Uuid, record: Option<(Uuid, i32)>) -> Result<(), ProjectionError> {
+    match record {
+        Some((workflow_id, chunk)) => crate::evidence_packs::record_changed(tx, tenant, workflow_id, chunk).await,
+        None => Ok(()),
     }
 }

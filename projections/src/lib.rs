@@ -14,6 +14,9 @@
 //! - [`compliance_review`]: what a workflow records after creation (changes, findings,
 //!   certification) and tenants' not-applicable marks on requirement → control links.
 //! - [`evidence`]: evidence records (`gov_evidence`).
+//! - [`evidence_packs`]: the facts of a workflow's active evidence, a few dozen records to
+//!   a row (`gov_evidence_packs`), kept by the evidence projector; what a cold dashboard
+//!   reads.
 //! - [`system_evidence`]: decisions of policies that check CSF controls, rolled up per
 //!   control and UTC day (`gov_system_evidence*`), and every decision counted per policy
 //!   and UTC day (`gov_decision_days`).
@@ -28,6 +31,7 @@ pub mod compliance_review;
 pub mod copy;
 pub mod decisions;
 pub mod evidence;
+pub mod evidence_packs;
 pub mod policies;
 pub mod system_evidence;
 pub mod tenant;

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use aggregates::compliance::{EvidenceKind, RegulationCode, RequirementStatus, SYSTEM_EVIDENCE_KIND};
-use projections::evidence::{EvidenceFacts, Workflows};
+use projections::evidence::EvidenceFacts;
+use projections::evidence_packs::Workflows;
 
 #[path = "dashboard_stream.rs"]
 mod stream;
@@ -195,8 +196,8 @@ async fn compute(
     let failed = |e: String| ApiError::new(ErrorCode::Internal, format!("computing the dashboard: {e}"));
     // A tenant's cold dashboards one at a time, each in one transaction (one connection;
     // two for a large tenant, below):
-    // first the workflows and what judging them needs besides evidence, then the evidence,
-    // in workflow order, streamed in batches, in turn, to judging threads (one per 500
+    // first the workflows and what judging them needs besides evidence, then the evidence
+    // (its packs, `projections::evidence_packs`), in workflow order, streamed in batches, in turn, to judging threads (one per 500
     // workflows, at most one per core) that decode and judge each workflow as its records
     // arrive (the stream only fetches: decoding is most of the reading's CPU).
     // Judging overlaps reading, the runtime's workers keep serving every other request, and
@@ -218,9 +219,9 @@ async fn compute(
     // With several judging threads, the evidence is read by two streams at once, each over
     // part of the workflows (by id, in proportion to the judging threads it feeds), if a
     // second connection is idle now (never waited for while the first is held): PostgreSQL
-    // sends one stream's rows on one core, about 1 µs a record, most of a cold dashboard's
-    // time. Each workflow is read whole by one stream, in its transaction. If one stream
-    // fails (or a judging thread does), the other stops reading too.
+    // sends one stream's packs on one core. Each workflow is read whole by one stream, in
+    // its transaction. If one stream fails (or a judging thread does), the other stops
+    // reading too.
     let second = match (judges >= 2, workflow) {
         (true, None) => second_tx(state, caller).await,
         _ => None,
@@ -335,7 +336,7 @@ fn summarize<R: Streamed>(
                 if let Some(wf) = workflows.get(i) {
                     decoded.clear();
                     for record in records {
-                        decoded.push(record.facts()?);
+                        record.facts_into(&mut decoded)?;
                     }
                     judged.push(i);
                     tally.workflow(wf, &decoded, reads);

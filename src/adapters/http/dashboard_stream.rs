@@ -1,12 +1,13 @@
-//! The cold dashboard's evidence stream: a tenant's active records fetched in workflow
-//! order (undecoded) and sent in batches of whole workflows to the judging threads; for a
-//! large tenant, two such streams at once over halves of its workflows.
+//! The cold dashboard's evidence stream: the packs of a tenant's active records fetched in
+//! workflow order (undecoded) and sent in batches of whole workflows to the judging
+//! threads; for a large tenant, two such streams at once over halves of its workflows.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
-use projections::evidence::{EvidenceFacts, FetchedFacts, Workflows};
+use projections::evidence::EvidenceFacts;
+use projections::evidence_packs::{FetchedPack, Workflows};
 
 use super::super::extract::Caller;
 use super::super::SharedState;
@@ -36,24 +37,25 @@ pub(super) fn pivot(workflows: &[projections::compliance::WorkflowView], low: us
     ids.get(at).copied().unwrap_or(Uuid::nil())
 }
 
-/// Evidence records sent to a judging thread at once (a batch ends where a workflow does,
-/// so one workflow with more records makes a larger batch).
-const BATCH: usize = 2_000;
+/// Packs sent to a judging thread at once (~2,000 records of ten-record workflows; a batch
+/// ends where a workflow does, so one workflow with more packs makes a larger batch).
+const BATCH: usize = 200;
 
-/// A record of the evidence stream: its workflow (what the stream is ordered and batched
-/// by) and, decoded by a judging thread, its facts.
+/// An item of the evidence stream: its workflow (what the stream is ordered and batched
+/// by) and, decoded by a judging thread, its records' facts.
 pub(super) trait Streamed: Send {
     fn workflow(&self) -> Uuid;
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError>;
+    /// Appends the item's records to `out`.
+    fn facts_into(&self, out: &mut Vec<EvidenceFacts>) -> Result<(), projections::ProjectionError>;
 }
 
-impl Streamed for FetchedFacts {
+impl Streamed for FetchedPack {
     fn workflow(&self) -> Uuid {
         self.workflow_id
     }
 
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
-        self.decode()
+    fn facts_into(&self, out: &mut Vec<EvidenceFacts>) -> Result<(), projections::ProjectionError> {
+        self.decode_into(out)
     }
 }
 
@@ -63,23 +65,24 @@ impl Streamed for EvidenceFacts {
         self.workflow_id
     }
 
-    fn facts(&self) -> Result<EvidenceFacts, projections::ProjectionError> {
-        Ok(self.clone())
+    fn facts_into(&self, out: &mut Vec<EvidenceFacts>) -> Result<(), projections::ProjectionError> {
+        out.push(self.clone());
+        Ok(())
     }
 }
 
-/// Sends the active evidence of `which` workflows to `to` in batches that hold whole
-/// workflows, in workflow order, until `stop` (see [`send_in_batches`]).
+/// Sends the packs of the active evidence of `which` workflows to `to` in batches that hold
+/// whole workflows, in workflow order, until `stop` (see [`send_in_batches`]).
 pub(super) async fn stream_evidence(
     conn: &mut sqlx::PgConnection,
     which: Workflows,
-    to: &[tokio::sync::mpsc::Sender<Vec<FetchedFacts>>],
+    to: &[tokio::sync::mpsc::Sender<Vec<FetchedPack>>],
     stop: &AtomicBool,
 ) -> Result<(), ApiError> {
-    let opened = projections::evidence::FactsInWorkflowOrder::open(&mut *conn, which).await;
-    let facts = opened.inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-    let records = futures::stream::try_unfold((facts, conn), |(mut facts, conn)| async move {
-        Ok::<_, projections::ProjectionError>(facts.next(&mut *conn).await?.map(|record| (record, (facts, conn))))
+    let opened = projections::evidence_packs::PacksInWorkflowOrder::open(&mut *conn, which).await;
+    let packs = opened.inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+    let records = futures::stream::try_unfold((packs, conn), |(mut packs, conn)| async move {
+        Ok::<_, projections::ProjectionError>(packs.next(&mut *conn).await?.map(|pack| (pack, (packs, conn))))
     });
     Ok(send_in_batches(records, BATCH, to, stop).await?)
 }
