@@ -502,7 +502,8 @@ async fn a_record_naming_many_long_ids_fits_in_the_evidence_read_model_and_its_p
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO gov_evidence_packs (tenant_id, workflow_id, chunk, assigned, facts) SELECT tenant_id, workflow_id, 0, 1, \
+        "INSERT INTO gov_evidence_packs (tenant_id, workflow_id, chunk, assigned, assigned_bytes, facts) SELECT tenant_id, workflow_id, 0, 1, \
+         gov_evidence_id_bytes(requirement_ids, control_ids), \
          gov_evidence_fact_line(evidence_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict) \
          FROM gov_evidence WHERE evidence_id = $1",
     )

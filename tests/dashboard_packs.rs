@@ -78,6 +78,7 @@ async fn a_dashboard_over_packs_agrees_with_the_workflows_views_as_records_chang
     let tenant = Uuid::new_v4();
     let tok = token(tenant, ADMIN);
     let (big, small) = (workflow(&svc, tenant, &tok, "big").await, workflow(&svc, tenant, &tok, "small").await);
+    let heavy = workflow(&svc, tenant, &tok, "heavy").await;
     // 70 records on one workflow: three chunks. Three of them are each the only record
     // naming their requirement, so that a pack still holding one after it stopped counting
     // would show that requirement as covered.
@@ -86,6 +87,13 @@ async fn a_dashboard_over_packs_agrees_with_the_workflows_views_as_records_chang
     records.push(naming(&big, "CC5.1"));
     records.push(naming(&small, "CC6.1"));
     let ids = upload_all(&svc, tenant, &tok, records).await;
+    // Records whose ids weigh more than a chunk's 8 KiB close their chunks: one each, then
+    // a small one in the next.
+    let weighty = json!({"workflow_id": heavy, "control_ids": vec!["PR.AA-01"; 1000], "kind": "attestation",
+        "valid_from": "2026-01-01", "valid_until": "2026-12-31"});
+    for metadata in [weighty.clone(), weighty.clone(), weighty, naming(&heavy, "CC6.1")] {
+        upload_all(&svc, tenant, &tok, vec![metadata]).await;
+    }
     let (before, statuses) = view(&svc, tenant, &tok, &big).await;
     assert_eq!([&statuses["CC1.1"], &statuses["CC2.1"], &statuses["CC3.1"]], [&json!("satisfied"); 3]);
     assert_eq!(dashboard(&svc, tenant, &tok, &format!("&workflow_id={big}")).await["requirements_by_status"], before);
@@ -115,26 +123,29 @@ async fn a_dashboard_over_packs_agrees_with_the_workflows_views_as_records_chang
     let one = dashboard(&svc, tenant, &tok, &format!("&workflow_id={big}")).await;
     assert_eq!(one["requirements_by_status"], after, "the dashboard counts what the workflow's view shows");
     assert_eq!(one["evidence_by_kind"], json!({"document": 68}), "the withdrawn and the superseded record are gone");
-    let (small_view, _) = view(&svc, tenant, &tok, &small).await;
     let all = dashboard(&svc, tenant, &tok, "").await;
     let mut expected = after.as_object().unwrap().clone();
-    for (s, n) in small_view.as_object().unwrap() {
-        let total = expected.get(s).and_then(Value::as_i64).unwrap_or(0) + n.as_i64().unwrap();
-        expected.insert(s.clone(), json!(total));
+    for other in [&small, &heavy] {
+        let (summary, _) = view(&svc, tenant, &tok, other).await;
+        for (s, n) in summary.as_object().unwrap() {
+            let total = expected.get(s).and_then(Value::as_i64).unwrap_or(0) + n.as_i64().unwrap();
+            expected.insert(s.clone(), json!(total));
+        }
     }
     assert_eq!(all["requirements_by_status"], Value::Object(expected));
-    assert_eq!(all["evidence_by_kind"], json!({"document": 69}));
+    assert_eq!(all["evidence_by_kind"], json!({"attestation": 3, "document": 70}));
 
-    // Chunks of at most 32 records: the big workflow has three, the small one one.
+    // Chunks of at most 32 records: the big workflow has three, the small one one, the
+    // heavy one four.
     let mut su = connect("AUMOS_DEV_PRIMARY_SUPERUSER_URL").await;
     let chunks: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT workflow_id::text, count(*), sum(assigned)::bigint FROM gov_evidence_packs WHERE tenant_id = $1 GROUP BY 1 ORDER BY 2",
+        "SELECT workflow_id::text, count(*), sum(assigned)::bigint FROM gov_evidence_packs WHERE tenant_id = $1 GROUP BY 1 ORDER BY 2, 3",
     )
     .bind(tenant)
     .fetch_all(&mut su)
     .await
     .unwrap();
-    assert_eq!(chunks, vec![(small.clone(), 1, 1), (big.clone(), 3, 70)]);
+    assert_eq!(chunks, vec![(small.clone(), 1, 1), (big.clone(), 3, 70), (heavy.clone(), 4, 4)]);
 
     // The evidence projector's tables rebuilt from the ledger: the same packs, the same rows.
     let projected = packs_and_rows(tenant).await;
@@ -148,5 +159,7 @@ async fn a_dashboard_over_packs_agrees_with_the_workflows_views_as_records_chang
     .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(packs_and_rows(tenant).await, projected);
+    let named: bool = sqlx::query_scalar("SELECT to_regclass('public.gov_evidence_chunk') IS NOT NULL").fetch_one(&mut su).await.unwrap();
+    assert!(named, "the rebuilt table's unique index keeps its live name");
     assert_eq!(dashboard(&svc, tenant, &tok, "&regulation=soc2").await["requirements_by_status"], all["requirements_by_status"]);
 }

@@ -205,34 +205,36 @@ impl Projector for EvidenceProjector {
         let (status, by, reason) = match event {
             EvidenceEvent::EvidenceSubmitted(s) => {
                 let workflow_id = s.workflow_id.as_uuid();
-                let chunk = crate::evidence_packs::chunk_for_new(&mut *tx, e.tenant_id, workflow_id).await?;
-                sqlx::query(
+                let sql = format!(
                     "INSERT INTO gov_evidence (tenant_id, evidence_id, workflow_id, kind, description, requirement_ids, control_ids, valid_from, \
                      valid_until, sha256, size_bytes, content_type, filename, decision_id, status, submitted_by, submitted_at, ledger_seq, last_seq, outcome, \
-                     pack_chunk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17, $18, $19)",
-                )
-                .bind(e.tenant_id)
-                .bind(id)
-                .bind(workflow_id)
-                .bind(s.kind.as_str())
-                .bind(s.description.as_str())
-                .bind(s.requirement_ids.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>())
-                .bind(s.control_ids.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>())
-                .bind(s.valid_from)
-                .bind(s.valid_until)
-                .bind(s.artifact.sha256.as_str())
-                .bind(i64::try_from(s.artifact.size_bytes).unwrap_or(i64::MAX))
-                .bind(&s.artifact.content_type)
-                .bind(&s.artifact.filename)
-                .bind(s.decision_id.map(|d| d.as_uuid()))
-                .bind(&e.actor)
-                .bind(e.recorded_at)
-                .bind(e.seq)
-                .bind(s.outcome.as_str())
-                .bind(chunk)
-                .execute(&mut *tx)
-                .await?;
-                return crate::evidence_packs::record_added(tx, e.tenant_id, workflow_id, chunk).await;
+                     pack_chunk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $16, $17, $17, $18, {}) \
+                     RETURNING {}",
+                    crate::evidence_packs::NEXT_CHUNK,
+                    crate::evidence_packs::ADDED
+                );
+                let added: (i32, i32, String) = sqlx::query_as(&sql)
+                    .bind(e.tenant_id)
+                    .bind(id)
+                    .bind(workflow_id)
+                    .bind(s.kind.as_str())
+                    .bind(s.description.as_str())
+                    .bind(s.requirement_ids.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>())
+                    .bind(s.control_ids.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>())
+                    .bind(s.valid_from)
+                    .bind(s.valid_until)
+                    .bind(s.artifact.sha256.as_str())
+                    .bind(i64::try_from(s.artifact.size_bytes).unwrap_or(i64::MAX))
+                    .bind(&s.artifact.content_type)
+                    .bind(&s.artifact.filename)
+                    .bind(s.decision_id.map(|d| d.as_uuid()))
+                    .bind(&e.actor)
+                    .bind(e.recorded_at)
+                    .bind(e.seq)
+                    .bind(s.outcome.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return crate::evidence_packs::record_added(tx, e.tenant_id, workflow_id, added).await;
             }
             EvidenceEvent::EvidenceReviewed { verdict, actor, reason } => {
                 let reviewed: Option<(Uuid, i32)> = sqlx::query_as(

@@ -2,11 +2,12 @@
 //! a workflow's active evidence, a few dozen records to a row, so that a cold dashboard
 //! reads thousands of packs rather than tens of thousands of rows.
 //!
-//! The evidence projector keeps them: each record belongs to one chunk of its workflow
-//! ([`chunk_for_new`]), and a chunk's lines are recomputed in PostgreSQL from its records
-//! (at most [`RECORDS_PER_CHUNK`]) whenever one of them is added or changes
-//! ([`record_added`], [`record_changed`]): one bounded recomputation per evidence event,
-//! however many records the workflow has. The line of a record is made by one SQL
+//! The evidence projector keeps them: each record is given one chunk of its workflow
+//! when submitted ([`NEXT_CHUNK`]: at most 32 records, with ids of 8 KiB in all plus the
+//! last record's, to a chunk), and a chunk's lines are recomputed in PostgreSQL from its
+//! records whenever one of them changes ([`record_changed`]; a new record's line is
+//! appended, [`record_added`]): one bounded recomputation per evidence event, however
+//! many records the workflow has. The line of a record is made by one SQL
 //! function (`gov_evidence_fact_line`) and read here, into the same [`EvidenceFacts`] as
 //! the evidence's own rows; a line that does not decode is an error, never a default.
 
@@ -19,56 +20,59 @@ use aggregates::compliance::{EvidenceKind, Outcome, Verdict};
 use crate::evidence::EvidenceFacts;
 use crate::ProjectionError;
 
-/// Records a chunk is given before the next chunk is begun.
-pub const RECORDS_PER_CHUNK: i32 = 32;
-/// Bytes of lines after which a chunk is given no more records (one record naming
-/// thousands of ids fills a chunk on its own).
-pub const CHUNK_BYTES: i32 = 8192;
+/// The chunk a record of workflow `$3` of tenant `$1` submitted now goes to (a scalar
+/// subquery of the evidence's INSERT, so that the projector locks `gov_evidence` before
+/// `gov_evidence_packs`, in the order a rebuild's swap locks them): the workflow's last
+/// chunk, unless it is full (the rule is `gov_evidence_next_chunk`'s, the migration's).
+pub(crate) const NEXT_CHUNK: &str = "coalesce((SELECT gov_evidence_next_chunk(p.chunk, p.assigned, p.assigned_bytes) \
+    FROM gov_evidence_packs p WHERE p.tenant_id = $1 AND p.workflow_id = $3 ORDER BY p.chunk DESC LIMIT 1), \
+    gov_evidence_next_chunk(NULL, 0, 0))";
 
-/// The chunk of `workflow_id` a record projected now goes to: the workflow's last chunk,
-/// unless it is full (or there is none).
-pub(crate) async fn chunk_for_new(conn: &mut PgConnection, tenant: Uuid, workflow_id: Uuid) -> Result<i32, ProjectionError> {
-    let last: Option<(i32, i32, i32)> = sqlx::query_as(
-        "SELECT chunk, assigned, octet_length(facts) FROM gov_evidence_packs WHERE tenant_id = $1 AND workflow_id = $2 \
-         ORDER BY chunk DESC LIMIT 1",
+/// What the evidence's INSERT returns for [`record_added`]: the record's chunk, the bytes
+/// of its ids and its line.
+pub(crate) const ADDED: &str = "pack_chunk, gov_evidence_id_bytes(requirement_ids, control_ids), \
+    gov_evidence_fact_line(evidence_id, kind, requirement_ids, control_ids, valid_from, valid_until, outcome, review_verdict)";
+
+/// The lines of chunk `$3` of workflow `$2` of tenant `$1`: its active records', in ledger
+/// order ('' when none is active).
+const CHUNK_FACTS: &str = "coalesce((SELECT string_agg(gov_evidence_fact_line(e.evidence_id, e.kind, e.requirement_ids, \
+    e.control_ids, e.valid_from, e.valid_until, e.outcome, e.review_verdict), E'\\n' ORDER BY e.ledger_seq) \
+    FROM gov_evidence e WHERE e.tenant_id = $1 AND e.workflow_id = $2 AND e.pack_chunk = $3 AND e.status = 'active'), '')";
+
+/// A record was added to `chunk` (already in `gov_evidence`; its ids weigh `id_bytes`, and
+/// `line` is its line): the chunk counts it and its line is appended (the record is the
+/// chunk's latest in ledger order, as records are given chunks in that order).
+pub(crate) async fn record_added(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    workflow_id: Uuid,
+    (chunk, id_bytes, line): (i32, i32, String),
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO gov_evidence_packs AS p (tenant_id, workflow_id, chunk, assigned, assigned_bytes, facts) \
+         VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (tenant_id, workflow_id, chunk) DO UPDATE \
+         SET assigned = p.assigned + 1, assigned_bytes = p.assigned_bytes + EXCLUDED.assigned_bytes, \
+         facts = CASE WHEN p.facts = '' THEN EXCLUDED.facts ELSE p.facts || E'\\n' || EXCLUDED.facts END",
     )
     .bind(tenant)
     .bind(workflow_id)
-    .fetch_optional(conn)
+    .bind(chunk)
+    .bind(id_bytes)
+    .bind(line)
+    .execute(conn)
     .await?;
-    Ok(next_chunk(last))
-}
-
-/// [`chunk_for_new`]'s rule, from the last chunk's number, records given and bytes.
-fn next_chunk(last: Option<(i32, i32, i32)>) -> i32 {
-    match last {
-        None => 0,
-        Some((chunk, assigned, bytes)) if assigned >= RECORDS_PER_CHUNK || bytes >= CHUNK_BYTES => chunk.saturating_add(1),
-        Some((chunk, ..)) => chunk,
-    }
-}
-
-/// The lines of chunk `$3` of workflow `$2` of tenant `$1`: its active records', in
-/// evidence-id order ('' when none is active).
-const CHUNK_FACTS: &str = "coalesce((SELECT string_agg(gov_evidence_fact_line(e.evidence_id, e.kind, e.requirement_ids, \
-    e.control_ids, e.valid_from, e.valid_until, e.outcome, e.review_verdict), E'\\n' ORDER BY e.evidence_id) \
-    FROM gov_evidence e WHERE e.tenant_id = $1 AND e.workflow_id = $2 AND e.pack_chunk = $3 AND e.status = 'active'), '')";
-
-/// A record was added to `chunk` (already in `gov_evidence`): the chunk counts it and its
-/// lines are recomputed.
-pub(crate) async fn record_added(conn: &mut PgConnection, tenant: Uuid, workflow_id: Uuid, chunk: i32) -> Result<(), ProjectionError> {
-    let sql = format!(
-        "INSERT INTO gov_evidence_packs (tenant_id, workflow_id, chunk, assigned, facts) VALUES ($1, $2, $3, 1, {CHUNK_FACTS}) \
-         ON CONFLICT (tenant_id, workflow_id, chunk) DO UPDATE SET assigned = gov_evidence_packs.assigned + 1, facts = EXCLUDED.facts"
-    );
-    sqlx::query(&sql).bind(tenant).bind(workflow_id).bind(chunk).execute(conn).await?;
     Ok(())
 }
 
 /// A record of `chunk` changed (its status or verdict): the chunk's lines are recomputed.
+/// The chunk's pack exists (its record was added to it); a missing one is an error, not
+/// records silently left out of dashboards.
 pub(crate) async fn record_changed(conn: &mut PgConnection, tenant: Uuid, workflow_id: Uuid, chunk: i32) -> Result<(), ProjectionError> {
     let sql = format!("UPDATE gov_evidence_packs SET facts = {CHUNK_FACTS} WHERE tenant_id = $1 AND workflow_id = $2 AND chunk = $3");
-    sqlx::query(&sql).bind(tenant).bind(workflow_id).bind(chunk).execute(conn).await?;
+    let updated = sqlx::query(&sql).bind(tenant).bind(workflow_id).bind(chunk).execute(conn).await?;
+    if updated.rows_affected() != 1 {
+        return Err(ProjectionError::Decode(format!("the evidence pack of workflow {workflow_id}, chunk {chunk}, is missing")));
+    }
     Ok(())
 }
 
@@ -111,8 +115,8 @@ pub struct PacksInWorkflowOrder {
 }
 
 impl PacksInWorkflowOrder {
-    /// Packs fetched at once: each holds at most [`CHUNK_BYTES`] of lines and one more
-    /// record's (~1 KB for ten records of a few ids).
+    /// Packs fetched at once: a pack holds at most 32 records, with ids of 8 KiB in all
+    /// and one more record's (~1 KB for ten records of a few ids).
     const PER_FETCH: usize = 128;
 
     /// Opens the cursor over `which` workflows in `conn`'s transaction (it closes with it).

@@ -69,13 +69,13 @@ fn a_line_that_does_not_decode_is_an_error_that_names_its_workflow_never_a_defau
 }
 
 #[test]
-fn a_record_goes_to_the_last_chunk_until_it_was_given_its_records_or_holds_its_bytes() {
-    assert_eq!(next_chunk(None), 0);
-    assert_eq!(next_chunk(Some((0, 1, 100))), 0);
-    assert_eq!(next_chunk(Some((3, RECORDS_PER_CHUNK - 1, CHUNK_BYTES - 1))), 3);
-    assert_eq!(next_chunk(Some((3, RECORDS_PER_CHUNK, 0))), 4, "given its records (some may be withdrawn since)");
-    assert_eq!(next_chunk(Some((3, 1, CHUNK_BYTES))), 4, "one large record fills a chunk");
-    assert_eq!(next_chunk(Some((i32::MAX, RECORDS_PER_CHUNK, 0))), i32::MAX);
+fn no_id_can_hold_a_separator_of_the_lines() {
+    use aggregates::compliance::{ControlId, RequirementId};
+    for sep in [" ", "\t", "\n"] {
+        assert!(RequirementId::parse(&format!("CC6{sep}1")).is_err(), "{sep:?}");
+        assert!(ControlId::parse(&format!("PR.AA{sep}1")).is_err(), "{sep:?}");
+    }
+    assert!(RequirementId::parse("164.308(a)(1),x").is_ok(), "commas are allowed: the lines do not use them");
 }
 
 #[test]
@@ -90,10 +90,11 @@ fn the_cursor_narrows_to_the_asked_workflows_with_literals_that_are_only_hex_and
 }
 
 #[test]
-fn the_migration_defines_the_line_this_module_reads_and_the_same_chunk_size() {
+fn the_migration_defines_the_line_this_module_reads_and_the_rule_the_projector_calls() {
     let migration = include_str!("../../migrations/20261202000101_gov_evidence_packs.sql");
     assert!(migration.contains("CREATE FUNCTION gov_evidence_fact_line("));
-    assert!(migration.contains(&format!("SET pack_chunk = n.k / {RECORDS_PER_CHUNK}\n")));
+    assert!(migration.contains("CREATE FUNCTION gov_evidence_next_chunk(last_chunk integer, assigned integer, assigned_bytes integer)"));
+    assert!(NEXT_CHUNK.contains("gov_evidence_next_chunk(p.chunk, p.assigned, p.assigned_bytes)"));
     assert!(migration.contains("(valid_from - DATE '2000-01-01')"));
     assert_eq!(NaiveDate::from_num_days_from_ce_opt(EPOCH_CE), NaiveDate::from_ymd_opt(2000, 1, 1));
 }

@@ -28,6 +28,10 @@ use sqlx::{Connection, PgConnection};
 use crate::adapters::ledger::LedgerReader;
 use crate::application::apply::{apply_events, records};
 
+#[path = "rebuild_indexes.rs"]
+mod indexes;
+use indexes::{placed, quoted, secondary_indexes, unique_index_names};
+
 /// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
 
@@ -74,31 +78,6 @@ async fn replay(
     Ok(pos)
 }
 
-/// The indexes of `schema.table` that back no constraint and are not unique (so no insert
-/// or upsert relies on them): `(name, CREATE INDEX statement)`.
-async fn secondary_indexes(conn: &mut PgConnection, schema: &str, table: &str) -> Result<Vec<(String, String)>, RebuildError> {
-    Ok(sqlx::query_as(
-        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
-           JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
-           JOIN pg_namespace n ON n.oid = t.relnamespace \
-          WHERE n.nspname = $1 AND t.relname = $2 AND NOT i.indisunique \
-            AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
-          ORDER BY c.relname",
-    )
-    .bind(schema)
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
-/// A live index's definition, on `gov_rebuild.table` instead: qualified (`ON public.t`)
-/// unless the live table is visible unqualified.
-fn placed(name: &str, definition: &str, table: &str) -> Result<String, RebuildError> {
-    let split = definition.split_once(&format!(" ON public.{table} ")).or_else(|| definition.split_once(&format!(" ON {table} ")));
-    let Some((head, tail)) = split else { return Err(RebuildError::Index(format!("{name}: {definition}"))) };
-    Ok(format!("{head} ON gov_rebuild.{table} {tail}"))
-}
-
 /// Runs `sql` (one or more statements, no parameters) on `conn`: the simple-query
 /// protocol, as `raw_sql` would, in a future the rebuild's tasks can move between threads.
 async fn statements(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
@@ -141,11 +120,6 @@ async fn row_security_policies(conn: &mut PgConnection, table: &str) -> Result<S
             format!("CREATE POLICY {} ON gov_rebuild.{table} AS {permissive} FOR {cmd} TO {roles}{using}{check};", quoted(name))
         })
         .collect())
-}
-
-/// An identifier quoted for SQL.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Connections an order-free projector ([`Projector::order_free`]) is rebuilt on.
@@ -387,6 +361,10 @@ async fn fill_and_swap(
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );
         statements(&mut conn, &ddl).await?;
+        let renames = unique_index_names(&mut conn, t).await?;
+        if !renames.is_empty() {
+            statements(&mut conn, &renames).await?;
+        }
         // Indexes that no constraint or upsert needs are built once, after the bulk of
         // the replay, rather than kept up to date row by row.
         for index in secondary_indexes(&mut conn, "gov_rebuild", t).await? {
