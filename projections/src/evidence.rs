@@ -64,7 +64,8 @@ pub async fn of_workflow(conn: &mut PgConnection, workflow_id: Uuid) -> Result<V
 
 /// What judging requirements reads of an active evidence record: whom it reaches, its
 /// period, outcome and verdict (read from the evidence's rows for one workflow, and from
-/// [`crate::evidence_packs`] for a dashboard). Decoded into its types: a stored value none of them names is an error, not a default.
+/// [`crate::evidence_packs`] for a dashboard). Decoded into its types: a stored value none
+/// of them names is an error, not a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFacts {
     pub evidence_id: Uuid,
@@ -84,7 +85,8 @@ pub async fn workflow_facts(conn: &mut PgConnection, workflow_id: Uuid) -> Resul
     Ok(sqlx::query_as(&sql).bind(workflow_id).fetch_all(conn).await?)
 }
 
-/// A row of [`FACTS`], by column position; the enumerations are read as borrowed text and parsed, so they cost no allocation.
+/// A row of [`FACTS`], by column position; the enumerations are read as borrowed text and
+/// parsed, so they cost no allocation.
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for EvidenceFacts {
     fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
