@@ -2,7 +2,7 @@
 //! (`gov_evidence_packs`), which the evidence projector keeps, a few dozen records to a
 //! chunk: as records are added, superseded, withdrawn and rejected, the dashboard agrees
 //! with the workflow's own status view (read from the evidence's rows), and a rebuild
-//! reproduces the packs row for row.
+//! reproduces the packs row for row, on a table with the live one's storage options.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -161,5 +161,11 @@ async fn a_dashboard_over_packs_agrees_with_the_workflows_views_as_records_chang
     assert_eq!(packs_and_rows(tenant).await, projected);
     let named: bool = sqlx::query_scalar("SELECT to_regclass('public.gov_evidence_chunk') IS NOT NULL").fetch_one(&mut su).await.unwrap();
     assert!(named, "the rebuilt table's unique index keeps its live name");
+    let options: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE oid = 'public.gov_evidence_packs'::regclass")
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]), "the rebuilt packs keep the live table's room for HOT updates");
     assert_eq!(dashboard(&svc, tenant, &tok, "&regulation=soc2").await["requirements_by_status"], all["requirements_by_status"]);
 }

@@ -30,7 +30,7 @@ use crate::application::apply::{apply_events, records};
 
 #[path = "rebuild_indexes.rs"]
 mod indexes;
-use indexes::{placed, quoted, secondary_indexes, unique_index_names};
+use indexes::{placed, quoted, secondary_indexes, storage_options, unique_index_names};
 
 /// Seqs read per query (at most as many entries).
 const BATCH: i64 = 5000;
@@ -355,8 +355,9 @@ async fn fill_and_swap(
         // Table names are compile-time constants of the projectors, never input.
         let forced = if projector.order_free() { String::new() } else { force(t) };
         let policies = row_security_policies(&mut conn, t).await?;
+        let options = storage_options(&mut conn, t).await?;
         let ddl = format!(
-            "DROP TABLE IF EXISTS gov_rebuild.{t}; CREATE TABLE gov_rebuild.{t} (LIKE public.{t} INCLUDING ALL); \
+            "DROP TABLE IF EXISTS gov_rebuild.{t}; CREATE TABLE gov_rebuild.{t} (LIKE public.{t} INCLUDING ALL); {options} \
              ALTER TABLE gov_rebuild.{t} ENABLE ROW LEVEL SECURITY; {forced} {policies} \
              REVOKE ALL ON gov_rebuild.{t} FROM PUBLIC; GRANT SELECT, INSERT, UPDATE, DELETE ON gov_rebuild.{t} TO gov_app;"
         );

@@ -1,6 +1,8 @@
-//! The indexes of a read model's tables as `projections rebuild` handles them: the
-//! secondary ones (built once, after the replay, under the live names) and the unique ones
-//! backing no constraint (kept while replaying, renamed to the live names).
+//! What `projections rebuild` gives its copies of a read model's tables beyond `LIKE …
+//! INCLUDING ALL`: the live tables' storage options (which `LIKE` does not copy), and
+//! their indexes as it handles them: the secondary ones (built once, after the replay,
+//! under the live names) and the unique ones backing no constraint (kept while replaying,
+//! renamed to the live names).
 
 use sqlx::PgConnection;
 
@@ -60,6 +62,20 @@ pub(super) fn placed(name: &str, definition: &str, table: &str) -> Result<String
     let split = definition.split_once(&format!(" ON public.{table} ")).or_else(|| definition.split_once(&format!(" ON {table} ")));
     let Some((head, tail)) = split else { return Err(RebuildError::Index(format!("{name}: {definition}"))) };
     Ok(format!("{head} ON gov_rebuild.{table} {tail}"))
+}
+
+/// The statement that gives `gov_rebuild.table` the storage options of `public.table`
+/// (e.g. the evidence packs' fillfactor), or nothing when it has none.
+pub(super) async fn storage_options(conn: &mut PgConnection, table: &str) -> Result<String, RebuildError> {
+    let options: Option<String> = sqlx::query_scalar(
+        "SELECT array_to_string(c.reloptions, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname = 'public' AND c.relname = $1",
+    )
+    .bind(table)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    Ok(options.filter(|o| !o.is_empty()).map(|o| format!("ALTER TABLE gov_rebuild.{table} SET ({o});")).unwrap_or_default())
 }
 
 /// An identifier quoted for SQL.

@@ -1,0 +1,11 @@
+-- Evidence packs: room on each page for a pack's next version (#14).
+--
+-- Every evidence event rewrites one pack row (a new record's line appended, or the chunk's
+-- lines recomputed). With full pages each new version went to another page: after a bulk
+-- load of 500,000 records, 450,000 updates of the packs had left 952 on their page (HOT)
+-- and the table at 159 MB for ~50 MB of live rows, with an index entry for every version,
+-- until autovacuum came by. Half of each page is left free on insert, so a pack's next
+-- version fits beside it (no column of the primary key changes: a HOT update, with no new
+-- index entry), and reading the page prunes the versions no one can see any more.
+-- `projections rebuild` gives the tables it rebuilds the live tables' storage options.
+ALTER TABLE gov_evidence_packs SET (fillfactor = 50);
