@@ -7,5 +7,8 @@
 -- until autovacuum came by. Half of each page is left free on insert, so a pack's next
 -- version fits beside it (no column of the primary key changes: a HOT update, with no new
 -- index entry), and reading the page prunes the versions no one can see any more.
--- `projections rebuild` gives the tables it rebuilds the live tables' storage options.
+-- Pages already written keep their rows until those move (a new version that does not
+-- fit goes to a page with room) or `projections rebuild --projection evidence` rewrites
+-- the table. `projections rebuild` gives the tables it rebuilds the live tables' storage
+-- options.
 ALTER TABLE gov_evidence_packs SET (fillfactor = 50);
