@@ -6,7 +6,9 @@
 -- and the table at 159 MB for ~50 MB of live rows, with an index entry for every version,
 -- until autovacuum came by. Half of each page is left free on insert, so a pack's next
 -- version fits beside it (no column of the primary key changes: a HOT update, with no new
--- index entry), and reading the page prunes the versions no one can see any more.
+-- index entry), and reading the page prunes the versions no one can see any more. Replaying
+-- those 500,000 records then left 372,000 of the 450,000 updates on their page and the
+-- table at 98 MB, against 206 MB at full pages.
 -- Pages already written keep their rows until those move (a new version that does not
 -- fit goes to a page with room) or `projections rebuild --projection evidence` rewrites
 -- the table. `projections rebuild` gives the tables it rebuilds the live tables' storage
