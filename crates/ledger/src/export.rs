@@ -79,9 +79,14 @@ impl From<&LedgerEntry> for ExportEntry {
     }
 }
 
-fn hash32(field: &str, text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text).map_err(|_| format!("{field} is not hex"))?;
-    bytes.as_slice().try_into().map_err(|_| format!("{field} is not 32 bytes"))
+/// A 32-byte hash from its 64 hex digits, exactly as the ledger writes them: nothing
+/// before or after (`hex` here is `const-hex`, which alone would also take a `0x` prefix).
+pub(crate) fn hash32(field: &str, text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 || hex::decode_to_slice(text, &mut out).is_err() {
+        return Err(format!("{field} is not 32 bytes of hex"));
+    }
+    Ok(out)
 }
 
 impl TryFrom<&ExportEntry> for LedgerEntry {
@@ -143,4 +148,21 @@ pub enum ProofFile {
 
 pub fn decode_hashes(field: &str, hashes: &[String]) -> Result<Vec<[u8; 32]>, String> {
     hashes.iter().map(|h| hash32(field, h)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_read_only_from_exactly_64_hex_digits() {
+        let text = "00ff".repeat(16);
+        assert_eq!(hash32("hash", &text).unwrap(), [[0x00, 0xff]; 16].concat().as_slice());
+        assert_eq!(hash32("hash", &text.to_uppercase()).unwrap(), hash32("hash", &text).unwrap());
+        for bad in
+            [format!("0x{text}"), format!("0x{}", &text[2..]), text[1..].to_string(), format!("{text}00"), format!("{}g", &text[1..])]
+        {
+            assert_eq!(hash32("prev_hash", &bad), Err("prev_hash is not 32 bytes of hex".to_string()), "{bad}");
+        }
+    }
 }

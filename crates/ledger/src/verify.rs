@@ -67,11 +67,7 @@ impl EntryDigest {
 
     /// An export line's entry, hashed from its fields as given (no re-formatting).
     pub fn of_export(e: &ExportEntry) -> Result<Self, VerifyError> {
-        let hex32 = |field: &str, text: &str| -> Result<[u8; 32], VerifyError> {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(text, &mut out).map_err(|_| fail(e.seq, format!("{field} is not 32 bytes of hex")))?;
-            Ok(out)
-        };
+        let hex32 = |field: &str, text: &str| crate::export::hash32(field, text).map_err(|why| fail(e.seq, why));
         let (prev_hash, hash) = (hex32("prev_hash", &e.prev_hash)?, hex32("hash", &e.hash)?);
         let recorded_at = chrono::TimeZone::timestamp_micros(&chrono::Utc, e.recorded_at_micros)
             .single()
