@@ -338,5 +338,14 @@ mod tests {
         let cut: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":3001,")).collect();
         let e = verify(&(cut.join("\n") + "\n"), &signer, "missing").unwrap_err();
         assert_eq!(e.seq, 3001, "{e}");
+
+        // A hash written as 0x and its 64 digits: the same bytes, but not the ledger's text.
+        let prefixed: Vec<String> = text
+            .lines()
+            .map(|l| if l.contains("\"seq\":3500,") { l.replacen("\"prev_hash\":\"", "\"prev_hash\":\"0x", 1) } else { l.to_owned() })
+            .collect();
+        assert_ne!(prefixed.join("\n") + "\n", text);
+        let e = verify(&(prefixed.join("\n") + "\n"), &signer, "prefixed").unwrap_err();
+        assert_eq!((e.seq, e.reason.as_str()), (3500, "prev_hash is not 32 bytes of hex"), "{e}");
     }
 }
