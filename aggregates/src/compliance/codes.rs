@@ -174,7 +174,7 @@ impl Sha256 {
         }
     }
     pub fn from_digest(bytes: [u8; 32]) -> Self {
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(hex::encode(bytes))
     }
     pub fn as_str(&self) -> &str {
         &self.0
