@@ -1,6 +1,6 @@
 //! `make bench-ledger`: the ledger's append throughput and latency against plain INSERTs
-//! on the same audit cluster in the same run (in turns, `BENCH_ROUNDS`), and offline
-//! verification speed.
+//! on the same audit cluster in the same run (in turns, `BENCH_ROUNDS`), how busy the
+//! machine's cores were during each arm, and offline verification speed.
 //!
 //! Needs the audit cluster's URLs in the environment (scripts/bench-ledger.sh provides a
 //! private cluster). Writes target/bench/ledger.json.
@@ -45,13 +45,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// An arm's turns so far: latencies (ms), time run, WAL counters, metrics before and after each turn.
+/// An arm's turns so far: latencies (ms), time run, WAL counters, metrics before and after
+/// each turn, and the machine's busy and total CPU ticks over them.
 #[derive(Default)]
 struct Arm {
     lat: Vec<f64>,
     elapsed: Duration,
     wal: Wal,
     scrapes: Vec<(String, String)>,
+    ticks: (f64, f64),
+}
+
+impl Arm {
+    /// How busy the machine's cores were during the arm's turns (0 to 1): an arm that
+    /// leaves them idle is held back by a serial path, not by the machine's CPU.
+    fn machine_busy(&self) -> f64 {
+        let (busy, total) = self.ticks;
+        if total > 0.0 {
+            (busy / total * 100.0).round() / 100.0
+        } else {
+            0.0
+        }
+    }
 }
 
 struct Run {
@@ -304,12 +319,14 @@ async fn main() {
     for _ in 0..rounds {
         for (i, arm) in arms.iter_mut().enumerate() {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let (w0, m0) = (wal().await, metrics());
+            let (w0, m0, t0) = (wal().await, metrics(), support::machine_ticks());
             let (lat, elapsed) = match i {
                 0 => plain_inserts(d / rounds).await,
                 1 => ledger_appends(d / rounds, 1).await,
                 _ => ledger_appends(d / rounds, 16).await,
             };
+            let t1 = support::machine_ticks();
+            arm.ticks = (arm.ticks.0 + t1.0 - t0.0, arm.ticks.1 + t1.1 - t0.1);
             arm.wal = wal().await.added(w0, arm.wal);
             arm.scrapes.push((m0, metrics()));
             arm.lat.extend(lat);
@@ -317,6 +334,8 @@ async fn main() {
         }
     }
     plain_table(false).await;
+    let machine_busy = serde_json::json!({"plain_insert": arms[0].machine_busy(), "ledger": arms[1].machine_busy(),
+        "ledger_128_in_flight": arms[2].machine_busy()});
     let [plain, ledger, busy] = arms;
     let (appends_8, appends_128) = (histogram::appends_over(&ledger.scrapes), histogram::appends_over(&busy.scrapes));
     let (plain_wal, ledger_wal, busy_wal) = (plain.wal, ledger.wal, busy.wal);
@@ -336,6 +355,7 @@ async fn main() {
         "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
         "wal": {"plain_insert": wal_per_row(plain_wal, plain.count), "ledger": wal_per_row(ledger_wal, ledger.count),
             "ledger_128_in_flight": wal_per_row(busy_wal, busy.count)},
+        "machine_busy": machine_busy,
         "ledger_batches": appends_8,
         "ledger_128_in_flight_batches": appends_128,
         "verify_entries_per_s": verify.round(),
@@ -367,6 +387,7 @@ async fn main() {
     println!("  batches, 8 writers:     {}", report["ledger_batches"]);
     println!("  batches, 128 in flight: {}", report["ledger_128_in_flight_batches"]);
     println!("  WAL per row:            {}", report["wal"]);
+    println!("  machine busy (of its cores, per arm): {}", report["machine_busy"]);
     println!("  offline verify    {verify:>9.0} entries/s");
     println!("  wrote target/bench/ledger.json");
 }

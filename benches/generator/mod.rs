@@ -50,16 +50,6 @@ fn own_cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-/// The machine's (busy, total) ticks over all cores, from /proc/stat.
-fn machine_ticks() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|s| s.parse().ok()).collect();
-    let total: f64 = cpu.iter().sum();
-    // idle and iowait are fields 4 and 5.
-    let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
-    (total - idle, total)
-}
-
 /// Drives `make` with `clients` concurrent clients for `d` (after 50 warm-up requests).
 pub async fn drive(name: &str, clients: usize, d: Duration, make: MakeRequest) -> Arm {
     drive_interleaved(&[(name.to_owned(), make)], clients, d, 1).await.remove(0)
@@ -110,7 +100,7 @@ struct Slice {
 }
 
 async fn slice(client: &reqwest::Client, clients: usize, d: Duration, make: &MakeRequest) -> Slice {
-    let (cpu0, (busy0, total0)) = (own_cpu_seconds(), machine_ticks());
+    let (cpu0, (busy0, total0)) = (own_cpu_seconds(), super::support::machine_ticks());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -137,7 +127,7 @@ async fn slice(client: &reqwest::Client, clients: usize, d: Duration, make: &Mak
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let (cpu1, (busy1, total1)) = (own_cpu_seconds(), machine_ticks());
+    let (cpu1, (busy1, total1)) = (own_cpu_seconds(), super::support::machine_ticks());
     Slice { lat, errors, elapsed, cpu: cpu1 - cpu0, busy: busy1 - busy0, total: total1 - total0 }
 }
 

@@ -20,6 +20,17 @@ pub fn pct(v: &mut [f64], p: f64) -> f64 {
     }
 }
 
+/// The machine's (busy, total) ticks over all cores, from /proc/stat: how busy the
+/// machine was between two readings is the busy difference over the total difference.
+pub fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let total: f64 = cpu.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
 /// POSTs JSON as a tenant and returns the JSON answer.
 pub async fn post_json(client: &reqwest::Client, url: String, tenant: &str, token: &str, body: &Value) -> Value {
     client.post(url).bearer_auth(token).header("X-Tenant-ID", tenant).json(body).send().await.unwrap().json().await.unwrap()
