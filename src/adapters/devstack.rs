@@ -100,6 +100,17 @@ fn free_port() -> Result<u16, DevStackError> {
     l.local_addr().map(|a| a.port()).map_err(|e| io("choosing a free port", e))
 }
 
+/// How often [`LocalStack::up`] moves a cluster whose chosen port another process took.
+const PORT_MOVES: u32 = 5;
+
+/// What PostgreSQL logs when its port is bound by another process.
+const PORT_IN_USE: &[u8] = b"Address already in use";
+
+fn write_state(state_file: &Path, state: &StackState) -> Result<(), DevStackError> {
+    let json = serde_json::to_vec_pretty(state).map_err(|e| DevStackError::Io(e.to_string()))?;
+    crate::adapters::fsutil::write_private(state_file, &json).map_err(|e| io("writing stack.json", e))
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
@@ -153,7 +164,8 @@ impl LocalStack {
     }
 
     /// Creates the clusters if needed, starts them if stopped and (re)provisions roles
-    /// and databases. Idempotent.
+    /// and databases. Idempotent. Without `ports`, it chooses free ones, and moves a
+    /// cluster whose port another process took meanwhile.
     pub async fn up(dir: &Path, pg_bin: &Path, ports: Option<(u16, u16)>) -> Result<Self, DevStackError> {
         std::fs::create_dir_all(dir).map_err(|e| io("creating the data directory", e))?;
         let dir = dir.canonicalize().map_err(|e| io("resolving the data directory", e))?;
@@ -177,8 +189,7 @@ impl LocalStack {
                         ledger_reader: random_password(),
                     },
                 };
-                let json = serde_json::to_vec_pretty(&state).map_err(|e| DevStackError::Io(e.to_string()))?;
-                crate::adapters::fsutil::write_private(&state_file, &json).map_err(|e| io("writing stack.json", e))?;
+                write_state(&state_file, &state)?;
                 state
             }
         };
@@ -192,7 +203,8 @@ impl LocalStack {
         for c in [Cluster::Primary, Cluster::Audit] {
             stack.init(c)?;
             if !stack.is_running(c) {
-                stack.start(c)?;
+                // Ports given by the caller stay where they were given.
+                stack.start_on_a_free_port(c, ports.is_none())?;
                 stack.started.push(c);
             }
         }
@@ -266,9 +278,56 @@ impl LocalStack {
             return Ok(());
         }
         let mut cmd = self.pg_command("pg_ctl");
-        cmd.arg("-D").arg(self.data_dir(c)).arg("-l").arg(self.pg_dir().join(format!("{}.log", c.name())));
+        cmd.arg("-D").arg(self.data_dir(c)).arg("-l").arg(self.log_file(c));
         cmd.args(["-w", "-t", "60", "start"]);
         run(cmd).map(|_| ())
+    }
+
+    /// Starts a cluster. With `may_move` (its port was chosen here, not given), a start
+    /// that fails because another process bound the port between its choice and the start
+    /// (the log says the address is in use: a race that choosing a free port cannot close)
+    /// is tried again on a new free port, recorded in postgresql.conf and stack.json.
+    fn start_on_a_free_port(&mut self, c: Cluster, may_move: bool) -> Result<(), DevStackError> {
+        let mut moves = 0;
+        loop {
+            let logged = std::fs::metadata(self.log_file(c)).map(|m| m.len()).unwrap_or(0);
+            match self.start(c) {
+                Ok(()) => return Ok(()),
+                Err(e) if may_move && moves < PORT_MOVES && self.port_was_taken(c, logged) => {
+                    moves += 1;
+                    let port = free_port()?;
+                    tracing::warn!(cluster = c.name(), from = self.port(c), to = port, error = %e, "a local cluster's port was taken; moving it");
+                    self.move_port(c, port)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the cluster's log, after its first `from` bytes, says its port was in use.
+    fn port_was_taken(&self, c: Cluster, from: u64) -> bool {
+        let log = std::fs::read(self.log_file(c)).unwrap_or_default();
+        let new = usize::try_from(from).ok().and_then(|f| log.get(f..)).unwrap_or_default();
+        new.windows(PORT_IN_USE.len()).any(|w| w == PORT_IN_USE)
+    }
+
+    /// Gives a cluster a new port: in its configuration (a later `port` line overrides the
+    /// first) and in stack.json, so the URLs and a later `dev up` use it.
+    fn move_port(&mut self, c: Cluster, port: u16) -> Result<(), DevStackError> {
+        use std::io::Write;
+        match c {
+            Cluster::Primary => self.state.primary_port = port,
+            Cluster::Audit => self.state.audit_port = port,
+        }
+        let conf = self.data_dir(c).join("postgresql.conf");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&conf).map_err(|e| io("postgresql.conf", e))?;
+        f.write_all(format!("\n# the port chosen before was taken by another process\nport = {port}\n").as_bytes())
+            .map_err(|e| io("postgresql.conf", e))?;
+        write_state(&self.dir.join("stack.json"), &self.state)
+    }
+
+    fn log_file(&self, c: Cluster) -> PathBuf {
+        self.pg_dir().join(format!("{}.log", c.name()))
     }
 
     pub fn stop(&self, c: Cluster) -> Result<(), DevStackError> {
