@@ -237,16 +237,21 @@ impl LocalStack {
             c.name(),
             self.port(c)
         );
+        self.append_conf(c, &conf)
+    }
+
+    /// Appends settings to a cluster's postgresql.conf (a later line of a setting overrides
+    /// an earlier one). Takes effect at the next start.
+    fn append_conf(&self, c: Cluster, text: &str) -> Result<(), DevStackError> {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).map_err(|e| io("postgresql.conf", e))?;
-        f.write_all(conf.as_bytes()).map_err(|e| io("postgresql.conf", e))?;
-        Ok(())
+        let conf = self.data_dir(c).join("postgresql.conf");
+        let mut f = std::fs::OpenOptions::new().append(true).open(conf).map_err(|e| io("postgresql.conf", e))?;
+        f.write_all(text.as_bytes()).map_err(|e| io("postgresql.conf", e))
     }
 
     /// Switches TLS on for a cluster with the given PEM certificate (chain) and key, and, if
     /// `only`, refuses connections without it. Takes effect at the next start.
     pub fn enable_tls(&self, c: Cluster, cert_pem: &str, key_pem: &str, only: bool) -> Result<(), DevStackError> {
-        use std::io::Write;
         let data = self.data_dir(c);
         for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
             let path = data.join(name);
@@ -257,8 +262,7 @@ impl LocalStack {
                 run(chown)?;
             }
         }
-        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).map_err(|e| io("postgresql.conf", e))?;
-        f.write_all(b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n").map_err(|e| io("postgresql.conf", e))?;
+        self.append_conf(c, "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
         if only {
             let hba = "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n";
             std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| io("pg_hba.conf", e))?;
@@ -311,18 +315,13 @@ impl LocalStack {
         new.windows(PORT_IN_USE.len()).any(|w| w == PORT_IN_USE)
     }
 
-    /// Gives a cluster a new port: in its configuration (a later `port` line overrides the
-    /// first) and in stack.json, so the URLs and a later `dev up` use it.
+    /// Gives a cluster a new port: in its configuration and in stack.json, so the URLs and a later `dev up` use it.
     fn move_port(&mut self, c: Cluster, port: u16) -> Result<(), DevStackError> {
-        use std::io::Write;
         match c {
             Cluster::Primary => self.state.primary_port = port,
             Cluster::Audit => self.state.audit_port = port,
         }
-        let conf = self.data_dir(c).join("postgresql.conf");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&conf).map_err(|e| io("postgresql.conf", e))?;
-        f.write_all(format!("\n# the port chosen before was taken by another process\nport = {port}\n").as_bytes())
-            .map_err(|e| io("postgresql.conf", e))?;
+        self.append_conf(c, &format!("\n# the port chosen before was taken by another process\nport = {port}\n"))?;
         write_state(&self.dir.join("stack.json"), &self.state)
     }
 
