@@ -3,7 +3,10 @@
 //! `GET /api/v1/compliance/dashboard`: warm (served from the cache) and cold (right after a
 //! compliance event invalidated the tenant's cache, so computed from the read models),
 //! right after seeding and again settled (after `VACUUM (ANALYZE)` and `CHECKPOINT`, with
-//! `BENCH_SETTLE_URL`).
+//! `BENCH_SETTLE_URL`). The first measurement's cold times are also written in the order
+//! measured (`cold_series_ms`: twenty per tenant, tenant after tenant), which shows whether
+//! the slow ones are each tenant's first; `BENCH_CHECKPOINT_FIRST=1` runs a `CHECKPOINT`
+//! before it (the load's dirty pages written, nothing vacuumed), to tell the two apart.
 //! scripts/bench-dashboard.sh starts the service; this writes target/bench/dashboard.json.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -120,7 +123,21 @@ async fn main() {
     );
 
     let rounds = num("BENCH_COLD_ROUNDS", 20);
+    // BENCH_CHECKPOINT_FIRST=1: a CHECKPOINT of the primary before the first measurement
+    // (the load's dirty pages written, nothing vacuumed), to tell the two apart.
+    if std::env::var("BENCH_CHECKPOINT_FIRST").is_ok_and(|v| v == "1") {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&env("BENCH_SETTLE_URL")).await.unwrap();
+        let t0 = Instant::now();
+        sqlx::query("CHECKPOINT").execute(&mut conn).await.unwrap();
+        println!("CHECKPOINT before the first measurement took {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    println!("measuring right after seeding from {}", chrono::Utc::now().format("%H:%M:%S%.3f"));
     let (mut warm, mut cold, sample) = measure(&client, &base, &tenants, rounds).await;
+    // In the order measured: where the slow cold dashboards fall (a tenant's first ones,
+    // or a burst while something else ran on the machine).
+    let cold_series: Vec<f64> = cold.iter().map(|ms| (ms * 10.0).round() / 10.0).collect();
+    println!("measured until {}", chrono::Utc::now().format("%H:%M:%S%.3f"));
     // Then settled: what autovacuum and the checkpointer do within minutes of a bulk load
     // (the visibility map set, so index scans visit fewer heap pages; fresh statistics; the
     // load's dirty pages written), done at once with VACUUM (ANALYZE) and CHECKPOINT, and
@@ -156,6 +173,7 @@ async fn main() {
         "evidence": uploads,
         "seed_seconds": seeded,
         "settled": settled,
+        "cold_series_ms": cold_series,
         "sample_dashboard": {"workflows": sample["workflows"], "requirements_by_status": sample["requirements_by_status"],
             "coverage_percent": sample["coverage_percent"], "evidence_by_kind": sample["evidence_by_kind"]},
     });
