@@ -126,11 +126,8 @@ async fn main() {
     // BENCH_CHECKPOINT_FIRST=1: a CHECKPOINT of the primary before the first measurement
     // (the load's dirty pages written, nothing vacuumed), to tell the two apart.
     if std::env::var("BENCH_CHECKPOINT_FIRST").is_ok_and(|v| v == "1") {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&env("BENCH_SETTLE_URL")).await.unwrap();
-        let t0 = Instant::now();
-        sqlx::query("CHECKPOINT").execute(&mut conn).await.unwrap();
-        println!("CHECKPOINT before the first measurement took {:.1} s", t0.elapsed().as_secs_f64());
+        let seconds = on_primary(&env("BENCH_SETTLE_URL"), &["CHECKPOINT"]).await;
+        println!("CHECKPOINT before the first measurement took {seconds:.1} s");
     }
     println!("measuring right after seeding from {}", chrono::Utc::now().format("%H:%M:%S%.3f"));
     let (mut warm, mut cold, sample) = measure(&client, &base, &tenants, rounds).await;
@@ -144,13 +141,8 @@ async fn main() {
     // measured again. Both are reported.
     let settled = match (std::env::var("BENCH_SETTLE_URL").ok(), skip_seed) {
         (Some(url), false) => {
-            use sqlx::Connection;
-            let t0 = Instant::now();
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query("VACUUM (ANALYZE)").execute(&mut conn).await.unwrap();
             // And the checkpoint the load's dirty pages would otherwise get while measured.
-            sqlx::query("CHECKPOINT").execute(&mut conn).await.unwrap();
-            let vacuum_seconds = t0.elapsed().as_secs_f64();
+            let vacuum_seconds = on_primary(&url, &["VACUUM (ANALYZE)", "CHECKPOINT"]).await;
             println!("settled: VACUUM (ANALYZE) and CHECKPOINT of the primary took {vacuum_seconds:.1} s");
             let (mut warm, mut cold, _) = measure(&client, &base, &tenants, rounds).await;
             json!({"vacuum_analyze_checkpoint_seconds": vacuum_seconds, "warm_p50_ms": pct(&mut warm, 0.50), "warm_p99_ms": pct(&mut warm, 0.99),
@@ -180,6 +172,17 @@ async fn main() {
     std::fs::create_dir_all("target/bench").unwrap();
     std::fs::write("target/bench/dashboard.json", serde_json::to_string_pretty(&out).unwrap()).unwrap();
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
+
+/// Runs `statements` on the primary as its superuser (`url`); returns the seconds taken.
+async fn on_primary(url: &str, statements: &[&str]) -> f64 {
+    use sqlx::Connection;
+    let t0 = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    for s in statements {
+        sqlx::query(s).execute(&mut conn).await.unwrap();
+    }
+    t0.elapsed().as_secs_f64()
 }
 
 /// `rounds` cold dashboards per tenant, each right after a compliance event, and ten warm

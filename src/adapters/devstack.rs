@@ -82,8 +82,8 @@ impl Cluster {
     /// maps: this project's VMs page out those not read for a minute (DAMON), PostgreSQL's
     /// mapped buffers are kept. With the default 128 MB, after a bulk load a tenant's first
     /// cold dashboard took up to 1 s instead of ~60 ms, as if it read its packs from disk;
-    /// with 512 MB, 51-90 ms but one (#14, `make bench-dashboard`). The audit cluster is appended to and read near its head:
-    /// PostgreSQL's default.
+    /// with 512 MB, 51-98 ms but one (#14, `make bench-dashboard`). The audit cluster is
+    /// appended to and read near its head: PostgreSQL's default.
     fn shared_buffers(self) -> &'static str {
         match self {
             Cluster::Primary => "512MB",
