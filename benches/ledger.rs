@@ -1,6 +1,8 @@
 //! `make bench-ledger`: the ledger's append throughput and latency against plain INSERTs
-//! on the same audit cluster in the same run (in turns, `BENCH_ROUNDS`), how busy the
-//! machine's cores were during each arm, and offline verification speed.
+//! on the same audit cluster in the same run (in turns, `BENCH_ROUNDS`), at 8 writers, at
+//! 128 appends in flight and with full batches of 128 entries (the appender's ceiling at
+//! that batch size), how busy the machine's cores were during each arm, and offline
+//! verification speed.
 //!
 //! Needs the audit cluster's URLs in the environment (scripts/bench-ledger.sh provides a
 //! private cluster). Writes target/bench/ledger.json.
@@ -25,6 +27,10 @@ use support::{env, histogram};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WRITERS: usize = 8;
+
+/// The entries of each append of the full-batch arm: as many as the 128-in-flight arm
+/// (8 writers x 16) can put in one batch at most.
+const FULL_BATCH: usize = WRITERS * 16;
 
 fn seconds() -> Duration {
     Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15))
@@ -137,33 +143,39 @@ async fn plain_inserts(d: Duration) -> (Vec<f64>, Duration) {
     (all, start.elapsed())
 }
 
-/// One turn of appends through the group-commit appender, `in_flight` per writer.
-async fn ledger_appends(d: Duration, in_flight: usize) -> (Vec<f64>, Duration) {
+/// One turn of appends through the group-commit appender by `callers` concurrent callers,
+/// each append carrying `per_append` entries (of one aggregate, numbered on): latencies
+/// of the appends (ms) and how long it ran.
+async fn ledger_appends(d: Duration, callers: usize, per_append: usize) -> (Vec<f64>, Duration) {
     // The service's own pool settings (no ping before each statement).
     let pool = governance_engine::app::pool(&env("AUMOS_GOVERNANCE_AUDIT_DB_URL"), 4, "bench ledger writer").await.unwrap();
     let (appender, handle) = Appender::start(pool, DEFAULT_BATCH_MAX_BYTES);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS * in_flight {
+    for w in 0..callers {
         let handle = handle.clone();
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut i) = (Vec::new(), 0u64);
             let tenant = uuid::Uuid::new_v4();
             let id = format!("bench-{}-{w}", uuid::Uuid::new_v4());
             while start.elapsed() < d {
-                i += 1;
-                let entry = NewEntry {
-                    tenant_id: tenant,
-                    aggregate_type: "Bench".into(),
-                    aggregate_id: id.clone(),
-                    aggregate_seq: i as i64,
-                    event_type: "Written".into(),
-                    event_version: "1".into(),
-                    payload: payload(i),
-                    metadata: EntryMetadata { actor: "bench".into(), request_id: Some("r".into()), ..Default::default() },
-                };
+                let entries: Vec<NewEntry> = (0..per_append)
+                    .map(|_| {
+                        i += 1;
+                        NewEntry {
+                            tenant_id: tenant,
+                            aggregate_type: "Bench".into(),
+                            aggregate_id: id.clone(),
+                            aggregate_seq: i as i64,
+                            event_type: "Written".into(),
+                            event_version: "1".into(),
+                            payload: payload(i),
+                            metadata: EntryMetadata { actor: "bench".into(), request_id: Some("r".into()), ..Default::default() },
+                        }
+                    })
+                    .collect();
                 let t = Instant::now();
-                handle.append(vec![entry]).await.expect("append");
+                handle.append(entries).await.expect("append");
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
             }
             lat
@@ -303,27 +315,30 @@ async fn main() {
     // The offline verifier first, on a quiet machine: it is an auditor's tool on their own
     // machine, not something that shares it with the database arms' flushing afterwards.
     let verify = verify_speed(entries);
-    // The three arms run side by side, in BENCH_ROUNDS turns each (default 3, 500 ms idle
+    // The four arms run side by side, in BENCH_ROUNDS turns each (default 3, 500 ms idle
     // before each turn), so that a drift of this machine's speed during the run moves all
-    // of them alike.
+    // of them alike. The fourth measures the appender's ceiling at the 128-in-flight arm's
+    // largest batch: one caller whose every append is a full batch of 128 entries, so each
+    // batch is as full as 128 in flight could ever make it and none waits to be joined.
     let rounds: u32 = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     eprintln!(
-        "plain single-row INSERTs ({WRITERS} writers) | ledger appends ({WRITERS} writers) | ledger appends ({WRITERS} writers x 16 in flight): \
-         {} s each, in {rounds} turns",
+        "plain single-row INSERTs ({WRITERS} writers) | ledger appends ({WRITERS} writers) | ledger appends ({WRITERS} writers x 16 in flight) | \
+         ledger appends of {FULL_BATCH} entries (1 caller): {} s each, in {rounds} turns",
         d.as_secs()
     );
     // The appender records each batch's commit time and size in the process's metrics.
     let metrics = || governance_engine::adapters::metrics::get().render();
     plain_table(true).await;
-    let mut arms: [Arm; 3] = Default::default();
+    let mut arms: [Arm; 4] = Default::default();
     for _ in 0..rounds {
         for (i, arm) in arms.iter_mut().enumerate() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let (w0, m0, t0) = (wal().await, metrics(), support::machine_ticks());
             let (lat, elapsed) = match i {
                 0 => plain_inserts(d / rounds).await,
-                1 => ledger_appends(d / rounds, 1).await,
-                _ => ledger_appends(d / rounds, 16).await,
+                1 => ledger_appends(d / rounds, WRITERS, 1).await,
+                2 => ledger_appends(d / rounds, WRITERS * 16, 1).await,
+                _ => ledger_appends(d / rounds, 1, FULL_BATCH).await,
             };
             let t1 = support::machine_ticks();
             arm.ticks = (arm.ticks.0 + t1.0 - t0.0, arm.ticks.1 + t1.1 - t0.1);
@@ -335,12 +350,19 @@ async fn main() {
     }
     plain_table(false).await;
     let machine_busy = serde_json::json!({"plain_insert": arms[0].machine_busy(), "ledger": arms[1].machine_busy(),
-        "ledger_128_in_flight": arms[2].machine_busy()});
-    let [plain, ledger, busy] = arms;
-    let (appends_8, appends_128) = (histogram::appends_over(&ledger.scrapes), histogram::appends_over(&busy.scrapes));
-    let (plain_wal, ledger_wal, busy_wal) = (plain.wal, ledger.wal, busy.wal);
-    let (plain, ledger, busy) =
-        (summarise(plain.lat, plain.elapsed), summarise(ledger.lat, ledger.elapsed), summarise(busy.lat, busy.elapsed));
+        "ledger_128_in_flight": arms[2].machine_busy(), "ledger_full_batches": arms[3].machine_busy()});
+    let [plain, ledger, busy, full] = arms;
+    let (appends_8, appends_128, appends_full) =
+        (histogram::appends_over(&ledger.scrapes), histogram::appends_over(&busy.scrapes), histogram::appends_over(&full.scrapes));
+    let (plain_wal, ledger_wal, busy_wal, full_wal) = (plain.wal, ledger.wal, busy.wal, full.wal);
+    let (plain, ledger, busy, full) = (
+        summarise(plain.lat, plain.elapsed),
+        summarise(ledger.lat, ledger.elapsed),
+        summarise(busy.lat, busy.elapsed),
+        summarise(full.lat, full.elapsed),
+    );
+    // The full-batch arm's latencies are of appends of FULL_BATCH entries each.
+    let full_entries_per_s = full.per_s * FULL_BATCH as f64;
     let report = serde_json::json!({
         "ledger_events_per_s": ledger.per_s.round(),
         "ledger_p50_ms": (ledger.p50_ms * 1000.0).round() / 1000.0,
@@ -353,17 +375,23 @@ async fn main() {
         "ledger_128_in_flight_p50_ms": (busy.p50_ms * 1000.0).round() / 1000.0,
         "ledger_128_in_flight_p99_ms": (busy.p99_ms * 1000.0).round() / 1000.0,
         "ratio_128_in_flight": (busy.per_s / plain.per_s * 100.0).round() / 100.0,
+        "ledger_full_batches_events_per_s": full_entries_per_s.round(),
+        "ledger_full_batches_append_p50_ms": (full.p50_ms * 1000.0).round() / 1000.0,
+        "ledger_full_batches_append_p99_ms": (full.p99_ms * 1000.0).round() / 1000.0,
+        "ratio_full_batches": (full_entries_per_s / plain.per_s * 100.0).round() / 100.0,
         "wal": {"plain_insert": wal_per_row(plain_wal, plain.count), "ledger": wal_per_row(ledger_wal, ledger.count),
-            "ledger_128_in_flight": wal_per_row(busy_wal, busy.count)},
+            "ledger_128_in_flight": wal_per_row(busy_wal, busy.count), "ledger_full_batches": wal_per_row(full_wal, full.count * FULL_BATCH)},
         "machine_busy": machine_busy,
         "ledger_batches": appends_8,
         "ledger_128_in_flight_batches": appends_128,
+        "ledger_full_batches_batches": appends_full,
+        "full_batch_entries": FULL_BATCH,
         "verify_entries_per_s": verify.round(),
         "writers": WRITERS,
         "seconds_per_arm": d.as_secs(),
         "rounds_per_arm": rounds,
         "payload_bytes": payload(1).len(),
-        "appended": ledger.count + busy.count,
+        "appended": ledger.count + busy.count + full.count * FULL_BATCH,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
@@ -384,8 +412,16 @@ async fn main() {
         busy.p99_ms,
         busy.per_s / plain.per_s
     );
+    println!(
+        "  ledger, full batches  {:>6.0} entries/s (appends of {FULL_BATCH}: p50 {:>6.3} ms  p99 {:>6.3} ms)  ratio {:.2}x",
+        full_entries_per_s,
+        full.p50_ms,
+        full.p99_ms,
+        full_entries_per_s / plain.per_s
+    );
     println!("  batches, 8 writers:     {}", report["ledger_batches"]);
     println!("  batches, 128 in flight: {}", report["ledger_128_in_flight_batches"]);
+    println!("  batches, full:          {}", report["ledger_full_batches_batches"]);
     println!("  WAL per row:            {}", report["wal"]);
     println!("  machine busy (of its cores, per arm): {}", report["machine_busy"]);
     println!("  offline verify    {verify:>9.0} entries/s");
