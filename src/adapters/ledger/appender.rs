@@ -11,14 +11,13 @@
 //! 2,570). Each batch then takes three round trips instead of one, and samples of
 //! pg_stat_activity found the second batch mostly waiting on the first's lock.
 //!
-//! Fuller batches were measured and left out too (session 30). One caller appending full
-//! batches of 128 entries gets ~1.3x the entries/s of 128 appends in flight, whose batches
-//! hold ~82 entries (`make bench-ledger`: 24,071 against 18,736 in one run). Yielding
-//! again while each yield brought more requests made those batches ~126 entries, but not
-//! faster: each took longer in proportion (20,124 and 20,788 entries/s against 21,632 and
-//! 17,172, ABBA).
-//! Running the appender on a runtime of its own, away from its callers, gave no gain
-//! beyond the noise either (25,560 and 22,370 against 24,031 and 18,212).
+//! Two more were measured and left out (session 30). At 128 appends in flight, batches
+//! hold ~82 entries, and one caller appending full batches of 128 gets ~1.3x the
+//! entries/s (`make bench-ledger`: 24,071 against 18,736 in one run). Yielding again while
+//! each yield brought more requests filled those batches to ~126 entries, but not faster:
+//! each took longer in proportion (20,124 and 20,788 entries/s against 21,632 and 17,172,
+//! ABBA). Running the appender on a runtime of its own, away from its callers, gave no
+//! gain beyond the noise (25,560 and 22,370 against 24,031 and 18,212).
 
 use std::time::Duration;
 
